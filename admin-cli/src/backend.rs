@@ -1,0 +1,28 @@
+use serde_json::Value;
+
+/// What `ayushctl` can ask of Ayush, whether through the data directory or the HTTP API. Both
+/// sides answer with the same JSON shapes the API documents.
+pub trait Backend {
+    fn create_user(
+        &self,
+        name: &str,
+        role: &str,
+        display_name: &str,
+        password: Option<String>,
+    ) -> Result<Value, String>;
+    fn list_users(&self) -> Result<Value, String>;
+    fn show_user(&self, name: &str) -> Result<Value, String>;
+    fn set_disabled(&self, name: &str, disabled: bool) -> Result<Value, String>;
+    fn set_role(&self, name: &str, role: &str) -> Result<Value, String>;
+    fn reset_password(&self, name: &str, password: String) -> Result<(), String>;
+    fn create_group(&self, name: &str, description: &str) -> Result<Value, String>;
+    fn list_groups(&self) -> Result<Value, String>;
+    fn show_group(&self, name: &str) -> Result<Value, String>;
+    fn delete_group(&self, name: &str) -> Result<(), String>;
+    fn add_member(&self, group: &str, user: &str) -> Result<(), String>;
+    fn remove_member(&self, group: &str, user: &str) -> Result<(), String>;
+    /// Commands that only make sense on the data directory.
+    fn local(&self) -> Option<&crate::local::Local> {
+        None
+    }
+}

@@ -1,0 +1,171 @@
+//! `--local`: the data directory opened directly, through the same functions the server uses.
+//! Every change is audited with the operating-system user as the actor.
+
+use crate::backend::Backend;
+use ayush_server::audit::Actor;
+use ayush_server::auth::{Role, groups, password, tokens, users};
+use ayush_server::clock::{Clock, SystemClock};
+use ayush_server::config::{Config, Overrides};
+use ayush_server::error::AppError;
+use ayush_server::store::Store;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+pub struct Local {
+    store: Store,
+    config: Config,
+    actor: Actor,
+}
+
+fn err(e: AppError) -> String {
+    e.message
+}
+
+fn to_json(v: impl serde::Serialize) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+impl Local {
+    pub fn open(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Local, String> {
+        let file = Config::locate(config.as_deref());
+        let overrides = Overrides { data_dir, ..Default::default() };
+        let config =
+            Config::load(file.as_deref(), std::env::vars(), &overrides).map_err(|e| e.to_string())?;
+        let store = Store::open(&config.database, &config.server.data_dir).map_err(|e| e.to_string())?;
+        Ok(Local { store, config, actor: Actor::local_cli() })
+    }
+
+    fn now(&self) -> i64 {
+        SystemClock.now()
+    }
+
+    fn hash(&self, username: &str, pw: &str) -> Result<String, String> {
+        password::check_policy(pw, username, self.config.auth.password_min_length).map_err(err)?;
+        password::hash(pw).map_err(err)
+    }
+
+    pub fn create_token(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
+        let now = self.now();
+        let expires = expires_days.map(|d| now + i64::from(d) * 86_400);
+        let (token, secret) = self
+            .store
+            .run_blocking(|c| tokens::create(c, now, &self.actor, user, name, expires))
+            .map_err(err)?;
+        Ok(json!({"token": to_json(token)?, "secret": secret}))
+    }
+
+    pub fn list_tokens(&self, user: Option<&str>) -> Result<Value, String> {
+        let rows = self.store.run_blocking(|c| tokens::list(c, user)).map_err(err)?;
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .map(|(t, username)| {
+                let mut v = to_json(t)?;
+                v["user"] = Value::String(username);
+                Ok(v)
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Value::Array(rows))
+    }
+
+    pub fn revoke_token(&self, id: i64) -> Result<(), String> {
+        self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
+    }
+}
+
+impl Backend for Local {
+    fn create_user(
+        &self,
+        name: &str,
+        role: &str,
+        display_name: &str,
+        pw: Option<String>,
+    ) -> Result<Value, String> {
+        let role: Role = role.parse()?;
+        users::validate_username(name).map_err(err)?;
+        let hash = pw.map(|pw| self.hash(name, &pw)).transpose()?;
+        let new = users::NewUser { username: name, display_name, role, password_hash: hash.as_deref() };
+        let user =
+            self.store.run_blocking(|c| users::create(c, self.now(), &self.actor, &new)).map_err(err)?;
+        to_json(user)
+    }
+
+    fn list_users(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(users::list).map_err(err)?)
+    }
+
+    fn show_user(&self, name: &str) -> Result<Value, String> {
+        let (user, groups) = self
+            .store
+            .run_blocking(|c| {
+                let u = users::get(c, name)?;
+                let g = groups::of_user(c, u.id)?;
+                Ok((u, g))
+            })
+            .map_err(err)?;
+        Ok(json!({"user": to_json(user)?, "groups": groups}))
+    }
+
+    fn set_disabled(&self, name: &str, disabled: bool) -> Result<Value, String> {
+        to_json(
+            self.store
+                .run_blocking(|c| users::set_disabled(c, self.now(), &self.actor, name, disabled))
+                .map_err(err)?,
+        )
+    }
+
+    fn set_role(&self, name: &str, role: &str) -> Result<Value, String> {
+        let role: Role = role.parse()?;
+        to_json(
+            self.store
+                .run_blocking(|c| users::set_role(c, self.now(), &self.actor, name, role))
+                .map_err(err)?,
+        )
+    }
+
+    fn reset_password(&self, name: &str, pw: String) -> Result<(), String> {
+        let hash = self.hash(name, &pw)?;
+        self.store.run_blocking(|c| users::set_password(c, self.now(), &self.actor, name, &hash)).map_err(err)
+    }
+
+    fn create_group(&self, name: &str, description: &str) -> Result<Value, String> {
+        to_json(
+            self.store
+                .run_blocking(|c| groups::create(c, self.now(), &self.actor, name, description))
+                .map_err(err)?,
+        )
+    }
+
+    fn list_groups(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(groups::list).map_err(err)?)
+    }
+
+    fn show_group(&self, name: &str) -> Result<Value, String> {
+        let (group, members) = self
+            .store
+            .run_blocking(|c| {
+                let g = groups::get(c, name)?;
+                let m = groups::members(c, &g)?;
+                Ok((g, m))
+            })
+            .map_err(err)?;
+        Ok(json!({"group": to_json(group)?, "members": to_json(members)?}))
+    }
+
+    fn delete_group(&self, name: &str) -> Result<(), String> {
+        self.store.run_blocking(|c| groups::delete(c, self.now(), &self.actor, name)).map_err(err)
+    }
+
+    fn add_member(&self, group: &str, user: &str) -> Result<(), String> {
+        self.store.run_blocking(|c| groups::add_member(c, self.now(), &self.actor, group, user)).map_err(err)
+    }
+
+    fn remove_member(&self, group: &str, user: &str) -> Result<(), String> {
+        self.store
+            .run_blocking(|c| groups::remove_member(c, self.now(), &self.actor, group, user))
+            .map_err(err)
+    }
+
+    fn local(&self) -> Option<&Local> {
+        Some(self)
+    }
+}

@@ -1,0 +1,281 @@
+//! `ayushctl`: the IT admin's tool. `--local` works on the data directory directly (bootstrap
+//! and recovery, server up or down); otherwise it talks to a running server with an admin API
+//! token.
+
+mod backend;
+mod local;
+mod output;
+mod remote;
+
+use backend::Backend;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use output::Output;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ayushctl", version, about = "Administer an Ayush server")]
+struct Cli {
+    #[command(flatten)]
+    target: Target,
+    /// How to print results.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Target {
+    /// Work on the data directory directly instead of a running server.
+    #[arg(long, global = true)]
+    local: bool,
+    /// Config file to read in --local mode (default: /etc/ayush/ayush.toml, else ./ayush.toml).
+    #[arg(long, global = true, value_name = "FILE", requires = "local")]
+    config: Option<PathBuf>,
+    /// Data directory in --local mode (overrides the config).
+    #[arg(long, global = true, value_name = "DIR", requires = "local")]
+    data_dir: Option<PathBuf>,
+    /// The server's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "AYUSH_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// An admin API token (make one with `ayushctl --local token create --user NAME`).
+    #[arg(long, global = true, env = "AYUSH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage groups and their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Manage API tokens (--local only).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    User,
+    Admin,
+    Auditor,
+}
+
+impl RoleArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleArg::User => "user",
+            RoleArg::Admin => "admin",
+            RoleArg::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Args)]
+struct PasswordSource {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        /// Create the account without a local password (it signs in through SSO, or gets one later).
+        #[arg(long, conflicts_with = "password_stdin")]
+        no_password: bool,
+    },
+    /// List users.
+    List,
+    /// Show one user and their groups.
+    Show { name: String },
+    /// Disable a user; their sessions and API tokens stop working at once.
+    Disable { name: String },
+    /// Enable a disabled user.
+    Enable { name: String },
+    /// Set a user's role.
+    SetRole {
+        name: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Set a new password; the user's sessions end.
+    ResetPassword {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List groups.
+    List,
+    /// Show a group and its members.
+    Show { name: String },
+    /// Delete a group (its members stay).
+    Delete { name: String },
+    /// Add a user to a group.
+    AddMember { group: String, user: String },
+    /// Remove a user from a group.
+    RemoveMember { group: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user; the token is printed once.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "ayushctl")]
+        name: String,
+        /// Days until the token expires (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List API tokens.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke an API token by id.
+    Revoke { id: i64 },
+}
+
+fn read_password(source: &PasswordSource, what: &str) -> Result<String, String> {
+    if source.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read standard input: {e}"))?;
+        let pw = line.trim_end_matches(['\n', '\r']).to_string();
+        if pw.is_empty() {
+            return Err("no password on standard input".into());
+        }
+        return Ok(pw);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("standard input is not a terminal: pass --password-stdin and pipe the password in".into());
+    }
+    let first = rpassword::prompt_password(format!("{what}: ")).map_err(|e| e.to_string())?;
+    let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+    if first != again {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "ayushctl", &mut std::io::stdout());
+        return Ok(());
+    }
+    let t = cli.target;
+    let backend: Box<dyn Backend> = if t.local {
+        Box::new(local::Local::open(t.config, t.data_dir)?)
+    } else {
+        let token = t.token.ok_or("set AYUSH_TOKEN (or --token) to an admin API token, or use --local")?;
+        Box::new(remote::Remote::new(&t.url, token)?)
+    };
+    let out = cli.output;
+    match cli.command {
+        Command::User(cmd) => match cmd {
+            UserCommand::Create { name, role, display_name, password, no_password } => {
+                let pw = if no_password { None } else { Some(read_password(&password, "Password")?) };
+                out.object(&backend.create_user(&name, role.as_str(), &display_name, pw)?)
+            }
+            UserCommand::List => out.list(&backend.list_users()?, output::USER_COLUMNS),
+            UserCommand::Show { name } => out.object(&backend.show_user(&name)?),
+            UserCommand::Disable { name } => out.object(&backend.set_disabled(&name, true)?),
+            UserCommand::Enable { name } => out.object(&backend.set_disabled(&name, false)?),
+            UserCommand::SetRole { name, role } => out.object(&backend.set_role(&name, role.as_str())?),
+            UserCommand::ResetPassword { name, password } => {
+                let pw = read_password(&password, "New password")?;
+                backend.reset_password(&name, pw)?;
+                out.done(&format!("password of {name} changed; their sessions were ended"))
+            }
+        },
+        Command::Group(cmd) => match cmd {
+            GroupCommand::Create { name, description } => {
+                out.object(&backend.create_group(&name, &description)?)
+            }
+            GroupCommand::List => out.list(&backend.list_groups()?, output::GROUP_COLUMNS),
+            GroupCommand::Show { name } => out.object(&backend.show_group(&name)?),
+            GroupCommand::Delete { name } => {
+                backend.delete_group(&name)?;
+                out.done(&format!("group {name} deleted"))
+            }
+            GroupCommand::AddMember { group, user } => {
+                backend.add_member(&group, &user)?;
+                out.done(&format!("{user} is a member of {group}"))
+            }
+            GroupCommand::RemoveMember { group, user } => {
+                backend.remove_member(&group, &user)?;
+                out.done(&format!("{user} removed from {group}"))
+            }
+        },
+        Command::Token(cmd) => {
+            let local = backend.local().ok_or("token commands work on the data directory: add --local")?;
+            match cmd {
+                TokenCommand::Create { user, name, expires_days } => {
+                    out.object(&local.create_token(&user, &name, expires_days)?)
+                }
+                TokenCommand::List { user } => {
+                    out.list(&local.list_tokens(user.as_deref())?, output::TOKEN_COLUMNS)
+                }
+                TokenCommand::Revoke { id } => {
+                    local.revoke_token(id)?;
+                    out.done(&format!("token {id} revoked"))
+                }
+            }
+        }
+        Command::Completions { .. } => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ayushctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

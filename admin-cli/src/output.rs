@@ -1,0 +1,93 @@
+use clap::ValueEnum;
+use serde_json::Value;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+pub const USER_COLUMNS: &[&str] = &["id", "username", "display_name", "role", "disabled", "auth_source"];
+pub const GROUP_COLUMNS: &[&str] = &["id", "name", "members", "description"];
+pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items.iter().map(|i| cell(Some(i))).collect::<Vec<_>>().join(", "),
+        Some(other) => other.to_string(),
+    }
+}
+
+impl Output {
+    pub fn list(self, rows: &Value, columns: &[&str]) -> Result<(), String> {
+        if let Output::Json = self {
+            return print_json(rows);
+        }
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        let cells: Vec<Vec<String>> =
+            rows.iter().map(|r| columns.iter().map(|c| cell(r.get(*c))).collect()).collect();
+        let widths: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0))
+            .collect();
+        let line = |vals: Vec<String>| {
+            let padded: Vec<String> = vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+            println!("{}", padded.join("  ").trim_end());
+        };
+        line(columns.iter().map(|c| c.to_uppercase()).collect());
+        for row in cells {
+            line(row);
+        }
+        Ok(())
+    }
+
+    pub fn object(self, value: &Value) -> Result<(), String> {
+        if let Output::Json = self {
+            return print_json(value);
+        }
+        print_fields(value, "");
+        Ok(())
+    }
+
+    pub fn done(self, message: &str) -> Result<(), String> {
+        match self {
+            Output::Json => print_json(&serde_json::json!({"ok": true, "message": message})),
+            Output::Table => {
+                println!("{message}");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn print_fields(value: &Value, indent: &str) {
+    let Some(map) = value.as_object() else {
+        println!("{indent}{}", cell(Some(value)));
+        return;
+    };
+    for (k, v) in map {
+        match v {
+            Value::Object(_) => {
+                println!("{indent}{k}:");
+                print_fields(v, &format!("{indent}  "));
+            }
+            Value::Array(items) if items.iter().any(Value::is_object) => {
+                println!("{indent}{k}:");
+                for item in items {
+                    let name = item.get("username").or_else(|| item.get("name"));
+                    println!("{indent}  - {}", cell(name.or(Some(item))));
+                }
+            }
+            _ => println!("{indent}{k}: {}", cell(Some(v))),
+        }
+    }
+}
+
+fn print_json(v: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}

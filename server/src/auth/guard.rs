@@ -1,0 +1,162 @@
+//! The permission guard lives in the extractor's type: a handler that takes `Authed<AdminOnly>`
+//! cannot run for anyone but an enabled admin, and cannot forget to check.
+
+use super::users::User;
+use super::{Role, sessions, tokens};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::error::{AppError, ErrorKind};
+use crate::state::AppState;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+pub const SESSION_COOKIE: &str = "ayush_session";
+
+pub trait Policy {
+    fn allows(role: Role) -> bool;
+}
+
+/// Any signed-in, enabled user.
+pub struct AnyUser;
+/// Administrators.
+pub struct AdminOnly;
+/// Compliance officers (and nothing else by default).
+pub struct AuditorOnly;
+
+impl Policy for AnyUser {
+    fn allows(_: Role) -> bool {
+        true
+    }
+}
+impl Policy for AdminOnly {
+    fn allows(role: Role) -> bool {
+        role == Role::Admin
+    }
+}
+impl Policy for AuditorOnly {
+    fn allows(role: Role) -> bool {
+        role == Role::Auditor
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Via {
+    Session { token: String, csrf: String },
+    ApiToken { id: i64 },
+}
+
+pub struct Authed<P> {
+    pub user: User,
+    pub via: Via,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    _policy: PhantomData<P>,
+}
+
+impl<P> Authed<P> {
+    pub fn actor(&self) -> Actor {
+        let method = match self.via {
+            Via::Session { .. } => "session",
+            Via::ApiToken { .. } => "api_token",
+        };
+        Actor {
+            user_id: Some(self.user.id),
+            name: self.user.username.clone(),
+            method: Some(method.into()),
+            ip: Some(self.ip.clone()),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// The CSRF token HTML forms must echo (sessions only).
+    pub fn csrf(&self) -> &str {
+        match &self.via {
+            Via::Session { csrf, .. } => csrf,
+            Via::ApiToken { .. } => "",
+        }
+    }
+}
+
+/// The client's address: the socket peer, or `X-Forwarded-For` when the config says a trusted
+/// proxy sits in front.
+pub fn client_ip(req: &HttpRequest, trust_forwarded: bool) -> String {
+    if trust_forwarded && let Some(ip) = req.connection_info().realip_remote_addr() {
+        return ip.to_string();
+    }
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+pub fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect())
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+impl<P: Policy + 'static> FromRequest for Authed<P> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let bearer = bearer(req);
+        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+        let ua = user_agent(req);
+        let trust = state.as_ref().is_some_and(|s| s.config.server.trust_forwarded_for);
+        let ip = client_ip(req, trust);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| AppError::internal("app state missing"))?;
+            let now = state.clock.now();
+            let (user, via) = if let Some(secret) = bearer {
+                let found = state.store.run(move |c| tokens::resolve(c, now, &secret)).await?;
+                let (token, user) = found.ok_or_else(|| {
+                    AppError::new(ErrorKind::Unauthenticated, "the API token is invalid, expired or revoked")
+                })?;
+                (user, Via::ApiToken { id: token.id })
+            } else if let Some(token) = cookie {
+                let cfg = state.config.auth.clone();
+                let (t, ip2, ua2) = (token.clone(), ip.clone(), ua.clone());
+                let resolved = state
+                    .store
+                    .run(move |c| {
+                        let r = sessions::resolve(c, now, &cfg, &t)?;
+                        if let Err((why, Some(user_id))) = &r {
+                            let reason = match why {
+                                sessions::Refusal::IdleExpired => "idle_timeout",
+                                sessions::Refusal::AbsoluteExpired => "absolute_timeout",
+                                sessions::Refusal::UserDisabled => "user_disabled",
+                                sessions::Refusal::Unknown => "unknown",
+                            };
+                            let actor = Actor {
+                                user_id: Some(*user_id),
+                                name: format!("user#{user_id}"),
+                                method: Some("session".into()),
+                                ip: Some(ip2),
+                                user_agent: ua2,
+                            };
+                            audit::record(
+                                c,
+                                now,
+                                &Event::new(&actor, "auth.session_end", Outcome::Denied)
+                                    .details(serde_json::json!({"reason": reason})),
+                            )?;
+                        }
+                        Ok(r)
+                    })
+                    .await?;
+                let (session, user) = resolved.map_err(|_| AppError::unauthenticated())?;
+                (user, Via::Session { token, csrf: session.csrf_token })
+            } else {
+                return Err(AppError::unauthenticated());
+            };
+            if !P::allows(user.role) {
+                return Err(AppError::forbidden("your role does not allow this"));
+            }
+            Ok(Authed { user, via, ip, user_agent: ua, _policy: PhantomData })
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! Users, groups, roles, sessions, local passwords, API tokens and the permission guard.
+//! OIDC and LDAP join here.
+
+pub mod groups;
+pub mod guard;
+pub mod login;
+pub mod password;
+mod role;
+pub mod secret;
+pub mod sessions;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
+
+pub use role::Role;

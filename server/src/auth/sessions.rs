@@ -1,0 +1,125 @@
+//! Server-side sessions, so any replica can serve any request and a sign-out or a disabled
+//! account takes effect at once.
+
+use super::secret;
+use super::users::{User, UserRow};
+use crate::config::AuthConfig;
+use crate::error::AppResult;
+use crate::store::Conn;
+use crate::store::schema::{sessions, users};
+use crate::with_conn;
+use diesel::prelude::*;
+
+/// `last_seen_at` is written at most this often, so reads do not all become writes.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: i64,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+/// A new session: the cookie value goes to the browser and nowhere else.
+pub struct Issued {
+    pub token: String,
+    pub session: Session,
+}
+
+pub fn create(
+    conn: &mut Conn,
+    now: i64,
+    cfg: &AuthConfig,
+    user_id: i64,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> AppResult<Issued> {
+    let token = secret::random_token();
+    let session = Session {
+        id_hash: secret::digest(&token),
+        user_id,
+        csrf_token: secret::random_token(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + (cfg.session_absolute_timeout_mins as i64) * 60,
+    };
+    with_conn!(conn, |c| diesel::insert_into(sessions::table)
+        .values((
+            sessions::id_hash.eq(&session.id_hash),
+            sessions::user_id.eq(user_id),
+            sessions::csrf_token.eq(&session.csrf_token),
+            sessions::created_at.eq(now),
+            sessions::last_seen_at.eq(now),
+            sessions::expires_at.eq(session.expires_at),
+            sessions::ip.eq(ip),
+            sessions::user_agent.eq(user_agent.map(|ua| ua.chars().take(512).collect::<String>())),
+        ))
+        .execute(c))?;
+    Ok(Issued { token, session })
+}
+
+/// Why a presented session was refused; the caller audits expiries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unknown,
+    IdleExpired,
+    AbsoluteExpired,
+    UserDisabled,
+}
+
+/// The session and its user, if the token names a live session of an enabled user.
+/// Expired sessions are deleted as they are found.
+pub fn resolve(
+    conn: &mut Conn,
+    now: i64,
+    cfg: &AuthConfig,
+    token: &str,
+) -> AppResult<Result<(Session, User), (Refusal, Option<i64>)>> {
+    let hash = secret::digest(token);
+    let Some((session, row)) = with_conn!(&mut *conn, |c| (sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id_hash.eq(&hash))
+        .select((Session::as_select(), UserRow::as_select())))
+    .first(c)
+    .optional())?
+    else {
+        return Ok(Err((Refusal::Unknown, None)));
+    };
+    let refusal = if row.disabled {
+        Some(Refusal::UserDisabled)
+    } else if now >= session.expires_at {
+        Some(Refusal::AbsoluteExpired)
+    } else if now - session.last_seen_at >= (cfg.session_idle_timeout_mins as i64) * 60 {
+        Some(Refusal::IdleExpired)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        delete(conn, token)?;
+        return Ok(Err((refusal, Some(row.id))));
+    }
+    if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+        with_conn!(&mut *conn, |c| diesel::update(sessions::table.find(&hash))
+            .set(sessions::last_seen_at.eq(now))
+            .execute(c))?;
+    }
+    Ok(Ok((session, User::try_from(row)?)))
+}
+
+pub fn delete(conn: &mut Conn, token: &str) -> AppResult<bool> {
+    let hash = secret::digest(token);
+    Ok(with_conn!(conn, |c| diesel::delete(sessions::table.find(&hash)).execute(c))? > 0)
+}
+
+pub fn count_for_user(conn: &mut Conn, user_id: i64) -> AppResult<i64> {
+    Ok(with_conn!(conn, |c| (sessions::table.filter(sessions::user_id.eq(user_id)).count()).get_result(c))?)
+}
+
+/// Removes sessions past their absolute expiry; run periodically.
+pub fn purge_expired(conn: &mut Conn, now: i64) -> AppResult<usize> {
+    Ok(with_conn!(conn, |c| diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(c))?)
+}

@@ -1,0 +1,77 @@
+//! Brute-force protection: after `lockout_max_failures` failed sign-ins for one account, or ten
+//! times that from one address, within `lockout_window_mins`, further attempts are refused until
+//! the window has passed. Failures are kept in the database so every replica sees them.
+
+use crate::config::AuthConfig;
+use crate::error::AppResult;
+use crate::store::Conn;
+use crate::store::schema::login_failures;
+use crate::with_conn;
+use diesel::prelude::*;
+
+/// One address may fail this many times more often than one account: a NAT or proxy puts many
+/// honest people behind one address.
+const IP_FACTOR: i64 = 10;
+
+/// `Some(seconds until attempts are allowed again)` when locked out.
+pub fn locked_for(
+    conn: &mut Conn,
+    now: i64,
+    cfg: &AuthConfig,
+    username: &str,
+    ip: &str,
+) -> AppResult<Option<u64>> {
+    let window = (cfg.lockout_window_mins as i64) * 60;
+    let since = now - window;
+    let max = i64::from(cfg.lockout_max_failures);
+    for (limit, by_account) in [(max, true), (max * IP_FACTOR, false)] {
+        let recent = login_failures::table.filter(login_failures::at.gt(since));
+        let times: Vec<i64> = if by_account {
+            with_conn!(&mut *conn, |c| (recent
+                .filter(login_failures::username.eq(username))
+                .select(login_failures::at))
+            .order(login_failures::at.desc())
+            .limit(limit)
+            .load(c))?
+        } else {
+            with_conn!(&mut *conn, |c| (recent.filter(login_failures::ip.eq(ip)).select(login_failures::at))
+                .order(login_failures::at.desc())
+                .limit(limit)
+                .load(c))?
+        };
+        if times.len() as i64 >= limit {
+            // Allowed again once the oldest of the last `limit` failures leaves the window.
+            let oldest = times.last().copied().unwrap_or(now);
+            return Ok(Some((oldest + window - now).max(1) as u64));
+        }
+    }
+    Ok(None)
+}
+
+pub fn record_failure(conn: &mut Conn, now: i64, username: &str, ip: &str) -> AppResult<()> {
+    let username: String = username.chars().take(128).collect();
+    with_conn!(conn, |c| diesel::insert_into(login_failures::table)
+        .values((
+            login_failures::username.eq(username),
+            login_failures::ip.eq(ip),
+            login_failures::at.eq(now)
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// A successful sign-in clears the account's failures (not the address's).
+pub fn clear_account(conn: &mut Conn, username: &str) -> AppResult<()> {
+    with_conn!(conn, |c| diesel::delete(
+        login_failures::table.filter(login_failures::username.eq(username))
+    )
+    .execute(c))?;
+    Ok(())
+}
+
+/// Drops failures older than the window; run periodically.
+pub fn purge(conn: &mut Conn, now: i64, cfg: &AuthConfig) -> AppResult<usize> {
+    let since = now - (cfg.lockout_window_mins as i64) * 60;
+    Ok(with_conn!(conn, |c| diesel::delete(login_failures::table.filter(login_failures::at.le(since)))
+        .execute(c))?)
+}

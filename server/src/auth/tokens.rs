@@ -1,0 +1,120 @@
+//! API tokens for scripts and `ayushctl` in remote mode. Shown once at creation; only a SHA-256
+//! of each is stored.
+
+use super::secret;
+use super::users::{self, User, UserRow};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::error::{AppError, AppResult};
+use crate::store::Conn;
+use crate::store::schema::{api_tokens, users as users_t};
+use crate::with_conn;
+use diesel::prelude::*;
+use serde::Serialize;
+
+pub const PREFIX: &str = "ayush_";
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiToken {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+}
+
+/// Creates a token for `username`; returns the secret, which is never shown again.
+pub fn create(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    username: &str,
+    name: &str,
+    expires_at: Option<i64>,
+) -> AppResult<(ApiToken, String)> {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::validation("token name must be 1 to 64 characters"));
+    }
+    let secret = format!("{PREFIX}{}", secret::random_token());
+    let shown_prefix: String = secret.chars().take(PREFIX.len() + 6).collect();
+    conn.transaction(|conn| {
+        let user = users::get(conn, username)?;
+        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(api_tokens::table)
+            .values((
+                api_tokens::user_id.eq(user.id),
+                api_tokens::name.eq(name),
+                api_tokens::token_hash.eq(secret::digest(&secret)),
+                api_tokens::prefix.eq(&shown_prefix),
+                api_tokens::created_at.eq(now),
+                api_tokens::expires_at.eq(expires_at),
+            ))
+            .returning(api_tokens::id)
+            .get_result(c))?;
+        audit::record(
+            conn,
+            now,
+            &Event::new(actor, "token.create", Outcome::Success)
+                .target("api_token", id)
+                .details(serde_json::json!({"user": username, "name": name})),
+        )?;
+        let token =
+            with_conn!(conn, |c| (api_tokens::table.find(id).select(ApiToken::as_select())).first(c))?;
+        Ok((token, secret.clone()))
+    })
+}
+
+/// The token and its (enabled) user, if `secret` is a live token.
+pub fn resolve(conn: &mut Conn, now: i64, secret: &str) -> AppResult<Option<(ApiToken, User)>> {
+    if !secret.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    let Some((token, row)) = with_conn!(&mut *conn, |c| (api_tokens::table
+        .inner_join(users_t::table)
+        .filter(api_tokens::token_hash.eq(secret::digest(secret)))
+        .select((ApiToken::as_select(), UserRow::as_select())))
+    .first(c)
+    .optional())?
+    else {
+        return Ok(None);
+    };
+    if token.revoked || row.disabled || token.expires_at.is_some_and(|e| now >= e) {
+        return Ok(None);
+    }
+    if token.last_used_at.is_none_or(|t| now - t >= 60) {
+        with_conn!(&mut *conn, |c| diesel::update(api_tokens::table.find(token.id))
+            .set(api_tokens::last_used_at.eq(now))
+            .execute(c))?;
+    }
+    Ok(Some((token, User::try_from(row)?)))
+}
+
+pub fn list(conn: &mut Conn, username: Option<&str>) -> AppResult<Vec<(ApiToken, String)>> {
+    let name = username.map(str::to_string);
+    Ok(with_conn!(conn, |c| {
+        let all = api_tokens::table
+            .inner_join(users_t::table)
+            .order(api_tokens::id.asc())
+            .select((ApiToken::as_select(), users_t::username));
+        match &name {
+            Some(name) => all.filter(users_t::username.eq(name)).load(c),
+            None => all.load(c),
+        }
+    })?)
+}
+
+pub fn revoke(conn: &mut Conn, now: i64, actor: &Actor, id: i64) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let n = with_conn!(&mut *conn, |c| diesel::update(api_tokens::table.find(id))
+            .set(api_tokens::revoked.eq(true))
+            .execute(c))?;
+        if n == 0 {
+            return Err(AppError::not_found(format!("no API token with id {id}")));
+        }
+        audit::record(conn, now, &Event::new(actor, "token.revoke", Outcome::Success).target("api_token", id))
+    })
+}

@@ -1,0 +1,379 @@
+//! `Config`: the shipped TOML file, overridden by `AYUSH_*` environment variables, overridden by
+//! command-line flags. Every key is documented in `packaging/ayush.toml`, which a test parses.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where `ayush` looks for its config when `--config` is not given, in order.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["/etc/ayush/ayush.toml", "ayush.toml"];
+
+/// Environment variables that name a key directly, besides the generic `AYUSH_SECTION__KEY`.
+const ENV_ALIASES: [(&str, &str); 3] = [
+    ("AYUSH_LISTEN", "server.listen"),
+    ("AYUSH_DATA_DIR", "server.data_dir"),
+    ("AYUSH_DATABASE_URL", "database.url"),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub theme: ThemeConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            workers: 0,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: String::new(), pool_size: 8, ca_file: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub password_min_length: usize,
+    pub session_idle_timeout_mins: u64,
+    pub session_absolute_timeout_mins: u64,
+    pub lockout_max_failures: u32,
+    pub lockout_window_mins: u64,
+    pub cookie_secure: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            password_min_length: 12,
+            session_idle_timeout_mins: 480,
+            session_absolute_timeout_mins: 1440,
+            lockout_max_failures: 10,
+            lockout_window_mins: 10,
+            cookie_secure: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThemeConfig {
+    pub product_name: String,
+    pub primary_color: String,
+    pub accent_color: String,
+    pub logo_file: Option<PathBuf>,
+}
+
+impl Default for ThemeConfig {
+    fn default() -> Self {
+        ThemeConfig {
+            product_name: "Ayush".into(),
+            primary_color: "#3b5bdb".into(),
+            accent_color: "#0ca678".into(),
+            logo_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Command-line values that win over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The config file to read: the one named, else the first default path that exists.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+        }
+    }
+
+    /// Loads file < environment < flags, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let (mut value, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                (parse_table(&text, &path.display().to_string())?, path.display().to_string())
+            }
+            None => (toml::Table::new(), "(built-in defaults)".to_string()),
+        };
+        apply_env(&mut value, env)?;
+        let mut config: Config = Config::deserialize(toml::Value::Table(value))
+            .map_err(|e| ConfigError::Parse { path: origin, message: e.message().to_string() })?;
+        if let Some(listen) = &overrides.listen {
+            config.server.listen = listen.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!("server.listen = {:?} is not an address:port", self.server.listen));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls.cert and tls.key must be set together".into());
+        }
+        let url = &self.database.url;
+        if !(url.is_empty()
+            || url.starts_with("sqlite://")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return bad(
+                "database.url must be empty (SQLite in the data dir), sqlite://PATH or postgres://…".into()
+            );
+        }
+        if self.database.pool_size == 0 {
+            return bad("database.pool_size must be at least 1".into());
+        }
+        let a = &self.auth;
+        if a.password_min_length < 8 {
+            return bad("auth.password_min_length must be at least 8".into());
+        }
+        if a.session_idle_timeout_mins == 0 || a.session_absolute_timeout_mins == 0 {
+            return bad("auth.session_*_timeout_mins must be at least 1".into());
+        }
+        if a.lockout_max_failures == 0 || a.lockout_window_mins == 0 {
+            return bad("auth.lockout_max_failures and auth.lockout_window_mins must be at least 1".into());
+        }
+        for (key, colour) in [
+            ("theme.primary_color", &self.theme.primary_color),
+            ("theme.accent_color", &self.theme.accent_color),
+        ] {
+            if !crate::theme::is_hex_colour(colour) {
+                return bad(format!("{key} = {colour:?} is not a #rgb or #rrggbb colour"));
+            }
+        }
+        if self.theme.product_name.trim().is_empty() || self.theme.product_name.len() > 60 {
+            return bad("theme.product_name must be 1 to 60 characters".into());
+        }
+        if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
+            return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, with secrets masked, for `ayush config check`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = mask_url_password(&shown.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.cert.is_some()
+    }
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.message().to_string() })
+}
+
+/// `AYUSH_SECTION__KEY=value` sets `section.key`; the value is read as TOML when it parses
+/// (numbers, booleans), else as a string. Unknown keys fail later, naming the variable's key.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, raw) in env {
+        let path = if let Some((_, key)) = ENV_ALIASES.iter().find(|(name, _)| *name == var) {
+            key.to_string()
+        } else if let Some(rest) = var.strip_prefix("AYUSH_").filter(|r| r.contains("__")) {
+            rest.to_ascii_lowercase().replace("__", ".")
+        } else {
+            continue;
+        };
+        let parts: Vec<&str> = path.split('.').collect();
+        let [section, key] = parts.as_slice() else {
+            return Err(ConfigError::Env { var, message: "expected AYUSH_SECTION__KEY".into() });
+        };
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let entry =
+            table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = entry.as_table_mut() else {
+            return Err(ConfigError::Env { var, message: format!("[{section}] is not a table") });
+        };
+        section_table.insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+pub fn mask_url_password(url: &str) -> String {
+    // scheme://user:password@host -> scheme://user:***@host
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((creds, host)) = rest.split_once('@') else { return url.to_string() };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../packaging/ayush.toml");
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn shipped_config_parses_to_the_defaults_and_documents_every_key() {
+        let parsed: Config = toml::from_str(SHIPPED).unwrap();
+        assert_eq!(parsed, Config::default());
+        let file: toml::Table = SHIPPED.parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in defaults {
+            let keys = keys.as_table().unwrap();
+            let in_file = file.get(&section).and_then(|v| v.as_table());
+            for key in keys.keys() {
+                let documented =
+                    in_file.is_some_and(|t| t.contains_key(key)) || SHIPPED.contains(&format!("# {key} ="));
+                assert!(documented, "{section}.{key} is not in packaging/ayush.toml");
+            }
+        }
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1000\"\n[auth]\npassword_min_length = 20\n")
+            .unwrap();
+        let c = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:1000");
+        assert_eq!(c.auth.password_min_length, 20);
+        let c = Config::load(
+            Some(&path),
+            env(&[("AYUSH_LISTEN", "127.0.0.1:2000"), ("AYUSH_AUTH__PASSWORD_MIN_LENGTH", "16")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:2000");
+        assert_eq!(c.auth.password_min_length, 16);
+        let flags = Overrides { listen: Some("127.0.0.1:3000".into()), data_dir: Some("/x".into()) };
+        let c = Config::load(Some(&path), env(&[("AYUSH_LISTEN", "127.0.0.1:2000")]), &flags).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:3000");
+        assert_eq!(c.server.data_dir, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<Config>("[server]\nlisen = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Config::load(None, env(&[("AYUSH_SERVER__LISEN", "x")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_clearly() {
+        let load = |k: &str, v: &str| Config::load(None, env(&[(k, v)]), &Overrides::default());
+        assert!(load("AYUSH_LISTEN", "nope").unwrap_err().to_string().contains("server.listen"));
+        assert!(
+            load("AYUSH_THEME__PRIMARY_COLOR", "red;}").unwrap_err().to_string().contains("primary_color")
+        );
+        assert!(load("AYUSH_DATABASE_URL", "mysql://x").unwrap_err().to_string().contains("database.url"));
+        assert!(load("AYUSH_AUTH__PASSWORD_MIN_LENGTH", "3").is_err());
+        assert!(load("AYUSH_AUTH__PASSWORD_MIN_LENGTH", "\"twelve\"").is_err());
+    }
+
+    #[test]
+    fn masks_database_password() {
+        assert_eq!(
+            mask_url_password("postgres://ayush:s3cret@db:5432/ayush"),
+            "postgres://ayush:***@db:5432/ayush"
+        );
+        let c =
+            Config::load(None, env(&[("AYUSH_DATABASE_URL", "postgres://a:pw@h/d")]), &Overrides::default())
+                .unwrap();
+        assert!(!c.to_masked_toml().contains("pw@"));
+    }
+}

@@ -1,0 +1,303 @@
+//! JSON API for the web UI, scripts and `ayushctl` in remote mode.
+
+use crate::auth::guard::{AdminOnly, AnyUser, Authed, SESSION_COOKIE, Via, client_ip, user_agent};
+use crate::auth::{Role, groups, login, password, users};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .route("/auth/login", web::post().to(login_json))
+            .route("/auth/logout", web::post().to(logout_json))
+            .route("/me", web::get().to(me))
+            .service(
+                web::scope("/admin")
+                    .route("/users", web::get().to(list_users))
+                    .route("/users", web::post().to(create_user))
+                    .route("/users/{username}", web::get().to(get_user))
+                    .route("/users/{username}", web::patch().to(update_user))
+                    .route("/users/{username}/password", web::post().to(reset_password))
+                    .route("/groups", web::get().to(list_groups))
+                    .route("/groups", web::post().to(create_group))
+                    .route("/groups/{name}", web::get().to(get_group))
+                    .route("/groups/{name}", web::delete().to(delete_group))
+                    .route("/groups/{name}/members/{username}", web::put().to(add_member))
+                    .route("/groups/{name}/members/{username}", web::delete().to(remove_member)),
+            )
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(AppError::not_found("no such API endpoint"))
+            })),
+    );
+}
+
+pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.is_tls() || state.config.auth.cookie_secure)
+        .finish()
+}
+
+pub fn removal_cookie(state: &AppState) -> Cookie<'static> {
+    let mut c = session_cookie(state, String::new());
+    c.make_removal();
+    c
+}
+
+/// Hashes off the async executor: argon2id is deliberately slow.
+pub async fn hash_password(pw: String) -> AppResult<String> {
+    tokio::task::spawn_blocking(move || password::hash(&pw)).await.map_err(AppError::internal)?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login_json(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let attempt = login::Attempt {
+        username: body.username,
+        password: body.password,
+        ip: client_ip(&req, state.config.server.trust_forwarded_for),
+        user_agent: user_agent(&req),
+        previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
+    };
+    let signed = login::sign_in(&state.store, &state.clock, &state.config.auth, attempt).await?;
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&state, signed.issued.token))
+        .json(serde_json::json!({"user": signed.user})))
+}
+
+async fn logout_json(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
+    if let Via::Session { token, .. } = &who.via {
+        login::sign_out(&state.store, &state.clock, who.actor(), token.clone()).await?;
+    }
+    Ok(HttpResponse::NoContent().cookie(removal_cookie(&state)).finish())
+}
+
+async fn me(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
+    let id = who.user.id;
+    let groups = state.store.run(move |c| groups::of_user(c, id)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"user": who.user, "groups": groups})))
+}
+
+async fn list_users(state: web::Data<AppState>, _: Authed<AdminOnly>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.store.run(users::list).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub role: Role,
+    #[serde(default)]
+    pub display_name: String,
+    pub password: Option<String>,
+}
+
+/// Shared by the JSON API and the admin page.
+pub async fn create_user_with(
+    state: &AppState,
+    actor: crate::audit::Actor,
+    body: CreateUser,
+) -> AppResult<users::User> {
+    users::validate_username(&body.username)?;
+    let hash = match body.password {
+        Some(pw) => {
+            password::check_policy(&pw, &body.username, state.config.auth.password_min_length)?;
+            Some(hash_password(pw).await?)
+        }
+        None => None,
+    };
+    let now = state.clock.now();
+    state
+        .store
+        .run(move |c| {
+            let new = users::NewUser {
+                username: &body.username,
+                display_name: &body.display_name,
+                role: body.role,
+                password_hash: hash.as_deref(),
+            };
+            users::create(c, now, &actor, &new)
+        })
+        .await
+}
+
+async fn create_user(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    body: web::Json<CreateUser>,
+) -> AppResult<HttpResponse> {
+    let user = create_user_with(&state, who.actor(), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+async fn get_user(
+    state: web::Data<AppState>,
+    _: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    let (user, groups) = state
+        .store
+        .run(move |c| {
+            let u = users::get(c, &name)?;
+            let g = groups::of_user(c, u.id)?;
+            Ok((u, g))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"user": user, "groups": groups})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    role: Option<Role>,
+    disabled: Option<bool>,
+    display_name: Option<String>,
+}
+
+async fn update_user(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+    body: web::Json<UpdateUser>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    let body = body.into_inner();
+    let (now, actor) = (state.clock.now(), who.actor());
+    let user = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let mut user = users::get(c, &name)?;
+                if let Some(display) = &body.display_name {
+                    user = users::set_display_name(c, now, &actor, &name, display)?;
+                }
+                if let Some(role) = body.role {
+                    user = users::set_role(c, now, &actor, &name, role)?;
+                }
+                if let Some(disabled) = body.disabled {
+                    user = users::set_disabled(c, now, &actor, &name, disabled)?;
+                }
+                Ok(user)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+pub async fn reset_password_with(
+    state: &AppState,
+    actor: crate::audit::Actor,
+    username: String,
+    pw: String,
+) -> AppResult<()> {
+    password::check_policy(&pw, &username, state.config.auth.password_min_length)?;
+    let hash = hash_password(pw).await?;
+    let now = state.clock.now();
+    state.store.run(move |c| users::set_password(c, now, &actor, &username, &hash)).await
+}
+
+async fn reset_password(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+    body: web::Json<PasswordBody>,
+) -> AppResult<HttpResponse> {
+    reset_password_with(&state, who.actor(), path.into_inner(), body.into_inner().password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_groups(state: web::Data<AppState>, _: Authed<AdminOnly>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.store.run(groups::list).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroup {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_group(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    body: web::Json<CreateGroup>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let (now, actor) = (state.clock.now(), who.actor());
+    let group =
+        state.store.run(move |c| groups::create(c, now, &actor, &body.name, &body.description)).await?;
+    Ok(HttpResponse::Created().json(group))
+}
+
+async fn get_group(
+    state: web::Data<AppState>,
+    _: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    let (group, members) = state
+        .store
+        .run(move |c| {
+            let g = groups::get(c, &name)?;
+            let m = groups::members(c, &g)?;
+            Ok((g, m))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"group": group, "members": members})))
+}
+
+async fn delete_group(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    let (now, actor) = (state.clock.now(), who.actor());
+    state.store.run(move |c| groups::delete(c, now, &actor, &name)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn add_member(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let (group, user) = path.into_inner();
+    let (now, actor) = (state.clock.now(), who.actor());
+    state.store.run(move |c| groups::add_member(c, now, &actor, &group, &user)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn remove_member(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let (group, user) = path.into_inner();
+    let (now, actor) = (state.clock.now(), who.actor());
+    state.store.run(move |c| groups::remove_member(c, now, &actor, &group, &user)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

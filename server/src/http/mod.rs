@@ -1,0 +1,70 @@
+//! actix-web adapters: `ui` (HTML pages), `api` (JSON for the UI and admin), health and metrics.
+//! Rules live in the capability modules; handlers here only translate.
+
+pub mod api;
+pub mod csrf;
+pub mod health;
+pub mod metrics;
+pub mod ui;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, web};
+
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                   object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Request bodies larger than this are refused before parsing.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The one app builder: `main` serves it, tests serve it.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(BODY_LIMIT)
+                .error_handler(|e, _| AppError::bad_request(format!("invalid JSON body: {e}")).into()),
+        )
+        .app_data(
+            web::FormConfig::default()
+                .limit(BODY_LIMIT)
+                .error_handler(|e, _| AppError::bad_request(format!("invalid form: {e}")).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| AppError::bad_request(format!("invalid path: {e}")).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| AppError::bad_request(format!("invalid query: {e}")).into()),
+        )
+        .wrap(from_fn(csrf::guard))
+        .wrap(
+            DefaultHeaders::new()
+                .add(("Content-Security-Policy", CSP))
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("Referrer-Policy", "same-origin"))
+                .add(("X-Frame-Options", "DENY")),
+        )
+        .wrap(from_fn(metrics::track))
+        .route("/livez", web::get().to(health::livez))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::endpoint))
+        .configure(crate::web::routes)
+        .configure(api::routes)
+        .configure(ui::routes)
+}

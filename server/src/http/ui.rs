@@ -1,0 +1,635 @@
+//! Server-rendered pages. Handlers adapt forms to the same auth and admin functions the JSON API
+//! uses; every form carries the session's CSRF token.
+
+use crate::auth::groups::{self, Group, GroupSummary};
+use crate::auth::guard::{AdminOnly, AnyUser, Authed, Policy, SESSION_COOKIE, Via, client_ip, user_agent};
+use crate::auth::users::{self, User};
+use crate::auth::{Role, login, secret};
+use crate::error::{AppError, ErrorKind};
+use crate::http::api::{self, CreateUser};
+use crate::state::AppState;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use serde::Deserialize;
+use std::future::Future;
+use std::pin::Pin;
+
+const LOGIN_CSRF_COOKIE: &str = "ayush_login_csrf";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home))
+        .route("/login", web::get().to(login_page))
+        .route("/login", web::post().to(login_submit))
+        .route("/logout", web::post().to(logout_submit))
+        .route("/admin/users", web::get().to(users_page))
+        .route("/admin/users", web::post().to(users_create))
+        .route("/admin/users/{username}/role", web::post().to(users_set_role))
+        .route("/admin/users/{username}/status", web::post().to(users_set_status))
+        .route("/admin/users/{username}/password", web::post().to(users_reset_password))
+        .route("/admin/groups", web::get().to(groups_page))
+        .route("/admin/groups", web::post().to(groups_create))
+        .route("/admin/groups/{name}", web::get().to(group_page))
+        .route("/admin/groups/{name}/members", web::post().to(group_add_member))
+        .route("/admin/groups/{name}/members/{username}/remove", web::post().to(group_remove_member));
+}
+
+pub struct Flash {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// What every page's frame needs: brand, who is signed in, the CSRF token, where we are.
+pub struct Chrome {
+    pub product: String,
+    pub user: Option<User>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub is_admin: bool,
+    pub flash: Option<Flash>,
+}
+
+impl Chrome {
+    fn for_user<P>(state: &AppState, who: &Authed<P>, section: &'static str, flash: Option<Flash>) -> Chrome {
+        Chrome {
+            product: state.theme.product_name.clone(),
+            user: Some(who.user.clone()),
+            csrf: who.csrf().to_string(),
+            section,
+            is_admin: who.user.role == Role::Admin,
+            flash,
+        }
+    }
+
+    fn anonymous(product: &str) -> Chrome {
+        Chrome {
+            product: product.to_string(),
+            user: None,
+            csrf: String::new(),
+            section: "",
+            is_admin: false,
+            flash: None,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    csrf: String,
+    next: String,
+    username: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    chrome: Chrome,
+    groups: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    users: Vec<User>,
+    roles: [&'static str; 3],
+    min_password: usize,
+}
+
+#[derive(Template)]
+#[template(path = "groups.html")]
+struct GroupsPage {
+    chrome: Chrome,
+    groups: Vec<GroupSummary>,
+}
+
+#[derive(Template)]
+#[template(path = "group.html")]
+struct GroupPage {
+    chrome: Chrome,
+    group: Group,
+    members: Vec<User>,
+    candidates: Vec<User>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    title: String,
+    message: String,
+}
+
+fn render(t: &impl Template, status: StatusCode) -> HttpResponse {
+    match t.render() {
+        Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
+        Err(e) => AppError::internal(format!("template: {e}")).error_response(),
+    }
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header(("Location", to.to_string())).finish()
+}
+
+/// An error on a page: sign-in problems go to the sign-in page, the rest render as HTML.
+#[derive(Debug)]
+pub struct UiError {
+    error: AppError,
+    product: String,
+    path: String,
+}
+
+impl std::fmt::Display for UiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl ResponseError for UiError {
+    fn status_code(&self) -> StatusCode {
+        self.error.kind.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.error.kind == ErrorKind::Unauthenticated {
+            let next = if self.path == "/" { String::new() } else { format!("?next={}", encode(&self.path)) };
+            return see_other(&format!("/login{next}"));
+        }
+        let title = match self.error.kind {
+            ErrorKind::Forbidden => "Not allowed",
+            ErrorKind::NotFound => "Not found",
+            _ => "Something went wrong",
+        };
+        let page = ErrorPage {
+            chrome: Chrome::anonymous(&self.product),
+            title: title.into(),
+            message: self.error.message.clone(),
+        };
+        render(&page, self.status_code())
+    }
+}
+
+fn ui_error(state: &AppState, path: &str) -> impl Fn(AppError) -> UiError {
+    let (product, path) = (state.theme.product_name.clone(), path.to_string());
+    move |error| UiError { error, product: product.clone(), path: path.clone() }
+}
+
+/// `Authed<P>` for pages: same guard, HTML-shaped failures.
+pub struct Page<P>(pub Authed<P>);
+
+impl<P: Policy + 'static> FromRequest for Page<P> {
+    type Error = UiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, UiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = Authed::<P>::from_request(req, payload);
+        let product =
+            req.app_data::<web::Data<AppState>>().map(|s| s.theme.product_name.clone()).unwrap_or_default();
+        let path = req.path().to_string();
+        Box::pin(async move { fut.await.map(Page).map_err(|error| UiError { error, product, path }) })
+    }
+}
+
+fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError> {
+    match &who.via {
+        Via::Session { csrf, .. } if secret::constant_time_eq(csrf, sent) => Ok(()),
+        _ => Err(AppError::new(ErrorKind::CrossSite, "the form has expired; reload the page and try again")),
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only same-site paths, so the sign-in page cannot be used to send people elsewhere.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
+}
+
+fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
+    let text = match query.done.as_deref()? {
+        "created" => "Created.",
+        "saved" => "Saved.",
+        "password" => "Password changed; the user's sessions were ended.",
+        "added" => "Member added.",
+        "removed" => "Member removed.",
+        _ => return None,
+    };
+    Some(Flash { kind: "ok", text: text.into() })
+}
+
+#[derive(Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+async fn home(state: web::Data<AppState>, Page(who): Page<AnyUser>) -> Result<HttpResponse, UiError> {
+    let id = who.user.id;
+    let groups = state.store.run(move |c| groups::of_user(c, id)).await.map_err(ui_error(&state, "/"))?;
+    let page = HomePage { chrome: Chrome::for_user(&state, &who, "home", None), groups };
+    Ok(render(&page, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+fn login_form(
+    state: &AppState,
+    next: &str,
+    username: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> HttpResponse {
+    let token = secret::random_token();
+    let page = LoginPage {
+        chrome: Chrome::anonymous(&state.theme.product_name),
+        csrf: token.clone(),
+        next: safe_next(next).to_string(),
+        username: username.to_string(),
+        error,
+    };
+    let mut resp = render(&page, status);
+    let cookie = Cookie::build(LOGIN_CSRF_COOKIE, token)
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.config.is_tls() || state.config.auth.cookie_secure)
+        .finish();
+    let _ = resp.add_cookie(&cookie);
+    resp
+}
+
+async fn login_page(state: web::Data<AppState>, query: web::Query<LoginQuery>) -> HttpResponse {
+    login_form(&state, query.next.as_deref().unwrap_or("/"), "", None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    let cookie_token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    if cookie_token.is_empty() || !secret::constant_time_eq(&cookie_token, &form.csrf) {
+        let msg = "The sign-in form expired; please try again.".to_string();
+        return login_form(&state, &form.next, &form.username, Some(msg), StatusCode::FORBIDDEN);
+    }
+    let attempt = login::Attempt {
+        username: form.username.clone(),
+        password: form.password,
+        ip: client_ip(&req, state.config.server.trust_forwarded_for),
+        user_agent: user_agent(&req),
+        previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
+    };
+    match login::sign_in(&state.store, &state.clock, &state.config.auth, attempt).await {
+        Ok(signed) => {
+            let mut resp = see_other(safe_next(&form.next));
+            let _ = resp.add_cookie(&api::session_cookie(&state, signed.issued.token));
+            let mut gone = Cookie::build(LOGIN_CSRF_COOKIE, "").path("/login").finish();
+            gone.make_removal();
+            let _ = resp.add_cookie(&gone);
+            resp
+        }
+        Err(e) => login_form(&state, &form.next, &form.username, Some(e.message.clone()), e.kind.status()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout_submit(
+    state: web::Data<AppState>,
+    Page(who): Page<AnyUser>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/logout");
+    check_csrf(&who, &form.csrf).map_err(&err)?;
+    if let Via::Session { token, .. } = &who.via {
+        login::sign_out(&state.store, &state.clock, who.actor(), token.clone()).await.map_err(&err)?;
+    }
+    let mut resp = see_other("/login");
+    let _ = resp.add_cookie(&api::removal_cookie(&state));
+    Ok(resp)
+}
+
+async fn render_users(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let users = state.store.run(users::list).await.map_err(ui_error(state, "/admin/users"))?;
+    let page = UsersPage {
+        chrome: Chrome::for_user(state, who, "users", flash),
+        users,
+        roles: Role::ALL.map(Role::as_str),
+        min_password: state.config.auth.password_min_length,
+    };
+    Ok(render(&page, status))
+}
+
+async fn users_page(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, UiError> {
+    render_users(&state, &who, done_flash(&q), StatusCode::OK).await
+}
+
+/// After a form: back to the page with a fixed notice, or the same page with the error.
+async fn after_users_form(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    result: Result<&str, AppError>,
+) -> Result<HttpResponse, UiError> {
+    match result {
+        Ok(done) => Ok(see_other(&format!("/admin/users?done={done}"))),
+        Err(e) => {
+            render_users(state, who, Some(Flash { kind: "error", text: e.message.clone() }), e.kind.status())
+                .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NewUserForm {
+    csrf: String,
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+    password: String,
+}
+
+async fn users_create(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    form: web::Form<NewUserForm>,
+) -> Result<HttpResponse, UiError> {
+    let form = form.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let role = form.role.parse::<Role>().map_err(AppError::validation)?;
+        let body = CreateUser {
+            username: form.username.trim().to_string(),
+            role,
+            display_name: form.display_name,
+            password: Some(form.password),
+        };
+        api::create_user_with(&state, who.actor(), body).await.map(|_| "created")
+    }
+    .await;
+    after_users_form(&state, &who, result).await
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    csrf: String,
+    role: String,
+}
+
+async fn users_set_role(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<RoleForm>,
+) -> Result<HttpResponse, UiError> {
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let role = form.role.parse::<Role>().map_err(AppError::validation)?;
+        let (now, actor, name) = (state.clock.now(), who.actor(), path.into_inner());
+        state.store.run(move |c| users::set_role(c, now, &actor, &name, role)).await.map(|_| "saved")
+    }
+    .await;
+    after_users_form(&state, &who, result).await
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    csrf: String,
+    disabled: bool,
+}
+
+async fn users_set_status(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<StatusForm>,
+) -> Result<HttpResponse, UiError> {
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let (now, actor, name, disabled) = (state.clock.now(), who.actor(), path.into_inner(), form.disabled);
+        state.store.run(move |c| users::set_disabled(c, now, &actor, &name, disabled)).await.map(|_| "saved")
+    }
+    .await;
+    after_users_form(&state, &who, result).await
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    csrf: String,
+    password: String,
+}
+
+async fn users_reset_password(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, UiError> {
+    let form = form.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        api::reset_password_with(&state, who.actor(), path.into_inner(), form.password)
+            .await
+            .map(|_| "password")
+    }
+    .await;
+    after_users_form(&state, &who, result).await
+}
+
+async fn render_groups(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let groups = state.store.run(groups::list).await.map_err(ui_error(state, "/admin/groups"))?;
+    Ok(render(&GroupsPage { chrome: Chrome::for_user(state, who, "groups", flash), groups }, status))
+}
+
+async fn groups_page(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, UiError> {
+    render_groups(&state, &who, done_flash(&q), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct NewGroupForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn groups_create(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    form: web::Form<NewGroupForm>,
+) -> Result<HttpResponse, UiError> {
+    let form = form.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let (now, actor) = (state.clock.now(), who.actor());
+        let name = form.name.trim().to_string();
+        state.store.run(move |c| groups::create(c, now, &actor, &name, &form.description)).await
+    }
+    .await;
+    match result {
+        Ok(g) => Ok(see_other(&format!("/admin/groups/{}?done=created", encode(&g.name)))),
+        Err(e) => {
+            render_groups(
+                &state,
+                &who,
+                Some(Flash { kind: "error", text: e.message.clone() }),
+                e.kind.status(),
+            )
+            .await
+        }
+    }
+}
+
+async fn render_group(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    name: String,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let path = format!("/admin/groups/{name}");
+    let (group, members, all) = state
+        .store
+        .run(move |c| {
+            let g = groups::get(c, &name)?;
+            let m = groups::members(c, &g)?;
+            Ok((g, m, users::list(c)?))
+        })
+        .await
+        .map_err(ui_error(state, &path))?;
+    let candidates = all.into_iter().filter(|u| !members.iter().any(|m| m.id == u.id)).collect();
+    Ok(render(
+        &GroupPage { chrome: Chrome::for_user(state, who, "groups", flash), group, members, candidates },
+        status,
+    ))
+}
+
+async fn group_page(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, UiError> {
+    render_group(&state, &who, path.into_inner(), done_flash(&q), StatusCode::OK).await
+}
+
+async fn after_group_form(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    group: String,
+    result: Result<&str, AppError>,
+) -> Result<HttpResponse, UiError> {
+    match result {
+        Ok(done) => Ok(see_other(&format!("/admin/groups/{}?done={done}", encode(&group)))),
+        Err(e) => {
+            let flash = Some(Flash { kind: "error", text: e.message.clone() });
+            render_group(state, who, group, flash, e.kind.status()).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    csrf: String,
+    username: String,
+}
+
+async fn group_add_member(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<MemberForm>,
+) -> Result<HttpResponse, UiError> {
+    let group = path.into_inner();
+    let form = form.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let (now, actor, g) = (state.clock.now(), who.actor(), group.clone());
+        state
+            .store
+            .run(move |c| groups::add_member(c, now, &actor, &g, &form.username))
+            .await
+            .map(|_| "added")
+    }
+    .await;
+    after_group_form(&state, &who, group, result).await
+}
+
+async fn group_remove_member(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let (group, username) = path.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let (now, actor, g) = (state.clock.now(), who.actor(), group.clone());
+        state
+            .store
+            .run(move |c| groups::remove_member(c, now, &actor, &g, &username))
+            .await
+            .map(|_| "removed")
+    }
+    .await;
+    after_group_form(&state, &who, group, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_site() {
+        assert_eq!(safe_next("/admin/users"), "/admin/users");
+        assert_eq!(safe_next("//evil.example"), "/");
+        assert_eq!(safe_next("https://evil.example"), "/");
+        assert_eq!(safe_next("/\\evil"), "/");
+    }
+}

@@ -1,0 +1,17 @@
+//! The Ayush appliance: web UI, JSON API, auth, audit and theming over one database.
+//! `build_app` is the one app builder; `main.rs` and the tests both use it.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod serve;
+pub mod state;
+pub mod store;
+pub mod theme;
+pub mod web;
+
+pub use http::build_app;
+pub use state::AppState;

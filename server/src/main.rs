@@ -1,0 +1,71 @@
+use ayush_server::config::{Config, Overrides};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Ayush: a private AI workspace for the enterprise.
+#[derive(Parser)]
+#[command(name = "ayush", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Config file (default: /etc/ayush/ayush.toml if it exists, else ./ayush.toml if it exists).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address and port to listen on (AYUSH_LISTEN).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+        /// Where the database, secrets and models live (AYUSH_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the config and print the effective values, secrets masked.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<(Config, Option<PathBuf>), String> {
+    let file = Config::locate(config.as_deref());
+    let config = Config::load(file.as_deref(), std::env::vars(), &overrides).map_err(|e| e.to_string())?;
+    Ok((config, file))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, listen, data_dir } => load(config, Overrides { listen, data_dir })
+            .and_then(|(config, _)| ayush_server::serve::run(config).map_err(|e| e.to_string())),
+        Command::Config { command: ConfigCommand::Check { config } } => load(config, Overrides::default())
+            .map(|(config, file)| {
+                let from = file.map_or("(built-in defaults)".to_string(), |f| f.display().to_string());
+                println!(
+                    "# config OK: {from}, then AYUSH_* environment variables\n{}",
+                    config.to_masked_toml()
+                );
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ayush: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Start-up: config to a running server. Kept out of `main.rs` so the admin CLI and the tests
+//! open the same state the server does.
+
+use crate::auth::{sessions, throttle};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, LogFormat};
+use crate::http::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::Store;
+use crate::theme::Theme;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Theme(#[from] crate::theme::ThemeError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("server stopped: {0}")]
+    Run(std::io::Error),
+}
+
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens the database and everything else a request needs. Call it outside async code.
+pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartError> {
+    let store = Store::open(&config.database, &config.server.data_dir)?;
+    let theme = Theme::from_config(&config.theme)?;
+    Ok(AppState {
+        config: Arc::new(config),
+        store,
+        clock,
+        theme: Arc::new(theme),
+        metrics: Arc::new(Metrics::default()),
+    })
+}
+
+fn tls_config(config: &Config) -> Result<Option<rustls::ServerConfig>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else { return Ok(None) };
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError::Tls(format!("tls.cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!("tls.cert {} holds no certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Tls(format!("tls.key {}: {e}", key.display())))?;
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(Some(server))
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(config: Config) -> Result<(), StartError> {
+    init_logging(&config);
+    let started = std::time::Instant::now();
+    let tls = tls_config(&config)?;
+    let listen = config.server.listen.clone();
+    let workers = config.server.workers;
+    let state = open_state(config, Arc::new(SystemClock))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    actix_web::rt::System::new().block_on(async move {
+        let app_state = state.clone();
+        let mut server = actix_web::HttpServer::new(move || crate::build_app(app_state.clone()));
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        server = match tls {
+            Some(tls) => server.bind_rustls_0_23(&listen, tls),
+            None => server.bind(&listen),
+        }
+        .map_err(|e| StartError::Bind(listen.clone(), e))?;
+        let addrs: Vec<String> = server.addrs().iter().map(|a| format!("{scheme}://{a}")).collect();
+        tracing::info!(
+            listen = %addrs.join(", "),
+            database = state.store.backend().name(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "ayush is ready"
+        );
+        actix_web::rt::spawn(housekeeping(state));
+        server.run().await.map_err(StartError::Run)
+    })
+}
+
+/// Drops expired sessions and old sign-in failures every few minutes.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        let cfg = state.config.auth.clone();
+        let result = state
+            .store
+            .run(move |c| Ok((sessions::purge_expired(c, now)?, throttle::purge(c, now, &cfg)?)))
+            .await;
+        match result {
+            Ok((s, f)) if s + f > 0 => tracing::debug!(sessions = s, failures = f, "housekeeping"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The two backends behind one connection type, the pool manager that opens them, and the
+//! embedded migrations for each.
+
+use super::StoreError;
+use crate::config::DatabaseConfig;
+use diesel::connection::{SimpleConnection, TransactionManager};
+use diesel::result::QueryResult;
+use diesel::{Connection, SqliteConnection};
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// PostgreSQL through tokio-postgres and rustls, seen by diesel as a sync connection.
+pub type PgConn = AsyncConnectionWrapper<AsyncPgConnection>;
+
+pub enum Conn {
+    Sqlite(SqliteConnection),
+    Pg(PgConn),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+fn begin<C: Connection>(c: &mut C) -> QueryResult<()> {
+    C::TransactionManager::begin_transaction(c)
+}
+fn commit<C: Connection>(c: &mut C) -> QueryResult<()> {
+    C::TransactionManager::commit_transaction(c)
+}
+fn rollback<C: Connection>(c: &mut C) -> QueryResult<()> {
+    C::TransactionManager::rollback_transaction(c)
+}
+fn is_broken<C: Connection>(c: &mut C) -> bool {
+    C::TransactionManager::is_broken_transaction_manager(c)
+}
+
+impl Conn {
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    /// Nested calls become savepoints.
+    pub fn transaction<T, E>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        crate::with_conn!(&mut *self, |c| begin(c))?;
+        match f(self) {
+            Ok(value) => {
+                crate::with_conn!(&mut *self, |c| commit(c))?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rb) = crate::with_conn!(&mut *self, |c| rollback(c)) {
+                    tracing::error!(error = %rb, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub fn ping(&mut self) -> QueryResult<()> {
+        crate::with_conn!(self, |c| c.batch_execute("SELECT 1"))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Pg(_) => Backend::Postgres,
+        }
+    }
+}
+
+pub(super) fn run_migrations(c: &mut Conn) -> Result<(), String> {
+    let applied = match c {
+        Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        Conn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| e.to_string())?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
+    }
+    Ok(())
+}
+
+pub(super) fn revert_and_rerun(c: &mut Conn) -> Result<(), String> {
+    match c {
+        Conn::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(drop),
+        Conn::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS).map(drop),
+    }
+    .map_err(|e| e.to_string())?;
+    run_migrations(c)
+}
+
+pub(super) enum Target {
+    Sqlite(PathBuf),
+    Postgres { url: String, ca_file: Option<PathBuf> },
+}
+
+impl Target {
+    pub(super) fn from_config(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Target, StoreError> {
+        let url = cfg.url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Target::Postgres { url: url.to_string(), ca_file: cfg.ca_file.clone() });
+        }
+        let path = match url.strip_prefix("sqlite://") {
+            Some(p) => PathBuf::from(p),
+            None => data_dir.join("ayush.db"),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        Ok(Target::Sqlite(path))
+    }
+
+    pub(super) fn backend(&self) -> Backend {
+        match self {
+            Target::Sqlite(_) => Backend::Sqlite,
+            Target::Postgres { .. } => Backend::Postgres,
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let err = |e| StoreError::DataDir(dir.display().to_string(), e);
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// A tokio runtime of its own drives the PostgreSQL sockets, so the sync diesel calls made on
+/// blocking threads never depend on (or block) the HTTP workers' runtimes.
+struct PgRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for PgRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub(super) struct Manager {
+    target: Target,
+    pg: Option<(Arc<PgRuntime>, tokio_postgres_rustls::MakeRustlsConnect)>,
+}
+
+impl Manager {
+    pub(super) fn new(target: Target) -> Result<Manager, StoreError> {
+        let pg = match &target {
+            Target::Sqlite(_) => None,
+            Target::Postgres { ca_file, .. } => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("ayush-pg")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Connect(format!("cannot start the database runtime: {e}")))?;
+                Some((Arc::new(PgRuntime(Some(rt))), tls_connector(ca_file.as_deref())?))
+            }
+        };
+        Ok(Manager { target, pg })
+    }
+
+    fn connect_pg(&self, url: &str) -> Result<Conn, diesel::ConnectionError> {
+        let Some((rt, tls)) = &self.pg else {
+            return Err(diesel::ConnectionError::BadConnection("no database runtime".into()));
+        };
+        let Some(rt) = rt.0.as_ref() else {
+            return Err(diesel::ConnectionError::BadConnection("database runtime stopped".into()));
+        };
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| diesel::ConnectionError::InvalidConnectionUrl(format!("{e}")))?;
+        let use_tls = wants_tls(url);
+        let tls = tls.clone();
+        let bad = |e: tokio_postgres::Error| diesel::ConnectionError::BadConnection(e.to_string());
+        let _entered = rt.enter(); // the wrapper takes the current runtime for its block_on
+        let conn = rt.block_on(async move {
+            if use_tls {
+                let (client, connection) = config.connect(tls).await.map_err(bad)?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            } else {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(bad)?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+        })?;
+        Ok(Conn::Pg(AsyncConnectionWrapper::from(conn)))
+    }
+}
+
+/// TLS is used when the URL asks for it (`sslmode=prefer` or `require`), and the server's
+/// certificate is then always verified (system roots plus `database.ca_file`), unlike libpq's
+/// `require`. Without `sslmode` the connection is plain, as for a database on the same host.
+fn wants_tls(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query.split('&').any(|kv| matches!(kv, "sslmode=prefer" | "sslmode=require"))
+}
+
+fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A broken certificate in the system store should not stop the server; skip it.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| StoreError::Connect(format!("database.ca_file {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| StoreError::Connect(format!("database.ca_file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| StoreError::Connect(format!("database.ca_file: {e}")))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        match &self.target {
+            Target::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(Conn::Sqlite(c))
+            }
+            Target::Postgres { url, .. } => self.connect_pg(url),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        conn.ping().map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        crate::with_conn!(conn, |c| is_broken(c))
+    }
+}

@@ -1,0 +1,136 @@
+//! Storage: one schema, embedded migrations per backend (SQLite by default, PostgreSQL for
+//! scale-out), a connection pool, and the one wrapper that keeps blocking database calls off the
+//! async executor.
+//!
+//! Why an enum with `with_conn!` rather than `#[derive(MultiConnection)]`: PostgreSQL must be
+//! reached without libpq or OpenSSL and over TLS, which means diesel-async's `AsyncPgConnection`
+//! (tokio-postgres + rustls) behind its sync `AsyncConnectionWrapper`. The derive needs diesel's
+//! `MultiConnectionHelper` on every variant, and diesel-async 0.9.2 (the released version) does
+//! not implement it for the wrapper. `with_conn!` expands one query body for both backends; it
+//! is used only for single queries, while transactions and everything above take `&mut Conn`.
+
+mod conn;
+pub mod schema;
+
+pub use conn::{Backend, Conn, PgConn};
+
+use crate::config::DatabaseConfig;
+use crate::error::{AppError, AppResult};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Runs one diesel query body against whichever backend `$conn` holds.
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::Conn::Sqlite($c) => $body,
+            $crate::store::Conn::Pg($c) => $body,
+        }
+    };
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<conn::Manager>,
+    /// Bounds the blocking calls in flight to the pool size, so a burst queues here instead of
+    /// parking hundreds of blocking threads on the pool.
+    permits: Arc<Semaphore>,
+    backend: Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    #[error("database migrations failed: {0}")]
+    Migrate(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database the config names and brings its schema up to
+    /// date. Must be called inside a tokio runtime: PostgreSQL connections are driven by it.
+    pub fn open(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Store, StoreError> {
+        let target = conn::Target::from_config(cfg, data_dir)?;
+        let backend = target.backend();
+        let manager = conn::Manager::new(target)?;
+        // One direct connection first: its error names the cause, where the pool's would only
+        // say that it timed out.
+        r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Connect(e.to_string()))?;
+        let pool = r2d2::Pool::builder()
+            .max_size(cfg.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::LoggingErrorHandler))
+            .build(manager)
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let store = Store { pool, permits: Arc::new(Semaphore::new(cfg.pool_size as usize)), backend };
+        let mut c = store.pool.get().map_err(|e| StoreError::Connect(e.to_string()))?;
+        conn::run_migrations(&mut c).map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool. The one way async code touches
+    /// the database.
+    pub async fn run<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> AppResult<T> + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.map_err(|_| AppError::internal("store closed"))?;
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pool.get().map_err(|e| {
+                tracing::warn!(error = %e, "database pool exhausted or unreachable");
+                crate::error::AppError::new(
+                    crate::error::ErrorKind::Unavailable,
+                    "the database is unavailable",
+                )
+                .with_retry_after(5)
+            })?;
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("database task failed: {e}")))?
+    }
+
+    /// The same, for code that is not async (the admin CLI in local mode, tests).
+    pub fn run_blocking<T>(&self, f: impl FnOnce(&mut Conn) -> AppResult<T>) -> AppResult<T> {
+        let mut c = self.pool.get().map_err(|e| {
+            AppError::new(crate::error::ErrorKind::Unavailable, format!("the database is unavailable: {e}"))
+        })?;
+        f(&mut c)
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let s = self.pool.state();
+        PoolStats { size: s.connections, idle: s.idle_connections, max: self.pool.max_size() }
+    }
+
+    /// For `/readyz`: a round trip to the database.
+    pub async fn ping(&self) -> AppResult<()> {
+        self.run(|c| c.ping().map_err(AppError::from)).await
+    }
+
+    /// Reverts every migration and applies them again: the store suite checks `down.sql`
+    /// with it. Destroys all data.
+    pub fn revert_and_rerun_migrations(&self) -> AppResult<()> {
+        self.run_blocking(|c| conn::revert_and_rerun(c).map_err(AppError::internal))
+    }
+}

@@ -1,0 +1,37 @@
+//! Templates (compiled in by askama) and static assets, embedded in the binary at build time:
+//! nothing is fetched from a CDN, and no web fonts come from outside.
+
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+
+const APP_CSS: &str = include_str!("static/app.css");
+const APP_JS: &str = include_str!("static/app.js");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/app.css", web::get().to(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
+        .route("/static/app.js", web::get().to(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
+        .route("/theme.css", web::get().to(theme_css))
+        .route("/theme/logo", web::get().to(logo));
+}
+
+fn asset(body: &'static str, content_type: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(body)
+}
+
+async fn theme_css(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(state.theme.css())
+}
+
+async fn logo(state: web::Data<AppState>) -> HttpResponse {
+    let (bytes, content_type) = state.theme.logo();
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(bytes.to_vec())
+}

@@ -1,0 +1,366 @@
+//! One store suite, run on every backend: SQLite always; PostgreSQL when
+//! `AYUSH_TEST_DATABASE_URL` is set (each test gets a fresh database, dropped afterwards).
+
+use ayush_server::audit::{self, Actor};
+use ayush_server::auth::{Role, groups, sessions, throttle, tokens, users};
+use ayush_server::clock::{Clock, ManualClock};
+use ayush_server::config::{AuthConfig, DatabaseConfig};
+use ayush_server::error::ErrorKind;
+use ayush_server::store::{Conn, Store};
+
+const T0: i64 = 1_800_000_000;
+
+struct TestDb {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg.take() {
+            // FORCE ends the pool's connections, which are dropped right after.
+            let _ = admin(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn admin(url: &str, sql: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let (client, conn) =
+            tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.map_err(|e| e.to_string())
+    })
+}
+
+fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseConfig::default(), dir.path()).unwrap();
+    TestDb { store, _dir: Some(dir), pg: None }
+}
+
+fn pg_db() -> Option<TestDb> {
+    let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
+        if std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+            panic!("AYUSH_TEST_DATABASE_URL is not set but AYUSH_REQUIRE_PEERS=1");
+        }
+        eprintln!("!!! SKIPPED: PostgreSQL store suite (set AYUSH_TEST_DATABASE_URL to run it)");
+        return None;
+    };
+    let name = format!(
+        "ayush_test_{}",
+        ayush_server::auth::secret::random_token().to_lowercase().replace(['-', '_'], "")[..16].to_string()
+    );
+    admin(&url, &format!("CREATE DATABASE {name}"))
+        .unwrap_or_else(|e| panic!("cannot create a test database on {url}: {e}"));
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (url.clone(), String::new()),
+    };
+    let base = base.rsplit_once('/').map(|(host, _)| host.to_string()).unwrap_or(base);
+    let cfg = DatabaseConfig { url: format!("{base}/{name}{query}"), pool_size: 4, ca_file: None };
+    let store = Store::open(&cfg, std::path::Path::new("/nonexistent")).unwrap();
+    Some(TestDb { store, _dir: None, pg: Some((url, name)) })
+}
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::sqlite_db().store) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { if let Some(db) = super::pg_db() { super::$name(&db.store) } } )*
+        }
+    };
+}
+
+store_suite!(
+    migrations_go_down_and_up_again,
+    users_are_created_once_and_listed,
+    changes_and_their_audit_events_commit_together,
+    the_last_admin_is_kept,
+    groups_hold_members_and_follow_deleted_users,
+    sessions_expire_when_idle_or_old,
+    disabling_ends_sessions_and_tokens,
+    api_tokens_resolve_until_revoked_or_expired,
+    throttle_locks_an_account_for_the_window,
+);
+
+fn actor() -> Actor {
+    Actor { name: "test".into(), method: Some("test".into()), ..Default::default() }
+}
+
+fn add_user(c: &mut Conn, name: &str, role: Role) -> users::User {
+    let new = users::NewUser { username: name, display_name: "", role, password_hash: Some("$argon2id$x") };
+    users::create(c, T0, &actor(), &new).unwrap()
+}
+
+fn migrations_go_down_and_up_again(store: &Store) {
+    store.run_blocking(|c| Ok(add_user(c, "before", Role::User))).unwrap();
+    store.revert_and_rerun_migrations().unwrap();
+    let users = store.run_blocking(users::list).unwrap();
+    assert!(users.is_empty(), "down.sql dropped everything and up.sql recreated it");
+    store.run_blocking(|c| Ok(add_user(c, "after", Role::User))).unwrap();
+}
+
+fn users_are_created_once_and_listed(store: &Store) {
+    store
+        .run_blocking(|c| {
+            let a = add_user(c, "zoe", Role::Admin);
+            assert_eq!(a.role, Role::Admin);
+            add_user(c, "adam", Role::Auditor);
+            let dup = users::create(
+                c,
+                T0,
+                &actor(),
+                &users::NewUser { username: "zoe", display_name: "", role: Role::User, password_hash: None },
+            );
+            assert_eq!(dup.unwrap_err().kind, ErrorKind::Conflict);
+            let names: Vec<String> = users::list(c)?.into_iter().map(|u| u.username).collect();
+            assert_eq!(names, ["adam", "zoe"]);
+            assert_eq!(users::get(c, "nobody").unwrap_err().kind, ErrorKind::NotFound);
+            let row = users::find_row(c, "zoe")?.unwrap();
+            assert_eq!(row.password_hash.as_deref(), Some("$argon2id$x"));
+            let u = users::set_display_name(c, T0, &actor(), "zoe", "Zoë Ångström")?;
+            assert_eq!(u.display_name, "Zoë Ångström");
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn changes_and_their_audit_events_commit_together(store: &Store) {
+    store
+        .run_blocking(|c| {
+            add_user(c, "amy", Role::User);
+            let events = audit::recent(c, 10)?;
+            assert_eq!(events.len(), 1);
+            assert_eq!(
+                (events[0].action.as_str(), events[0].target_id.as_deref()),
+                ("user.create", Some("amy"))
+            );
+            // A transaction that fails after writing its event leaves neither.
+            let failed: Result<(), ayush_server::error::AppError> = c.transaction(|c| {
+                add_user(c, "ben", Role::User);
+                Err(ayush_server::error::AppError::conflict("changed my mind"))
+            });
+            assert!(failed.is_err());
+            assert!(users::find_row(c, "ben")?.is_none());
+            assert_eq!(audit::recent(c, 10)?.len(), 1);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn the_last_admin_is_kept(store: &Store) {
+    store
+        .run_blocking(|c| {
+            add_user(c, "root", Role::Admin);
+            assert_eq!(
+                users::set_role(c, T0, &actor(), "root", Role::User).unwrap_err().kind,
+                ErrorKind::Conflict
+            );
+            assert_eq!(
+                users::set_disabled(c, T0, &actor(), "root", true).unwrap_err().kind,
+                ErrorKind::Conflict
+            );
+            add_user(c, "second", Role::Admin);
+            users::set_disabled(c, T0, &actor(), "root", true)?;
+            assert_eq!(
+                users::set_role(c, T0, &actor(), "second", Role::User).unwrap_err().kind,
+                ErrorKind::Conflict
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn groups_hold_members_and_follow_deleted_users(store: &Store) {
+    store
+        .run_blocking(|c| {
+            let u = add_user(c, "gus", Role::User);
+            groups::create(c, T0, &actor(), "finance", "money people")?;
+            assert_eq!(groups::create(c, T0, &actor(), "finance", "").unwrap_err().kind, ErrorKind::Conflict);
+            assert_eq!(groups::create(c, T0, &actor(), " bad", "").unwrap_err().kind, ErrorKind::Validation);
+            groups::add_member(c, T0, &actor(), "finance", "gus")?;
+            groups::add_member(c, T0, &actor(), "finance", "gus")?; // idempotent
+            assert_eq!(groups::of_user(c, u.id)?, ["finance"]);
+            assert_eq!(groups::list(c)?[0].members, 1);
+            let g = groups::get(c, "finance")?;
+            assert_eq!(groups::members(c, &g)?[0].username, "gus");
+            groups::remove_member(c, T0, &actor(), "finance", "gus")?;
+            assert_eq!(
+                groups::remove_member(c, T0, &actor(), "finance", "gus").unwrap_err().kind,
+                ErrorKind::NotFound
+            );
+            groups::add_member(c, T0, &actor(), "finance", "gus")?;
+            // Foreign keys cascade on both backends (SQLite needs PRAGMA foreign_keys).
+            ayush_server::with_conn!(&mut *c, |c| {
+                use diesel::prelude::*;
+                diesel::delete(ayush_server::store::schema::users::table.find(u.id)).execute(c)
+            })?;
+            assert_eq!(groups::list(c)?[0].members, 0);
+            groups::delete(c, T0, &actor(), "finance")?;
+            assert!(groups::list(c)?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn sessions_expire_when_idle_or_old(store: &Store) {
+    let cfg = AuthConfig {
+        session_idle_timeout_mins: 30,
+        session_absolute_timeout_mins: 120,
+        ..Default::default()
+    };
+    let clock = ManualClock::at(T0);
+    store
+        .run_blocking(|c| {
+            let u = add_user(c, "sam", Role::User);
+            let s = sessions::create(c, clock.now(), &cfg, u.id, Some("10.0.0.1"), Some("test"))?;
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok());
+            clock.advance(29 * 60);
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok(), "activity keeps it alive");
+            clock.advance(29 * 60);
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok());
+            clock.advance(30 * 60);
+            let idle = sessions::resolve(c, clock.now(), &cfg, &s.token)?.unwrap_err();
+            assert_eq!(idle.0, sessions::Refusal::IdleExpired);
+            assert_eq!(
+                sessions::resolve(c, clock.now(), &cfg, &s.token)?.unwrap_err().0,
+                sessions::Refusal::Unknown
+            );
+
+            let s = sessions::create(c, clock.now(), &cfg, u.id, None, None)?;
+            for _ in 0..4 {
+                clock.advance(25 * 60);
+                assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok());
+            }
+            clock.advance(25 * 60);
+            let old = sessions::resolve(c, clock.now(), &cfg, &s.token)?.unwrap_err();
+            assert_eq!(old.0, sessions::Refusal::AbsoluteExpired);
+            assert_eq!(
+                sessions::resolve(c, clock.now(), &cfg, "made-up")?.unwrap_err().0,
+                sessions::Refusal::Unknown
+            );
+
+            let s = sessions::create(c, clock.now(), &cfg, u.id, None, None)?;
+            clock.advance(121 * 60);
+            assert_eq!(sessions::purge_expired(c, clock.now())?, 1);
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_err());
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn disabling_ends_sessions_and_tokens(store: &Store) {
+    let cfg = AuthConfig::default();
+    store
+        .run_blocking(|c| {
+            add_user(c, "root", Role::Admin);
+            let u = add_user(c, "pat", Role::User);
+            let s = sessions::create(c, T0, &cfg, u.id, None, None)?;
+            let (_, secret) = tokens::create(c, T0, &actor(), "pat", "script", None)?;
+            assert!(tokens::resolve(c, T0, &secret)?.is_some());
+            users::set_disabled(c, T0, &actor(), "pat", true)?;
+            assert_eq!(sessions::count_for_user(c, u.id)?, 0);
+            assert!(sessions::resolve(c, T0, &cfg, &s.token)?.is_err());
+            assert!(tokens::resolve(c, T0, &secret)?.is_none());
+            users::set_disabled(c, T0, &actor(), "pat", false)?;
+            assert!(tokens::resolve(c, T0, &secret)?.is_some(), "tokens work again once re-enabled");
+            let s = sessions::create(c, T0, &cfg, u.id, None, None)?;
+            users::set_password(c, T0, &actor(), "pat", "$argon2id$new")?;
+            assert!(sessions::resolve(c, T0, &cfg, &s.token)?.is_err(), "a new password ends sessions");
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn api_tokens_resolve_until_revoked_or_expired(store: &Store) {
+    store
+        .run_blocking(|c| {
+            add_user(c, "tess", Role::Admin);
+            let (t, secret) = tokens::create(c, T0, &actor(), "tess", "ci", Some(T0 + 100))?;
+            assert!(secret.starts_with(tokens::PREFIX) && secret.starts_with(&t.prefix));
+            let (_, user) = tokens::resolve(c, T0 + 10, &secret)?.unwrap();
+            assert_eq!(user.username, "tess");
+            assert!(tokens::resolve(c, T0 + 100, &secret)?.is_none(), "expired");
+            assert!(tokens::resolve(c, T0, "ayush_wrong")?.is_none());
+            let (t2, secret2) = tokens::create(c, T0, &actor(), "tess", "ops", None)?;
+            assert_eq!(tokens::list(c, Some("tess"))?.len(), 2);
+            assert_eq!(tokens::list(c, Some("nobody"))?.len(), 0);
+            tokens::revoke(c, T0, &actor(), t2.id)?;
+            assert!(tokens::resolve(c, T0, &secret2)?.is_none());
+            assert_eq!(tokens::revoke(c, T0, &actor(), 9999).unwrap_err().kind, ErrorKind::NotFound);
+            assert!(tokens::create(c, T0, &actor(), "tess", "", None).is_err());
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn throttle_locks_an_account_for_the_window(store: &Store) {
+    let cfg = AuthConfig { lockout_max_failures: 3, lockout_window_mins: 10, ..Default::default() };
+    store
+        .run_blocking(|c| {
+            for i in 0..3 {
+                assert_eq!(throttle::locked_for(c, T0 + i, &cfg, "uma", "10.0.0.9")?, None);
+                throttle::record_failure(c, T0 + i, "uma", "10.0.0.9")?;
+            }
+            let wait = throttle::locked_for(c, T0 + 3, &cfg, "uma", "10.0.0.1")?.expect("locked by account");
+            assert_eq!(wait, 600 - 3);
+            assert_eq!(
+                throttle::locked_for(c, T0 + 3, &cfg, "vic", "10.0.0.9")?,
+                None,
+                "others on the address still may"
+            );
+            assert_eq!(
+                throttle::locked_for(c, T0 + 600, &cfg, "uma", "10.0.0.1")?,
+                None,
+                "the window passed"
+            );
+            for i in 0..30 {
+                throttle::record_failure(c, T0 + 700, &format!("spray{i}"), "10.6.6.6")?;
+            }
+            assert!(
+                throttle::locked_for(c, T0 + 701, &cfg, "fresh", "10.6.6.6")?.is_some(),
+                "locked by address"
+            );
+            throttle::clear_account(c, "uma")?;
+            assert!(throttle::purge(c, T0 + 2000, &cfg)? > 0);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// PostgreSQL over TLS: the server's certificate is verified, so one that does not name the host
+/// is refused, and the local cluster's certificate (for localhost) is accepted once trusted.
+#[test]
+fn postgres_over_tls_verifies_the_server() {
+    let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
+        eprintln!("!!! SKIPPED: PostgreSQL TLS test (set AYUSH_TEST_DATABASE_URL to run it)");
+        return;
+    };
+    let snakeoil = std::path::Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    let names_localhost = std::fs::read(snakeoil).is_ok() && {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(snakeoil)
+            .output();
+        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("DNS:localhost"))
+    };
+    if !names_localhost {
+        eprintln!("!!! SKIPPED: PostgreSQL TLS test (no snakeoil certificate for localhost on this machine)");
+        return;
+    }
+    let tls_url = format!("{}?sslmode=require", url.replace("127.0.0.1", "localhost"));
+    let by_ip = format!("{}?sslmode=require", url.replace("localhost", "127.0.0.1"));
+    let mismatch = DatabaseConfig { url: by_ip, pool_size: 1, ca_file: Some(snakeoil.to_path_buf()) };
+    let err = Store::open(&mismatch, std::path::Path::new("/nonexistent")).err().expect("wrong name refused");
+    assert!(err.to_string().contains("TLS") || err.to_string().contains("certificate"), "{err}");
+    let trusted = DatabaseConfig { url: tls_url, pool_size: 1, ca_file: Some(snakeoil.to_path_buf()) };
+    match Store::open(&trusted, std::path::Path::new("/nonexistent")) {
+        Ok(store) => store.run_blocking(|c| c.ping().map_err(Into::into)).unwrap(),
+        Err(e) => panic!("TLS with the cluster's certificate trusted: {e}"),
+    }
+}

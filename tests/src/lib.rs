@@ -1,0 +1,285 @@
+//! Testkit: boots the real `ayush` binary on a free port in a fresh data directory, drives
+//! `ayushctl`, and talks HTTP to it like a client would. Readiness is polled on `/readyz`,
+//! never slept for.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub mod browser;
+
+/// Where cargo put the workspace's binaries (the test executable sits in `<dir>/deps/`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// True when CI demands every peer; tests that cannot find theirs must then fail, not skip.
+pub fn peers_required() -> bool {
+    std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// Skips loudly, or fails under `AYUSH_REQUIRE_PEERS=1`.
+pub fn skip_or_fail(why: &str) {
+    if peers_required() {
+        panic!("required peer missing: {why}");
+    }
+    eprintln!("\n!!! SKIPPED: {why} (set AYUSH_REQUIRE_PEERS=1 to make this a failure)\n");
+}
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts `ayush serve` with extra `AYUSH_*` variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut child = Command::new(bin_path("ayush"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .current_dir(data_dir.path())
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ayush");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[ayush] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            let line =
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+                    let status = child.try_wait().ok().flatten();
+                    panic!("ayush did not report that it is listening (exit status: {status:?})")
+                });
+            if let Some(rest) = line.split("listen=").nth(1) {
+                break rest.split_whitespace().next().unwrap_or_default().trim_matches('"').to_string();
+            }
+        };
+        let server = Server { child, url, data_dir, env, log: rx };
+        server.wait_ready(deadline);
+        server
+    }
+
+    fn wait_ready(&self, deadline: Instant) {
+        let mut client = Client::new(&self.url);
+        loop {
+            if client.get("/readyz").status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ayush never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    /// Runs `ayushctl --local` on this server's data directory.
+    pub fn ctl_local(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
+        let mut full = vec!["--local", "--data-dir"];
+        let dir = self.data_dir.path().to_string_lossy().to_string();
+        full.push(&dir);
+        full.extend_from_slice(args);
+        run_ctl(&full, stdin, &self.env)
+    }
+
+    /// Runs `ayushctl` against this server with an API token.
+    pub fn ctl_remote(&self, token: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput {
+        let env =
+            vec![("AYUSH_URL".to_string(), self.url.clone()), ("AYUSH_TOKEN".to_string(), token.to_string())];
+        run_ctl(args, stdin, &env)
+    }
+
+    /// Creates a user with `ayushctl --local`, the way an admin bootstraps.
+    pub fn create_user(&self, name: &str, role: &str, password: &str) {
+        let out =
+            self.ctl_local(&["user", "create", name, "--role", role, "--password-stdin"], Some(password));
+        assert!(out.ok, "creating {name}: {}", out.stderr);
+    }
+
+    /// Makes an admin API token for `user` and returns its secret.
+    pub fn token_for(&self, user: &str) -> String {
+        let out = self.ctl_local(&["-o", "json", "token", "create", "--user", user], None);
+        assert!(out.ok, "{}", out.stderr);
+        out.json()["secret"].as_str().expect("secret").to_string()
+    }
+
+    /// Log lines printed so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct CtlOutput {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+pub fn run_ctl(args: &[&str], stdin: Option<&str>, env: &[(String, String)]) -> CtlOutput {
+    let mut child = Command::new(bin_path("ayushctl"))
+        .args(args)
+        // Never the developer's own server: only what the test passes.
+        .env_remove("AYUSH_URL")
+        .env_remove("AYUSH_TOKEN")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ayushctl");
+    if let Some(mut input) = child.stdin.take() {
+        if let Some(text) = stdin {
+            let _ = writeln!(input, "{text}");
+        }
+    }
+    let out = child.wait_with_output().expect("ayushctl output");
+    CtlOutput {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// A small HTTP client that keeps the session cookie, like a browser would.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    pub session: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Client { base: base.to_string(), agent, session: None }
+    }
+
+    fn finish(&mut self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut resp = result.expect("HTTP request failed");
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        for (k, v) in &headers {
+            if k == "set-cookie" && v.starts_with("ayush_session=") {
+                let value = v["ayush_session=".len()..].split(';').next().unwrap_or_default();
+                self.session = if value.is_empty() { None } else { Some(value.to_string()) };
+            }
+        }
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        Reply { status: resp.status().as_u16(), headers, body }
+    }
+
+    fn cookie(&self) -> String {
+        self.session.as_ref().map(|s| format!("ayush_session={s}")).unwrap_or_default()
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        let r = self.agent.get(format!("{}{path}", self.base)).header("Cookie", self.cookie()).call();
+        self.finish(r)
+    }
+
+    /// A JSON request as the web UI's scripts send it.
+    pub fn send_json(&mut self, method: &str, path: &str, body: &Value) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let text = body.to_string();
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Cookie", self.cookie())
+            .header("Content-Type", "application/json")
+            .body(text)
+            .expect("request");
+        let r = self.agent.run(req);
+        self.finish(r)
+    }
+
+    /// Any request with exactly these headers and body, for probing the guards.
+    pub fn raw(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if self.session.is_some() {
+            req = req.header("Cookie", self.cookie());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = self.agent.run(req.body(body.to_string()).expect("request"));
+        self.finish(r)
+    }
+
+    pub fn login(&mut self, username: &str, password: &str) -> Reply {
+        self.send_json(
+            "POST",
+            "/api/auth/login",
+            &serde_json::json!({"username": username, "password": password}),
+        )
+    }
+}
