@@ -42,6 +42,7 @@ struct Target {
         long,
         global = true,
         env = "AYUSH_URL",
+        hide_env_values = true,
         value_name = "URL",
         default_value = "http://127.0.0.1:8080"
     )]
@@ -277,5 +278,36 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn reference(cmd: &mut clap::Command, path: &str, out: &mut String) {
+        let help = cmd.render_long_help().to_string();
+        out.push_str(&format!("## `{path}`\n\n```text\n{}\n```\n\n", help.trim_end()));
+        for sub in cmd.get_subcommands_mut() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let name = format!("{path} {}", sub.get_name());
+            reference(sub, &name, out);
+        }
+    }
+
+    /// docs/admin/ayushctl.md is generated from the CLI definition; `AYUSH_BLESS=1` rewrites it.
+    #[test]
+    fn cli_reference_is_current() {
+        let mut text = String::from(
+            "# `ayushctl` reference\n\n<!-- Generated from the code by admin-cli's tests: \
+             AYUSH_BLESS=1 cargo test -p ayushctl. Do not edit. -->\n\n",
+        );
+        let mut cmd = Cli::command().term_width(100);
+        cmd.build();
+        reference(&mut cmd, "ayushctl", &mut text);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/admin/ayushctl.md");
+        if std::env::var("AYUSH_BLESS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &text).unwrap();
+            return;
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(on_disk == text, "docs/admin/ayushctl.md is stale: run AYUSH_BLESS=1 cargo test -p ayushctl");
     }
 }

@@ -320,6 +320,25 @@ mod tests {
         }
     }
 
+    /// docs/admin/configuration.md carries the shipped file verbatim; `AYUSH_BLESS=1` rewrites
+    /// the part below the marker.
+    #[test]
+    fn configuration_reference_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/admin/configuration.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        let marker = "<!-- generated: the shipped packaging/ayush.toml -->\n";
+        let head = doc.split(marker).next().unwrap_or_default();
+        let want = format!("{head}{marker}\n```toml\n{SHIPPED}```\n");
+        if std::env::var("AYUSH_BLESS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &want).unwrap();
+            return;
+        }
+        assert!(
+            doc == want,
+            "docs/admin/configuration.md is stale: run AYUSH_BLESS=1 cargo test -p ayush-server config"
+        );
+    }
+
     #[test]
     fn precedence_is_file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 //! One store suite, run on every backend: SQLite always; PostgreSQL when
 //! `AYUSH_TEST_DATABASE_URL` is set (each test gets a fresh database, dropped afterwards).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
 use ayush_server::audit::{self, Actor};
 use ayush_server::auth::{Role, groups, sessions, throttle, tokens, users};
 use ayush_server::clock::{Clock, ManualClock};
@@ -51,7 +53,7 @@ fn pg_db() -> Option<TestDb> {
     };
     let name = format!(
         "ayush_test_{}",
-        ayush_server::auth::secret::random_token().to_lowercase().replace(['-', '_'], "")[..16].to_string()
+        &ayush_server::auth::secret::random_token().to_lowercase().replace(['-', '_'], "")[..16]
     );
     admin(&url, &format!("CREATE DATABASE {name}"))
         .unwrap_or_else(|e| panic!("cannot create a test database on {url}: {e}"));
@@ -219,36 +221,32 @@ fn sessions_expire_when_idle_or_old(store: &Store) {
         .run_blocking(|c| {
             let u = add_user(c, "sam", Role::User);
             let s = sessions::create(c, clock.now(), &cfg, u.id, Some("10.0.0.1"), Some("test"))?;
-            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok());
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_live());
             clock.advance(29 * 60);
-            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok(), "activity keeps it alive");
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_live(), "activity keeps it alive");
             clock.advance(29 * 60);
-            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok());
+            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_live());
             clock.advance(30 * 60);
-            let idle = sessions::resolve(c, clock.now(), &cfg, &s.token)?.unwrap_err();
-            assert_eq!(idle.0, sessions::Refusal::IdleExpired);
-            assert_eq!(
-                sessions::resolve(c, clock.now(), &cfg, &s.token)?.unwrap_err().0,
-                sessions::Refusal::Unknown
-            );
+            let idle = sessions::resolve(c, clock.now(), &cfg, &s.token)?.refusal();
+            assert_eq!(idle, Some(sessions::Refusal::IdleExpired));
+            let again = sessions::resolve(c, clock.now(), &cfg, &s.token)?.refusal();
+            assert_eq!(again, Some(sessions::Refusal::Unknown), "the expired session was deleted");
 
             let s = sessions::create(c, clock.now(), &cfg, u.id, None, None)?;
             for _ in 0..4 {
                 clock.advance(25 * 60);
-                assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_ok());
+                assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_live());
             }
             clock.advance(25 * 60);
-            let old = sessions::resolve(c, clock.now(), &cfg, &s.token)?.unwrap_err();
-            assert_eq!(old.0, sessions::Refusal::AbsoluteExpired);
-            assert_eq!(
-                sessions::resolve(c, clock.now(), &cfg, "made-up")?.unwrap_err().0,
-                sessions::Refusal::Unknown
-            );
+            let old = sessions::resolve(c, clock.now(), &cfg, &s.token)?.refusal();
+            assert_eq!(old, Some(sessions::Refusal::AbsoluteExpired));
+            let made_up = sessions::resolve(c, clock.now(), &cfg, "made-up")?.refusal();
+            assert_eq!(made_up, Some(sessions::Refusal::Unknown));
 
             let s = sessions::create(c, clock.now(), &cfg, u.id, None, None)?;
             clock.advance(121 * 60);
             assert_eq!(sessions::purge_expired(c, clock.now())?, 1);
-            assert!(sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_err());
+            assert!(!sessions::resolve(c, clock.now(), &cfg, &s.token)?.is_live());
             Ok(())
         })
         .unwrap();
@@ -265,13 +263,13 @@ fn disabling_ends_sessions_and_tokens(store: &Store) {
             assert!(tokens::resolve(c, T0, &secret)?.is_some());
             users::set_disabled(c, T0, &actor(), "pat", true)?;
             assert_eq!(sessions::count_for_user(c, u.id)?, 0);
-            assert!(sessions::resolve(c, T0, &cfg, &s.token)?.is_err());
+            assert!(!sessions::resolve(c, T0, &cfg, &s.token)?.is_live());
             assert!(tokens::resolve(c, T0, &secret)?.is_none());
             users::set_disabled(c, T0, &actor(), "pat", false)?;
             assert!(tokens::resolve(c, T0, &secret)?.is_some(), "tokens work again once re-enabled");
             let s = sessions::create(c, T0, &cfg, u.id, None, None)?;
             users::set_password(c, T0, &actor(), "pat", "$argon2id$new")?;
-            assert!(sessions::resolve(c, T0, &cfg, &s.token)?.is_err(), "a new password ends sessions");
+            assert!(!sessions::resolve(c, T0, &cfg, &s.token)?.is_live(), "a new password ends sessions");
             Ok(())
         })
         .unwrap();

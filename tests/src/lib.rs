@@ -2,6 +2,9 @@
 //! `ayushctl`, and talks HTTP to it like a client would. Readiness is polled on `/readyz`,
 //! never slept for.
 
+// A testkit fails the test that uses it by panicking, with a message saying what broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -172,10 +175,9 @@ pub fn run_ctl(args: &[&str], stdin: Option<&str>, env: &[(String, String)]) -> 
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ayushctl");
-    if let Some(mut input) = child.stdin.take() {
-        if let Some(text) = stdin {
-            let _ = writeln!(input, "{text}");
-        }
+    // Dropping stdin closes it, so a command that reads it sees the end.
+    if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
+        let _ = writeln!(input, "{text}");
     }
     let out = child.wait_with_output().expect("ayushctl output");
     CtlOutput {

@@ -1,5 +1,7 @@
 //! The foundation as an admin and a user meet it, through the real binaries.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
 use ayush_tests::{Server, run_ctl};
 use serde_json::json;
 

@@ -123,8 +123,8 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
                 let resolved = state
                     .store
                     .run(move |c| {
-                        let r = sessions::resolve(c, now, &cfg, &t)?;
-                        if let Err((why, Some(user_id))) = &r {
+                        let lookup = sessions::resolve(c, now, &cfg, &t)?;
+                        if let sessions::Lookup::Refused { why, user_id: Some(user_id) } = &lookup {
                             let reason = match why {
                                 sessions::Refusal::IdleExpired => "idle_timeout",
                                 sessions::Refusal::AbsoluteExpired => "absolute_timeout",
@@ -145,10 +145,12 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
                                     .details(serde_json::json!({"reason": reason})),
                             )?;
                         }
-                        Ok(r)
+                        Ok(lookup)
                     })
                     .await?;
-                let (session, user) = resolved.map_err(|_| AppError::unauthenticated())?;
+                let sessions::Lookup::Live(session, user) = resolved else {
+                    return Err(AppError::unauthenticated());
+                };
                 (user, Via::Session { token, csrf: session.csrf_token })
             } else {
                 return Err(AppError::unauthenticated());

@@ -71,14 +71,20 @@ pub enum Refusal {
     UserDisabled,
 }
 
+/// What a presented session token turned out to be.
+#[derive(Debug)]
+pub enum Lookup {
+    Live(Session, User),
+    /// `user_id` is known when the session existed (it has now been deleted).
+    Refused {
+        why: Refusal,
+        user_id: Option<i64>,
+    },
+}
+
 /// The session and its user, if the token names a live session of an enabled user.
 /// Expired sessions are deleted as they are found.
-pub fn resolve(
-    conn: &mut Conn,
-    now: i64,
-    cfg: &AuthConfig,
-    token: &str,
-) -> AppResult<Result<(Session, User), (Refusal, Option<i64>)>> {
+pub fn resolve(conn: &mut Conn, now: i64, cfg: &AuthConfig, token: &str) -> AppResult<Lookup> {
     let hash = secret::digest(token);
     let Some((session, row)) = with_conn!(&mut *conn, |c| (sessions::table
         .inner_join(users::table)
@@ -87,7 +93,7 @@ pub fn resolve(
     .first(c)
     .optional())?
     else {
-        return Ok(Err((Refusal::Unknown, None)));
+        return Ok(Lookup::Refused { why: Refusal::Unknown, user_id: None });
     };
     let refusal = if row.disabled {
         Some(Refusal::UserDisabled)
@@ -98,16 +104,16 @@ pub fn resolve(
     } else {
         None
     };
-    if let Some(refusal) = refusal {
+    if let Some(why) = refusal {
         delete(conn, token)?;
-        return Ok(Err((refusal, Some(row.id))));
+        return Ok(Lookup::Refused { why, user_id: Some(row.id) });
     }
     if now - session.last_seen_at >= TOUCH_EVERY_SECS {
         with_conn!(&mut *conn, |c| diesel::update(sessions::table.find(&hash))
             .set(sessions::last_seen_at.eq(now))
             .execute(c))?;
     }
-    Ok(Ok((session, User::try_from(row)?)))
+    Ok(Lookup::Live(session, User::try_from(row)?))
 }
 
 pub fn delete(conn: &mut Conn, token: &str) -> AppResult<bool> {
@@ -122,4 +128,17 @@ pub fn count_for_user(conn: &mut Conn, user_id: i64) -> AppResult<i64> {
 /// Removes sessions past their absolute expiry; run periodically.
 pub fn purge_expired(conn: &mut Conn, now: i64) -> AppResult<usize> {
     Ok(with_conn!(conn, |c| diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(c))?)
+}
+
+impl Lookup {
+    pub fn is_live(&self) -> bool {
+        matches!(self, Lookup::Live(..))
+    }
+
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Lookup::Live(..) => None,
+            Lookup::Refused { why, .. } => Some(*why),
+        }
+    }
 }

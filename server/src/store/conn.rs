@@ -18,6 +18,9 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// PostgreSQL through tokio-postgres and rustls, seen by diesel as a sync connection.
 pub type PgConn = AsyncConnectionWrapper<AsyncPgConnection>;
 
+// Connections sit in the pool and are handed out by reference; the size difference between
+// the variants never costs a copy.
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     Sqlite(SqliteConnection),
     Pg(PgConn),

@@ -30,7 +30,11 @@ const MAX_LOGO_BYTES: u64 = 512 * 1024;
 impl Theme {
     pub fn from_config(cfg: &ThemeConfig) -> Result<Theme, ThemeError> {
         let logo = match &cfg.logo_file {
-            None => Logo { bytes: DEFAULT_LOGO.as_bytes().to_vec(), content_type: "image/svg+xml" },
+            // The built-in mark takes the brand colour, so a recoloured theme needs no new logo.
+            None => Logo {
+                bytes: DEFAULT_LOGO.replace("#3b5bdb", &cfg.primary_color).into_bytes(),
+                content_type: "image/svg+xml",
+            },
             Some(path) => {
                 let shown = path.display().to_string();
                 let content_type =

@@ -1,0 +1,87 @@
+//! The web UI as a person uses it: headless Chromium signs in as the bootstrap admin, creates a
+//! user on the admin page, signs out, and signs in as that user.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::Server;
+use ayush_tests::browser::Browser;
+use fantoccini::{Client, Locator};
+use std::time::Duration;
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+    field.clear().await.ok();
+    field.send_keys(value).await.unwrap();
+}
+
+/// With `AYUSH_SCREENSHOTS=DIR`, keeps a picture of each step for people to look at.
+async fn snap(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("AYUSH_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(c, "#username", user).await;
+    fill(c, "#password", password).await;
+    c.find(Locator::Css("form[action='/login'] button[type=submit]")).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_creates_a_user_who_then_signs_in() {
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    let Some(browser) = Browser::launch().await else { return };
+    let c = &browser.client;
+    let base = server.url.clone();
+
+    // A wrong password shows an error on the sign-in page.
+    sign_in(c, &base, "boss", "not the password").await;
+    assert!(text_of(c, "[role=alert]").await.contains("wrong username or password"));
+    snap(c, "login-error").await;
+
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_of(c, "h1").await.contains("Welcome, boss"));
+
+    c.find(Locator::LinkText("Users")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_of(c, "h1").await, "Users");
+    fill(c, "#nu-username", "newbie").await;
+    fill(c, "#nu-display", "New Person").await;
+    fill(c, "#nu-password", "newbie password 1").await;
+    c.find(Locator::Css("form[action='/admin/users'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(c, "[role=status]").await.contains("Created"));
+    snap(c, "admin-users").await;
+    let row = text_of(c, "tr[data-user=newbie]").await;
+    assert!(row.contains("New Person") && row.contains("active"), "{row}");
+
+    c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_of(c, "h1").await, "Sign in");
+
+    sign_in(c, &base, "newbie", "newbie password 1").await;
+    assert!(text_of(c, "h1").await.contains("Welcome, New Person"));
+    snap(c, "user-home").await;
+    let nav = text_of(c, "nav").await;
+    assert!(!nav.contains("Users"), "a user sees no admin pages: {nav}");
+    c.goto(&format!("{base}/admin/users")).await.unwrap();
+    assert_eq!(text_of(c, "h1").await, "Not allowed");
+
+    browser.close().await;
+}
