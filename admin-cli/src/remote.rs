@@ -1,6 +1,7 @@
 //! Remote mode: the server's JSON API with an admin API token.
 
 use crate::backend::Backend;
+use ayush_server::http::encode_component as seg;
 use serde_json::{Value, json};
 use ureq::Agent;
 
@@ -8,18 +9,6 @@ pub struct Remote {
     base: String,
     token: String,
     agent: Agent,
-}
-
-/// Path segments are percent-encoded; names may hold spaces.
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'@' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 enum Body<'a> {

@@ -46,6 +46,8 @@ pub struct Server {
     pub data_dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     log: mpsc::Receiver<String>,
+    /// The certificate a TLS-serving test server uses, trusted by its clients.
+    trusted_pem: Option<Vec<u8>>,
 }
 
 impl Server {
@@ -88,13 +90,17 @@ impl Server {
                 break rest.split_whitespace().next().unwrap_or_default().trim_matches('"').to_string();
             }
         };
-        let server = Server { child, url, data_dir, env, log: rx };
+        let trusted_pem = env
+            .iter()
+            .find(|(k, _)| k == "AYUSH_TLS__CERT")
+            .map(|(_, path)| std::fs::read(path).expect("read the test certificate"));
+        let server = Server { child, url, data_dir, env, log: rx, trusted_pem };
         server.wait_ready(deadline);
         server
     }
 
     fn wait_ready(&self, deadline: Instant) {
-        let mut client = Client::new(&self.url);
+        let mut client = self.client();
         loop {
             if client.get("/readyz").status == 200 {
                 return;
@@ -105,7 +111,10 @@ impl Server {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.url)
+        match &self.trusted_pem {
+            Some(pem) => Client::trusting(&self.url, pem),
+            None => Client::new(&self.url),
+        }
     }
 
     /// Runs `ayushctl --local` on this server's data directory.
@@ -214,10 +223,22 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Client {
+        Client::with_tls(base, ureq::tls::TlsConfig::default())
+    }
+
+    /// A client that trusts exactly this PEM certificate, for a server with a test certificate.
+    pub fn trusting(base: &str, pem: &[u8]) -> Client {
+        let cert = ureq::tls::Certificate::from_pem(pem).expect("PEM certificate").to_owned();
+        let roots = ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![cert]));
+        Client::with_tls(base, ureq::tls::TlsConfig::builder().root_certs(roots).build())
+    }
+
+    fn with_tls(base: &str, tls: ureq::tls::TlsConfig) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(tls)
             .build()
             .into();
         Client { base: base.to_string(), agent, session: None }

@@ -310,9 +310,12 @@ fn pages_carry_the_theme_and_security_headers() {
     assert!(login.body.contains("Acme Assist") && !login.body.contains(">Ayush<"), "{}", login.body);
     assert!(login.header("content-security-policy").unwrap().contains("default-src 'self'"));
     assert!(c.get("/theme.css").body.contains("--brand: #aa0011"));
+    let missing = c.get("/no/such/page");
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("Acme Assist") && missing.body.contains("no page at this address"));
     let home = c.get("/admin/users");
     assert_eq!(home.status, 303);
-    assert_eq!(home.header("location"), Some("/login?next=/admin/users"));
+    assert_eq!(home.header("location"), Some("/login?next=%2Fadmin%2Fusers"));
 }
 
 #[test]
@@ -340,4 +343,42 @@ fn config_check_names_unknown_keys_and_masks_secrets() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("postgres://ayush:***@db/ayush") && !text.contains("hunter2"), "{text}");
     assert!(text.contains("password_min_length = 16"));
+}
+
+#[test]
+fn serves_https_with_rustls_and_marks_the_cookie_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let server = Server::start_with(&[
+        ("AYUSH_TLS__CERT", cert_path.to_str().unwrap()),
+        ("AYUSH_TLS__KEY", key_path.to_str().unwrap()),
+    ]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    server.create_user("tina", "user", USER_PW);
+    let mut c = server.client();
+    let r = c.login("tina", USER_PW);
+    assert_eq!(r.status, 200);
+    assert!(r.header("set-cookie").unwrap().contains("Secure"));
+    assert_eq!(c.get("/api/me").json()["user"]["username"], "tina");
+}
+
+#[test]
+fn a_bad_tls_key_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let out = std::process::Command::new(ayush_tests::bin_path("ayush"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("AYUSH_TLS__CERT", &cert)
+        .env("AYUSH_TLS__KEY", &cert)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls.cert") && err.contains("cert.pem"), "{err}");
 }

@@ -64,9 +64,9 @@ pub async fn sign_in(
 
     let reason = match &found {
         None => Some("unknown_user"),
+        Some(row) if row.password_hash.is_none() => Some("no_local_password"),
         Some(_) if !matches => Some("wrong_password"),
         Some(row) if row.disabled => Some("disabled"),
-        Some(row) if row.password_hash.is_none() => Some("no_local_password"),
         Some(_) => None,
     };
     let now = clock.now();

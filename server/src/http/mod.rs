@@ -17,6 +17,15 @@ use actix_web::{App, web};
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Unreserved characters stay; everything else is escaped.
+const COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Percent-encodes one URL path segment or query value (names may hold spaces or slashes).
+pub fn encode_component(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
+}
+
 /// Request bodies larger than this are refused before parsing.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -67,4 +76,5 @@ pub fn build_app(
         .configure(crate::web::routes)
         .configure(api::routes)
         .configure(ui::routes)
+        .default_service(web::to(ui::not_found))
 }

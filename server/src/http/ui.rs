@@ -7,6 +7,7 @@ use crate::auth::users::{self, User};
 use crate::auth::{Role, login, secret};
 use crate::error::{AppError, ErrorKind};
 use crate::http::api::{self, CreateUser};
+use crate::http::encode_component;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
@@ -157,7 +158,11 @@ impl ResponseError for UiError {
 
     fn error_response(&self) -> HttpResponse {
         if self.error.kind == ErrorKind::Unauthenticated {
-            let next = if self.path == "/" { String::new() } else { format!("?next={}", encode(&self.path)) };
+            let next = if self.path == "/" {
+                String::new()
+            } else {
+                format!("?next={}", encode_component(&self.path))
+            };
             return see_other(&format!("/login{next}"));
         }
         let title = match self.error.kind {
@@ -190,7 +195,9 @@ impl<P: Policy + 'static> FromRequest for Page<P> {
         let fut = Authed::<P>::from_request(req, payload);
         let product =
             req.app_data::<web::Data<AppState>>().map(|s| s.theme.product_name.clone()).unwrap_or_default();
-        let path = req.path().to_string();
+        // After signing in, only a page can be returned to, not a form's target.
+        let path =
+            if req.method() == actix_web::http::Method::GET { req.path().to_string() } else { "/".into() };
         Box::pin(async move { fut.await.map(Page).map_err(|error| UiError { error, product, path }) })
     }
 }
@@ -200,17 +207,6 @@ fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError> {
         Via::Session { csrf, .. } if secret::constant_time_eq(csrf, sent) => Ok(()),
         _ => Err(AppError::new(ErrorKind::CrossSite, "the form has expired; reload the page and try again")),
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Only same-site paths, so the sign-in page cannot be used to send people elsewhere.
@@ -513,7 +509,7 @@ async fn groups_create(
     }
     .await;
     match result {
-        Ok(g) => Ok(see_other(&format!("/admin/groups/{}?done=created", encode(&g.name)))),
+        Ok(g) => Ok(see_other(&format!("/admin/groups/{}?done=created", encode_component(&g.name)))),
         Err(e) => {
             render_groups(
                 &state,
@@ -566,7 +562,7 @@ async fn after_group_form(
     result: Result<&str, AppError>,
 ) -> Result<HttpResponse, UiError> {
     match result {
-        Ok(done) => Ok(see_other(&format!("/admin/groups/{}?done={done}", encode(&group)))),
+        Ok(done) => Ok(see_other(&format!("/admin/groups/{}?done={done}", encode_component(&group)))),
         Err(e) => {
             let flash = Some(Flash { kind: "error", text: e.message.clone() });
             render_group(state, who, group, flash, e.kind.status()).await
@@ -619,6 +615,11 @@ async fn group_remove_member(
     }
     .await;
     after_group_form(&state, &who, group, result).await
+}
+
+/// Any path no route claims.
+pub async fn not_found(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
+    Err(ui_error(&state, req.path())(AppError::not_found("There is no page at this address.")))
 }
 
 #[cfg(test)]
