@@ -21,6 +21,7 @@ pub trait Backend {
     fn delete_group(&self, name: &str) -> Result<(), String>;
     fn add_member(&self, group: &str, user: &str) -> Result<(), String>;
     fn remove_member(&self, group: &str, user: &str) -> Result<(), String>;
+    fn list_models(&self) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -2,14 +2,16 @@
 //! Every change is audited with the operating-system user as the actor.
 
 use crate::backend::Backend;
-use ayush_server::audit::Actor;
+use ayush_server::audit::{self, Actor, Event, Outcome};
 use ayush_server::auth::{Role, groups, password, tokens, users};
+use ayush_server::catalog::Catalog;
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
 use ayush_server::store::Store;
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 pub struct Local {
     store: Store,
@@ -65,6 +67,53 @@ impl Local {
             })
             .collect::<Result<_, String>>()?;
         Ok(Value::Array(rows))
+    }
+
+    fn catalog(&self) -> Catalog {
+        Catalog::new(&self.config.server.data_dir)
+    }
+
+    /// Records what was done to a model in the audit log.
+    fn audit_model(&self, action: &str, name: &str, details: Value) -> Result<(), String> {
+        let event = Event::new(&self.actor, action, Outcome::Success).target("model", name).details(details);
+        self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)
+    }
+
+    pub fn import_model(&self, file: &Path, name: Option<&str>) -> Result<Value, String> {
+        let mut bar = Progress::new("importing");
+        let manifest = self
+            .catalog()
+            .import(file, name, &self.actor.name, self.now(), |d, t| bar.show(d, t))
+            .map_err(err)?;
+        bar.finish();
+        self.audit_model(
+            "model.import",
+            &manifest.name,
+            json!({"sha256": manifest.sha256, "source": manifest.source}),
+        )?;
+        to_json(manifest)
+    }
+
+    pub fn verify_model(&self, name: &str) -> Result<(), String> {
+        let mut bar = Progress::new("verifying");
+        let ok = self.catalog().verify(name, |d, t| bar.show(d, t)).map_err(err)?;
+        bar.finish();
+        self.audit_model("model.verify", name, json!({"ok": ok}))?;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{name} does NOT match its manifest: the file changed since import"))
+        }
+    }
+
+    pub fn remove_model(&self, name: &str) -> Result<(), String> {
+        self.catalog().remove(name).map_err(err)?;
+        self.audit_model("model.remove", name, json!({}))
+    }
+
+    pub fn set_default_model(&self, name: &str) -> Result<(), String> {
+        self.catalog().set_default(name).map_err(err)?;
+        self.audit_model("model.set_default", name, json!({}))
     }
 
     pub fn revoke_token(&self, id: i64) -> Result<(), String> {
@@ -165,7 +214,38 @@ impl Backend for Local {
             .map_err(err)
     }
 
+    fn list_models(&self) -> Result<Value, String> {
+        to_json(self.catalog().list().map_err(err)?)
+    }
+
     fn local(&self) -> Option<&Local> {
         Some(self)
+    }
+}
+
+/// A progress line on standard error, only when it is a terminal.
+struct Progress {
+    what: &'static str,
+    tty: bool,
+    last: u64,
+}
+
+impl Progress {
+    fn new(what: &'static str) -> Progress {
+        Progress { what, tty: std::io::stderr().is_terminal(), last: u64::MAX }
+    }
+
+    fn show(&mut self, done: u64, total: u64) {
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        if self.tty && pct != self.last {
+            self.last = pct;
+            eprint!("\r{} {pct:>3}% ({} / {} MB)", self.what, done >> 20, total >> 20);
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
     }
 }

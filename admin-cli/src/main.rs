@@ -63,6 +63,9 @@ enum Command {
     /// Manage API tokens (--local only).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage local models (GGUF files) in the data directory.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -149,6 +152,25 @@ enum GroupCommand {
     AddMember { group: String, user: String },
     /// Remove a user from a group.
     RemoveMember { group: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Import a GGUF file: checks it, copies it into the models directory with its sha256.
+    Import {
+        file: PathBuf,
+        /// The name people pick it by (default: the file name without .gguf).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the imported models.
+    List,
+    /// Re-hash a model and compare it with its manifest.
+    Verify { name: String },
+    /// Remove a model.
+    Remove { name: String },
+    /// Make a model the default for new conversations.
+    SetDefault { name: String },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +279,32 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
+        Command::Models(cmd) => match cmd {
+            ModelsCommand::List => out.list(&backend.list_models()?, output::MODEL_COLUMNS),
+            other => {
+                let local = backend.local().ok_or(
+                    "importing, verifying and removing models work on the data directory: add --local",
+                )?;
+                match other {
+                    ModelsCommand::Import { file, name } => {
+                        out.object(&local.import_model(&file, name.as_deref())?)
+                    }
+                    ModelsCommand::Verify { name } => {
+                        local.verify_model(&name)?;
+                        out.done(&format!("{name} matches its manifest"))
+                    }
+                    ModelsCommand::Remove { name } => {
+                        local.remove_model(&name)?;
+                        out.done(&format!("model {name} removed"))
+                    }
+                    ModelsCommand::SetDefault { name } => {
+                        local.set_default_model(&name)?;
+                        out.done(&format!("{name} is the default model"))
+                    }
+                    ModelsCommand::List => Ok(()),
+                }
+            }
+        },
         Command::Completions { .. } => Ok(()),
     }
 }

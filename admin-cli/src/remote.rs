@@ -103,6 +103,10 @@ impl Backend for Remote {
         self.call("POST", "/api/admin/groups", Body::Json(&json!({"name": name, "description": description})))
     }
 
+    fn list_models(&self) -> Result<Value, String> {
+        self.call("GET", "/api/models", Body::None)
+    }
+
     fn list_groups(&self) -> Result<Value, String> {
         self.call("GET", "/api/admin/groups", Body::None)
     }

@@ -18,11 +18,12 @@ pub enum ErrorKind {
     Validation,
     WeakPassword,
     Unavailable,
+    Busy,
     Internal,
 }
 
 /// The one table: kind -> (stable code, HTTP status). Codes are part of the API contract.
-const TABLE: [(ErrorKind, &str, u16); 13] = [
+const TABLE: [(ErrorKind, &str, u16); 14] = [
     (ErrorKind::BadRequest, "request.invalid", 400),
     (ErrorKind::UnsupportedMediaType, "request.unsupported_media_type", 415),
     (ErrorKind::CrossSite, "request.cross_site", 403),
@@ -35,6 +36,7 @@ const TABLE: [(ErrorKind, &str, u16); 13] = [
     (ErrorKind::Validation, "validation", 422),
     (ErrorKind::WeakPassword, "auth.weak_password", 422),
     (ErrorKind::Unavailable, "service.unavailable", 503),
+    (ErrorKind::Busy, "service.busy", 429),
     (ErrorKind::Internal, "internal", 500),
 ];
 

@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod catalog;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod error;

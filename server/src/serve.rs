@@ -2,6 +2,7 @@
 //! open the same state the server does.
 
 use crate::auth::{sessions, throttle};
+use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LogFormat};
 use crate::http::metrics::Metrics;
@@ -44,12 +45,15 @@ pub fn init_logging(config: &Config) {
 pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartError> {
     let store = Store::open(&config.database, &config.server.data_dir)?;
     let theme = Theme::from_config(&config.theme)?;
+    let catalog = Arc::new(Catalog::new(&config.server.data_dir));
     Ok(AppState {
         config: Arc::new(config),
         store,
         clock,
         theme: Arc::new(theme),
         metrics: Arc::new(Metrics::default()),
+        catalog,
+        turns: Default::default(),
     })
 }
 

@@ -1,3 +1,4 @@
+use crate::catalog::Catalog;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::http::metrics::Metrics;
@@ -13,4 +14,6 @@ pub struct AppState {
     pub clock: SharedClock,
     pub theme: Arc<Theme>,
     pub metrics: Arc<Metrics>,
+    pub catalog: Arc<Catalog>,
+    pub turns: Arc<crate::chat::turn::TurnLocks>,
 }

@@ -40,6 +40,22 @@ pub fn skip_or_fail(why: &str) {
     eprintln!("\n!!! SKIPPED: {why} (set AYUSH_REQUIRE_PEERS=1 to make this a failure)\n");
 }
 
+/// A real model file fetched by `packaging/fetch-models`, or `None` after a loud skip.
+pub fn test_model(file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("AYUSH_TEST_MODELS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ayush-models")))?;
+    let path = dir.join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    skip_or_fail(&format!("{} is missing (run packaging/fetch-models)", path.display()));
+    None
+}
+
+pub const QWEN_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub const GEMMA_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+
 pub struct Server {
     child: Child,
     pub url: String,
@@ -285,6 +301,21 @@ impl Client {
         self.finish(r)
     }
 
+    /// Starts a JSON request and returns the open response body, to read a stream piece by
+    /// piece (and drop it halfway, as a client that goes away would).
+    pub fn open_stream(&mut self, path: &str, body: &Value) -> (u16, ureq::Body) {
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie())
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .expect("request");
+        let resp = self.agent.run(req).expect("HTTP request failed");
+        let status = resp.status().as_u16();
+        (status, resp.into_body())
+    }
+
     /// Any request with exactly these headers and body, for probing the guards.
     pub fn raw(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
         let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
@@ -305,4 +336,15 @@ impl Client {
             &serde_json::json!({"username": username, "password": password}),
         )
     }
+}
+
+/// Server-sent events in a response body: (event name, JSON data).
+pub fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name.to_string(), serde_json::from_str(data).ok()?))
+        })
+        .collect()
 }

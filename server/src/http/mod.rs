@@ -2,6 +2,7 @@
 //! Rules live in the capability modules; handlers here only translate.
 
 pub mod api;
+pub mod chat;
 pub mod csrf;
 pub mod health;
 pub mod metrics;
@@ -74,6 +75,7 @@ pub fn build_app(
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::endpoint))
         .configure(crate::web::routes)
+        .configure(chat::routes)
         .configure(api::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))

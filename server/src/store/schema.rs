@@ -85,9 +85,58 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    conversations (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        title -> Text,
+        model -> Text,
+        system_prompt -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        role -> Text,
+        content -> Text,
+        model -> Nullable<Text>,
+        prompt_tokens -> Nullable<BigInt>,
+        completion_tokens -> Nullable<BigInt>,
+        latency_ms -> Nullable<BigInt>,
+        finish_reason -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_totals (user_id, day) {
+        user_id -> BigInt,
+        day -> BigInt,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, groups, group_members, sessions, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    groups,
+    group_members,
+    sessions,
+    api_tokens,
+    conversations,
+    messages,
+    usage_totals
+);

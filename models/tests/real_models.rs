@@ -1,0 +1,284 @@
+//! The engine on the two real test models (fetched by `packaging/fetch-models` into
+//! `AYUSH_TEST_MODELS_DIR`, default `~/.cache/ayush-models`): tokenization against llama.cpp's
+//! ids, templates, generation, cancellation, and refusal of corrupt files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_models::model::FinishReason;
+use ayush_models::{ChatMessage, Engine, Event, GenerateParams, LoadedModel, ModelError};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, OnceLock};
+
+const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
+
+fn model_path(file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("AYUSH_TEST_MODELS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ayush-models")))?;
+    let path = dir.join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+        panic!("{} is missing: run packaging/fetch-models", path.display());
+    }
+    eprintln!("\n!!! SKIPPED: {} is missing (run packaging/fetch-models)\n", path.display());
+    None
+}
+
+/// Loading takes seconds; each model is loaded once and shared by the tests (one at a time).
+fn shared(file: &'static str) -> Option<&'static Mutex<LoadedModel>> {
+    static QWEN_MODEL: OnceLock<Option<Mutex<LoadedModel>>> = OnceLock::new();
+    static GEMMA_MODEL: OnceLock<Option<Mutex<LoadedModel>>> = OnceLock::new();
+    let cell = if file == QWEN { &QWEN_MODEL } else { &GEMMA_MODEL };
+    cell.get_or_init(|| model_path(file).map(|p| Mutex::new(LoadedModel::load(&p).unwrap()))).as_ref()
+}
+
+fn greedy(max_tokens: usize) -> GenerateParams {
+    GenerateParams { max_tokens, temperature: 0.0, repetition_penalty: 1.0, ..Default::default() }
+}
+
+fn chat(
+    model: &mut LoadedModel,
+    messages: &[ChatMessage],
+    params: &GenerateParams,
+) -> ayush_models::Completion {
+    let prompt = model.prompt_tokens(messages).unwrap();
+    let mut streamed = String::new();
+    let done = model.generate(&prompt, params, &AtomicBool::new(false), |t| streamed.push_str(t)).unwrap();
+    assert_eq!(streamed, done.text, "the streamed pieces add up to the reply");
+    done
+}
+
+#[test]
+fn gemma_tokenizes_like_llama_cpp() {
+    let Some(m) = shared(GEMMA) else { return };
+    let m = m.lock().unwrap();
+    for (text, want) in GEMMA_REFERENCE {
+        assert_eq!(m.tokenizer.encode(text).unwrap(), *want, "{text:?}");
+        if !text.contains("_of_turn>") {
+            assert_eq!(m.tokenizer.decode(&want[1..]).unwrap(), *text, "decoding round-trips");
+        }
+    }
+    let ids = m.tokenizer.encode("<start_of_turn>user\nHi<end_of_turn>").unwrap();
+    assert_eq!(ids[1], 105, "control tokens stay one token");
+    assert!(ids.contains(&106));
+}
+
+#[test]
+fn qwen_tokenizes_like_llama_cpp() {
+    let Some(m) = shared(QWEN) else { return };
+    let m = m.lock().unwrap();
+    for (text, want) in QWEN_REFERENCE {
+        assert_eq!(m.tokenizer.encode(text).unwrap(), *want, "{text:?}");
+        if !text.contains("<|") {
+            assert_eq!(m.tokenizer.decode(want).unwrap(), *text, "decoding round-trips");
+        }
+    }
+}
+
+/// (text, ids) from llama.cpp's llama-tokenize (llama.cpp 11434) on the Qwen file
+/// (`../shared/bench/llamacpp-peer.sh tokenize FILE TEXT`).
+const QWEN_REFERENCE: &[(&str, &[u32])] = &[
+    ("Hello, wörld! 你好", &[9707, 11, 289, 9416, 507, 0, 220, 108386]),
+    ("naïve café 🎉 emoji", &[3376, 37572, 586, 51950, 11162, 236, 231, 42365]),
+    ("fn main() {\n    println!(\"hi\");\n}", &[8822, 1887, 368, 341, 262, 13751, 17223, 6023, 797, 92]),
+    (
+        "I'm here, they've gone; it's 2026-11-25 at 10:45.",
+        &[
+            40, 2776, 1588, 11, 807, 3003, 8048, 26, 432, 594, 220, 17, 15, 17, 21, 12, 16, 16, 12, 17, 20,
+            518, 220, 16, 15, 25, 19, 20, 13,
+        ],
+    ),
+    ("   leading spaces and\ttabs", &[256, 6388, 12621, 323, 3244, 3435]),
+    ("<|im_start|>user\nHi<|im_end|>", &[151644, 872, 198, 13048, 151645]),
+    ("https://example.com/path?q=1&x=y", &[2428, 1110, 8687, 905, 50976, 43782, 28, 16, 5, 87, 29368]),
+];
+
+/// The same from llama.cpp on the gemma file (BOS 2 first, as the file asks).
+const GEMMA_REFERENCE: &[(&str, &[u32])] = &[
+    ("Hello, wörld! 你好", &[2, 9259, 236764, 515, 4010, 671, 236888, 43758, 237389]),
+    ("naïve café 🎉 emoji", &[2, 1789, 238527, 560, 33443, 204906, 64334]),
+    (
+        "fn main() {\n    println!(\"hi\");\n}",
+        &[2, 15059, 1689, 825, 642, 107, 140, 4629, 36492, 2202, 1443, 107, 236783],
+    ),
+    ("   leading spaces and\ttabs", &[2, 139, 26016, 9952, 532, 255968, 39218]),
+    ("<start_of_turn>user\nHi<end_of_turn>", &[2, 105, 2364, 107, 10979, 106]),
+    (
+        "https://example.com/path?q=1&x=y",
+        &[
+            2, 2574, 1411, 8358, 236761, 854, 236786, 2337, 236881, 236809, 236784, 236770, 236880, 236781,
+            236784, 236762,
+        ],
+    ),
+];
+
+#[test]
+fn streaming_detokenization_never_splits_a_character() {
+    let Some(m) = shared(QWEN) else { return };
+    let m = m.lock().unwrap();
+    let text = "naïve café 你好 🎉 ok";
+    let ids = m.tokenizer.encode(text).unwrap();
+    let mut stream = m.tokenizer.stream();
+    let mut out = String::new();
+    for id in &ids {
+        if let Some(piece) = stream.push(*id).unwrap() {
+            assert!(!piece.contains('\u{FFFD}'), "garbage piece {piece:?}");
+            out.push_str(&piece);
+        }
+    }
+    assert_eq!(out, text);
+}
+
+#[test]
+fn templates_come_from_the_file_or_the_family() {
+    let msgs = [ChatMessage::new("user", "Hi")];
+    if let Some(m) = shared(QWEN) {
+        let p = m.lock().unwrap().render(&msgs).unwrap();
+        assert_eq!(
+            p,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n\
+             <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+    if let Some(m) = shared(GEMMA) {
+        let m = m.lock().unwrap();
+        let p = m.render(&[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")]).unwrap();
+        assert_eq!(p, "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
+        let ids = m.tokenizer.encode(&p).unwrap();
+        assert_eq!(ids.iter().filter(|i| **i == 2).count(), 1, "one BOS, not two");
+    }
+}
+
+#[test]
+fn qwen_answers_a_factual_question() {
+    let Some(m) = shared(QWEN) else { return };
+    let mut m = m.lock().unwrap();
+    let done = chat(&mut m, &[ChatMessage::new("user", "What is the capital of France?")], &greedy(32));
+    assert!(done.text.contains("Paris"), "{:?}", done.text);
+    assert_eq!(done.finish, FinishReason::Stop);
+    assert!(done.usage.prompt_tokens > 10 && done.usage.completion_tokens > 0);
+}
+
+#[test]
+fn same_seed_same_reply_and_the_next_turn_reuses_the_cache() {
+    let Some(m) = shared(QWEN) else { return };
+    let mut m = m.lock().unwrap();
+    let sampled = GenerateParams { max_tokens: 12, temperature: 0.9, seed: 7, ..Default::default() };
+    let q = [ChatMessage::new("user", "Name a colour.")];
+    let a = chat(&mut m, &q, &sampled).text;
+    let b = chat(&mut m, &q, &sampled).text;
+    assert_eq!(a, b);
+
+    let first = chat(&mut m, &[ChatMessage::new("user", "What is 2 + 2?")], &greedy(16));
+    assert_eq!(first.usage.cached_prompt_tokens, 0, "a different chat starts afresh");
+    let second = chat(
+        &mut m,
+        &[
+            ChatMessage::new("user", "What is 2 + 2?"),
+            ChatMessage::new("assistant", &first.text),
+            ChatMessage::new("user", "And 3 + 3?"),
+        ],
+        &greedy(16),
+    );
+    assert!(
+        second.usage.cached_prompt_tokens > first.usage.prompt_tokens,
+        "the second turn reuses the first turn's prompt and reply: {:?}",
+        second.usage
+    );
+    assert!(second.text.contains('6'), "{:?}", second.text);
+}
+
+#[test]
+fn stop_strings_and_max_tokens_end_a_reply() {
+    let Some(m) = shared(GEMMA) else { return };
+    let mut m = m.lock().unwrap();
+    let done = chat(&mut m, &[ChatMessage::new("user", "Count: one, two, three,")], &greedy(5));
+    assert_eq!((done.finish, done.usage.completion_tokens), (FinishReason::Length, 5));
+    let params = GenerateParams { stop: vec![" ".into()], ..greedy(20) };
+    let done = chat(&mut m, &[ChatMessage::new("user", "Write a long sentence about the sea.")], &params);
+    assert!(!done.text.contains(' '), "{:?}", done.text);
+}
+
+#[test]
+fn a_chat_longer_than_the_context_window_is_refused() {
+    let Some(m) = shared(GEMMA) else { return };
+    let mut m = m.lock().unwrap();
+    let window = m.info.context_length;
+    let err = m.generate(&vec![107; window + 1], &greedy(1), &AtomicBool::new(false), |_| {}).unwrap_err();
+    assert!(matches!(err, ModelError::ContextTooLong { .. }), "{err}");
+}
+
+#[test]
+fn corrupt_and_foreign_files_are_refused_clearly() {
+    let Some(gemma) = model_path(GEMMA) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&gemma).unwrap();
+
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = LoadedModel::load(&cut).err().unwrap().to_string();
+    assert!(err.contains("past the end of the file"), "{err}");
+
+    let header_only = dir.path().join("header.gguf");
+    std::fs::write(&header_only, &bytes[..4096]).unwrap();
+    assert!(ayush_models::inspect(&header_only).unwrap_err().to_string().contains("truncated"));
+
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "these are not weights").unwrap();
+    assert!(ayush_models::inspect(&text).unwrap_err().to_string().contains("not a GGUF file"));
+
+    let info = ayush_models::inspect(&gemma).unwrap();
+    assert_eq!((info.arch.name(), info.has_chat_template), ("gemma3", false));
+}
+
+#[test]
+fn the_engine_streams_cancels_and_refuses_when_full() {
+    let Some(path) = model_path(GEMMA) else { return };
+    let engine = Engine::start("gemma", LoadedModel::load(&path).unwrap(), 1).unwrap();
+    let msgs = || vec![ChatMessage::new("user", "Tell me a story about a dragon.")];
+
+    let mut first = engine.submit(msgs(), greedy(400)).unwrap();
+    // Wait until it is generating, then queue one more; a third finds the queue full.
+    assert!(matches!(first.events.blocking_recv(), Some(Event::Token(_))));
+    let second = engine.submit(msgs(), greedy(3)).unwrap();
+    assert!(matches!(engine.submit(msgs(), greedy(3)), Err(ModelError::Busy)));
+
+    // Stop frees the engine at once: the reply ends as cancelled, well short of its limit.
+    first.cancel();
+    let cancelled = loop {
+        match first.events.blocking_recv().expect("the engine answers") {
+            Event::Token(_) => {}
+            Event::Done(done) => break done,
+            Event::Failed(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(cancelled.finish, FinishReason::Cancelled);
+    assert!(cancelled.usage.completion_tokens < 400);
+
+    let finish = |mut h: ayush_models::Handle| loop {
+        match h.events.blocking_recv().expect("the engine answers") {
+            Event::Token(_) => {}
+            Event::Done(done) => break done,
+            Event::Failed(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(finish(second).usage.completion_tokens, 3);
+
+    // A client that goes away (drops its handle) cancels too; the next request then runs.
+    drop(engine.submit(msgs(), greedy(400)).unwrap());
+    // The dropped request may still sit in the one queue slot for a moment; poll for the slot.
+    let next = (0..2000)
+        .find_map(|_| match engine.submit(msgs(), greedy(2)) {
+            Err(ModelError::Busy) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                None
+            }
+            other => Some(other.unwrap()),
+        })
+        .expect("the engine took the next request");
+    assert_eq!(finish(next).usage.completion_tokens, 2);
+}

@@ -1,0 +1,3 @@
+DROP TABLE usage_totals;
+DROP TABLE messages;
+DROP TABLE conversations;

@@ -1,0 +1,265 @@
+//! The model catalog: the files under `data_dir/models/` (each `NAME.gguf` with its manifest
+//! `NAME.json`, and `default` naming the default model), and the engines that serve them.
+//! The directory is the source of truth and is read on demand, so a model imported with
+//! `ayushctl --local` appears in the running server without a restart.
+
+use crate::error::{AppError, AppResult, ErrorKind};
+use ayush_models::{Engine, LoadedModel, ModelManifest};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+const DEFAULT_FILE: &str = "default";
+/// Requests that may wait behind the one a model is serving.
+const QUEUE_DEPTH: usize = 4;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelEntry {
+    #[serde(flatten)]
+    pub manifest: ModelManifest,
+    pub default: bool,
+}
+
+type Slot = Arc<OnceCell<Engine>>;
+
+pub struct Catalog {
+    dir: PathBuf,
+    /// Engines by (name, sha256): a replaced file gets a fresh engine.
+    engines: Mutex<HashMap<(String, String), Slot>>,
+}
+
+fn io(what: &str, e: std::io::Error) -> AppError {
+    AppError::internal(format!("{what}: {e}"))
+}
+
+impl Catalog {
+    pub fn new(data_dir: &Path) -> Catalog {
+        Catalog { dir: data_dir.join("models"), engines: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.gguf"))
+    }
+
+    fn manifest_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    pub fn list(&self) -> AppResult<Vec<ModelEntry>> {
+        let default = self.default_name();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("reading the models directory", e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match read_manifest(&path) {
+                Ok(m) => {
+                    let is_default = default.as_deref() == Some(m.name.as_str());
+                    out.push(ModelEntry { manifest: m, default: is_default });
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable model manifest")
+                }
+            }
+        }
+        out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        Ok(out)
+    }
+
+    pub fn get(&self, name: &str) -> AppResult<ModelEntry> {
+        ayush_models::validate_name(name).map_err(|e| AppError::validation(e.to_string()))?;
+        let path = self.manifest_path(name);
+        if !path.is_file() {
+            return Err(AppError::not_found(format!("no model named {name:?}")));
+        }
+        let manifest = read_manifest(&path).map_err(AppError::internal)?;
+        Ok(ModelEntry { default: self.default_name().as_deref() == Some(name), manifest })
+    }
+
+    pub fn default_name(&self) -> Option<String> {
+        let name = std::fs::read_to_string(self.dir.join(DEFAULT_FILE)).ok()?;
+        let name = name.trim().to_string();
+        self.manifest_path(&name).is_file().then_some(name)
+    }
+
+    pub fn set_default(&self, name: &str) -> AppResult<()> {
+        self.get(name)?;
+        write_atomically(&self.dir.join(DEFAULT_FILE), format!("{name}\n").as_bytes())
+    }
+
+    pub fn remove(&self, name: &str) -> AppResult<()> {
+        self.get(name)?;
+        std::fs::remove_file(self.manifest_path(name)).map_err(|e| io("removing the manifest", e))?;
+        let _ = std::fs::remove_file(self.file(name));
+        if std::fs::read_to_string(self.dir.join(DEFAULT_FILE)).is_ok_and(|d| d.trim() == name) {
+            let _ = std::fs::remove_file(self.dir.join(DEFAULT_FILE));
+        }
+        if let Ok(mut engines) = self.engines.lock() {
+            engines.retain(|(n, _), _| n != name);
+        }
+        Ok(())
+    }
+
+    /// Copies `source` into the catalog after checking that it parses and its architecture is
+    /// supported, hashing it on the way. `progress(done, total)` is called as bytes are copied.
+    pub fn import(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+        imported_by: &str,
+        now: i64,
+        mut progress: impl FnMut(u64, u64),
+    ) -> AppResult<ModelManifest> {
+        let info = ayush_models::inspect(source)
+            .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => default_name_for(source),
+        };
+        ayush_models::validate_name(&name).map_err(|e| AppError::validation(e.to_string()))?;
+        if self.manifest_path(&name).exists() {
+            return Err(AppError::conflict(format!(
+                "a model named {name:?} exists; remove it first or pick --name"
+            )));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| io("creating the models directory", e))?;
+        let partial = self.dir.join(format!(".{name}.gguf.partial"));
+        let result = copy_hashing(source, &partial, &mut progress);
+        let (sha256, size) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&partial, self.file(&name)).map_err(|e| io("placing the model", e))?;
+        let manifest = ModelManifest {
+            name: name.clone(),
+            arch: info.arch.name().to_string(),
+            quantization: info.quantization,
+            context_length: info.context_length,
+            sha256,
+            size,
+            source: source.display().to_string(),
+            imported_by: imported_by.to_string(),
+            imported_at: now,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
+        write_atomically(&self.manifest_path(&name), &json)?;
+        if self.default_name().is_none() {
+            self.set_default(&name)?;
+        }
+        Ok(manifest)
+    }
+
+    /// Re-hashes the file: `Ok(true)` when it still matches its manifest.
+    pub fn verify(&self, name: &str, mut progress: impl FnMut(u64, u64)) -> AppResult<bool> {
+        let entry = self.get(name)?;
+        let (sha, size) = hash_file(&self.file(name), &mut progress)?;
+        Ok(sha == entry.manifest.sha256 && size == entry.manifest.size)
+    }
+
+    /// The engine for `name`, loading the model on first use (seconds; off the async executor).
+    pub async fn engine(&self, name: &str) -> AppResult<Engine> {
+        let entry = self.get(name)?;
+        let key = (name.to_string(), entry.manifest.sha256.clone());
+        let slot = {
+            let mut engines = self.engines.lock().map_err(|_| AppError::internal("engine table poisoned"))?;
+            engines.retain(|(n, sha), _| n != name || *sha == key.1);
+            engines.entry(key).or_default().clone()
+        };
+        let path = self.file(name);
+        let model_name = name.to_string();
+        slot.get_or_try_init(|| async move {
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let model = LoadedModel::load(&path).map_err(|e| AppError::internal(format!("loading {model_name}: {e}")))?;
+                tracing::info!(model = %model_name, load_ms = started.elapsed().as_millis() as u64, "model loaded");
+                Engine::start(&model_name, model, QUEUE_DEPTH).map_err(AppError::internal)
+            })
+            .await
+            .map_err(AppError::internal)?
+        })
+        .await
+        .cloned()
+    }
+}
+
+fn read_manifest(path: &Path) -> Result<ModelManifest, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let m: ModelManifest = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    m.validate().map_err(|e| e.to_string())?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if m.name != stem {
+        return Err(format!("the manifest names {:?} but is called {stem}.json", m.name));
+    }
+    Ok(m)
+}
+
+/// `qwen2.5-coder-0.5b-instruct-q4_k_m.gguf` -> `qwen2.5-coder-0.5b-instruct-q4_k_m`.
+fn default_name_for(source: &Path) -> String {
+    let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let cleaned: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .take(64)
+        .collect();
+    cleaned.trim_start_matches(['.', '_', '-']).to_string()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> AppResult<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io("writing", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("writing", e))
+}
+
+fn copy_hashing(source: &Path, dest: &Path, progress: &mut impl FnMut(u64, u64)) -> AppResult<(String, u64)> {
+    let mut output = std::fs::File::create(dest).map_err(|e| io("creating the model file", e))?;
+    let result = hash_stream(source, Some(&mut output), progress)?;
+    output.sync_all().map_err(|e| io("writing the model", e))?;
+    Ok(result)
+}
+
+fn hash_file(path: &Path, progress: &mut impl FnMut(u64, u64)) -> AppResult<(String, u64)> {
+    hash_stream(path, None, progress)
+}
+
+/// SHA-256 and size of `source`, copying it into `sink` on the way when there is one.
+fn hash_stream(
+    source: &Path,
+    mut sink: Option<&mut std::fs::File>,
+    progress: &mut impl FnMut(u64, u64),
+) -> AppResult<(String, u64)> {
+    let mut input = std::fs::File::open(source)
+        .map_err(|e| AppError::new(ErrorKind::NotFound, format!("{}: {e}", source.display())))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| io("reading the model", e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Some(out) = sink.as_mut() {
+            out.write_all(&buf[..n]).map_err(|e| io("writing the model", e))?;
+        }
+        done += n as u64;
+        progress(done, total);
+    }
+    Ok((hex::encode(hasher.finalize()), done))
+}

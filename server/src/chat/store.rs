@@ -1,0 +1,301 @@
+//! Conversations, messages and token usage in the database.
+
+use crate::error::{AppError, AppResult};
+use crate::store::Conn;
+use crate::store::schema::{conversations, messages, usage_totals};
+use crate::with_conn;
+use diesel::prelude::*;
+use serde::Serialize;
+
+pub const MAX_TITLE_CHARS: usize = 120;
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 8_000;
+pub const MAX_MESSAGE_CHARS: usize = 32_000;
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = conversations)]
+pub struct Conversation {
+    pub id: i64,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub title: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = messages)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub role: String,
+    pub content: String,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+/// What an assistant reply left behind, stored in one transaction with the usage.
+pub struct Reply<'a> {
+    pub content: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub latency_ms: i64,
+    pub finish_reason: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub fn check_title(title: &str) -> AppResult<()> {
+    if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+        return Err(AppError::validation(format!(
+            "a title is at most {MAX_TITLE_CHARS} characters, on one line"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_system_prompt(prompt: &str) -> AppResult<()> {
+    if prompt.chars().count() > MAX_SYSTEM_PROMPT_CHARS {
+        return Err(AppError::validation(format!(
+            "a system prompt is at most {MAX_SYSTEM_PROMPT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn create(
+    conn: &mut Conn,
+    now: i64,
+    user_id: i64,
+    title: &str,
+    model: &str,
+    system_prompt: &str,
+) -> AppResult<Conversation> {
+    check_title(title)?;
+    check_system_prompt(system_prompt)?;
+    let id: i64 = with_conn!(conn, |c| diesel::insert_into(conversations::table)
+        .values((
+            conversations::user_id.eq(user_id),
+            conversations::title.eq(title.trim()),
+            conversations::model.eq(model),
+            conversations::system_prompt.eq(system_prompt),
+            conversations::created_at.eq(now),
+            conversations::updated_at.eq(now),
+        ))
+        .returning(conversations::id)
+        .get_result(c))?;
+    get(conn, user_id, id)
+}
+
+/// The conversation if it belongs to `user_id`; someone else's is "not found", never "forbidden".
+pub fn get(conn: &mut Conn, user_id: i64, id: i64) -> AppResult<Conversation> {
+    with_conn!(conn, |c| conversations::table
+        .filter(conversations::id.eq(id))
+        .filter(conversations::user_id.eq(user_id))
+        .select(Conversation::as_select())
+        .first(c)
+        .optional())?
+    .ok_or_else(|| AppError::not_found("no such conversation"))
+}
+
+/// Newest first; `query` matches titles and message text.
+pub fn list(conn: &mut Conn, user_id: i64, query: Option<&str>) -> AppResult<Vec<Conversation>> {
+    let rows = match query.map(str::trim).filter(|q| !q.is_empty()) {
+        None => with_conn!(conn, |c| conversations::table
+            .filter(conversations::user_id.eq(user_id))
+            .order((conversations::updated_at.desc(), conversations::id.desc()))
+            .select(Conversation::as_select())
+            .limit(500)
+            .load(c))?,
+        Some(q) => {
+            let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            with_conn!(conn, |c| {
+                let in_messages = messages::table
+                    .filter(messages::content.like(pattern.clone()).escape('\\'))
+                    .select(messages::conversation_id);
+                conversations::table
+                    .filter(conversations::user_id.eq(user_id))
+                    .filter(
+                        conversations::title
+                            .like(pattern.clone())
+                            .escape('\\')
+                            .or(conversations::id.eq_any(in_messages)),
+                    )
+                    .order((conversations::updated_at.desc(), conversations::id.desc()))
+                    .select(Conversation::as_select())
+                    .limit(500)
+                    .load(c)
+            })?
+        }
+    };
+    Ok(rows)
+}
+
+pub fn update(
+    conn: &mut Conn,
+    now: i64,
+    user_id: i64,
+    id: i64,
+    title: Option<&str>,
+    model: Option<&str>,
+    system_prompt: Option<&str>,
+) -> AppResult<Conversation> {
+    let current = get(conn, user_id, id)?;
+    let title = title.unwrap_or(&current.title);
+    let model = model.unwrap_or(&current.model);
+    let system_prompt = system_prompt.unwrap_or(&current.system_prompt);
+    check_title(title)?;
+    check_system_prompt(system_prompt)?;
+    with_conn!(&mut *conn, |c| diesel::update(conversations::table.find(id))
+        .set((
+            conversations::title.eq(title.trim()),
+            conversations::model.eq(model),
+            conversations::system_prompt.eq(system_prompt),
+            conversations::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    get(conn, user_id, id)
+}
+
+pub fn delete(conn: &mut Conn, user_id: i64, id: i64) -> AppResult<()> {
+    get(conn, user_id, id)?;
+    with_conn!(conn, |c| diesel::delete(conversations::table.find(id)).execute(c))?;
+    Ok(())
+}
+
+pub fn messages(conn: &mut Conn, conversation_id: i64) -> AppResult<Vec<Message>> {
+    Ok(with_conn!(conn, |c| messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .order(messages::id.asc())
+        .select(Message::as_select())
+        .load(c))?)
+}
+
+pub fn add_user_message(
+    conn: &mut Conn,
+    now: i64,
+    conversation: &Conversation,
+    content: &str,
+) -> AppResult<i64> {
+    let id = with_conn!(&mut *conn, |c| diesel::insert_into(messages::table)
+        .values((
+            messages::conversation_id.eq(conversation.id),
+            messages::role.eq("user"),
+            messages::content.eq(content),
+            messages::created_at.eq(now),
+        ))
+        .returning(messages::id)
+        .get_result(c))?;
+    let title = if conversation.title.is_empty() { first_line(content) } else { conversation.title.clone() };
+    with_conn!(conn, |c| diesel::update(conversations::table.find(conversation.id))
+        .set((conversations::updated_at.eq(now), conversations::title.eq(title)))
+        .execute(c))?;
+    Ok(id)
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let mut title: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        title.push('…');
+    }
+    title
+}
+
+/// Deletes the messages after `message_id` (to regenerate or edit and resend from there).
+pub fn truncate_after(conn: &mut Conn, conversation_id: i64, message_id: i64) -> AppResult<usize> {
+    Ok(with_conn!(conn, |c| diesel::delete(
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .filter(messages::id.gt(message_id))
+    )
+    .execute(c))?)
+}
+
+pub fn edit_message(conn: &mut Conn, conversation_id: i64, message_id: i64, content: &str) -> AppResult<()> {
+    let n = with_conn!(conn, |c| diesel::update(
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .filter(messages::id.eq(message_id))
+            .filter(messages::role.eq("user"))
+    )
+    .set(messages::content.eq(content))
+    .execute(c))?;
+    if n == 0 {
+        return Err(AppError::not_found("no such message of yours in this conversation"));
+    }
+    Ok(())
+}
+
+/// Stores an assistant reply and adds its tokens to the user's totals for the day.
+pub fn add_reply(
+    conn: &mut Conn,
+    now: i64,
+    user_id: i64,
+    conversation_id: i64,
+    reply: &Reply<'_>,
+) -> AppResult<i64> {
+    let id = with_conn!(&mut *conn, |c| diesel::insert_into(messages::table)
+        .values((
+            messages::conversation_id.eq(conversation_id),
+            messages::role.eq("assistant"),
+            messages::content.eq(reply.content),
+            messages::model.eq(reply.model),
+            messages::prompt_tokens.eq(reply.prompt_tokens),
+            messages::completion_tokens.eq(reply.completion_tokens),
+            messages::latency_ms.eq(reply.latency_ms),
+            messages::finish_reason.eq(reply.finish_reason),
+            messages::error.eq(reply.error),
+            messages::created_at.eq(now),
+        ))
+        .returning(messages::id)
+        .get_result(c))?;
+    with_conn!(&mut *conn, |c| diesel::update(conversations::table.find(conversation_id))
+        .set(conversations::updated_at.eq(now))
+        .execute(c))?;
+    let day = now.div_euclid(86_400);
+    with_conn!(conn, |c| diesel::insert_into(usage_totals::table)
+        .values((
+            usage_totals::user_id.eq(user_id),
+            usage_totals::day.eq(day),
+            usage_totals::requests.eq(1),
+            usage_totals::prompt_tokens.eq(reply.prompt_tokens),
+            usage_totals::completion_tokens.eq(reply.completion_tokens),
+        ))
+        .on_conflict((usage_totals::user_id, usage_totals::day))
+        .do_update()
+        .set((
+            usage_totals::requests.eq(usage_totals::requests + 1),
+            usage_totals::prompt_tokens.eq(usage_totals::prompt_tokens + reply.prompt_tokens),
+            usage_totals::completion_tokens.eq(usage_totals::completion_tokens + reply.completion_tokens),
+        ))
+        .execute(c))?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// A user's totals since `since_day` (days since the epoch).
+pub fn usage_since(conn: &mut Conn, user_id: i64, since_day: i64) -> AppResult<UsageTotals> {
+    let rows: Vec<(i64, i64, i64)> = with_conn!(conn, |c| usage_totals::table
+        .filter(usage_totals::user_id.eq(user_id))
+        .filter(usage_totals::day.ge(since_day))
+        .select((usage_totals::requests, usage_totals::prompt_tokens, usage_totals::completion_tokens))
+        .load(c))?;
+    Ok(rows.into_iter().fold(UsageTotals::default(), |t, (r, p, c)| UsageTotals {
+        requests: t.requests + r,
+        prompt_tokens: t.prompt_tokens + p,
+        completion_tokens: t.completion_tokens + c,
+    }))
+}

@@ -1,0 +1,290 @@
+//! One chat turn: assemble the prompt from the conversation, stream the model's reply, then
+//! store the reply, its token usage and its audit event in one transaction. The user's
+//! message is stored before generation starts, so a failed or stopped generation never loses
+//! it; a stopped reply is kept as far as it got.
+
+use super::store::{self, Conversation, Reply};
+use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
+use crate::auth::users::User;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::state::AppState;
+use ayush_models::{ChatMessage, Event, GenerateParams, ModelError};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// What the client sees, in order: tokens, then one `Done` or `Error`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    Token { text: String },
+    Done { message_id: i64, finish_reason: String, usage: UsageOut, html: String },
+    Error { code: String, message: String, message_id: Option<i64> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageOut {
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_prompt_tokens: i64,
+    pub latency_ms: i64,
+}
+
+/// What the turn starts from.
+pub enum Input {
+    /// A new user message.
+    Message(String),
+    /// Answer the last user message again (its replies are dropped).
+    Regenerate,
+    /// Replace an earlier user message and answer it (later messages are dropped).
+    Edit { message_id: i64, content: String },
+}
+
+pub struct Turn {
+    pub user: User,
+    pub actor: Actor,
+    pub conversation_id: i64,
+    pub input: Input,
+    pub model: Option<String>,
+    pub params: GenerateParams,
+}
+
+fn model_error(e: ModelError) -> AppError {
+    match e {
+        ModelError::Busy => {
+            AppError::new(ErrorKind::Busy, "the model is busy; try again shortly").with_retry_after(5)
+        }
+        ModelError::ContextTooLong { .. } | ModelError::BadRequest(_) => AppError::validation(e.to_string()),
+        other => AppError::internal(other),
+    }
+}
+
+fn check_content(content: &str) -> AppResult<()> {
+    if content.trim().is_empty() {
+        return Err(AppError::validation("the message is empty"));
+    }
+    if content.chars().count() > store::MAX_MESSAGE_CHARS {
+        return Err(AppError::validation(format!(
+            "a message is at most {} characters",
+            store::MAX_MESSAGE_CHARS
+        )));
+    }
+    Ok(())
+}
+
+/// One turn at a time per conversation, so a reply is stored before the next message: a
+/// stopped reply finishes storing before the message that follows it. Striped, so the table
+/// stays small however many conversations there are.
+pub struct TurnLocks([Arc<tokio::sync::Mutex<()>>; 64]);
+
+impl Default for TurnLocks {
+    fn default() -> Self {
+        TurnLocks(std::array::from_fn(|_| Arc::new(tokio::sync::Mutex::new(()))))
+    }
+}
+
+impl TurnLocks {
+    async fn lock(&self, conversation_id: i64) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0[conversation_id.rem_euclid(64) as usize].clone().lock_owned().await
+    }
+}
+
+/// Starts the turn; the receiver yields its events. Errors before generation (unknown model,
+/// empty message, a busy engine) come back here, before anything is stored.
+pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<StreamEvent>> {
+    turn.params.validate().map_err(AppError::validation)?;
+    if let Input::Message(c) | Input::Edit { content: c, .. } = &turn.input {
+        check_content(c)?;
+    }
+    let (user_id, conv_id) = (turn.user.id, turn.conversation_id);
+    let in_flight = state.turns.lock(conv_id).await;
+    let (conversation, history) = state
+        .store
+        .run(move |c| {
+            let conv = store::get(c, user_id, conv_id)?;
+            let msgs = store::messages(c, conv.id)?;
+            Ok((conv, msgs))
+        })
+        .await?;
+    let model = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
+    state.catalog.get(&model).map_err(|e| {
+        if e.kind == ErrorKind::NotFound {
+            AppError::validation(format!("there is no model named {model:?}"))
+        } else {
+            e
+        }
+    })?;
+
+    // The history this reply answers, after the edit or regeneration is applied.
+    let mut kept = history.clone();
+    match &turn.input {
+        Input::Message(_) => {}
+        Input::Regenerate => {
+            let last_user = kept
+                .iter()
+                .rposition(|m| m.role == "user")
+                .ok_or_else(|| AppError::validation("there is nothing to regenerate"))?;
+            kept.truncate(last_user + 1);
+        }
+        Input::Edit { message_id, content } => {
+            let at = kept
+                .iter()
+                .position(|m| m.id == *message_id && m.role == "user")
+                .ok_or_else(|| AppError::not_found("no such message of yours in this conversation"))?;
+            kept.truncate(at + 1);
+            kept[at].content = content.clone();
+        }
+    }
+    let mut prompt: Vec<ChatMessage> = Vec::new();
+    if !conversation.system_prompt.trim().is_empty() {
+        prompt.push(ChatMessage::new("system", &conversation.system_prompt));
+    }
+    for m in &kept {
+        if m.role == "assistant" && m.error.is_some() && m.content.is_empty() {
+            continue;
+        }
+        prompt.push(ChatMessage::new(&m.role, &m.content));
+    }
+    if let Input::Message(content) = &turn.input {
+        prompt.push(ChatMessage::new("user", content));
+    }
+
+    let engine = state.catalog.engine(&model).await?;
+    let handle = engine.submit(prompt, turn.params.clone()).map_err(model_error)?;
+
+    // Only now, with the engine committed to answering, is anything stored.
+    let now = state.clock.now();
+    let conv = conversation.clone();
+    let input = match turn.input {
+        Input::Message(c) => Some(c),
+        _ => None,
+    };
+    let cut = match (&input, kept.last()) {
+        (None, Some(last)) => Some(last.id),
+        _ => None,
+    };
+    let edited = kept.last().map(|m| (m.id, m.content.clone()));
+    state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                if let Some(content) = &input {
+                    store::add_user_message(c, now, &conv, content)?;
+                } else if let (Some(cut), Some((id, content))) = (cut, edited) {
+                    store::edit_message(c, conv.id, id, &content)?;
+                    store::truncate_after(c, conv.id, cut)?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+
+    let (tx, rx) = mpsc::channel(64);
+    let state = state.clone();
+    tokio::spawn(async move {
+        relay(state, conversation, model, turn.user, turn.actor, handle, tx).await;
+        drop(in_flight);
+    });
+    Ok(rx)
+}
+
+/// Forwards the engine's events to the client and stores the outcome. Runs to the end even if
+/// the client goes away (that cancels generation; what was generated is kept).
+async fn relay(
+    state: AppState,
+    conversation: Conversation,
+    model: String,
+    user: User,
+    actor: Actor,
+    mut handle: ayush_models::Handle,
+    tx: mpsc::Sender<StreamEvent>,
+) {
+    let started = Instant::now();
+    let mut text = String::new();
+    let outcome = loop {
+        match handle.events.recv().await {
+            Some(Event::Token(piece)) => {
+                text.push_str(&piece);
+                if tx.send(StreamEvent::Token { text: piece }).await.is_err() {
+                    handle.cancel();
+                }
+            }
+            Some(Event::Done(done)) => break Ok(done),
+            Some(Event::Failed(e)) => break Err(e),
+            None => break Err(ModelError::Inference("the engine stopped".into())),
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let (usage, finish, error) = match &outcome {
+        Ok(done) => (
+            UsageOut {
+                prompt_tokens: done.usage.prompt_tokens as i64,
+                completion_tokens: done.usage.completion_tokens as i64,
+                cached_prompt_tokens: done.usage.cached_prompt_tokens as i64,
+                latency_ms,
+            },
+            done.finish.as_str().to_string(),
+            None,
+        ),
+        Err(e) => (
+            UsageOut { prompt_tokens: 0, completion_tokens: 0, cached_prompt_tokens: 0, latency_ms },
+            "error".to_string(),
+            Some(e.to_string()),
+        ),
+    };
+    let content = match &outcome {
+        Ok(done) => done.text.clone(),
+        Err(_) => text,
+    };
+    let now = state.clock.now();
+    let (u, f, e, c, m) = (usage.clone(), finish.clone(), error.clone(), content.clone(), model.clone());
+    let stored = state
+        .store
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let id = store::add_reply(
+                    conn,
+                    now,
+                    user.id,
+                    conversation.id,
+                    &Reply {
+                        content: &c,
+                        model: &m,
+                        prompt_tokens: u.prompt_tokens,
+                        completion_tokens: u.completion_tokens,
+                        latency_ms: u.latency_ms,
+                        finish_reason: &f,
+                        error: e.as_deref(),
+                    },
+                )?;
+                let outcome = if e.is_some() { Outcome::Failure } else { Outcome::Success };
+                audit::record(
+                    conn,
+                    now,
+                    &AuditEvent::new(&actor, "chat.message", outcome)
+                        .target("conversation", conversation.id)
+                        .details(serde_json::json!({
+                            "model": m, "message_id": id, "prompt_tokens": u.prompt_tokens,
+                            "completion_tokens": u.completion_tokens, "finish_reason": f, "error": e,
+                        })),
+                )?;
+                Ok(id)
+            })
+        })
+        .await;
+    let last = match (stored, error) {
+        (Ok(id), None) => StreamEvent::Done {
+            message_id: id,
+            finish_reason: finish,
+            usage,
+            html: super::markdown::to_html(&content),
+        },
+        (Ok(id), Some(message)) => {
+            let code = if message.contains("context window") { "validation" } else { "internal" };
+            StreamEvent::Error { code: code.into(), message, message_id: Some(id) }
+        }
+        (Err(e), _) => StreamEvent::Error { code: e.code().into(), message: e.message, message_id: None },
+    };
+    let _ = tx.send(last).await;
+}

@@ -1,0 +1,289 @@
+//! The UI's chat API: conversations, messages streamed as server-sent events, and the models
+//! the signed-in user may use.
+
+use crate::auth::guard::{AnyUser, Authed};
+use crate::chat::turn::{self, Input, StreamEvent, Turn};
+use crate::chat::{markdown, store};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+use ayush_models::GenerateParams;
+use serde::Deserialize;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/models", web::get().to(list_models))
+        .route("/api/conversations", web::get().to(list))
+        .route("/api/conversations", web::post().to(create))
+        .route("/api/conversations/{id}", web::get().to(get))
+        .route("/api/conversations/{id}", web::patch().to(update))
+        .route("/api/conversations/{id}", web::delete().to(delete))
+        .route("/api/conversations/{id}/messages", web::post().to(send))
+        .route("/api/conversations/{id}/regenerate", web::post().to(regenerate))
+        .route("/api/conversations/{id}/messages/{message_id}/edit", web::post().to(edit));
+}
+
+async fn list_models(state: web::Data<AppState>, _: Authed<AnyUser>) -> AppResult<HttpResponse> {
+    // Every signed-in user may use every imported model until model access is granted by group.
+    Ok(HttpResponse::Ok().json(state.catalog.list()?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    q: web::Query<ListQuery>,
+) -> AppResult<HttpResponse> {
+    let (uid, query) = (who.user.id, q.into_inner().q);
+    Ok(HttpResponse::Ok().json(state.store.run(move |c| store::list(c, uid, query.as_deref())).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    model: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    system_prompt: String,
+}
+
+/// The model a new conversation uses: the one asked for, else the default.
+fn pick_model(state: &AppState, asked: Option<String>) -> AppResult<String> {
+    let name = match asked {
+        Some(name) => name,
+        None => state.catalog.default_name().ok_or_else(|| {
+            AppError::validation(
+                "no model is installed yet; an admin imports one with `ayushctl models import`",
+            )
+        })?,
+    };
+    state
+        .catalog
+        .get(&name)
+        .map_err(|_| AppError::validation(format!("there is no model named {name:?}")))?;
+    Ok(name)
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    body: web::Json<CreateBody>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let model = pick_model(&state, body.model)?;
+    let (now, uid) = (state.clock.now(), who.user.id);
+    let conv = state
+        .store
+        .run(move |c| store::create(c, now, uid, &body.title, &model, &body.system_prompt))
+        .await?;
+    Ok(HttpResponse::Created().json(conv))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (uid, id) = (who.user.id, path.into_inner());
+    let (conv, msgs) = state
+        .store
+        .run(move |c| {
+            let conv = store::get(c, uid, id)?;
+            Ok((conv, store::messages(c, id)?))
+        })
+        .await?;
+    let messages: Vec<serde_json::Value> = msgs
+        .into_iter()
+        .map(|m| {
+            let html = (m.role == "assistant").then(|| markdown::to_html(&m.content));
+            let mut v = serde_json::to_value(&m).unwrap_or_default();
+            v["html"] = serde_json::json!(html);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"conversation": conv, "messages": messages})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    title: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<i64>,
+    body: web::Json<UpdateBody>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    if let Some(m) = &body.model {
+        pick_model(&state, Some(m.clone()))?;
+    }
+    let (now, uid, id) = (state.clock.now(), who.user.id, path.into_inner());
+    let conv = state
+        .store
+        .run(move |c| {
+            store::update(
+                c,
+                now,
+                uid,
+                id,
+                body.title.as_deref(),
+                body.model.as_deref(),
+                body.system_prompt.as_deref(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(conv))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (uid, id) = (who.user.id, path.into_inner());
+    state.store.run(move |c| store::delete(c, uid, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sampling options a request may set; the rest keep their defaults.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    max_tokens: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<usize>,
+    repetition_penalty: Option<f32>,
+    seed: Option<u64>,
+    stop: Option<Vec<String>>,
+}
+
+impl Options {
+    fn params(self) -> GenerateParams {
+        let d = GenerateParams::default();
+        GenerateParams {
+            max_tokens: self.max_tokens.unwrap_or(d.max_tokens),
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.or(d.top_p),
+            top_k: self.top_k.or(d.top_k),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            seed: self.seed.unwrap_or(d.seed),
+            stop: self.stop.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    content: String,
+    model: Option<String>,
+    #[serde(flatten)]
+    options: Options,
+}
+
+async fn stream_turn(
+    state: &AppState,
+    who: Authed<AnyUser>,
+    id: i64,
+    input: Input,
+    model: Option<String>,
+    options: Options,
+) -> AppResult<HttpResponse> {
+    let turn = Turn {
+        actor: who.actor(),
+        user: who.user,
+        conversation_id: id,
+        input,
+        model,
+        params: options.params(),
+    };
+    let rx = turn::start(state, turn).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(Sse(rx)))
+}
+
+async fn send(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<i64>,
+    body: web::Json<SendBody>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    stream_turn(&state, who, path.into_inner(), Input::Message(body.content), body.model, body.options).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RegenerateBody {
+    model: Option<String>,
+    #[serde(flatten)]
+    options: Options,
+}
+
+async fn regenerate(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<i64>,
+    body: web::Json<RegenerateBody>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    stream_turn(&state, who, path.into_inner(), Input::Regenerate, body.model, body.options).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditBody {
+    content: String,
+    #[serde(flatten)]
+    options: Options,
+}
+
+async fn edit(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<(i64, i64)>,
+    body: web::Json<EditBody>,
+) -> AppResult<HttpResponse> {
+    let (id, message_id) = path.into_inner();
+    let body = body.into_inner();
+    stream_turn(&state, who, id, Input::Edit { message_id, content: body.content }, None, body.options).await
+}
+
+/// Server-sent events from the turn's channel. Dropping it (the client went away) closes the
+/// channel, which cancels generation.
+struct Sse(mpsc::Receiver<StreamEvent>);
+
+impl futures_core::Stream for Sse {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|ev| {
+            ev.map(|ev| {
+                let name = match &ev {
+                    StreamEvent::Token { .. } => "token",
+                    StreamEvent::Done { .. } => "done",
+                    StreamEvent::Error { .. } => "error",
+                };
+                let data = serde_json::to_string(&ev).unwrap_or_default();
+                Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+            })
+        })
+    }
+}

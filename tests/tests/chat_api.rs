@@ -1,0 +1,137 @@
+//! Chat through the real binary with the real Qwen model: streamed replies over HTTP, stored
+//! messages and usage, regenerate, stop, and bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::{QWEN_FILE, Server, sse_events, test_model};
+use serde_json::json;
+use std::io::Read;
+
+const PW: &str = "chat password 1";
+
+#[test]
+fn chat_with_the_local_model_over_http() {
+    let Some(qwen) = test_model(QWEN_FILE) else { return };
+    let server = Server::start();
+    server.create_user("amira", "user", PW);
+    server.create_user("other", "user", PW);
+    let mut c = server.client();
+    c.login("amira", PW);
+
+    // No model yet: a clear message, not a crash.
+    let r = c.send_json("POST", "/api/conversations", &json!({}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("ayushctl models import"));
+
+    // An admin imports the model; the running server sees it without a restart.
+    let out =
+        server.ctl_local(&["-o", "json", "models", "import", qwen.to_str().unwrap(), "--name", "qwen"], None);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.json()["sha256"], "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32");
+    let models = c.get("/api/models").json();
+    assert_eq!((models[0]["name"].as_str(), models[0]["default"].as_bool()), (Some("qwen"), Some(true)));
+    assert!(server.ctl_local(&["models", "verify", "qwen"], None).ok);
+
+    let conv = c.send_json("POST", "/api/conversations", &json!({})).json();
+    let id = conv["id"].as_i64().unwrap();
+    assert_eq!(conv["model"], "qwen");
+
+    // A streamed reply: tokens, then one done event with the stored message and its usage.
+    let r = c.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "What is the capital of France?", "temperature": 0, "max_tokens": 32}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let events = sse_events(&r.body);
+    let tokens: String =
+        events.iter().filter(|(n, _)| n == "token").map(|(_, d)| d["text"].as_str().unwrap()).collect();
+    assert!(events.iter().filter(|(n, _)| n == "token").count() > 1, "streamed in pieces");
+    assert!(tokens.contains("Paris"), "{tokens:?}");
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done", "{events:?}");
+    assert_eq!(done["finish_reason"], "stop");
+    assert!(done["usage"]["prompt_tokens"].as_i64().unwrap() > 10);
+    assert!(done["html"].as_str().unwrap().contains("Paris"));
+
+    let stored = c.get(&format!("/api/conversations/{id}")).json();
+    let msgs = stored["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!((msgs[0]["role"].as_str(), msgs[1]["role"].as_str()), (Some("user"), Some("assistant")));
+    assert_eq!(msgs[1]["content"].as_str().unwrap(), tokens);
+    assert_eq!(msgs[1]["model"], "qwen");
+    assert_eq!(msgs[1]["id"], done["message_id"]);
+    assert!(msgs[1]["completion_tokens"].as_i64().unwrap() > 0 && msgs[1]["latency_ms"].as_i64().is_some());
+    assert_eq!(stored["conversation"]["title"], "What is the capital of France?");
+
+    // Regenerate answers the same question again, replacing the reply.
+    let r = c.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/regenerate"),
+        &json!({"temperature": 0, "max_tokens": 32}),
+    );
+    assert_eq!(sse_events(&r.body).last().unwrap().0, "done");
+    assert_eq!(c.get(&format!("/api/conversations/{id}")).json()["messages"].as_array().unwrap().len(), 2);
+
+    // Stop: the client goes away mid-reply; what was generated is kept, marked cancelled, and
+    // the engine is free for the next request.
+    let (status, mut body) = c.open_stream(
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "Write a long story about a lighthouse keeper.", "max_tokens": 400}),
+    );
+    assert_eq!(status, 200);
+    let mut reader = body.as_reader();
+    let mut first = [0u8; 64];
+    reader.read_exact(&mut first).unwrap();
+    drop(reader);
+    drop(body);
+    let r = c.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "Say hi.", "temperature": 0, "max_tokens": 8}),
+    );
+    assert_eq!(sse_events(&r.body).last().unwrap().0, "done", "{}", r.body);
+    let msgs = c.get(&format!("/api/conversations/{id}")).json()["messages"].as_array().unwrap().clone();
+    assert_eq!(msgs.len(), 6);
+    assert_eq!(msgs[3]["finish_reason"], "cancelled", "{:?}", msgs[3]);
+    assert!(msgs[3]["completion_tokens"].as_i64().unwrap() < 400);
+
+    // Bad input: clear messages, nothing stored.
+    let path = format!("/api/conversations/{id}/messages");
+    let r = c.send_json("POST", &path, &json!({"content": "   "}));
+    assert_eq!((r.status, r.error_code().as_str()), (422, "validation"));
+    let r = c.send_json("POST", &path, &json!({"content": "hi", "model": "gpt-9"}));
+    assert!(r.status == 422 && r.body.contains("gpt-9"), "{}", r.body);
+    let r = c.send_json("POST", &path, &json!({"content": "hi", "temperature": 99}));
+    assert_eq!(r.status, 422);
+    let r = c.send_json("POST", &path, &json!({"content": "x".repeat(40_000)}));
+    assert_eq!(r.status, 422);
+    assert_eq!(c.get(&format!("/api/conversations/{id}")).json()["messages"].as_array().unwrap().len(), 6);
+
+    // Conversations are private, listed newest first, searchable, renamable and deletable.
+    let mut other = server.client();
+    other.login("other", PW);
+    assert_eq!(other.get(&format!("/api/conversations/{id}")).status, 404);
+    assert_eq!(other.send_json("POST", &path, &json!({"content": "hi"})).status, 404);
+    let second = c.send_json("POST", "/api/conversations", &json!({"title": "Empty"})).json();
+    let list = c.get("/api/conversations").json();
+    assert_eq!(list[0]["id"], second["id"]);
+    let found = c.get("/api/conversations?q=lighthouse").json();
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let r = c.send_json(
+        "PATCH",
+        &format!("/api/conversations/{id}"),
+        &json!({"title": "Geography", "system_prompt": "Be terse."}),
+    );
+    assert_eq!(r.json()["title"], "Geography");
+    assert_eq!(c.send_json("DELETE", &format!("/api/conversations/{id}"), &json!({})).status, 204);
+    assert_eq!(c.get(&format!("/api/conversations/{id}")).status, 404);
+
+    let token = {
+        server.create_user("ops", "admin", PW);
+        server.token_for("ops")
+    };
+    let listed = server.ctl_remote(&token, &["-o", "json", "models", "list"], None);
+    assert_eq!(listed.json()[0]["name"], "qwen", "{}", listed.stderr);
+}
