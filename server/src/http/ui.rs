@@ -5,6 +5,9 @@ use crate::auth::groups::{self, Group, GroupSummary};
 use crate::auth::guard::{AdminOnly, AnyUser, Authed, Policy, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::users::{self, User};
 use crate::auth::{Role, login, secret};
+use crate::catalog::ModelEntry;
+use crate::chat::markdown;
+use crate::chat::store::{self as chat_store, Conversation};
 use crate::error::{AppError, ErrorKind};
 use crate::http::api::{self, CreateUser};
 use crate::http::encode_component;
@@ -22,6 +25,7 @@ const LOGIN_CSRF_COOKIE: &str = "ayush_login_csrf";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
+        .route("/chat", web::get().to(chat_page))
         .route("/login", web::get().to(login_page))
         .route("/login", web::post().to(login_submit))
         .route("/logout", web::post().to(logout_submit))
@@ -50,6 +54,10 @@ pub struct Chrome {
     pub section: &'static str,
     pub is_admin: bool,
     pub flash: Option<Flash>,
+    /// The user's chats for the sidebar (pages that show them), the search, the open one.
+    pub conversations: Vec<Conversation>,
+    pub search: String,
+    pub current: Option<i64>,
 }
 
 impl Chrome {
@@ -61,7 +69,25 @@ impl Chrome {
             section,
             is_admin: who.user.role == Role::Admin,
             flash,
+            conversations: Vec::new(),
+            search: String::new(),
+            current: None,
         }
+    }
+
+    /// Adds the sidebar's list of chats, filtered by `search`.
+    async fn with_chats(
+        mut self,
+        state: &AppState,
+        user_id: i64,
+        search: Option<String>,
+        current: Option<i64>,
+    ) -> Result<Chrome, AppError> {
+        let q = search.clone();
+        self.conversations = state.store.run(move |c| chat_store::list(c, user_id, q.as_deref())).await?;
+        self.search = search.unwrap_or_default();
+        self.current = current;
+        Ok(self)
     }
 
     fn anonymous(product: &str) -> Chrome {
@@ -72,7 +98,14 @@ impl Chrome {
             section: "",
             is_admin: false,
             flash: None,
+            conversations: Vec::new(),
+            search: String::new(),
+            current: None,
         }
+    }
+
+    pub fn is_current(&self, id: impl std::borrow::Borrow<i64>) -> bool {
+        self.current == Some(*id.borrow())
     }
 }
 
@@ -91,6 +124,27 @@ struct LoginPage {
 struct HomePage {
     chrome: Chrome,
     groups: Vec<String>,
+}
+
+/// A message as the chat page shows it.
+pub struct MessageView {
+    pub id: i64,
+    pub role: String,
+    pub content: String,
+    pub html: String,
+    pub model: Option<String>,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "chat.html")]
+struct ChatPage {
+    chrome: Chrome,
+    conversation: Option<Conversation>,
+    messages: Vec<MessageView>,
+    models: Vec<ModelEntry>,
+    selected_model: String,
 }
 
 #[derive(Template)]
@@ -232,10 +286,65 @@ pub struct DoneQuery {
 }
 
 async fn home(state: web::Data<AppState>, Page(who): Page<AnyUser>) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/");
     let id = who.user.id;
-    let groups = state.store.run(move |c| groups::of_user(c, id)).await.map_err(ui_error(&state, "/"))?;
-    let page = HomePage { chrome: Chrome::for_user(&state, &who, "home", None), groups };
-    Ok(render(&page, StatusCode::OK))
+    let groups = state.store.run(move |c| groups::of_user(c, id)).await.map_err(&err)?;
+    let chrome = Chrome::for_user(&state, &who, "home", None)
+        .with_chats(&state, id, None, None)
+        .await
+        .map_err(&err)?;
+    Ok(render(&HomePage { chrome, groups }, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+struct ChatQuery {
+    c: Option<i64>,
+    q: Option<String>,
+}
+
+async fn chat_page(
+    state: web::Data<AppState>,
+    Page(who): Page<AnyUser>,
+    query: web::Query<ChatQuery>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/chat");
+    let ChatQuery { c, q } = query.into_inner();
+    let uid = who.user.id;
+    let (conversation, messages) = match c {
+        Some(id) => {
+            let (conv, msgs) = state
+                .store
+                .run(move |c| {
+                    let conv = chat_store::get(c, uid, id)?;
+                    Ok((conv, chat_store::messages(c, id)?))
+                })
+                .await
+                .map_err(&err)?;
+            let views = msgs
+                .into_iter()
+                .map(|m| MessageView {
+                    html: if m.role == "assistant" { markdown::to_html(&m.content) } else { String::new() },
+                    id: m.id,
+                    role: m.role,
+                    content: m.content,
+                    model: m.model,
+                    error: m.error,
+                    finish_reason: m.finish_reason,
+                })
+                .collect();
+            (Some(conv), views)
+        }
+        None => (None, Vec::new()),
+    };
+    let models = state.catalog.list().map_err(&err)?;
+    let selected_model = conversation
+        .as_ref()
+        .map(|c| c.model.clone())
+        .or_else(|| state.catalog.default_name())
+        .unwrap_or_default();
+    let chrome =
+        Chrome::for_user(&state, &who, "chat", None).with_chats(&state, uid, q, c).await.map_err(&err)?;
+    Ok(render(&ChatPage { chrome, conversation, messages, models, selected_model }, StatusCode::OK))
 }
 
 #[derive(Deserialize)]

@@ -14,3 +14,223 @@ document.addEventListener("DOMContentLoaded", () => {
   const alert = document.querySelector('[role="alert"]');
   if (alert) { alert.setAttribute("tabindex", "-1"); alert.focus(); }
 });
+
+// The chat page: send, stream the reply as it is generated, stop, regenerate, edit, rename.
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.getElementById("chat");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const messages = $("messages"), form = $("composer"), prompt = $("prompt");
+  const send = $("send"), stop = $("stop"), regen = $("regenerate");
+  const model = $("model"), system = $("system"), title = $("chat-title"), del = $("delete-chat");
+  let conversation = root.dataset.conversation || null;
+  let controller = null;
+  let editing = null;
+
+  async function api(method, path, body) {
+    const res = await fetch(path, {
+      method,
+      headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(await errorText(res));
+    return res;
+  }
+
+  async function errorText(res) {
+    try { return (await res.json()).error.message; } catch { return `The server answered ${res.status}.`; }
+  }
+
+  async function ensureConversation() {
+    if (conversation) return conversation;
+    const res = await api("POST", "/api/conversations", { model: model.value, system_prompt: system.value });
+    const created = await res.json();
+    conversation = String(created.id);
+    root.dataset.conversation = conversation;
+    history.replaceState(null, "", `/chat?c=${created.id}`);
+    return conversation;
+  }
+
+  function bubble(role, who) {
+    const li = document.createElement("li");
+    li.className = `msg ${role}`;
+    const name = document.createElement("div");
+    name.className = "who";
+    name.textContent = who;
+    const body = document.createElement("div");
+    body.className = role === "user" ? "body plain" : "body markdown";
+    li.append(name, body);
+    messages.append(li);
+    li.scrollIntoView({ block: "end" });
+    return { li, body };
+  }
+
+  function note(target, text, isError) {
+    const div = document.createElement("div");
+    div.className = isError ? "error-note" : "note";
+    if (isError) div.setAttribute("role", "alert");
+    div.textContent = text;
+    target.li.append(div);
+  }
+
+  function busy(on) {
+    send.disabled = on;
+    stop.hidden = !on;
+    regen.hidden = on || messages.children.length === 0;
+    prompt.disabled = on;
+    if (!on) prompt.focus();
+  }
+
+  function addCopyButtons(scope) {
+    for (const pre of scope.querySelectorAll(".markdown pre")) {
+      if (pre.querySelector(".copy")) continue;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy";
+      button.textContent = "Copy";
+      button.addEventListener("click", async () => {
+        await navigator.clipboard.writeText(pre.querySelector("code")?.textContent ?? pre.textContent);
+        button.textContent = "Copied";
+        setTimeout(() => { button.textContent = "Copy"; }, 1500);
+      });
+      pre.append(button);
+    }
+  }
+
+  function addEditButton(li) {
+    if (!li.classList.contains("user") || li.querySelector(".edit")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "edit link";
+    button.textContent = "Edit";
+    button.addEventListener("click", () => {
+      editing = li;
+      prompt.value = li.querySelector(".body").textContent;
+      send.textContent = "Resend";
+      prompt.focus();
+    });
+    li.append(button);
+  }
+
+  async function stream(path, body, target) {
+    controller = new AbortController();
+    busy(true);
+    let text = "";
+    const handle = (block) => {
+      let event = "", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data = line.slice(6);
+      }
+      if (!data) return;
+      const payload = JSON.parse(data);
+      if (event === "token") {
+        text += payload.text;
+        target.body.textContent = text;
+        target.li.scrollIntoView({ block: "end" });
+      } else if (event === "done") {
+        target.body.innerHTML = payload.html; // rendered and sanitised by the server
+        target.li.dataset.id = payload.message_id;
+        addCopyButtons(target.li);
+      } else if (event === "error") {
+        note(target, payload.message, true);
+      }
+    };
+    try {
+      const res = await fetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      if (!res.ok) {
+        note(target, await errorText(res), true);
+        return;
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          handle(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+        }
+      }
+    } catch (err) {
+      if (err.name === "AbortError") note(target, "Stopped.");
+      else note(target, `The reply was interrupted: ${err.message}`, true);
+    } finally {
+      controller = null;
+      busy(false);
+    }
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const content = prompt.value.trim();
+    if (!content || controller) return;
+    let id;
+    try {
+      id = await ensureConversation();
+    } catch (err) {
+      note(bubble("assistant", "Ayush"), err.message, true);
+      return;
+    }
+    prompt.value = "";
+    if (editing && editing.dataset.id) {
+      const target = editing;
+      editing = null;
+      send.textContent = "Send";
+      while (target.nextElementSibling) target.nextElementSibling.remove();
+      target.querySelector(".body").textContent = content;
+      await stream(`/api/conversations/${id}/messages/${target.dataset.id}/edit`, { content }, bubble("assistant", model.value));
+      return;
+    }
+    const mine = bubble("user", "You");
+    mine.body.textContent = content;
+    await stream(`/api/conversations/${id}/messages`, { content, model: model.value }, bubble("assistant", model.value));
+    // The server stored the user's message; reload ids so it can be edited.
+    const stored = await (await api("GET", `/api/conversations/${id}`)).json();
+    const users = stored.messages.filter((m) => m.role === "user");
+    const last = users[users.length - 1];
+    if (last) {
+      mine.li.dataset.id = last.id;
+      addEditButton(mine.li);
+    }
+  });
+
+  prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  stop.addEventListener("click", () => controller?.abort());
+
+  regen.addEventListener("click", async () => {
+    if (!conversation || controller) return;
+    while (messages.lastElementChild && messages.lastElementChild.classList.contains("assistant")) {
+      messages.lastElementChild.remove();
+    }
+    await stream(`/api/conversations/${conversation}/regenerate`, { model: model.value }, bubble("assistant", model.value));
+  });
+
+  const patch = (body) => conversation && api("PATCH", `/api/conversations/${conversation}`, body).catch((err) => alert(err.message));
+  model.addEventListener("change", () => patch({ model: model.value }));
+  system.addEventListener("change", () => patch({ system_prompt: system.value }));
+  title?.addEventListener("change", () => patch({ title: title.value }));
+  del?.addEventListener("click", async (event) => {
+    if (event.defaultPrevented) return;
+    await api("DELETE", `/api/conversations/${conversation}`);
+    location.href = "/chat";
+  });
+
+  for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
+  addCopyButtons(messages);
+  prompt.focus();
+});
