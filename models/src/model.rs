@@ -186,7 +186,10 @@ impl LoadedModel {
         }
         // Reuse the cache when it holds a prefix of this prompt (the earlier turns of the chat);
         // at least the last prompt token is always fed, to get logits.
-        let reuse = if self.cached.len() < prompt.len() && prompt.starts_with(&self.cached) {
+        let reuse = if self.weights.extends_prefix()
+            && self.cached.len() < prompt.len()
+            && prompt.starts_with(&self.cached)
+        {
             self.cached.len()
         } else {
             0
@@ -275,6 +278,27 @@ impl LoadedModel {
         forward(&mut self.weights, &self.device, tokens, 0)?;
         self.cached.extend_from_slice(tokens);
         Ok(())
+    }
+
+    /// Decoding alone, for benchmarks: `n` greedy steps after what is cached, never stopping
+    /// at an end-of-turn token.
+    pub fn decode_steps(&mut self, first: u32, n: usize) -> Result<(), ModelError> {
+        let mut next = first;
+        for _ in 0..n {
+            let pos = self.cached.len();
+            let logits = forward(&mut self.weights, &self.device, &[next], pos)?;
+            self.cached.push(next);
+            next = logits
+                .argmax(0)
+                .and_then(|t| t.to_scalar::<u32>())
+                .map_err(|e| ModelError::Inference(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the KV cache, so the next request reads its whole prompt (for comparisons).
+    pub fn forget_cache(&mut self) {
+        self.cached.clear();
     }
 
     /// Whether sampling is greedy for these parameters (same input, same output).

@@ -104,6 +104,13 @@ impl Weights {
         logits.squeeze(0).map_err(|e| ModelError::Inference(e.to_string()))
     }
 
+    /// Whether several new tokens may be fed after a cached prefix. candle-transformers 0.11.1's
+    /// gemma3 fails building the attention mask for that case (a dtype mismatch in `cat`), and
+    /// phi3's mask is only right from position 0; those read whole prompts from position 0.
+    pub fn extends_prefix(&self) -> bool {
+        matches!(self, Weights::Qwen2(_) | Weights::Qwen3(_) | Weights::Llama(_))
+    }
+
     fn clear(&mut self) {
         match self {
             Weights::Qwen2(m) => m.clear_kv_cache(),

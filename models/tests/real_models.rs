@@ -204,6 +204,24 @@ fn stop_strings_and_max_tokens_end_a_reply() {
 }
 
 #[test]
+fn a_gemma_chat_continues_from_position_zero() {
+    let Some(m) = shared(GEMMA) else { return };
+    let mut m = m.lock().unwrap();
+    let first = chat(&mut m, &[ChatMessage::new("user", "Hello")], &greedy(6));
+    let second = chat(
+        &mut m,
+        &[
+            ChatMessage::new("user", "Hello"),
+            ChatMessage::new("assistant", &first.text),
+            ChatMessage::new("user", "Again"),
+        ],
+        &greedy(4),
+    );
+    assert_eq!(second.usage.cached_prompt_tokens, 0, "gemma3 re-reads the whole prompt");
+    assert!(second.usage.completion_tokens > 0);
+}
+
+#[test]
 fn a_chat_longer_than_the_context_window_is_refused() {
     let Some(m) = shared(GEMMA) else { return };
     let mut m = m.lock().unwrap();
