@@ -9,7 +9,7 @@ use crate::template::{ChatMessage, ChatTemplate, Family};
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{Arch, Weights};
 use candle_core::{Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::generation::LogitsProcessor;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -299,10 +299,5 @@ impl LoadedModel {
     /// Drops the KV cache, so the next request reads its whole prompt (for comparisons).
     pub fn forget_cache(&mut self) {
         self.cached.clear();
-    }
-
-    /// Whether sampling is greedy for these parameters (same input, same output).
-    pub fn is_greedy(params: &GenerateParams) -> bool {
-        matches!(params.sampling(), Sampling::ArgMax)
     }
 }

@@ -265,18 +265,6 @@ fn the_engine_streams_cancels_and_refuses_when_full() {
     let second = engine.submit(msgs(), greedy(3)).unwrap();
     assert!(matches!(engine.submit(msgs(), greedy(3)), Err(ModelError::Busy)));
 
-    // Stop frees the engine at once: the reply ends as cancelled, well short of its limit.
-    first.cancel();
-    let cancelled = loop {
-        match first.events.blocking_recv().expect("the engine answers") {
-            Event::Token(_) => {}
-            Event::Done(done) => break done,
-            Event::Failed(e) => panic!("{e}"),
-        }
-    };
-    assert_eq!(cancelled.finish, FinishReason::Cancelled);
-    assert!(cancelled.usage.completion_tokens < 400);
-
     let finish = |mut h: ayush_models::Handle| loop {
         match h.events.blocking_recv().expect("the engine answers") {
             Event::Token(_) => {}
@@ -284,6 +272,13 @@ fn the_engine_streams_cancels_and_refuses_when_full() {
             Event::Failed(e) => panic!("{e}"),
         }
     };
+
+    // Stop frees the engine at once: the reply ends as cancelled, well short of its limit.
+    first.cancel();
+    let cancelled = finish(first);
+    assert_eq!(cancelled.finish, FinishReason::Cancelled);
+    assert!(cancelled.usage.completion_tokens < 400);
+
     assert_eq!(finish(second).usage.completion_tokens, 3);
 
     // A client that goes away (drops its handle) cancels too; the next request then runs.
