@@ -3,13 +3,16 @@
 //!
 //! - `gguf`: a header reader that trusts nothing in the file;
 //! - `tokenizer`, `template`: text to tokens and chats to prompts, from the file itself;
+//! - `quant`, `decoder`: our quantized kernels and forward pass;
 //! - `weights`, `model`: the architectures and the generation loop;
 //! - `engine`: a dedicated thread per model behind a bounded queue.
 
+mod decoder;
 pub mod engine;
 pub mod gguf;
 mod manifest;
 pub mod model;
+mod quant;
 pub mod sampling;
 pub mod template;
 pub mod tokenizer;

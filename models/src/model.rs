@@ -8,7 +8,7 @@ use crate::sampling::{GenerateParams, StopStrings};
 use crate::template::{ChatMessage, ChatTemplate, Family};
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{Arch, Weights};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_transformers::generation::LogitsProcessor;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,16 +71,12 @@ pub struct LoadedModel {
     pub tokenizer: TextTokenizer,
     template: ChatTemplate,
     stop_ids: Vec<u32>,
-    device: Device,
     /// The tokens whose keys and values sit in the KV cache, in order.
     cached: Vec<u32>,
 }
 
-fn forward(weights: &mut Weights, device: &Device, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
-    let input = Tensor::new(tokens, device)
-        .and_then(|t| t.unsqueeze(0))
-        .map_err(|e| ModelError::Inference(e.to_string()))?;
-    weights.forward(&input, pos)
+fn forward(weights: &mut Weights, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+    weights.forward(tokens, pos)
 }
 
 fn describe(content: &candle_core::quantized::gguf_file::Content) -> Result<ModelInfo, ModelError> {
@@ -149,12 +145,11 @@ impl LoadedModel {
                 stop_ids.push(id);
             }
         }
-        let device = Device::Cpu;
         let file =
             std::fs::File::open(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let weights = Weights::load(info.arch, content, &mut reader, &device)?;
-        Ok(LoadedModel { info, weights, tokenizer, template, stop_ids, device, cached: Vec::new() })
+        let weights = Weights::load(info.arch, content, &mut reader)?;
+        Ok(LoadedModel { info, weights, tokenizer, template, stop_ids, cached: Vec::new() })
     }
 
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
@@ -195,7 +190,7 @@ impl LoadedModel {
             0
         };
         self.cached.truncate(reuse);
-        let mut logits = match forward(&mut self.weights, &self.device, &prompt[reuse..], reuse) {
+        let mut logits = match forward(&mut self.weights, &prompt[reuse..], reuse) {
             Ok(l) => l,
             Err(e) => {
                 self.cached.clear();
@@ -246,7 +241,7 @@ impl LoadedModel {
                 break FinishReason::Stop;
             }
             let pos = self.cached.len();
-            logits = match forward(&mut self.weights, &self.device, &[next], pos) {
+            logits = match forward(&mut self.weights, &[next], pos) {
                 Ok(l) => l,
                 Err(e) => {
                     self.cached.clear();
@@ -275,7 +270,7 @@ impl LoadedModel {
     /// Prompt processing alone, for benchmarks: feeds `tokens` from position 0.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.cached.clear();
-        forward(&mut self.weights, &self.device, tokens, 0)?;
+        forward(&mut self.weights, tokens, 0)?;
         self.cached.extend_from_slice(tokens);
         Ok(())
     }
@@ -286,7 +281,7 @@ impl LoadedModel {
         let mut next = first;
         for _ in 0..n {
             let pos = self.cached.len();
-            let logits = forward(&mut self.weights, &self.device, &[next], pos)?;
+            let logits = forward(&mut self.weights, &[next], pos)?;
             self.cached.push(next);
             next = logits
                 .argmax(0)

@@ -1,12 +1,11 @@
-//! The architectures Ayush runs on CPU, dispatched on `general.architecture`, each through
-//! candle-transformers' quantized implementation.
+//! The architectures Ayush runs on CPU, dispatched on `general.architecture`: our own decoder
+//! (`decoder`) for llama, qwen2, qwen3 and gemma3; candle-transformers' phi3.
 
 use crate::ModelError;
+use crate::decoder::Decoder;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{
-    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
-};
+use candle_transformers::models::quantized_phi3;
 use std::io::{Read, Seek};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +49,9 @@ impl Arch {
 }
 
 pub enum Weights {
-    Qwen2(quantized_qwen2::ModelWeights),
-    Qwen3(quantized_qwen3::ModelWeights),
-    Llama(quantized_llama::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
-    Phi3(quantized_phi3::ModelWeights),
+    /// Our own forward pass: llama, qwen2, qwen3, gemma3.
+    Decoder(Box<Decoder>),
+    Phi3(Box<quantized_phi3::ModelWeights>),
 }
 
 fn candle(e: candle_core::Error) -> ModelError {
@@ -62,62 +59,32 @@ fn candle(e: candle_core::Error) -> ModelError {
 }
 
 impl Weights {
-    pub fn load<R: Read + Seek>(
-        arch: Arch,
-        content: Content,
-        reader: &mut R,
-        device: &Device,
-    ) -> Result<Weights, ModelError> {
+    pub fn load<R: Read + Seek>(arch: Arch, content: Content, reader: &mut R) -> Result<Weights, ModelError> {
         Ok(match arch {
-            Arch::Qwen2 => Weights::Qwen2(
-                quantized_qwen2::ModelWeights::from_gguf(content, reader, device).map_err(candle)?,
-            ),
-            Arch::Qwen3 => Weights::Qwen3(
-                quantized_qwen3::ModelWeights::from_gguf(content, reader, device).map_err(candle)?,
-            ),
-            Arch::Llama => Weights::Llama(
-                quantized_llama::ModelWeights::from_gguf(content, reader, device).map_err(candle)?,
-            ),
-            Arch::Gemma3 => Weights::Gemma3(
-                quantized_gemma3::ModelWeights::from_gguf(content, reader, device).map_err(candle)?,
-            ),
-            Arch::Phi3 => Weights::Phi3(
-                quantized_phi3::ModelWeights::from_gguf(false, content, reader, device).map_err(candle)?,
-            ),
+            Arch::Phi3 => Weights::Phi3(Box::new(
+                quantized_phi3::ModelWeights::from_gguf(false, content, reader, &Device::Cpu)
+                    .map_err(candle)?,
+            )),
+            _ => Weights::Decoder(Box::new(Decoder::load(arch, &content, reader)?)),
         })
     }
 
-    /// Logits for the position after `input` (shape `[1, seq]`), which starts at `pos`. The KV
-    /// cache keeps what came before `pos`; `pos == 0` starts afresh.
-    pub fn forward(&mut self, input: &Tensor, pos: usize) -> Result<Tensor, ModelError> {
-        if pos == 0 {
-            self.clear();
+    /// Logits for the position after `tokens`, which start at `pos`. The KV cache keeps what
+    /// came before `pos`; `pos == 0` starts afresh.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+        match self {
+            Weights::Decoder(d) => d.forward(tokens, pos),
+            Weights::Phi3(m) => {
+                let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
+                let input = Tensor::new(tokens, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
+                m.forward(&input, pos).and_then(|l| l.squeeze(0)).map_err(err)
+            }
         }
-        let logits = match self {
-            Weights::Qwen2(m) => m.forward(input, pos),
-            Weights::Qwen3(m) => m.forward(input, pos),
-            Weights::Llama(m) => m.forward(input, pos),
-            Weights::Gemma3(m) => m.forward(input, pos),
-            Weights::Phi3(m) => m.forward(input, pos),
-        }
-        .map_err(|e| ModelError::Inference(e.to_string()))?;
-        logits.squeeze(0).map_err(|e| ModelError::Inference(e.to_string()))
     }
 
     /// Whether several new tokens may be fed after a cached prefix. candle-transformers 0.11.1's
-    /// gemma3 fails building the attention mask for that case (a dtype mismatch in `cat`), and
-    /// phi3's mask is only right from position 0; those read whole prompts from position 0.
+    /// phi3 builds its attention mask right only from position 0, so it reads whole prompts.
     pub fn extends_prefix(&self) -> bool {
-        matches!(self, Weights::Qwen2(_) | Weights::Qwen3(_) | Weights::Llama(_))
-    }
-
-    fn clear(&mut self) {
-        match self {
-            Weights::Qwen2(m) => m.clear_kv_cache(),
-            Weights::Qwen3(m) => m.clear_kv_cache(),
-            Weights::Llama(m) => m.clear_kv_cache(),
-            // These reset their caches themselves when a forward starts at position 0.
-            Weights::Gemma3(_) | Weights::Phi3(_) => {}
-        }
+        matches!(self, Weights::Decoder(_))
     }
 }

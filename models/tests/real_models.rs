@@ -204,21 +204,21 @@ fn stop_strings_and_max_tokens_end_a_reply() {
 }
 
 #[test]
-fn a_gemma_chat_continues_from_position_zero() {
+fn a_gemma_chat_reuses_its_cache_and_says_the_same() {
     let Some(m) = shared(GEMMA) else { return };
     let mut m = m.lock().unwrap();
     let first = chat(&mut m, &[ChatMessage::new("user", "Hello")], &greedy(6));
-    let second = chat(
-        &mut m,
-        &[
-            ChatMessage::new("user", "Hello"),
-            ChatMessage::new("assistant", &first.text),
-            ChatMessage::new("user", "Again"),
-        ],
-        &greedy(4),
-    );
-    assert_eq!(second.usage.cached_prompt_tokens, 0, "gemma3 re-reads the whole prompt");
-    assert!(second.usage.completion_tokens > 0);
+    let turn = [
+        ChatMessage::new("user", "Hello"),
+        ChatMessage::new("assistant", &first.text),
+        ChatMessage::new("user", "Again"),
+    ];
+    let reused = chat(&mut m, &turn, &greedy(8));
+    assert!(reused.usage.cached_prompt_tokens > 0, "the second turn extends the first one's cache");
+    m.forget_cache();
+    let fresh = chat(&mut m, &turn, &greedy(8));
+    assert_eq!(fresh.usage.cached_prompt_tokens, 0);
+    assert_eq!(reused.text, fresh.text, "reading from the cache changes nothing");
 }
 
 #[test]

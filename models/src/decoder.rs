@@ -1,0 +1,703 @@
+//! Our own forward pass for the decoder-only transformers small GGUF models use (llama, qwen2,
+//! qwen3, gemma3), on plain f32 slices. Matrix products over Q8_0/Q5_0 weights run on the
+//! kernels in `quant`; other formats (the K-quants) go through candle's `QMatMul`.
+//!
+//! The KV cache is a growing vector per layer, position after position, so a cached prefix is
+//! extended or cut back by any number of tokens: every architecture here reuses the earlier
+//! turns of a chat.
+
+use crate::ModelError;
+use crate::gguf::Meta;
+use crate::quant::{self, QMatrix};
+use crate::weights::Arch;
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::{Device, Module, Tensor};
+use rayon::prelude::*;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+fn load_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Load(e.to_string())
+}
+
+fn infer_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Inference(e.to_string())
+}
+
+/// A weight matrix, `rows` outputs by `cols` inputs.
+enum Linear {
+    Quant(Arc<QMatrix>),
+    Candle { inner: QMatMul, rows: usize, cols: usize },
+}
+
+impl Linear {
+    fn quant(&self) -> Option<&QMatrix> {
+        match self {
+            Linear::Quant(q) => Some(q),
+            Linear::Candle { .. } => None,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Linear::Quant(q) => q.rows(),
+            Linear::Candle { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Linear::Quant(q) => q.cols(),
+            Linear::Candle { cols, .. } => *cols,
+        }
+    }
+
+    /// `out = x · selfᵀ` for `m` rows of `x`.
+    fn forward(&self, x: &[f32], m: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+        out.resize(m * self.rows(), 0.0);
+        match self {
+            Linear::Quant(q) => q.matmul(x, m, out),
+            Linear::Candle { inner, cols, .. } => {
+                let t = Tensor::from_slice(x, (m, *cols), &Device::Cpu).map_err(infer_err)?;
+                let y = inner.forward(&t).and_then(|y| y.flatten_all()).map_err(infer_err)?;
+                let y = y.to_vec1::<f32>().map_err(infer_err)?;
+                out.copy_from_slice(&y);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The token embedding table: kept quantized where we can look rows up directly.
+enum Embedding {
+    Quant(Arc<QMatrix>),
+    Dense { table: Vec<f32>, dim: usize },
+}
+
+impl Embedding {
+    fn lookup(&self, token: u32, out: &mut [f32]) -> Result<(), ModelError> {
+        let t = token as usize;
+        match self {
+            Embedding::Quant(q) if t < q.rows() => q.dequantize_row(t, out),
+            Embedding::Dense { table, dim } if (t + 1) * dim <= table.len() => {
+                out.copy_from_slice(&table[t * dim..(t + 1) * dim])
+            }
+            _ => return Err(ModelError::Inference(format!("token {token} is outside the vocabulary"))),
+        }
+        Ok(())
+    }
+}
+
+/// Reads tensors by name out of the file, checking their shapes.
+struct Tensors<'a, R> {
+    content: &'a Content,
+    reader: &'a mut R,
+}
+
+impl<R: Read + Seek> Tensors<'_, R> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn shape(&self, name: &str) -> Result<Vec<usize>, ModelError> {
+        let info =
+            self.content.tensor_infos.get(name).ok_or_else(|| load_err(format!("the file lacks {name}")))?;
+        Ok(info.shape.dims().to_vec())
+    }
+
+    fn matrix(&mut self, name: &str) -> Result<Option<QMatrix>, ModelError> {
+        let info =
+            self.content.tensor_infos.get(name).ok_or_else(|| load_err(format!("the file lacks {name}")))?;
+        let format = match info.ggml_dtype {
+            GgmlDType::Q8_0 => quant::Format::Q8_0,
+            GgmlDType::Q5_0 => quant::Format::Q5_0,
+            GgmlDType::Q4K => quant::Format::Q4K,
+            GgmlDType::Q6K => quant::Format::Q6K,
+            _ => return Ok(None),
+        };
+        let &[rows, cols] = info.shape.dims() else {
+            return Err(load_err(format!("{name} is not a matrix")));
+        };
+        // Sizes and offsets were checked against the file when the header was read.
+        let len = format.row_bytes(cols).ok_or_else(|| load_err(format!("{name}: rows of {cols}")))? * rows;
+        let mut data = vec![0u8; len];
+        self.reader
+            .seek(SeekFrom::Start(self.content.tensor_data_offset + info.offset))
+            .and_then(|_| self.reader.read_exact(&mut data))
+            .map_err(|e| load_err(format!("reading {name}: {e}")))?;
+        QMatrix::new(format, rows, cols, data).map(Some).map_err(|e| load_err(format!("{name}: {e}")))
+    }
+
+    fn linear(&mut self, name: &str, cols: usize) -> Result<Linear, ModelError> {
+        let linear = match self.matrix(name)? {
+            Some(q) => Linear::Quant(Arc::new(q)),
+            None => {
+                let shape = self.shape(name)?;
+                let &[rows, c] = shape.as_slice() else {
+                    return Err(load_err(format!("{name} is not a matrix")));
+                };
+                let t = self.content.tensor(self.reader, name, &Device::Cpu).map_err(load_err)?;
+                Linear::Candle { inner: QMatMul::from_qtensor(t).map_err(load_err)?, rows, cols: c }
+            }
+        };
+        if linear.cols() != cols {
+            return Err(load_err(format!("{name} takes {} inputs, the model has {cols}", linear.cols())));
+        }
+        Ok(linear)
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        let t = self.content.tensor(self.reader, name, &Device::Cpu).map_err(load_err)?;
+        let v = t
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(load_err)?;
+        if v.len() != len {
+            return Err(load_err(format!("{name} has {} values, the model needs {len}", v.len())));
+        }
+        Ok(v)
+    }
+
+    fn optional_vector(&mut self, name: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        if self.has(name) { self.vector(name, len).map(Some) } else { Ok(None) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    Silu,
+    GeluTanh,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    dim: usize,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    eps: f32,
+    activation: Activation,
+    /// Rotate (i, i + d/2) pairs (NeoX, as HF checkpoints converted by llama.cpp for qwen and
+    /// gemma) rather than (2i, 2i + 1) (llama's GGUF layout).
+    neox: bool,
+    /// Gemma scales the embedding by sqrt(dim) and norms each sub-block's output too.
+    gemma: bool,
+    attn_scale: f32,
+}
+
+/// Rotary position tables for one frequency base, grown as positions are reached.
+struct Rope {
+    inv_freq: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Rope {
+    fn new(base: f32, dims: usize, factors: Option<&[f32]>) -> Rope {
+        let inv_freq = (0..dims / 2)
+            .map(|i| {
+                let f = 1.0 / f64::from(base).powf(2.0 * i as f64 / dims as f64);
+                let factor = factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
+                (f / f64::from(factor)) as f32
+            })
+            .collect();
+        Rope { inv_freq, cos: Vec::new(), sin: Vec::new() }
+    }
+
+    fn ensure(&mut self, positions: usize) {
+        let half = self.inv_freq.len();
+        for p in self.cos.len() / half..positions {
+            for &f in &self.inv_freq {
+                let (s, c) = (p as f32 * f).sin_cos();
+                self.cos.push(c);
+                self.sin.push(s);
+            }
+        }
+    }
+
+    /// Rotates one head's vector in place for position `pos`.
+    fn apply(&self, x: &mut [f32], pos: usize, neox: bool) {
+        let half = self.inv_freq.len();
+        let (cos, sin) = (&self.cos[pos * half..(pos + 1) * half], &self.sin[pos * half..(pos + 1) * half]);
+        for i in 0..half {
+            let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+            let (x0, x1) = (x[a], x[b]);
+            x[a] = x0 * cos[i] - x1 * sin[i];
+            x[b] = x0 * sin[i] + x1 * cos[i];
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    bias: Option<[Vec<f32>; 3]>,
+    qk_norm: Option<(Vec<f32>, Vec<f32>)>,
+    wo: Linear,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: Option<Vec<f32>>,
+    /// Index into `Decoder::ropes`.
+    rope: usize,
+    /// Attend only to the last `window` positions (Gemma's local layers).
+    window: Option<usize>,
+    /// Keys and values, `n_kv_head × head_dim` per cached position.
+    k_cache: Vec<f32>,
+    v_cache: Vec<f32>,
+}
+
+/// Buffers reused from step to step, so decoding allocates nothing large.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+pub struct Decoder {
+    cfg: Config,
+    embedding: Embedding,
+    layers: Vec<Layer>,
+    out_norm: Vec<f32>,
+    output: Linear,
+    ropes: Vec<Rope>,
+    rope_dims: usize,
+    /// Positions held in every layer's KV cache.
+    cached: usize,
+    scratch: Scratch,
+}
+
+fn meta_f32(meta: &Meta<'_>, key: &str) -> Option<f32> {
+    match meta.get(key)? {
+        candle_core::quantized::gguf_file::Value::F32(v) => Some(*v),
+        candle_core::quantized::gguf_file::Value::F64(v) => Some(*v as f32),
+        _ => None,
+    }
+}
+
+impl Decoder {
+    pub fn load<R: Read + Seek>(
+        arch: Arch,
+        content: &Content,
+        reader: &mut R,
+    ) -> Result<Decoder, ModelError> {
+        let meta = Meta(&content.metadata);
+        let p = arch.name();
+        let need = |key: &str| {
+            meta.u32(&format!("{p}.{key}"))
+                .map(|v| v as usize)
+                .ok_or_else(|| load_err(format!("the file lacks {p}.{key}")))
+        };
+        let n_layer = need("block_count")?;
+        let dim = need("embedding_length")?;
+        let n_head = need("attention.head_count")?;
+        let n_kv_head = need("attention.head_count_kv").unwrap_or(n_head);
+        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || dim == 0 {
+            return Err(load_err(format!("{n_head} heads over {n_kv_head} key/value heads")));
+        }
+        let head_dim = need("attention.key_length").unwrap_or(dim / n_head);
+        // Checked against the tensors before anything is sized from the metadata.
+        let q_rows = content
+            .tensor_infos
+            .get("blk.0.attn_q.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+            .ok_or_else(|| load_err("the file lacks blk.0.attn_q.weight"))?;
+        if head_dim == 0 || head_dim % 2 != 0 || n_head.checked_mul(head_dim) != Some(q_rows) {
+            return Err(load_err(format!(
+                "{n_head} heads of {head_dim} do not match the {q_rows} rows of the query weights"
+            )));
+        }
+        let rope_dims = need("rope.dimension_count").unwrap_or(head_dim).min(head_dim) & !1;
+        let eps = meta_f32(&meta, &format!("{p}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-6);
+        let base = meta_f32(&meta, &format!("{p}.rope.freq_base")).unwrap_or(match arch {
+            Arch::Gemma3 => 1_000_000.0,
+            _ => 10_000.0,
+        });
+        let gemma = arch == Arch::Gemma3;
+        let cfg = Config {
+            dim,
+            n_head,
+            n_kv_head,
+            head_dim,
+            eps,
+            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
+            neox: arch != Arch::Llama,
+            gemma,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+        };
+
+        let mut t = Tensors { content, reader };
+        let factors = if t.has("rope_freqs.weight") {
+            Some(t.vector("rope_freqs.weight", rope_dims / 2)?)
+        } else {
+            None
+        };
+        let mut ropes = vec![Rope::new(base, rope_dims, factors.as_deref())];
+        let (window, local_every) = if gemma {
+            let w = need("attention.sliding_window")?;
+            let every = need("attention.sliding_window_type").unwrap_or(6).max(1);
+            let local = meta_f32(&meta, "gemma3.rope.local_freq_base").unwrap_or(10_000.0);
+            ropes.push(Rope::new(local, rope_dims, None));
+            (Some(w), every)
+        } else {
+            (None, 0)
+        };
+
+        let embd_shape = t.shape("token_embd.weight")?;
+        let &[vocab, embd_dim] = embd_shape.as_slice() else {
+            return Err(load_err("token_embd.weight is not a matrix"));
+        };
+        if embd_dim != dim {
+            return Err(load_err(format!("token_embd.weight is {embd_dim} wide, the model {dim}")));
+        }
+        let (embedding, tied) = match t.matrix("token_embd.weight")? {
+            Some(q) => {
+                let q = Arc::new(q);
+                (Embedding::Quant(q.clone()), Some(Linear::Quant(q)))
+            }
+            None => (Embedding::Dense { table: t.vector("token_embd.weight", vocab * dim)?, dim }, None),
+        };
+        let output = if t.has("output.weight") {
+            t.linear("output.weight", dim)?
+        } else {
+            match tied {
+                Some(l) => l,
+                None => t.linear("token_embd.weight", dim)?,
+            }
+        };
+        let out_norm = t.vector("output_norm.weight", dim)?;
+
+        let (q_dim, kv_dim) = (n_head * head_dim, n_kv_head * head_dim);
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let name = |s: &str| format!("blk.{i}.{s}");
+            let bias = if t.has(&name("attn_q.bias")) {
+                Some([
+                    t.vector(&name("attn_q.bias"), q_dim)?,
+                    t.vector(&name("attn_k.bias"), kv_dim)?,
+                    t.vector(&name("attn_v.bias"), kv_dim)?,
+                ])
+            } else {
+                None
+            };
+            let qk_norm = match t.optional_vector(&name("attn_q_norm.weight"), head_dim)? {
+                Some(qn) => Some((qn, t.vector(&name("attn_k_norm.weight"), head_dim)?)),
+                None => None,
+            };
+            let local = gemma && (i + 1) % local_every != 0;
+            let layer = Layer {
+                attn_norm: t.vector(&name("attn_norm.weight"), dim)?,
+                wq: t.linear(&name("attn_q.weight"), dim)?,
+                wk: t.linear(&name("attn_k.weight"), dim)?,
+                wv: t.linear(&name("attn_v.weight"), dim)?,
+                bias,
+                qk_norm,
+                wo: t.linear(&name("attn_output.weight"), q_dim)?,
+                post_attn_norm: t.optional_vector(&name("post_attention_norm.weight"), dim)?,
+                ffn_norm: t.vector(&name("ffn_norm.weight"), dim)?,
+                gate: t.linear(&name("ffn_gate.weight"), dim)?,
+                up: t.linear(&name("ffn_up.weight"), dim)?,
+                down: {
+                    let ff = t.shape(&name("ffn_gate.weight"))?.first().copied().unwrap_or(0);
+                    t.linear(&name("ffn_down.weight"), ff)?
+                },
+                post_ffn_norm: t.optional_vector(&name("post_ffw_norm.weight"), dim)?,
+                rope: usize::from(local),
+                window: if local { window } else { None },
+                k_cache: Vec::new(),
+                v_cache: Vec::new(),
+            };
+            let shapes_agree = layer.wq.rows() == q_dim
+                && layer.wk.rows() == kv_dim
+                && layer.wv.rows() == kv_dim
+                && layer.wo.rows() == dim
+                && layer.up.rows() == layer.gate.rows()
+                && layer.down.rows() == dim;
+            if !shapes_agree {
+                return Err(load_err(format!("block {i}: the attention or feed-forward shapes disagree")));
+            }
+            layers.push(layer);
+        }
+        Ok(Decoder {
+            cfg,
+            embedding,
+            layers,
+            out_norm,
+            output,
+            ropes,
+            rope_dims,
+            cached: 0,
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Logits for the position after `tokens`, which start at `pos`: the cache keeps the first
+    /// `pos` positions of what it held and drops the rest.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+        if pos > self.cached {
+            return Err(ModelError::Inference(format!("position {pos} is past the {} cached", self.cached)));
+        }
+        if tokens.is_empty() {
+            return Err(ModelError::Inference("nothing to read".into()));
+        }
+        let cfg = &self.cfg;
+        let (dim, s) = (cfg.dim, tokens.len());
+        let kv_dim = cfg.n_kv_head * cfg.head_dim;
+        for layer in &mut self.layers {
+            layer.k_cache.truncate(pos * kv_dim);
+            layer.v_cache.truncate(pos * kv_dim);
+        }
+        self.cached = pos;
+        for rope in &mut self.ropes {
+            rope.ensure(pos + s);
+        }
+
+        let sc = &mut self.scratch;
+        sc.x.resize(s * dim, 0.0);
+        for (row, &tok) in sc.x.chunks_exact_mut(dim).zip(tokens) {
+            self.embedding.lookup(tok, row)?;
+        }
+        if cfg.gemma {
+            let scale = (dim as f32).sqrt();
+            sc.x.iter_mut().for_each(|v| *v *= scale);
+        }
+
+        for layer in &mut self.layers {
+            rms_norm_rows(&sc.x, &layer.attn_norm, cfg.eps, &mut sc.xn);
+            attention(cfg, layer, &self.ropes[layer.rope], self.rope_dims, pos, s, sc)?;
+            if let Some(w) = &layer.post_attn_norm {
+                sc.proj.chunks_exact_mut(dim).for_each(|row| rms_norm_in_place(row, w, cfg.eps));
+            }
+            add(&mut sc.x, &sc.proj);
+
+            rms_norm_rows(&sc.x, &layer.ffn_norm, cfg.eps, &mut sc.xn);
+            let act = cfg.activation;
+            match (s, layer.gate.quant(), layer.up.quant()) {
+                (1, Some(gate), Some(up)) => gemv_gate_up(&sc.xn, gate, up, act, &mut sc.gate),
+                _ => {
+                    layer.gate.forward(&sc.xn, s, &mut sc.gate)?;
+                    layer.up.forward(&sc.xn, s, &mut sc.up)?;
+                    sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| {
+                        for (g, u) in g.iter_mut().zip(u) {
+                            *g = activate(act, *g) * u;
+                        }
+                    });
+                }
+            }
+            layer.down.forward(&sc.gate, s, &mut sc.proj)?;
+            if let Some(w) = &layer.post_ffn_norm {
+                sc.proj.chunks_exact_mut(dim).for_each(|row| rms_norm_in_place(row, w, cfg.eps));
+            }
+            add(&mut sc.x, &sc.proj);
+        }
+        self.cached = pos + s;
+
+        let last = &sc.x[(s - 1) * dim..];
+        rms_norm_rows(last, &self.out_norm, cfg.eps, &mut sc.xn);
+        self.output.forward(&sc.xn, 1, &mut sc.logits)?;
+        Tensor::from_slice(&sc.logits, sc.logits.len(), &Device::Cpu).map_err(infer_err)
+    }
+}
+
+fn attention(
+    cfg: &Config,
+    layer: &mut Layer,
+    rope: &Rope,
+    rope_dims: usize,
+    pos: usize,
+    s: usize,
+    sc: &mut Scratch,
+) -> Result<(), ModelError> {
+    let hd = cfg.head_dim;
+    let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_kv_head * hd);
+    match (s, layer.wq.quant(), layer.wk.quant(), layer.wv.quant()) {
+        (1, Some(wq), Some(wk), Some(wv)) => {
+            gemv_fused(&sc.xn, &mut [(wq, &mut sc.q), (wk, &mut sc.k), (wv, &mut sc.v)])
+        }
+        _ => {
+            layer.wq.forward(&sc.xn, s, &mut sc.q)?;
+            layer.wk.forward(&sc.xn, s, &mut sc.k)?;
+            layer.wv.forward(&sc.xn, s, &mut sc.v)?;
+        }
+    }
+    if let Some([bq, bk, bv]) = &layer.bias {
+        sc.q.chunks_exact_mut(q_dim).for_each(|r| add(r, bq));
+        sc.k.chunks_exact_mut(kv_dim).for_each(|r| add(r, bk));
+        sc.v.chunks_exact_mut(kv_dim).for_each(|r| add(r, bv));
+    }
+    let (qn, kn) = match &layer.qk_norm {
+        Some((q, k)) => (Some(q), Some(k)),
+        None => (None, None),
+    };
+    rotate(&mut sc.q, q_dim, hd, qn, rope, rope_dims, pos, cfg);
+    rotate(&mut sc.k, kv_dim, hd, kn, rope, rope_dims, pos, cfg);
+    layer.k_cache.extend_from_slice(&sc.k);
+    layer.v_cache.extend_from_slice(&sc.v);
+
+    let (n_head, group) = (cfg.n_head, cfg.n_head / cfg.n_kv_head);
+    let (k_cache, v_cache) = (&layer.k_cache, &layer.v_cache);
+    let window = layer.window;
+    let scale = cfg.attn_scale;
+    sc.attn.resize(s * q_dim, 0.0);
+    let q = &sc.q;
+    let head = |scores: &mut Vec<f32>, (idx, out): (usize, &mut [f32])| {
+        let (t, h) = (idx / n_head, idx % n_head);
+        let at = pos + t;
+        let first = window.map_or(0, |w| (at + 1).saturating_sub(w));
+        let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+        let kvh = h / group;
+        scores.clear();
+        let mut max = f32::NEG_INFINITY;
+        for j in first..=at {
+            let k = &k_cache[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+            let sc = dot(qh, k) * scale;
+            max = max.max(sc);
+            scores.push(sc);
+        }
+        let mut sum = 0.0;
+        for v in scores.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        out.fill(0.0);
+        for (j, p) in (first..=at).zip(scores.iter()) {
+            let v = &v_cache[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+            axpy(out, p / sum, v);
+        }
+    };
+    // A short context for one token is quicker on this thread than handed out.
+    if s * n_head * (pos + s) * hd < 1 << 18 {
+        let mut scores = Vec::new();
+        sc.attn.chunks_mut(hd).enumerate().for_each(|task| head(&mut scores, task));
+    } else {
+        sc.attn.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, head);
+    }
+    layer.wo.forward(&sc.attn, s, &mut sc.proj)
+}
+
+/// Rows per parallel task when one token is multiplied: enough tasks to balance the threads,
+/// few enough that handing them out stays cheap.
+fn gemv_chunk(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads() * 4).max(32)
+}
+
+/// One token through several matrices that read the same input, in one parallel pass: a
+/// decoding step is short, and each pass costs a round of waking the pool's threads.
+fn gemv_fused(x: &[f32], parts: &mut [(&QMatrix, &mut Vec<f32>)]) {
+    let acts = quant::quantize_token(x);
+    let mut tasks = Vec::new();
+    for (w, out) in parts.iter_mut() {
+        out.resize(w.rows(), 0.0);
+        let chunk = gemv_chunk(w.rows());
+        for (c, o) in out.chunks_mut(chunk).enumerate() {
+            tasks.push((*w, c * chunk, o));
+        }
+    }
+    tasks.into_par_iter().for_each(|(w, start, out)| {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = w.dot_row(start + j, &acts);
+        }
+    });
+}
+
+/// One token's gated feed-forward input, `act(gate · x) ⊙ (up · x)`, in one parallel pass.
+fn gemv_gate_up(x: &[f32], gate: &QMatrix, up: &QMatrix, act: Activation, out: &mut Vec<f32>) {
+    let acts = quant::quantize_token(x);
+    out.resize(gate.rows(), 0.0);
+    let chunk = gemv_chunk(gate.rows());
+    out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+        for (j, o) in out.iter_mut().enumerate() {
+            let r = c * chunk + j;
+            *o = activate(act, gate.dot_row(r, &acts)) * up.dot_row(r, &acts);
+        }
+    });
+}
+
+/// Per-head norm (qwen3, gemma3) and rotary embedding, for `rows` of `width` values.
+#[allow(clippy::too_many_arguments)]
+fn rotate(
+    x: &mut [f32],
+    width: usize,
+    hd: usize,
+    norm: Option<&Vec<f32>>,
+    rope: &Rope,
+    rope_dims: usize,
+    pos: usize,
+    cfg: &Config,
+) {
+    let heads_per_row = width / hd;
+    let one = |(i, head): (usize, &mut [f32])| {
+        if let Some(w) = norm {
+            rms_norm_in_place(head, w, cfg.eps);
+        }
+        rope.apply(&mut head[..rope_dims], pos + i / heads_per_row, cfg.neox);
+    };
+    // One token's few heads are not worth a parallel pass.
+    if x.len() <= width {
+        x.chunks_mut(hd).enumerate().for_each(one);
+    } else {
+        x.par_chunks_mut(hd).enumerate().for_each(one);
+    }
+}
+
+fn activate(a: Activation, x: f32) -> f32 {
+    match a {
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::GeluTanh => {
+            const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+            0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+        }
+    }
+}
+
+/// A dot product the compiler vectorises: eight independent partial sums.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
+    for (o, x) in out.iter_mut().zip(x) {
+        *o += a * x;
+    }
+}
+
+fn add(out: &mut [f32], x: &[f32]) {
+    for (o, x) in out.iter_mut().zip(x) {
+        *o += x;
+    }
+}
+
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let scale = 1.0 / (dot(x, x) / x.len() as f32 + eps).sqrt();
+    for (v, w) in x.iter_mut().zip(w) {
+        *v *= scale * w;
+    }
+}
+
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend_from_slice(x);
+    out.chunks_exact_mut(w.len()).for_each(|row| rms_norm_in_place(row, w, eps));
+}

@@ -1,0 +1,836 @@
+//! Quantized matrix products over the weight formats GGUF files of CPU-sized models are made
+//! of (Q8_0, Q5_0, Q4_K, Q6_K), against activations quantized to 8 bits once per product, as
+//! llama.cpp does.
+//!
+//! Every format is read as blocks of 32 signed 8-bit values with a scale for each half of the
+//! block and an offset: `w[i] = scale[i / 16] · q[i] + min`. Q8_0 and Q5_0 have one scale and
+//! no offset; Q4_K's 32-value sub-blocks carry a scale and a min; Q6_K's 16-value sub-blocks a
+//! scale each. One dot-product kernel then serves them all: the integer products go through
+//! AVX2's `maddubs`, the per-half scales multiply the eight 32-bit lanes (lanes 0-3 hold the
+//! first 16 products, 4-7 the rest), and the offset meets the activation block's sum.
+//!
+//! The AVX2 kernels are picked at run time when the CPU has AVX2 and FMA; the portable loops
+//! run elsewhere and are the reference in tests. The only unsafe code is the call across that
+//! check (`kernel`); vector loads go through `bytemuck`.
+
+use crate::ModelError;
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per block, for every format.
+pub const BLOCK: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Blocks of 32: f16 scale, 32 × i8.
+    Q8_0,
+    /// Blocks of 32: f16 scale, 32 high bits, 32 low nibbles; value = (nibble | high << 4) - 16.
+    Q5_0,
+    /// Super-blocks of 256: f16 scale and min, twelve bytes of 6-bit sub-block scales and mins,
+    /// 256 nibbles.
+    Q4K,
+    /// Super-blocks of 256: 256 low nibbles, 256 high bit pairs, sixteen i8 scales, f16 scale;
+    /// value = (nibble | pair << 4) - 32.
+    Q6K,
+}
+
+impl Format {
+    /// Values in one unit of storage (a block or a super-block) and its size in bytes.
+    fn unit(self) -> (usize, usize) {
+        match self {
+            Format::Q8_0 => (32, 34),
+            Format::Q5_0 => (32, 22),
+            Format::Q4K => (256, 144),
+            Format::Q6K => (256, 210),
+        }
+    }
+
+    pub fn row_bytes(self, cols: usize) -> Option<usize> {
+        let (values, bytes) = self.unit();
+        cols.is_multiple_of(values).then(|| cols / values * bytes)
+    }
+}
+
+/// A weight matrix of `rows` × `cols` in its GGUF encoding, row after row.
+pub struct QMatrix {
+    format: Format,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+/// One block of activations quantized to 8 bits: `x[i] ≈ d · qs[i]`, and `sum = d · Σ qs`.
+#[derive(Clone, Copy, Default)]
+pub struct ActBlock {
+    d: f32,
+    sum: f32,
+    qs: [i8; BLOCK],
+}
+
+/// A weight block read out of any format.
+#[derive(Clone, Copy, Default)]
+struct Block {
+    q: [i8; BLOCK],
+    /// Scales for values 0..16 and 16..32.
+    scale: [f32; 2],
+    min: f32,
+}
+
+/// Four weight rows read out to plain bytes once, for a prompt's many tokens. Block `b` of
+/// row `r` is `q[r · blocks + b]`; `lanes[r · blocks + b]` holds its scale for each of the
+/// kernel's eight 32-bit lanes (four values each) and `mins[b][r]` its offset.
+pub struct Strip {
+    q: Vec<[i8; BLOCK]>,
+    lanes: Vec<[f32; 8]>,
+    mins: Vec<[f32; 4]>,
+    has_mins: bool,
+    /// `-128 · Σ scale · q` per block and row: the correction for reading the activations as
+    /// unsigned bytes (`x + 128`), which saves the kernel the sign juggling. Only for formats
+    /// whose values stay within ±64, so the 16-bit pair sums cannot saturate (not Q8_0).
+    unsigned_fix: Option<Vec<[f32; 4]>>,
+}
+
+impl Strip {
+    fn new(blocks: usize) -> Strip {
+        Strip {
+            q: vec![[0; BLOCK]; 4 * blocks],
+            lanes: vec![[0.0; 8]; 4 * blocks],
+            mins: vec![[0.0; 4]; blocks],
+            has_mins: false,
+            unsigned_fix: None,
+        }
+    }
+
+    fn fill(&mut self, w: &QMatrix, first_row: usize) {
+        let kb = w.cols / BLOCK;
+        self.has_mins = w.format == Format::Q4K;
+        let mut fix = self.unsigned_fix.take().unwrap_or_default();
+        fix.resize(kb, [0.0; 4]);
+        for r in 0..4 {
+            let rows = r * kb..(r + 1) * kb;
+            let row = w.row(first_row + r);
+            let strip = StripRow {
+                r,
+                q: &mut self.q[rows.clone()],
+                lanes: &mut self.lanes[rows],
+                mins: &mut self.mins,
+                fix: &mut fix,
+            };
+            kernel::fill_row(w.format, row, strip);
+        }
+        self.unsigned_fix = (w.format != Format::Q8_0).then_some(fix);
+    }
+}
+
+/// Where one row of a strip goes.
+struct StripRow<'a> {
+    r: usize,
+    q: &'a mut [[i8; BLOCK]],
+    lanes: &'a mut [[f32; 8]],
+    mins: &'a mut [[f32; 4]],
+    fix: &'a mut [[f32; 4]],
+}
+
+impl StripRow<'_> {
+    /// Scales, offsets and the unsigned-read correction, once `q` holds the values.
+    fn finish(self, format: Format, row: &[u8], sums: impl Fn(&[i8; BLOCK]) -> [i32; 2]) {
+        for (b, q) in self.q.iter().enumerate() {
+            let ([lo, hi], min) = block_scales(format, row, b);
+            self.lanes[b] = [lo, lo, lo, lo, hi, hi, hi, hi];
+            self.mins[b][self.r] = min;
+            let [s0, s1] = sums(q);
+            self.fix[b][self.r] = -128.0 * (lo * s0 as f32 + hi * s1 as f32);
+        }
+    }
+}
+
+impl QMatrix {
+    pub fn new(format: Format, rows: usize, cols: usize, data: Vec<u8>) -> Result<QMatrix, ModelError> {
+        let row_bytes = format.row_bytes(cols).filter(|_| cols > 0).ok_or_else(|| {
+            ModelError::Load(format!("a {format:?} row of {cols} values is not whole blocks"))
+        })?;
+        let expected =
+            rows.checked_mul(row_bytes).ok_or_else(|| ModelError::Load("tensor size overflows".into()))?;
+        if data.len() != expected {
+            return Err(ModelError::Load(format!(
+                "a {rows}×{cols} {format:?} tensor needs {expected} bytes, the file holds {}",
+                data.len()
+            )));
+        }
+        Ok(QMatrix { format, rows, cols, data })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn row(&self, i: usize) -> &[u8] {
+        let n = self.data.len() / self.rows;
+        &self.data[i * n..(i + 1) * n]
+    }
+
+    /// Row `i` as f32, for embedding lookups: the table stays quantized in memory.
+    pub fn dequantize_row(&self, i: usize, out: &mut [f32]) {
+        let row = self.row(i);
+        for (b, out) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let block = read_block(self.format, row, b);
+            for (j, (o, &q)) in out.iter_mut().zip(&block.q).enumerate() {
+                *o = block.scale[j / 16] * f32::from(q) + block.min;
+            }
+        }
+    }
+
+    /// Row `j` against one token's quantized activations.
+    pub fn dot_row(&self, j: usize, acts: &[ActBlock]) -> f32 {
+        kernel::dot(self.format, self.row(j), acts)
+    }
+
+    /// `out[m × rows] = x[m × cols] · selfᵀ`, on the rayon pool.
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), m * self.cols);
+        debug_assert_eq!(out.len(), m * self.rows);
+        let kb = self.cols / BLOCK;
+        let mut acts = vec![ActBlock::default(); m * kb];
+        acts.par_chunks_mut(kb).zip(x.par_chunks(self.cols)).for_each(|(a, x)| quantize_acts(x, a));
+        if m == 1 {
+            // One token: split the weight rows, which is where the memory traffic is.
+            let chunk = self.rows.div_ceil(rayon::current_num_threads() * 8).max(16);
+            out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = kernel::dot(self.format, self.row(c * chunk + j), &acts);
+                }
+            });
+        } else {
+            // A prompt: split the tokens. Each task reads four weight rows at a time out to plain
+            // blocks once and runs them against each of its tokens, so the unpacking is paid
+            // once per strip rather than once per token.
+            const TOKENS: usize = 64;
+            out.par_chunks_mut(TOKENS * self.rows).zip(acts.par_chunks(TOKENS * kb)).for_each_init(
+                || Strip::new(kb),
+                |strip, (out, acts)| {
+                    let t = acts.len() / kb;
+                    let mut j = 0;
+                    while j + 4 <= self.rows {
+                        strip.fill(self, j);
+                        for i in 0..t {
+                            let r = kernel::dot4_strip(strip, &acts[i * kb..(i + 1) * kb]);
+                            out[i * self.rows + j..i * self.rows + j + 4].copy_from_slice(&r);
+                        }
+                        j += 4;
+                    }
+                    for j in j..self.rows {
+                        for i in 0..t {
+                            let a = &acts[i * kb..(i + 1) * kb];
+                            out[i * self.rows + j] = kernel::dot(self.format, self.row(j), a);
+                        }
+                    }
+                },
+            );
+        }
+    }
+}
+
+#[inline(always)]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// Q4_K's 6-bit scale and min of sub-block `j` (0..8), packed into twelve bytes as ggml does.
+#[inline(always)]
+fn q4k_scale_min(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+    }
+}
+
+/// Scales and offset of block `b` of a row (the values come separately, so the vector kernel
+/// can read them its own way).
+#[inline(always)]
+fn block_scales(format: Format, row: &[u8], b: usize) -> ([f32; 2], f32) {
+    match format {
+        Format::Q8_0 => {
+            let d = f16_at(row, b * 34);
+            ([d, d], 0.0)
+        }
+        Format::Q5_0 => {
+            let d = f16_at(row, b * 22);
+            ([d, d], 0.0)
+        }
+        Format::Q4K => {
+            let sb = &row[b / 8 * 144..];
+            let (sc, m) = q4k_scale_min(b % 8, &sb[4..16]);
+            let d = f16_at(sb, 0) * f32::from(sc);
+            ([d, d], -f16_at(sb, 2) * f32::from(m))
+        }
+        Format::Q6K => {
+            let sb = &row[b / 8 * 210..];
+            let d = f16_at(sb, 208);
+            // Sub-block j of a 128-value half takes scales 2j and 2j + 1 of that half.
+            let (half, j) = ((b % 8) / 4, b % 4);
+            let sc = |k: usize| f32::from(sb[192 + 8 * half + 2 * j + k] as i8) * d;
+            ([sc(0), sc(1)], 0.0)
+        }
+    }
+}
+
+/// The 32 signed values of block `b` of a row.
+fn block_values(format: Format, row: &[u8], b: usize) -> [i8; BLOCK] {
+    let mut q = [0i8; BLOCK];
+    match format {
+        Format::Q8_0 => {
+            for (q, &v) in q.iter_mut().zip(&row[b * 34 + 2..b * 34 + 34]) {
+                *q = v as i8;
+            }
+        }
+        Format::Q5_0 => {
+            let block = &row[b * 22..b * 22 + 22];
+            let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+            for j in 0..16 {
+                let lo = (block[6 + j] & 0x0f) | (((qh >> j) & 1) << 4) as u8;
+                let hi = (block[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as u8;
+                q[j] = lo as i8 - 16;
+                q[j + 16] = hi as i8 - 16;
+            }
+        }
+        Format::Q4K => {
+            // Sub-blocks 2p and 2p + 1 are the low and high nibbles of the same 32 bytes.
+            let j = b % 8;
+            let qs = &row[b / 8 * 144 + 16 + (j / 2) * 32..][..32];
+            for (q, &v) in q.iter_mut().zip(qs) {
+                *q = (if j.is_multiple_of(2) { v & 0x0f } else { v >> 4 }) as i8;
+            }
+        }
+        Format::Q6K => {
+            let sb = &row[b / 8 * 210..];
+            let (half, j) = ((b % 8) / 4, b % 4);
+            let ql = &sb[64 * half + 32 * (j % 2)..][..32];
+            let qh = &sb[128 + 32 * half..][..32];
+            for l in 0..BLOCK {
+                let lo = if j < 2 { ql[l] & 0x0f } else { ql[l] >> 4 };
+                let hi = (qh[l] >> (2 * j)) & 3;
+                q[l] = (lo | hi << 4) as i8 - 32;
+            }
+        }
+    }
+    q
+}
+
+fn read_block(format: Format, row: &[u8], b: usize) -> Block {
+    let (scale, min) = block_scales(format, row, b);
+    Block { q: block_values(format, row, b), scale, min }
+}
+
+/// One token's activations, quantized for `QMatrix::dot_row`.
+pub fn quantize_token(x: &[f32]) -> Vec<ActBlock> {
+    let mut acts = vec![ActBlock::default(); x.len() / BLOCK];
+    quantize_acts(x, &mut acts);
+    acts
+}
+
+/// Quantizes one row of activations, a block of 32 at a time, to the nearest of 255 levels.
+pub fn quantize_acts(x: &[f32], out: &mut [ActBlock]) {
+    for (x, b) in x.chunks_exact(BLOCK).zip(out.iter_mut()) {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        b.d = d;
+        let mut sum = 0i32;
+        for (q, v) in b.qs.iter_mut().zip(x) {
+            *q = (v * id).round_ties_even() as i8;
+            sum += i32::from(*q);
+        }
+        b.sum = d * sum as f32;
+    }
+}
+
+/// Runs the AVX2 kernels when this CPU has AVX2 and FMA (checked at run time, once), the
+/// portable loops otherwise: one binary serves every x86-64 server.
+#[allow(unsafe_code)]
+mod kernel {
+    use super::{ActBlock, Format, Strip, StripRow, portable};
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx2() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    pub fn dot(format: Format, row: &[u8], acts: &[ActBlock]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU was just found to support AVX2 and FMA, all the kernel requires.
+            return unsafe { super::avx2::dot(format, row, acts) };
+        }
+        portable::dot(format, row, acts)
+    }
+
+    /// One row of a strip: values as plain signed bytes, scales, offsets.
+    pub fn fill_row(format: Format, row: &[u8], strip: StripRow<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: as above.
+            return unsafe { super::avx2::fill_row(format, row, strip) };
+        }
+        for (b, out) in strip.q.iter_mut().enumerate() {
+            *out = super::block_values(format, row, b);
+        }
+        strip.finish(format, row, |q| {
+            let half = |h: usize| q[h * 16..(h + 1) * 16].iter().map(|&v| i32::from(v)).sum();
+            [half(0), half(1)]
+        });
+    }
+
+    pub fn dot4_strip(strip: &Strip, acts: &[ActBlock]) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: as above.
+            return unsafe { super::avx2::dot4_strip(strip, acts) };
+        }
+        portable::dot4_strip(strip, acts)
+    }
+}
+
+/// Portable loops: the fallback, and the reference the vector kernels are tested against.
+mod portable {
+    use super::{ActBlock, Block, Format, Strip, read_block};
+
+    fn dot_block(w: &Block, a: &ActBlock) -> f32 {
+        let half = |h: usize| -> i32 {
+            let r = h * 16..(h + 1) * 16;
+            w.q[r.clone()].iter().zip(&a.qs[r]).map(|(&w, &x)| i32::from(w) * i32::from(x)).sum()
+        };
+        a.d * (w.scale[0] * half(0) as f32 + w.scale[1] * half(1) as f32) + w.min * a.sum
+    }
+
+    pub fn dot(format: Format, row: &[u8], acts: &[ActBlock]) -> f32 {
+        acts.iter().enumerate().map(|(b, a)| dot_block(&read_block(format, row, b), a)).sum()
+    }
+
+    pub fn dot4_strip(strip: &Strip, acts: &[ActBlock]) -> [f32; 4] {
+        let mut sum = [0f32; 4];
+        for (b, a) in acts.iter().enumerate() {
+            for (r, sum) in sum.iter_mut().enumerate() {
+                let kb = acts.len();
+                let (q, lanes) = (&strip.q[r * kb + b], &strip.lanes[r * kb + b]);
+                let w = Block { q: *q, scale: [lanes[0], lanes[4]], min: strip.mins[b][r] };
+                *sum += dot_block(&w, a);
+            }
+        }
+        sum
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 integer dot products: the signed-by-signed 8-bit products go through `maddubs`
+    //! (unsigned × signed) by moving the weight's sign onto the activation, as ggml does.
+    //! Every function needs AVX2 and FMA; `kernel` checks the CPU before calling in.
+    use super::{ActBlock, Format, Strip, StripRow, f16_at, q4k_scale_min};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    fn load256(b: &[u8]) -> __m256i {
+        bytemuck::pod_read_unaligned(&b[..32])
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn load128(b: &[u8]) -> __m128i {
+        bytemuck::pod_read_unaligned(&b[..16])
+    }
+
+    /// Eight i32 lanes: lane `l` holds `Σ w[i] · x[i]` over `i` in `4l..4l + 4`.
+    #[target_feature(enable = "avx2,fma")]
+    fn mul_sum_i8(w: __m256i, x: __m256i) -> __m256i {
+        let aw = _mm256_sign_epi8(w, w);
+        let sx = _mm256_sign_epi8(x, w);
+        let pairs = _mm256_maddubs_epi16(aw, sx);
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn nibbles(bytes: __m256i, high: bool) -> __m256i {
+        let v = if high { _mm256_srli_epi16(bytes, 4) } else { bytes };
+        _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+    }
+
+    /// A Q5_0 block's 32 values as signed bytes: nibbles, with 16 subtracted wherever the fifth
+    /// bit is clear.
+    #[target_feature(enable = "avx2,fma")]
+    fn q5_0_values(block: &[u8]) -> __m256i {
+        let qs = load128(&block[6..22]);
+        let lo_hi = nibbles(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), false);
+        let qh = i32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+        // Spread bit i of qh onto byte i: 0xff where set.
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(qh),
+            _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+        );
+        let bits = _mm256_cmpeq_epi8(
+            _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
+            _mm256_set1_epi64x(-1),
+        );
+        // Where the fifth bit is clear, 0xf0 | nibble is nibble - 16.
+        _mm256_or_si256(lo_hi, _mm256_andnot_si256(bits, _mm256_set1_epi8(0xf0u8 as i8)))
+    }
+
+    /// Sub-block `j` (0..8) of a Q6_K super-block as signed bytes.
+    #[target_feature(enable = "avx2,fma")]
+    fn q6k_values(sb: &[u8], j: usize) -> __m256i {
+        let (half, j) = (j / 4, j % 4);
+        let lo = nibbles(load256(&sb[64 * half + 32 * (j % 2)..]), j >= 2);
+        let qh = load256(&sb[128 + 32 * half..]);
+        let shifted = match j {
+            0 => qh,
+            1 => _mm256_srli_epi16(qh, 2),
+            2 => _mm256_srli_epi16(qh, 4),
+            _ => _mm256_srli_epi16(qh, 6),
+        };
+        let hi = _mm256_slli_epi16(_mm256_and_si256(shifted, _mm256_set1_epi8(3)), 4);
+        _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32))
+    }
+
+    /// One row of a strip: the values unpacked with vector code, and the sums of each half
+    /// block for the correction.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn fill_row(format: Format, row: &[u8], strip: StripRow<'_>) {
+        unpack_row(format, row, strip.q);
+        strip.finish(format, row, |q| {
+            let w: __m256i = bytemuck::cast(*q);
+            let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), w);
+            let lanes = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+            let half = |v: __m128i| {
+                let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+                _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32(v, 1)))
+            };
+            [half(_mm256_castsi256_si128(lanes)), half(_mm256_extracti128_si256(lanes, 1))]
+        });
+    }
+
+    /// A row's values as plain signed bytes, block by block.
+    #[target_feature(enable = "avx2,fma")]
+    fn unpack_row(format: Format, row: &[u8], out: &mut [[i8; 32]]) {
+        match format {
+            Format::Q8_0 => {
+                for (o, block) in out.iter_mut().zip(row.chunks_exact(34)) {
+                    *o = bytemuck::cast(load256(&block[2..]));
+                }
+            }
+            Format::Q5_0 => {
+                for (o, block) in out.iter_mut().zip(row.chunks_exact(22)) {
+                    *o = bytemuck::cast(q5_0_values(block));
+                }
+            }
+            Format::Q4K => {
+                for (o, sb) in out.chunks_exact_mut(8).zip(row.chunks_exact(144)) {
+                    for p in 0..4 {
+                        let bytes = load256(&sb[16 + 32 * p..]);
+                        o[2 * p] = bytemuck::cast(nibbles(bytes, false));
+                        o[2 * p + 1] = bytemuck::cast(nibbles(bytes, true));
+                    }
+                }
+            }
+            Format::Q6K => {
+                for (o, sb) in out.chunks_exact_mut(8).zip(row.chunks_exact(210)) {
+                    for (j, o) in o.iter_mut().enumerate() {
+                        *o = bytemuck::cast(q6k_values(sb, j));
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn act(a: &ActBlock) -> __m256i {
+        bytemuck::cast(a.qs)
+    }
+
+    /// Lanes 0-3 get `s[0]`, lanes 4-7 `s[1]`, times `d`.
+    #[target_feature(enable = "avx2,fma")]
+    fn lane_scales(s: [f32; 2], d: f32) -> __m256 {
+        _mm256_set_m128(_mm_set1_ps(s[1] * d), _mm_set1_ps(s[0] * d))
+    }
+
+    /// One row against a token, format by format, so the inner loops carry no branches and
+    /// the K-quants unpack their scales once per super-block.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot(format: Format, row: &[u8], acts: &[ActBlock]) -> f32 {
+        match format {
+            Format::Q8_0 => dot_32(row, 34, acts, |b| load256(&b[2..])),
+            Format::Q5_0 => dot_32(row, 22, acts, |b| q5_0_values(b)),
+            Format::Q4K => dot_q4k(row, acts),
+            Format::Q6K => dot_q6k(row, acts),
+        }
+    }
+
+    /// Formats of 32-value blocks with one f16 scale in front, two blocks a step into two
+    /// accumulators so consecutive multiply-adds do not wait on each other.
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_32(row: &[u8], bb: usize, acts: &[ActBlock], values: impl Fn(&[u8]) -> __m256i) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut blocks = row.chunks_exact(2 * bb).zip(acts.chunks_exact(2));
+        for (pair, a) in &mut blocks {
+            for k in 0..2 {
+                let block = &pair[k * bb..(k + 1) * bb];
+                let d = _mm256_set1_ps(f16_at(block, 0) * a[k].d);
+                let s = _mm256_cvtepi32_ps(mul_sum_i8(values(block), act(&a[k])));
+                acc[k] = _mm256_fmadd_ps(d, s, acc[k]);
+            }
+        }
+        if acts.len() % 2 == 1 {
+            let (block, a) = (&row[row.len() - bb..], &acts[acts.len() - 1]);
+            let d = _mm256_set1_ps(f16_at(block, 0) * a.d);
+            acc[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(mul_sum_i8(values(block), act(a))), acc[0]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_q4k(row: &[u8], acts: &[ActBlock]) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut offsets = 0f32;
+        for (sb, acts) in row.chunks_exact(144).zip(acts.chunks_exact(8)) {
+            let (d, dmin) = (f16_at(sb, 0), f16_at(sb, 2));
+            let mut mins = 0f32;
+            for (p, a) in acts.chunks_exact(2).enumerate() {
+                // Sub-blocks 2p and 2p + 1: low and high nibbles of the same 32 bytes.
+                let bytes = load256(&sb[16 + 32 * p..]);
+                for k in 0..2 {
+                    let (sc, m) = q4k_scale_min(2 * p + k, &sb[4..16]);
+                    let s = _mm256_cvtepi32_ps(mul_sum_i8(nibbles(bytes, k == 1), act(&a[k])));
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * f32::from(sc) * a[k].d), s, acc[k]);
+                    mins += f32::from(m) * a[k].sum;
+                }
+            }
+            offsets -= dmin * mins;
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1])) + offsets
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_q6k(row: &[u8], acts: &[ActBlock]) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for (sb, acts) in row.chunks_exact(210).zip(acts.chunks_exact(8)) {
+            let d = f16_at(sb, 208);
+            for (j, a) in acts.iter().enumerate() {
+                let sc = [f32::from(sb[192 + 2 * j] as i8) * d, f32::from(sb[193 + 2 * j] as i8) * d];
+                let s = _mm256_cvtepi32_ps(mul_sum_i8(q6k_values(sb, j), act(a)));
+                acc[j % 2] = _mm256_fmadd_ps(lane_scales(sc, a.d), s, acc[j % 2]);
+            }
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot4_strip(strip: &Strip, acts: &[ActBlock]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut offsets = _mm_setzero_ps();
+        let kb = acts.len();
+        let ones = _mm256_set1_epi16(1);
+        for (b, a) in acts.iter().enumerate() {
+            let x = act(a);
+            let d = _mm256_set1_ps(a.d);
+            match &strip.unsigned_fix {
+                Some(fix) => {
+                    let xu = _mm256_xor_si256(x, _mm256_set1_epi8(0x80u8 as i8));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let lanes: __m256 = bytemuck::cast(strip.lanes[r * kb + b]);
+                        let w: __m256i = bytemuck::cast(strip.q[r * kb + b]);
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(xu, w), ones);
+                        *acc = _mm256_fmadd_ps(_mm256_mul_ps(lanes, d), _mm256_cvtepi32_ps(p), *acc);
+                    }
+                    let fix: __m128 = bytemuck::cast(fix[b]);
+                    offsets = _mm_fmadd_ps(fix, _mm_set1_ps(a.d), offsets);
+                }
+                None => {
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let lanes: __m256 = bytemuck::cast(strip.lanes[r * kb + b]);
+                        let s = _mm256_cvtepi32_ps(mul_sum_i8(bytemuck::cast(strip.q[r * kb + b]), x));
+                        *acc = _mm256_fmadd_ps(_mm256_mul_ps(lanes, d), s, *acc);
+                    }
+                }
+            }
+            if strip.has_mins {
+                let mins: __m128 = bytemuck::cast(strip.mins[b]);
+                offsets = _mm_fmadd_ps(mins, _mm_set1_ps(a.sum), offsets);
+            }
+        }
+        let offsets: [f32; 4] = bytemuck::cast(offsets);
+        [0, 1, 2, 3].map(|r| hsum(acc[r]) + offsets[r])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes.
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as u8
+            })
+            .collect()
+    }
+
+    const FORMATS: [Format; 4] = [Format::Q8_0, Format::Q5_0, Format::Q4K, Format::Q6K];
+
+    /// Random blocks with sane f16 scales where each format keeps them.
+    fn matrix(format: Format, rows: usize, cols: usize, seed: u32) -> QMatrix {
+        let mut data = noise(rows * format.row_bytes(cols).unwrap(), seed);
+        let (_, unit) = format.unit();
+        let small = |b: u8| f16::from_f32(0.001 + f32::from(b) / 25_500.0).to_le_bytes();
+        for u in data.chunks_exact_mut(unit) {
+            let at: &[usize] = match format {
+                Format::Q8_0 | Format::Q5_0 => &[0],
+                Format::Q4K => &[0, 2],
+                Format::Q6K => &[208],
+            };
+            for &i in at {
+                let v = small(u[i]);
+                u[i..i + 2].copy_from_slice(&v);
+            }
+        }
+        QMatrix::new(format, rows, cols, data).unwrap()
+    }
+
+    fn activations(m: usize, k: usize) -> Vec<f32> {
+        noise(m * k, 7).iter().map(|&b| (f32::from(b) - 127.5) / 50.0).collect()
+    }
+
+    /// The product in f32 over the dequantized weights and the 8-bit activations.
+    fn reference(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
+        let k = w.cols();
+        let mut out = vec![0f32; m * w.rows()];
+        let mut row = vec![0f32; k];
+        let mut acts = vec![ActBlock::default(); k / BLOCK];
+        for i in 0..m {
+            quantize_acts(&x[i * k..(i + 1) * k], &mut acts);
+            let xq: Vec<f32> =
+                acts.iter().flat_map(|a| a.qs.iter().map(move |&q| a.d * f32::from(q))).collect();
+            for j in 0..w.rows() {
+                w.dequantize_row(j, &mut row);
+                out[i * w.rows() + j] = row.iter().zip(&xq).map(|(a, b)| a * b).sum();
+            }
+        }
+        out
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let tol = 1e-3 * (1.0 + y.abs());
+            assert!((x - y).abs() <= tol, "element {i}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn products_match_the_dequantized_reference() {
+        for format in FORMATS {
+            // 11 rows: strips of four and a remainder; one token, and prompts over a task.
+            let w = matrix(format, 11, 512, 3);
+            for m in [1, 3, 17, 40] {
+                let x = activations(m, 512);
+                let mut out = vec![0f32; m * 11];
+                w.matmul(&x, m, &mut out);
+                close(&out, &reference(&w, &x, m));
+            }
+        }
+    }
+
+    #[test]
+    fn vector_kernels_match_the_portable_loops() {
+        for format in FORMATS {
+            let w = matrix(format, 4, 512, 11);
+            let mut acts = vec![ActBlock::default(); 16];
+            quantize_acts(&activations(1, 512), &mut acts);
+            let mut strip = Strip::new(16);
+            strip.fill(&w, 0);
+            let slow = [0, 1, 2, 3].map(|r| portable::dot(format, w.row(r), &acts));
+            for (b, u) in strip.q[16..32].iter().enumerate() {
+                assert_eq!(*u, block_values(format, w.row(1), b));
+            }
+            close(&kernel::dot4_strip(&strip, &acts), &slow);
+            close(&portable::dot4_strip(&strip, &acts), &slow);
+            close(&[0, 1, 2, 3].map(|r| kernel::dot(format, w.row(r), &acts)), &slow);
+        }
+    }
+
+    #[test]
+    fn q5_0_values_follow_the_ggml_layout() {
+        // Scale 1.0, high bits set for values 0 and 17 only, nibbles 0..15 low / 15..0 high.
+        let mut block = vec![0u8; 22];
+        block[..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+        block[2..6].copy_from_slice(&(1u32 | 1 << 17).to_le_bytes());
+        for j in 0..16 {
+            block[6 + j] = j as u8 | ((15 - j as u8) << 4);
+        }
+        let w = QMatrix::new(Format::Q5_0, 1, 32, block).unwrap();
+        let mut row = [0f32; 32];
+        w.dequantize_row(0, &mut row);
+        assert_eq!(row[0], 0.0); // 0 | 16 - 16
+        assert_eq!(row[1], -15.0); // 1 - 16
+        assert_eq!(row[16], -1.0); // 15 - 16
+        assert_eq!(row[17], 14.0); // 14 | 16 - 16
+    }
+
+    #[test]
+    fn k_quant_rows_dequantize_as_ggml_does() {
+        // Q4_K: d = 1, dmin = 0.5; sub-block 0 scale 2 min 4, sub-block 5 scale 3 + 16 (its
+        // high bits live in byte 1's top bits) and min 1; all nibbles 0x21 (low 1, high 2).
+        let mut sb = vec![0u8; 144];
+        sb[0..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+        sb[2..4].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        let s = &mut sb[4..16];
+        s[0] = 2;
+        s[4] = 4;
+        s[9] = 3 | (1 << 4); // sub-block 5: scale low nibble 3, min low nibble 1
+        s[1] |= 1 << 6; // scale high bits 01 -> + 16
+        sb[16..].fill(0x21);
+        let w = QMatrix::new(Format::Q4K, 1, 256, sb).unwrap();
+        let mut row = [0f32; 256];
+        w.dequantize_row(0, &mut row);
+        assert_eq!(row[0], 2.0 * 1.0 - 0.5 * 4.0);
+        assert_eq!(row[5 * 32], 19.0 * 2.0 - 0.5 * 1.0);
+
+        // Q6_K: d = 0.5, scales 1..16; ql low nibble 3 / high 1, qh pairs 2 -> values
+        // (3 | 2 << 4) - 32 = 3 in low-nibble sub-blocks, (1 | 2 << 4) - 32 = 1 in the others.
+        let mut sb = vec![0u8; 210];
+        sb[..128].fill(0x13);
+        sb[128..192].fill(0b1010_1010);
+        for (i, s) in sb[192..208].iter_mut().enumerate() {
+            *s = i as u8 + 1;
+        }
+        sb[208..210].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        let w = QMatrix::new(Format::Q6K, 1, 256, sb).unwrap();
+        w.dequantize_row(0, &mut row);
+        assert_eq!(row[0], 0.5 * 1.0 * 3.0); // sub-block 0, scale 1
+        assert_eq!(row[16], 0.5 * 2.0 * 3.0); // its second half, scale 2
+        assert_eq!(row[64], 0.5 * 5.0 * 1.0); // sub-block 2: high nibbles, scale 5
+        assert_eq!(row[128 + 32], 0.5 * 11.0 * 3.0); // second half of the super-block, scale 11
+    }
+
+    #[test]
+    fn sizes_are_checked_against_the_shape() {
+        assert!(QMatrix::new(Format::Q8_0, 2, 32, vec![0; 67]).is_err());
+        assert!(QMatrix::new(Format::Q5_0, 1, 48, vec![0; 33]).is_err());
+        assert!(QMatrix::new(Format::Q4K, 1, 128, vec![0; 72]).is_err());
+        assert!(QMatrix::new(Format::Q8_0, usize::MAX, 64, vec![]).is_err());
+    }
+}
