@@ -21,7 +21,11 @@ pub trait Backend {
     fn delete_group(&self, name: &str) -> Result<(), String>;
     fn add_member(&self, group: &str, user: &str) -> Result<(), String>;
     fn remove_member(&self, group: &str, user: &str) -> Result<(), String>;
+    /// Every model, with the groups it is restricted to.
     fn list_models(&self) -> Result<Value, String>;
+    fn allow_model(&self, model: &str, group: &str) -> Result<(), String>;
+    /// Whether the model is open to everyone afterwards.
+    fn disallow_model(&self, model: &str, group: &str) -> Result<bool, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use ayush_server::audit::{self, Actor, Event, Outcome};
 use ayush_server::auth::{Role, groups, password, tokens, users};
-use ayush_server::catalog::Catalog;
+use ayush_server::catalog::{Catalog, access};
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
@@ -215,7 +215,22 @@ impl Backend for Local {
     }
 
     fn list_models(&self) -> Result<Value, String> {
-        to_json(self.catalog().list().map_err(err)?)
+        let entries = self.catalog().list().map_err(err)?;
+        to_json(self.store.run_blocking(|c| access::annotate(c, entries)).map_err(err)?)
+    }
+
+    fn allow_model(&self, model: &str, group: &str) -> Result<(), String> {
+        self.catalog().get(model).map_err(err)?;
+        self.store.run_blocking(|c| access::allow(c, self.now(), &self.actor, model, group)).map_err(err)
+    }
+
+    fn disallow_model(&self, model: &str, group: &str) -> Result<bool, String> {
+        self.store
+            .run_blocking(|c| {
+                access::disallow(c, self.now(), &self.actor, model, group)?;
+                Ok(!access::rules(c)?.contains_key(model))
+            })
+            .map_err(err)
     }
 
     fn local(&self) -> Option<&Local> {

@@ -171,6 +171,18 @@ enum ModelsCommand {
     Remove { name: String },
     /// Make a model the default for new conversations.
     SetDefault { name: String },
+    /// Restrict a model to a group's members (a model no group is allowed is open to everyone).
+    Allow {
+        name: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// Take a group's access to a model away (with no group left, the model is open to everyone).
+    Disallow {
+        name: String,
+        #[arg(long)]
+        group: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -281,6 +293,19 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Models(cmd) => match cmd {
             ModelsCommand::List => out.list(&backend.list_models()?, output::MODEL_COLUMNS),
+            ModelsCommand::Allow { name, group } => {
+                backend.allow_model(&name, &group)?;
+                out.done(&format!("{name} may be used by members of {group}"))
+            }
+            ModelsCommand::Disallow { name, group } => {
+                let open = backend.disallow_model(&name, &group)?;
+                match open {
+                    true => out.done(&format!(
+                        "{group} no longer has {name}; no group is left, so it is open to everyone"
+                    )),
+                    false => out.done(&format!("{group} no longer has {name}")),
+                }
+            }
             other => {
                 let local = backend.local().ok_or(
                     "importing, verifying and removing models work on the data directory: add --local",
@@ -301,7 +326,9 @@ fn run(cli: Cli) -> Result<(), String> {
                         local.set_default_model(&name)?;
                         out.done(&format!("{name} is the default model"))
                     }
-                    ModelsCommand::List => Ok(()),
+                    ModelsCommand::List | ModelsCommand::Allow { .. } | ModelsCommand::Disallow { .. } => {
+                        Ok(())
+                    }
                 }
             }
         },

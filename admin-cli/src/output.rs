@@ -10,13 +10,14 @@ pub enum Output {
 pub const USER_COLUMNS: &[&str] = &["id", "username", "display_name", "role", "disabled", "auth_source"];
 pub const GROUP_COLUMNS: &[&str] = &["id", "name", "members", "description"];
 pub const MODEL_COLUMNS: &[&str] =
-    &["name", "default", "arch", "quantization", "context_length", "size", "sha256"];
+    &["name", "default", "groups", "arch", "quantization", "context_length", "size", "sha256"];
 pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];
 
 fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) if items.is_empty() => "-".into(),
         Some(Value::Array(items)) => items.iter().map(|i| cell(Some(i))).collect::<Vec<_>>().join(", "),
         Some(other) => other.to_string(),
     }

@@ -104,7 +104,18 @@ impl Backend for Remote {
     }
 
     fn list_models(&self) -> Result<Value, String> {
-        self.call("GET", "/api/models", Body::None)
+        self.call("GET", "/api/admin/models", Body::None)
+    }
+
+    fn allow_model(&self, model: &str, group: &str) -> Result<(), String> {
+        self.call("PUT", &format!("/api/admin/models/{}/groups/{}", seg(model), seg(group)), Body::None)
+            .map(drop)
+    }
+
+    fn disallow_model(&self, model: &str, group: &str) -> Result<bool, String> {
+        self.call("DELETE", &format!("/api/admin/models/{}/groups/{}", seg(model), seg(group)), Body::None)?;
+        let all = self.list_models()?;
+        Ok(open_to_everyone(&all, model))
     }
 
     fn list_groups(&self) -> Result<Value, String> {
@@ -128,4 +139,13 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/groups/{}/members/{}", seg(group), seg(user)), Body::None)
             .map(drop)
     }
+}
+
+/// Whether `model`'s entry in an admin listing names no group.
+fn open_to_everyone(listing: &Value, model: &str) -> bool {
+    listing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["name"] == model && m["groups"].as_array().is_none_or(|g| g.is_empty()))
 }

@@ -19,6 +19,22 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The text of `css` once it contains `want` (a click's navigation may still be on its way),
+/// or whatever it holds after 20 seconds, for the assertion to show.
+async fn text_when(c: &Client, css: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(want) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn fill(c: &Client, css: &str, value: &str) {
     let field = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
     field.clear().await.ok();
@@ -54,10 +70,10 @@ async fn admin_creates_a_user_who_then_signs_in() {
     snap(c, "login-error").await;
 
     sign_in(c, &base, "boss", "boss password 123").await;
-    assert!(text_of(c, "h1").await.contains("Welcome, boss"));
+    assert!(text_when(c, "h1", "Welcome, boss").await.contains("Welcome, boss"));
 
     c.find(Locator::LinkText("Users")).await.unwrap().click().await.unwrap();
-    assert_eq!(text_of(c, "h1").await, "Users");
+    assert_eq!(text_when(c, "h1", "Users").await, "Users");
     fill(c, "#nu-username", "newbie").await;
     fill(c, "#nu-display", "New Person").await;
     fill(c, "#nu-password", "newbie password 1").await;
@@ -73,15 +89,15 @@ async fn admin_creates_a_user_who_then_signs_in() {
     assert!(row.contains("New Person") && row.contains("active"), "{row}");
 
     c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
-    assert_eq!(text_of(c, "h1").await, "Sign in");
+    assert_eq!(text_when(c, "h1", "Sign in").await, "Sign in");
 
     sign_in(c, &base, "newbie", "newbie password 1").await;
-    assert!(text_of(c, "h1").await.contains("Welcome, New Person"));
+    assert!(text_when(c, "h1", "Welcome, New Person").await.contains("Welcome, New Person"));
     snap(c, "user-home").await;
     let nav = text_of(c, "nav").await;
     assert!(!nav.contains("Users"), "a user sees no admin pages: {nav}");
     c.goto(&format!("{base}/admin/users")).await.unwrap();
-    assert_eq!(text_of(c, "h1").await, "Not allowed");
+    assert_eq!(text_when(c, "h1", "Not allowed").await, "Not allowed");
 
     browser.close().await;
 }

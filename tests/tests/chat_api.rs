@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
-use ayush_tests::{QWEN_FILE, Server, sse_events, test_model};
+use ayush_tests::{GEMMA_FILE, QWEN_FILE, Server, sse_events, test_model};
 use serde_json::json;
 use std::io::Read;
 
@@ -134,4 +134,61 @@ fn chat_with_the_local_model_over_http() {
     };
     let listed = server.ctl_remote(&token, &["-o", "json", "models", "list"], None);
     assert_eq!(listed.json()[0]["name"], "qwen", "{}", listed.stderr);
+}
+
+#[test]
+fn a_model_allowed_to_a_group_is_listed_and_usable_by_its_members_only() {
+    let Some(gemma) = test_model(GEMMA_FILE) else { return };
+    let server = Server::start();
+    server.create_user("root", "admin", PW);
+    server.create_user("hana", "user", PW);
+    server.create_user("olav", "user", PW);
+    let import = server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None);
+    assert!(import.ok, "{}", import.stderr);
+    let token = server.token_for("root");
+    let ctl = |args: &[&str]| server.ctl_remote(&token, args, None);
+    assert!(ctl(&["group", "create", "hr"]).ok);
+    assert!(ctl(&["group", "add-member", "hr", "hana"]).ok);
+
+    let (mut hana, mut olav) = (server.client(), server.client());
+    hana.login("hana", PW);
+    olav.login("olav", PW);
+    // Before any rule, everyone may use it; olav starts a chat with it.
+    let before = olav.send_json("POST", "/api/conversations", &json!({"model": "gemma"})).json();
+
+    let allowed = ctl(&["models", "allow", "gemma", "--group", "hr"]);
+    assert!(allowed.ok, "{}", allowed.stderr);
+    let listed = ctl(&["-o", "json", "models", "list"]).json();
+    assert_eq!(listed[0]["groups"], json!(["hr"]));
+    assert!(ctl(&["models", "list"]).stdout.contains("hr"));
+
+    let names = |c: &mut ayush_tests::Client| -> Vec<String> {
+        let models = c.get("/api/models").json();
+        models.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&mut hana), ["gemma"]);
+    assert!(names(&mut olav).is_empty(), "olav is not in hr");
+    assert!(hana.send_json("POST", "/api/conversations", &json!({"model": "gemma"})).status == 201);
+    let refused = olav.send_json("POST", "/api/conversations", &json!({"model": "gemma"}));
+    assert_eq!((refused.status, refused.error_code().as_str()), (403, "auth.forbidden"), "{}", refused.body);
+    assert!(refused.body.contains("gemma"));
+    // A chat started before the rule cannot go on with the model either.
+    let id = before["id"].as_i64().unwrap();
+    let r = olav.send_json("POST", &format!("/api/conversations/{id}/messages"), &json!({"content": "hi"}));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = olav.send_json("PATCH", &format!("/api/conversations/{id}"), &json!({"model": "gemma"}));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let page = olav.get("/chat").body;
+    assert!(!page.contains("value=\"gemma\""), "the picker offers only usable models");
+
+    // Unknown models and groups are clear errors; taking the last group away opens the model.
+    let bad = ctl(&["models", "allow", "nope", "--group", "hr"]);
+    assert!(!bad.ok && bad.stderr.contains("nope"), "{}", bad.stderr);
+    let bad = ctl(&["models", "allow", "gemma", "--group", "nobody"]);
+    assert!(!bad.ok && bad.stderr.contains("nobody"), "{}", bad.stderr);
+    let opened = ctl(&["models", "disallow", "gemma", "--group", "hr"]);
+    assert!(opened.ok && opened.stdout.contains("open to everyone"), "{}", opened.stdout);
+    assert_eq!(names(&mut olav), ["gemma"]);
+    let again = ctl(&["models", "disallow", "gemma", "--group", "hr"]);
+    assert!(!again.ok, "{}", again.stdout);
 }

@@ -3,6 +3,8 @@
 //! The directory is the source of truth and is read on demand, so a model imported with
 //! `ayushctl --local` appears in the running server without a restart.
 
+pub mod access;
+
 use crate::error::{AppError, AppResult, ErrorKind};
 use ayush_models::{Engine, LoadedModel, ModelManifest};
 use sha2::{Digest, Sha256};
@@ -21,6 +23,9 @@ pub struct ModelEntry {
     #[serde(flatten)]
     pub manifest: ModelManifest,
     pub default: bool,
+    /// For admins' listings: the groups the model is restricted to (empty: everyone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
 }
 
 type Slot = Arc<OnceCell<Engine>>;
@@ -68,7 +73,7 @@ impl Catalog {
             match read_manifest(&path) {
                 Ok(m) => {
                     let is_default = default.as_deref() == Some(m.name.as_str());
-                    out.push(ModelEntry { manifest: m, default: is_default });
+                    out.push(ModelEntry { manifest: m, default: is_default, groups: None });
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable model manifest")
@@ -86,7 +91,7 @@ impl Catalog {
             return Err(AppError::not_found(format!("no model named {name:?}")));
         }
         let manifest = read_manifest(&path).map_err(AppError::internal)?;
-        Ok(ModelEntry { default: self.default_name().as_deref() == Some(name), manifest })
+        Ok(ModelEntry { default: self.default_name().as_deref() == Some(name), manifest, groups: None })
     }
 
     pub fn default_name(&self) -> Option<String> {

@@ -6,6 +6,7 @@
 use super::store::{self, Conversation, Reply};
 use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
 use crate::auth::users::User;
+use crate::catalog::access;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::state::AppState;
 use ayush_models::{ChatMessage, Event, GenerateParams, ModelError};
@@ -115,6 +116,8 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
             e
         }
     })?;
+    let (now, actor, name) = (state.clock.now(), turn.actor.clone(), model.clone());
+    state.store.run(move |c| access::check(c, now, &actor, &name)).await?;
 
     // The history this reply answers, after the edit or regeneration is applied.
     let mut kept = history.clone();

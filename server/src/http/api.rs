@@ -2,6 +2,7 @@
 
 use crate::auth::guard::{AdminOnly, AnyUser, Authed, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::{Role, groups, login, password, users};
+use crate::catalog::access;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
@@ -26,7 +27,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route("/groups/{name}", web::get().to(get_group))
                     .route("/groups/{name}", web::delete().to(delete_group))
                     .route("/groups/{name}/members/{username}", web::put().to(add_member))
-                    .route("/groups/{name}/members/{username}", web::delete().to(remove_member)),
+                    .route("/groups/{name}/members/{username}", web::delete().to(remove_member))
+                    .route("/models", web::get().to(list_models_admin))
+                    .route("/models/{name}/groups/{group}", web::put().to(allow_model))
+                    .route("/models/{name}/groups/{group}", web::delete().to(disallow_model)),
             )
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(AppError::not_found("no such API endpoint"))
@@ -299,5 +303,34 @@ async fn remove_member(
     let (group, user) = path.into_inner();
     let (now, actor) = (state.clock.now(), who.actor());
     state.store.run(move |c| groups::remove_member(c, now, &actor, &group, &user)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Every model with the groups it is restricted to (an empty list: open to everyone).
+async fn list_models_admin(state: web::Data<AppState>, _: Authed<AdminOnly>) -> AppResult<HttpResponse> {
+    let entries = state.catalog.list()?;
+    Ok(HttpResponse::Ok().json(state.store.run(move |c| access::annotate(c, entries)).await?))
+}
+
+async fn allow_model(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let (model, group) = path.into_inner();
+    state.catalog.get(&model)?;
+    let (now, actor) = (state.clock.now(), who.actor());
+    state.store.run(move |c| access::allow(c, now, &actor, &model, &group)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn disallow_model(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let (model, group) = path.into_inner();
+    let (now, actor) = (state.clock.now(), who.actor());
+    state.store.run(move |c| access::disallow(c, now, &actor, &model, &group)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

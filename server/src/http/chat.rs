@@ -2,6 +2,7 @@
 //! the signed-in user may use.
 
 use crate::auth::guard::{AnyUser, Authed};
+use crate::catalog::access;
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
 use crate::chat::{markdown, store};
 use crate::error::{AppError, AppResult};
@@ -26,9 +27,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/conversations/{id}/messages/{message_id}/edit", web::post().to(edit));
 }
 
-async fn list_models(state: web::Data<AppState>, _: Authed<AnyUser>) -> AppResult<HttpResponse> {
-    // Every signed-in user may use every imported model until model access is granted by group.
-    Ok(HttpResponse::Ok().json(state.catalog.list()?))
+/// The models the signed-in user may use.
+async fn list_models(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
+    let (entries, uid) = (state.catalog.list()?, who.user.id);
+    let mine = state.store.run(move |c| access::visible(c, uid, entries)).await?;
+    Ok(HttpResponse::Ok().json(mine))
 }
 
 #[derive(Deserialize)]
@@ -80,6 +83,8 @@ async fn create(
     let body = body.into_inner();
     let model = pick_model(&state, body.model)?;
     let (now, uid) = (state.clock.now(), who.user.id);
+    let (actor, name) = (who.actor(), model.clone());
+    state.store.run(move |c| access::check(c, now, &actor, &name)).await?;
     let conv = state
         .store
         .run(move |c| store::create(c, now, uid, &body.title, &model, &body.system_prompt))
@@ -127,10 +132,11 @@ async fn update(
     body: web::Json<UpdateBody>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    if let Some(m) = &body.model {
-        pick_model(&state, Some(m.clone()))?;
-    }
     let (now, uid, id) = (state.clock.now(), who.user.id, path.into_inner());
+    if let Some(m) = &body.model {
+        let (actor, name) = (who.actor(), pick_model(&state, Some(m.clone()))?);
+        state.store.run(move |c| access::check(c, now, &actor, &name)).await?;
+    }
     let conv = state
         .store
         .run(move |c| {

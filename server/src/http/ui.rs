@@ -5,7 +5,7 @@ use crate::auth::groups::{self, Group, GroupSummary};
 use crate::auth::guard::{AdminOnly, AnyUser, Authed, Policy, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::users::{self, User};
 use crate::auth::{Role, login, secret};
-use crate::catalog::ModelEntry;
+use crate::catalog::{ModelEntry, access};
 use crate::chat::markdown;
 use crate::chat::store::{self as chat_store, Conversation};
 use crate::error::{AppError, ErrorKind};
@@ -336,7 +336,8 @@ async fn chat_page(
         }
         None => (None, Vec::new()),
     };
-    let models = state.catalog.list().map_err(&err)?;
+    let entries = state.catalog.list().map_err(&err)?;
+    let models = state.store.run(move |c| access::visible(c, uid, entries)).await.map_err(&err)?;
     let selected_model = conversation
         .as_ref()
         .map(|c| c.model.clone())

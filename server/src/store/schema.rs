@@ -123,7 +123,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    model_access (model, group_id) {
+        model -> Text,
+        group_id -> BigInt,
+        granted_at -> BigInt,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(model_access -> groups (group_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(group_members -> users (user_id));
@@ -138,5 +147,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     conversations,
     messages,
-    usage_totals
+    usage_totals,
+    model_access
 );
