@@ -21,6 +21,12 @@ pub trait Backend {
     fn delete_group(&self, name: &str) -> Result<(), String>;
     fn add_member(&self, group: &str, user: &str) -> Result<(), String>;
     fn remove_member(&self, group: &str, user: &str) -> Result<(), String>;
+    /// Checks a GGUF file and adds it to the models directory (remotely: uploads it).
+    fn import_model(&self, file: &std::path::Path, name: Option<&str>) -> Result<Value, String>;
+    /// Whether the file still matches its manifest.
+    fn verify_model(&self, name: &str) -> Result<bool, String>;
+    fn remove_model(&self, name: &str) -> Result<(), String>;
+    fn set_default_model(&self, name: &str) -> Result<(), String>;
     /// Every model, with the groups it is restricted to.
     fn list_models(&self) -> Result<Value, String>;
     fn allow_model(&self, model: &str, group: &str) -> Result<(), String>;

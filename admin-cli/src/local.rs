@@ -79,43 +79,6 @@ impl Local {
         self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)
     }
 
-    pub fn import_model(&self, file: &Path, name: Option<&str>) -> Result<Value, String> {
-        let mut bar = Progress::new("importing");
-        let manifest = self
-            .catalog()
-            .import(file, name, &self.actor.name, self.now(), |d, t| bar.show(d, t))
-            .map_err(err)?;
-        bar.finish();
-        self.audit_model(
-            "model.import",
-            &manifest.name,
-            json!({"sha256": manifest.sha256, "source": manifest.source}),
-        )?;
-        to_json(manifest)
-    }
-
-    pub fn verify_model(&self, name: &str) -> Result<(), String> {
-        let mut bar = Progress::new("verifying");
-        let ok = self.catalog().verify(name, |d, t| bar.show(d, t)).map_err(err)?;
-        bar.finish();
-        self.audit_model("model.verify", name, json!({"ok": ok}))?;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{name} does NOT match its manifest: the file changed since import"))
-        }
-    }
-
-    pub fn remove_model(&self, name: &str) -> Result<(), String> {
-        self.catalog().remove(name).map_err(err)?;
-        self.audit_model("model.remove", name, json!({}))
-    }
-
-    pub fn set_default_model(&self, name: &str) -> Result<(), String> {
-        self.catalog().set_default(name).map_err(err)?;
-        self.audit_model("model.set_default", name, json!({}))
-    }
-
     pub fn revoke_token(&self, id: i64) -> Result<(), String> {
         self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
     }
@@ -233,24 +196,57 @@ impl Backend for Local {
             .map_err(err)
     }
 
+    fn import_model(&self, file: &Path, name: Option<&str>) -> Result<Value, String> {
+        let mut bar = Progress::new("importing");
+        let manifest = self
+            .catalog()
+            .import(file, name, &self.actor.name, self.now(), |d, t| bar.show(d, t))
+            .map_err(err)?;
+        bar.finish();
+        self.audit_model(
+            "model.import",
+            &manifest.name,
+            json!({"sha256": manifest.sha256, "source": manifest.source}),
+        )?;
+        to_json(manifest)
+    }
+
+    fn verify_model(&self, name: &str) -> Result<bool, String> {
+        let mut bar = Progress::new("verifying");
+        let ok = self.catalog().verify(name, |d, t| bar.show(d, t)).map_err(err)?;
+        bar.finish();
+        self.audit_model("model.verify", name, json!({"ok": ok}))?;
+        Ok(ok)
+    }
+
+    fn remove_model(&self, name: &str) -> Result<(), String> {
+        self.catalog().remove(name).map_err(err)?;
+        self.audit_model("model.remove", name, json!({}))
+    }
+
+    fn set_default_model(&self, name: &str) -> Result<(), String> {
+        self.catalog().set_default(name).map_err(err)?;
+        self.audit_model("model.set_default", name, json!({}))
+    }
+
     fn local(&self) -> Option<&Local> {
         Some(self)
     }
 }
 
 /// A progress line on standard error, only when it is a terminal.
-struct Progress {
+pub struct Progress {
     what: &'static str,
     tty: bool,
     last: u64,
 }
 
 impl Progress {
-    fn new(what: &'static str) -> Progress {
+    pub fn new(what: &'static str) -> Progress {
         Progress { what, tty: std::io::stderr().is_terminal(), last: u64::MAX }
     }
 
-    fn show(&mut self, done: u64, total: u64) {
+    pub fn show(&mut self, done: u64, total: u64) {
         let pct = (done * 100).checked_div(total).unwrap_or(100);
         if self.tty && pct != self.last {
             self.last = pct;
@@ -258,7 +254,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub fn finish(&self) {
         if self.tty {
             eprintln!();
         }

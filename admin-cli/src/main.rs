@@ -63,7 +63,7 @@ enum Command {
     /// Manage API tokens (--local only).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Manage local models (GGUF files) in the data directory.
+    /// Manage the models (GGUF files) the server runs.
     #[command(subcommand)]
     Models(ModelsCommand),
     /// Print a shell completion script.
@@ -306,30 +306,20 @@ fn run(cli: Cli) -> Result<(), String> {
                     false => out.done(&format!("{group} no longer has {name}")),
                 }
             }
-            other => {
-                let local = backend.local().ok_or(
-                    "importing, verifying and removing models work on the data directory: add --local",
-                )?;
-                match other {
-                    ModelsCommand::Import { file, name } => {
-                        out.object(&local.import_model(&file, name.as_deref())?)
-                    }
-                    ModelsCommand::Verify { name } => {
-                        local.verify_model(&name)?;
-                        out.done(&format!("{name} matches its manifest"))
-                    }
-                    ModelsCommand::Remove { name } => {
-                        local.remove_model(&name)?;
-                        out.done(&format!("model {name} removed"))
-                    }
-                    ModelsCommand::SetDefault { name } => {
-                        local.set_default_model(&name)?;
-                        out.done(&format!("{name} is the default model"))
-                    }
-                    ModelsCommand::List | ModelsCommand::Allow { .. } | ModelsCommand::Disallow { .. } => {
-                        Ok(())
-                    }
-                }
+            ModelsCommand::Import { file, name } => {
+                out.object(&backend.import_model(&file, name.as_deref())?)
+            }
+            ModelsCommand::Verify { name } => match backend.verify_model(&name)? {
+                true => out.done(&format!("{name} matches its manifest")),
+                false => Err(format!("{name} does NOT match its manifest: the file changed since import")),
+            },
+            ModelsCommand::Remove { name } => {
+                backend.remove_model(&name)?;
+                out.done(&format!("model {name} removed"))
+            }
+            ModelsCommand::SetDefault { name } => {
+                backend.set_default_model(&name)?;
+                out.done(&format!("{name} is the default model"))
             }
         },
         Command::Completions { .. } => Ok(()),

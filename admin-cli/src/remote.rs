@@ -40,6 +40,10 @@ impl Remote {
             ("PUT", _) => self.agent.put(&url).header("Authorization", &auth).send_empty(),
             _ => return Err(format!("unsupported call {method} {path}")),
         };
+        self.reply(result)
+    }
+
+    fn reply(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, String> {
         let mut resp = result.map_err(|e| format!("cannot reach {}: {e}", self.base))?;
         let status = resp.status();
         let text = resp.body_mut().read_to_string().map_err(|e| format!("reading the reply: {e}"))?;
@@ -61,7 +65,68 @@ impl Remote {
     }
 }
 
+/// Counts what is read, for the progress line.
+struct Counting<R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    bar: crate::local::Progress,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        self.bar.show(self.done, self.total);
+        Ok(n)
+    }
+}
+
 impl Backend for Remote {
+    fn import_model(&self, file: &std::path::Path, name: Option<&str>) -> Result<Value, String> {
+        let opened = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let total = opened.metadata().map(|m| m.len()).unwrap_or(0);
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        let name = name.unwrap_or(stem);
+        // Refuse here what the server would refuse, before sending hundreds of megabytes: a
+        // file that is not a usable model, a name that is taken, a token that is not an admin's.
+        ayush_models::inspect(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if listed(&self.list_models()?, name) {
+            return Err(format!("a model named {name:?} exists; remove it first or pick --name"));
+        }
+        let source = file.file_name().and_then(|s| s.to_str()).unwrap_or_default();
+        let url = format!("{}/api/admin/models?name={}&source={}", self.base, seg(name), seg(source));
+        let mut body =
+            Counting { inner: opened, done: 0, total, bar: crate::local::Progress::new("uploading") };
+        // A large file over a slow link may take long; only connecting is bounded.
+        let result = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(None)
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut body));
+        body.bar.finish();
+        self.reply(result)
+    }
+
+    fn verify_model(&self, name: &str) -> Result<bool, String> {
+        let v =
+            self.call("POST", &format!("/api/admin/models/{}/verify", seg(name)), Body::Json(&json!({})))?;
+        Ok(v["ok"].as_bool().unwrap_or(false))
+    }
+
+    fn remove_model(&self, name: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/admin/models/{}", seg(name)), Body::None).map(drop)
+    }
+
+    fn set_default_model(&self, name: &str) -> Result<(), String> {
+        self.call("PUT", &format!("/api/admin/models/{}/default", seg(name)), Body::None).map(drop)
+    }
+
     fn create_user(
         &self,
         name: &str,
@@ -139,6 +204,10 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/groups/{}/members/{}", seg(group), seg(user)), Body::None)
             .map(drop)
     }
+}
+
+fn listed(listing: &Value, model: &str) -> bool {
+    listing.as_array().into_iter().flatten().any(|m| m["name"] == model)
 }
 
 /// Whether `model`'s entry in an admin listing names no group.

@@ -554,37 +554,46 @@ fn attention(
     let scale = cfg.attn_scale;
     sc.attn.resize(s * q_dim, 0.0);
     let q = &sc.q;
-    let head = |scores: &mut Vec<f32>, (idx, out): (usize, &mut [f32])| {
-        let (t, h) = (idx / n_head, idx % n_head);
+    // One task per position and key/value head: the query heads sharing that key/value head
+    // (`group` of them) are scored together, so each cached key and value is read once.
+    let n_kv = cfg.n_kv_head;
+    let heads = |scores: &mut Vec<f32>, (idx, out): (usize, &mut [f32])| {
+        let (t, kvh) = (idx / n_kv, idx % n_kv);
         let at = pos + t;
         let first = window.map_or(0, |w| (at + 1).saturating_sub(w));
-        let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
-        let kvh = h / group;
+        let n = at + 1 - first;
+        let qs = &q[t * q_dim + kvh * group * hd..t * q_dim + (kvh + 1) * group * hd];
         scores.clear();
-        let mut max = f32::NEG_INFINITY;
-        for j in first..=at {
+        scores.resize(group * n, 0.0);
+        for (i, j) in (first..=at).enumerate() {
             let k = &k_cache[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-            let sc = dot(qh, k) * scale;
-            max = max.max(sc);
-            scores.push(sc);
+            for (g, qh) in qs.chunks_exact(hd).enumerate() {
+                scores[g * n + i] = dot(qh, k) * scale;
+            }
         }
-        let mut sum = 0.0;
-        for v in scores.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
+        for row in scores.chunks_exact_mut(n) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            row.iter_mut().for_each(|v| *v /= sum);
         }
         out.fill(0.0);
-        for (j, p) in (first..=at).zip(scores.iter()) {
+        for (i, j) in (first..=at).enumerate() {
             let v = &v_cache[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-            axpy(out, p / sum, v);
+            for (g, o) in out.chunks_exact_mut(hd).enumerate() {
+                axpy(o, scores[g * n + i], v);
+            }
         }
     };
     // A short context for one token is quicker on this thread than handed out.
     if s * n_head * (pos + s) * hd < 1 << 18 {
         let mut scores = Vec::new();
-        sc.attn.chunks_mut(hd).enumerate().for_each(|task| head(&mut scores, task));
+        sc.attn.chunks_mut(group * hd).enumerate().for_each(|task| heads(&mut scores, task));
     } else {
-        sc.attn.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, head);
+        sc.attn.par_chunks_mut(group * hd).enumerate().for_each_init(Vec::new, heads);
     }
     layer.wo.forward(&sc.attn, s, &mut sc.proj)
 }

@@ -382,3 +382,60 @@ fn a_bad_tls_key_stops_start_up_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tls.cert") && err.contains("cert.pem"), "{err}");
 }
+
+#[test]
+fn models_are_imported_verified_and_removed_remotely() {
+    let Some(gemma) = ayush_tests::test_model(ayush_tests::GEMMA_FILE) else { return };
+    let server = server_with_admin();
+    let token = server.token_for("root-admin");
+    let ctl = |args: &[&str]| server.ctl_remote(&token, args, None);
+    let models_dir = server.data_dir.path().join("models");
+
+    // The file is uploaded, hashed on the way, checked, and named.
+    let out = ctl(&["-o", "json", "models", "import", gemma.to_str().unwrap(), "--name", "g"]);
+    assert!(out.ok, "{}", out.stderr);
+    let manifest = out.json();
+    assert_eq!(manifest["sha256"], "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818");
+    assert_eq!(
+        (manifest["arch"].as_str(), manifest["imported_by"].as_str()),
+        (Some("gemma3"), Some("root-admin"))
+    );
+    assert!(manifest["source"].as_str().unwrap().contains("gemma-3-270m-q4_k_m.gguf"));
+    let again = ctl(&["models", "import", gemma.to_str().unwrap(), "--name", "g"]);
+    assert!(!again.ok && again.stderr.contains("exists"), "{}", again.stderr);
+
+    // A file that is not GGUF is refused with the reason, and nothing of it stays behind.
+    let junk = server.data_dir.path().join("notes.gguf");
+    std::fs::write(&junk, b"these are my notes, not a model").unwrap();
+    let bad = ctl(&["models", "import", junk.to_str().unwrap(), "--name", "junk"]);
+    assert!(!bad.ok && bad.stderr.contains("not a GGUF file"), "{}", bad.stderr);
+    // ayushctl refuses it before uploading; the server refuses it too when sent anyway.
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/octet-stream")];
+    let r =
+        server.client().raw("POST", "/api/admin/models?name=junk&source=notes.gguf", &headers, "not a model");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("upload of notes.gguf: not a GGUF file"), "{}", r.body);
+    let r = server.client().raw("POST", "/api/admin/models?name=g", &headers, "not a model either");
+    assert_eq!(r.status, 409, "{}", r.body);
+    let leftovers: Vec<_> = std::fs::read_dir(&models_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial") || n.starts_with("junk"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    assert!(ctl(&["models", "verify", "g"]).stdout.contains("matches its manifest"));
+    assert!(ctl(&["models", "set-default", "g"]).ok);
+    assert_eq!(ctl(&["-o", "json", "models", "list"]).json()[0]["default"], true);
+
+    // Only admins manage models.
+    server.create_user("pat", "user", USER_PW);
+    let user_token = server.token_for("pat");
+    let denied = server.ctl_remote(&user_token, &["models", "remove", "g"], None);
+    assert!(!denied.ok && denied.stderr.contains("auth.forbidden"), "{}", denied.stderr);
+
+    assert!(ctl(&["models", "remove", "g"]).ok);
+    assert_eq!(ctl(&["-o", "json", "models", "list"]).json(), json!([]));
+    assert!(!models_dir.join("g.gguf").exists());
+}

@@ -30,6 +30,16 @@ pub struct ModelEntry {
 
 type Slot = Arc<OnceCell<Engine>>;
 
+/// A file written into the models directory under a temporary name, with what was learnt
+/// while writing it.
+pub struct Placed {
+    pub partial: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    /// Where it came from, for the manifest: a path, or the uploader's file name.
+    pub source: String,
+}
+
 pub struct Catalog {
     dir: PathBuf,
     /// Engines by (name, sha256): a replaced file gets a fresh engine.
@@ -128,44 +138,77 @@ impl Catalog {
         now: i64,
         mut progress: impl FnMut(u64, u64),
     ) -> AppResult<ModelManifest> {
-        let info = ayush_models::inspect(source)
+        ayush_models::inspect(source)
             .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
         let name = match name {
             Some(n) => n.to_string(),
             None => default_name_for(source),
         };
-        ayush_models::validate_name(&name).map_err(|e| AppError::validation(e.to_string()))?;
-        if self.manifest_path(&name).exists() {
-            return Err(AppError::conflict(format!(
-                "a model named {name:?} exists; remove it first or pick --name"
-            )));
-        }
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("creating the models directory", e))?;
-        let partial = self.dir.join(format!(".{name}.gguf.partial"));
-        let result = copy_hashing(source, &partial, &mut progress);
-        let (sha256, size) = match result {
+        self.check_new_name(&name)?;
+        let partial = self.partial_path()?;
+        let (sha256, size) = match copy_hashing(source, &partial, &mut progress) {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
                 return Err(e);
             }
         };
-        std::fs::rename(&partial, self.file(&name)).map_err(|e| io("placing the model", e))?;
+        let placed = Placed { partial, sha256, size, source: source.display().to_string() };
+        self.finish_import(placed, &name, imported_by, now)
+    }
+
+    /// A path in the models directory to receive a file before it is checked and named.
+    pub fn partial_path(&self) -> AppResult<PathBuf> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io("creating the models directory", e))?;
+        let mut nonce = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        Ok(self.dir.join(format!(".import-{}.partial", hex::encode(nonce))))
+    }
+
+    pub fn check_new_name(&self, name: &str) -> AppResult<()> {
+        ayush_models::validate_name(name).map_err(|e| AppError::validation(e.to_string()))?;
+        if self.manifest_path(name).exists() {
+            return Err(AppError::conflict(format!(
+                "a model named {name:?} exists; remove it first or pick --name"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a file already written to `partial_path` (an upload), names it and writes its
+    /// manifest. The partial file is removed whatever happens.
+    pub fn finish_import(
+        &self,
+        placed: Placed,
+        name: &str,
+        imported_by: &str,
+        now: i64,
+    ) -> AppResult<ModelManifest> {
+        let result = self.place(&placed, name, imported_by, now);
+        let _ = std::fs::remove_file(&placed.partial);
+        result
+    }
+
+    fn place(&self, placed: &Placed, name: &str, imported_by: &str, now: i64) -> AppResult<ModelManifest> {
+        self.check_new_name(name)?;
+        let info = ayush_models::inspect(&placed.partial)
+            .map_err(|e| AppError::validation(format!("{}: {e}", placed.source)))?;
+        std::fs::rename(&placed.partial, self.file(name)).map_err(|e| io("placing the model", e))?;
         let manifest = ModelManifest {
-            name: name.clone(),
+            name: name.to_string(),
             arch: info.arch.name().to_string(),
             quantization: info.quantization,
             context_length: info.context_length,
-            sha256,
-            size,
-            source: source.display().to_string(),
+            sha256: placed.sha256.clone(),
+            size: placed.size,
+            source: placed.source.clone(),
             imported_by: imported_by.to_string(),
             imported_at: now,
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
-        write_atomically(&self.manifest_path(&name), &json)?;
+        write_atomically(&self.manifest_path(name), &json)?;
         if self.default_name().is_none() {
-            self.set_default(&name)?;
+            self.set_default(name)?;
         }
         Ok(manifest)
     }
@@ -267,4 +310,42 @@ fn hash_stream(
         progress(done, total);
     }
     Ok((hex::encode(hasher.finalize()), done))
+}
+
+/// Receives an uploaded model file chunk by chunk on a blocking thread: writes it under a
+/// temporary name in the models directory, hashing on the way.
+pub struct Upload {
+    partial: PathBuf,
+    file: std::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Upload {
+    pub fn create(partial: PathBuf) -> AppResult<Upload> {
+        let file = std::fs::File::create(&partial).map_err(|e| io("creating the model file", e))?;
+        Ok(Upload { partial, file, hasher: Sha256::new(), size: 0 })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> AppResult<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk).map_err(|e| io("writing the model", e))
+    }
+
+    pub fn finish(self, source: String) -> AppResult<Placed> {
+        self.file.sync_all().map_err(|e| io("writing the model", e))?;
+        Ok(Placed {
+            partial: self.partial,
+            sha256: hex::encode(self.hasher.finalize()),
+            size: self.size,
+            source,
+        })
+    }
+
+    /// Removes what was written: the upload failed or was abandoned.
+    pub fn abandon(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.partial);
+    }
 }

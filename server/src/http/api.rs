@@ -1,8 +1,9 @@
 //! JSON API for the web UI, scripts and `ayushctl` in remote mode.
 
+use crate::audit::{self, Event, Outcome};
 use crate::auth::guard::{AdminOnly, AnyUser, Authed, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::{Role, groups, login, password, users};
-use crate::catalog::access;
+use crate::catalog::{Upload, access};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
@@ -29,6 +30,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route("/groups/{name}/members/{username}", web::put().to(add_member))
                     .route("/groups/{name}/members/{username}", web::delete().to(remove_member))
                     .route("/models", web::get().to(list_models_admin))
+                    .route("/models", web::post().to(upload_model))
+                    .route("/models/{name}", web::delete().to(remove_model))
+                    .route("/models/{name}/verify", web::post().to(verify_model))
+                    .route("/models/{name}/default", web::put().to(set_default_model))
                     .route("/models/{name}/groups/{group}", web::put().to(allow_model))
                     .route("/models/{name}/groups/{group}", web::delete().to(disallow_model)),
             )
@@ -333,4 +338,122 @@ async fn disallow_model(
     let (now, actor) = (state.clock.now(), who.actor());
     state.store.run(move |c| access::disallow(c, now, &actor, &model, &group)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: String,
+    /// The uploader's file name, kept in the manifest.
+    source: Option<String>,
+}
+
+/// A GGUF file as the request body (`application/octet-stream`, an API token): streamed to
+/// disk, hashed on the way, then checked and named exactly as a local import is.
+async fn upload_model(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    query: web::Query<UploadQuery>,
+    mut body: web::Payload,
+) -> AppResult<HttpResponse> {
+    let UploadQuery { name, source } = query.into_inner();
+    // The name is checked once the body is in: a client still sending a large file does not
+    // read an early answer (ayushctl checks the name and the file before it uploads).
+    let mut upload = Upload::create(state.catalog.partial_path()?)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<web::Bytes>(16);
+    let writer = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            if let Err(e) = upload.write(&chunk) {
+                upload.abandon();
+                return Err(e);
+            }
+        }
+        Ok(upload)
+    });
+    let mut failed = None;
+    while let Some(chunk) =
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut body), cx)).await
+    {
+        match chunk {
+            Ok(bytes) => {
+                if tx.send(bytes).await.is_err() {
+                    break; // the writer stopped on an error, which it returns below
+                }
+            }
+            Err(e) => {
+                failed = Some(AppError::validation(format!("the upload broke off: {e}")));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let upload = writer.await.map_err(AppError::internal)??;
+    if let Some(e) = failed {
+        upload.abandon();
+        return Err(e);
+    }
+    let source = source.map_or_else(|| "an upload".into(), |s| format!("upload of {s}"));
+    let placed = upload.finish(source)?;
+    let (now, by, catalog) = (state.clock.now(), who.actor().name, state.clone());
+    let manifest =
+        tokio::task::spawn_blocking(move || catalog.catalog.finish_import(placed, &name, &by, now))
+            .await
+            .map_err(AppError::internal)??;
+    let details = serde_json::json!({"sha256": manifest.sha256, "source": manifest.source});
+    model_event(&state, &who, "model.import", manifest.name.clone(), details).await?;
+    Ok(HttpResponse::Created().json(manifest))
+}
+
+/// Records what an admin did to a model.
+async fn model_event(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    action: &'static str,
+    name: String,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    let (now, actor) = (state.clock.now(), who.actor());
+    state
+        .store
+        .run(move |c| {
+            let event = Event::new(&actor, action, Outcome::Success).target("model", &name).details(details);
+            audit::record(c, now, &event)
+        })
+        .await
+}
+
+async fn remove_model(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    state.catalog.remove(&name)?;
+    model_event(&state, &who, "model.remove", name, serde_json::json!({})).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn set_default_model(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    state.catalog.set_default(&name)?;
+    model_event(&state, &who, "model.set_default", name, serde_json::json!({})).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Re-hashes the file against its manifest: `{"name", "ok"}`.
+async fn verify_model(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    let (catalog, n) = (state.clone(), name.clone());
+    let ok = tokio::task::spawn_blocking(move || catalog.catalog.verify(&n, |_, _| {}))
+        .await
+        .map_err(AppError::internal)??;
+    model_event(&state, &who, "model.verify", name.clone(), serde_json::json!({"ok": ok})).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"name": name, "ok": ok})))
 }
