@@ -448,6 +448,13 @@ impl Decoder {
     /// Logits for the position after `tokens`, which start at `pos`: the cache keeps the first
     /// `pos` positions of what it held and drops the rest.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+        // Run the step on one of the pool's own threads: its parallel passes then share work
+        // between that thread and the others, instead of this thread handing every pass over
+        // and sleeping until it is done (two wake-ups per pass, a hundred passes per token).
+        rayon::scope(|_| self.forward_in_pool(tokens, pos))
+    }
+
+    fn forward_in_pool(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
         if pos > self.cached {
             return Err(ModelError::Inference(format!("position {pos} is past the {} cached", self.cached)));
         }
