@@ -8,7 +8,7 @@
 
 use crate::ModelError;
 use crate::gguf::Meta;
-use crate::quant::{self, QMatrix};
+use crate::quant::{self, Pass, QMatrix};
 use crate::weights::Arch;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul};
@@ -54,10 +54,10 @@ impl Linear {
     }
 
     /// `out = x · selfᵀ` for `m` rows of `x`.
-    fn forward(&self, x: &[f32], m: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+    fn forward(&self, x: &[f32], m: usize, out: &mut Vec<f32>, pass: Pass) -> Result<(), ModelError> {
         out.resize(m * self.rows(), 0.0);
         match self {
-            Linear::Quant(q) => q.matmul(x, m, out),
+            Linear::Quant(q) => q.matmul(x, m, out, pass),
             Linear::Candle { inner, cols, .. } => {
                 let t = Tensor::from_slice(x, (m, *cols), &Device::Cpu).map_err(infer_err)?;
                 let y = inner.forward(&t).and_then(|y| y.flatten_all()).map_err(infer_err)?;
@@ -447,14 +447,14 @@ impl Decoder {
 
     /// Logits for the position after `tokens`, which start at `pos`: the cache keeps the first
     /// `pos` positions of what it held and drops the rest.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
         // Run the step on one of the pool's own threads: its parallel passes then share work
         // between that thread and the others, instead of this thread handing every pass over
         // and sleeping until it is done (two wake-ups per pass, a hundred passes per token).
-        rayon::scope(|_| self.forward_in_pool(tokens, pos))
+        rayon::scope(|_| self.forward_in_pool(tokens, pos, pass))
     }
 
-    fn forward_in_pool(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+    fn forward_in_pool(&mut self, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
         if pos > self.cached {
             return Err(ModelError::Inference(format!("position {pos} is past the {} cached", self.cached)));
         }
@@ -485,7 +485,7 @@ impl Decoder {
 
         for layer in &mut self.layers {
             rms_norm_rows(&sc.x, &layer.attn_norm, cfg.eps, &mut sc.xn);
-            attention(cfg, layer, &self.ropes[layer.rope], self.rope_dims, pos, s, sc)?;
+            attention(cfg, layer, &self.ropes[layer.rope], self.rope_dims, pos, s, pass, sc)?;
             if let Some(w) = &layer.post_attn_norm {
                 sc.proj.chunks_exact_mut(dim).for_each(|row| rms_norm_in_place(row, w, cfg.eps));
             }
@@ -493,11 +493,13 @@ impl Decoder {
 
             rms_norm_rows(&sc.x, &layer.ffn_norm, cfg.eps, &mut sc.xn);
             let act = cfg.activation;
-            match (s, layer.gate.quant(), layer.up.quant()) {
-                (1, Some(gate), Some(up)) => gemv_gate_up(&sc.xn, gate, up, act, &mut sc.gate),
+            match (pass, layer.gate.quant(), layer.up.quant()) {
+                (Pass::Decode, Some(gate), Some(up)) if s == 1 => {
+                    gemv_gate_up(&sc.xn, gate, up, act, &mut sc.gate)
+                }
                 _ => {
-                    layer.gate.forward(&sc.xn, s, &mut sc.gate)?;
-                    layer.up.forward(&sc.xn, s, &mut sc.up)?;
+                    layer.gate.forward(&sc.xn, s, &mut sc.gate, pass)?;
+                    layer.up.forward(&sc.xn, s, &mut sc.up, pass)?;
                     sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| {
                         for (g, u) in g.iter_mut().zip(u) {
                             *g = activate(act, *g) * u;
@@ -505,7 +507,7 @@ impl Decoder {
                     });
                 }
             }
-            layer.down.forward(&sc.gate, s, &mut sc.proj)?;
+            layer.down.forward(&sc.gate, s, &mut sc.proj, pass)?;
             if let Some(w) = &layer.post_ffn_norm {
                 sc.proj.chunks_exact_mut(dim).for_each(|row| rms_norm_in_place(row, w, cfg.eps));
             }
@@ -515,11 +517,12 @@ impl Decoder {
 
         let last = &sc.x[(s - 1) * dim..];
         rms_norm_rows(last, &self.out_norm, cfg.eps, &mut sc.xn);
-        self.output.forward(&sc.xn, 1, &mut sc.logits)?;
+        self.output.forward(&sc.xn, 1, &mut sc.logits, pass)?;
         Tensor::from_slice(&sc.logits, sc.logits.len(), &Device::Cpu).map_err(infer_err)
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attention(
     cfg: &Config,
     layer: &mut Layer,
@@ -527,18 +530,19 @@ fn attention(
     rope_dims: usize,
     pos: usize,
     s: usize,
+    pass: Pass,
     sc: &mut Scratch,
 ) -> Result<(), ModelError> {
     let hd = cfg.head_dim;
     let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_kv_head * hd);
-    match (s, layer.wq.quant(), layer.wk.quant(), layer.wv.quant()) {
-        (1, Some(wq), Some(wk), Some(wv)) => {
+    match (pass, layer.wq.quant(), layer.wk.quant(), layer.wv.quant()) {
+        (Pass::Decode, Some(wq), Some(wk), Some(wv)) if s == 1 => {
             gemv_fused(&sc.xn, &mut [(wq, &mut sc.q), (wk, &mut sc.k), (wv, &mut sc.v)])
         }
         _ => {
-            layer.wq.forward(&sc.xn, s, &mut sc.q)?;
-            layer.wk.forward(&sc.xn, s, &mut sc.k)?;
-            layer.wv.forward(&sc.xn, s, &mut sc.v)?;
+            layer.wq.forward(&sc.xn, s, &mut sc.q, pass)?;
+            layer.wk.forward(&sc.xn, s, &mut sc.k, pass)?;
+            layer.wv.forward(&sc.xn, s, &mut sc.v, pass)?;
         }
     }
     if let Some([bq, bk, bv]) = &layer.bias {
@@ -602,7 +606,7 @@ fn attention(
     } else {
         sc.attn.par_chunks_mut(group * hd).enumerate().for_each_init(Vec::new, heads);
     }
-    layer.wo.forward(&sc.attn, s, &mut sc.proj)
+    layer.wo.forward(&sc.attn, s, &mut sc.proj, pass)
 }
 
 /// Rows per parallel task when one token is multiplied: enough tasks to balance the threads,
@@ -674,8 +678,9 @@ fn activate(a: Activation, x: f32) -> f32 {
     match a {
         Activation::Silu => x / (1.0 + (-x).exp()),
         Activation::GeluTanh => {
-            const C: f32 = 0.797_884_6; // sqrt(2 / pi)
-            0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+            // 0.5·x·(1 + tanh(u)) is x·sigmoid(2u): one exp instead of libm's slower tanh.
+            const C2: f32 = 2.0 * 0.797_884_6; // 2·sqrt(2 / pi)
+            x / (1.0 + (-C2 * (x + 0.044_715 * x * x * x)).exp())
         }
     }
 }
@@ -716,4 +721,150 @@ fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut Vec<f32>) {
     out.clear();
     out.extend_from_slice(x);
     out.chunks_exact_mut(w.len()).for_each(|row| rms_norm_in_place(row, w, eps));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_through_one_exp_is_the_tanh_form() {
+        for i in -400..=400 {
+            let x = i as f32 / 40.0;
+            let tanh_form = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
+            let got = activate(Activation::GeluTanh, x);
+            assert!((got - tanh_form).abs() <= 1e-5 * (1.0 + x.abs()), "{x}: {got} vs {tanh_form}");
+        }
+        assert_eq!(activate(Activation::GeluTanh, -200.0), 0.0);
+        assert_eq!(activate(Activation::GeluTanh, 200.0), 200.0);
+    }
+
+    /// A tiny model of `arch` with pseudo-random f32 weights, as GGUF bytes: 2 blocks, width
+    /// 64, 4 query heads over 2 key/value heads, a 50-token vocabulary.
+    fn forge_model(arch: &str) -> Vec<u8> {
+        let qwen3 = arch == "qwen3";
+        let mut meta: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        let s = |v: &str| [&(v.len() as u64).to_le_bytes()[..], v.as_bytes()].concat();
+        meta.push(("general.architecture".into(), 8, s(arch)));
+        for (k, v) in
+            [("block_count", 2u32), ("embedding_length", 64), ("context_length", 128)].into_iter().chain([
+                ("attention.head_count", 4),
+                ("attention.head_count_kv", 2),
+                ("attention.key_length", 16),
+            ])
+        {
+            meta.push((format!("{arch}.{k}"), 4, v.to_le_bytes().to_vec()));
+        }
+        meta.push((format!("{arch}.attention.layer_norm_rms_epsilon"), 6, 1e-6f32.to_le_bytes().to_vec()));
+        let mut tensors: Vec<(String, Vec<u64>)> = vec![
+            ("token_embd.weight".into(), vec![64, 50]),
+            ("output_norm.weight".into(), vec![64]),
+            ("output.weight".into(), vec![64, 50]),
+        ];
+        for b in 0..2 {
+            for (n, dims) in [
+                ("attn_norm", vec![64]),
+                ("attn_q", vec![64, 64]),
+                ("attn_k", vec![64, 32]),
+                ("attn_v", vec![64, 32]),
+                ("attn_output", vec![64, 64]),
+                ("ffn_norm", vec![64]),
+                ("ffn_gate", vec![64, 96]),
+                ("ffn_up", vec![64, 96]),
+                ("ffn_down", vec![96, 64]),
+            ] {
+                tensors.push((format!("blk.{b}.{n}.weight"), dims));
+            }
+            if qwen3 {
+                tensors.push((format!("blk.{b}.attn_q_norm.weight"), vec![16]));
+                tensors.push((format!("blk.{b}.attn_k_norm.weight"), vec![16]));
+            }
+        }
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+        for (k, ty, v) in &meta {
+            out.extend(s(k));
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend(v);
+        }
+        let mut offset = 0u64;
+        for (name, dims) in &tensors {
+            out.extend(s(name));
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
+            out.extend_from_slice(&0u32.to_le_bytes()); // F32
+            out.extend_from_slice(&offset.to_le_bytes());
+            offset += (dims.iter().product::<u64>() * 4).div_ceil(32) * 32;
+        }
+        while !out.len().is_multiple_of(32) {
+            out.push(0);
+        }
+        let mut seed = 12345u32;
+        for (_, dims) in &tensors {
+            let n = dims.iter().product::<u64>() as usize;
+            for _ in 0..n {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let noise = (seed >> 8) as f32 / (1 << 24) as f32 - 0.5;
+                // Norm weights near 1, matrices small.
+                let v = if dims.len() == 1 { 1.0 + 0.2 * noise } else { 0.3 * noise };
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            while !out.len().is_multiple_of(32) {
+                out.push(0);
+            }
+        }
+        out
+    }
+
+    fn logits(d: &mut Decoder, tokens: &[u32], pos: usize) -> Vec<f32> {
+        d.forward(tokens, pos, Pass::Prompt).unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn llama_and_qwen3_layouts_load_and_read_the_same_with_or_without_the_cache() {
+        for arch in ["llama", "qwen3"] {
+            let bytes = forge_model(arch);
+            let content = crate::gguf::read_header(&bytes[..], bytes.len() as u64).unwrap();
+            let kind = Arch::from_gguf_name(arch).unwrap();
+            let mut d = Decoder::load(kind, &content, &mut std::io::Cursor::new(&bytes)).unwrap();
+            assert_eq!(d.layers[0].qk_norm.is_some(), arch == "qwen3");
+            let tokens: Vec<u32> = (1..13).collect();
+            let whole = logits(&mut d, &tokens, 0);
+            assert_eq!(whole.len(), 50);
+            assert!(whole.iter().all(|v| v.is_finite()) && whole.iter().any(|v| *v != 0.0));
+            // A prefix from the cache, then the rest; then one token at a time.
+            logits(&mut d, &tokens[..7], 0);
+            close(&logits(&mut d, &tokens[7..], 7), &whole);
+            let mut last = Vec::new();
+            for (i, t) in tokens.iter().enumerate() {
+                last = logits(&mut d, &[*t], i);
+            }
+            close(&last, &whole);
+            // Cutting the cache back re-reads from there.
+            close(&logits(&mut d, &tokens[3..], 3), &whole);
+            assert!(d.forward(&tokens, 40, Pass::Prompt).is_err(), "a position past the cache is refused");
+            assert!(d.forward(&[999], 0, Pass::Decode).is_err(), "a token outside the vocabulary is refused");
+        }
+    }
+
+    #[test]
+    fn rotary_positions_rotate_pairs_by_their_angle() {
+        let mut rope = Rope::new(10_000.0, 4, None);
+        rope.ensure(3);
+        // NeoX pairs (0, 2) and (1, 3); llama's pairs (0, 1) and (2, 3).
+        let mut x = [1.0, 0.0, 0.0, 0.0];
+        rope.apply(&mut x, 2, true);
+        assert!((x[0] - 2f32.cos()).abs() < 1e-6 && (x[2] - 2f32.sin()).abs() < 1e-6, "{x:?}");
+        let mut y = [1.0, 0.0, 0.0, 0.0];
+        rope.apply(&mut y, 2, false);
+        assert!((y[0] - 2f32.cos()).abs() < 1e-6 && (y[1] - 2f32.sin()).abs() < 1e-6, "{y:?}");
+    }
 }

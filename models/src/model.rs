@@ -4,6 +4,7 @@
 
 use crate::ModelError;
 use crate::gguf::{self, Meta};
+use crate::quant::Pass;
 use crate::sampling::{GenerateParams, StopStrings};
 use crate::template::{ChatMessage, ChatTemplate, Family};
 use crate::tokenizer::TextTokenizer;
@@ -75,8 +76,8 @@ pub struct LoadedModel {
     cached: Vec<u32>,
 }
 
-fn forward(weights: &mut Weights, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
-    weights.forward(tokens, pos)
+fn forward(weights: &mut Weights, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
+    weights.forward(tokens, pos, pass)
 }
 
 fn describe(content: &candle_core::quantized::gguf_file::Content) -> Result<ModelInfo, ModelError> {
@@ -179,25 +180,7 @@ impl LoadedModel {
         if prompt.len() >= window {
             return Err(ModelError::ContextTooLong { tokens: prompt.len(), window });
         }
-        // Reuse the cache when it holds a prefix of this prompt (the earlier turns of the chat);
-        // at least the last prompt token is always fed, to get logits.
-        let reuse = if self.weights.extends_prefix()
-            && self.cached.len() < prompt.len()
-            && prompt.starts_with(&self.cached)
-        {
-            self.cached.len()
-        } else {
-            0
-        };
-        self.cached.truncate(reuse);
-        let mut logits = match forward(&mut self.weights, &prompt[reuse..], reuse) {
-            Ok(l) => l,
-            Err(e) => {
-                self.cached.clear();
-                return Err(e);
-            }
-        };
-        self.cached.extend_from_slice(&prompt[reuse..]);
+        let (mut logits, reuse) = self.read_prompt(prompt)?;
         let prompt_ms = started.elapsed().as_millis() as u64;
 
         let sampling = params.sampling();
@@ -241,7 +224,7 @@ impl LoadedModel {
                 break FinishReason::Stop;
             }
             let pos = self.cached.len();
-            logits = match forward(&mut self.weights, &[next], pos) {
+            logits = match forward(&mut self.weights, &[next], pos, Pass::Decode) {
                 Ok(l) => l,
                 Err(e) => {
                     self.cached.clear();
@@ -267,10 +250,40 @@ impl LoadedModel {
         })
     }
 
+    /// Feeds `prompt`, reading only what the KV cache does not already hold: the cache keeps
+    /// the longest prefix it shares with the prompt (the earlier turns of a chat, or the part
+    /// before an edited message), and at least the last prompt token is read, for its logits.
+    /// Returns those logits and how many prompt tokens came from the cache.
+    fn read_prompt(&mut self, prompt: &[u32]) -> Result<(Tensor, usize), ModelError> {
+        let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let reuse = if self.weights.extends_prefix() { shared.min(prompt.len() - 1) } else { 0 };
+        self.cached.truncate(reuse);
+        match forward(&mut self.weights, &prompt[reuse..], reuse, Pass::Prompt) {
+            Ok(logits) => {
+                self.cached.extend_from_slice(&prompt[reuse..]);
+                Ok((logits, reuse))
+            }
+            Err(e) => {
+                self.cached.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// The logits for the token after `prompt` and how many prompt tokens the cache supplied,
+    /// as a reply would start: for tests that compare reading with and without the cache.
+    pub fn next_logits(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize), ModelError> {
+        if prompt.is_empty() {
+            return Err(ModelError::BadRequest("the prompt is empty".into()));
+        }
+        let (logits, reuse) = self.read_prompt(prompt)?;
+        Ok((logits.to_vec1::<f32>().map_err(|e| ModelError::Inference(e.to_string()))?, reuse))
+    }
+
     /// Prompt processing alone, for benchmarks: feeds `tokens` from position 0.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.cached.clear();
-        forward(&mut self.weights, tokens, 0)?;
+        forward(&mut self.weights, tokens, 0, Pass::Prompt)?;
         self.cached.extend_from_slice(tokens);
         Ok(())
     }
@@ -281,7 +294,7 @@ impl LoadedModel {
         let mut next = first;
         for _ in 0..n {
             let pos = self.cached.len();
-            let logits = forward(&mut self.weights, &[next], pos)?;
+            let logits = forward(&mut self.weights, &[next], pos, Pass::Decode)?;
             self.cached.push(next);
             next = logits
                 .argmax(0)

@@ -59,6 +59,16 @@ pub struct QMatrix {
     data: Vec<u8>,
 }
 
+/// How tokens are being read. A prompt's tokens always go through the prompt kernel, which
+/// computes each token the same way however the prompt is split, so a prompt reads the same
+/// whether the KV cache held part of it or not (same seed and input, same reply). Decoding one
+/// token at a time has its own kernel, tuned for memory traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Prompt,
+    Decode,
+}
+
 /// One block of activations quantized to 8 bits: `x[i] ≈ d · qs[i]`, and `sum = d · Σ qs`.
 #[derive(Clone, Copy, Default)]
 pub struct ActBlock {
@@ -190,13 +200,13 @@ impl QMatrix {
     }
 
     /// `out[m × rows] = x[m × cols] · selfᵀ`, on the rayon pool.
-    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], pass: Pass) {
         debug_assert_eq!(x.len(), m * self.cols);
         debug_assert_eq!(out.len(), m * self.rows);
         let kb = self.cols / BLOCK;
         let mut acts = vec![ActBlock::default(); m * kb];
         acts.par_chunks_mut(kb).zip(x.par_chunks(self.cols)).for_each(|(a, x)| quantize_acts(x, a));
-        if m == 1 {
+        if m == 1 && pass == Pass::Decode {
             // One token: split the weight rows, which is where the memory traffic is.
             let chunk = self.rows.div_ceil(rayon::current_num_threads() * 8).max(16);
             out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
@@ -748,8 +758,10 @@ mod tests {
             for m in [1, 3, 17, 40] {
                 let x = activations(m, 512);
                 let mut out = vec![0f32; m * 11];
-                w.matmul(&x, m, &mut out);
-                close(&out, &reference(&w, &x, m));
+                for pass in [Pass::Prompt, Pass::Decode] {
+                    w.matmul(&x, m, &mut out, pass);
+                    close(&out, &reference(&w, &x, m));
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::ModelError;
 use crate::decoder::Decoder;
+use crate::quant::Pass;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_phi3;
@@ -71,9 +72,9 @@ impl Weights {
 
     /// Logits for the position after `tokens`, which start at `pos`. The KV cache keeps what
     /// came before `pos`; `pos == 0` starts afresh.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
         match self {
-            Weights::Decoder(d) => d.forward(tokens, pos),
+            Weights::Decoder(d) => d.forward(tokens, pos, pass),
             Weights::Phi3(m) => {
                 let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
                 let input = Tensor::new(tokens, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;

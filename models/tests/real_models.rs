@@ -173,8 +173,16 @@ fn same_seed_same_reply_and_the_next_turn_reuses_the_cache() {
     let b = chat(&mut m, &q, &sampled).text;
     assert_eq!(a, b);
 
+    // A different chat reuses only the opening it shares with the last one (the template's).
+    let shared_opening = {
+        let (a, b) = (
+            m.prompt_tokens(&q).unwrap(),
+            m.prompt_tokens(&[ChatMessage::new("user", "What is 2 + 2?")]).unwrap(),
+        );
+        a.iter().zip(&b).take_while(|(x, y)| x == y).count()
+    };
     let first = chat(&mut m, &[ChatMessage::new("user", "What is 2 + 2?")], &greedy(16));
-    assert_eq!(first.usage.cached_prompt_tokens, 0, "a different chat starts afresh");
+    assert_eq!(first.usage.cached_prompt_tokens, shared_opening);
     let second = chat(
         &mut m,
         &[
@@ -204,21 +212,31 @@ fn stop_strings_and_max_tokens_end_a_reply() {
 }
 
 #[test]
-fn a_gemma_chat_reuses_its_cache_and_says_the_same() {
+fn a_gemma_chat_reuses_its_cache_and_reads_the_same() {
     let Some(m) = shared(GEMMA) else { return };
     let mut m = m.lock().unwrap();
-    let first = chat(&mut m, &[ChatMessage::new("user", "Hello")], &greedy(6));
-    let turn = [
-        ChatMessage::new("user", "Hello"),
-        ChatMessage::new("assistant", &first.text),
-        ChatMessage::new("user", "Again"),
-    ];
-    let reused = chat(&mut m, &turn, &greedy(8));
-    assert!(reused.usage.cached_prompt_tokens > 0, "the second turn extends the first one's cache");
+    let first = [ChatMessage::new("user", "Hello"), ChatMessage::new("assistant", "Hi! How can I help?")];
+    let turn = [first[0].clone(), first[1].clone(), ChatMessage::new("user", "Again")];
+    let prompt = m.prompt_tokens(&turn).unwrap();
     m.forget_cache();
-    let fresh = chat(&mut m, &turn, &greedy(8));
-    assert_eq!(fresh.usage.cached_prompt_tokens, 0);
-    assert_eq!(reused.text, fresh.text, "reading from the cache changes nothing");
+    let (fresh, none) = m.next_logits(&prompt).unwrap();
+    assert_eq!(none, 0);
+    // The first turn in the cache, then the second: the shared part is not read again, and the
+    // result is the same to the bit (prompt tokens always go through the same kernel).
+    m.forget_cache();
+    let opening = m.prompt_tokens(&first).unwrap();
+    m.next_logits(&opening).unwrap();
+    let (reused, cached) = m.next_logits(&prompt).unwrap();
+    assert!(cached > prompt.len() / 2, "{cached} of {} tokens from the cache", prompt.len());
+    assert!(reused == fresh, "reading from the cache changes nothing");
+
+    // A real reply in the cache (decoded token by token), then the next turn: generation goes on
+    // from the cache.
+    let reply = chat(&mut m, &[ChatMessage::new("user", "Hello")], &greedy(6));
+    let next =
+        [ChatMessage::new("user", "Hello"), ChatMessage::new("assistant", &reply.text), turn[2].clone()];
+    let done = chat(&mut m, &next, &greedy(4));
+    assert!(done.usage.cached_prompt_tokens > 0 && done.usage.completion_tokens > 0);
 }
 
 #[test]
@@ -294,4 +312,26 @@ fn the_engine_streams_cancels_and_refuses_when_full() {
         })
         .expect("the engine took the next request");
     assert_eq!(finish(next).usage.completion_tokens, 2);
+}
+
+#[test]
+fn a_token_reads_the_same_alone_or_in_a_prompt() {
+    for file in [GEMMA, QWEN] {
+        let Some(m) = shared(file) else { return };
+        let mut m = m.lock().unwrap();
+        let msg = [ChatMessage::new("user", "Hello there, how are you doing today, my friend?")];
+        let prompt = m.prompt_tokens(&msg).unwrap();
+        m.forget_cache();
+        let (whole, _) = m.next_logits(&prompt).unwrap();
+        // Half the prompt, then one token at a time: each read after the cache.
+        m.forget_cache();
+        m.next_logits(&prompt[..prompt.len() / 2]).unwrap();
+        let mut one_by_one = Vec::new();
+        for end in prompt.len() / 2 + 1..=prompt.len() {
+            let (logits, cached) = m.next_logits(&prompt[..end]).unwrap();
+            assert_eq!(cached, end - 1);
+            one_by_one = logits;
+        }
+        assert!(whole == one_by_one, "{file}: bit-identical logits either way");
+    }
 }
