@@ -1,6 +1,7 @@
 //! Our own forward pass for the decoder-only transformers small GGUF models use (llama, qwen2,
-//! qwen3, gemma3), on plain f32 slices. Matrix products over Q8_0/Q5_0 weights run on the
-//! kernels in `quant`; other formats (the K-quants) go through candle's `QMatMul`.
+//! qwen3, gemma3), on plain f32 slices. Matrix products over Q8_0, Q5_0, Q4_K and Q6_K weights
+//! run on the kernels in `quant`; other formats (F16, Q4_0, Q5_K, ...) go through candle's
+//! `QMatMul`.
 //!
 //! The KV cache is a growing vector per layer, position after position, so a cached prefix is
 //! extended or cut back by any number of tokens: every architecture here reuses the earlier
