@@ -46,6 +46,10 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     let store = Store::open(&config.database, &config.server.data_dir)?;
     let theme = Theme::from_config(&config.theme)?;
     let catalog = Arc::new(Catalog::new(&config.server.data_dir));
+    let swept = catalog.sweep_partials(clock.now());
+    if swept > 0 {
+        tracing::info!(files = swept, "removed files left by model imports that did not finish");
+    }
     Ok(AppState {
         config: Arc::new(config),
         store,

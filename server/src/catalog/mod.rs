@@ -165,6 +165,31 @@ impl Catalog {
         Ok(self.dir.join(format!(".import-{}.partial", hex::encode(nonce))))
     }
 
+    /// Removes what imports killed midway left behind (`.import-*.partial`, untouched for a
+    /// day: a fresher one may be an import still running in `ayushctl --local`). Returns how
+    /// many were removed.
+    pub fn sweep_partials(&self, now: i64) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(".import-") && name.ends_with(".partial")) {
+                continue;
+            }
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(now, |d| d.as_secs() as i64);
+            if now - modified > 24 * 3600 && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     pub fn check_new_name(&self, name: &str) -> AppResult<()> {
         ayush_models::validate_name(name).map_err(|e| AppError::validation(e.to_string()))?;
         if self.manifest_path(name).exists() {
@@ -347,5 +372,29 @@ impl Upload {
     pub fn abandon(self) {
         drop(self.file);
         let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_day_old_partial_imports_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path());
+        let (old, fresh) = (catalog.partial_path().unwrap(), catalog.partial_path().unwrap());
+        let keep = catalog.dir().join("model.gguf");
+        for p in [&old, &fresh, &keep] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let day_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(day_ago).unwrap();
+        std::fs::File::options().write(true).open(&keep).unwrap().set_modified(day_ago).unwrap();
+        let now = 1_000_000 + 24 * 3600 + 1;
+        // The fresh file's real modification time is "now" on the machine's clock, later than
+        // the injected one: it is never older than a day.
+        assert_eq!(catalog.sweep_partials(now), 1);
+        assert!(!old.exists() && fresh.exists() && keep.exists());
     }
 }
