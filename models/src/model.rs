@@ -76,10 +76,6 @@ pub struct LoadedModel {
     cached: Vec<u32>,
 }
 
-fn forward(weights: &mut Weights, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
-    weights.forward(tokens, pos, pass)
-}
-
 fn describe(content: &candle_core::quantized::gguf_file::Content) -> Result<ModelInfo, ModelError> {
     let meta = Meta(&content.metadata);
     let arch_name = meta
@@ -224,7 +220,7 @@ impl LoadedModel {
                 break FinishReason::Stop;
             }
             let pos = self.cached.len();
-            logits = match forward(&mut self.weights, &[next], pos, Pass::Decode) {
+            logits = match self.weights.forward(&[next], pos, Pass::Decode) {
                 Ok(l) => l,
                 Err(e) => {
                     self.cached.clear();
@@ -258,7 +254,7 @@ impl LoadedModel {
         let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let reuse = if self.weights.extends_prefix() { shared.min(prompt.len() - 1) } else { 0 };
         self.cached.truncate(reuse);
-        match forward(&mut self.weights, &prompt[reuse..], reuse, Pass::Prompt) {
+        match self.weights.forward(&prompt[reuse..], reuse, Pass::Prompt) {
             Ok(logits) => {
                 self.cached.extend_from_slice(&prompt[reuse..]);
                 Ok((logits, reuse))
@@ -276,6 +272,10 @@ impl LoadedModel {
         if prompt.is_empty() {
             return Err(ModelError::BadRequest("the prompt is empty".into()));
         }
+        let window = self.info.context_length;
+        if prompt.len() >= window {
+            return Err(ModelError::ContextTooLong { tokens: prompt.len(), window });
+        }
         let (logits, reuse) = self.read_prompt(prompt)?;
         Ok((logits.to_vec1::<f32>().map_err(|e| ModelError::Inference(e.to_string()))?, reuse))
     }
@@ -283,7 +283,7 @@ impl LoadedModel {
     /// Prompt processing alone, for benchmarks: feeds `tokens` from position 0.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.cached.clear();
-        forward(&mut self.weights, tokens, 0, Pass::Prompt)?;
+        self.weights.forward(tokens, 0, Pass::Prompt)?;
         self.cached.extend_from_slice(tokens);
         Ok(())
     }
@@ -294,7 +294,7 @@ impl LoadedModel {
         let mut next = first;
         for _ in 0..n {
             let pos = self.cached.len();
-            let logits = forward(&mut self.weights, &[next], pos, Pass::Decode)?;
+            let logits = self.weights.forward(&[next], pos, Pass::Decode)?;
             self.cached.push(next);
             next = logits
                 .argmax(0)
