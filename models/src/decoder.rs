@@ -538,7 +538,10 @@ fn attention(
     let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_kv_head * hd);
     match (pass, layer.wq.quant(), layer.wk.quant(), layer.wv.quant()) {
         (Pass::Decode, Some(wq), Some(wk), Some(wv)) if s == 1 => {
-            gemv_fused(&sc.xn, &mut [(wq, &mut sc.q), (wk, &mut sc.k), (wv, &mut sc.v)])
+            sc.q.resize(wq.rows(), 0.0);
+            sc.k.resize(wk.rows(), 0.0);
+            sc.v.resize(wv.rows(), 0.0);
+            quant::gemv(&sc.xn, &mut [(wq, &mut sc.q), (wk, &mut sc.k), (wv, &mut sc.v)])
         }
         _ => {
             layer.wq.forward(&sc.xn, s, &mut sc.q, pass)?;
@@ -610,36 +613,11 @@ fn attention(
     layer.wo.forward(&sc.attn, s, &mut sc.proj, pass)
 }
 
-/// Rows per parallel task when one token is multiplied: enough tasks to balance the threads,
-/// few enough that handing them out stays cheap.
-fn gemv_chunk(rows: usize) -> usize {
-    rows.div_ceil(rayon::current_num_threads() * 4).max(32)
-}
-
-/// One token through several matrices that read the same input, in one parallel pass: a
-/// decoding step is short, and each pass costs a round of waking the pool's threads.
-fn gemv_fused(x: &[f32], parts: &mut [(&QMatrix, &mut Vec<f32>)]) {
-    let acts = quant::quantize_token(x);
-    let mut tasks = Vec::new();
-    for (w, out) in parts.iter_mut() {
-        out.resize(w.rows(), 0.0);
-        let chunk = gemv_chunk(w.rows());
-        for (c, o) in out.chunks_mut(chunk).enumerate() {
-            tasks.push((*w, c * chunk, o));
-        }
-    }
-    tasks.into_par_iter().for_each(|(w, start, out)| {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = w.dot_row(start + j, &acts);
-        }
-    });
-}
-
 /// One token's gated feed-forward input, `act(gate · x) ⊙ (up · x)`, in one parallel pass.
 fn gemv_gate_up(x: &[f32], gate: &QMatrix, up: &QMatrix, act: Activation, out: &mut Vec<f32>) {
     let acts = quant::quantize_token(x);
     out.resize(gate.rows(), 0.0);
-    let chunk = gemv_chunk(gate.rows());
+    let chunk = quant::gemv_chunk(gate.rows());
     out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
         for (j, o) in out.iter_mut().enumerate() {
             let r = c * chunk + j;

@@ -170,12 +170,6 @@ impl LoadedModel {
     ) -> Result<Completion, ModelError> {
         let started = Instant::now();
         let window = self.info.context_length;
-        if prompt.is_empty() {
-            return Err(ModelError::BadRequest("the prompt is empty".into()));
-        }
-        if prompt.len() >= window {
-            return Err(ModelError::ContextTooLong { tokens: prompt.len(), window });
-        }
         let (mut logits, reuse) = self.read_prompt(prompt)?;
         let prompt_ms = started.elapsed().as_millis() as u64;
 
@@ -251,6 +245,13 @@ impl LoadedModel {
     /// before an edited message), and at least the last prompt token is read, for its logits.
     /// Returns those logits and how many prompt tokens came from the cache.
     fn read_prompt(&mut self, prompt: &[u32]) -> Result<(Tensor, usize), ModelError> {
+        if prompt.is_empty() {
+            return Err(ModelError::BadRequest("the prompt is empty".into()));
+        }
+        let window = self.info.context_length;
+        if prompt.len() >= window {
+            return Err(ModelError::ContextTooLong { tokens: prompt.len(), window });
+        }
         let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let reuse = if self.weights.extends_prefix() { shared.min(prompt.len() - 1) } else { 0 };
         self.cached.truncate(reuse);
@@ -269,13 +270,6 @@ impl LoadedModel {
     /// The logits for the token after `prompt` and how many prompt tokens the cache supplied,
     /// as a reply would start: for tests that compare reading with and without the cache.
     pub fn next_logits(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize), ModelError> {
-        if prompt.is_empty() {
-            return Err(ModelError::BadRequest("the prompt is empty".into()));
-        }
-        let window = self.info.context_length;
-        if prompt.len() >= window {
-            return Err(ModelError::ContextTooLong { tokens: prompt.len(), window });
-        }
         let (logits, reuse) = self.read_prompt(prompt)?;
         Ok((logits.to_vec1::<f32>().map_err(|e| ModelError::Inference(e.to_string()))?, reuse))
     }

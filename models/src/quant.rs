@@ -203,18 +203,12 @@ impl QMatrix {
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], pass: Pass) {
         debug_assert_eq!(x.len(), m * self.cols);
         debug_assert_eq!(out.len(), m * self.rows);
-        let kb = self.cols / BLOCK;
-        let mut acts = vec![ActBlock::default(); m * kb];
-        acts.par_chunks_mut(kb).zip(x.par_chunks(self.cols)).for_each(|(a, x)| quantize_acts(x, a));
         if m == 1 && pass == Pass::Decode {
-            // One token: split the weight rows, which is where the memory traffic is.
-            let chunk = self.rows.div_ceil(rayon::current_num_threads() * 8).max(16);
-            out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = kernel::dot(self.format, self.row(c * chunk + j), &acts);
-                }
-            });
+            gemv(x, &mut [(self, out)]);
         } else {
+            let kb = self.cols / BLOCK;
+            let mut acts = vec![ActBlock::default(); m * kb];
+            acts.par_chunks_mut(kb).zip(x.par_chunks(self.cols)).for_each(|(a, x)| quantize_acts(x, a));
             // A prompt: split the tokens. Each task reads four weight rows at a time out to plain
             // blocks once and runs them against each of its tokens, so the unpacking is paid
             // once per strip rather than once per token.
@@ -334,6 +328,31 @@ fn block_values(format: Format, row: &[u8], b: usize) -> [i8; BLOCK] {
 fn read_block(format: Format, row: &[u8], b: usize) -> Block {
     let (scale, min) = block_scales(format, row, b);
     Block { q: block_values(format, row, b), scale, min }
+}
+
+/// Rows per parallel task when one token is multiplied: enough tasks to balance the threads,
+/// few enough that handing them out stays cheap.
+pub fn gemv_chunk(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads() * 4).max(32)
+}
+
+/// One token through one or more matrices that read the same input, in one parallel pass
+/// split over the weight rows (where decoding's memory traffic is): a decoding step is short,
+/// and each pass costs a round of waking the pool's threads. `out` of each part holds its rows.
+pub fn gemv(x: &[f32], parts: &mut [(&QMatrix, &mut [f32])]) {
+    let acts = quantize_token(x);
+    let mut tasks = Vec::new();
+    for (w, out) in parts.iter_mut() {
+        let chunk = gemv_chunk(w.rows());
+        for (c, o) in out.chunks_mut(chunk).enumerate() {
+            tasks.push((*w, c * chunk, o));
+        }
+    }
+    tasks.into_par_iter().for_each(|(w, start, out)| {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = w.dot_row(start + j, &acts);
+        }
+    });
 }
 
 /// One token's activations, quantized for `QMatrix::dot_row`.

@@ -93,6 +93,26 @@ impl TurnLocks {
 
 /// Starts the turn; the receiver yields its events. Errors before generation (unknown model,
 /// empty message, a busy engine) come back here, before anything is stored.
+/// The model a chat uses: the one asked for, else the default; it must be installed and
+/// allowed to the actor's groups (a refusal is audited).
+pub async fn usable_model(state: &AppState, actor: &Actor, asked: Option<String>) -> AppResult<String> {
+    let name = match asked {
+        Some(name) => name,
+        None => state.catalog.default_name().ok_or_else(|| {
+            AppError::validation(
+                "no model is installed yet; an admin imports one with `ayushctl models import`",
+            )
+        })?,
+    };
+    state.catalog.get(&name).map_err(|e| match e.kind {
+        ErrorKind::NotFound => AppError::validation(format!("there is no model named {name:?}")),
+        _ => e,
+    })?;
+    let (now, actor, model) = (state.clock.now(), actor.clone(), name.clone());
+    state.store.run(move |c| access::check(c, now, &actor, &model)).await?;
+    Ok(name)
+}
+
 pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<StreamEvent>> {
     turn.params.validate().map_err(AppError::validation)?;
     if let Input::Message(c) | Input::Edit { content: c, .. } = &turn.input {
@@ -108,16 +128,8 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
             Ok((conv, msgs))
         })
         .await?;
-    let model = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
-    state.catalog.get(&model).map_err(|e| {
-        if e.kind == ErrorKind::NotFound {
-            AppError::validation(format!("there is no model named {model:?}"))
-        } else {
-            e
-        }
-    })?;
-    let (now, actor, name) = (state.clock.now(), turn.actor.clone(), model.clone());
-    state.store.run(move |c| access::check(c, now, &actor, &name)).await?;
+    let asked = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
+    let model = usable_model(state, &turn.actor, Some(asked)).await?;
 
     // The history this reply answers, after the edit or regeneration is applied.
     let mut kept = history.clone();

@@ -5,7 +5,7 @@ use crate::auth::guard::{AnyUser, Authed};
 use crate::catalog::access;
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
 use crate::chat::{markdown, store};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
@@ -58,33 +58,14 @@ struct CreateBody {
     system_prompt: String,
 }
 
-/// The model a new conversation uses: the one asked for, else the default.
-fn pick_model(state: &AppState, asked: Option<String>) -> AppResult<String> {
-    let name = match asked {
-        Some(name) => name,
-        None => state.catalog.default_name().ok_or_else(|| {
-            AppError::validation(
-                "no model is installed yet; an admin imports one with `ayushctl models import`",
-            )
-        })?,
-    };
-    state
-        .catalog
-        .get(&name)
-        .map_err(|_| AppError::validation(format!("there is no model named {name:?}")))?;
-    Ok(name)
-}
-
 async fn create(
     state: web::Data<AppState>,
     who: Authed<AnyUser>,
     body: web::Json<CreateBody>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let model = pick_model(&state, body.model)?;
+    let model = turn::usable_model(&state, &who.actor(), body.model).await?;
     let (now, uid) = (state.clock.now(), who.user.id);
-    let (actor, name) = (who.actor(), model.clone());
-    state.store.run(move |c| access::check(c, now, &actor, &name)).await?;
     let conv = state
         .store
         .run(move |c| store::create(c, now, uid, &body.title, &model, &body.system_prompt))
@@ -134,8 +115,7 @@ async fn update(
     let body = body.into_inner();
     let (now, uid, id) = (state.clock.now(), who.user.id, path.into_inner());
     if let Some(m) = &body.model {
-        let (actor, name) = (who.actor(), pick_model(&state, Some(m.clone()))?);
-        state.store.run(move |c| access::check(c, now, &actor, &name)).await?;
+        turn::usable_model(&state, &who.actor(), Some(m.clone())).await?;
     }
     let conv = state
         .store
