@@ -1,4 +1,6 @@
+use ayush_server::audit::query::{Filter, Format};
 use serde_json::Value;
+use std::io::Write;
 
 /// What `ayushctl` can ask of Ayush, whether through the data directory or the HTTP API. Both
 /// sides answer with the same JSON shapes the API documents.
@@ -32,6 +34,14 @@ pub trait Backend {
     fn allow_model(&self, model: &str, group: &str) -> Result<(), String>;
     /// Whether the model is open to everyone afterwards.
     fn disallow_model(&self, model: &str, group: &str) -> Result<bool, String>;
+    /// Verifies the audit chain, from the start or from a signed checkpoint; the verification
+    /// is itself recorded.
+    fn audit_verify(&self, from_checkpoint: Option<Value>) -> Result<Value, String>;
+    /// Writes the events the filter selects to `out`, oldest first; the export is recorded.
+    fn audit_export(&self, filter: &Filter, format: Format, out: &mut dyn Write) -> Result<(), String>;
+    /// Events as the API shows them: the newest `limit` (newest first), or, with `after`, up
+    /// to `limit` newer than that seq (oldest first).
+    fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

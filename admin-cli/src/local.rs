@@ -2,6 +2,7 @@
 //! Every change is audited with the operating-system user as the actor.
 
 use crate::backend::Backend;
+use ayush_server::audit::query::{self, Filter, Format};
 use ayush_server::audit::{self, Actor, Event, Outcome};
 use ayush_server::auth::{Role, groups, password, tokens, users};
 use ayush_server::catalog::{Catalog, access};
@@ -10,13 +11,26 @@ use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
 use ayush_server::store::Store;
 use serde_json::{Value, json};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 pub struct Local {
     store: Store,
     config: Config,
     actor: Actor,
+    ledger: audit::Ledger,
+}
+
+impl Drop for Local {
+    /// Whatever this session wrote, the head kept outside the database follows it, as the
+    /// server's housekeeping would.
+    fn drop(&mut self) {
+        let now = self.now();
+        let _ = self.store.run_blocking(|c| {
+            self.ledger.refresh_anchor(c, now);
+            Ok(())
+        });
+    }
 }
 
 fn err(e: AppError) -> String {
@@ -33,8 +47,10 @@ impl Local {
         let overrides = Overrides { data_dir, ..Default::default() };
         let config =
             Config::load(file.as_deref(), std::env::vars(), &overrides).map_err(|e| e.to_string())?;
-        let store = Store::open(&config.database, &config.server.data_dir).map_err(|e| e.to_string())?;
-        Ok(Local { store, config, actor: Actor::local_cli() })
+        let (ledger, chain) = audit::Ledger::open(&config).map_err(|e| e.to_string())?;
+        let store =
+            Store::open(&config.database, &config.server.data_dir, chain).map_err(|e| e.to_string())?;
+        Ok(Local { store, config, actor: Actor::local_cli(), ledger })
     }
 
     fn now(&self) -> i64 {
@@ -67,6 +83,16 @@ impl Local {
             })
             .collect::<Result<_, String>>()?;
         Ok(Value::Array(rows))
+    }
+
+    /// Signs a checkpoint of the chain head now.
+    pub fn audit_checkpoint(&self) -> Result<Value, String> {
+        let now = self.now();
+        let made = self.store.run_blocking(|c| self.ledger.checkpoint(c, now, "manual")).map_err(err)?;
+        match made {
+            Some(cp) => to_json(cp),
+            None => Err("the audit log holds no events yet: there is nothing to sign".into()),
+        }
     }
 
     fn catalog(&self) -> Catalog {
@@ -227,6 +253,77 @@ impl Backend for Local {
     fn set_default_model(&self, name: &str) -> Result<(), String> {
         self.catalog().set_default(name).map_err(err)?;
         self.audit_model("model.set_default", name, json!({}))
+    }
+
+    fn audit_verify(&self, from_checkpoint: Option<Value>) -> Result<Value, String> {
+        let from = from_checkpoint
+            .map(serde_json::from_value::<audit::anchor::Checkpoint>)
+            .transpose()
+            .map_err(|e| format!("not an audit checkpoint: {e}"))?;
+        let now = self.now();
+        let report = self
+            .store
+            .run_blocking(|c| self.ledger.verify(c, now, from.as_ref(), Some(&self.actor)))
+            .map_err(err)?;
+        to_json(report)
+    }
+
+    fn audit_export(&self, filter: &Filter, format: Format, out: &mut dyn Write) -> Result<(), String> {
+        let checked = filter.check().map_err(err)?;
+        let now = self.now();
+        let upto = self
+            .store
+            .run_blocking(|c| {
+                c.transaction(|c| {
+                    let (head, _) = audit::chain::head(c)?;
+                    let details = json!({"format": format, "filter": filter, "through_seq": head});
+                    let event = Event::new(&self.actor, "audit.export", Outcome::Success).details(details);
+                    audit::record(c, now, &event)?;
+                    Ok::<_, AppError>(head)
+                })
+            })
+            .map_err(err)?;
+        let mut buf = String::with_capacity(64 * 1024);
+        if format == Format::Csv {
+            buf.push_str(query::CSV_HEADER);
+        }
+        let mut io_error = None;
+        self.store
+            .run_blocking(|c| {
+                query::scan(c, &checked, 0, |e| {
+                    if e.seq > upto {
+                        return Ok(false);
+                    }
+                    query::write_event(&mut buf, format, e);
+                    if buf.len() >= 60 * 1024 {
+                        if let Err(e) = out.write_all(buf.as_bytes()) {
+                            io_error = Some(e);
+                            return Ok(false);
+                        }
+                        buf.clear();
+                    }
+                    Ok(true)
+                })
+            })
+            .map_err(err)?;
+        if let Some(e) = io_error {
+            return Err(format!("writing the export: {e}"));
+        }
+        out.write_all(buf.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String> {
+        let checked = filter.check().map_err(err)?;
+        let events = self
+            .store
+            .run_blocking(|c| match after {
+                Some(after) => query::page_after(c, &checked, after, limit),
+                None => query::page(c, &checked, None, limit),
+            })
+            .map_err(err)?;
+        Ok(events.iter().map(query::to_json).collect())
     }
 
     fn local(&self) -> Option<&Local> {

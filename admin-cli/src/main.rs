@@ -66,6 +66,9 @@ enum Command {
     /// Manage the models (GGUF files) the server runs.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Read and verify the audit log (an auditor's API token, or --local).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -183,6 +186,92 @@ enum ModelsCommand {
         #[arg(long)]
         group: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Prove the audit log complete and unmodified, or name the first bad event and what is
+    /// wrong (modified, deleted, reordered, truncated). Exits 1 when the log is not intact.
+    Verify {
+        /// Start from a signed checkpoint exported earlier (a JSON file, or the last line of a
+        /// checkpoints.jsonl) instead of the first event.
+        #[arg(long, value_name = "FILE")]
+        from_checkpoint: Option<PathBuf>,
+    },
+    /// Export the events the filters select, oldest first.
+    Export {
+        #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+        format: FormatArg,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Print the latest events; with --follow, keep printing new ones as they are written.
+    Tail {
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the latest events to print first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Sign a checkpoint of the chain head now and print it (--local).
+    Checkpoint,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Jsonl,
+}
+
+/// Which events: every filter given must match.
+#[derive(Args)]
+struct FilterArgs {
+    /// From this time on: unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Before this time.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Events by or about this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Events done by this actor.
+    #[arg(long)]
+    actor: Option<String>,
+    /// An action, or a family such as 'auth.*'.
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    target_type: Option<String>,
+    #[arg(long)]
+    target_id: Option<String>,
+    /// success, failure or denied.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Free text to find in the details, actor, action, target or address.
+    #[arg(long, value_name = "TEXT")]
+    search: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> ayush_server::audit::query::Filter {
+        ayush_server::audit::query::Filter {
+            from: self.from,
+            to: self.to,
+            user: self.user,
+            actor: self.actor,
+            action: self.action,
+            target_type: self.target_type,
+            target_id: self.target_id,
+            outcome: self.outcome,
+            q: self.search,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -322,7 +411,70 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.done(&format!("{name} is the default model"))
             }
         },
+        Command::Audit(cmd) => audit_command(backend.as_ref(), out, cmd),
         Command::Completions { .. } => Ok(()),
+    }
+}
+
+fn audit_command(backend: &dyn Backend, out: Output, cmd: AuditCommand) -> Result<(), String> {
+    use ayush_server::audit::query::Format;
+    match cmd {
+        AuditCommand::Verify { from_checkpoint } => {
+            let from = match from_checkpoint {
+                Some(path) => {
+                    let cp = ayush_server::audit::anchor::Checkpoint::from_file(&path)?;
+                    Some(serde_json::to_value(cp).map_err(|e| e.to_string())?)
+                }
+                None => None,
+            };
+            let report = backend.audit_verify(from)?;
+            let intact = report["ok"].as_bool() == Some(true);
+            match out {
+                Output::Json => out.object(&report)?,
+                Output::Table => println!("{}", output::verification(&report)),
+            }
+            if intact { Ok(()) } else { Err("the audit log is NOT intact".into()) }
+        }
+        AuditCommand::Export { format, out: file, filter } => {
+            let format = match format {
+                FormatArg::Csv => Format::Csv,
+                FormatArg::Jsonl => Format::Jsonl,
+            };
+            let filter = filter.filter();
+            match file {
+                Some(path) => {
+                    let mut f =
+                        std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    backend.audit_export(&filter, format, &mut f)
+                }
+                None => backend.audit_export(&filter, format, &mut std::io::stdout().lock()),
+            }
+        }
+        AuditCommand::Tail { follow, lines, filter } => {
+            let filter = filter.filter();
+            let mut latest = backend.audit_events(&filter, None, lines.clamp(1, 500))?;
+            latest.reverse();
+            let mut last = 0;
+            for event in &latest {
+                output::audit_line(out, event);
+                last = event["seq"].as_i64().unwrap_or(last);
+            }
+            if !follow {
+                return Ok(());
+            }
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                for event in backend.audit_events(&filter, Some(last), 500)? {
+                    output::audit_line(out, &event);
+                    last = event["seq"].as_i64().unwrap_or(last);
+                }
+            }
+        }
+        AuditCommand::Checkpoint => {
+            let local =
+                backend.local().ok_or("signing a checkpoint works on the data directory: add --local")?;
+            out.object(&local.audit_checkpoint()?)
+        }
     }
 }
 

@@ -94,3 +94,58 @@ fn print_json(v: &Value) -> Result<(), String> {
     println!("{text}");
     Ok(())
 }
+
+/// One audit event per line: `seq time actor action target outcome details`.
+pub fn audit_line(out: Output, event: &Value) {
+    use std::io::Write;
+    let line = match out {
+        Output::Json => event.to_string(),
+        Output::Table => {
+            let target = match (event["target_type"].as_str(), event["target_id"].as_str()) {
+                (Some(t), Some(id)) => format!("{t}:{id}"),
+                _ => "-".into(),
+            };
+            let details = match &event["details"] {
+                Value::Object(o) if o.is_empty() => String::new(),
+                Value::Null => String::new(),
+                d => d.to_string(),
+            };
+            format!(
+                "{:>8}  {}  {}  {}  {}  {}  {}",
+                cell(event.get("seq")),
+                cell(event.get("time")),
+                cell(event.get("actor")),
+                cell(event.get("action")),
+                target,
+                cell(event.get("outcome")),
+                details
+            )
+            .trim_end()
+            .to_string()
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|_| stdout.flush());
+}
+
+/// A verification report in words.
+pub fn verification(report: &Value) -> String {
+    let n = |k: &str| report[k].as_i64().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    match report.get("problem").filter(|p| !p.is_null()) {
+        None => format!(
+            "intact: {} events (seq {}–{}) verified, {} signed checkpoints, head file at seq {}, in {} ms",
+            n("events"),
+            n("first_seq"),
+            n("last_seq"),
+            n("checkpoints"),
+            n("head_file"),
+            n("millis")
+        ),
+        Some(p) => format!(
+            "NOT INTACT at seq {}: {}: {}",
+            p["seq"].as_i64().unwrap_or_default(),
+            p["kind"].as_str().unwrap_or("problem"),
+            p["message"].as_str().unwrap_or_default()
+        ),
+    }
+}

@@ -1,8 +1,10 @@
 //! Remote mode: the server's JSON API with an admin API token.
 
 use crate::backend::Backend;
+use ayush_server::audit::query::{Filter, Format};
 use ayush_server::http::encode_component as seg;
 use serde_json::{Value, json};
+use std::io::Write;
 use ureq::Agent;
 
 pub struct Remote {
@@ -204,6 +206,49 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/groups/{}/members/{}", seg(group), seg(user)), Body::None)
             .map(drop)
     }
+
+    fn audit_verify(&self, from_checkpoint: Option<Value>) -> Result<Value, String> {
+        self.call("POST", "/api/audit/verify", Body::Json(&json!({"from_checkpoint": from_checkpoint})))
+    }
+
+    fn audit_export(&self, filter: &Filter, format: Format, out: &mut dyn Write) -> Result<(), String> {
+        let format = match format {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        };
+        let url = format!("{}/api/audit/export?format={format}{}", self.base, filter_query(filter)?);
+        let resp = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        if !resp.status().is_success() {
+            return self.reply(Ok(resp)).map(drop);
+        }
+        let mut body = resp.into_body();
+        std::io::copy(&mut body.as_reader(), out).map_err(|e| format!("receiving the export: {e}"))?;
+        out.flush().map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String> {
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        let path = format!("/api/audit/events?limit={limit}{after}{}", filter_query(filter)?);
+        let reply = self.call("GET", &path, Body::None)?;
+        Ok(reply["events"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// The filter as `&key=value` pairs for the audit endpoints.
+fn filter_query(filter: &Filter) -> Result<String, String> {
+    let value = serde_json::to_value(filter).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for (key, v) in value.as_object().into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            out.push_str(&format!("&{key}={}", seg(v)));
+        }
+    }
+    Ok(out)
 }
 
 fn listed(listing: &Value, model: &str) -> bool {

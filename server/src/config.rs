@@ -23,6 +23,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub theme: ThemeConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,26 @@ impl Default for AuthConfig {
             lockout_max_failures: 10,
             lockout_window_mins: 10,
             cookie_secure: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub fail_closed: bool,
+    pub secrets_dir: Option<PathBuf>,
+    pub checkpoint_interval_mins: u64,
+    pub verify_interval_mins: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            fail_closed: true,
+            secrets_dir: None,
+            checkpoint_interval_mins: 60,
+            verify_interval_mins: 360,
         }
     }
 }
@@ -227,6 +248,11 @@ impl Config {
         if self.theme.product_name.trim().is_empty() || self.theme.product_name.len() > 60 {
             return bad("theme.product_name must be 1 to 60 characters".into());
         }
+        if self.audit.checkpoint_interval_mins == 0 || self.audit.verify_interval_mins == 0 {
+            return bad(
+                "audit.checkpoint_interval_mins and audit.verify_interval_mins must be at least 1".into()
+            );
+        }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
         }
@@ -238,6 +264,16 @@ impl Config {
         let mut shown = self.clone();
         shown.database.url = mask_url_password(&shown.database.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Where the audit keys live: `audit.secrets_dir`, else `<data_dir>/secrets`.
+    pub fn audit_secrets_dir(&self) -> PathBuf {
+        self.audit.secrets_dir.clone().unwrap_or_else(|| self.server.data_dir.join("secrets"))
+    }
+
+    /// Where the audit head file and checkpoint copies live.
+    pub fn audit_anchor_dir(&self) -> PathBuf {
+        self.server.data_dir.join("audit")
     }
 
     pub fn is_tls(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Start-up: config to a running server. Kept out of `main.rs` so the admin CLI and the tests
 //! open the same state the server does.
 
+use crate::audit::Ledger;
 use crate::auth::{sessions, throttle};
 use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
@@ -18,6 +19,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Theme(#[from] crate::theme::ThemeError),
+    #[error(transparent)]
+    AuditKeys(#[from] crate::audit::keys::KeyError),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {0}: {1}")]
@@ -43,7 +46,8 @@ pub fn init_logging(config: &Config) {
 
 /// Opens the database and everything else a request needs. Call it outside async code.
 pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartError> {
-    let store = Store::open(&config.database, &config.server.data_dir)?;
+    let (ledger, chain) = Ledger::open(&config)?;
+    let store = Store::open(&config.database, &config.server.data_dir, chain)?;
     let theme = Theme::from_config(&config.theme)?;
     let catalog = Arc::new(Catalog::new(&config.server.data_dir));
     let swept = catalog.sweep_partials(clock.now());
@@ -58,6 +62,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         metrics: Arc::new(Metrics::default()),
         catalog,
         turns: Default::default(),
+        audit: Arc::new(ledger),
     })
 }
 
@@ -107,9 +112,39 @@ pub fn run(config: Config) -> Result<(), StartError> {
             startup_ms = started.elapsed().as_millis() as u64,
             "ayush is ready"
         );
-        actix_web::rt::spawn(housekeeping(state));
-        server.run().await.map_err(StartError::Run)
+        actix_web::rt::spawn(housekeeping(state.clone()));
+        actix_web::rt::spawn(keep_audit_log(state.clone()));
+        let served = server.run().await.map_err(StartError::Run);
+        // The last word of every run: a signed checkpoint of where the log stands.
+        let ledger = state.audit.clone();
+        let now = state.clock.now();
+        let closed = state
+            .store
+            .run(move |c| {
+                ledger.refresh_anchor(c, now);
+                ledger.checkpoint(c, now, "shutdown")
+            })
+            .await;
+        if let Err(e) = closed {
+            tracing::error!(error = %e, "cannot sign the shutdown checkpoint of the audit log");
+        }
+        served
     })
+}
+
+/// Keeps the audit log's witnesses current: the head file every second, checkpoints and a full
+/// verification when due.
+async fn keep_audit_log(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ledger = state.audit.clone();
+        let now = state.clock.now();
+        if let Err(e) = state.store.run(move |c| ledger.keep(c, now)).await {
+            tracing::warn!(error = %e, "audit log housekeeping failed");
+        }
+    }
 }
 
 /// Drops expired sessions and old sign-in failures every few minutes.

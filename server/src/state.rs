@@ -16,4 +16,5 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub catalog: Arc<Catalog>,
     pub turns: Arc<crate::chat::turn::TurnLocks>,
+    pub audit: Arc<crate::audit::Ledger>,
 }

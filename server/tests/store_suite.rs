@@ -10,70 +10,17 @@ use ayush_server::config::{AuthConfig, DatabaseConfig};
 use ayush_server::error::ErrorKind;
 use ayush_server::store::{Conn, Store};
 
+mod common;
+
 const T0: i64 = 1_800_000_000;
-
-struct TestDb {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.pg.take() {
-            // FORCE ends the pool's connections, which are dropped right after.
-            let _ = admin(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
-fn admin(url: &str, sql: &str) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let (client, conn) =
-            tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        client.batch_execute(sql).await.map_err(|e| e.to_string())
-    })
-}
-
-fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&DatabaseConfig::default(), dir.path()).unwrap();
-    TestDb { store, _dir: Some(dir), pg: None }
-}
-
-fn pg_db() -> Option<TestDb> {
-    let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
-        if std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-            panic!("AYUSH_TEST_DATABASE_URL is not set but AYUSH_REQUIRE_PEERS=1");
-        }
-        eprintln!("!!! SKIPPED: PostgreSQL store suite (set AYUSH_TEST_DATABASE_URL to run it)");
-        return None;
-    };
-    let name = format!(
-        "ayush_test_{}",
-        &ayush_server::auth::secret::random_token().to_lowercase().replace(['-', '_'], "")[..16]
-    );
-    admin(&url, &format!("CREATE DATABASE {name}"))
-        .unwrap_or_else(|e| panic!("cannot create a test database on {url}: {e}"));
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b.to_string(), format!("?{q}")),
-        None => (url.clone(), String::new()),
-    };
-    let base = base.rsplit_once('/').map(|(host, _)| host.to_string()).unwrap_or(base);
-    let cfg = DatabaseConfig { url: format!("{base}/{name}{query}"), pool_size: 4, ca_file: None };
-    let store = Store::open(&cfg, std::path::Path::new("/nonexistent")).unwrap();
-    Some(TestDb { store, _dir: None, pg: Some((url, name)) })
-}
 
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $( #[test] fn $name() { super::$name(&super::sqlite_db().store) } )*
+            $( #[test] fn $name() { super::$name(&super::common::sqlite_db().store) } )*
         }
         mod postgres {
-            $( #[test] fn $name() { if let Some(db) = super::pg_db() { super::$name(&db.store) } } )*
+            $( #[test] fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db.store) } } )*
         }
     };
 }
@@ -353,11 +300,15 @@ fn postgres_over_tls_verifies_the_server() {
     }
     let tls_url = format!("{}?sslmode=require", url.replace("127.0.0.1", "localhost"));
     let by_ip = format!("{}?sslmode=require", url.replace("localhost", "127.0.0.1"));
+    let keys = tempfile::tempdir().unwrap();
+    let test_chain = || common::test_chain(keys.path());
     let mismatch = DatabaseConfig { url: by_ip, pool_size: 1, ca_file: Some(snakeoil.to_path_buf()) };
-    let err = Store::open(&mismatch, std::path::Path::new("/nonexistent")).err().expect("wrong name refused");
+    let err = Store::open(&mismatch, std::path::Path::new("/nonexistent"), test_chain())
+        .err()
+        .expect("wrong name refused");
     assert!(err.to_string().contains("TLS") || err.to_string().contains("certificate"), "{err}");
     let trusted = DatabaseConfig { url: tls_url, pool_size: 1, ca_file: Some(snakeoil.to_path_buf()) };
-    match Store::open(&trusted, std::path::Path::new("/nonexistent")) {
+    match Store::open(&trusted, std::path::Path::new("/nonexistent"), test_chain()) {
         Ok(store) => store.run_blocking(|c| c.ping().map_err(Into::into)).unwrap(),
         Err(e) => panic!("TLS with the cluster's certificate trusted: {e}"),
     }

@@ -163,6 +163,34 @@ impl Server {
         out.json()["secret"].as_str().expect("secret").to_string()
     }
 
+    /// Opens this server's database directly, as `ayushctl --local` (or a database administrator
+    /// with a SQL prompt) would.
+    pub fn open_store(&self) -> ayush_server::store::Store {
+        let config = ayush_server::config::Config {
+            server: ayush_server::config::ServerConfig {
+                data_dir: self.data_dir.path().to_path_buf(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (_, chain) = ayush_server::audit::Ledger::open(&config).expect("audit keys");
+        ayush_server::store::Store::open(&config.database, &config.server.data_dir, chain).expect("database")
+    }
+
+    /// Stops the server as systemd would (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "ayush exited with {status} after SIGTERM");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ayush did not stop within 30 s of SIGTERM");
+    }
+
     /// Log lines printed so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()

@@ -58,14 +58,7 @@ fn wrong_passwords_are_refused_and_audited_then_locked_out() {
     assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
 
     drop(c);
-    let config = ayush_server::config::Config {
-        server: ayush_server::config::ServerConfig {
-            data_dir: server.data_dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let store = ayush_server::store::Store::open(&config.database, &config.server.data_dir).unwrap();
+    let store = server.open_store();
     let events = store.run_blocking(|c| ayush_server::audit::recent(c, 50)).unwrap();
     let logins: Vec<_> = events.iter().filter(|e| e.action == "auth.login").collect();
     assert_eq!(logins.iter().filter(|e| e.outcome == "failure").count(), 4);

@@ -1,8 +1,20 @@
 //! Audit events. `record` is the single way an event is written, always on the caller's
-//! connection so the event and the change it describes commit in one transaction. The hash
-//! chain, signed checkpoints, sinks and the viewer build on this table.
+//! connection so the event and the change it describes commit in one transaction, sealed into
+//! the hash chain (`chain`) as it is written. Signed checkpoints and the head kept outside the
+//! database (`anchor`) catch what the chain alone cannot: a log cut off at the end.
 
-use crate::error::AppResult;
+pub mod anchor;
+pub mod chain;
+pub mod keys;
+pub mod ledger;
+pub mod query;
+pub mod verify;
+
+pub use chain::Chain;
+pub use keys::Keys;
+pub use ledger::Ledger;
+
+use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
 use crate::store::schema::audit_events;
 use crate::with_conn;
@@ -16,6 +28,8 @@ pub struct Actor {
     pub name: String,
     /// `password`, `session`, `api_token`, `local_cli`.
     pub method: Option<String>,
+    /// The API token the request came with.
+    pub api_key_id: Option<i64>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -31,7 +45,13 @@ impl Actor {
 
     /// Someone not yet signed in (a sign-in attempt), named by what they typed.
     pub fn anonymous(claimed: &str, ip: Option<String>, user_agent: Option<String>) -> Actor {
-        Actor { name: claimed.to_string(), method: Some("password".into()), ip, user_agent, user_id: None }
+        Actor {
+            name: claimed.to_string(),
+            method: Some("password".into()),
+            ip,
+            user_agent,
+            ..Default::default()
+        }
     }
 }
 
@@ -80,11 +100,14 @@ impl<'a> Event<'a> {
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = audit_events)]
 pub struct AuditEvent {
+    #[serde(skip)]
     pub id: i64,
+    pub seq: i64,
     pub at: i64,
     pub actor_id: Option<i64>,
     pub actor_name: String,
     pub auth_method: Option<String>,
+    pub api_key_id: Option<i64>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub action: String,
@@ -92,15 +115,40 @@ pub struct AuditEvent {
     pub target_id: Option<String>,
     pub outcome: String,
     pub details: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn fields(&self) -> chain::Fields<'_> {
+        chain::Fields {
+            seq: self.seq,
+            at: self.at,
+            actor_id: self.actor_id,
+            actor_name: &self.actor_name,
+            auth_method: self.auth_method.as_deref(),
+            api_key_id: self.api_key_id,
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            action: &self.action,
+            target_type: self.target_type.as_deref(),
+            target_id: self.target_id.as_deref(),
+            outcome: &self.outcome,
+            details: &self.details,
+            prev_hash: self.prev_hash.as_deref().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
 struct NewAuditEvent<'a> {
+    seq: i64,
     at: i64,
     actor_id: Option<i64>,
     actor_name: &'a str,
     auth_method: Option<&'a str>,
+    api_key_id: Option<i64>,
     ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     action: &'a str,
@@ -108,31 +156,88 @@ struct NewAuditEvent<'a> {
     target_id: Option<&'a str>,
     outcome: &'a str,
     details: String,
+    prev_hash: &'a str,
+    hash: String,
 }
 
-/// Writes one event on `conn`; call it inside the transaction that makes the change.
+/// Writes one event on `conn`; call it inside the transaction that makes the change (last, after
+/// the change: the chain head stays locked until that transaction ends).
+///
+/// With `audit.fail_closed` a failure fails the caller, so its transaction rolls back and the
+/// change is not made. Without it the event is written in a savepoint, and a failure is logged
+/// and counted while the change goes through.
 pub fn record(conn: &mut Conn, now: i64, event: &Event<'_>) -> AppResult<()> {
-    let row = NewAuditEvent {
+    let chain = conn.chain().clone();
+    let written = if chain.fail_closed {
+        write(conn, &chain, now, event)
+    } else {
+        conn.transaction(|c| write(c, &chain, now, event))
+    };
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            chain.note_write_failure();
+            tracing::error!(error = %e, action = event.action, "cannot write an audit event");
+            if chain.fail_closed {
+                Err(AppError::new(
+                    ErrorKind::Unavailable,
+                    "the audit log cannot be written, so nothing was changed; tell your administrator",
+                )
+                .with_retry_after(30))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn write(conn: &mut Conn, chain: &Chain, now: i64, event: &Event<'_>) -> QueryResult<()> {
+    let (seq, prev_hash) = chain::advance_head(conn)?;
+    let details = event.details.to_string();
+    let mut row = NewAuditEvent {
+        seq,
         at: now,
         actor_id: event.actor.user_id,
         actor_name: &event.actor.name,
         auth_method: event.actor.method.as_deref(),
+        api_key_id: event.actor.api_key_id,
         ip: event.actor.ip.as_deref(),
         user_agent: event.actor.user_agent.as_deref().map(|ua| truncate(ua, 512)),
         action: event.action,
         target_type: event.target.as_ref().map(|(k, _)| *k),
         target_id: event.target.as_ref().map(|(_, id)| id.as_str()),
         outcome: event.outcome.as_str(),
-        details: event.details.to_string(),
+        details,
+        prev_hash: &prev_hash,
+        hash: String::new(),
     };
+    row.hash = chain.seal(
+        &chain::Fields {
+            seq: row.seq,
+            at: row.at,
+            actor_id: row.actor_id,
+            actor_name: row.actor_name,
+            auth_method: row.auth_method,
+            api_key_id: row.api_key_id,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            action: row.action,
+            target_type: row.target_type,
+            target_id: row.target_id,
+            outcome: row.outcome,
+            details: &row.details,
+            prev_hash: row.prev_hash,
+        },
+        &mut Vec::with_capacity(256),
+    );
     with_conn!(conn, |c| diesel::insert_into(audit_events::table).values(&row).execute(c))?;
-    Ok(())
+    chain::set_head_hash(conn, &row.hash)
 }
 
 /// The newest events first.
 pub fn recent(conn: &mut Conn, limit: i64) -> AppResult<Vec<AuditEvent>> {
     Ok(with_conn!(conn, |c| (audit_events::table
-        .order(audit_events::id.desc())
+        .order(audit_events::seq.desc())
         .limit(limit)
         .select(AuditEvent::as_select()))
     .load(c))?)

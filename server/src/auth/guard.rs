@@ -56,14 +56,15 @@ pub struct Authed<P> {
 
 impl<P> Authed<P> {
     pub fn actor(&self) -> Actor {
-        let method = match self.via {
-            Via::Session { .. } => "session",
-            Via::ApiToken { .. } => "api_token",
+        let (method, api_key_id) = match self.via {
+            Via::Session { .. } => ("session", None),
+            Via::ApiToken { id } => ("api_token", Some(id)),
         };
         Actor {
             user_id: Some(self.user.id),
             name: self.user.username.clone(),
             method: Some(method.into()),
+            api_key_id,
             ip: Some(self.ip.clone()),
             user_agent: self.user_agent.clone(),
         }
@@ -108,6 +109,7 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
         let ua = user_agent(req);
         let trust = state.as_ref().is_some_and(|s| s.config.server.trust_forwarded_for);
         let ip = client_ip(req, trust);
+        let path = format!("{} {}", req.method(), req.path());
         Box::pin(async move {
             let state = state.ok_or_else(|| AppError::internal("app state missing"))?;
             let now = state.clock.now();
@@ -137,6 +139,7 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
                                 method: Some("session".into()),
                                 ip: Some(ip2),
                                 user_agent: ua2,
+                                ..Default::default()
                             };
                             audit::record(
                                 c,
@@ -155,10 +158,21 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
             } else {
                 return Err(AppError::unauthenticated());
             };
-            if !P::allows(user.role) {
+            let authed = Authed { user, via, ip, user_agent: ua, _policy: PhantomData };
+            if !P::allows(authed.user.role) {
+                let actor = authed.actor();
+                let role = authed.user.role.as_str();
+                state
+                    .store
+                    .run(move |c| {
+                        let details = serde_json::json!({"request": path, "role": role});
+                        let event = Event::new(&actor, "access.denied", Outcome::Denied).details(details);
+                        audit::record(c, now, &event)
+                    })
+                    .await?;
                 return Err(AppError::forbidden("your role does not allow this"));
             }
-            Ok(Authed { user, via, ip, user_agent: ua, _policy: PhantomData })
+            Ok(authed)
         })
     }
 }

@@ -91,6 +91,15 @@ impl Metrics {
         }
         out
     }
+
+    /// Audit events that could not be written (only without `audit.fail_closed`).
+    pub fn render_audit(out: &mut String, write_failures: u64) {
+        let name = "ayush_audit_write_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Audit events that could not be written since start-up.\n# TYPE {name} counter\n{name} {write_failures}"
+        );
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -113,7 +122,9 @@ pub async fn track(
 }
 
 pub async fn endpoint(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(state.store.stats()))
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body({
+        let mut out = state.metrics.render(state.store.stats());
+        Metrics::render_audit(&mut out, state.store.chain().write_failures());
+        out
+    })
 }

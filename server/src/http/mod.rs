@@ -2,6 +2,7 @@
 //! Rules live in the capability modules; handlers here only translate.
 
 pub mod api;
+pub mod audit;
 pub mod chat;
 pub mod csrf;
 pub mod health;
@@ -76,6 +77,7 @@ pub fn build_app(
         .route("/metrics", web::get().to(metrics::endpoint))
         .configure(crate::web::routes)
         .configure(chat::routes)
+        .configure(audit::routes)
         .configure(api::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))

@@ -53,6 +53,7 @@ pub struct Chrome {
     pub csrf: String,
     pub section: &'static str,
     pub is_admin: bool,
+    pub is_auditor: bool,
     pub flash: Option<Flash>,
     /// The user's chats for the sidebar (pages that show them), the search, the open one.
     pub conversations: Vec<Conversation>,
@@ -61,13 +62,19 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn for_user<P>(state: &AppState, who: &Authed<P>, section: &'static str, flash: Option<Flash>) -> Chrome {
+    pub(crate) fn for_user<P>(
+        state: &AppState,
+        who: &Authed<P>,
+        section: &'static str,
+        flash: Option<Flash>,
+    ) -> Chrome {
         Chrome {
             product: state.theme.product_name.clone(),
             user: Some(who.user.clone()),
             csrf: who.csrf().to_string(),
             section,
             is_admin: who.user.role == Role::Admin,
+            is_auditor: who.user.role == Role::Auditor,
             flash,
             conversations: Vec::new(),
             search: String::new(),
@@ -97,6 +104,7 @@ impl Chrome {
             csrf: String::new(),
             section: "",
             is_admin: false,
+            is_auditor: false,
             flash: None,
             conversations: Vec::new(),
             search: String::new(),
@@ -180,7 +188,7 @@ struct ErrorPage {
     message: String,
 }
 
-fn render(t: &impl Template, status: StatusCode) -> HttpResponse {
+pub(crate) fn render(t: &impl Template, status: StatusCode) -> HttpResponse {
     match t.render() {
         Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
         Err(e) => AppError::internal(format!("template: {e}")).error_response(),
@@ -233,7 +241,7 @@ impl ResponseError for UiError {
     }
 }
 
-fn ui_error(state: &AppState, path: &str) -> impl Fn(AppError) -> UiError {
+pub(crate) fn ui_error(state: &AppState, path: &str) -> impl Fn(AppError) -> UiError {
     let (product, path) = (state.theme.product_name.clone(), path.to_string());
     move |error| UiError { error, product: product.clone(), path: path.clone() }
 }
@@ -256,7 +264,7 @@ impl<P: Policy + 'static> FromRequest for Page<P> {
     }
 }
 
-fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError> {
+pub(crate) fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError> {
     match &who.via {
         Via::Session { csrf, .. } if secret::constant_time_eq(csrf, sent) => Ok(()),
         _ => Err(AppError::new(ErrorKind::CrossSite, "the form has expired; reload the page and try again")),

@@ -2,6 +2,7 @@
 //! embedded migrations for each.
 
 use super::StoreError;
+use crate::audit::Chain;
 use crate::config::DatabaseConfig;
 use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::result::QueryResult;
@@ -21,9 +22,16 @@ pub type PgConn = AsyncConnectionWrapper<AsyncPgConnection>;
 // Connections sit in the pool and are handed out by reference; the size difference between
 // the variants never costs a copy.
 #[allow(clippy::large_enum_variant)]
-pub enum Conn {
+pub enum Db {
     Sqlite(SqliteConnection),
     Pg(PgConn),
+}
+
+/// A pooled connection and the audit chain every event written on it is sealed into: holding
+/// the chain here is what lets `audit::record` run inside any caller's transaction.
+pub struct Conn {
+    db: Db,
+    chain: Arc<Chain>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,17 +89,26 @@ impl Conn {
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Conn::Sqlite(_) => Backend::Sqlite,
-            Conn::Pg(_) => Backend::Postgres,
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Pg(_) => Backend::Postgres,
         }
+    }
+
+    /// The backend connection, for `with_conn!`.
+    pub fn db(&mut self) -> &mut Db {
+        &mut self.db
+    }
+
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
     }
 }
 
 pub(super) fn run_migrations(c: &mut Conn) -> Result<(), String> {
-    let applied = match c {
-        Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        Conn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+    let applied = match c.db() {
+        Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        Db::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
     }
     .map_err(|e| e.to_string())?;
     if applied > 0 {
@@ -101,9 +118,9 @@ pub(super) fn run_migrations(c: &mut Conn) -> Result<(), String> {
 }
 
 pub(super) fn revert_and_rerun(c: &mut Conn) -> Result<(), String> {
-    match c {
-        Conn::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(drop),
-        Conn::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS).map(drop),
+    match c.db() {
+        Db::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(drop),
+        Db::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS).map(drop),
     }
     .map_err(|e| e.to_string())?;
     run_migrations(c)
@@ -166,10 +183,11 @@ impl Drop for PgRuntime {
 pub(super) struct Manager {
     target: Target,
     pg: Option<(Arc<PgRuntime>, tokio_postgres_rustls::MakeRustlsConnect)>,
+    chain: Arc<Chain>,
 }
 
 impl Manager {
-    pub(super) fn new(target: Target) -> Result<Manager, StoreError> {
+    pub(super) fn new(target: Target, chain: Arc<Chain>) -> Result<Manager, StoreError> {
         let pg = match &target {
             Target::Sqlite(_) => None,
             Target::Postgres { ca_file, .. } => {
@@ -182,10 +200,10 @@ impl Manager {
                 Some((Arc::new(PgRuntime(Some(rt))), tls_connector(ca_file.as_deref())?))
             }
         };
-        Ok(Manager { target, pg })
+        Ok(Manager { target, pg, chain })
     }
 
-    fn connect_pg(&self, url: &str) -> Result<Conn, diesel::ConnectionError> {
+    fn connect_pg(&self, url: &str) -> Result<Db, diesel::ConnectionError> {
         let Some((rt, tls)) = &self.pg else {
             return Err(diesel::ConnectionError::BadConnection("no database runtime".into()));
         };
@@ -207,7 +225,7 @@ impl Manager {
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         })?;
-        Ok(Conn::Pg(AsyncConnectionWrapper::from(conn)))
+        Ok(Db::Pg(AsyncConnectionWrapper::from(conn)))
     }
 }
 
@@ -245,7 +263,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<Conn, Self::Error> {
-        match &self.target {
+        let db = match &self.target {
             Target::Sqlite(path) => {
                 let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
                 c.batch_execute(
@@ -253,10 +271,11 @@ impl r2d2::ManageConnection for Manager {
                      PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-                Ok(Conn::Sqlite(c))
+                Db::Sqlite(c)
             }
-            Target::Postgres { url, .. } => self.connect_pg(url),
-        }
+            Target::Postgres { url, .. } => self.connect_pg(url)?,
+        };
+        Ok(Conn { db, chain: self.chain.clone() })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {

@@ -12,8 +12,9 @@
 mod conn;
 pub mod schema;
 
-pub use conn::{Backend, Conn, PgConn};
+pub use conn::{Backend, Conn, Db, PgConn};
 
+use crate::audit::Chain;
 use crate::config::DatabaseConfig;
 use crate::error::{AppError, AppResult};
 use std::path::Path;
@@ -25,9 +26,9 @@ use tokio::sync::Semaphore;
 #[macro_export]
 macro_rules! with_conn {
     ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::store::Conn::Sqlite($c) => $body,
-            $crate::store::Conn::Pg($c) => $body,
+        match $crate::store::Conn::db($conn) {
+            $crate::store::Db::Sqlite($c) => $body,
+            $crate::store::Db::Pg($c) => $body,
         }
     };
 }
@@ -39,6 +40,7 @@ pub struct Store {
     /// parking hundreds of blocking threads on the pool.
     permits: Arc<Semaphore>,
     backend: Backend,
+    chain: Arc<Chain>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +63,10 @@ pub struct PoolStats {
 impl Store {
     /// Opens (creating if needed) the database the config names and brings its schema up to
     /// date. Must be called inside a tokio runtime: PostgreSQL connections are driven by it.
-    pub fn open(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(cfg: &DatabaseConfig, data_dir: &Path, chain: Arc<Chain>) -> Result<Store, StoreError> {
         let target = conn::Target::from_config(cfg, data_dir)?;
         let backend = target.backend();
-        let manager = conn::Manager::new(target)?;
+        let manager = conn::Manager::new(target, chain.clone())?;
         // One direct connection first: its error names the cause, where the pool's would only
         // say that it timed out.
         r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -76,14 +78,25 @@ impl Store {
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(manager)
             .map_err(|e| StoreError::Connect(e.to_string()))?;
-        let store = Store { pool, permits: Arc::new(Semaphore::new(cfg.pool_size as usize)), backend };
+        let store = Store { pool, permits: Arc::new(Semaphore::new(cfg.pool_size as usize)), backend, chain };
         let mut c = store.pool.get().map_err(|e| StoreError::Connect(e.to_string()))?;
         conn::run_migrations(&mut c).map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let sealed = crate::audit::chain::seal_unsealed(&mut c).map_err(|e| {
+            StoreError::Migrate(format!("sealing the audit events written before the chain: {e}"))
+        })?;
+        if sealed > 0 {
+            tracing::info!(events = sealed, "sealed audit events written before the hash chain existed");
+        }
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The audit chain every connection seals events into.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
     }
 
     /// Runs `f` with a pooled connection on the blocking pool. The one way async code touches

@@ -82,6 +82,30 @@ diesel::table! {
         target_id -> Nullable<Text>,
         outcome -> Text,
         details -> Text,
+        seq -> BigInt,
+        prev_hash -> Nullable<Text>,
+        hash -> Nullable<Text>,
+        api_key_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (id) {
+        id -> BigInt,
+        seq -> BigInt,
+        head -> Text,
+        at -> BigInt,
+        reason -> Text,
+        key_id -> Text,
+        signature -> Text,
     }
 }
 

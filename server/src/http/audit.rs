@@ -1,0 +1,370 @@
+//! The audit log for compliance officers (role `auditor`): the viewer page, its JSON twin,
+//! exports (themselves audited) and verification. Nobody can edit or delete an event here.
+
+use crate::audit::anchor::{self, Checkpoint};
+use crate::audit::query::{self, Checked, Filter, Format};
+use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, verify::Report};
+use crate::auth::guard::{AuditorOnly, Authed};
+use crate::clock::format_time;
+use crate::error::{AppError, AppResult};
+use crate::http::encode_component;
+use crate::http::ui::{Chrome, Page, UiError, check_csrf, render, ui_error};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/audit", web::get().to(viewer))
+        .route("/audit/verify", web::post().to(verify_form))
+        .route("/api/audit/events", web::get().to(events_json))
+        .route("/api/audit/export", web::get().to(export))
+        .route("/api/audit/verify", web::post().to(verify_json))
+        .route("/api/audit/status", web::get().to(status_json))
+        .route("/api/audit/checkpoints", web::get().to(checkpoints_json));
+}
+
+#[derive(Deserialize, Default)]
+struct Paging {
+    /// Newest first, older than this seq.
+    before: Option<i64>,
+    /// Oldest first, newer than this seq (following the log).
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ExportParams {
+    format: Format,
+}
+
+const PAGE: i64 = 100;
+
+async fn events_json(
+    state: web::Data<AppState>,
+    _who: Authed<AuditorOnly>,
+    filter: web::Query<Filter>,
+    paging: web::Query<Paging>,
+) -> AppResult<HttpResponse> {
+    let checked = filter.check()?;
+    let (before, after, limit) = (paging.before, paging.after, paging.limit.unwrap_or(PAGE));
+    if before.is_some() && after.is_some() {
+        return Err(AppError::bad_request("give before or after, not both"));
+    }
+    let events = state
+        .store
+        .run(move |c| match after {
+            Some(after) => query::page_after(c, &checked, after, limit),
+            None => query::page(c, &checked, before, limit),
+        })
+        .await?;
+    let full = events.len() as i64 == limit.clamp(1, 500);
+    let next_before = (full && after.is_none()).then(|| events.last().map(|e| e.seq)).flatten();
+    let events: Vec<_> = events.iter().map(query::to_json).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"events": events, "next_before": next_before})))
+}
+
+/// The filtered log as a file, streamed oldest first. The export is recorded before the first
+/// byte leaves, with the filter that chose what it holds.
+async fn export(
+    state: web::Data<AppState>,
+    who: Authed<AuditorOnly>,
+    filter: web::Query<Filter>,
+    params: web::Query<ExportParams>,
+) -> AppResult<HttpResponse> {
+    let filter = filter.into_inner();
+    let checked = filter.check()?;
+    let format = params.format;
+    let actor = who.actor();
+    let now = state.clock.now();
+    let upto = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let (head, _) = chain::head(c)?;
+                let details = serde_json::json!({"format": format, "filter": filter, "through_seq": head});
+                audit::record(
+                    c,
+                    now,
+                    &Event::new(&actor, "audit.export", Outcome::Success).details(details),
+                )?;
+                Ok::<_, AppError>(head)
+            })
+        })
+        .await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let store = state.store.clone();
+    actix_web::rt::spawn(async move {
+        let result = store
+            .run(move |c| {
+                let mut buf = String::with_capacity(64 * 1024);
+                if format == Format::Csv {
+                    buf.push_str(query::CSV_HEADER);
+                }
+                query::scan(c, &checked, 0, |e| {
+                    // Stop at the head the export was recorded at: the export's own event and
+                    // anything later belong to the next one.
+                    if e.seq > upto {
+                        return Ok(false);
+                    }
+                    query::write_event(&mut buf, format, e);
+                    if buf.len() >= 60 * 1024 {
+                        let chunk = Bytes::from(std::mem::take(&mut buf));
+                        // The client went away: stop reading.
+                        return Ok(tx.blocking_send(chunk).is_ok());
+                    }
+                    Ok(true)
+                })?;
+                if !buf.is_empty() {
+                    let _ = tx.blocking_send(Bytes::from(buf));
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "audit export failed part-way");
+        }
+    });
+    let name = format!("ayush-audit-{}.{}", now, format.extension());
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{name}\"")))
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(Chunks(rx)))
+}
+
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, actix_web::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|b| b.map(Ok))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    from_checkpoint: Option<Checkpoint>,
+}
+
+async fn run_verify(
+    state: &AppState,
+    who: &Authed<AuditorOnly>,
+    from: Option<Checkpoint>,
+) -> AppResult<Report> {
+    let ledger = state.audit.clone();
+    let actor = who.actor();
+    let now = state.clock.now();
+    state.store.run(move |c| ledger.verify(c, now, from.as_ref(), Some(&actor))).await
+}
+
+async fn verify_json(
+    state: web::Data<AppState>,
+    who: Authed<AuditorOnly>,
+    body: Option<web::Json<VerifyBody>>,
+) -> AppResult<HttpResponse> {
+    let from = body.and_then(|b| b.into_inner().from_checkpoint);
+    if let Some(cp) = &from
+        && !cp.signature_valid(state.audit.keys().public_key())
+    {
+        return Err(AppError::bad_request(
+            "from_checkpoint does not carry a valid signature of this server's key",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(run_verify(&state, &who, from).await?))
+}
+
+async fn status_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> AppResult<HttpResponse> {
+    let (seq, hash) = state.store.run(|c| Ok(chain::head(c)?)).await?;
+    let status = state.audit.status();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "head": {"seq": seq, "hash": hash},
+        "signing_key_id": state.audit.keys().key_id(),
+        "write_failures": state.store.chain().write_failures(),
+        "status": status,
+    })))
+}
+
+async fn checkpoints_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> AppResult<HttpResponse> {
+    let list = state.store.run(anchor::stored_checkpoints).await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// One event as the viewer shows it.
+pub struct Row {
+    pub seq: i64,
+    pub time: String,
+    pub day: String,
+    pub actor: String,
+    pub method: String,
+    pub ip: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub details: String,
+}
+
+impl Row {
+    fn from(e: &AuditEvent) -> Row {
+        let time = format_time(e.at);
+        let details = serde_json::from_str::<serde_json::Value>(&e.details)
+            .ok()
+            .filter(|v| v.as_object().is_none_or(|o| !o.is_empty()))
+            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+            .unwrap_or_default();
+        Row {
+            seq: e.seq,
+            day: time.split(' ').next().unwrap_or_default().to_string(),
+            time: time.split(' ').nth(1).unwrap_or_default().to_string(),
+            actor: e.actor_name.clone(),
+            method: match (&e.auth_method, e.api_key_id) {
+                (Some(m), Some(k)) => format!("{m} #{k}"),
+                (Some(m), None) => m.clone(),
+                (None, _) => String::new(),
+            },
+            ip: e.ip.clone().unwrap_or_default(),
+            action: e.action.clone(),
+            target: match (&e.target_type, &e.target_id) {
+                (Some(t), Some(id)) => format!("{t} {id}"),
+                _ => String::new(),
+            },
+            outcome: e.outcome.clone(),
+            details,
+        }
+    }
+
+    pub fn actor_link(&self) -> String {
+        format!("/audit?user={}", encode_component(&self.actor))
+    }
+}
+
+/// The verification status line at the top of the viewer.
+pub struct Health {
+    pub ok: Option<bool>,
+    pub text: String,
+}
+
+impl Health {
+    fn from(status: &Status, head: i64) -> Health {
+        if let Some(problem) = &status.anchor_problem {
+            return Health { ok: Some(false), text: problem.clone() };
+        }
+        match &status.last_report {
+            None => Health {
+                ok: None,
+                text: format!("Not verified since start-up; the log holds {head} events."),
+            },
+            Some(r) if r.ok => Health {
+                ok: Some(true),
+                text: format!(
+                    "Intact: {} events and {} signed checkpoints verified at {}.",
+                    r.events,
+                    r.checkpoints,
+                    format_time(r.verified_at)
+                ),
+            },
+            Some(r) => Health {
+                ok: Some(false),
+                text: format!("{} (checked {})", r.summary(), format_time(r.verified_at)),
+            },
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct ViewerPage {
+    chrome: Chrome,
+    filter: Filter,
+    rows: Vec<Row>,
+    health: Health,
+    head: i64,
+    /// The query string of the current filter, for export and paging links.
+    query: String,
+    older: Option<i64>,
+    timeline: Option<String>,
+}
+
+impl ViewerPage {
+    fn value<'a>(&self, v: &'a Option<String>) -> &'a str {
+        v.as_deref().unwrap_or_default()
+    }
+    fn outcome_is(&self, o: &str) -> bool {
+        self.filter.outcome.as_deref() == Some(o)
+    }
+    /// Whether this row starts a new day (the viewer groups rows under day headings).
+    fn new_day(&self, i: &usize) -> bool {
+        *i == 0 || self.rows.get(i - 1).map(|r| &r.day) != self.rows.get(*i).map(|r| &r.day)
+    }
+}
+
+fn query_string(filter: &Filter) -> String {
+    let pairs = [
+        ("from", &filter.from),
+        ("to", &filter.to),
+        ("user", &filter.user),
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("target_type", &filter.target_type),
+        ("target_id", &filter.target_id),
+        ("outcome", &filter.outcome),
+        ("q", &filter.q),
+    ];
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_deref().filter(|s| !s.trim().is_empty()).map(|v| format!("{k}={}", encode_component(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn viewer(
+    state: web::Data<AppState>,
+    Page(who): Page<AuditorOnly>,
+    filter: web::Query<Filter>,
+    paging: web::Query<Paging>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/audit");
+    let filter = filter.into_inner();
+    let (checked, flash) = match filter.check() {
+        Ok(c) => (c, None),
+        Err(e) => (Checked::default(), Some(crate::http::ui::Flash { kind: "error", text: e.message })),
+    };
+    let before = paging.before;
+    let (events, head) = state
+        .store
+        .run(move |c| Ok((query::page(c, &checked, before, PAGE)?, chain::head(c)?.0)))
+        .await
+        .map_err(&err)?;
+    let older = (events.len() as i64 == PAGE).then(|| events.last().map(|e| e.seq)).flatten();
+    let rows = events.iter().map(Row::from).collect();
+    let health = Health::from(&state.audit.status(), head);
+    let chrome = Chrome::for_user(&state, &who, "audit", flash);
+    let timeline = filter.user.clone().filter(|u| !u.trim().is_empty());
+    let page =
+        ViewerPage { chrome, query: query_string(&filter), filter, rows, health, head, older, timeline };
+    Ok(render(&page, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn verify_form(
+    state: web::Data<AppState>,
+    Page(who): Page<AuditorOnly>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/audit");
+    check_csrf(&who, &form.csrf).map_err(&err)?;
+    run_verify(&state, &who, None).await.map_err(&err)?;
+    Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
+}
