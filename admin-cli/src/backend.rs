@@ -42,6 +42,9 @@ pub trait Backend {
     /// Events as the API shows them: the newest `limit` (newest first), or, with `after`, up
     /// to `limit` newer than that seq (oldest first).
     fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String>;
+    fn audit_holds(&self) -> Result<Value, String>;
+    fn audit_hold(&self, user: &str, reason: &str) -> Result<Value, String>;
+    fn audit_release(&self, user: &str) -> Result<(), String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

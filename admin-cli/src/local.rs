@@ -95,6 +95,17 @@ impl Local {
         }
     }
 
+    /// Prunes old events now (retention), behind a signed checkpoint.
+    pub fn audit_prune(&self, days: Option<u64>) -> Result<Value, String> {
+        let now = self.now();
+        let pruned =
+            self.store.run_blocking(|c| self.ledger.prune(c, now, days, &self.actor)).map_err(err)?;
+        match pruned {
+            Some(p) => to_json(p),
+            None => Ok(json!({"pruned": 0, "message": "no event is old enough to prune"})),
+        }
+    }
+
     fn catalog(&self) -> Catalog {
         Catalog::new(&self.config.server.data_dir)
     }
@@ -312,6 +323,24 @@ impl Backend for Local {
         out.write_all(buf.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn audit_holds(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(audit::retention::holds).map_err(err)?)
+    }
+
+    fn audit_hold(&self, user: &str, reason: &str) -> Result<Value, String> {
+        let now = self.now();
+        to_json(
+            self.store
+                .run_blocking(|c| audit::retention::place(c, now, &self.actor, user, reason))
+                .map_err(err)?,
+        )
+    }
+
+    fn audit_release(&self, user: &str) -> Result<(), String> {
+        let now = self.now();
+        self.store.run_blocking(|c| audit::retention::release(c, now, &self.actor, user)).map_err(err)
     }
 
     fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String> {

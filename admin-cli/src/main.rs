@@ -220,6 +220,23 @@ enum AuditCommand {
     },
     /// Sign a checkpoint of the chain head now and print it (--local).
     Checkpoint,
+    /// List the users under legal hold.
+    Holds,
+    /// Place a legal hold on a user: retention keeps their events and their conversations
+    /// cannot be deleted until it is released.
+    Hold {
+        user: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a user's legal hold.
+    Release { user: String },
+    /// Prune events older than the retention period now, behind a signed checkpoint (--local).
+    Prune {
+        /// Keep this many days instead of audit.retention_days.
+        #[arg(long)]
+        days: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -469,6 +486,16 @@ fn audit_command(backend: &dyn Backend, out: Output, cmd: AuditCommand) -> Resul
                     last = event["seq"].as_i64().unwrap_or(last);
                 }
             }
+        }
+        AuditCommand::Holds => out.list(&backend.audit_holds()?, output::HOLD_COLUMNS),
+        AuditCommand::Hold { user, reason } => out.object(&backend.audit_hold(&user, &reason)?),
+        AuditCommand::Release { user } => {
+            backend.audit_release(&user)?;
+            out.done(&format!("legal hold on {user} released"))
+        }
+        AuditCommand::Prune { days } => {
+            let local = backend.local().ok_or("pruning works on the data directory: add --local")?;
+            out.object(&local.audit_prune(days)?)
         }
         AuditCommand::Checkpoint => {
             let local =

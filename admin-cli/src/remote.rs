@@ -39,7 +39,8 @@ impl Remote {
             ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
             ("POST", Body::Json(v)) => self.agent.post(&url).header("Authorization", &auth).send_json(v),
             ("PATCH", Body::Json(v)) => self.agent.patch(&url).header("Authorization", &auth).send_json(v),
-            ("PUT", _) => self.agent.put(&url).header("Authorization", &auth).send_empty(),
+            ("PUT", Body::Json(v)) => self.agent.put(&url).header("Authorization", &auth).send_json(v),
+            ("PUT", Body::None) => self.agent.put(&url).header("Authorization", &auth).send_empty(),
             _ => return Err(format!("unsupported call {method} {path}")),
         };
         self.reply(result)
@@ -229,6 +230,18 @@ impl Backend for Remote {
         let mut body = resp.into_body();
         std::io::copy(&mut body.as_reader(), out).map_err(|e| format!("receiving the export: {e}"))?;
         out.flush().map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn audit_holds(&self) -> Result<Value, String> {
+        self.call("GET", "/api/audit/holds", Body::None)
+    }
+
+    fn audit_hold(&self, user: &str, reason: &str) -> Result<Value, String> {
+        self.call("PUT", &format!("/api/audit/holds/{}", seg(user)), Body::Json(&json!({"reason": reason})))
+    }
+
+    fn audit_release(&self, user: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/audit/holds/{}", seg(user)), Body::None).map(drop)
     }
 
     fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String> {

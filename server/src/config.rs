@@ -98,6 +98,7 @@ pub struct AuditConfig {
     pub secrets_dir: Option<PathBuf>,
     pub checkpoint_interval_mins: u64,
     pub verify_interval_mins: u64,
+    pub retention_days: u64,
 }
 
 impl Default for AuditConfig {
@@ -107,6 +108,7 @@ impl Default for AuditConfig {
             secrets_dir: None,
             checkpoint_interval_mins: 60,
             verify_interval_mins: 360,
+            retention_days: 0,
         }
     }
 }

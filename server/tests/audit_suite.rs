@@ -40,6 +40,8 @@ audit_suite!(
     verification_can_start_from_a_checkpoint,
     the_head_file_never_moves_backwards,
     events_from_before_the_chain_are_sealed,
+    retention_prunes_behind_a_checkpoint_and_the_rest_verifies,
+    a_legal_hold_keeps_events_and_conversations,
 );
 
 fn actor() -> Actor {
@@ -330,4 +332,130 @@ fn fail_closed_refuses_the_change_and_fail_open_counts_the_loss() {
         let head = store.run_blocking(|c| Ok(audit::chain::head(c)?)).unwrap();
         assert_eq!(head.0, 0, "the failed event took no sequence number");
     }
+}
+
+const DAY: i64 = 86_400;
+
+fn ledger_prune(db: &TestDb, now: i64, days: u64) -> Option<audit::retention::Pruned> {
+    let keys = keys(db);
+    let anchor = anchor(db);
+    db.store.run_blocking(|c| audit::retention::prune(c, &keys, &anchor, now, days, &actor())).unwrap()
+}
+
+/// One event a day for ten days.
+fn write_daily_events(store: &Store, actor: &Actor, days: i64) {
+    store
+        .run_blocking(|c| {
+            for day in 0..days {
+                let event = Event::new(actor, "test.daily", Outcome::Success)
+                    .details(serde_json::json!({"day": day}));
+                audit::record(c, T0 + day * DAY, &event)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn retention_prunes_behind_a_checkpoint_and_the_rest_verifies(db: &TestDb) {
+    write_daily_events(&db.store, &actor(), 10);
+    let now = T0 + 10 * DAY;
+    let pruned = ledger_prune(db, now, 3).expect("seven days are old enough");
+    assert_eq!((pruned.through_seq, pruned.pruned, pruned.kept_on_hold), (7, 7, 0));
+    assert!(ledger_prune(db, now, 3).is_none(), "nothing new to prune");
+    let report = verify(db);
+    assert!(report.ok, "{}", report.summary());
+    assert_eq!((report.pruned_through, report.first_seq, report.events), (Some(7), Some(8), 4));
+    let retention = db
+        .store
+        .run_blocking(|c| {
+            audit::query::page(
+                c,
+                &audit::query::Filter { action: Some("audit.retention".into()), ..Default::default() }
+                    .check()?,
+                None,
+                5,
+            )
+        })
+        .unwrap();
+    assert!(retention[0].details.contains("\"pruned\":7"), "{}", retention[0].details);
+
+    // Retention never takes the newest event, whatever its age.
+    let pruned = ledger_prune(db, now + 100 * DAY, 3).unwrap();
+    assert_eq!(pruned.through_seq, 10, "the retention event itself (11) stays");
+    assert!(verify(db).ok);
+
+    // The event right after the cut is the chain's new start: removing it is caught, and so is
+    // a cut without its checkpoint.
+    sql(&db.store, &["DELETE FROM audit_events WHERE seq = 11"]);
+    assert_problem(&verify(db), 11, ProblemKind::Deleted);
+}
+
+fn a_legal_hold_keeps_events_and_conversations(db: &TestDb) {
+    use ayush_server::auth::{Role, users};
+    use ayush_server::chat::store as chats;
+    let admin = Actor { name: "admin".into(), method: Some("session".into()), ..Default::default() };
+    let (carol, dave) = db
+        .store
+        .run_blocking(|c| {
+            let new = |name| users::NewUser {
+                username: name,
+                display_name: "",
+                role: Role::User,
+                password_hash: None,
+            };
+            Ok((users::create(c, T0, &admin, &new("carol"))?, users::create(c, T0, &admin, &new("dave"))?))
+        })
+        .unwrap();
+    let as_user =
+        |u: &users::User| Actor { user_id: Some(u.id), name: u.username.clone(), ..Default::default() };
+    write_daily_events(&db.store, &as_user(&carol), 5);
+    write_daily_events(&db.store, &as_user(&dave), 5);
+    let conversation = db.store.run_blocking(|c| chats::create(c, T0, carol.id, "plans", "m", "")).unwrap();
+
+    let hold = db
+        .store
+        .run_blocking(|c| audit::retention::place(c, T0, &admin, "carol", "Matter 2026-114"))
+        .unwrap();
+    assert_eq!(hold.reason, "Matter 2026-114");
+    let err = db.store.run_blocking(|c| audit::retention::place(c, T0, &admin, "carol", " ")).unwrap_err();
+    assert!(err.message.contains("reason"), "{}", err.message);
+    let err = db
+        .store
+        .run_blocking(|c| chats::delete(c, T0, &as_user(&carol), carol.id, conversation.id))
+        .unwrap_err();
+    assert!(err.message.contains("legal hold"), "{}", err.message);
+
+    // Both users' events are old; only those by or about carol survive the cut: her five, her
+    // account's creation and the hold itself (the refused deletion, the newest, is not pruned).
+    let pruned = ledger_prune(db, T0 + 100 * DAY, 30).unwrap();
+    assert_eq!((pruned.through_seq, pruned.kept_on_hold), (13, 7));
+    let report = verify(db);
+    assert!(report.ok, "{}", report.summary());
+    assert_eq!(report.held, 7);
+    let kept = db
+        .store
+        .run_blocking(|c| {
+            audit::query::page(
+                c,
+                &audit::query::Filter { user: Some("carol".into()), ..Default::default() }.check()?,
+                None,
+                50,
+            )
+        })
+        .unwrap();
+    assert!(kept.iter().filter(|e| e.action == "test.daily").count() == 5);
+    // A held event is still checked against its own MAC.
+    sql(
+        &db.store,
+        &[
+            "UPDATE audit_events SET details = '{}' WHERE action = 'test.daily' AND actor_name = 'carol' AND details LIKE '%\"day\":2%'",
+        ],
+    );
+    let report = verify(db);
+    assert_eq!(report.problem.map(|p| p.kind), Some(ProblemKind::Modified));
+
+    db.store.run_blocking(|c| audit::retention::release(c, T0, &admin, "carol")).unwrap();
+    db.store.run_blocking(|c| chats::delete(c, T0, &as_user(&carol), carol.id, conversation.id)).unwrap();
+    let err = db.store.run_blocking(|c| audit::retention::release(c, T0, &admin, "carol")).unwrap_err();
+    assert_eq!(err.kind, ayush_server::error::ErrorKind::NotFound);
 }

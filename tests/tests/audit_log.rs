@@ -130,6 +130,15 @@ fn ayushctl_verifies_and_exports_with_the_server_stopped_and_catches_tampering()
     assert!(tail.ok, "{}", tail.stderr);
     assert_eq!(tail.stdout.lines().count(), 3, "{}", tail.stdout);
     assert!(tail.stdout.contains("user.create") && tail.stdout.contains("user:eve"), "{}", tail.stdout);
+    let hold = server.ctl_remote(&auditor, &["audit", "hold", "dina", "--reason", "Matter 2026-114"], None);
+    assert!(hold.ok, "{}", hold.stderr);
+    let holds = server.ctl_remote(&auditor, &["-o", "json", "audit", "holds"], None);
+    assert_eq!(holds.json()[0]["username"], "dina");
+    assert_eq!(holds.json()[0]["placed_by"], "ada");
+    let released = server.ctl_remote(&auditor, &["audit", "release", "dina"], None);
+    assert!(released.ok, "{}", released.stderr);
+    let again = server.ctl_remote(&auditor, &["audit", "release", "dina"], None);
+    assert!(!again.ok && again.stderr.contains("not under legal hold"), "{}", again.stderr);
     let admin = server.token_for("root");
     let refused = server.ctl_remote(&admin, &["audit", "verify"], None);
     assert!(!refused.ok && refused.stderr.contains("auth.forbidden"), "{}", refused.stderr);
@@ -137,6 +146,16 @@ fn ayushctl_verifies_and_exports_with_the_server_stopped_and_catches_tampering()
     server.stop();
     let copies = std::fs::read_to_string(server.data_dir.path().join("audit/checkpoints.jsonl")).unwrap();
     assert!(copies.lines().last().unwrap().contains("\"reason\":\"shutdown\""), "{copies}");
+
+    let nothing = server.ctl_local(&["audit", "prune", "--days", "30"], None);
+    assert!(
+        nothing.ok && nothing.stdout.contains("no event is old enough"),
+        "{}{}",
+        nothing.stdout,
+        nothing.stderr
+    );
+    let off = server.ctl_local(&["audit", "prune"], None);
+    assert!(!off.ok && off.stderr.contains("retention is off"), "{}", off.stderr);
 
     let ok = server.ctl_local(&["audit", "verify"], None);
     assert!(ok.ok, "{}{}", ok.stdout, ok.stderr);

@@ -226,7 +226,20 @@ pub fn checkpoint(
     if reason == "periodic" && latest_checkpoint(conn)?.is_some_and(|c| c.seq == seq) {
         return Ok(None);
     }
-    let cp = Checkpoint::sign(keys, seq, &head, now, reason);
+    checkpoint_at(conn, keys, anchor, seq, &head, now, reason).map(Some)
+}
+
+/// Signs and stores a checkpoint of event `seq` with MAC `head` (which the caller has read).
+pub fn checkpoint_at(
+    conn: &mut Conn,
+    keys: &Keys,
+    anchor: &Anchor,
+    seq: i64,
+    head: &str,
+    now: i64,
+    reason: &str,
+) -> AppResult<Checkpoint> {
+    let cp = Checkpoint::sign(keys, seq, head, now, reason);
     with_conn!(conn, |c| diesel::insert_into(audit_checkpoints::table)
         .values((
             audit_checkpoints::seq.eq(cp.seq),
@@ -238,7 +251,7 @@ pub fn checkpoint(
         ))
         .execute(c))?;
     anchor.append_checkpoint(&cp).map_err(|e| AppError::internal(e.to_string()))?;
-    Ok(Some(cp))
+    Ok(cp)
 }
 
 pub fn latest_checkpoint(conn: &mut Conn) -> AppResult<Option<Checkpoint>> {

@@ -128,6 +128,15 @@ pub(super) fn advance_head(conn: &mut Conn) -> QueryResult<(i64, String)> {
     Ok((seq, if prev.is_empty() { GENESIS.to_string() } else { prev }))
 }
 
+/// Locks the head row without moving it, as writers do, and returns it: whoever holds it has
+/// the chain to themselves until their transaction ends.
+pub fn lock_head(conn: &mut Conn) -> QueryResult<(i64, String)> {
+    with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
+        .set(audit_head::seq.eq(audit_head::seq))
+        .returning((audit_head::seq, audit_head::hash))
+        .get_result::<(i64, String)>(c))
+}
+
 pub(super) fn set_head_hash(conn: &mut Conn, hash: &str) -> QueryResult<()> {
     with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
         .set(audit_head::hash.eq(hash))
@@ -162,11 +171,7 @@ type Unsealed = (
 pub fn seal_unsealed(conn: &mut Conn) -> QueryResult<usize> {
     let chain = conn.chain().clone();
     conn.transaction(|conn| {
-        // Lock the head first, as writers do.
-        let (head_seq, _) = with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
-            .set(audit_head::seq.eq(audit_head::seq))
-            .returning((audit_head::seq, audit_head::hash))
-            .get_result::<(i64, String)>(c))?;
+        let (head_seq, _) = lock_head(conn)?;
         let rows: Vec<Unsealed> = with_conn!(conn, |c| audit_events::table
             .filter(audit_events::hash.is_null())
             .order(audit_events::seq.asc())

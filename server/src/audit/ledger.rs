@@ -5,9 +5,9 @@
 use super::anchor::{self, Anchor, AnchorError, Checkpoint};
 use super::keys::{KeyError, Keys};
 use super::verify::{self, Report, Witnesses};
-use super::{Actor, Chain, Event, Outcome};
+use super::{Actor, Chain, Event, Outcome, retention};
 use crate::config::Config;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ pub struct Ledger {
     anchor: Anchor,
     checkpoint_every: i64,
     verify_every: i64,
+    retention_days: u64,
     state: Mutex<Status>,
 }
 
@@ -28,6 +29,7 @@ pub struct Status {
     /// diverged from it. Cleared only by a verification that passes.
     pub anchor_problem: Option<String>,
     pub last_checkpoint_at: Option<i64>,
+    pub last_retention_at: Option<i64>,
 }
 
 impl Ledger {
@@ -41,6 +43,7 @@ impl Ledger {
             anchor: Anchor::new(config.audit_anchor_dir()),
             checkpoint_every: config.audit.checkpoint_interval_mins as i64 * 60,
             verify_every: config.audit.verify_interval_mins as i64 * 60,
+            retention_days: config.audit.retention_days,
             state: Mutex::new(Status::default()),
         };
         Ok((ledger, chain))
@@ -125,6 +128,33 @@ impl Ledger {
         Ok(report)
     }
 
+    /// Prunes events older than `keep_days` (the config's `audit.retention_days` unless given).
+    pub fn prune(
+        &self,
+        conn: &mut Conn,
+        now: i64,
+        keep_days: Option<u64>,
+        actor: &Actor,
+    ) -> AppResult<Option<retention::Pruned>> {
+        let days = keep_days.unwrap_or(self.retention_days);
+        if days == 0 {
+            return Err(AppError::new(
+                ErrorKind::Validation,
+                "retention is off (audit.retention_days = 0): nothing is ever pruned",
+            ));
+        }
+        let pruned = retention::prune(conn, &self.keys, &self.anchor, now, days, actor)?;
+        if let Some(p) = &pruned {
+            tracing::info!(
+                through_seq = p.through_seq,
+                pruned = p.pruned,
+                kept_on_hold = p.kept_on_hold,
+                "audit retention"
+            );
+        }
+        Ok(pruned)
+    }
+
     /// One housekeeping step: the head file every time, a checkpoint and a verification when
     /// they are due. `started` is when the process started (both are due then).
     pub fn keep(&self, conn: &mut Conn, now: i64) -> AppResult<()> {
@@ -137,6 +167,15 @@ impl Ledger {
         }
         if status.last_report.as_ref().is_none_or(|r| now - r.verified_at >= self.verify_every) {
             self.verify(conn, now, None, None)?;
+        }
+        if self.retention_days > 0 && status.last_retention_at.is_none_or(|at| now - at >= 3600) {
+            self.update(|s| s.last_retention_at = Some(now));
+            let system = Actor {
+                name: "system:retention".into(),
+                method: Some("system".into()),
+                ..Default::default()
+            };
+            self.prune(conn, now, None, &system)?;
         }
         Ok(())
     }

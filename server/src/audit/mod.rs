@@ -8,6 +8,7 @@ pub mod chain;
 pub mod keys;
 pub mod ledger;
 pub mod query;
+pub mod retention;
 pub mod verify;
 
 pub use chain::Chain;

@@ -62,6 +62,10 @@ pub struct Report {
     pub last_seq: Option<i64>,
     /// Verification started after this checkpoint's sequence number.
     pub from_checkpoint: Option<i64>,
+    /// Retention pruned the log up to this seq (behind a signed checkpoint).
+    pub pruned_through: Option<i64>,
+    /// Events before the retention cut kept under legal hold, each checked against its MAC.
+    pub held: u64,
     /// Signed checkpoints checked.
     pub checkpoints: usize,
     /// The sequence number of the head kept outside the database, when there is one.
@@ -111,6 +115,8 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
         first_seq: None,
         last_seq: None,
         from_checkpoint: witnesses.from.map(|c| c.seq),
+        pruned_through: None,
+        held: 0,
         checkpoints: 0,
         head_file: None,
         problem: None,
@@ -163,39 +169,38 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
         expect.entry(kept.seq).or_default().push(Expect { hash: kept.hash.clone(), by });
     }
 
+    // Behind a retention cut, events were pruned except those kept on legal hold: each of those
+    // must still carry its own MAC. The chain resumes from the cut's signed head.
+    let cut = super::retention::latest_cut(&checkpoints).cloned();
+    let mut scratch = Vec::with_capacity(512);
+    if let Some(cut) = &cut {
+        report.pruned_through = Some(cut.seq);
+        let mut cursor = 0;
+        loop {
+            let page = events_after(conn, cursor, cut.seq)?;
+            let Some(last) = page.last() else { break };
+            cursor = last.seq;
+            for event in &page {
+                if chain.seal(&event.fields(), &mut scratch) != event.hash.as_deref().unwrap_or_default() {
+                    return finish(report, Some(explain_bad_mac(conn, &chain, event, &mut scratch)?));
+                }
+                report.held += 1;
+            }
+        }
+    }
+
     // Where the walk starts, and the MAC the first event must link to.
-    let (mut next, mut prev, mut cursor) = match witnesses.from {
+    let start = [witnesses.from, cut.as_ref()].into_iter().flatten().max_by_key(|c| c.seq);
+    let (mut next, mut prev, mut cursor) = match start {
         Some(cp) => (cp.seq + 1, cp.head.clone(), cp.seq),
         None => (1, GENESIS.to_string(), 0),
     };
-    let mut scratch = Vec::with_capacity(512);
-    let mut first = true;
     loop {
-        let page: Vec<AuditEvent> = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::seq.gt(cursor))
-            .order(audit_events::seq.asc())
-            .limit(PAGE)
-            .select(AuditEvent::as_select())
-            .load(c))?;
+        let page = events_after(conn, cursor, i64::MAX)?;
         let Some(last) = page.last() else { break };
         cursor = last.seq;
         for event in &page {
-            if first {
-                first = false;
-                report.first_seq = Some(event.seq);
-                if witnesses.from.is_none() && event.seq > 1 {
-                    // A pruned start is legitimate only behind a signed checkpoint at the cut.
-                    let prev_hash = event.prev_hash.as_deref().unwrap_or_default();
-                    let covered = checkpoints.iter().any(|c| c.seq == event.seq - 1 && c.head == prev_hash);
-                    if !covered {
-                        let problem =
-                            missing(1, event.seq, "the start of the log, with no checkpoint at the cut");
-                        return finish(report, Some(problem));
-                    }
-                    next = event.seq;
-                    prev = prev_hash.to_string();
-                }
-            }
+            report.first_seq.get_or_insert(event.seq);
             if let Some(problem) = check(conn, &chain, event, next, &prev, &expect, &mut scratch)? {
                 return finish(report, Some(problem));
             }
@@ -237,6 +242,17 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
         return finish(report, Some(problem));
     }
     finish(report, None)
+}
+
+/// The next page of events after `cursor` up to `upto`, in sequence order.
+fn events_after(conn: &mut Conn, cursor: i64, upto: i64) -> AppResult<Vec<AuditEvent>> {
+    Ok(with_conn!(conn, |c| audit_events::table
+        .filter(audit_events::seq.gt(cursor))
+        .filter(audit_events::seq.le(upto))
+        .order(audit_events::seq.asc())
+        .limit(PAGE)
+        .select(AuditEvent::as_select())
+        .load(c))?)
 }
 
 fn missing(from: i64, to_exclusive: i64, where_: &str) -> Problem {

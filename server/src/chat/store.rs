@@ -1,6 +1,7 @@
 //! Conversations, messages and token usage in the database.
 
-use crate::error::{AppError, AppResult};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
 use crate::store::schema::{conversations, messages, usage_totals};
 use crate::with_conn;
@@ -163,9 +164,31 @@ pub fn update(
     get(conn, user_id, id)
 }
 
-pub fn delete(conn: &mut Conn, user_id: i64, id: i64) -> AppResult<()> {
-    get(conn, user_id, id)?;
-    with_conn!(conn, |c| diesel::delete(conversations::table.find(id)).execute(c))?;
+/// Deletes a conversation and its messages, unless its owner is under legal hold. A refusal is
+/// recorded (and committed) before it is returned.
+pub fn delete(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, id: i64) -> AppResult<()> {
+    let held = conn.transaction(|conn| {
+        let conversation = get(conn, user_id, id)?;
+        if crate::audit::retention::is_held(conn, user_id)? {
+            let event = Event::new(actor, "conversation.delete", Outcome::Denied)
+                .target("conversation", id)
+                .details(serde_json::json!({"reason": "legal_hold"}));
+            audit::record(conn, now, &event)?;
+            return Ok(true);
+        }
+        with_conn!(conn, |c| diesel::delete(conversations::table.find(id)).execute(c))?;
+        let event = Event::new(actor, "conversation.delete", Outcome::Success)
+            .target("conversation", id)
+            .details(serde_json::json!({"title": conversation.title}));
+        audit::record(conn, now, &event)?;
+        Ok::<_, AppError>(false)
+    })?;
+    if held {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "this conversation is kept under a legal hold and cannot be deleted now",
+        ));
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use crate::audit::anchor::{self, Checkpoint};
 use crate::audit::query::{self, Checked, Filter, Format};
+use crate::audit::retention::{self, Hold};
 use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, verify::Report};
 use crate::auth::guard::{AuditorOnly, Authed};
 use crate::clock::format_time;
@@ -26,7 +27,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/audit/export", web::get().to(export))
         .route("/api/audit/verify", web::post().to(verify_json))
         .route("/api/audit/status", web::get().to(status_json))
-        .route("/api/audit/checkpoints", web::get().to(checkpoints_json));
+        .route("/api/audit/checkpoints", web::get().to(checkpoints_json))
+        .route("/api/audit/holds", web::get().to(holds_json))
+        .route("/api/audit/holds/{username}", web::put().to(place_hold_json))
+        .route("/api/audit/holds/{username}", web::delete().to(release_hold_json))
+        .route("/audit/holds", web::post().to(place_hold_form))
+        .route("/audit/holds/{username}/release", web::post().to(release_hold_form));
 }
 
 #[derive(Deserialize, Default)]
@@ -196,6 +202,72 @@ async fn checkpoints_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>)
     Ok(HttpResponse::Ok().json(list))
 }
 
+async fn holds_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.store.run(retention::holds).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    reason: String,
+}
+
+async fn place_hold_json(
+    state: web::Data<AppState>,
+    who: Authed<AuditorOnly>,
+    path: web::Path<String>,
+    body: web::Json<HoldBody>,
+) -> AppResult<HttpResponse> {
+    let (actor, now, name, reason) =
+        (who.actor(), state.clock.now(), path.into_inner(), body.into_inner().reason);
+    let hold = state.store.run(move |c| retention::place(c, now, &actor, &name, &reason)).await?;
+    Ok(HttpResponse::Ok().json(hold))
+}
+
+async fn release_hold_json(
+    state: web::Data<AppState>,
+    who: Authed<AuditorOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let (actor, now, name) = (who.actor(), state.clock.now(), path.into_inner());
+    state.store.run(move |c| retention::release(c, now, &actor, &name)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct HoldForm {
+    csrf: String,
+    username: String,
+    reason: String,
+}
+
+async fn place_hold_form(
+    state: web::Data<AppState>,
+    Page(who): Page<AuditorOnly>,
+    form: web::Form<HoldForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/audit");
+    let HoldForm { csrf, username, reason } = form.into_inner();
+    check_csrf(&who, &csrf).map_err(&err)?;
+    let (actor, now) = (who.actor(), state.clock.now());
+    let name = username.trim().to_string();
+    state.store.run(move |c| retention::place(c, now, &actor, &name, &reason)).await.map_err(&err)?;
+    Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
+}
+
+async fn release_hold_form(
+    state: web::Data<AppState>,
+    Page(who): Page<AuditorOnly>,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/audit");
+    check_csrf(&who, &form.csrf).map_err(&err)?;
+    let (actor, now, name) = (who.actor(), state.clock.now(), path.into_inner());
+    state.store.run(move |c| retention::release(c, now, &actor, &name)).await.map_err(&err)?;
+    Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
+}
+
 /// One event as the viewer shows it.
 pub struct Row {
     pub seq: i64,
@@ -289,6 +361,7 @@ struct ViewerPage {
     query: String,
     older: Option<i64>,
     timeline: Option<String>,
+    holds: Vec<Hold>,
 }
 
 impl ViewerPage {
@@ -338,9 +411,9 @@ async fn viewer(
         Err(e) => (Checked::default(), Some(crate::http::ui::Flash { kind: "error", text: e.message })),
     };
     let before = paging.before;
-    let (events, head) = state
+    let (events, head, holds) = state
         .store
-        .run(move |c| Ok((query::page(c, &checked, before, PAGE)?, chain::head(c)?.0)))
+        .run(move |c| Ok((query::page(c, &checked, before, PAGE)?, chain::head(c)?.0, retention::holds(c)?)))
         .await
         .map_err(&err)?;
     let older = (events.len() as i64 == PAGE).then(|| events.last().map(|e| e.seq)).flatten();
@@ -348,8 +421,17 @@ async fn viewer(
     let health = Health::from(&state.audit.status(), head);
     let chrome = Chrome::for_user(&state, &who, "audit", flash);
     let timeline = filter.user.clone().filter(|u| !u.trim().is_empty());
-    let page =
-        ViewerPage { chrome, query: query_string(&filter), filter, rows, health, head, older, timeline };
+    let page = ViewerPage {
+        chrome,
+        query: query_string(&filter),
+        filter,
+        rows,
+        health,
+        head,
+        older,
+        timeline,
+        holds,
+    };
     Ok(render(&page, StatusCode::OK))
 }
 

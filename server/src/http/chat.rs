@@ -139,8 +139,8 @@ async fn delete(
     who: Authed<AnyUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let (uid, id) = (who.user.id, path.into_inner());
-    state.store.run(move |c| store::delete(c, uid, id)).await?;
+    let (uid, id, actor, now) = (who.user.id, path.into_inner(), who.actor(), state.clock.now());
+    state.store.run(move |c| store::delete(c, now, &actor, uid, id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -98,6 +98,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    legal_holds (user_id) {
+        user_id -> BigInt,
+        reason -> Text,
+        placed_by -> Text,
+        placed_at -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_checkpoints (id) {
         id -> BigInt,
         seq -> BigInt,
@@ -156,6 +165,7 @@ diesel::table! {
 }
 
 diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(model_access -> groups (group_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
@@ -172,5 +182,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     usage_totals,
-    model_access
+    model_access,
+    legal_holds
 );
