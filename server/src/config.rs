@@ -99,6 +99,49 @@ pub struct AuditConfig {
     pub checkpoint_interval_mins: u64,
     pub verify_interval_mins: u64,
     pub retention_days: u64,
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One SIEM destination the audit log is forwarded to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Names the sink in logs, status and its delivery cursor: keep it when editing the rest.
+    pub name: String,
+    pub kind: SinkKind,
+    /// `host:port` for the syslog kinds.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The file the `file` kind appends JSON lines to.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Extra PEM CA certificates to trust (`syslog_tls`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The name the TLS certificate must carry (default: the host of `address`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// The most events a sink may fall behind; beyond it, the oldest are skipped and the gap is
+    /// itself an audit event.
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: u64,
+}
+
+fn default_max_backlog() -> u64 {
+    1_000_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// RFC 5424 over TCP, octet-counted (RFC 6587).
+    SyslogTcp,
+    /// RFC 5424 over TLS (RFC 5425).
+    SyslogTls,
+    /// RFC 5424 over UDP (RFC 5426): no delivery guarantee.
+    SyslogUdp,
+    /// JSON lines appended to a file.
+    File,
 }
 
 impl Default for AuditConfig {
@@ -109,6 +152,7 @@ impl Default for AuditConfig {
             checkpoint_interval_mins: 60,
             verify_interval_mins: 360,
             retention_days: 0,
+            sinks: Vec::new(),
         }
     }
 }
@@ -254,6 +298,46 @@ impl Config {
             return bad(
                 "audit.checkpoint_interval_mins and audit.verify_interval_mins must be at least 1".into()
             );
+        }
+        let mut names = std::collections::HashSet::new();
+        for sink in &self.audit.sinks {
+            let name = &sink.name;
+            let ok_name = !name.is_empty()
+                && name.len() <= 40
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok_name {
+                return bad(format!("audit.sinks: name {name:?} must be 1 to 40 letters, digits, - or _"));
+            }
+            if !names.insert(name.clone()) {
+                return bad(format!("audit.sinks: the name {name:?} is used twice"));
+            }
+            match sink.kind {
+                SinkKind::File => {
+                    if sink.path.is_none() || sink.address.is_some() {
+                        return bad(format!(
+                            "audit sink {name}: kind = \"file\" takes path (and no address)"
+                        ));
+                    }
+                }
+                _ => {
+                    let address = sink.address.as_deref().unwrap_or_default();
+                    let port = address.rsplit_once(':').and_then(|(h, p)| (!h.is_empty()).then_some(p));
+                    if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) || sink.path.is_some()
+                    {
+                        return bad(format!(
+                            "audit sink {name}: the syslog kinds take address = \"host:port\" (and no path), not {address:?}"
+                        ));
+                    }
+                }
+            }
+            if sink.kind != SinkKind::SyslogTls && (sink.ca_file.is_some() || sink.server_name.is_some()) {
+                return bad(format!(
+                    "audit sink {name}: ca_file and server_name apply to kind = \"syslog_tls\" only"
+                ));
+            }
+            if sink.max_backlog == 0 {
+                return bad(format!("audit sink {name}: max_backlog must be at least 1"));
+            }
         }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
@@ -420,6 +504,38 @@ mod tests {
         assert!(load("AYUSH_DATABASE_URL", "mysql://x").unwrap_err().to_string().contains("database.url"));
         assert!(load("AYUSH_AUTH__PASSWORD_MIN_LENGTH", "3").is_err());
         assert!(load("AYUSH_AUTH__PASSWORD_MIN_LENGTH", "\"twelve\"").is_err());
+    }
+
+    #[test]
+    fn audit_sinks_are_checked() {
+        let parse = |toml: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.toml");
+            std::fs::write(&path, toml).unwrap();
+            Config::load(Some(&path), env(&[]), &Overrides::default()).map_err(|e| e.to_string())
+        };
+        let ok = parse(
+            "[[audit.sinks]]\nname = \"siem\"\nkind = \"syslog_tls\"\naddress = \"siem.example.com:6514\"\n\
+             [[audit.sinks]]\nname = \"archive\"\nkind = \"file\"\npath = \"/var/log/a.jsonl\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.audit.sinks.len(), 2);
+        assert_eq!(ok.audit.sinks[0].max_backlog, 1_000_000);
+        for (toml, says) in [
+            ("name = \"s\"\nkind = \"syslog_tcp\"\naddress = \"siem\"", "host:port"),
+            ("name = \"s\"\nkind = \"file\"", "takes path"),
+            ("name = \"bad name\"\nkind = \"file\"\npath = \"/x\"", "letters"),
+            (
+                "name = \"s\"\nkind = \"syslog_tcp\"\naddress = \"h:514\"\nca_file = \"/ca\"",
+                "to kind = \"syslog_tls\" only",
+            ),
+            ("name = \"s\"\nkind = \"kafka\"", "kafka"),
+        ] {
+            let err = parse(&format!("[[audit.sinks]]\n{toml}\n")).unwrap_err();
+            assert!(err.contains(says), "{toml}: {err}");
+        }
+        let twice = "[[audit.sinks]]\nname = \"s\"\nkind = \"file\"\npath = \"/a\"\n";
+        assert!(parse(&format!("{twice}{twice}")).unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod serve;
 pub mod state;
 pub mod store;
 pub mod theme;
+pub mod tls;
 pub mod web;
 
 pub use http::build_app;

@@ -114,6 +114,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         actix_web::rt::spawn(housekeeping(state.clone()));
         actix_web::rt::spawn(keep_audit_log(state.clone()));
+        crate::audit::sink::start(&state);
         let served = server.run().await.map_err(StartError::Run);
         // The last word of every run: a signed checkpoint of where the log stands.
         let ledger = state.audit.clone();

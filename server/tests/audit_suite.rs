@@ -339,7 +339,7 @@ const DAY: i64 = 86_400;
 fn ledger_prune(db: &TestDb, now: i64, days: u64) -> Option<audit::retention::Pruned> {
     let keys = keys(db);
     let anchor = anchor(db);
-    db.store.run_blocking(|c| audit::retention::prune(c, &keys, &anchor, now, days, &actor())).unwrap()
+    db.store.run_blocking(|c| audit::retention::prune(c, &keys, &anchor, now, days, None, &actor())).unwrap()
 }
 
 /// One event a day for ten days.

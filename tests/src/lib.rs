@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod browser;
+pub mod syslog;
 
 /// Where cargo put the workspace's binaries (the test executable sits in `<dir>/deps/`).
 pub fn bin_path(name: &str) -> PathBuf {
@@ -73,7 +74,18 @@ impl Server {
 
     /// Starts `ayush serve` with extra `AYUSH_*` variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Server::start_in(tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// Starts `ayush serve` with this `ayush.toml` (the server finds it in its working
+    /// directory, the data directory).
+    pub fn start_with_config(toml: &str) -> Server {
         let data_dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(data_dir.path().join("ayush.toml"), toml).expect("write ayush.toml");
+        Server::start_in(data_dir, &[])
+    }
+
+    fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut child = Command::new(bin_path("ayush"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

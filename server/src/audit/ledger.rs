@@ -5,7 +5,7 @@
 use super::anchor::{self, Anchor, AnchorError, Checkpoint};
 use super::keys::{KeyError, Keys};
 use super::verify::{self, Report, Witnesses};
-use super::{Actor, Chain, Event, Outcome, retention};
+use super::{Actor, Chain, Event, Outcome, retention, sink};
 use crate::config::Config;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
@@ -18,6 +18,7 @@ pub struct Ledger {
     checkpoint_every: i64,
     verify_every: i64,
     retention_days: u64,
+    sink_names: Vec<String>,
     state: Mutex<Status>,
 }
 
@@ -30,6 +31,8 @@ pub struct Status {
     pub anchor_problem: Option<String>,
     pub last_checkpoint_at: Option<i64>,
     pub last_retention_at: Option<i64>,
+    /// The configured SIEM sinks as this process last saw them.
+    pub sinks: Vec<sink::SinkState>,
 }
 
 impl Ledger {
@@ -44,6 +47,7 @@ impl Ledger {
             checkpoint_every: config.audit.checkpoint_interval_mins as i64 * 60,
             verify_every: config.audit.verify_interval_mins as i64 * 60,
             retention_days: config.audit.retention_days,
+            sink_names: config.audit.sinks.iter().map(|s| s.name.clone()).collect(),
             state: Mutex::new(Status::default()),
         };
         Ok((ledger, chain))
@@ -128,6 +132,25 @@ impl Ledger {
         Ok(report)
     }
 
+    /// What a sink's thread reports after each attempt.
+    pub fn note_sink(&self, name: &str, delivered: Option<i64>, error: Option<String>, now: i64) {
+        self.update(|s| {
+            let i = match s.sinks.iter().position(|x| x.name == name) {
+                Some(i) => i,
+                None => {
+                    s.sinks.push(sink::SinkState { name: name.to_string(), ..Default::default() });
+                    s.sinks.len() - 1
+                }
+            };
+            let entry = &mut s.sinks[i];
+            if let Some(seq) = delivered {
+                entry.delivered_seq = seq;
+                entry.last_delivery_at = Some(now);
+            }
+            entry.last_error = error;
+        });
+    }
+
     /// Prunes events older than `keep_days` (the config's `audit.retention_days` unless given).
     pub fn prune(
         &self,
@@ -143,7 +166,14 @@ impl Ledger {
                 "retention is off (audit.retention_days = 0): nothing is ever pruned",
             ));
         }
-        let pruned = retention::prune(conn, &self.keys, &self.anchor, now, days, actor)?;
+        // Nothing a configured sink has not been sent yet is pruned.
+        let cursors = sink::cursors(conn)?;
+        let not_after = self
+            .sink_names
+            .iter()
+            .map(|name| cursors.iter().find(|(n, _)| n == name).map_or(0, |(_, seq)| *seq))
+            .min();
+        let pruned = retention::prune(conn, &self.keys, &self.anchor, now, days, not_after, actor)?;
         if let Some(p) = &pruned {
             tracing::info!(
                 through_seq = p.through_seq,

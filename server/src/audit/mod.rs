@@ -9,6 +9,7 @@ pub mod keys;
 pub mod ledger;
 pub mod query;
 pub mod retention;
+pub mod sink;
 pub mod verify;
 
 pub use chain::Chain;

@@ -121,14 +121,17 @@ pub fn latest_cut<'a>(checkpoints: impl IntoIterator<Item = &'a Checkpoint>) -> 
 }
 
 /// Prunes events older than `keep_days`, keeping the newest event whatever its age (the chain
-/// must resume from something) and every event by or about a user under legal hold. Nothing
-/// happens when nothing new is old enough.
+/// must resume from something), every event after `not_after` (not yet sent to every SIEM
+/// sink) and every event by or about a user under legal hold. Nothing happens when nothing new
+/// is old enough.
+#[allow(clippy::too_many_arguments)]
 pub fn prune(
     conn: &mut Conn,
     keys: &Keys,
     anchor: &Anchor,
     now: i64,
     keep_days: u64,
+    not_after: Option<i64>,
     actor: &Actor,
 ) -> AppResult<Option<Pruned>> {
     let cutoff = now.saturating_sub(keep_days as i64 * 86_400);
@@ -138,7 +141,8 @@ pub fn prune(
             .filter(audit_events::at.ge(cutoff))
             .select(diesel::dsl::min(audit_events::seq))
             .first(c))?;
-        let through = first_young.map_or(head_seq, |s| s - 1).min(head_seq - 1);
+        let through =
+            first_young.map_or(head_seq, |s| s - 1).min(head_seq - 1).min(not_after.unwrap_or(i64::MAX));
         let stored = anchor::stored_checkpoints(conn)?;
         let already = latest_cut(&stored).map_or(0, |c| c.seq);
         if through <= already {

@@ -4,7 +4,7 @@
 use crate::audit::anchor::{self, Checkpoint};
 use crate::audit::query::{self, Checked, Filter, Format};
 use crate::audit::retention::{self, Hold};
-use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, verify::Report};
+use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, sink, verify::Report};
 use crate::auth::guard::{AuditorOnly, Authed};
 use crate::clock::format_time;
 use crate::error::{AppError, AppResult};
@@ -187,10 +187,29 @@ async fn verify_json(
 }
 
 async fn status_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> AppResult<HttpResponse> {
-    let (seq, hash) = state.store.run(|c| Ok(chain::head(c)?)).await?;
+    let ((seq, hash), cursors) = state.store.run(|c| Ok((chain::head(c)?, sink::cursors(c)?))).await?;
     let status = state.audit.status();
+    let sinks: Vec<_> = state
+        .config
+        .audit
+        .sinks
+        .iter()
+        .map(|s| {
+            let delivered = cursors.iter().find(|(n, _)| *n == s.name).map_or(0, |(_, d)| *d);
+            let seen = status.sinks.iter().find(|x| x.name == s.name);
+            serde_json::json!({
+                "name": s.name,
+                "kind": s.kind,
+                "delivered_seq": delivered,
+                "backlog": (seq - delivered).max(0),
+                "last_error": seen.and_then(|x| x.last_error.clone()),
+                "last_delivery_at": seen.and_then(|x| x.last_delivery_at),
+            })
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "head": {"seq": seq, "hash": hash},
+        "sinks": sinks,
         "signing_key_id": state.audit.keys().key_id(),
         "write_failures": state.store.chain().write_failures(),
         "status": status,

@@ -238,23 +238,7 @@ fn wants_tls(url: &str) -> bool {
 }
 
 fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A broken certificate in the system store should not stop the server; skip it.
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| StoreError::Connect(format!("database.ca_file {}: {e}", path.display())))?;
-        for cert in certs {
-            let cert =
-                cert.map_err(|e| StoreError::Connect(format!("database.ca_file {}: {e}", path.display())))?;
-            roots.add(cert).map_err(|e| StoreError::Connect(format!("database.ca_file: {e}")))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let config = crate::tls::client_config(ca_file, "database.ca_file").map_err(StoreError::Connect)?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 

@@ -98,6 +98,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_sinks (name) {
+        name -> Text,
+        delivered_seq -> BigInt,
+        owner -> Nullable<Text>,
+        lease_until -> BigInt,
+    }
+}
+
+diesel::table! {
     legal_holds (user_id) {
         user_id -> BigInt,
         reason -> Text,
