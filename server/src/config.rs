@@ -99,6 +99,7 @@ pub struct AuditConfig {
     pub checkpoint_interval_mins: u64,
     pub verify_interval_mins: u64,
     pub retention_days: u64,
+    pub capture_chat_content_groups: Vec<String>,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -152,6 +153,7 @@ impl Default for AuditConfig {
             checkpoint_interval_mins: 60,
             verify_interval_mins: 360,
             retention_days: 0,
+            capture_chat_content_groups: Vec::new(),
             sinks: Vec::new(),
         }
     }
@@ -298,6 +300,9 @@ impl Config {
             return bad(
                 "audit.checkpoint_interval_mins and audit.verify_interval_mins must be at least 1".into()
             );
+        }
+        if self.audit.capture_chat_content_groups.iter().any(|g| g.trim().is_empty()) {
+            return bad("audit.capture_chat_content_groups holds an empty group name".into());
         }
         let mut names = std::collections::HashSet::new();
         for sink in &self.audit.sinks {

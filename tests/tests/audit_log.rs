@@ -238,3 +238,63 @@ fn audit_tail_follows_new_events() {
     assert!(seen.iter().any(|l| l.contains("user:frank")), "followed: {seen:?}");
     assert!(seen.iter().all(|l| l.contains("user.create")), "the filter holds: {seen:?}");
 }
+
+/// The chat content policy: a member of a capture group has their question and answer in the
+/// audit log, encrypted; anyone else's chats are recorded without content. The auditor reads a
+/// captured turn, and the reading is recorded.
+#[test]
+fn the_content_policy_captures_chats_of_chosen_groups_encrypted() {
+    let Some(gemma) = ayush_tests::test_model(ayush_tests::GEMMA_FILE) else { return };
+    let mut server = Server::start_with_config("[audit]\ncapture_chat_content_groups = [\"legal-review\"]\n");
+    server.create_user("ada", "auditor", AUDITOR_PW);
+    for name in ["lena", "omar"] {
+        server.create_user(name, "user", "user password 123");
+    }
+    assert!(server.ctl_local(&["group", "create", "legal-review"], None).ok);
+    assert!(server.ctl_local(&["group", "add-member", "legal-review", "lena"], None).ok);
+    let import = server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None);
+    assert!(import.ok, "{}", import.stderr);
+
+    let ask = |who: &str, question: &str| {
+        let mut c = server.client();
+        assert_eq!(c.login(who, "user password 123").status, 200);
+        let id = c.send_json("POST", "/api/conversations", &json!({})).json()["id"].as_i64().unwrap();
+        let r = c.send_json(
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            &json!({"content": question, "temperature": 0, "max_tokens": 8}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    ask("lena", "Quarterly numbers for project Falcon?");
+    ask("omar", "Lunch menu for project Heron?");
+
+    let mut ada = server.client();
+    assert_eq!(ada.login("ada", AUDITOR_PW).status, 200);
+    let chats = events(&mut ada, "action=chat.message");
+    let by = |name: &str| chats.iter().find(|e| e["actor"] == name).unwrap().clone();
+    let (lena, omar) = (by("lena"), by("omar"));
+    assert_eq!(lena["details"]["content"]["alg"], "A256GCM", "{lena}");
+    assert!(omar["details"].get("content").is_none(), "outside the policy: no content: {omar}");
+    let export = ada.get("/api/audit/export?format=jsonl").body;
+    assert!(
+        !export.contains("Falcon") && !export.contains("Heron"),
+        "nothing readable at rest or in exports"
+    );
+
+    let seq = lena["seq"].as_i64().unwrap();
+    let opened = ada.get(&format!("/api/audit/events/{seq}")).json();
+    assert_eq!(opened["captured"]["question"], "Quarterly numbers for project Falcon?", "{opened}");
+    assert!(!opened["captured"]["answer"].as_str().unwrap().is_empty());
+    let viewed = events(&mut ada, "action=audit.content_view");
+    assert_eq!(
+        (viewed[0]["actor"].as_str(), viewed[0]["target_id"].as_str()),
+        (Some("ada"), Some(&*seq.to_string()))
+    );
+    let page = ada.get(&format!("/audit/events/{seq}"));
+    assert!(page.body.contains("Quarterly numbers for project Falcon?"), "{}", page.body);
+
+    // The chain still verifies with content in it, and with the server stopped.
+    server.stop();
+    assert!(server.ctl_local(&["audit", "verify"], None).ok);
+}

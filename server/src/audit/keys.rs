@@ -1,10 +1,12 @@
 //! The audit log's keys, kept outside the database so that whoever can write the database still
-//! cannot rewrite history unnoticed: an HMAC-SHA256 key that seals each event into the chain, and
-//! an Ed25519 key that signs checkpoints. Both are created on first start, readable only by the
-//! server's user (0600). Every replica of a scale-out install mounts the same pair.
+//! cannot rewrite history unnoticed: an HMAC-SHA256 key that seals each event into the chain, an
+//! Ed25519 key that signs checkpoints, and an AES-256-GCM key for chat content the content
+//! policy captures. All are created on first start, readable only by the server's user (0600).
+//! Every replica of a scale-out install mounts the same set.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ring::aead;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 const MAC_FILE: &str = "audit-mac.key";
 const SIGNING_FILE: &str = "audit-signing.key";
+const CONTENT_FILE: &str = "audit-content.key";
 /// The public half, for auditors who verify exported checkpoints elsewhere.
 const PUBLIC_FILE: &str = "audit-signing.pub";
 
@@ -31,6 +34,8 @@ pub enum KeyError {
 pub struct Keys {
     mac: [u8; 32],
     signing: Ed25519KeyPair,
+    /// Absent only in a secrets directory copied from before content capture existed.
+    content: Option<[u8; 32]>,
     dir: PathBuf,
 }
 
@@ -57,6 +62,12 @@ impl Keys {
             let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?;
             write_secret(&signing_path, pkcs8.as_ref())?;
         }
+        let content_path = dir.join(CONTENT_FILE);
+        if !content_path.exists() {
+            let mut key = [0u8; 32];
+            rng.fill(&mut key).map_err(|_| KeyError::Random)?;
+            write_secret(&content_path, &key)?;
+        }
         let keys = Keys::load(dir)?;
         let public_path = dir.join(PUBLIC_FILE);
         let public = format!("{}\n", hex::encode(keys.public_key()));
@@ -79,7 +90,16 @@ impl Keys {
         let pkcs8 = read_secret(&signing_path)?;
         let signing = Ed25519KeyPair::from_pkcs8(&pkcs8)
             .map_err(|e| KeyError::Damaged(signing_path.clone(), e.to_string()))?;
-        Ok(Keys { mac, signing, dir: dir.to_path_buf() })
+        let content_path = dir.join(CONTENT_FILE);
+        let content = match content_path.exists() {
+            true => Some(
+                read_secret(&content_path)?
+                    .try_into()
+                    .map_err(|_| KeyError::Damaged(content_path.clone(), "expected 32 bytes".into()))?,
+            ),
+            false => None,
+        };
+        Ok(Keys { mac, signing, content, dir: dir.to_path_buf() })
     }
 
     pub fn mac_key(&self) -> &[u8; 32] {
@@ -101,6 +121,39 @@ impl Keys {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn content_key(&self) -> Result<aead::LessSafeKey, String> {
+        let key = self.content.ok_or_else(|| format!("no {CONTENT_FILE} in {}", self.dir.display()))?;
+        let unbound =
+            aead::UnboundKey::new(&aead::AES_256_GCM, &key).map_err(|_| "bad content key".to_string())?;
+        Ok(aead::LessSafeKey::new(unbound))
+    }
+
+    /// AES-256-GCM with a random nonce; returns (nonce, ciphertext with tag).
+    pub fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<([u8; 12], Vec<u8>), String> {
+        let key = self.content_key()?;
+        let mut nonce = [0u8; 12];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| "the system's random source failed".to_string())?;
+        let mut sealed = plaintext.to_vec();
+        key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(aad),
+            &mut sealed,
+        )
+        .map_err(|_| "encryption failed".to_string())?;
+        Ok((nonce, sealed))
+    }
+
+    /// The plaintext, or an error when the key, the data or the associated data do not match.
+    pub fn decrypt(&self, nonce: &[u8], ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+        let key = self.content_key()?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
+        let mut data = ciphertext.to_vec();
+        let plain = key
+            .open_in_place(nonce, aead::Aad::from(aad), &mut data)
+            .map_err(|_| "cannot decrypt: wrong key, or the content was altered".to_string())?;
+        Ok(plain.to_vec())
     }
 }
 
@@ -160,6 +213,9 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join(MAC_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let (nonce, sealed) = a.encrypt(b"hello", b"aad").unwrap();
+        assert_eq!(b.decrypt(&nonce, &sealed, b"aad").unwrap(), b"hello");
+        assert!(b.decrypt(&nonce, &sealed, b"other").is_err(), "bound to its context");
         let sig = a.sign(b"checkpoint");
         assert!(signature_valid(b.public_key(), b"checkpoint", &sig));
         assert!(!signature_valid(b.public_key(), b"checkpoinT", &sig));

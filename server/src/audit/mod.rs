@@ -5,6 +5,7 @@
 
 pub mod anchor;
 pub mod chain;
+pub mod content;
 pub mod keys;
 pub mod ledger;
 pub mod query;

@@ -214,6 +214,15 @@ fn resolve_user(conn: &mut Conn, mut f: Checked) -> AppResult<Checked> {
     Ok(f)
 }
 
+pub fn by_seq(conn: &mut Conn, seq: i64) -> AppResult<AuditEvent> {
+    with_conn!(conn, |c| audit_events::table
+        .filter(audit_events::seq.eq(seq))
+        .select(AuditEvent::as_select())
+        .first(c)
+        .optional())?
+    .ok_or_else(|| AppError::not_found(format!("no audit event {seq}")))
+}
+
 /// One page, newest first, of events before `before` (a seq).
 pub fn page(
     conn: &mut Conn,

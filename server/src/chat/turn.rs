@@ -165,6 +165,9 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         prompt.push(ChatMessage::new("user", content));
     }
 
+    // What this reply answers, for the content policy.
+    let question =
+        prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     let engine = state.catalog.engine(&model).await?;
     let handle = engine.submit(prompt, turn.params.clone()).map_err(model_error)?;
 
@@ -198,7 +201,8 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     let (tx, rx) = mpsc::channel(64);
     let state = state.clone();
     tokio::spawn(async move {
-        relay(state, conversation, model, turn.user, turn.actor, handle, tx).await;
+        let asker = Asker { user: turn.user, actor: turn.actor, question };
+        relay(state, conversation, model, asker, handle, tx).await;
         drop(in_flight);
     });
     Ok(rx)
@@ -206,15 +210,22 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
 
 /// Forwards the engine's events to the client and stores the outcome. Runs to the end even if
 /// the client goes away (that cancels generation; what was generated is kept).
+/// Who asked what: the turn's user, as the audit log names them, and their question.
+struct Asker {
+    user: User,
+    actor: Actor,
+    question: String,
+}
+
 async fn relay(
     state: AppState,
     conversation: Conversation,
     model: String,
-    user: User,
-    actor: Actor,
+    asker: Asker,
     mut handle: ayush_models::Handle,
     tx: mpsc::Sender<StreamEvent>,
 ) {
+    let Asker { user, actor, question } = asker;
     let started = Instant::now();
     let mut text = String::new();
     let outcome = loop {
@@ -254,6 +265,7 @@ async fn relay(
     };
     let now = state.clock.now();
     let (u, f, e, c, m) = (usage.clone(), finish.clone(), error.clone(), content.clone(), model.clone());
+    let (ledger, policy) = (state.audit.clone(), state.config.audit.capture_chat_content_groups.clone());
     let stored = state
         .store
         .run(move |conn| {
@@ -274,15 +286,21 @@ async fn relay(
                     },
                 )?;
                 let outcome = if e.is_some() { Outcome::Failure } else { Outcome::Success };
+                let mut details = serde_json::json!({
+                    "model": m, "message_id": id, "prompt_tokens": u.prompt_tokens,
+                    "completion_tokens": u.completion_tokens, "finish_reason": f, "error": e,
+                });
+                if audit::content::captures(conn, &policy, user.id)? {
+                    let captured = audit::content::Captured { question: question.clone(), answer: c.clone() };
+                    details["content"] = audit::content::seal(ledger.keys(), conversation.id, &captured)
+                        .map_err(|e| AppError::internal(format!("capturing chat content: {e}")))?;
+                }
                 audit::record(
                     conn,
                     now,
                     &AuditEvent::new(&actor, "chat.message", outcome)
                         .target("conversation", conversation.id)
-                        .details(serde_json::json!({
-                            "model": m, "message_id": id, "prompt_tokens": u.prompt_tokens,
-                            "completion_tokens": u.completion_tokens, "finish_reason": f, "error": e,
-                        })),
+                        .details(details),
                 )?;
                 Ok(id)
             })

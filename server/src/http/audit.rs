@@ -2,6 +2,7 @@
 //! exports (themselves audited) and verification. Nobody can edit or delete an event here.
 
 use crate::audit::anchor::{self, Checkpoint};
+use crate::audit::content::{self, Captured};
 use crate::audit::query::{self, Checked, Filter, Format};
 use crate::audit::retention::{self, Hold};
 use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, sink, verify::Report};
@@ -23,7 +24,9 @@ use tokio::sync::mpsc;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/audit", web::get().to(viewer))
         .route("/audit/verify", web::post().to(verify_form))
+        .route("/audit/events/{seq}", web::get().to(event_page))
         .route("/api/audit/events", web::get().to(events_json))
+        .route("/api/audit/events/{seq}", web::get().to(event_json))
         .route("/api/audit/export", web::get().to(export))
         .route("/api/audit/verify", web::post().to(verify_json))
         .route("/api/audit/status", web::get().to(status_json))
@@ -287,6 +290,88 @@ async fn release_hold_form(
     Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
 }
 
+/// One event, with the chat content the policy captured for it, decrypted. Reading content is
+/// recorded as `audit.content_view`.
+async fn one_event(
+    state: &AppState,
+    who: &Authed<AuditorOnly>,
+    seq: i64,
+) -> AppResult<(AuditEvent, Option<Result<Captured, String>>)> {
+    let (ledger, actor, now) = (state.audit.clone(), who.actor(), state.clock.now());
+    state
+        .store
+        .run(move |c| {
+            let event = query::by_seq(c, seq)?;
+            let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
+            let conversation = event.target_id.as_deref().and_then(|t| t.parse::<i64>().ok());
+            let captured = match (details.get("content"), conversation) {
+                (Some(_), Some(conversation)) => {
+                    let opened = content::open(ledger.keys(), &details, conversation);
+                    let outcome = if opened.is_ok() { Outcome::Success } else { Outcome::Failure };
+                    let event_seen = Event::new(&actor, "audit.content_view", outcome)
+                        .target("audit_event", seq)
+                        .details(serde_json::json!({"conversation": conversation}));
+                    audit::record(c, now, &event_seen)?;
+                    Some(opened)
+                }
+                _ => None,
+            };
+            Ok((event, captured))
+        })
+        .await
+}
+
+async fn event_json(
+    state: web::Data<AppState>,
+    who: Authed<AuditorOnly>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (event, captured) = one_event(&state, &who, path.into_inner()).await?;
+    let mut json = query::to_json(&event);
+    match captured {
+        Some(Ok(c)) => json["captured"] = serde_json::json!(c),
+        Some(Err(e)) => json["captured_error"] = serde_json::json!(e),
+        None => {}
+    }
+    Ok(HttpResponse::Ok().json(json))
+}
+
+#[derive(Template)]
+#[template(path = "audit_event.html")]
+struct EventPage {
+    chrome: Chrome,
+    row: Row,
+    hash: String,
+    prev_hash: String,
+    user_agent: String,
+    captured: Option<Captured>,
+    captured_error: Option<String>,
+}
+
+async fn event_page(
+    state: web::Data<AppState>,
+    Page(who): Page<AuditorOnly>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/audit");
+    let (event, captured) = one_event(&state, &who, path.into_inner()).await.map_err(&err)?;
+    let (captured, captured_error) = match captured {
+        Some(Ok(c)) => (Some(c), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let page = EventPage {
+        chrome: Chrome::for_user(&state, &who, "audit", None),
+        row: Row::from(&event),
+        hash: event.hash.clone().unwrap_or_default(),
+        prev_hash: event.prev_hash.clone().unwrap_or_default(),
+        user_agent: event.user_agent.clone().unwrap_or_default(),
+        captured,
+        captured_error,
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
 /// One event as the viewer shows it.
 pub struct Row {
     pub seq: i64,
@@ -299,13 +384,17 @@ pub struct Row {
     pub target: String,
     pub outcome: String,
     pub details: String,
+    /// The chat content policy captured this turn (encrypted).
+    pub has_content: bool,
 }
 
 impl Row {
     fn from(e: &AuditEvent) -> Row {
         let time = format_time(e.at);
-        let details = serde_json::from_str::<serde_json::Value>(&e.details)
-            .ok()
+        let mut parsed = serde_json::from_str::<serde_json::Value>(&e.details).ok();
+        let has_content =
+            parsed.as_mut().and_then(|v| v.as_object_mut()).and_then(|o| o.remove("content")).is_some();
+        let details = parsed
             .filter(|v| v.as_object().is_none_or(|o| !o.is_empty()))
             .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
             .unwrap_or_default();
@@ -327,6 +416,7 @@ impl Row {
             },
             outcome: e.outcome.clone(),
             details,
+            has_content,
         }
     }
 
