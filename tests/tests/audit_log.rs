@@ -43,6 +43,8 @@ fn the_auditor_filters_exports_and_verifies_and_nobody_else_reads_the_log() {
     let mut ada = server.client();
     assert_eq!(ada.login("ada", AUDITOR_PW).status, 200);
     assert_eq!(ada.get("/api/admin/users").status, 403, "auditors cannot read admin settings");
+    assert_eq!(ada.get("/api/conversations").status, 403, "nor chat");
+    assert_eq!(ada.get("/").header("location"), Some("/audit"), "their home is the audit log");
 
     let created = events(&mut ada, "action=user.create");
     assert!(created.iter().all(|e| e["action"] == "user.create"));

@@ -35,6 +35,19 @@ async fn text_when(c: &Client, css: &str, want: &str) -> String {
     }
 }
 
+/// Waits until the browser has navigated to a URL containing `part`.
+async fn wait_for_url(c: &Client, part: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        if url.contains(part) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reached a URL with {part}: {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn fill(c: &Client, css: &str, value: &str) {
     let field = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
     field.clear().await.ok();
@@ -99,5 +112,51 @@ async fn admin_creates_a_user_who_then_signs_in() {
     c.goto(&format!("{base}/admin/users")).await.unwrap();
     assert_eq!(text_when(c, "h1", "Not allowed").await, "Not allowed");
 
+    browser.close().await;
+}
+
+/// A compliance officer signs in, lands on the audit log, verifies it, filters it, follows a
+/// user's timeline and places a legal hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditor_reviews_the_audit_log() {
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    server.create_user("ada", "auditor", "auditor password 1");
+    server.create_user("bob", "user", "bob password 1234");
+    let Some(browser) = Browser::launch().await else { return };
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "bob", "wrong password!!").await;
+    assert!(text_of(c, "[role=alert]").await.contains("wrong username or password"));
+
+    sign_in(c, &base, "ada", "auditor password 1").await;
+    assert_eq!(text_when(c, "h1", "Audit log").await, "Audit log", "an auditor's home is the audit log");
+    let nav = text_of(c, "nav").await;
+    assert!(nav.contains("Audit log") && !nav.contains("New chat") && !nav.contains("Users"), "{nav}");
+
+    c.find(Locator::Css("#verify-now")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "[data-integrity]", "intact").await, "intact");
+    assert!(text_of(c, "#integrity-text").await.contains("verified"));
+
+    fill(c, "#f-action", "auth.*").await;
+    c.find(Locator::Css("form.audit-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_for_url(c, "action=auth.").await;
+    let table = text_of(c, "table.audit-table").await;
+    assert!(table.contains("auth.login") && !table.contains("user.create"), "{table}");
+    assert!(table.contains("failure"), "bob's failed sign-in is there: {table}");
+    snap(c, "audit-viewer").await;
+
+    c.goto(&format!("{base}/audit?user=bob")).await.unwrap();
+    assert!(text_when(c, "#events", "Timeline of bob").await.contains("Timeline of bob"));
+    let timeline = text_of(c, "table.audit-table").await;
+    assert!(timeline.contains("user.create") && timeline.contains("auth.login"), "{timeline}");
+
+    fill(c, "#h-user", "bob").await;
+    fill(c, "#h-reason", "Matter 2026-114").await;
+    c.find(Locator::Css("form[action='/audit/holds'] button")).await.unwrap().click().await.unwrap();
+    assert!(text_when(c, "tr[data-hold=bob]", "Matter").await.contains("Matter 2026-114"));
+
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    assert_eq!(text_when(c, "h1", "Not allowed").await, "Not allowed", "auditors do not chat");
     browser.close().await;
 }

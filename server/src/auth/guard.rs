@@ -23,6 +23,8 @@ pub struct AnyUser;
 pub struct AdminOnly;
 /// Compliance officers (and nothing else by default).
 pub struct AuditorOnly;
+/// People who chat: users and admins. Auditors read the audit log and nothing else.
+pub struct ChatUser;
 
 impl Policy for AnyUser {
     fn allows(_: Role) -> bool {
@@ -32,6 +34,11 @@ impl Policy for AnyUser {
 impl Policy for AdminOnly {
     fn allows(role: Role) -> bool {
         role == Role::Admin
+    }
+}
+impl Policy for ChatUser {
+    fn allows(role: Role) -> bool {
+        matches!(role, Role::User | Role::Admin)
     }
 }
 impl Policy for AuditorOnly {

@@ -1,7 +1,7 @@
 //! The UI's chat API: conversations, messages streamed as server-sent events, and the models
 //! the signed-in user may use.
 
-use crate::auth::guard::{AnyUser, Authed};
+use crate::auth::guard::{Authed, ChatUser};
 use crate::catalog::access;
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
 use crate::chat::{markdown, store};
@@ -28,7 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The models the signed-in user may use.
-async fn list_models(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
+async fn list_models(state: web::Data<AppState>, who: Authed<ChatUser>) -> AppResult<HttpResponse> {
     let (entries, uid) = (state.catalog.list()?, who.user.id);
     let mine = state.store.run(move |c| access::visible(c, uid, entries)).await?;
     Ok(HttpResponse::Ok().json(mine))
@@ -41,7 +41,7 @@ struct ListQuery {
 
 async fn list(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     q: web::Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
     let (uid, query) = (who.user.id, q.into_inner().q);
@@ -60,7 +60,7 @@ struct CreateBody {
 
 async fn create(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     body: web::Json<CreateBody>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
@@ -75,7 +75,7 @@ async fn create(
 
 async fn get(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let (uid, id) = (who.user.id, path.into_inner());
@@ -108,7 +108,7 @@ struct UpdateBody {
 
 async fn update(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     path: web::Path<i64>,
     body: web::Json<UpdateBody>,
 ) -> AppResult<HttpResponse> {
@@ -136,7 +136,7 @@ async fn update(
 
 async fn delete(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let (uid, id, actor, now) = (who.user.id, path.into_inner(), who.actor(), state.clock.now());
@@ -183,7 +183,7 @@ struct SendBody {
 
 async fn stream_turn(
     state: &AppState,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     id: i64,
     input: Input,
     model: Option<String>,
@@ -207,7 +207,7 @@ async fn stream_turn(
 
 async fn send(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     path: web::Path<i64>,
     body: web::Json<SendBody>,
 ) -> AppResult<HttpResponse> {
@@ -225,7 +225,7 @@ struct RegenerateBody {
 
 async fn regenerate(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     path: web::Path<i64>,
     body: web::Json<RegenerateBody>,
 ) -> AppResult<HttpResponse> {
@@ -243,7 +243,7 @@ struct EditBody {
 
 async fn edit(
     state: web::Data<AppState>,
-    who: Authed<AnyUser>,
+    who: Authed<ChatUser>,
     path: web::Path<(i64, i64)>,
     body: web::Json<EditBody>,
 ) -> AppResult<HttpResponse> {

@@ -2,7 +2,9 @@
 //! uses; every form carries the session's CSRF token.
 
 use crate::auth::groups::{self, Group, GroupSummary};
-use crate::auth::guard::{AdminOnly, AnyUser, Authed, Policy, SESSION_COOKIE, Via, client_ip, user_agent};
+use crate::auth::guard::{
+    AdminOnly, AnyUser, Authed, ChatUser, Policy, SESSION_COOKIE, Via, client_ip, user_agent,
+};
 use crate::auth::users::{self, User};
 use crate::auth::{Role, login, secret};
 use crate::catalog::{ModelEntry, access};
@@ -294,6 +296,9 @@ pub struct DoneQuery {
 }
 
 async fn home(state: web::Data<AppState>, Page(who): Page<AnyUser>) -> Result<HttpResponse, UiError> {
+    if who.user.role == Role::Auditor {
+        return Ok(see_other("/audit"));
+    }
     let err = ui_error(&state, "/");
     let id = who.user.id;
     let groups = state.store.run(move |c| groups::of_user(c, id)).await.map_err(&err)?;
@@ -312,7 +317,7 @@ struct ChatQuery {
 
 async fn chat_page(
     state: web::Data<AppState>,
-    Page(who): Page<AnyUser>,
+    Page(who): Page<ChatUser>,
     query: web::Query<ChatQuery>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/chat");
