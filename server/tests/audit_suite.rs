@@ -133,10 +133,26 @@ fn an_untouched_log_verifies(db: &TestDb) {
     assert_eq!((report.checkpoints, report.head_file), (1, Some(10)));
 }
 
+/// Writers that read before they write (as most changes do: check, then change, then record)
+/// race for the chain head; none may fail or break the chain.
 fn concurrent_writers_keep_one_unbroken_chain(db: &TestDb) {
     std::thread::scope(|s| {
         for _ in 0..4 {
-            s.spawn(|| write_events(&db.store, 15));
+            s.spawn(|| {
+                for i in 0..15 {
+                    db.store
+                        .run_blocking(|c| {
+                            c.transaction(|c| {
+                                audit::recent(c, 1)?;
+                                std::thread::yield_now();
+                                let actor = actor();
+                                let event = Event::new(&actor, "test.event", Outcome::Success).target("thing", i);
+                                audit::record(c, T0, &event)
+                            })
+                        })
+                        .unwrap();
+                }
+            });
         }
     });
     let report = verify(db);

@@ -52,6 +52,19 @@ impl Backend {
 fn begin<C: Connection>(c: &mut C) -> QueryResult<()> {
     C::TransactionManager::begin_transaction(c)
 }
+
+/// SQLite's outermost transaction takes the write lock up front (`BEGIN IMMEDIATE`). A deferred
+/// transaction that reads and then writes fails at once with "database is locked" when another
+/// writer committed in between, and nearly every change does read, then write, then record its
+/// audit event on the shared chain head. Waiting for the lock (busy_timeout) is what we want.
+fn begin_sqlite(c: &mut SqliteConnection) -> QueryResult<()> {
+    use diesel::connection::AnsiTransactionManager;
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?;
+    match depth {
+        None => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        Some(_) => AnsiTransactionManager::begin_transaction(c),
+    }
+}
 fn commit<C: Connection>(c: &mut C) -> QueryResult<()> {
     C::TransactionManager::commit_transaction(c)
 }
@@ -69,7 +82,10 @@ impl Conn {
     where
         E: From<diesel::result::Error>,
     {
-        crate::with_conn!(&mut *self, |c| begin(c))?;
+        match &mut self.db {
+            Db::Sqlite(c) => begin_sqlite(c)?,
+            Db::Pg(c) => begin(c)?,
+        }
         match f(self) {
             Ok(value) => {
                 crate::with_conn!(&mut *self, |c| commit(c))?;
