@@ -146,7 +146,8 @@ fn concurrent_writers_keep_one_unbroken_chain(db: &TestDb) {
                                 audit::recent(c, 1)?;
                                 std::thread::yield_now();
                                 let actor = actor();
-                                let event = Event::new(&actor, "test.event", Outcome::Success).target("thing", i);
+                                let event =
+                                    Event::new(&actor, "test.event", Outcome::Success).target("thing", i);
                                 audit::record(c, T0, &event)
                             })
                         })

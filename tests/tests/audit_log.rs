@@ -163,6 +163,13 @@ fn ayushctl_verifies_and_exports_with_the_server_stopped_and_catches_tampering()
     assert!(ok.ok, "{}{}", ok.stdout, ok.stderr);
     assert!(ok.stdout.starts_with("intact:"), "{}", ok.stdout);
 
+    let tail = server.ctl_local(&["-o", "json", "audit", "tail", "-n", "2"], None);
+    assert!(tail.ok, "{}", tail.stderr);
+    let lines: Vec<serde_json::Value> =
+        tail.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["seq"].as_i64() < lines[1]["seq"].as_i64(), "oldest first, newest last");
+
     let csv = server.ctl_local(&["audit", "export", "--format", "csv", "--action", "user.*"], None);
     assert!(csv.ok, "{}", csv.stderr);
     assert_eq!(csv.stdout.lines().filter(|l| l.contains("user.create")).count(), 5, "{}", csv.stdout);

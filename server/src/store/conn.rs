@@ -100,6 +100,14 @@ impl Conn {
         }
     }
 
+    /// A passive WAL checkpoint (SQLite; nothing to do on PostgreSQL).
+    pub fn checkpoint(&mut self) -> QueryResult<()> {
+        match &mut self.db {
+            Db::Sqlite(c) => c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)"),
+            Db::Pg(_) => Ok(()),
+        }
+    }
+
     pub fn ping(&mut self) -> QueryResult<()> {
         crate::with_conn!(self, |c| c.batch_execute("SELECT 1"))
     }
@@ -268,7 +276,8 @@ impl r2d2::ManageConnection for Manager {
                 let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
                 c.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                     PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                     PRAGMA wal_autocheckpoint = 0;",
                 )
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                 Db::Sqlite(c)

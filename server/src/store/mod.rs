@@ -41,6 +41,8 @@ pub struct Store {
     permits: Arc<Semaphore>,
     backend: Backend,
     chain: Arc<Chain>,
+    /// Alive while any clone of this store is: the SQLite checkpointer stops when it is gone.
+    alive: Arc<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +80,8 @@ impl Store {
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(manager)
             .map_err(|e| StoreError::Connect(e.to_string()))?;
-        let store = Store { pool, permits: Arc::new(Semaphore::new(cfg.pool_size as usize)), backend, chain };
+        let permits = Arc::new(Semaphore::new(cfg.pool_size as usize));
+        let store = Store { pool, permits, backend, chain, alive: Arc::new(()) };
         let mut c = store.pool.get().map_err(|e| StoreError::Connect(e.to_string()))?;
         conn::run_migrations(&mut c).map_err(|e| StoreError::Migrate(e.to_string()))?;
         let sealed = crate::audit::chain::seal_unsealed(&mut c).map_err(|e| {
@@ -87,7 +90,30 @@ impl Store {
         if sealed > 0 {
             tracing::info!(events = sealed, "sealed audit events written before the hash chain existed");
         }
+        if backend == Backend::Sqlite {
+            store.start_checkpointer();
+        }
         Ok(store)
+    }
+
+    /// SQLite connections do not checkpoint the WAL themselves (`wal_autocheckpoint = 0`): a
+    /// checkpoint syncs the database file, and a request that happens to trigger one waits
+    /// milliseconds for it. This thread does it instead, once a second, without blocking writers.
+    fn start_checkpointer(&self) {
+        let (pool, alive) = (self.pool.clone(), Arc::downgrade(&self.alive));
+        let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+            while alive.upgrade().is_some() {
+                std::thread::sleep(Duration::from_secs(1));
+                if let Ok(mut c) = pool.get()
+                    && let Err(e) = c.checkpoint()
+                {
+                    tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the SQLite checkpoint thread; checkpoints fall back to commits");
+        }
     }
 
     pub fn backend(&self) -> Backend {
