@@ -45,6 +45,14 @@ pub trait Backend {
     fn audit_holds(&self) -> Result<Value, String>;
     fn audit_hold(&self, user: &str, reason: &str) -> Result<Value, String>;
     fn audit_release(&self, user: &str) -> Result<(), String>;
+    fn list_mappings(&self) -> Result<Value, String>;
+    fn add_mapping(
+        &self,
+        directory_group: &str,
+        role: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Value, String>;
+    fn remove_mapping(&self, id: i64) -> Result<(), String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use ayush_server::audit::query::{self, Filter, Format};
 use ayush_server::audit::{self, Actor, Event, Outcome};
-use ayush_server::auth::{Role, groups, password, tokens, users};
+use ayush_server::auth::{Role, groups, mapping, password, tokens, users};
 use ayush_server::catalog::{Catalog, access};
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
@@ -323,6 +323,30 @@ impl Backend for Local {
         out.write_all(buf.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn list_mappings(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(mapping::rules).map_err(err)?)
+    }
+
+    fn add_mapping(
+        &self,
+        directory_group: &str,
+        role: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Value, String> {
+        let role = role.map(|r| r.parse::<Role>()).transpose()?;
+        let now = self.now();
+        to_json(
+            self.store
+                .run_blocking(|c| mapping::add(c, now, &self.actor, directory_group, role, group))
+                .map_err(err)?,
+        )
+    }
+
+    fn remove_mapping(&self, id: i64) -> Result<(), String> {
+        let now = self.now();
+        self.store.run_blocking(|c| mapping::remove(c, now, &self.actor, id)).map_err(err)
     }
 
     fn audit_holds(&self) -> Result<Value, String> {

@@ -66,6 +66,9 @@ enum Command {
     /// Manage the models (GGUF files) the server runs.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Single sign-on: map directory groups to Ayush roles and groups.
+    #[command(subcommand)]
+    Sso(SsoCommand),
     /// Read and verify the audit log (an auditor's API token, or --local).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -186,6 +189,24 @@ enum ModelsCommand {
         #[arg(long)]
         group: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SsoCommand {
+    /// Map a directory group (LDAP group name, OIDC groups claim) to an Ayush role, an Ayush
+    /// group, or both; applied at each sign-in and directory sync.
+    Map {
+        directory_group: String,
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// An Ayush group its members join (and leave when they leave it).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// List the mappings.
+    Mappings,
+    /// Remove a mapping by id.
+    Unmap { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -429,6 +450,23 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Audit(cmd) => audit_command(backend.as_ref(), out, cmd),
+        Command::Sso(cmd) => match cmd {
+            SsoCommand::Map { directory_group, role, group } => {
+                if role.is_none() && group.is_none() {
+                    return Err("give --role, --group or both".into());
+                }
+                out.object(&backend.add_mapping(
+                    &directory_group,
+                    role.map(RoleArg::as_str),
+                    group.as_deref(),
+                )?)
+            }
+            SsoCommand::Mappings => out.list(&backend.list_mappings()?, output::MAPPING_COLUMNS),
+            SsoCommand::Unmap { id } => {
+                backend.remove_mapping(id)?;
+                out.done(&format!("mapping {id} removed"))
+            }
+        },
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -232,6 +232,24 @@ impl Backend for Remote {
         out.flush().map_err(|e| format!("writing the export: {e}"))
     }
 
+    fn list_mappings(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/mappings", Body::None)
+    }
+
+    fn add_mapping(
+        &self,
+        directory_group: &str,
+        role: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Value, String> {
+        let body = json!({"directory_group": directory_group, "role": role, "group": group});
+        self.call("POST", "/api/admin/mappings", Body::Json(&body))
+    }
+
+    fn remove_mapping(&self, id: i64) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/admin/mappings/{id}"), Body::None).map(drop)
+    }
+
     fn audit_holds(&self) -> Result<Value, String> {
         self.call("GET", "/api/audit/holds", Body::None)
     }

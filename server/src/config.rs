@@ -24,6 +24,7 @@ pub struct Config {
     pub theme: ThemeConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    pub ldap: LdapConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +102,78 @@ pub struct AuditConfig {
     pub retention_days: u64,
     pub capture_chat_content_groups: Vec<String>,
     pub sinks: Vec<SinkConfig>,
+}
+
+/// Sign-in against an LDAP directory (OpenLDAP, Active Directory). Keys left unset take the
+/// preset's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    pub enabled: bool,
+    pub url: String,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout_secs: u64,
+    pub timeout_secs: u64,
+    pub pool_size: usize,
+    pub preset: LdapPreset,
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub bind_password_file: Option<PathBuf>,
+    pub direct_bind_dn: Option<String>,
+    pub user_base: String,
+    pub user_filter: Option<String>,
+    pub username_attribute: Option<String>,
+    pub email_attribute: Option<String>,
+    pub display_name_attribute: Option<String>,
+    pub disabled_filter: Option<String>,
+    pub group_base: String,
+    pub group_filter: Option<String>,
+    pub group_name_attribute: Option<String>,
+    pub nested_groups: bool,
+    pub default_role: Option<String>,
+    pub sync_interval_mins: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            enabled: false,
+            url: String::new(),
+            starttls: false,
+            ca_file: None,
+            connect_timeout_secs: 5,
+            timeout_secs: 10,
+            pool_size: 4,
+            preset: LdapPreset::Openldap,
+            bind_dn: String::new(),
+            bind_password: String::new(),
+            bind_password_file: None,
+            direct_bind_dn: None,
+            user_base: String::new(),
+            user_filter: None,
+            username_attribute: None,
+            email_attribute: None,
+            display_name_attribute: None,
+            disabled_filter: None,
+            group_base: String::new(),
+            group_filter: None,
+            group_name_attribute: None,
+            nested_groups: true,
+            default_role: Some("user".into()),
+            sync_interval_mins: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapPreset {
+    /// OpenLDAP: `uid`, `inetOrgPerson`, groups found by `member`/`uniqueMember`/`memberUid`.
+    Openldap,
+    /// Active Directory: `sAMAccountName`/`userPrincipalName`, disabled accounts by
+    /// `userAccountControl`, nested groups by `LDAP_MATCHING_RULE_IN_CHAIN`.
+    ActiveDirectory,
 }
 
 /// One SIEM destination the audit log is forwarded to.
@@ -344,6 +417,33 @@ impl Config {
                 return bad(format!("audit sink {name}: max_backlog must be at least 1"));
             }
         }
+        if self.ldap.enabled {
+            let l = &self.ldap;
+            if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+                return bad(format!("ldap.url = {:?} must start with ldap:// or ldaps://", l.url));
+            }
+            if l.starttls && l.url.starts_with("ldaps://") {
+                return bad("ldap.starttls applies to ldap:// URLs; ldaps:// is TLS from the start".into());
+            }
+            if l.direct_bind_dn.is_none() && (l.bind_dn.is_empty() || l.user_base.is_empty()) {
+                return bad("ldap: set bind_dn and user_base (search, then bind), or direct_bind_dn".into());
+            }
+            if l.direct_bind_dn.as_deref().is_some_and(|t| !t.contains("{username}")) {
+                return bad("ldap.direct_bind_dn must contain {username}".into());
+            }
+            if l.user_filter.as_deref().is_some_and(|f| !f.contains("{username}")) {
+                return bad("ldap.user_filter must contain {username}".into());
+            }
+            if l.connect_timeout_secs == 0 || l.timeout_secs == 0 || l.pool_size == 0 {
+                return bad("ldap.connect_timeout_secs, timeout_secs and pool_size must be at least 1".into());
+            }
+            if let Some(role) = &l.default_role
+                && role != "none"
+                && role.parse::<crate::auth::Role>().is_err()
+            {
+                return bad(format!("ldap.default_role = {role:?}: expected user, admin, auditor or none"));
+            }
+        }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
         }
@@ -354,6 +454,9 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = mask_url_password(&shown.database.url);
+        if !shown.ldap.bind_password.is_empty() {
+            shown.ldap.bind_password = "***".into();
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 

@@ -21,6 +21,8 @@ pub enum StartError {
     Theme(#[from] crate::theme::ThemeError),
     #[error(transparent)]
     AuditKeys(#[from] crate::audit::keys::KeyError),
+    #[error("ldap: {0}")]
+    Ldap(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {0}: {1}")]
@@ -49,6 +51,10 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     let (ledger, chain) = Ledger::open(&config)?;
     let store = Store::open(&config.database, &config.server.data_dir, chain)?;
     let theme = Theme::from_config(&config.theme)?;
+    let directory = match config.ldap.enabled {
+        true => Some(Arc::new(crate::auth::ldap::Directory::new(&config.ldap).map_err(StartError::Ldap)?)),
+        false => None,
+    };
     let catalog = Arc::new(Catalog::new(&config.server.data_dir));
     let swept = catalog.sweep_partials(clock.now());
     if swept > 0 {
@@ -63,6 +69,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         catalog,
         turns: Default::default(),
         audit: Arc::new(ledger),
+        directory,
     })
 }
 

@@ -6,6 +6,20 @@ use crate::store::Store;
 use crate::theme::Theme;
 use std::sync::Arc;
 
+impl AppState {
+    /// How sign-ins are checked here.
+    pub fn authority(&self) -> crate::auth::login::Authority<'_> {
+        crate::auth::login::Authority {
+            store: &self.store,
+            clock: &self.clock,
+            cfg: &self.config.auth,
+            directory: self.directory.as_deref(),
+            // "none" (or anything that is not a role) grants nothing without a mapping.
+            default_role: self.config.ldap.default_role.as_deref().and_then(|r| r.parse().ok()),
+        }
+    }
+}
+
 /// Everything a request handler may use, passed explicitly (no global singletons).
 #[derive(Clone)]
 pub struct AppState {
@@ -17,4 +31,6 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub turns: Arc<crate::chat::turn::TurnLocks>,
     pub audit: Arc<crate::audit::Ledger>,
+    /// The LDAP directory, when `[ldap]` is enabled.
+    pub directory: Option<Arc<crate::auth::ldap::Directory>>,
 }

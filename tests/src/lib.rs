@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod browser;
+pub mod slapd;
 pub mod syslog;
 
 /// Where cargo put the workspace's binaries (the test executable sits in `<dir>/deps/`).
@@ -26,6 +27,25 @@ pub fn bin_path(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A test certificate authority and a server certificate it signed for `localhost` and
+/// `127.0.0.1`, written to `dir` as `ca.pem`, `cert.pem` and `key.pem`. Returns the CA's path.
+pub fn test_pki(dir: &Path) -> PathBuf {
+    let ca = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Ayush test CA");
+    let ca_cert = ca_params.self_signed(&ca).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca)).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca_file
 }
 
 /// True when CI demands every peer; tests that cannot find theirs must then fail, not skip.

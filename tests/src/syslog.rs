@@ -40,20 +40,7 @@ impl Rsyslog {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let ca = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Ayush test CA");
-        let ca_cert = ca_params.self_signed(&ca).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        let ca_file = crate::test_pki(dir.path());
         let mut r = Rsyslog {
             child: None,
             tcp_port: free_tcp_port(),

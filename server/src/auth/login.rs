@@ -1,7 +1,8 @@
 //! Password sign-in and sign-out, as plain steps over the store so the HTTP side stays thin.
 //! Every attempt, success or failure, is an audit event.
 
-use super::{password, sessions, throttle, users};
+use super::ldap::{DirError, Directory};
+use super::{Role, mapping, password, sessions, throttle, users};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::SharedClock;
 use crate::config::AuthConfig;
@@ -26,12 +27,19 @@ fn invalid() -> AppError {
     AppError::new(ErrorKind::InvalidCredentials, "wrong username or password")
 }
 
-pub async fn sign_in(
-    store: &Store,
-    clock: &SharedClock,
-    cfg: &AuthConfig,
-    attempt: Attempt,
-) -> AppResult<SignedIn> {
+/// How a sign-in is checked: local passwords always (the break-glass path); a directory too
+/// when one is configured.
+pub struct Authority<'a> {
+    pub store: &'a Store,
+    pub clock: &'a SharedClock,
+    pub cfg: &'a AuthConfig,
+    pub directory: Option<&'a Directory>,
+    /// The role a directory user gets when no mapping grants one (`None`: no access).
+    pub default_role: Option<Role>,
+}
+
+pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<SignedIn> {
+    let (store, clock, cfg) = (authority.store, authority.clock, authority.cfg);
     let username = attempt.username.trim().to_string();
     let actor = Actor::anonymous(&username, Some(attempt.ip.clone()), attempt.user_agent.clone());
     if username.is_empty() || attempt.password.is_empty() {
@@ -56,6 +64,15 @@ pub async fn sign_in(
         })
         .await?;
 
+    // Accounts with a local password sign in locally, whatever else is configured: that is the
+    // break-glass path that works with the directory down. Everyone else goes to the directory.
+    let has_local_password =
+        found.as_ref().is_some_and(|r| r.auth_source == "local" && r.password_hash.is_some());
+    if let Some(directory) = authority.directory
+        && !has_local_password
+    {
+        return directory_sign_in(authority, directory, attempt, username, actor).await;
+    }
     let stored = found.as_ref().and_then(|r| r.password_hash.clone());
     let password = attempt.password;
     let matches = tokio::task::spawn_blocking(move || password::verify(stored.as_deref(), &password))
@@ -105,6 +122,161 @@ pub async fn sign_in(
             })
         })
         .await?
+}
+
+/// Why a directory sign-in was refused: what the audit log records, and what the person is told.
+struct Refusal {
+    reason: &'static str,
+    details: serde_json::Value,
+    error: AppError,
+}
+
+/// Records a refused directory sign-in (counting it against the account) and returns its error.
+async fn refuse(
+    store: &Store,
+    now: i64,
+    actor: Actor,
+    username: String,
+    ip: String,
+    refusal: Refusal,
+) -> AppResult<SignedIn> {
+    let Refusal { reason, details, error } = refusal;
+    store
+        .run(move |c| {
+            c.transaction(|c| {
+                throttle::record_failure(c, now, &username, &ip)?;
+                let mut d = serde_json::json!({"reason": reason, "source": "ldap"});
+                if let (Some(d), Some(extra)) = (d.as_object_mut(), details.as_object()) {
+                    d.extend(extra.clone());
+                }
+                audit::record(
+                    c,
+                    now,
+                    &Event::new(&actor, "auth.login", Outcome::Failure).target("user", &username).details(d),
+                )
+            })
+        })
+        .await?;
+    Err(error)
+}
+
+async fn directory_sign_in(
+    authority: &Authority<'_>,
+    directory: &Directory,
+    attempt: Attempt,
+    typed: String,
+    actor: Actor,
+) -> AppResult<SignedIn> {
+    let (store, clock) = (authority.store, authority.clock);
+    let ip = attempt.ip.clone();
+    let person = match directory.authenticate(&typed, &attempt.password).await {
+        Ok(person) => person,
+        Err(e) => {
+            let (reason, error) = match &e {
+                // Both look the same to the person signing in; the audit log says which.
+                DirError::InvalidCredentials => ("wrong_password", invalid()),
+                DirError::NotFound => ("unknown_user", invalid()),
+                DirError::Ambiguous(_) => ("ambiguous_directory_entry", invalid()),
+                DirError::Unavailable(_) | DirError::ServiceBind(_) | DirError::Protocol(_) => (
+                    "directory_unavailable",
+                    AppError::new(
+                        ErrorKind::Unavailable,
+                        "the directory is unavailable, so directory accounts cannot sign in right now; try again later",
+                    )
+                    .with_retry_after(30),
+                ),
+            };
+            tracing::info!(user = %typed, error = %e, "directory sign-in refused");
+            let details = serde_json::json!({"error": e.to_string()});
+            return refuse(store, clock.now(), actor, typed, ip, Refusal { reason, details, error }).await;
+        }
+    };
+    let now = clock.now();
+    if person.disabled {
+        let error = AppError::new(ErrorKind::Forbidden, "your directory account is disabled");
+        let details = serde_json::json!({"dn": person.dn});
+        return refuse(
+            store,
+            now,
+            actor,
+            typed,
+            ip,
+            Refusal { reason: "disabled_in_directory", details, error },
+        )
+        .await;
+    }
+    if users::validate_username(&person.username).is_err() {
+        let error = AppError::validation(format!(
+            "your directory username {:?} cannot be an Ayush username; ask your administrator",
+            person.username
+        ));
+        let refusal = Refusal { reason: "unusable_username", details: serde_json::json!({}), error };
+        return refuse(store, now, actor, typed, ip, refusal).await;
+    }
+    let (cfg, default_role) = (authority.cfg.clone(), authority.default_role);
+    let (ua, previous, signed_in_actor) = (attempt.user_agent, attempt.previous_session, actor.clone());
+    let outcome = store
+        .run(move |c| {
+            c.transaction(|c| {
+                let decision = mapping::decide(&mapping::rules(c)?, &person.groups, default_role);
+                let groups: Vec<&String> = person.groups.iter().collect();
+                let Some(role) = decision.role else {
+                    return Ok(Err(Refusal {
+                        reason: "no_mapping",
+                        details: serde_json::json!({"directory_groups": groups}),
+                        error: AppError::new(
+                            ErrorKind::Forbidden,
+                            "none of your directory groups gives access to Ayush; ask your administrator",
+                        ),
+                    }));
+                };
+                let directory_actor = Actor { name: "directory:ldap".into(), method: Some("directory".into()), ..Default::default() };
+                let user = match users::find_row(c, &person.username)? {
+                    None => {
+                        let account = users::DirectoryAccount {
+                            username: &person.username,
+                            display_name: &person.display_name,
+                            role,
+                            source: "ldap",
+                            external_id: &person.dn,
+                        };
+                        users::create_from_directory(c, now, &directory_actor, &account)?
+                    }
+                    Some(row) if row.auth_source == "local" && row.password_hash.is_some() => {
+                        return Ok(Err(Refusal {
+                            reason: "local_account_conflict",
+                            details: serde_json::json!({}),
+                            error: AppError::conflict("a local account has this name; ask your administrator"),
+                        }));
+                    }
+                    Some(row) if row.disabled => {
+                        return Ok(Err(Refusal { reason: "disabled", details: serde_json::json!({}), error: invalid() }));
+                    }
+                    Some(row) => {
+                        users::link_directory(c, now, row.id, "ldap", &person.dn, &person.display_name)?;
+                        users::User::try_from(row)?
+                    }
+                };
+                let changes = mapping::apply(c, now, &directory_actor, &user, &decision, false)?;
+                let user = users::get_by_id(c, user.id)?;
+                if let Some(old) = previous {
+                    sessions::delete(c, &old)?;
+                }
+                throttle::clear_account(c, &person.username)?;
+                let issued = sessions::create(c, now, &cfg, user.id, Some(&ip), ua.as_deref())?;
+                let actor = Actor { user_id: Some(user.id), name: user.username.clone(), ..signed_in_actor };
+                let details = serde_json::json!({
+                    "source": "ldap", "dn": person.dn, "directory_groups": groups, "role": user.role, "changes": changes,
+                });
+                audit::record(c, now, &Event::new(&actor, "auth.login", Outcome::Success).target("user", &user.username).details(details))?;
+                Ok(Ok(SignedIn { user, issued }))
+            })
+        })
+        .await?;
+    match outcome {
+        Ok(signed) => Ok(signed),
+        Err(refusal) => refuse(store, now, actor, typed, attempt.ip, refusal).await,
+    }
 }
 
 pub async fn sign_out(store: &Store, clock: &SharedClock, actor: Actor, token: String) -> AppResult<()> {

@@ -3,7 +3,9 @@
 
 pub mod groups;
 pub mod guard;
+pub mod ldap;
 pub mod login;
+pub mod mapping;
 pub mod password;
 mod role;
 pub mod secret;

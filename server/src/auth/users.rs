@@ -146,6 +146,76 @@ pub fn create(conn: &mut Conn, now: i64, actor: &Actor, new: &NewUser<'_>) -> Ap
     })
 }
 
+/// An account a directory vouches for (LDAP, OIDC), created at first sign-in.
+pub struct DirectoryAccount<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+    /// `ldap`, or `oidc:<provider>`.
+    pub source: &'a str,
+    /// The account's identity there: its DN, or the issuer and subject.
+    pub external_id: &'a str,
+}
+
+/// Creates a directory account (no local password), recorded as `user.create` by `actor`.
+pub fn create_from_directory(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    account: &DirectoryAccount<'_>,
+) -> AppResult<User> {
+    validate_username(account.username)?;
+    let display_name: String = account.display_name.chars().filter(|c| !c.is_control()).take(128).collect();
+    conn.transaction(|conn| {
+        if find_row(conn, account.username)?.is_some() {
+            return Err(AppError::conflict(format!("a user named {:?} already exists", account.username)));
+        }
+        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(users::table)
+            .values((
+                users::username.eq(account.username),
+                users::display_name.eq(display_name.trim()),
+                users::role.eq(account.role.as_str()),
+                users::disabled.eq(false),
+                users::auth_source.eq(account.source),
+                users::external_id.eq(account.external_id),
+                users::created_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .returning(users::id)
+            .get_result(c))?;
+        audit::record(
+            conn,
+            now,
+            &Event::new(actor, "user.create", Outcome::Success).target("user", account.username).details(
+                serde_json::json!({"role": account.role, "user_id": id, "source": account.source, "external_id": account.external_id}),
+            ),
+        )?;
+        get_by_id(conn, id)
+    })
+}
+
+/// Marks an existing account as the directory's (at its first directory sign-in) and keeps its
+/// display name as the directory has it.
+pub fn link_directory(
+    conn: &mut Conn,
+    now: i64,
+    id: i64,
+    source: &str,
+    external_id: &str,
+    display_name: &str,
+) -> AppResult<()> {
+    let display_name: String = display_name.chars().filter(|c| !c.is_control()).take(128).collect();
+    with_conn!(conn, |c| diesel::update(users::table.find(id))
+        .set((
+            users::auth_source.eq(source),
+            users::external_id.eq(external_id),
+            users::display_name.eq(display_name.trim()),
+            users::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
 pub fn find_row(conn: &mut Conn, username: &str) -> AppResult<Option<UserRow>> {
     Ok(with_conn!(conn, |c| (users::table
         .filter(users::username.eq(username))

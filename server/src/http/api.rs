@@ -83,7 +83,7 @@ async fn login_json(
         user_agent: user_agent(&req),
         previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
     };
-    let signed = login::sign_in(&state.store, &state.clock, &state.config.auth, attempt).await?;
+    let signed = login::sign_in(&state.authority(), attempt).await?;
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&state, signed.issued.token))
         .json(serde_json::json!({"user": signed.user})))

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod csrf;
 pub mod health;
 pub mod metrics;
+pub mod sso;
 pub mod ui;
 
 use crate::error::AppError;
@@ -78,6 +79,7 @@ pub fn build_app(
         .configure(crate::web::routes)
         .configure(chat::routes)
         .configure(audit::routes)
+        .configure(sso::routes)
         .configure(api::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))

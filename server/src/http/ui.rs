@@ -423,7 +423,7 @@ async fn login_submit(
         user_agent: user_agent(&req),
         previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
     };
-    match login::sign_in(&state.store, &state.clock, &state.config.auth, attempt).await {
+    match login::sign_in(&state.authority(), attempt).await {
         Ok(signed) => {
             let mut resp = see_other(safe_next(&form.next));
             let _ = resp.add_cookie(&api::session_cookie(&state, signed.issued.token));

@@ -12,6 +12,17 @@ diesel::table! {
         auth_source -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        external_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    directory_mappings (id) {
+        id -> BigInt,
+        directory_group -> Text,
+        role -> Nullable<Text>,
+        group_id -> Nullable<BigInt>,
+        created_at -> BigInt,
     }
 }
 
@@ -175,6 +186,7 @@ diesel::table! {
 
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
+diesel::joinable!(directory_mappings -> groups (group_id));
 diesel::joinable!(model_access -> groups (group_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
@@ -192,5 +204,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     usage_totals,
     model_access,
-    legal_holds
+    legal_holds,
+    directory_mappings
 );

@@ -1,0 +1,433 @@
+//! Sign-in against an LDAP directory: search for the user with a service account (or bind
+//! directly through a DN template), bind as them with the password they typed, read their
+//! attributes, decide whether the directory disabled them, and resolve their groups, nested
+//! ones included. LDAPS and StartTLS go through rustls; every connect and operation has a
+//! timeout, so a directory that is down gives a clear answer instead of a hang.
+
+pub mod escape;
+
+use crate::config::{LdapConfig, LdapPreset};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// LDAP result code 49: the DN or the password is wrong (RFC 4511).
+const INVALID_CREDENTIALS: u32 = 49;
+/// How far nested group memberships are followed, and how many groups at most.
+const NESTING_DEPTH: usize = 10;
+const MAX_GROUPS: usize = 1000;
+
+/// What a sign-in or a lookup can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// The directory cannot be reached or answered in time, or TLS failed.
+    #[error("the directory is unavailable: {0}")]
+    Unavailable(String),
+    /// The directory refused the password.
+    #[error("wrong password")]
+    InvalidCredentials,
+    #[error("no such user in the directory")]
+    NotFound,
+    /// The search found more than one entry: the filter is too loose; nobody may sign in as it.
+    #[error("the directory holds {0} entries for this username; refusing to pick one")]
+    Ambiguous(usize),
+    #[error("the directory refused the service account: {0}")]
+    ServiceBind(String),
+    #[error("the directory answered an error: {0}")]
+    Protocol(String),
+}
+
+/// A person as the directory describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub dn: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub display_name: String,
+    pub disabled: bool,
+    /// Group names (the `group_name_attribute`), nested memberships included.
+    pub groups: BTreeSet<String>,
+}
+
+/// The config with the preset's defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub url: String,
+    pub starttls: bool,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_size: usize,
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub direct_bind_dn: Option<String>,
+    pub user_base: String,
+    pub user_filter: String,
+    pub username_attribute: String,
+    pub email_attribute: String,
+    pub display_name_attribute: String,
+    pub disabled_filter: Option<String>,
+    pub group_base: String,
+    pub group_filter: String,
+    pub group_name_attribute: String,
+    pub nested_groups: bool,
+    /// Active Directory resolves nesting itself (LDAP_MATCHING_RULE_IN_CHAIN).
+    pub in_chain: bool,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &LdapConfig) -> Result<Settings, String> {
+        let ad = cfg.preset == LdapPreset::ActiveDirectory;
+        let or = |v: &Option<String>, openldap: &str, active_directory: &str| {
+            v.clone().unwrap_or_else(|| if ad { active_directory } else { openldap }.to_string())
+        };
+        let bind_password = match &cfg.bind_password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("ldap.bind_password_file {}: {e}", path.display()))?,
+            None => cfg.bind_password.clone(),
+        };
+        Ok(Settings {
+            url: cfg.url.clone(),
+            starttls: cfg.starttls,
+            connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
+            timeout: Duration::from_secs(cfg.timeout_secs),
+            pool_size: cfg.pool_size,
+            bind_dn: cfg.bind_dn.clone(),
+            bind_password,
+            direct_bind_dn: cfg.direct_bind_dn.clone(),
+            user_base: cfg.user_base.clone(),
+            user_filter: or(
+                &cfg.user_filter,
+                "(&(objectClass=inetOrgPerson)(uid={username}))",
+                "(&(objectCategory=person)(objectClass=user)(|(sAMAccountName={username})(userPrincipalName={username})))",
+            ),
+            username_attribute: or(&cfg.username_attribute, "uid", "sAMAccountName"),
+            email_attribute: or(&cfg.email_attribute, "mail", "mail"),
+            display_name_attribute: or(&cfg.display_name_attribute, "cn", "displayName"),
+            disabled_filter: cfg
+                .disabled_filter
+                .clone()
+                .or_else(|| ad.then(|| "(userAccountControl:1.2.840.113556.1.4.803:=2)".to_string())),
+            group_base: if cfg.group_base.is_empty() {
+                cfg.user_base.clone()
+            } else {
+                cfg.group_base.clone()
+            },
+            group_filter: or(
+                &cfg.group_filter,
+                "(|(member={dn})(uniqueMember={dn})(memberUid={username}))",
+                "(member:1.2.840.113556.1.4.1941:={dn})",
+            ),
+            group_name_attribute: or(&cfg.group_name_attribute, "cn", "cn"),
+            nested_groups: cfg.nested_groups,
+            in_chain: ad && cfg.group_filter.is_none(),
+        })
+    }
+}
+
+/// A configured directory, with a small pool of connections bound as the service account.
+pub struct Directory {
+    settings: Settings,
+    tls: Arc<rustls::ClientConfig>,
+    pool: tokio::sync::Mutex<Vec<Ldap>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> DirError {
+    DirError::Unavailable(e.to_string())
+}
+
+impl Directory {
+    pub fn new(cfg: &LdapConfig) -> Result<Directory, String> {
+        let settings = Settings::from_config(cfg)?;
+        let tls = Arc::new(crate::tls::client_config(cfg.ca_file.as_deref(), "ldap.ca_file")?);
+        Ok(Directory { settings, tls, pool: tokio::sync::Mutex::new(Vec::new()) })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// A new connection (TLS as configured), not yet bound.
+    pub async fn connect(&self) -> Result<Ldap, DirError> {
+        let s = &self.settings;
+        let conn_settings = LdapConnSettings::new()
+            .set_conn_timeout(s.connect_timeout)
+            .set_config(self.tls.clone())
+            .set_starttls(s.starttls);
+        let (conn, mut ldap) = tokio::time::timeout(
+            s.connect_timeout + s.timeout,
+            LdapConnAsync::with_settings(conn_settings, &s.url),
+        )
+        .await
+        .map_err(|_| DirError::Unavailable(format!("{} did not answer within the timeout", s.url)))?
+        .map_err(|e| DirError::Unavailable(format!("{}: {e}", s.url)))?;
+        ldap3::drive!(conn);
+        ldap.with_timeout(s.timeout);
+        Ok(ldap)
+    }
+
+    async fn service(&self) -> Result<Ldap, DirError> {
+        if let Some(ldap) = self.pool.lock().await.pop() {
+            return Ok(ldap);
+        }
+        let mut ldap = self.connect().await?;
+        let s = &self.settings;
+        let bound = ldap
+            .with_timeout(s.timeout)
+            .simple_bind(&s.bind_dn, &s.bind_password)
+            .await
+            .map_err(unavailable)?;
+        if bound.rc != 0 {
+            return Err(DirError::ServiceBind(bound.to_string()));
+        }
+        Ok(ldap)
+    }
+
+    async fn give_back(&self, ldap: Ldap) {
+        let mut pool = self.pool.lock().await;
+        if pool.len() < self.settings.pool_size {
+            pool.push(ldap);
+        }
+    }
+
+    /// Runs `f` on a service connection; one that failed is dropped, not returned to the pool.
+    async fn with_service<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Ldap) -> Result<T, DirError>,
+    ) -> Result<T, DirError> {
+        let mut ldap = self.service().await?;
+        let result = f(&mut ldap).await;
+        if !matches!(result, Err(DirError::Unavailable(_) | DirError::Protocol(_))) {
+            self.give_back(ldap).await;
+        }
+        result
+    }
+
+    /// Checks the password against the directory and returns the person. An empty password is
+    /// refused here: LDAP treats a bind with a DN and no password as anonymous and "succeeds".
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Person, DirError> {
+        if username.is_empty() || password.is_empty() {
+            return Err(DirError::InvalidCredentials);
+        }
+        let s = &self.settings;
+        if let Some(template) = &s.direct_bind_dn {
+            let dn = escape::fill_dn(template, username);
+            let mut ldap = self.connect().await?;
+            bind_as(&mut ldap, &dn, password, s.timeout).await?;
+            let entry = read_entry(&mut ldap, &dn, self.attributes(), s.timeout).await?;
+            let person = self.describe(&mut ldap, entry, username).await;
+            let _ = ldap.unbind().await;
+            return person;
+        }
+        let entry = self.with_service(async |ldap| self.find(ldap, username).await).await?;
+        let mut user_conn = self.connect().await?;
+        let bound = bind_as(&mut user_conn, &entry.dn, password, s.timeout).await;
+        let _ = user_conn.unbind().await;
+        bound?;
+        self.with_service(async |ldap| self.describe(ldap, entry, username).await).await
+    }
+
+    /// The person as the directory has them now, without their password (directory sync,
+    /// `ayushctl sso test-ldap`).
+    pub async fn lookup(&self, username: &str) -> Result<Person, DirError> {
+        self.with_service(async |ldap| {
+            let entry = self.find(ldap, username).await?;
+            self.describe(ldap, entry, username).await
+        })
+        .await
+    }
+
+    fn attributes(&self) -> Vec<String> {
+        let s = &self.settings;
+        vec![
+            s.username_attribute.clone(),
+            s.email_attribute.clone(),
+            s.display_name_attribute.clone(),
+            "memberOf".to_string(),
+        ]
+    }
+
+    async fn find(&self, ldap: &mut Ldap, username: &str) -> Result<SearchEntry, DirError> {
+        let s = &self.settings;
+        let filter = escape::fill_filter(&s.user_filter, username, None);
+        let (entries, _) = ldap
+            .with_timeout(s.timeout)
+            .search(&s.user_base, Scope::Subtree, &filter, self.attributes())
+            .await
+            .map_err(unavailable)?
+            .success()
+            .map_err(|e| DirError::Protocol(e.to_string()))?;
+        match entries.len() {
+            0 => Err(DirError::NotFound),
+            1 => Ok(entries.into_iter().map(SearchEntry::construct).next().ok_or(DirError::NotFound)?),
+            n => Err(DirError::Ambiguous(n)),
+        }
+    }
+
+    async fn describe(&self, ldap: &mut Ldap, entry: SearchEntry, typed: &str) -> Result<Person, DirError> {
+        let s = &self.settings;
+        let first = |attr: &str| entry.attrs.get(attr).and_then(|v| v.first()).cloned();
+        let disabled = match &s.disabled_filter {
+            Some(filter) => {
+                let (hits, _) = ldap
+                    .with_timeout(s.timeout)
+                    .search(&entry.dn, Scope::Base, filter, vec!["1.1"])
+                    .await
+                    .map_err(unavailable)?
+                    .success()
+                    .map_err(|e| DirError::Protocol(e.to_string()))?;
+                !hits.is_empty()
+            }
+            None => false,
+        };
+        let member_of = entry.attrs.get("memberOf").cloned().unwrap_or_default();
+        let groups = self.groups(ldap, &entry.dn, typed, member_of).await?;
+        Ok(Person {
+            username: first(&s.username_attribute).unwrap_or_else(|| typed.to_string()),
+            email: first(&s.email_attribute),
+            display_name: first(&s.display_name_attribute).unwrap_or_default(),
+            disabled,
+            groups,
+            dn: entry.dn,
+        })
+    }
+
+    /// The user's groups: those that name them (group search, and `memberOf` when the directory
+    /// keeps it), then, unless the directory resolves nesting itself, the groups those groups
+    /// are members of, breadth first, bounded.
+    async fn groups(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+        username: &str,
+        member_of: Vec<String>,
+    ) -> Result<BTreeSet<String>, DirError> {
+        let s = &self.settings;
+        let name_attr = s.group_name_attribute.clone();
+        let mut names = BTreeSet::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut queue: VecDeque<(String, usize)> = VecDeque::new();
+        let filter = escape::fill_filter(&s.group_filter, username, Some(dn));
+        for g in search_groups(ldap, &s.group_base, &filter, &name_attr, s.timeout).await? {
+            if seen.insert(g.dn.to_ascii_lowercase()) {
+                names.extend(g.attrs.get(&name_attr).and_then(|v| v.first()).cloned());
+                queue.push_back((g.dn, 1));
+            }
+        }
+        for group_dn in member_of {
+            if seen.insert(group_dn.to_ascii_lowercase()) {
+                names.extend(first_rdn_value(&group_dn));
+                queue.push_back((group_dn, 1));
+            }
+        }
+        if !s.nested_groups || s.in_chain {
+            return Ok(names);
+        }
+        while let Some((group_dn, depth)) = queue.pop_front() {
+            if depth >= NESTING_DEPTH || seen.len() >= MAX_GROUPS {
+                break;
+            }
+            let value = escape::filter_value(&group_dn);
+            let parents = format!("(|(member={value})(uniqueMember={value}))");
+            for g in search_groups(ldap, &s.group_base, &parents, &name_attr, s.timeout).await? {
+                if seen.insert(g.dn.to_ascii_lowercase()) {
+                    names.extend(g.attrs.get(&name_attr).and_then(|v| v.first()).cloned());
+                    queue.push_back((g.dn, depth + 1));
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+async fn bind_as(ldap: &mut Ldap, dn: &str, password: &str, timeout: Duration) -> Result<(), DirError> {
+    let result = ldap.with_timeout(timeout).simple_bind(dn, password).await.map_err(unavailable)?;
+    match result.rc {
+        0 => Ok(()),
+        INVALID_CREDENTIALS => Err(DirError::InvalidCredentials),
+        _ => Err(DirError::Protocol(result.to_string())),
+    }
+}
+
+async fn read_entry(
+    ldap: &mut Ldap,
+    dn: &str,
+    attrs: Vec<String>,
+    timeout: Duration,
+) -> Result<SearchEntry, DirError> {
+    let (entries, _) = ldap
+        .with_timeout(timeout)
+        .search(dn, Scope::Base, "(objectClass=*)", attrs)
+        .await
+        .map_err(unavailable)?
+        .success()
+        .map_err(|e| DirError::Protocol(e.to_string()))?;
+    entries.into_iter().map(SearchEntry::construct).next().ok_or(DirError::NotFound)
+}
+
+async fn search_groups(
+    ldap: &mut Ldap,
+    base: &str,
+    filter: &str,
+    name_attr: &str,
+    timeout: Duration,
+) -> Result<Vec<SearchEntry>, DirError> {
+    let (entries, _) = ldap
+        .with_timeout(timeout)
+        .search(base, Scope::Subtree, filter, vec![name_attr])
+        .await
+        .map_err(unavailable)?
+        .success()
+        .map_err(|e| DirError::Protocol(e.to_string()))?;
+    Ok(entries.into_iter().map(SearchEntry::construct).collect())
+}
+
+/// `cn=Admins,ou=groups,dc=x` -> `Admins` (escapes in the value are undone).
+fn first_rdn_value(dn: &str) -> Option<String> {
+    let mut value = String::new();
+    let mut chars = dn.chars();
+    let mut in_value = false;
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => value.extend(chars.next()),
+            '=' if !in_value => in_value = true,
+            ',' | '+' if in_value => break,
+            _ if in_value => value.push(ch),
+            _ => {}
+        }
+    }
+    (!value.is_empty()).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_fill_what_is_not_set() {
+        let cfg = LdapConfig {
+            preset: LdapPreset::ActiveDirectory,
+            user_base: "dc=corp".into(),
+            ..Default::default()
+        };
+        let s = Settings::from_config(&cfg).unwrap();
+        assert!(
+            s.user_filter.contains("sAMAccountName={username}")
+                && s.user_filter.contains("userPrincipalName")
+        );
+        assert_eq!(s.disabled_filter.as_deref(), Some("(userAccountControl:1.2.840.113556.1.4.803:=2)"));
+        assert!(s.in_chain && s.group_filter.contains("1.2.840.113556.1.4.1941"));
+        assert_eq!(s.group_base, "dc=corp", "groups are searched under the users' base by default");
+        let s = Settings::from_config(&LdapConfig::default()).unwrap();
+        assert_eq!((s.username_attribute.as_str(), s.in_chain), ("uid", false));
+        assert!(s.disabled_filter.is_none());
+    }
+
+    #[test]
+    fn first_rdn_values_are_unescaped() {
+        assert_eq!(first_rdn_value("cn=Admins,ou=groups,dc=x").as_deref(), Some("Admins"));
+        assert_eq!(first_rdn_value("cn=Sales\\, EMEA,ou=g").as_deref(), Some("Sales, EMEA"));
+        assert_eq!(first_rdn_value("nonsense"), None);
+    }
+}

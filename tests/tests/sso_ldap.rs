@@ -1,0 +1,117 @@
+//! Sign-in against a real OpenLDAP directory (slapd from Debian, started by the test on
+//! loopback with StartTLS and a test CA): search-then-bind, nested groups mapped to roles and
+//! groups, filter injection, a disabled account, and the directory going down while the local
+//! break-glass admin keeps working. Every outcome is an audit event with its reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::Server;
+use ayush_tests::slapd::Slapd;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const ROOT_PW: &str = "break glass pw 1";
+
+fn login_events(server: &Server) -> Vec<Value> {
+    let store = server.open_store();
+    let filter =
+        ayush_server::audit::query::Filter { action: Some("auth.login".into()), ..Default::default() };
+    let events =
+        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 100)).unwrap();
+    events.iter().map(ayush_server::audit::query::to_json).collect()
+}
+
+fn reason_for(events: &[Value], user: &str) -> String {
+    events
+        .iter()
+        .find(|e| e["target_id"] == user && e["outcome"] != "success")
+        .map(|e| e["details"]["reason"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn directory_users_sign_in_with_their_groups_mapped_and_bad_attempts_are_refused() {
+    let Some(mut slapd) = Slapd::start() else { return };
+    let server = Server::start_with_config(&slapd.config());
+    server.create_user("root", "admin", ROOT_PW);
+    assert!(server.ctl_local(&["group", "create", "everyone"], None).ok);
+    let map = server.ctl_local(&["-o", "json", "sso", "map", "it-admins", "--role", "admin"], None);
+    assert!(map.ok, "{}", map.stderr);
+    assert!(
+        server.ctl_local(&["sso", "map", "STAFF", "--group", "everyone"], None).ok,
+        "names compare without case"
+    );
+    let listed = server.ctl_local(&["-o", "json", "sso", "mappings"], None).json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // alice: staff, so the Ayush group everyone; no role mapping, so the default role.
+    let mut alice = server.client();
+    let r = alice.login("alice", "alice-password");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let me = alice.get("/api/me").json();
+    assert_eq!(me["user"]["role"], "user");
+    assert_eq!(me["user"]["auth_source"], "ldap");
+    assert_eq!(me["user"]["display_name"], "Alice Liddell");
+    assert_eq!(me["groups"], json!(["everyone"]));
+
+    // bob: helpdesk, which is a member of it-admins: nested, so admin.
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", "bob-password").status, 200);
+    assert_eq!(bob.get("/api/me").json()["user"]["role"], "admin");
+    assert_eq!(bob.get("/api/admin/users").status, 200, "the mapped role takes effect");
+
+    // Wrong password, filter injection, unknown user, disabled account, empty password.
+    let mut c = server.client();
+    assert_eq!(c.login("alice", "wrong-password").error_code(), "auth.invalid_credentials");
+    for hostile in ["*)(uid=*))(|(uid=*", "*", "alice)(uid=*", "ali*"] {
+        let r = c.login(hostile, "alice-password");
+        assert_eq!(r.status, 401, "{hostile:?} must match nobody: {}", r.body);
+    }
+    assert_eq!(c.login("nobody", "whatever-password").status, 401);
+    let r = c.login("carol", "carol-password");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("disabled"), "{}", r.body);
+    assert_eq!(c.login("dave", "").status, 422, "an empty password never reaches the directory");
+
+    let events = login_events(&server);
+    assert_eq!(reason_for(&events, "alice"), "wrong_password");
+    assert_eq!(reason_for(&events, "carol"), "disabled_in_directory");
+    assert_eq!(reason_for(&events, "*)(uid=*))(|(uid=*"), "unknown_user");
+    let bobs = events.iter().find(|e| e["target_id"] == "bob" && e["outcome"] == "success").unwrap();
+    assert_eq!(bobs["details"]["source"], "ldap");
+    assert!(bobs["details"]["directory_groups"].as_array().unwrap().contains(&json!("it-admins")), "{bobs}");
+
+    // The directory goes down: directory users get a clear answer quickly; the break-glass
+    // admin still signs in.
+    slapd.stop();
+    let started = Instant::now();
+    let r = server.client().login("alice", "alice-password");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("directory is unavailable"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(8), "no hang: {:?}", started.elapsed());
+    assert_eq!(server.client().login("root", ROOT_PW).status, 200, "local break-glass works");
+    assert_eq!(reason_for(&login_events(&server), "alice"), "directory_unavailable");
+    slapd.restart();
+    assert_eq!(server.client().login("alice", "alice-password").status, 200, "and back");
+}
+
+#[test]
+fn a_directory_without_a_trusted_certificate_is_refused() {
+    let Some(slapd) = Slapd::start() else { return };
+    // The server trusts another CA than the one that signed slapd's certificate.
+    let other = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let other_ca = other.path().join("other-ca.pem");
+    std::fs::write(&other_ca, cert.pem()).unwrap();
+    let config =
+        slapd.config().replace(&slapd.ca_file.display().to_string(), &other_ca.display().to_string());
+    let server = Server::start_with_config(&config);
+    let r = server.client().login("alice", "alice-password");
+    assert_eq!(r.status, 503, "{}", r.body);
+    let events = login_events(&server);
+    let refused = events.iter().find(|e| e["target_id"] == "alice").unwrap();
+    let error = refused["details"]["error"].as_str().unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate") || error.contains("UnknownIssuer"), "{refused}");
+}
