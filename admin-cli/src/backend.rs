@@ -53,6 +53,8 @@ pub trait Backend {
         group: Option<&str>,
     ) -> Result<Value, String>;
     fn remove_mapping(&self, id: i64) -> Result<(), String>;
+    /// Refreshes directory accounts now (or says what that would change).
+    fn directory_sync(&self, dry_run: bool) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -4,7 +4,8 @@
 use crate::backend::Backend;
 use ayush_server::audit::query::{self, Filter, Format};
 use ayush_server::audit::{self, Actor, Event, Outcome};
-use ayush_server::auth::{Role, groups, mapping, password, tokens, users};
+use ayush_server::auth::ldap::Directory;
+use ayush_server::auth::{Role, directory_sync, groups, mapping, password, tokens, users};
 use ayush_server::catalog::{Catalog, access};
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
@@ -31,6 +32,13 @@ impl Drop for Local {
             Ok(())
         });
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 fn err(e: AppError) -> String {
@@ -93,6 +101,38 @@ impl Local {
             Some(cp) => to_json(cp),
             None => Err("the audit log holds no events yet: there is nothing to sign".into()),
         }
+    }
+
+    fn directory(&self) -> Result<Directory, String> {
+        if !self.config.ldap.enabled {
+            return Err("no directory is configured: [ldap] enabled = false".into());
+        }
+        Directory::new(&self.config.ldap)
+    }
+
+    fn default_role(&self) -> Option<Role> {
+        self.config.ldap.default_role.as_deref().and_then(|r| r.parse().ok())
+    }
+
+    /// Each step of a directory sign-in for `username`, and what the mappings would make of it.
+    pub fn test_ldap(&self, username: &str, password: Option<&str>) -> Result<(bool, Value), String> {
+        let directory = self.directory()?;
+        let (steps, person) = runtime()?.block_on(directory.diagnose(username, password));
+        let mut ok = steps.iter().all(|s| s.ok);
+        let mut report = json!({"steps": steps});
+        if let Some(person) = person {
+            let rules = self.store.run_blocking(mapping::rules).map_err(err)?;
+            let decision = mapping::decide(&rules, &person.groups, self.default_role());
+            if decision.role.is_none() {
+                ok = false;
+            }
+            report["result"] = json!({
+                "role": decision.role,
+                "groups": decision.groups,
+                "access": decision.role.is_some(),
+            });
+        }
+        Ok((ok, report))
     }
 
     /// Prunes old events now (retention), behind a signed checkpoint.
@@ -323,6 +363,15 @@ impl Backend for Local {
         out.write_all(buf.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {
+        let directory = self.directory()?;
+        let now = self.now();
+        let report = runtime()?
+            .block_on(directory_sync::sync(&self.store, &directory, now, self.default_role(), dry_run))
+            .map_err(err)?;
+        to_json(report)
     }
 
     fn list_mappings(&self) -> Result<Value, String> {

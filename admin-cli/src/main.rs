@@ -69,6 +69,9 @@ enum Command {
     /// Single sign-on: map directory groups to Ayush roles and groups.
     #[command(subcommand)]
     Sso(SsoCommand),
+    /// The LDAP directory behind directory accounts.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
     /// Read and verify the audit log (an auditor's API token, or --local).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -207,6 +210,25 @@ enum SsoCommand {
     Mappings,
     /// Remove a mapping by id.
     Unmap { id: i64 },
+    /// Check the [ldap] configuration step by step for one user (connect, TLS, bind, search,
+    /// groups, the role that would result) without signing in (--local).
+    TestLdap {
+        user: String,
+        /// Also try the user's password, read from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Refresh directory accounts now: groups and roles follow the mappings; accounts gone or
+    /// disabled in the directory are disabled here, their sessions ended and tokens revoked.
+    Sync {
+        /// Only say what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -466,7 +488,34 @@ fn run(cli: Cli) -> Result<(), String> {
                 backend.remove_mapping(id)?;
                 out.done(&format!("mapping {id} removed"))
             }
+            SsoCommand::TestLdap { user, password_stdin } => {
+                let local = backend.local().ok_or("test-ldap checks the server's own config: add --local")?;
+                let password = match password_stdin {
+                    true => Some(read_password(&PasswordSource { password_stdin: true }, "Password")?),
+                    false => None,
+                };
+                let (ok, report) = local.test_ldap(&user, password.as_deref())?;
+                match out {
+                    Output::Json => out.object(&report)?,
+                    Output::Table => print!("{}", output::diagnosis(&report)),
+                }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("{user} cannot sign in through the directory as configured"))
+                }
+            }
         },
+        Command::Directory(DirectoryCommand::Sync { dry_run }) => {
+            let report = backend.directory_sync(dry_run)?;
+            match out {
+                Output::Json => out.object(&report),
+                Output::Table => {
+                    print!("{}", output::sync_report(&report));
+                    Ok(())
+                }
+            }
+        }
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -151,3 +151,59 @@ pub fn verification(report: &Value) -> String {
         ),
     }
 }
+
+/// `sso test-ldap` as lines: one per step, then the result.
+pub fn diagnosis(report: &Value) -> String {
+    let mut out = String::new();
+    for step in report["steps"].as_array().into_iter().flatten() {
+        let mark = if step["ok"] == true { "ok  " } else { "FAIL" };
+        out.push_str(&format!("{mark} {:<13} {}\n", cell(step.get("step")), cell(step.get("detail"))));
+    }
+    if let Some(result) = report.get("result") {
+        match result["role"].as_str() {
+            Some(role) => {
+                out.push_str(&format!("=> signs in as {role}, groups: {}\n", cell(result.get("groups"))))
+            }
+            None => out.push_str(
+                "=> no access: none of the directory groups is mapped to a role, and default_role is none\n",
+            ),
+        }
+    }
+    out
+}
+
+/// `directory sync` as lines.
+pub fn sync_report(report: &Value) -> String {
+    let mut out = String::new();
+    let verb = if report["dry_run"] == true { "would" } else { "did" };
+    for c in report["changed"].as_array().into_iter().flatten() {
+        let user = cell(c.get("username"));
+        if c["action"] == "disable" {
+            out.push_str(&format!("{verb} disable {user} ({})\n", cell(c.get("reason"))));
+            continue;
+        }
+        let ch = &c["changes"];
+        if let Some([from, to]) = ch["role"].as_array().map(Vec::as_slice) {
+            out.push_str(&format!(
+                "{verb} change {user}'s role from {} to {}\n",
+                cell(Some(from)),
+                cell(Some(to))
+            ));
+        }
+        for g in ch["joined"].as_array().into_iter().flatten() {
+            out.push_str(&format!("{verb} add {user} to {}\n", cell(Some(g))));
+        }
+        for g in ch["left"].as_array().into_iter().flatten() {
+            out.push_str(&format!("{verb} remove {user} from {}\n", cell(Some(g))));
+        }
+    }
+    for s in report["skipped"].as_array().into_iter().flatten() {
+        out.push_str(&format!("skipped {}\n", cell(Some(s))));
+    }
+    out.push_str(&format!(
+        "{} directory accounts checked, {} changed\n",
+        cell(report.get("checked")),
+        report["changed"].as_array().map_or(0, Vec::len)
+    ));
+    out
+}

@@ -232,6 +232,10 @@ impl Backend for Remote {
         out.flush().map_err(|e| format!("writing the export: {e}"))
     }
 
+    fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {
+        self.call("POST", "/api/admin/directory/sync", Body::Json(&json!({"dry_run": dry_run})))
+    }
+
     fn list_mappings(&self) -> Result<Value, String> {
         self.call("GET", "/api/admin/mappings", Body::None)
     }

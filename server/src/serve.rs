@@ -122,6 +122,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         actix_web::rt::spawn(housekeeping(state.clone()));
         actix_web::rt::spawn(keep_audit_log(state.clone()));
         crate::audit::sink::start(&state);
+        if state.directory.is_some() {
+            actix_web::rt::spawn(sync_directory(state.clone()));
+        }
         let served = server.run().await.map_err(StartError::Run);
         // The last word of every run: a signed checkpoint of where the log stands.
         let ledger = state.audit.clone();
@@ -138,6 +141,36 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
         served
     })
+}
+
+/// Refreshes directory accounts every `ldap.sync_interval_mins`.
+async fn sync_directory(state: AppState) {
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(state.config.ldap.sync_interval_mins.max(1) * 60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; sign-ins already apply the mappings
+    loop {
+        tick.tick().await;
+        let Some(directory) = state.directory.clone() else { return };
+        let default_role = state.authority().default_role;
+        match crate::auth::directory_sync::sync(
+            &state.store,
+            &directory,
+            state.clock.now(),
+            default_role,
+            false,
+        )
+        .await
+        {
+            Ok(report) => tracing::info!(
+                checked = report.checked,
+                changed = report.changed.len(),
+                skipped = report.skipped.len(),
+                "directory sync"
+            ),
+            Err(e) => tracing::warn!(error = %e, "directory sync failed"),
+        }
+    }
 }
 
 /// Keeps the audit log's witnesses current: the head file every second, checkpoints and a full

@@ -165,11 +165,17 @@ impl Server {
         }
     }
 
-    /// Runs `ayushctl --local` on this server's data directory.
+    /// Runs `ayushctl --local` on this server's data directory (and its config file, when the
+    /// server was started with one).
     pub fn ctl_local(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
         let mut full = vec!["--local", "--data-dir"];
         let dir = self.data_dir.path().to_string_lossy().to_string();
         full.push(&dir);
+        let config = self.data_dir.path().join("ayush.toml");
+        let config = config.to_string_lossy().to_string();
+        if std::path::Path::new(&config).exists() {
+            full.extend(["--config", config.as_str()]);
+        }
         full.extend_from_slice(args);
         run_ctl(&full, stdin, &self.env)
     }

@@ -172,6 +172,23 @@ access to * by users read by * none
         }
     }
 
+    /// Changes the directory (an LDIF with `changetype`s), as its admins would: offline with
+    /// slapmodify, then back up.
+    pub fn modify(&mut self, ldif: &str) {
+        self.stop();
+        let path = self.dir.path().join("changes.ldif");
+        std::fs::write(&path, ldif).unwrap();
+        let out = Command::new(slapd().unwrap().with_file_name("slapmodify"))
+            .arg("-f")
+            .arg(self.conf())
+            .arg("-l")
+            .arg(&path)
+            .output()
+            .expect("run slapmodify");
+        assert!(out.status.success(), "slapmodify: {}", String::from_utf8_lossy(&out.stderr));
+        self.restart();
+    }
+
     /// Takes the directory down (as an outage).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

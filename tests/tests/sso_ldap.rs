@@ -115,3 +115,86 @@ fn a_directory_without_a_trusted_certificate_is_refused() {
     let error = refused["details"]["error"].as_str().unwrap_or_default();
     assert!(error.to_lowercase().contains("certificate") || error.contains("UnknownIssuer"), "{refused}");
 }
+
+/// The directory changes; the sync follows: a disabled and a deleted account are disabled in
+/// Ayush (sessions ended, tokens revoked), a changed nesting changes a role. A dry run says so
+/// first and changes nothing. `sso test-ldap` walks one sign-in step by step.
+#[test]
+fn directory_sync_follows_the_directory() {
+    let Some(mut slapd) = Slapd::start() else { return };
+    let server = Server::start_with_config(&slapd.config());
+    server.create_user("root", "admin", ROOT_PW);
+    assert!(server.ctl_local(&["group", "create", "everyone"], None).ok);
+    assert!(server.ctl_local(&["sso", "map", "it-admins", "--role", "admin"], None).ok);
+    assert!(server.ctl_local(&["sso", "map", "staff", "--group", "everyone"], None).ok);
+    let mut sessions = Vec::new();
+    for (who, pw) in [("alice", "alice-password"), ("bob", "bob-password"), ("dave", "dave-password")] {
+        let mut c = server.client();
+        assert_eq!(c.login(who, pw).status, 200, "{who}");
+        sessions.push(c);
+    }
+    let dave_token = server.token_for("dave");
+
+    let test = server.ctl_local(&["sso", "test-ldap", "bob", "--password-stdin"], Some("bob-password"));
+    assert!(test.ok, "{}{}", test.stdout, test.stderr);
+    for step in ["connect", "StartTLS", "service bind", "search", "bind as user", "helpdesk", "it-admins"] {
+        assert!(test.stdout.contains(step), "{step}: {}", test.stdout);
+    }
+    assert!(test.stdout.contains("=> signs in as admin, groups: everyone"), "{}", test.stdout);
+    let nobody = server.ctl_local(&["sso", "test-ldap", "nobody"], None);
+    assert!(!nobody.ok && nobody.stdout.contains("FAIL search"), "{}", nobody.stdout);
+
+    slapd.modify(
+        "dn: uid=alice,ou=people,dc=example,dc=com
+changetype: modify
+add: employeeType
+employeeType: disabled
+
+dn: cn=helpdesk,ou=groups,dc=example,dc=com
+changetype: modify
+delete: member
+member: uid=bob,ou=people,dc=example,dc=com
+-
+add: member
+member: uid=alice,ou=people,dc=example,dc=com
+
+dn: uid=dave,ou=people,dc=example,dc=com
+changetype: delete
+",
+    );
+
+    let dry = server.ctl_local(&["directory", "sync", "--dry-run"], None);
+    assert!(dry.ok, "{}", dry.stderr);
+    for line in [
+        "would disable alice (disabled_in_directory)",
+        "would disable dave (vanished_from_directory)",
+        "would change bob's role from admin to user",
+    ] {
+        assert!(dry.stdout.contains(line), "{line}: {}", dry.stdout);
+    }
+    assert_eq!(sessions[0].get("/api/me").status, 200, "a dry run changes nothing");
+
+    let done = server.ctl_local(&["-o", "json", "directory", "sync"], None);
+    assert!(done.ok, "{}", done.stderr);
+    assert_eq!(done.json()["checked"], 3);
+    assert_eq!(sessions[0].get("/api/me").status, 401, "alice's session ended");
+    assert_eq!(sessions[1].get("/api/me").json()["user"]["role"], "user", "bob is no longer admin");
+    let r = server.client().raw("GET", "/api/me", &[("Authorization", &format!("Bearer {dave_token}"))], "");
+    assert_eq!(r.status, 401, "dave's API token is revoked");
+    let r = server.client().login("alice", "alice-password");
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let store = server.open_store();
+    let filter =
+        ayush_server::audit::query::Filter { action: Some("directory.sync".into()), ..Default::default() };
+    let events =
+        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 5)).unwrap();
+    assert_eq!(events.len(), 1, "the dry run recorded nothing");
+    assert!(events[0].details.contains("\"disabled\":[\"alice\",\"dave\"]"), "{}", events[0].details);
+
+    // With the directory down, a sync changes nothing and says why.
+    slapd.stop();
+    let down = server.ctl_local(&["directory", "sync"], None);
+    assert!(!down.ok && down.stderr.contains("directory is unavailable"), "{}", down.stderr);
+    assert_eq!(sessions[1].get("/api/me").status, 200, "nobody is disabled because the directory was down");
+}

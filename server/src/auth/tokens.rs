@@ -107,6 +107,24 @@ pub fn list(conn: &mut Conn, username: Option<&str>) -> AppResult<Vec<(ApiToken,
     })?)
 }
 
+/// Revokes every live token of a user (their account left the directory); returns how many.
+pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64) -> AppResult<usize> {
+    conn.transaction(|conn| {
+        let n = with_conn!(&mut *conn, |c| diesel::update(
+            api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked.eq(false))
+        )
+        .set(api_tokens::revoked.eq(true))
+        .execute(c))?;
+        if n > 0 {
+            let event = Event::new(actor, "token.revoke", Outcome::Success)
+                .target("user_tokens", user_id)
+                .details(serde_json::json!({"count": n}));
+            audit::record(conn, now, &event)?;
+        }
+        Ok(n)
+    })
+}
+
 pub fn revoke(conn: &mut Conn, now: i64, actor: &Actor, id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let n = with_conn!(&mut *conn, |c| diesel::update(api_tokens::table.find(id))

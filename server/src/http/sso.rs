@@ -2,7 +2,7 @@
 
 use crate::auth::Role;
 use crate::auth::guard::{AdminOnly, Authed};
-use crate::auth::mapping;
+use crate::auth::{directory_sync, mapping};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -11,7 +11,8 @@ use serde::Deserialize;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/admin/mappings", web::get().to(list))
         .route("/api/admin/mappings", web::post().to(create))
-        .route("/api/admin/mappings/{id}", web::delete().to(remove));
+        .route("/api/admin/mappings/{id}", web::delete().to(remove))
+        .route("/api/admin/directory/sync", web::post().to(sync));
 }
 
 async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
@@ -49,4 +50,33 @@ async fn remove(
     let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
     state.store.run(move |c| mapping::remove(c, now, &actor, id)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Runs the directory sync now (or, with `dry_run`, says what it would change).
+async fn sync(
+    state: web::Data<AppState>,
+    _who: Authed<AdminOnly>,
+    body: Option<web::Json<SyncBody>>,
+) -> AppResult<HttpResponse> {
+    let dry_run = body.map(|b| b.dry_run).unwrap_or_default();
+    let directory = state
+        .directory
+        .clone()
+        .ok_or_else(|| AppError::validation("no directory is configured ([ldap] enabled = false)"))?;
+    let report = directory_sync::sync(
+        &state.store,
+        &directory,
+        state.clock.now(),
+        state.authority().default_role,
+        dry_run,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
 }

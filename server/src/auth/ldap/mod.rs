@@ -50,6 +50,23 @@ pub struct Person {
     pub groups: BTreeSet<String>,
 }
 
+/// One step of `diagnose`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Step {
+    fn ok(step: &'static str, detail: String) -> Step {
+        Step { step, ok: true, detail }
+    }
+    fn failed(step: &'static str, detail: String) -> Step {
+        Step { step, ok: false, detail }
+    }
+}
+
 /// The config with the preset's defaults filled in.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -167,10 +184,15 @@ impl Directory {
         Ok(ldap)
     }
 
-    async fn service(&self) -> Result<Ldap, DirError> {
+    /// A pooled service connection (`true`), or a new one bound now (`false`).
+    async fn service(&self) -> Result<(Ldap, bool), DirError> {
         if let Some(ldap) = self.pool.lock().await.pop() {
-            return Ok(ldap);
+            return Ok((ldap, true));
         }
+        self.fresh_service().await.map(|l| (l, false))
+    }
+
+    async fn fresh_service(&self) -> Result<Ldap, DirError> {
         let mut ldap = self.connect().await?;
         let s = &self.settings;
         let bound = ldap
@@ -192,12 +214,18 @@ impl Directory {
     }
 
     /// Runs `f` on a service connection; one that failed is dropped, not returned to the pool.
+    /// A pooled connection may have died since (the directory restarted): then `f` runs once
+    /// more on a new one.
     async fn with_service<T>(
         &self,
-        f: impl AsyncFnOnce(&mut Ldap) -> Result<T, DirError>,
+        f: impl AsyncFn(&mut Ldap) -> Result<T, DirError>,
     ) -> Result<T, DirError> {
-        let mut ldap = self.service().await?;
-        let result = f(&mut ldap).await;
+        let (mut ldap, pooled) = self.service().await?;
+        let mut result = f(&mut ldap).await;
+        if pooled && matches!(result, Err(DirError::Unavailable(_))) {
+            ldap = self.fresh_service().await?;
+            result = f(&mut ldap).await;
+        }
         if !matches!(result, Err(DirError::Unavailable(_) | DirError::Protocol(_))) {
             self.give_back(ldap).await;
         }
@@ -225,7 +253,7 @@ impl Directory {
         let bound = bind_as(&mut user_conn, &entry.dn, password, s.timeout).await;
         let _ = user_conn.unbind().await;
         bound?;
-        self.with_service(async |ldap| self.describe(ldap, entry, username).await).await
+        self.with_service(async |ldap| self.describe(ldap, entry.clone(), username).await).await
     }
 
     /// The person as the directory has them now, without their password (directory sync,
@@ -236,6 +264,112 @@ impl Directory {
             self.describe(ldap, entry, username).await
         })
         .await
+    }
+
+    /// `ayushctl sso test-ldap`: each step of a sign-in, stopping at the first that fails,
+    /// without signing anyone in. With a password, the bind as the user is tried too.
+    pub async fn diagnose(&self, username: &str, password: Option<&str>) -> (Vec<Step>, Option<Person>) {
+        let s = &self.settings;
+        let mut steps = Vec::new();
+        let tls = if s.url.starts_with("ldaps://") {
+            "LDAPS"
+        } else if s.starttls {
+            "StartTLS"
+        } else {
+            "no TLS"
+        };
+        let mut ldap = match self.connect().await {
+            Ok(l) => {
+                steps.push(Step::ok("connect", format!("{} ({tls})", s.url)));
+                l
+            }
+            Err(e) => {
+                steps.push(Step::failed("connect", format!("{} ({tls}): {e}", s.url)));
+                return (steps, None);
+            }
+        };
+        let entry = if let Some(template) = &s.direct_bind_dn {
+            let dn = escape::fill_dn(template, username);
+            let Some(pw) = password else {
+                steps.push(Step::failed(
+                    "bind as user",
+                    format!("direct bind as {dn} needs the password (--password-stdin)"),
+                ));
+                return (steps, None);
+            };
+            if let Err(e) = bind_as(&mut ldap, &dn, pw, s.timeout).await {
+                steps.push(Step::failed("bind as user", format!("{dn}: {e}")));
+                return (steps, None);
+            }
+            steps.push(Step::ok("bind as user", dn.clone()));
+            match read_entry(&mut ldap, &dn, self.attributes(), s.timeout).await {
+                Ok(e) => e,
+                Err(e) => {
+                    steps.push(Step::failed("read entry", e.to_string()));
+                    return (steps, None);
+                }
+            }
+        } else {
+            match ldap.with_timeout(s.timeout).simple_bind(&s.bind_dn, &s.bind_password).await {
+                Ok(r) if r.rc == 0 => steps.push(Step::ok("service bind", s.bind_dn.clone())),
+                Ok(r) => {
+                    steps.push(Step::failed("service bind", format!("{}: {r}", s.bind_dn)));
+                    return (steps, None);
+                }
+                Err(e) => {
+                    steps.push(Step::failed("service bind", e.to_string()));
+                    return (steps, None);
+                }
+            }
+            let filter = escape::fill_filter(&s.user_filter, username, None);
+            let entry = match self.find(&mut ldap, username).await {
+                Ok(e) => {
+                    steps.push(Step::ok("search", format!("{filter} under {} found {}", s.user_base, e.dn)));
+                    e
+                }
+                Err(e) => {
+                    steps.push(Step::failed("search", format!("{filter} under {}: {e}", s.user_base)));
+                    return (steps, None);
+                }
+            };
+            if let Some(pw) = password {
+                let bound = match self.connect().await {
+                    Ok(mut user_conn) => bind_as(&mut user_conn, &entry.dn, pw, s.timeout).await,
+                    Err(e) => Err(e),
+                };
+                match bound {
+                    Ok(()) => steps.push(Step::ok("bind as user", entry.dn.clone())),
+                    Err(e) => {
+                        steps.push(Step::failed("bind as user", format!("{}: {e}", entry.dn)));
+                        return (steps, None);
+                    }
+                }
+            }
+            entry
+        };
+        match self.describe(&mut ldap, entry, username).await {
+            Ok(person) => {
+                let who = format!(
+                    "username {:?}, display name {:?}, email {:?}",
+                    person.username,
+                    person.display_name,
+                    person.email.as_deref().unwrap_or("-")
+                );
+                steps.push(Step::ok("attributes", who));
+                let state = if person.disabled { "DISABLED in the directory" } else { "enabled" };
+                steps.push(Step { step: "account", ok: !person.disabled, detail: state.into() });
+                let groups: Vec<&str> = person.groups.iter().map(String::as_str).collect();
+                steps.push(Step::ok(
+                    "groups",
+                    if groups.is_empty() { "none".into() } else { groups.join(", ") },
+                ));
+                (steps, Some(person))
+            }
+            Err(e) => {
+                steps.push(Step::failed("groups", e.to_string()));
+                (steps, None)
+            }
+        }
     }
 
     fn attributes(&self) -> Vec<String> {
