@@ -25,6 +25,7 @@ pub struct Config {
     pub log: LogConfig,
     pub audit: AuditConfig,
     pub ldap: LdapConfig,
+    pub oidc: OidcConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +103,81 @@ pub struct AuditConfig {
     pub retention_days: u64,
     pub capture_chat_content_groups: Vec<String>,
     pub sinks: Vec<SinkConfig>,
+}
+
+/// Sign-in through OpenID Connect providers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Show the local username/password form on the sign-in page (`false`: only at
+    /// `/login?local=1`, the break-glass path).
+    pub show_local_login: bool,
+    /// The address people reach Ayush at (`https://ayush.example.com`); redirect URIs are built
+    /// on it. Default: the scheme and host of the request.
+    pub public_url: Option<String>,
+    pub providers: Vec<OidcProviderConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// In URLs (`/auth/oidc/<name>/callback`) and the audit log.
+    pub name: String,
+    pub button_text: String,
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    #[serde(default = "default_name_claim")]
+    pub display_name_claim: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Keep only groups whose names start with this.
+    #[serde(default)]
+    pub groups_prefix: Option<String>,
+    /// Create users at their first sign-in (`false`: an admin creates them first).
+    #[serde(default = "default_true")]
+    pub create_users: bool,
+    #[serde(default = "default_role")]
+    pub default_role: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig { show_local_login: true, public_url: None, providers: Vec::new() }
+    }
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+fn default_name_claim() -> String {
+    "name".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_role() -> String {
+    "user".into()
 }
 
 /// Sign-in against an LDAP directory (OpenLDAP, Active Directory). Keys left unset take the
@@ -444,6 +520,40 @@ impl Config {
                 return bad(format!("ldap.default_role = {role:?}: expected user, admin, auditor or none"));
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.oidc.providers {
+            let name = &p.name;
+            let ok_name = !name.is_empty()
+                && name.len() <= 40
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok_name || !seen.insert(name.clone()) {
+                return bad(format!(
+                    "oidc.providers: name {name:?} must be unique, 1 to 40 letters, digits, - or _"
+                ));
+            }
+            if !(p.issuer.starts_with("https://")
+                || p.issuer.starts_with("http://127.")
+                || p.issuer.starts_with("http://localhost"))
+            {
+                return bad(format!("oidc provider {name}: issuer must be https:// (http only on loopback)"));
+            }
+            if p.client_id.is_empty() || p.button_text.trim().is_empty() {
+                return bad(format!("oidc provider {name}: client_id and button_text are required"));
+            }
+            if !p.scopes.iter().any(|s| s == "openid") {
+                return bad(format!("oidc provider {name}: scopes must include openid"));
+            }
+            if p.default_role != "none" && p.default_role.parse::<crate::auth::Role>().is_err() {
+                return bad(format!(
+                    "oidc provider {name}: default_role must be user, admin, auditor or none"
+                ));
+            }
+        }
+        if let Some(url) = &self.oidc.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return bad(format!("oidc.public_url = {url:?} must start with https:// or http://"));
+        }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
         }
@@ -456,6 +566,11 @@ impl Config {
         shown.database.url = mask_url_password(&shown.database.url);
         if !shown.ldap.bind_password.is_empty() {
             shown.ldap.bind_password = "***".into();
+        }
+        for p in &mut shown.oidc.providers {
+            if !p.client_secret.is_empty() {
+                p.client_secret = "***".into();
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }

@@ -23,6 +23,8 @@ pub enum StartError {
     AuditKeys(#[from] crate::audit::keys::KeyError),
     #[error("ldap: {0}")]
     Ldap(String),
+    #[error("oidc: {0}")]
+    Oidc(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {0}: {1}")]
@@ -55,6 +57,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         true => Some(Arc::new(crate::auth::ldap::Directory::new(&config.ldap).map_err(StartError::Ldap)?)),
         false => None,
     };
+    let oidc = crate::auth::oidc::Providers::from_config(&config.oidc.providers).map_err(StartError::Oidc)?;
     let catalog = Arc::new(Catalog::new(&config.server.data_dir));
     let swept = catalog.sweep_partials(clock.now());
     if swept > 0 {
@@ -70,6 +73,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         turns: Default::default(),
         audit: Arc::new(ledger),
         directory,
+        oidc: Arc::new(oidc),
     })
 }
 

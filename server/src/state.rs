@@ -33,4 +33,6 @@ pub struct AppState {
     pub audit: Arc<crate::audit::Ledger>,
     /// The LDAP directory, when `[ldap]` is enabled.
     pub directory: Option<Arc<crate::auth::ldap::Directory>>,
+    /// The OpenID Connect providers people may sign in with.
+    pub oidc: Arc<crate::auth::oidc::Providers>,
 }

@@ -4,70 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
 use ayush_tests::Server;
-use ayush_tests::browser::Browser;
-use fantoccini::{Client, Locator};
-use std::time::Duration;
-
-async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
-/// The text of `css` once it contains `want` (a click's navigation may still be on its way),
-/// or whatever it holds after 20 seconds, for the assertion to show.
-async fn text_when(c: &Client, css: &str, want: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = match c.find(Locator::Css(css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if text.contains(want) || std::time::Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until the browser has navigated to a URL containing `part`.
-async fn wait_for_url(c: &Client, part: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-        if url.contains(part) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "never reached a URL with {part}: {url}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn fill(c: &Client, css: &str, value: &str) {
-    let field = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
-    field.clear().await.ok();
-    field.send_keys(value).await.unwrap();
-}
-
-/// With `AYUSH_SCREENSHOTS=DIR`, keeps a picture of each step for people to look at.
-async fn snap(c: &Client, name: &str) {
-    if let Ok(dir) = std::env::var("AYUSH_SCREENSHOTS") {
-        let png = c.screenshot().await.unwrap();
-        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
-    }
-}
-
-async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
-    c.goto(&format!("{base}/login")).await.unwrap();
-    fill(c, "#username", user).await;
-    fill(c, "#password", password).await;
-    c.find(Locator::Css("form[action='/login'] button[type=submit]")).await.unwrap().click().await.unwrap();
-}
+use ayush_tests::browser::{Browser, fill, sign_in, snap, text_of, text_when, wait_for_url};
+use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_creates_a_user_who_then_signs_in() {

@@ -1,8 +1,9 @@
 //! Password sign-in and sign-out, as plain steps over the store so the HTTP side stays thin.
 //! Every attempt, success or failure, is an audit event.
 
+use super::admission::{Admission, Client, Refusal, admit, refuse};
 use super::ldap::{DirError, Directory};
-use super::{Role, mapping, password, sessions, throttle, users};
+use super::{Role, password, sessions, throttle, users};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::SharedClock;
 use crate::config::AuthConfig;
@@ -124,42 +125,6 @@ pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<S
         .await?
 }
 
-/// Why a directory sign-in was refused: what the audit log records, and what the person is told.
-struct Refusal {
-    reason: &'static str,
-    details: serde_json::Value,
-    error: AppError,
-}
-
-/// Records a refused directory sign-in (counting it against the account) and returns its error.
-async fn refuse(
-    store: &Store,
-    now: i64,
-    actor: Actor,
-    username: String,
-    ip: String,
-    refusal: Refusal,
-) -> AppResult<SignedIn> {
-    let Refusal { reason, details, error } = refusal;
-    store
-        .run(move |c| {
-            c.transaction(|c| {
-                throttle::record_failure(c, now, &username, &ip)?;
-                let mut d = serde_json::json!({"reason": reason, "source": "ldap"});
-                if let (Some(d), Some(extra)) = (d.as_object_mut(), details.as_object()) {
-                    d.extend(extra.clone());
-                }
-                audit::record(
-                    c,
-                    now,
-                    &Event::new(&actor, "auth.login", Outcome::Failure).target("user", &username).details(d),
-                )
-            })
-        })
-        .await?;
-    Err(error)
-}
-
 async fn directory_sign_in(
     authority: &Authority<'_>,
     directory: &Directory,
@@ -188,22 +153,16 @@ async fn directory_sign_in(
             };
             tracing::info!(user = %typed, error = %e, "directory sign-in refused");
             let details = serde_json::json!({"error": e.to_string()});
-            return refuse(store, clock.now(), actor, typed, ip, Refusal { reason, details, error }).await;
+            return refuse(store, clock.now(), actor, typed, ip, "ldap", Refusal { reason, details, error })
+                .await;
         }
     };
     let now = clock.now();
     if person.disabled {
         let error = AppError::new(ErrorKind::Forbidden, "your directory account is disabled");
         let details = serde_json::json!({"dn": person.dn});
-        return refuse(
-            store,
-            now,
-            actor,
-            typed,
-            ip,
-            Refusal { reason: "disabled_in_directory", details, error },
-        )
-        .await;
+        let refusal = Refusal { reason: "disabled_in_directory", details, error };
+        return refuse(store, now, actor, typed, ip, "ldap", refusal).await;
     }
     if users::validate_username(&person.username).is_err() {
         let error = AppError::validation(format!(
@@ -211,72 +170,21 @@ async fn directory_sign_in(
             person.username
         ));
         let refusal = Refusal { reason: "unusable_username", details: serde_json::json!({}), error };
-        return refuse(store, now, actor, typed, ip, refusal).await;
+        return refuse(store, now, actor, typed, ip, "ldap", refusal).await;
     }
-    let (cfg, default_role) = (authority.cfg.clone(), authority.default_role);
-    let (ua, previous, signed_in_actor) = (attempt.user_agent, attempt.previous_session, actor.clone());
-    let outcome = store
-        .run(move |c| {
-            c.transaction(|c| {
-                let decision = mapping::decide(&mapping::rules(c)?, &person.groups, default_role);
-                let groups: Vec<&String> = person.groups.iter().collect();
-                let Some(role) = decision.role else {
-                    return Ok(Err(Refusal {
-                        reason: "no_mapping",
-                        details: serde_json::json!({"directory_groups": groups}),
-                        error: AppError::new(
-                            ErrorKind::Forbidden,
-                            "none of your directory groups gives access to Ayush; ask your administrator",
-                        ),
-                    }));
-                };
-                let directory_actor = Actor { name: "directory:ldap".into(), method: Some("directory".into()), ..Default::default() };
-                let user = match users::find_row(c, &person.username)? {
-                    None => {
-                        let account = users::DirectoryAccount {
-                            username: &person.username,
-                            display_name: &person.display_name,
-                            role,
-                            source: "ldap",
-                            external_id: &person.dn,
-                        };
-                        users::create_from_directory(c, now, &directory_actor, &account)?
-                    }
-                    Some(row) if row.auth_source == "local" && row.password_hash.is_some() => {
-                        return Ok(Err(Refusal {
-                            reason: "local_account_conflict",
-                            details: serde_json::json!({}),
-                            error: AppError::conflict("a local account has this name; ask your administrator"),
-                        }));
-                    }
-                    Some(row) if row.disabled => {
-                        return Ok(Err(Refusal { reason: "disabled", details: serde_json::json!({}), error: invalid() }));
-                    }
-                    Some(row) => {
-                        users::link_directory(c, now, row.id, "ldap", &person.dn, &person.display_name)?;
-                        users::User::try_from(row)?
-                    }
-                };
-                let changes = mapping::apply(c, now, &directory_actor, &user, &decision, false)?;
-                let user = users::get_by_id(c, user.id)?;
-                if let Some(old) = previous {
-                    sessions::delete(c, &old)?;
-                }
-                throttle::clear_account(c, &person.username)?;
-                let issued = sessions::create(c, now, &cfg, user.id, Some(&ip), ua.as_deref())?;
-                let actor = Actor { user_id: Some(user.id), name: user.username.clone(), ..signed_in_actor };
-                let details = serde_json::json!({
-                    "source": "ldap", "dn": person.dn, "directory_groups": groups, "role": user.role, "changes": changes,
-                });
-                audit::record(c, now, &Event::new(&actor, "auth.login", Outcome::Success).target("user", &user.username).details(details))?;
-                Ok(Ok(SignedIn { user, issued }))
-            })
-        })
-        .await?;
-    match outcome {
-        Ok(signed) => Ok(signed),
-        Err(refusal) => refuse(store, now, actor, typed, attempt.ip, refusal).await,
-    }
+    let admission = Admission {
+        source: "ldap".into(),
+        external_id: person.dn.clone(),
+        strict_external_id: false,
+        username: person.username,
+        display_name: person.display_name,
+        groups: person.groups,
+        default_role: authority.default_role,
+        create_users: true,
+    };
+    let client =
+        Client { ip: attempt.ip, user_agent: attempt.user_agent, previous_session: attempt.previous_session };
+    admit(store, now, authority.cfg, admission, client, actor, typed).await
 }
 
 pub async fn sign_out(store: &Store, clock: &SharedClock, actor: Actor, token: String) -> AppResult<()> {

@@ -1,12 +1,14 @@
 //! Users, groups, roles, sessions, local passwords, API tokens and the permission guard.
 //! OIDC and LDAP join here.
 
+pub mod admission;
 pub mod directory_sync;
 pub mod groups;
 pub mod guard;
 pub mod ldap;
 pub mod login;
 pub mod mapping;
+pub mod oidc;
 pub mod password;
 mod role;
 pub mod secret;

@@ -142,3 +142,19 @@ impl Lookup {
         }
     }
 }
+
+/// Notes the OIDC provider a session signed in through (for RP-initiated logout).
+pub fn set_sso_provider(conn: &mut Conn, id_hash: &str, provider: &str) -> AppResult<()> {
+    with_conn!(conn, |c| diesel::update(sessions::table.find(id_hash))
+        .set(sessions::sso_provider.eq(provider))
+        .execute(c))?;
+    Ok(())
+}
+
+/// The OIDC provider the session with this token signed in through, if any.
+pub fn sso_provider(conn: &mut Conn, token: &str) -> AppResult<Option<String>> {
+    let hash = secret::digest(token);
+    let found: Option<Option<String>> =
+        with_conn!(conn, |c| sessions::table.find(&hash).select(sessions::sso_provider).first(c).optional())?;
+    Ok(found.flatten())
+}

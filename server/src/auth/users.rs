@@ -21,6 +21,7 @@ pub struct UserRow {
     pub auth_source: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub external_id: Option<String>,
 }
 
 /// A user as the rest of the app sees one: no password hash.

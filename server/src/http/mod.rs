@@ -7,6 +7,7 @@ pub mod chat;
 pub mod csrf;
 pub mod health;
 pub mod metrics;
+pub mod oidc;
 pub mod sso;
 pub mod ui;
 
@@ -80,6 +81,7 @@ pub fn build_app(
         .configure(chat::routes)
         .configure(audit::routes)
         .configure(sso::routes)
+        .configure(oidc::routes)
         .configure(api::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))

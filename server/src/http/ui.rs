@@ -127,6 +127,17 @@ struct LoginPage {
     next: String,
     username: String,
     error: Option<String>,
+    /// (name, button text) of each OIDC provider.
+    providers: Vec<(String, String)>,
+    show_local: bool,
+    next_encoded: String,
+}
+
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage {
+    chrome: Chrome,
+    next: String,
 }
 
 #[derive(Template)]
@@ -274,7 +285,7 @@ pub(crate) fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError>
 }
 
 /// Only same-site paths, so the sign-in page cannot be used to send people elsewhere.
-fn safe_next(next: &str) -> &str {
+pub(crate) fn safe_next(next: &str) -> &str {
     if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
 }
 
@@ -364,22 +375,32 @@ async fn chat_page(
 #[derive(Deserialize)]
 struct LoginQuery {
     next: Option<String>,
+    /// The break-glass path: the local form even when the config hides it.
+    local: Option<String>,
 }
 
-fn login_form(
+/// The sign-in page: a button per OIDC provider, and the local form unless the config hides
+/// it (`local` asks for it anyway: the break-glass path).
+pub(crate) fn login_form(
     state: &AppState,
     next: &str,
     username: &str,
     error: Option<String>,
     status: StatusCode,
+    local: bool,
 ) -> HttpResponse {
     let token = secret::random_token();
+    let providers: Vec<(String, String)> =
+        state.config.oidc.providers.iter().map(|p| (p.name.clone(), p.button_text.clone())).collect();
     let page = LoginPage {
         chrome: Chrome::anonymous(&state.theme.product_name),
         csrf: token.clone(),
         next: safe_next(next).to_string(),
         username: username.to_string(),
         error,
+        show_local: local || state.config.oidc.show_local_login || providers.is_empty(),
+        next_encoded: crate::http::encode_component(safe_next(next)),
+        providers,
     };
     let mut resp = render(&page, status);
     let cookie = Cookie::build(LOGIN_CSRF_COOKIE, token)
@@ -393,7 +414,7 @@ fn login_form(
 }
 
 async fn login_page(state: web::Data<AppState>, query: web::Query<LoginQuery>) -> HttpResponse {
-    login_form(&state, query.next.as_deref().unwrap_or("/"), "", None, StatusCode::OK)
+    login_form(&state, query.next.as_deref().unwrap_or("/"), "", None, StatusCode::OK, query.local.is_some())
 }
 
 #[derive(Deserialize)]
@@ -414,7 +435,7 @@ async fn login_submit(
     let cookie_token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
     if cookie_token.is_empty() || !secret::constant_time_eq(&cookie_token, &form.csrf) {
         let msg = "The sign-in form expired; please try again.".to_string();
-        return login_form(&state, &form.next, &form.username, Some(msg), StatusCode::FORBIDDEN);
+        return login_form(&state, &form.next, &form.username, Some(msg), StatusCode::FORBIDDEN, true);
     }
     let attempt = login::Attempt {
         username: form.username.clone(),
@@ -432,7 +453,9 @@ async fn login_submit(
             let _ = resp.add_cookie(&gone);
             resp
         }
-        Err(e) => login_form(&state, &form.next, &form.username, Some(e.message.clone()), e.kind.status()),
+        Err(e) => {
+            login_form(&state, &form.next, &form.username, Some(e.message.clone()), e.kind.status(), true)
+        }
     }
 }
 
@@ -443,15 +466,30 @@ struct CsrfForm {
 
 async fn logout_submit(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Page(who): Page<AnyUser>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/logout");
     check_csrf(&who, &form.csrf).map_err(&err)?;
+    let mut next = "/login".to_string();
     if let Via::Session { token, .. } = &who.via {
+        let t = token.clone();
+        let provider =
+            state.store.run(move |c| crate::auth::sessions::sso_provider(c, &t)).await.map_err(&err)?;
         login::sign_out(&state.store, &state.clock, who.actor(), token.clone()).await.map_err(&err)?;
+        next = crate::http::oidc::after_sign_out(&state, &req, provider).await;
     }
-    let mut resp = see_other("/login");
+    // The page's CSP allows forms to go only to Ayush (form-action 'self'), which browsers also
+    // apply to where a form's answer redirects; so the provider's sign-out is reached from a
+    // page of its own.
+    let mut resp = match next.as_str() {
+        "/login" => see_other("/login"),
+        _ => render(
+            &SignedOutPage { chrome: Chrome::anonymous(&state.theme.product_name), next },
+            StatusCode::OK,
+        ),
+    };
     let _ = resp.add_cookie(&api::removal_cookie(&state));
     Ok(resp)
 }

@@ -53,6 +53,18 @@ diesel::table! {
         expires_at -> BigInt,
         ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        sso_provider -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oidc_flows (state_hash) {
+        state_hash -> Text,
+        provider -> Text,
+        nonce -> Text,
+        verifier -> Text,
+        next -> Text,
+        created_at -> BigInt,
     }
 }
 

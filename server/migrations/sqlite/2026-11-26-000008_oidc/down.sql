@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN sso_provider;
+DROP TABLE oidc_flows;

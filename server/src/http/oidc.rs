@@ -1,0 +1,264 @@
+//! The browser side of OpenID Connect sign-in: `/auth/oidc/{provider}/start` sends the browser
+//! to the provider with a fresh state, nonce and PKCE challenge; `/callback` takes its answer,
+//! exchanges the code, checks the ID token (and userinfo), and admits the person through the
+//! same mappings as LDAP. Every refusal is shown on the sign-in page and recorded.
+
+use crate::audit::Actor;
+use crate::auth::admission::{Admission, Client, Refusal, admit, refuse};
+use crate::auth::guard::{SESSION_COOKIE, client_ip, user_agent};
+use crate::auth::oidc::{self, Flow, Provider, token};
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::http::api;
+use crate::http::ui::{login_form, safe_next};
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// How far the provider's clock may be from ours.
+const SKEW_SECS: i64 = 60;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/oidc/{provider}/start", web::get().to(start))
+        .route("/auth/oidc/{provider}/callback", web::get().to(callback));
+}
+
+/// Our address as the provider must redirect to it.
+pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    match &state.config.oidc.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    }
+}
+
+fn redirect_uri(state: &AppState, req: &HttpRequest, provider: &str) -> String {
+    format!("{}/auth/oidc/{}/callback", base_url(state, req), crate::http::encode_component(provider))
+}
+
+fn provider(state: &AppState, name: &str) -> AppResult<Arc<Provider>> {
+    state.oidc.get(name).ok_or_else(|| AppError::not_found(format!("no sign-in provider {name:?}")))
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    next: Option<String>,
+}
+
+async fn start(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<StartQuery>,
+) -> HttpResponse {
+    let name = path.into_inner();
+    let next = safe_next(query.next.as_deref().unwrap_or("/")).to_string();
+    let result: AppResult<String> = async {
+        let provider = provider(&state, &name)?;
+        let (state_token, nonce, verifier) = (oidc::random(), oidc::random(), oidc::random());
+        let redirect = redirect_uri(&state, &req, &name);
+        let flow = Flow {
+            provider: name.clone(),
+            nonce: nonce.clone(),
+            verifier: verifier.clone(),
+            next,
+            created_at: state.clock.now(),
+        };
+        let st = state_token.clone();
+        state.store.run(move |c| oidc::save_flow(c, &st, &flow)).await?;
+        web::block(move || provider.authorize_url(&redirect, &state_token, &nonce, &verifier))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| {
+                AppError::new(ErrorKind::Unavailable, format!("the sign-in provider cannot be reached: {e}"))
+            })
+    }
+    .await;
+    match result {
+        Ok(url) => HttpResponse::Found()
+            .insert_header(("Location", url))
+            .insert_header(("Cache-Control", "no-store"))
+            .finish(),
+        Err(e) => login_form(&state, "/", "", Some(e.message), e.kind.status(), false),
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+fn refusal(reason: &'static str, message: impl Into<String>, kind: ErrorKind) -> Refusal {
+    Refusal { reason, details: serde_json::json!({}), error: AppError::new(kind, message.into()) }
+}
+
+async fn callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<CallbackQuery>,
+) -> HttpResponse {
+    let name = path.into_inner();
+    let q = query.into_inner();
+    let ip = client_ip(&req, state.config.server.trust_forwarded_for);
+    let ua = user_agent(&req);
+    let actor = Actor {
+        name: format!("oidc:{name}"),
+        method: Some("oidc".into()),
+        ip: Some(ip.clone()),
+        user_agent: ua.clone(),
+        ..Default::default()
+    };
+    let client = Client {
+        ip: ip.clone(),
+        user_agent: ua,
+        previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
+    };
+    let redirect = redirect_uri(&state, &req, &name);
+    let outcome = match check(&state, &name, q, &redirect).await {
+        Ok((who, next)) => {
+            let typed = who.username.clone();
+            admit(&state.store, state.clock.now(), &state.config.auth, who, client, actor, typed)
+                .await
+                .map(|s| (s, next))
+        }
+        Err((typed, r)) => {
+            tracing::info!(provider = %name, reason = r.reason, error = %r.error.message, "OIDC sign-in refused");
+            refuse(&state.store, state.clock.now(), actor, typed, ip, &format!("oidc:{name}"), r)
+                .await
+                .map(|s| (s, "/".into()))
+        }
+    };
+    match outcome {
+        Ok((signed, next)) => {
+            let mut resp =
+                HttpResponse::SeeOther().insert_header(("Location", safe_next(&next).to_string())).finish();
+            let _ = resp.add_cookie(&api::session_cookie(&state, signed.issued.token));
+            resp
+        }
+        Err(e) => login_form(&state, "/", "", Some(e.message), e.kind.status(), false),
+    }
+}
+
+/// Everything between the provider's answer and knowing who the person is.
+async fn check(
+    state: &AppState,
+    name: &str,
+    q: CallbackQuery,
+    redirect: &str,
+) -> Result<(Admission, String), (String, Refusal)> {
+    let anon = |r: Refusal| (String::new(), r);
+    let provider = provider(state, name)
+        .map_err(|e| anon(refusal("unknown_provider", e.message, ErrorKind::NotFound)))?;
+    // The state is single-use: a replayed answer finds nothing.
+    let state_param = q.state.unwrap_or_default();
+    let flow = state
+        .store
+        .run(move |c| oidc::take_flow(c, &state_param))
+        .await
+        .map_err(|e| anon(refusal("internal", e.message, ErrorKind::Internal)))?
+        .ok_or_else(|| {
+            anon(refusal(
+                "state_unknown_or_replayed",
+                "this sign-in has expired or was already used; start again",
+                ErrorKind::BadRequest,
+            ))
+        })?;
+    let now = state.clock.now();
+    if flow.provider != name || now - flow.created_at > oidc::FLOW_TTL {
+        return Err(anon(refusal(
+            "state_expired",
+            "this sign-in has expired; start again",
+            ErrorKind::BadRequest,
+        )));
+    }
+    if let Some(error) = q.error {
+        let why = q.error_description.unwrap_or(error);
+        return Err(anon(refusal(
+            "provider_error",
+            format!("the sign-in provider refused: {why}"),
+            ErrorKind::Forbidden,
+        )));
+    }
+    if let Some(iss) = &q.iss
+        && iss != &provider.cfg.issuer
+    {
+        // RFC 9207: an answer from another issuer (mix-up attack).
+        return Err(anon(refusal(
+            "wrong_issuer_in_response",
+            "the answer came from another provider",
+            ErrorKind::Forbidden,
+        )));
+    }
+    let code =
+        q.code.ok_or_else(|| anon(refusal("no_code", "the provider sent no code", ErrorKind::BadRequest)))?;
+    let (p, redirect, verifier, nonce) =
+        (provider.clone(), redirect.to_string(), flow.verifier.clone(), flow.nonce.clone());
+    let cfg = provider.cfg.clone();
+    let checked = web::block(move || -> Result<(serde_json::Value, Option<serde_json::Value>), Refusal> {
+        let tokens = p
+            .exchange(&code, &verifier, &redirect)
+            .map_err(|e| refusal("token_exchange_failed", e, ErrorKind::Unavailable))?;
+        let expected = token::Expected {
+            issuer: &p.cfg.issuer,
+            client_id: &p.cfg.client_id,
+            nonce: &nonce,
+            now,
+            skew: SKEW_SECS,
+        };
+        let reject = |e: token::TokenError| refusal(e.reason(), e.to_string(), ErrorKind::Forbidden);
+        let keys = p.keys(false).map_err(|e| refusal("provider_unreachable", e, ErrorKind::Unavailable))?;
+        let claims = match token::validate(token::parse(&tokens.id_token).map_err(reject)?, &keys, &expected)
+        {
+            // A key not seen yet: the provider rotated its keys; fetch them once more.
+            Err(token::TokenError::UnknownKey(_)) => {
+                let keys =
+                    p.keys(true).map_err(|e| refusal("provider_unreachable", e, ErrorKind::Unavailable))?;
+                token::validate(token::parse(&tokens.id_token).map_err(reject)?, &keys, &expected)
+                    .map_err(reject)?
+            }
+            other => other.map_err(reject)?,
+        };
+        let info = match &tokens.access_token {
+            Some(at) => p.userinfo(at).map_err(|e| refusal("userinfo_failed", e, ErrorKind::Unavailable))?,
+            None => None,
+        };
+        Ok((claims, info))
+    })
+    .await
+    .map_err(|e| anon(refusal("internal", e.to_string(), ErrorKind::Internal)))?
+    .map_err(anon)?;
+    let (claims, info) = checked;
+    let who = oidc::identity(&cfg, &claims, info.as_ref())
+        .map_err(|(reason, message)| anon(refusal(reason, message, ErrorKind::Forbidden)))?;
+    if crate::auth::users::validate_username(&who.username).is_err() {
+        let message =
+            format!("your username {:?} from the provider cannot be an Ayush username", who.username);
+        return Err((who.username, refusal("unusable_username", message, ErrorKind::Forbidden)));
+    }
+    let admission = Admission {
+        source: format!("oidc:{name}"),
+        external_id: format!("{}|{}", cfg.issuer, who.subject),
+        strict_external_id: true,
+        username: who.username,
+        display_name: who.display_name,
+        groups: who.groups,
+        default_role: cfg.default_role.parse().ok(),
+        create_users: cfg.create_users,
+    };
+    Ok((admission, flow.next))
+}
+
+/// Signing out of a session that came through a provider which supports RP-initiated logout
+/// continues there; the answer is where the browser goes next.
+pub async fn after_sign_out(state: &AppState, req: &HttpRequest, provider: Option<String>) -> String {
+    let Some(p) = provider.and_then(|name| state.oidc.get(&name)) else { return "/login".into() };
+    let back = format!("{}/login", base_url(state, req));
+    web::block(move || p.logout_url(&back)).await.ok().flatten().unwrap_or_else(|| "/login".into())
+}

@@ -1,0 +1,90 @@
+//! A real OpenID Provider for the OIDC tests: the npm package `oidc-provider` (OpenID
+//! Certified), installed by `.ci/peers` into `tests/oidc-provider/node_modules` and run on
+//! loopback with one client, `ayush`, and a dev login form that takes any password. alice is in
+//! the groups `ayush-admins` and `staff`, bob in `staff`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CLIENT_ID: &str = "ayush";
+pub const CLIENT_SECRET: &str = "ayush-client-secret";
+
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider")
+}
+
+/// A free loopback port for the provider, chosen before Ayush starts (its config names it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Idp {
+    /// Starts the provider on `port`, or returns `None` after a loud skip (a failure under
+    /// `AYUSH_REQUIRE_PEERS=1`) when node or the package is missing.
+    pub fn start(port: u16, ayush_url: &str, provider_name: &str) -> Option<Idp> {
+        let installed = dir().join("node_modules/oidc-provider/package.json").exists();
+        let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !installed || !node {
+            crate::skip_or_fail("oidc-provider (cd tests/oidc-provider && npm ci)");
+            return None;
+        }
+        let mut child = Command::new("node")
+            .arg(dir().join("provider.mjs"))
+            .arg(port.to_string())
+            .arg(format!("{ayush_url}/auth/oidc/{provider_name}/callback"))
+            .arg(format!("{ayush_url}/login"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("oidc-provider never started");
+            if line.contains("listening") {
+                break;
+            }
+        }
+        Some(Idp { child, issuer: format!("http://127.0.0.1:{port}") })
+    }
+
+    /// The `[oidc]` section for a server using this provider as `name`.
+    pub fn config(port: u16, name: &str, show_local_login: bool) -> String {
+        format!(
+            "[oidc]
+show_local_login = {show_local_login}
+
+[[oidc.providers]]
+name = \"{name}\"
+button_text = \"Sign in with Corp SSO\"
+issuer = \"http://127.0.0.1:{port}\"
+client_id = \"{CLIENT_ID}\"
+client_secret = \"{CLIENT_SECRET}\"
+scopes = [\"openid\", \"email\", \"profile\", \"groups\"]
+"
+        )
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
