@@ -29,6 +29,24 @@ impl Idp {
     /// Starts the provider on `port`, or returns `None` after a loud skip (a failure under
     /// `AYUSH_REQUIRE_PEERS=1`) when node or the package is missing.
     pub fn start(port: u16, ayush_url: &str, provider_name: &str) -> Option<Idp> {
+        let callback = format!("{ayush_url}/auth/oidc/{provider_name}/callback");
+        Idp::run("provider.mjs", &[port.to_string(), callback, format!("{ayush_url}/login")], port)
+    }
+
+    /// The deliberately broken provider (`forger.mjs`): it signs ID tokens with the defect
+    /// `set_defect` names.
+    pub fn forger(port: u16) -> Option<Idp> {
+        Idp::run("forger.mjs", &[port.to_string()], port)
+    }
+
+    /// Makes the forger's next ID tokens carry `defect` (`wrong_issuer`, `wrong_audience`,
+    /// `bad_signature`, `alg_none`, `expired`, `wrong_nonce`, `userinfo_sub_mismatch`, `none`).
+    pub fn set_defect(&self, defect: &str) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+        agent.post(&format!("{}/defect", self.issuer)).send(defect).expect("set the forger's defect");
+    }
+
+    fn run(script: &str, args: &[String], port: u16) -> Option<Idp> {
         let installed = dir().join("node_modules/oidc-provider/package.json").exists();
         let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
         if !installed || !node {
@@ -36,10 +54,8 @@ impl Idp {
             return None;
         }
         let mut child = Command::new("node")
-            .arg(dir().join("provider.mjs"))
-            .arg(port.to_string())
-            .arg(format!("{ayush_url}/auth/oidc/{provider_name}/callback"))
-            .arg(format!("{ayush_url}/login"))
+            .arg(dir().join(script))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,7 +1,8 @@
 //! OpenID Connect sign-in against the real `oidc-provider` (npm, OpenID Certified) on loopback:
 //! a full browser sign-in through the provider's login and consent pages, its groups claim
 //! mapped to the admin role, the local form hidden except on the break-glass path, RP-initiated
-//! logout, and a replayed answer refused and recorded.
+//! logout, a replayed answer refused and recorded; and a deliberately broken provider
+//! (forger.mjs) whose every bad ID token is refused with its reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
@@ -76,4 +77,72 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     let events =
         store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 20)).unwrap();
     assert!(events.iter().any(|e| e.details.contains("state_unknown_or_replayed")));
+}
+
+/// A provider that signs broken ID tokens (forger.mjs): each defect is refused with a clear
+/// message and an audit event naming it; nobody is signed in.
+#[test]
+fn every_bad_id_token_is_refused_with_its_reason() {
+    let port = idp::free_port();
+    let config = format!(
+        "[[oidc.providers]]
+name = \"forged\"
+button_text = \"Forged\"
+issuer = \"http://127.0.0.1:{port}\"
+client_id = \"ayush\"
+client_secret = \"whatever\"
+"
+    );
+    let server = Server::start_with_config(&config);
+    let Some(forger) = Idp::forger(port) else { return };
+    let raw: ureq::Agent =
+        ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
+    let sign_in = |defect: &str| -> (String, ayush_tests::Reply) {
+        forger.set_defect(defect);
+        let mut c = server.client();
+        let to_provider = c.get("/auth/oidc/forged/start?next=/chat");
+        assert_eq!(to_provider.status, 302, "{}", to_provider.body);
+        let at_provider = raw.get(to_provider.header("location").unwrap()).call().unwrap();
+        let back = at_provider.headers().get("location").unwrap().to_str().unwrap().to_string();
+        let callback = back.strip_prefix(&server.url).unwrap().to_string();
+        (callback.clone(), c.get(&callback))
+    };
+    let cases = [
+        ("wrong_issuer", "id_token_wrong_issuer", "not by the configured issuer"),
+        ("wrong_audience", "id_token_wrong_audience", "not meant for this application"),
+        ("bad_signature", "id_token_bad_signature", "signature is not valid"),
+        ("alg_none", "id_token_algorithm", "not accepted"),
+        ("expired", "id_token_expired", "has expired"),
+        ("wrong_nonce", "id_token_wrong_nonce", "does not answer this sign-in"),
+        ("userinfo_sub_mismatch", "userinfo_sub_mismatch", "about someone else"),
+    ];
+    for (defect, _, message) in cases {
+        let (_, r) = sign_in(defect);
+        assert_eq!(r.status, 403, "{defect}: {}", r.body);
+        assert!(r.body.contains(message), "{defect}: {}", r.body);
+        assert!(r.header("set-cookie").is_none_or(|c| !c.contains("ayush_session=")), "{defect}: no session");
+    }
+    // The same answer twice: the state was used up by the first.
+    let (callback, first) = sign_in("none");
+    assert_eq!(first.status, 303, "a sound token signs in: {}", first.body);
+    assert_eq!(first.header("location"), Some("/chat"));
+    let again = server.client().get(&callback);
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert!(again.body.contains("already used"), "{}", again.body);
+
+    let store = server.open_store();
+    let filter = ayush_server::audit::query::Filter {
+        action: Some("auth.login".into()),
+        outcome: Some("failure".into()),
+        ..Default::default()
+    };
+    let events =
+        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 50)).unwrap();
+    for (_, reason, _) in cases.iter().chain([&("", "state_unknown_or_replayed", "")]) {
+        assert!(
+            events.iter().any(|e| e.details.contains(&format!("\"reason\":\"{reason}\""))
+                && e.details.contains("oidc:forged")),
+            "no audit event for {reason}"
+        );
+    }
 }
