@@ -114,6 +114,79 @@ impl Local {
         self.config.ldap.default_role.as_deref().and_then(|r| r.parse().ok())
     }
 
+    /// Each step an OIDC sign-in depends on, short of signing in: discovery, the issuer, the
+    /// keys, the endpoints, and the redirect URI to register.
+    pub fn test_oidc(&self, name: Option<&str>) -> Result<(bool, Value), String> {
+        let configured = &self.config.oidc.providers;
+        if configured.is_empty() {
+            return Err("no OIDC provider is configured ([[oidc.providers]])".into());
+        }
+        let mut all_ok = true;
+        let mut reports = Vec::new();
+        for cfg in configured.iter().filter(|p| name.is_none_or(|n| n == p.name)) {
+            let mut steps = Vec::new();
+            let mut step = |step: &str, result: Result<String, String>| {
+                all_ok &= result.is_ok();
+                let (ok, detail) = match result {
+                    Ok(d) => (true, d),
+                    Err(d) => (false, d),
+                };
+                steps.push(json!({"step": step, "ok": ok, "detail": detail}));
+                ok
+            };
+            let provider = match ayush_server::auth::oidc::Provider::new(cfg) {
+                Ok(p) => p,
+                Err(e) => {
+                    step("configuration", Err(e));
+                    reports.push(json!({"provider": cfg.name, "steps": steps}));
+                    continue;
+                }
+            };
+            let meta = provider.metadata();
+            let discovered = step(
+                "discovery",
+                meta.as_ref().map(|m| format!("{} (issuer matches)", m.issuer)).map_err(Clone::clone),
+            );
+            if discovered {
+                let keys = provider.keys(true).map(|k| {
+                    let names: Vec<String> = k
+                        .keys
+                        .iter()
+                        .map(|k| format!("{}:{}", k.kty, k.kid.clone().unwrap_or_else(|| "-".into())))
+                        .collect();
+                    format!("{} signing keys ({})", names.len(), names.join(", "))
+                });
+                step("keys", keys);
+                if let Ok(m) = &meta {
+                    step(
+                        "endpoints",
+                        Ok(format!(
+                            "authorization {}, token {}, userinfo {}, end session {}",
+                            m.authorization_endpoint,
+                            m.token_endpoint,
+                            m.userinfo_endpoint.as_deref().unwrap_or("-"),
+                            m.end_session_endpoint.as_deref().unwrap_or("- (no RP-initiated logout)")
+                        )),
+                    );
+                }
+            }
+            let base = self.config.oidc.public_url.clone().unwrap_or_else(|| "<public_url>".into());
+            step(
+                "redirect URI",
+                Ok(format!(
+                    "register {}/auth/oidc/{}/callback at the provider",
+                    base.trim_end_matches('/'),
+                    cfg.name
+                )),
+            );
+            reports.push(json!({"provider": cfg.name, "steps": steps}));
+        }
+        if reports.is_empty() {
+            return Err(format!("no OIDC provider named {:?}", name.unwrap_or_default()));
+        }
+        Ok((all_ok, Value::Array(reports)))
+    }
+
     /// Each step of a directory sign-in for `username`, and what the mappings would make of it.
     pub fn test_ldap(&self, username: &str, password: Option<&str>) -> Result<(bool, Value), String> {
         let directory = self.directory()?;

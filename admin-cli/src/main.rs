@@ -210,6 +210,12 @@ enum SsoCommand {
     Mappings,
     /// Remove a mapping by id.
     Unmap { id: i64 },
+    /// Check each configured OIDC provider (or one) step by step: discovery, issuer, keys,
+    /// endpoints, and the redirect URI to register (--local).
+    TestOidc {
+        /// Only this provider.
+        provider: Option<String>,
+    },
     /// Check the [ldap] configuration step by step for one user (connect, TLS, bind, search,
     /// groups, the role that would result) without signing in (--local).
     TestLdap {
@@ -487,6 +493,20 @@ fn run(cli: Cli) -> Result<(), String> {
             SsoCommand::Unmap { id } => {
                 backend.remove_mapping(id)?;
                 out.done(&format!("mapping {id} removed"))
+            }
+            SsoCommand::TestOidc { provider } => {
+                let local = backend.local().ok_or("test-oidc checks the server's own config: add --local")?;
+                let (ok, report) = local.test_oidc(provider.as_deref())?;
+                match out {
+                    Output::Json => out.object(&report)?,
+                    Output::Table => {
+                        for p in report.as_array().into_iter().flatten() {
+                            println!("{}:", p["provider"].as_str().unwrap_or_default());
+                            print!("{}", output::diagnosis(p));
+                        }
+                    }
+                }
+                if ok { Ok(()) } else { Err("a provider is not usable as configured".into()) }
             }
             SsoCommand::TestLdap { user, password_stdin } => {
                 let local = backend.local().ok_or("test-ldap checks the server's own config: add --local")?;

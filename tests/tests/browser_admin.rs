@@ -98,3 +98,36 @@ async fn auditor_reviews_the_audit_log() {
     assert_eq!(text_when(c, "h1", "Not allowed").await, "Not allowed", "auditors do not chat");
     browser.close().await;
 }
+
+/// An admin maps directory groups to a role and to an Ayush group on the Sign-in page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_maps_directory_groups_on_the_sign_in_page() {
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    assert!(server.ctl_local(&["group", "create", "hr"], None).ok);
+    let Some(browser) = Browser::launch().await else { return };
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_when(c, "h1", "Welcome").await.contains("Welcome"));
+    c.find(Locator::LinkText("Sign-in")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Sign-in").await, "Sign-in");
+    assert!(text_of(c, "#sources + p, #sources ~ p").await.contains("Only local accounts"));
+
+    fill(c, "#m-group", "HR-Staff").await;
+    c.find(Locator::Css("#m-ayush option[value=hr]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#m-role option[value=auditor]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form[action='/admin/sso/mappings'] button")).await.unwrap().click().await.unwrap();
+    let row = text_when(c, "tr[data-mapping]", "HR-Staff").await;
+    assert!(row.contains("auditor") && row.contains("hr"), "{row}");
+    snap(c, "admin-sso").await;
+    let listed = server.ctl_local(&["-o", "json", "sso", "mappings"], None).json();
+    assert_eq!(listed[0]["directory_group"], "HR-Staff");
+
+    c.find(Locator::Css("tr[data-mapping] button.danger")).await.unwrap().click().await.unwrap();
+    c.accept_alert().await.unwrap(); // "Really remove …?"
+    let flash = text_when(c, "[role=status]", "removed").await;
+    assert!(flash.contains("removed"), "{flash}");
+    assert!(c.find(Locator::Css("tr[data-mapping]")).await.is_err());
+    browser.close().await;
+}

@@ -17,7 +17,14 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     let server = Server::start_with_config(&Idp::config(port, "corp", false));
     server.create_user("root", "admin", "break glass pw 1");
     assert!(server.ctl_local(&["sso", "map", "ayush-admins", "--role", "admin"], None).ok);
+    let down = server.ctl_local(&["sso", "test-oidc"], None);
+    assert!(!down.ok && down.stdout.contains("FAIL discovery"), "{}", down.stdout);
     let Some(_idp) = Idp::start(port, &server.url, "corp") else { return };
+    let diagnosed = server.ctl_local(&["sso", "test-oidc", "corp"], None);
+    assert!(diagnosed.ok, "{}{}", diagnosed.stdout, diagnosed.stderr);
+    for step in ["ok   discovery", "ok   keys", "ok   endpoints", "/auth/oidc/corp/callback"] {
+        assert!(diagnosed.stdout.contains(step), "{step}: {}", diagnosed.stdout);
+    }
     let Some(browser) = Browser::launch().await else { return };
     let c = &browser.client;
     let base = server.url.clone();

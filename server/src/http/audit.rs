@@ -10,7 +10,7 @@ use crate::auth::guard::{AuditorOnly, Authed};
 use crate::clock::format_time;
 use crate::error::{AppError, AppResult};
 use crate::http::encode_component;
-use crate::http::ui::{Chrome, Page, UiError, check_csrf, render, ui_error};
+use crate::http::ui::{Chrome, CsrfForm, Page, UiError, check_csrf, render, ui_error};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
@@ -542,11 +542,6 @@ async fn viewer(
         holds,
     };
     Ok(render(&page, StatusCode::OK))
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn verify_form(

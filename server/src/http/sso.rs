@@ -1,15 +1,23 @@
-//! Admin JSON endpoints for single sign-on: directory group mappings.
+//! Single sign-on administration: directory group mappings (the JSON API and the admin page)
+//! and the directory sync.
 
-use crate::auth::Role;
 use crate::auth::guard::{AdminOnly, Authed};
-use crate::auth::{directory_sync, mapping};
+use crate::auth::{Role, directory_sync, groups, mapping};
 use crate::error::{AppError, AppResult};
+use crate::http::ui::{
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
+};
 use crate::state::AppState;
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use askama::Template;
 use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/admin/mappings", web::get().to(list))
+    cfg.route("/admin/sso", web::get().to(page))
+        .route("/admin/sso/mappings", web::post().to(page_create))
+        .route("/admin/sso/mappings/{id}/remove", web::post().to(page_remove))
+        .route("/api/admin/mappings", web::get().to(list))
         .route("/api/admin/mappings", web::post().to(create))
         .route("/api/admin/mappings/{id}", web::delete().to(remove))
         .route("/api/admin/directory/sync", web::post().to(sync));
@@ -79,4 +87,127 @@ async fn sync(
     )
     .await?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// A configured sign-in source, for the page's summary.
+pub struct Source {
+    pub kind: &'static str,
+    pub name: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "sso.html")]
+struct SsoPage {
+    chrome: Chrome,
+    rules: Vec<mapping::Rule>,
+    groups: Vec<String>,
+    roles: [&'static str; 3],
+    sources: Vec<Source>,
+}
+
+impl SsoPage {
+    fn role_of(&self, rule: &mapping::Rule) -> String {
+        rule.role.map(|r| r.as_str().to_string()).unwrap_or_else(|| "-".into())
+    }
+    fn group_of(&self, rule: &mapping::Rule) -> String {
+        rule.group.clone().unwrap_or_else(|| "-".into())
+    }
+}
+
+async fn render_page(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let (rules, groups) = state
+        .store
+        .run(|c| Ok((mapping::rules(c)?, groups::list(c)?.into_iter().map(|g| g.group.name).collect())))
+        .await
+        .map_err(ui_error(state, "/admin/sso"))?;
+    let mut sources: Vec<Source> = state
+        .config
+        .oidc
+        .providers
+        .iter()
+        .map(|p| Source { kind: "OpenID Connect", name: p.name.clone(), detail: p.issuer.clone() })
+        .collect();
+    if state.config.ldap.enabled {
+        let l = &state.config.ldap;
+        sources.push(Source {
+            kind: "LDAP",
+            name: format!("{:?}", l.preset).to_lowercase(),
+            detail: l.url.clone(),
+        });
+    }
+    let page = SsoPage {
+        chrome: Chrome::for_user(state, who, "sso", flash),
+        rules,
+        groups,
+        roles: Role::ALL.map(Role::as_str),
+        sources,
+    };
+    Ok(render(&page, status))
+}
+
+async fn page(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, UiError> {
+    render_page(&state, &who, done_flash(&q), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct MappingForm {
+    csrf: String,
+    directory_group: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    group: String,
+}
+
+async fn page_create(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    form: web::Form<MappingForm>,
+) -> Result<HttpResponse, UiError> {
+    let form = form.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let role = Some(form.role.as_str())
+            .filter(|r| !r.is_empty())
+            .map(str::parse::<Role>)
+            .transpose()
+            .map_err(AppError::validation)?;
+        let group = Some(form.group).filter(|g| !g.is_empty());
+        let (now, actor) = (state.clock.now(), who.actor());
+        state
+            .store
+            .run(move |c| mapping::add(c, now, &actor, &form.directory_group, role, group.as_deref()))
+            .await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(see_other("/admin/sso?done=created")),
+        Err(e) => {
+            render_page(&state, &who, Some(Flash { kind: "error", text: e.message.clone() }), e.kind.status())
+                .await
+        }
+    }
+}
+
+async fn page_remove(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/admin/sso");
+    check_csrf(&who, &form.csrf).map_err(&err)?;
+    let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
+    state.store.run(move |c| mapping::remove(c, now, &actor, id)).await.map_err(&err)?;
+    Ok(see_other("/admin/sso?done=removed"))
 }

@@ -208,7 +208,7 @@ pub(crate) fn render(t: &impl Template, status: StatusCode) -> HttpResponse {
     }
 }
 
-fn see_other(to: &str) -> HttpResponse {
+pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", to.to_string())).finish()
 }
 
@@ -289,7 +289,7 @@ pub(crate) fn safe_next(next: &str) -> &str {
     if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
 }
 
-fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
+pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
     let text = match query.done.as_deref()? {
         "created" => "Created.",
         "saved" => "Saved.",
@@ -459,9 +459,10 @@ async fn login_submit(
     }
 }
 
+/// A form that carries only the session's CSRF token (buttons that act).
 #[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
+pub(crate) struct CsrfForm {
+    pub csrf: String,
 }
 
 async fn logout_submit(
