@@ -143,6 +143,12 @@ pub struct OidcProviderConfig {
     /// Keep only groups whose names start with this.
     #[serde(default)]
     pub groups_prefix: Option<String>,
+    /// Keep only groups whose names match this regular expression (whole name).
+    #[serde(default)]
+    pub groups_regex: Option<String>,
+    /// The button's icon: an .svg or .png file of at most 64 KiB, embedded in the page.
+    #[serde(default)]
+    pub icon_file: Option<PathBuf>,
     /// Create users at their first sign-in (`false`: an admin creates them first).
     #[serde(default = "default_true")]
     pub create_users: bool,
@@ -542,6 +548,11 @@ impl Config {
             }
             if !p.scopes.iter().any(|s| s == "openid") {
                 return bad(format!("oidc provider {name}: scopes must include openid"));
+            }
+            if let Some(re) = &p.groups_regex
+                && let Err(e) = regex::Regex::new(re)
+            {
+                return bad(format!("oidc provider {name}: groups_regex is not a regular expression: {e}"));
             }
             if p.default_role != "none" && p.default_role.parse::<crate::auth::Role>().is_err() {
                 return bad(format!(

@@ -14,7 +14,19 @@ use fantoccini::Locator;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     let port = idp::free_port();
-    let server = Server::start_with_config(&Idp::config(port, "corp", false));
+    let icons = tempfile::tempdir().unwrap();
+    let icon = icons.path().join("corp.svg");
+    std::fs::write(
+        &icon,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect width="1" height="1"/></svg>"#,
+    )
+    .unwrap();
+    let config = format!(
+        "{}icon_file = \"{}\"\ngroups_regex = \"ayush-.*|staff\"\n",
+        Idp::config(port, "corp", false),
+        icon.display()
+    );
+    let server = Server::start_with_config(&config);
     server.create_user("root", "admin", "break glass pw 1");
     assert!(server.ctl_local(&["sso", "map", "ayush-admins", "--role", "admin"], None).ok);
     let down = server.ctl_local(&["sso", "test-oidc"], None);
@@ -32,6 +44,8 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     c.goto(&format!("{base}/login")).await.unwrap();
     let button = text_of(c, "a.sso[data-provider=corp]").await;
     assert_eq!(button, "Sign in with Corp SSO");
+    let img = c.find(Locator::Css("a.sso[data-provider=corp] img")).await.unwrap().attr("src").await.unwrap();
+    assert!(img.unwrap_or_default().starts_with("data:image/svg+xml;base64,"), "the configured icon");
     assert!(c.find(Locator::Css("#password")).await.is_err(), "the local form is hidden");
     snap(c, "oidc-login").await;
     c.find(Locator::Css("a.sso[data-provider=corp]")).await.unwrap().click().await.unwrap();

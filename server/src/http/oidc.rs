@@ -235,7 +235,7 @@ async fn check(
     .map_err(|e| anon(refusal("internal", e.to_string(), ErrorKind::Internal)))?
     .map_err(anon)?;
     let (claims, info) = checked;
-    let who = oidc::identity(&cfg, &claims, info.as_ref())
+    let who = oidc::identity(&provider, &claims, info.as_ref())
         .map_err(|(reason, message)| anon(refusal(reason, message, ErrorKind::Forbidden)))?;
     if crate::auth::users::validate_username(&who.username).is_err() {
         let message =

@@ -127,8 +127,8 @@ struct LoginPage {
     next: String,
     username: String,
     error: Option<String>,
-    /// (name, button text) of each OIDC provider.
-    providers: Vec<(String, String)>,
+    /// (name, button text, icon data URI or "") of each OIDC provider.
+    providers: Vec<(String, String, String)>,
     show_local: bool,
     next_encoded: String,
 }
@@ -390,8 +390,12 @@ pub(crate) fn login_form(
     local: bool,
 ) -> HttpResponse {
     let token = secret::random_token();
-    let providers: Vec<(String, String)> =
-        state.config.oidc.providers.iter().map(|p| (p.name.clone(), p.button_text.clone())).collect();
+    let providers: Vec<(String, String, String)> = state
+        .oidc
+        .0
+        .iter()
+        .map(|p| (p.cfg.name.clone(), p.cfg.button_text.clone(), p.icon.clone().unwrap_or_default()))
+        .collect();
     let page = LoginPage {
         chrome: Chrome::anonymous(&state.theme.product_name),
         csrf: token.clone(),

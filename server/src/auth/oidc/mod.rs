@@ -40,6 +40,9 @@ pub struct Tokens {
 
 pub struct Provider {
     pub cfg: OidcProviderConfig,
+    /// The button's icon as a `data:` URI.
+    pub icon: Option<String>,
+    groups_regex: Option<regex::Regex>,
     secret: String,
     agent: ureq::Agent,
     metadata: Mutex<Option<(Metadata, Instant)>>,
@@ -81,8 +84,16 @@ impl Provider {
             let roots = ureq::tls::RootCerts::new_with_certs(&certs);
             builder = builder.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
         }
+        let groups_regex = cfg
+            .groups_regex
+            .as_deref()
+            .map(|re| regex::Regex::new(&format!("^(?:{re})$")))
+            .transpose()
+            .map_err(|e| format!("oidc provider {}: groups_regex: {e}", cfg.name))?;
         Ok(Provider {
             cfg: cfg.clone(),
+            icon: cfg.icon_file.as_deref().map(|f| icon(&cfg.name, f)).transpose()?,
+            groups_regex,
             secret,
             agent: builder.build().into(),
             metadata: Mutex::new(None),
@@ -220,6 +231,26 @@ impl Provider {
     }
 }
 
+/// An icon file as a `data:` URI (the page's CSP allows images from data: and nowhere else).
+fn icon(provider: &str, path: &std::path::Path) -> Result<String, String> {
+    let mime = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        _ => {
+            return Err(format!(
+                "oidc provider {provider}: icon_file {} must be .svg or .png",
+                path.display()
+            ));
+        }
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("oidc provider {provider}: icon_file {}: {e}", path.display()))?;
+    if bytes.len() > 64 * 1024 {
+        return Err(format!("oidc provider {provider}: icon_file {} is over 64 KiB", path.display()));
+    }
+    Ok(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+}
+
 /// Every configured provider.
 pub struct Providers(pub Vec<Arc<Provider>>);
 
@@ -308,10 +339,11 @@ pub struct Identity {
 /// Reads the identity from the ID token's claims, completed by userinfo (whose `sub` must be
 /// the ID token's, Core 5.3.2).
 pub fn identity(
-    cfg: &OidcProviderConfig,
+    provider: &Provider,
     id_claims: &Value,
     userinfo: Option<&Value>,
 ) -> Result<Identity, (&'static str, String)> {
+    let cfg = &provider.cfg;
     let subject = id_claims["sub"].as_str().unwrap_or_default().to_string();
     if let Some(info) = userinfo
         && info["sub"].as_str() != Some(subject.as_str())
@@ -340,6 +372,7 @@ pub fn identity(
     let groups = groups
         .into_iter()
         .filter(|g: &String| cfg.groups_prefix.as_deref().is_none_or(|p| g.starts_with(p)))
+        .filter(|g: &String| provider.groups_regex.as_ref().is_none_or(|re| re.is_match(g)))
         .collect();
     Ok(Identity {
         subject,
@@ -354,11 +387,12 @@ pub fn identity(
 mod tests {
     use super::*;
 
-    fn cfg() -> OidcProviderConfig {
-        toml::from_str(
-            "name = \"corp\"\nbutton_text = \"Corp\"\nissuer = \"https://idp\"\nclient_id = \"ayush\"\ngroups_prefix = \"ayush-\"\n",
-        )
-        .unwrap()
+    fn provider(extra: &str) -> Provider {
+        let cfg: OidcProviderConfig = toml::from_str(&format!(
+            "name = \"corp\"\nbutton_text = \"Corp\"\nissuer = \"https://idp\"\nclient_id = \"ayush\"\n{extra}"
+        ))
+        .unwrap();
+        Provider::new(&cfg).unwrap()
     }
 
     #[test]
