@@ -408,16 +408,17 @@ mod tests {
     fn claims_map_to_an_identity_and_userinfo_must_be_about_the_same_subject() {
         let id = serde_json::json!({"sub": "s1", "preferred_username": "alice", "name": "Alice"});
         let info = serde_json::json!({"sub": "s1", "email": "a@x", "groups": ["ayush-admins", "staff"]});
-        let who = identity(&cfg(), &id, Some(&info)).unwrap();
+        let p = provider("groups_prefix = \"ayush-\"");
+        let who = identity(&p, &id, Some(&info)).unwrap();
         assert_eq!((who.username.as_str(), who.email.as_deref()), ("alice", Some("a@x")));
-        assert_eq!(
-            who.groups.into_iter().collect::<Vec<_>>(),
-            ["ayush-admins"],
-            "the prefix filter keeps ours"
-        );
+        let groups: Vec<String> = who.groups.into_iter().collect();
+        assert_eq!(groups, ["ayush-admins"], "the prefix filter keeps ours");
+        let p = provider("groups_regex = \"st.ff\"");
+        let groups: Vec<String> = identity(&p, &id, Some(&info)).unwrap().groups.into_iter().collect();
+        assert_eq!(groups, ["staff"], "the whole name must match");
         let other = serde_json::json!({"sub": "s2"});
-        assert_eq!(identity(&cfg(), &id, Some(&other)).unwrap_err().0, "userinfo_sub_mismatch");
+        assert_eq!(identity(&p, &id, Some(&other)).unwrap_err().0, "userinfo_sub_mismatch");
         let nameless = serde_json::json!({"sub": "s1"});
-        assert_eq!(identity(&cfg(), &nameless, None).unwrap_err().0, "missing_username_claim");
+        assert_eq!(identity(&p, &nameless, None).unwrap_err().0, "missing_username_claim");
     }
 }
