@@ -198,3 +198,23 @@ changetype: delete
     assert!(!down.ok && down.stderr.contains("directory is unavailable"), "{}", down.stderr);
     assert_eq!(sessions[1].get("/api/me").status, 200, "nobody is disabled because the directory was down");
 }
+
+/// Direct bind: no service account; the DN comes from a template, with what was typed escaped
+/// (RFC 4514), so `x,ou=people` cannot bind as another entry.
+#[test]
+fn direct_bind_signs_in_without_a_service_account() {
+    let Some(slapd) = Slapd::start() else { return };
+    let config = slapd
+        .config()
+        .replace("bind_dn = ", "# bind_dn = ")
+        .replace("bind_password = ", "# bind_password = ")
+        + "direct_bind_dn = \"uid={username},ou=people,dc=example,dc=com\"\n";
+    let server = Server::start_with_config(&config);
+    let mut alice = server.client();
+    let r = alice.login("alice", "alice-password");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(alice.get("/api/me").json()["user"]["display_name"], "Alice Liddell");
+    assert_eq!(server.client().login("alice", "bob-password").status, 401);
+    let r = server.client().login("bob,ou=people,dc=example,dc=com", "bob-password");
+    assert_eq!(r.status, 401, "the typed name is one RDN value, escaped: {}", r.body);
+}
