@@ -45,6 +45,19 @@ pub fn cursors(conn: &mut Conn) -> AppResult<Vec<(String, i64)>> {
 /// Takes (or renews) the lease on a sink and returns its cursor; `None` while another replica
 /// holds it.
 fn claim(conn: &mut Conn, name: &str, owner: &str, now: i64) -> QueryResult<Option<i64>> {
+    // Polling is reads only while our lease has time left: no write lock taken for nothing.
+    let held: Option<(i64, Option<String>, i64)> = with_conn!(conn, |c| audit_sinks::table
+        .find(name)
+        .select((audit_sinks::delivered_seq, audit_sinks::owner, audit_sinks::lease_until))
+        .first(c)
+        .optional())?;
+    match &held {
+        Some((delivered, Some(who), until)) if who == owner && *until > now + LEASE_SECS / 2 => {
+            return Ok(Some(*delivered));
+        }
+        Some((_, Some(who), until)) if who != owner && *until >= now => return Ok(None),
+        _ => {}
+    }
     with_conn!(conn, |c| diesel::insert_into(audit_sinks::table)
         .values((
             audit_sinks::name.eq(name),
