@@ -282,24 +282,36 @@ pub fn add_reply(
     with_conn!(&mut *conn, |c| diesel::update(conversations::table.find(conversation_id))
         .set(conversations::updated_at.eq(now))
         .execute(c))?;
+    add_usage(conn, now, user_id, reply.prompt_tokens, reply.completion_tokens)?;
+    Ok(id)
+}
+
+/// Counts one request and its tokens against the user's day (chat turns and `/v1` calls).
+pub fn add_usage(
+    conn: &mut Conn,
+    now: i64,
+    user_id: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+) -> AppResult<()> {
     let day = now.div_euclid(86_400);
     with_conn!(conn, |c| diesel::insert_into(usage_totals::table)
         .values((
             usage_totals::user_id.eq(user_id),
             usage_totals::day.eq(day),
             usage_totals::requests.eq(1),
-            usage_totals::prompt_tokens.eq(reply.prompt_tokens),
-            usage_totals::completion_tokens.eq(reply.completion_tokens),
+            usage_totals::prompt_tokens.eq(prompt_tokens),
+            usage_totals::completion_tokens.eq(completion_tokens),
         ))
         .on_conflict((usage_totals::user_id, usage_totals::day))
         .do_update()
         .set((
             usage_totals::requests.eq(usage_totals::requests + 1),
-            usage_totals::prompt_tokens.eq(usage_totals::prompt_tokens + reply.prompt_tokens),
-            usage_totals::completion_tokens.eq(usage_totals::completion_tokens + reply.completion_tokens),
+            usage_totals::prompt_tokens.eq(usage_totals::prompt_tokens + prompt_tokens),
+            usage_totals::completion_tokens.eq(usage_totals::completion_tokens + completion_tokens),
         ))
         .execute(c))?;
-    Ok(id)
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -17,8 +17,6 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -144,16 +142,7 @@ async fn export(
         .content_type(format.content_type())
         .insert_header(("Content-Disposition", format!("attachment; filename=\"{name}\"")))
         .insert_header(("Cache-Control", "no-store"))
-        .streaming(Chunks(rx)))
-}
-
-struct Chunks(mpsc::Receiver<Bytes>);
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Bytes, actix_web::Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|b| b.map(Ok))
-    }
+        .streaming(crate::http::Chunks(rx)))
 }
 
 #[derive(Deserialize, Default)]

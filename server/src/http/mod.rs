@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod sso;
 pub mod ui;
+pub mod v1;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -28,6 +29,19 @@ const COMPONENT: &percent_encoding::AsciiSet =
 /// Percent-encodes one URL path segment or query value (names may hold spaces or slashes).
 pub fn encode_component(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+/// A streamed response body fed through a channel by a task that produces it (exports, SSE).
+pub struct Chunks(pub tokio::sync::mpsc::Receiver<actix_web::web::Bytes>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<actix_web::web::Bytes, actix_web::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|b| b.map(Ok))
+    }
 }
 
 /// Request bodies larger than this are refused before parsing.
@@ -82,6 +96,7 @@ pub fn build_app(
         .configure(audit::routes)
         .configure(sso::routes)
         .configure(oidc::routes)
+        .configure(v1::routes)
         .configure(api::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))

@@ -1,0 +1,456 @@
+//! The OpenAI-compatible API: what the official SDKs, LangChain and IDE assistants call when
+//! pointed at Ayush with a base URL and an API key. The same JSON shapes, SSE framing and error
+//! objects as the OpenAI API reference; below the adapter, the same model access rules, engine
+//! and audit as the web UI. A key carries its owner's permissions and no more.
+
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::auth::guard::{Authed, ChatUser};
+use crate::catalog::access;
+use crate::chat::store as chat_store;
+use crate::error::{AppError, ErrorKind};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
+use ayush_models::{ChatMessage, Event as EngineEvent, GenerateParams, ModelError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use tokio::sync::mpsc;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .app_data(web::JsonConfig::default().limit(1024 * 1024).error_handler(|e, _| {
+                OaiError::invalid(format!("the request body is not valid JSON for this endpoint: {e}"), None)
+                    .into()
+            }))
+            .route("/models", web::get().to(models))
+            .route("/chat/completions", web::post().to(chat_completions))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(OaiError {
+                    status: 404,
+                    message: "Unknown endpoint. Ayush serves /v1/models and /v1/chat/completions.".into(),
+                    kind: "invalid_request_error",
+                    param: None,
+                    code: Some("unknown_url"),
+                })
+            })),
+    );
+}
+
+/// An error as the OpenAI API shapes it: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug)]
+pub struct OaiError {
+    status: u16,
+    message: String,
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+}
+
+impl OaiError {
+    fn invalid(message: impl Into<String>, param: Option<&'static str>) -> OaiError {
+        OaiError { status: 400, message: message.into(), kind: "invalid_request_error", param, code: None }
+    }
+
+    fn model_not_found(model: &str) -> OaiError {
+        OaiError {
+            status: 404,
+            message: format!("The model `{model}` does not exist or you do not have access to it."),
+            kind: "invalid_request_error",
+            param: Some("model"),
+            code: Some("model_not_found"),
+        }
+    }
+}
+
+impl std::fmt::Display for OaiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for OaiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    fn error_response(&self) -> HttpResponse {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let mut resp = HttpResponse::build(self.status_code());
+        if self.status == 429 {
+            resp.insert_header(("Retry-After", "5"));
+        }
+        resp.json(body)
+    }
+}
+
+impl From<AppError> for OaiError {
+    fn from(e: AppError) -> OaiError {
+        let (status, kind, code) = match e.kind {
+            ErrorKind::Unauthenticated | ErrorKind::InvalidCredentials => {
+                (401, "invalid_request_error", Some("invalid_api_key"))
+            }
+            ErrorKind::Forbidden | ErrorKind::CrossSite => (403, "permission_error", None),
+            ErrorKind::NotFound => (404, "invalid_request_error", None),
+            ErrorKind::BadRequest | ErrorKind::Validation | ErrorKind::UnsupportedMediaType => {
+                (400, "invalid_request_error", None)
+            }
+            ErrorKind::Busy | ErrorKind::LockedOut => (429, "rate_limit_error", Some("rate_limit_exceeded")),
+            ErrorKind::Unavailable => (503, "server_error", None),
+            _ => (500, "server_error", None),
+        };
+        OaiError { status, message: e.message, kind, param: None, code }
+    }
+}
+
+impl From<ModelError> for OaiError {
+    fn from(e: ModelError) -> OaiError {
+        match e {
+            ModelError::Busy => OaiError {
+                status: 429,
+                message: "The model is busy; retry shortly.".into(),
+                kind: "rate_limit_error",
+                param: None,
+                code: Some("rate_limit_exceeded"),
+            },
+            ModelError::ContextTooLong { .. } => OaiError {
+                status: 400,
+                message: e.to_string(),
+                kind: "invalid_request_error",
+                param: Some("messages"),
+                code: Some("context_length_exceeded"),
+            },
+            ModelError::BadRequest(m) => OaiError::invalid(m, None),
+            other => OaiError {
+                status: 500,
+                message: other.to_string(),
+                kind: "server_error",
+                param: None,
+                code: None,
+            },
+        }
+    }
+}
+
+/// The caller, by API key (or session), with errors in the OpenAI shape.
+pub struct Caller(Authed<ChatUser>);
+
+impl FromRequest for Caller {
+    type Error = OaiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, OaiError>>>>;
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = Authed::<ChatUser>::from_request(req, payload);
+        Box::pin(async move { fut.await.map(Caller).map_err(OaiError::from) })
+    }
+}
+
+async fn models(state: web::Data<AppState>, Caller(who): Caller) -> Result<HttpResponse, OaiError> {
+    let (entries, uid) = (state.catalog.list()?, who.user.id);
+    let mine = state.store.run(move |c| access::visible(c, uid, entries)).await?;
+    let data: Vec<Value> = mine
+        .iter()
+        .map(|m| json!({"id": m.manifest.name, "object": "model", "created": m.manifest.imported_at, "owned_by": "ayush"}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    stop: Option<Stop>,
+    seed: Option<u64>,
+    n: Option<u32>,
+    user: Option<String>,
+}
+
+impl ChatRequest {
+    fn prompt(&self) -> Result<Vec<ChatMessage>, OaiError> {
+        if self.messages.is_empty() {
+            return Err(OaiError::invalid("messages must hold at least one message", Some("messages")));
+        }
+        self.messages
+            .iter()
+            .map(|m| {
+                let role = match m.role.as_str() {
+                    "system" | "developer" => "system",
+                    "user" => "user",
+                    "assistant" => "assistant",
+                    other => {
+                        return Err(OaiError::invalid(
+                            format!("messages: the role {other:?} is not supported (system, developer, user, assistant)"),
+                            Some("messages"),
+                        ));
+                    }
+                };
+                let text = match &m.content {
+                    None => String::new(),
+                    Some(Content::Text(t)) => t.clone(),
+                    Some(Content::Parts(parts)) => {
+                        let mut text = String::new();
+                        for p in parts {
+                            if p.kind != "text" {
+                                return Err(OaiError::invalid(
+                                    format!("messages: content parts of type {:?} are not supported; send text", p.kind),
+                                    Some("messages"),
+                                ));
+                            }
+                            text.push_str(p.text.as_deref().unwrap_or_default());
+                        }
+                        text
+                    }
+                };
+                Ok(ChatMessage::new(role, &text))
+            })
+            .collect()
+    }
+
+    fn params(&self) -> Result<GenerateParams, OaiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(OaiError::invalid("only n = 1 is supported", Some("n")));
+        }
+        let d = GenerateParams::default();
+        let params = GenerateParams {
+            max_tokens: self.max_completion_tokens.or(self.max_tokens).unwrap_or(d.max_tokens),
+            temperature: self.temperature.unwrap_or(1.0),
+            top_p: self.top_p.or(Some(1.0)),
+            top_k: None,
+            repetition_penalty: 1.0,
+            seed: self.seed.unwrap_or(d.seed),
+            stop: match &self.stop {
+                None => Vec::new(),
+                Some(Stop::One(s)) => vec![s.clone()],
+                Some(Stop::Many(v)) => v.clone(),
+            },
+        };
+        params.validate().map_err(|m| OaiError::invalid(m, None))?;
+        Ok(params)
+    }
+}
+
+fn finish_reason(f: ayush_models::FinishReason) -> &'static str {
+    match f {
+        ayush_models::FinishReason::Length => "length",
+        _ => "stop",
+    }
+}
+
+/// Records the call under its owner: usage, and an audit event with the key that made it.
+async fn record(state: &AppState, actor: Actor, user_id: i64, details: Value, ok: bool) {
+    let now = state.clock.now();
+    let prompt = details["prompt_tokens"].as_i64().unwrap_or(0);
+    let completion = details["completion_tokens"].as_i64().unwrap_or(0);
+    let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+    let model = details["model"].as_str().unwrap_or_default().to_string();
+    let stored = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                if ok {
+                    chat_store::add_usage(c, now, user_id, prompt, completion)?;
+                }
+                let event = Event::new(&actor, "v1.chat.completions", outcome)
+                    .target("model", &model)
+                    .details(details);
+                audit::record(c, now, &event)
+            })
+        })
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot record a /v1 call");
+    }
+}
+
+async fn chat_completions(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    body: web::Json<ChatRequest>,
+) -> Result<HttpResponse, OaiError> {
+    let request = body.into_inner();
+    let prompt = request.prompt()?;
+    let params = request.params()?;
+    let model = request.model.clone();
+    if state.catalog.get(&model).is_err() {
+        return Err(OaiError::model_not_found(&model));
+    }
+    let (now, actor, m) = (state.clock.now(), who.actor(), model.clone());
+    let allowed = state.store.run(move |c| access::check(c, now, &actor, &m)).await;
+    if allowed.is_err() {
+        return Err(OaiError::model_not_found(&model));
+    }
+    let engine = state.catalog.engine(&model).await?;
+    let mut handle = engine.submit(prompt, params).map_err(OaiError::from)?;
+    let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
+    let created = state.clock.now();
+    let (actor, user_id) = (who.actor(), who.user.id);
+    let base = json!({"model": model, "stream": request.stream, "user": request.user});
+
+    if !request.stream {
+        let mut done = None;
+        while let Some(event) = handle.events.recv().await {
+            match event {
+                EngineEvent::Token(_) => {}
+                EngineEvent::Done(d) => {
+                    done = Some(Ok(d));
+                    break;
+                }
+                EngineEvent::Failed(e) => {
+                    done = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let done = done.unwrap_or_else(|| Err(ModelError::Inference("the engine stopped".into())));
+        return match done {
+            Ok(d) => {
+                let usage = json!({
+                    "prompt_tokens": d.usage.prompt_tokens,
+                    "completion_tokens": d.usage.completion_tokens,
+                    "total_tokens": d.usage.prompt_tokens + d.usage.completion_tokens,
+                });
+                let mut details = base.clone();
+                details["prompt_tokens"] = json!(d.usage.prompt_tokens);
+                details["completion_tokens"] = json!(d.usage.completion_tokens);
+                details["finish_reason"] = json!(finish_reason(d.finish));
+                record(&state, actor, user_id, details, true).await;
+                Ok(HttpResponse::Ok().json(json!({
+                    "id": id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{
+                        "index": 0,
+                        "message": {"role": "assistant", "content": d.text},
+                        "finish_reason": finish_reason(d.finish),
+                        "logprobs": null,
+                    }],
+                    "usage": usage,
+                    "system_fingerprint": null,
+                })))
+            }
+            Err(e) => {
+                let mut details = base;
+                details["error"] = json!(e.to_string());
+                record(&state, actor, user_id, details, false).await;
+                Err(OaiError::from(e))
+            }
+        };
+    }
+
+    // Streaming: chat.completion.chunk objects as SSE `data:` lines, then `data: [DONE]`.
+    let include_usage = request.stream_options.unwrap_or_default().include_usage;
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let state = state.into_inner();
+    tokio::spawn(async move {
+        let chunk = |delta: Value, finish: Option<&str>| {
+            let c = json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "system_fingerprint": null,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+            });
+            Bytes::from(format!("data: {c}\n\n"))
+        };
+        let mut alive = tx.send(chunk(json!({"role": "assistant", "content": ""}), None)).await.is_ok();
+        let mut outcome = None;
+        while let Some(event) = handle.events.recv().await {
+            match event {
+                EngineEvent::Token(piece) => {
+                    if alive && tx.send(chunk(json!({"content": piece}), None)).await.is_err() {
+                        // The client went away: stop generating.
+                        alive = false;
+                        handle.cancel();
+                    }
+                }
+                EngineEvent::Done(d) => {
+                    outcome = Some(Ok(d));
+                    break;
+                }
+                EngineEvent::Failed(e) => {
+                    outcome = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        match outcome.unwrap_or_else(|| Err(ModelError::Inference("the engine stopped".into()))) {
+            Ok(d) => {
+                let _ = tx.send(chunk(json!({}), Some(finish_reason(d.finish)))).await;
+                if include_usage {
+                    let u = json!({
+                        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": d.usage.prompt_tokens,
+                            "completion_tokens": d.usage.completion_tokens,
+                            "total_tokens": d.usage.prompt_tokens + d.usage.completion_tokens,
+                        },
+                    });
+                    let _ = tx.send(Bytes::from(format!("data: {u}\n\n"))).await;
+                }
+                let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+                let mut details = base;
+                details["prompt_tokens"] = json!(d.usage.prompt_tokens);
+                details["completion_tokens"] = json!(d.usage.completion_tokens);
+                details["finish_reason"] = json!(if alive { finish_reason(d.finish) } else { "cancelled" });
+                record(&state, actor, user_id, details, true).await;
+            }
+            Err(e) => {
+                let err = OaiError::from(e);
+                let body = json!({"error": {"message": err.message, "type": err.kind, "param": err.param, "code": err.code}});
+                let _ = tx.send(Bytes::from(format!("data: {body}\n\n"))).await;
+                let mut details = base;
+                details["error"] = json!(err.message);
+                record(&state, actor, user_id, details, false).await;
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(crate::http::Chunks(rx)))
+}

@@ -1,0 +1,104 @@
+//! The /v1 API as real clients use it: the official `openai` Python SDK (PyPI, installed by
+//! `.ci/peers` into a venv) lists models, chats with and without streaming (usage included),
+//! meets a missing model, a bad request and a revoked key, against the real gemma model. Each
+//! call is recorded under the key's owner.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::{GEMMA_FILE, Server, skip_or_fail, test_model};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn python() -> Option<PathBuf> {
+    let venv = std::env::var("AYUSH_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ayush-venv")
+    });
+    let python = venv.join("bin/python");
+    let has_sdk = std::process::Command::new(&python)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_sdk {
+        skip_or_fail(
+            "the openai Python SDK (python3 -m venv ~/.cache/ayush-venv && pip install -r tests/openai/requirements.txt)",
+        );
+        return None;
+    }
+    Some(python)
+}
+
+#[test]
+fn the_official_openai_sdk_works_against_ayush() {
+    let Some(gemma) = test_model(GEMMA_FILE) else { return };
+    let Some(python) = python() else { return };
+    let server = Server::start();
+    server.create_user("amira", "user", "amira password 1");
+    assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
+    let key = server.token_for("amira");
+    let revoked =
+        server.ctl_local(&["-o", "json", "token", "create", "--user", "amira", "--name", "old"], None).json();
+    let revoked_id = revoked["token"]["id"].as_i64().unwrap().to_string();
+    assert!(server.ctl_local(&["token", "revoke", &revoked_id], None).ok);
+
+    let out = std::process::Command::new(python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai/client.py"))
+        .env("AYUSH_BASE_URL", format!("{}/v1", server.url))
+        .env("AYUSH_KEY", &key)
+        .env("AYUSH_REVOKED_KEY", revoked["secret"].as_str().unwrap())
+        .env("AYUSH_MODEL", "gemma")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{seen:#}");
+
+    assert_eq!(seen["models"], serde_json::json!(["gemma"]));
+    let plain = &seen["plain"];
+    assert_eq!(
+        (plain["object"].as_str(), plain["role"].as_str()),
+        (Some("chat.completion"), Some("assistant"))
+    );
+    assert!(!plain["content"].as_str().unwrap().is_empty());
+    assert!(matches!(plain["finish"].as_str(), Some("stop" | "length")));
+    let u = &plain["usage"];
+    assert!(u["prompt_tokens"].as_i64().unwrap() > 5 && u["completion_tokens"].as_i64().unwrap() > 0);
+    assert_eq!(
+        u["total_tokens"].as_i64(),
+        Some(u["prompt_tokens"].as_i64().unwrap() + u["completion_tokens"].as_i64().unwrap())
+    );
+
+    let stream = &seen["stream"];
+    assert!(stream["pieces"].as_i64().unwrap() > 1, "streamed in pieces: {stream}");
+    assert_eq!(stream["content"], plain["content"], "temperature 0 gives the same answer streamed or not");
+    assert!(stream["usage"]["completion_tokens"].as_i64().unwrap() > 0, "stream_options.include_usage");
+    assert!(stream["finish"].as_str().is_some());
+
+    assert_eq!(seen["not_found"]["status"], 404);
+    assert_eq!(seen["not_found"]["code"], "model_not_found");
+    assert_eq!(seen["not_found"]["param"], "model");
+    assert_eq!(
+        (seen["bad_request"]["status"].as_i64(), seen["bad_request"]["param"].as_str()),
+        (Some(400), Some("n"))
+    );
+    assert_eq!(seen["revoked"]["status"], 401);
+    assert_eq!(seen["revoked"]["code"], "invalid_api_key");
+
+    // Each call is recorded under amira, with the key it came with.
+    let store = server.open_store();
+    let filter = ayush_server::audit::query::Filter {
+        action: Some("v1.chat.completions".into()),
+        ..Default::default()
+    };
+    let events =
+        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 10)).unwrap();
+    assert_eq!(events.len(), 2, "two completions");
+    assert!(
+        events.iter().all(|e| e.actor_name == "amira" && e.api_key_id.is_some() && e.outcome == "success")
+    );
+    assert!(events.iter().any(|e| e.details.contains("\"user\":\"tester\"")));
+    let denied =
+        ayush_server::audit::query::Filter { action: Some("model.use".into()), ..Default::default() };
+    let denied =
+        store.run_blocking(|c| ayush_server::audit::query::page(c, &denied.check()?, None, 10)).unwrap();
+    assert!(denied.is_empty(), "an unknown model is not a denial: {denied:?}");
+}
