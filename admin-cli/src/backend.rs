@@ -53,6 +53,10 @@ pub trait Backend {
         group: Option<&str>,
     ) -> Result<Value, String>;
     fn remove_mapping(&self, id: i64) -> Result<(), String>;
+    /// Creates an API key for a user; the answer holds the secret, shown once.
+    fn create_key(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String>;
+    fn list_keys(&self, user: Option<&str>) -> Result<Value, String>;
+    fn revoke_key(&self, id: i64) -> Result<(), String>;
     /// Refreshes directory accounts now (or says what that would change).
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.

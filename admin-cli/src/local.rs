@@ -70,17 +70,17 @@ impl Local {
         password::hash(pw).map_err(err)
     }
 
-    pub fn create_token(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
+    fn create_token_here(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
         let now = self.now();
         let expires = expires_days.map(|d| now + i64::from(d) * 86_400);
         let (token, secret) = self
             .store
             .run_blocking(|c| tokens::create(c, now, &self.actor, user, name, expires))
             .map_err(err)?;
-        Ok(json!({"token": to_json(token)?, "secret": secret}))
+        Ok(json!({"key": to_json(token)?, "secret": secret}))
     }
 
-    pub fn list_tokens(&self, user: Option<&str>) -> Result<Value, String> {
+    fn list_tokens_here(&self, user: Option<&str>) -> Result<Value, String> {
         let rows = self.store.run_blocking(|c| tokens::list(c, user)).map_err(err)?;
         let rows: Vec<Value> = rows
             .into_iter()
@@ -229,7 +229,7 @@ impl Local {
         self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)
     }
 
-    pub fn revoke_token(&self, id: i64) -> Result<(), String> {
+    fn revoke_token_here(&self, id: i64) -> Result<(), String> {
         self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
     }
 }
@@ -436,6 +436,18 @@ impl Backend for Local {
         out.write_all(buf.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| format!("writing the export: {e}"))
+    }
+
+    fn create_key(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
+        self.create_token_here(user, name, expires_days)
+    }
+
+    fn list_keys(&self, user: Option<&str>) -> Result<Value, String> {
+        self.list_tokens_here(user)
+    }
+
+    fn revoke_key(&self, id: i64) -> Result<(), String> {
+        self.revoke_token_here(id)
     }
 
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {

@@ -60,9 +60,9 @@ enum Command {
     /// Manage groups and their members.
     #[command(subcommand)]
     Group(GroupCommand),
-    /// Manage API tokens (--local only).
-    #[command(subcommand)]
-    Token(TokenCommand),
+    /// Manage API keys (for scripts, `ayushctl` remote mode and the /v1 API).
+    #[command(subcommand, alias = "token")]
+    Keys(TokenCommand),
     /// Manage the models (GGUF files) the server runs.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -342,7 +342,7 @@ impl FilterArgs {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Create an API token for a user; the token is printed once.
+    /// Create an API key for a user; the key is printed once.
     Create {
         #[arg(long)]
         user: String,
@@ -352,12 +352,12 @@ enum TokenCommand {
         #[arg(long)]
         expires_days: Option<u32>,
     },
-    /// List API tokens.
+    /// List API keys.
     List {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Revoke an API token by id.
+    /// Revoke an API key by id; it stops working at once.
     Revoke { id: i64 },
 }
 
@@ -431,21 +431,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.done(&format!("{user} removed from {group}"))
             }
         },
-        Command::Token(cmd) => {
-            let local = backend.local().ok_or("token commands work on the data directory: add --local")?;
-            match cmd {
-                TokenCommand::Create { user, name, expires_days } => {
-                    out.object(&local.create_token(&user, &name, expires_days)?)
-                }
-                TokenCommand::List { user } => {
-                    out.list(&local.list_tokens(user.as_deref())?, output::TOKEN_COLUMNS)
-                }
-                TokenCommand::Revoke { id } => {
-                    local.revoke_token(id)?;
-                    out.done(&format!("token {id} revoked"))
-                }
+        Command::Keys(cmd) => match cmd {
+            TokenCommand::Create { user, name, expires_days } => {
+                out.object(&backend.create_key(&user, &name, expires_days)?)
             }
-        }
+            TokenCommand::List { user } => {
+                out.list(&backend.list_keys(user.as_deref())?, output::TOKEN_COLUMNS)
+            }
+            TokenCommand::Revoke { id } => {
+                backend.revoke_key(id)?;
+                out.done(&format!("key {id} revoked"))
+            }
+        },
         Command::Models(cmd) => match cmd {
             ModelsCommand::List => out.list(&backend.list_models()?, output::MODEL_COLUMNS),
             ModelsCommand::Allow { name, group } => {

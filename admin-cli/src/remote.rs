@@ -232,6 +232,20 @@ impl Backend for Remote {
         out.flush().map_err(|e| format!("writing the export: {e}"))
     }
 
+    fn create_key(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
+        let body = json!({"user": user, "name": name, "expires_days": expires_days});
+        self.call("POST", "/api/admin/keys", Body::Json(&body))
+    }
+
+    fn list_keys(&self, user: Option<&str>) -> Result<Value, String> {
+        let query = user.map(|u| format!("?user={}", seg(u))).unwrap_or_default();
+        self.call("GET", &format!("/api/admin/keys{query}"), Body::None)
+    }
+
+    fn revoke_key(&self, id: i64) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/admin/keys/{id}"), Body::None).map(drop)
+    }
+
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {
         self.call("POST", "/api/admin/directory/sync", Body::Json(&json!({"dry_run": dry_run})))
     }

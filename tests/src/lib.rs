@@ -197,7 +197,7 @@ impl Server {
 
     /// Makes an admin API token for `user` and returns its secret.
     pub fn token_for(&self, user: &str) -> String {
-        let out = self.ctl_local(&["-o", "json", "token", "create", "--user", user], None);
+        let out = self.ctl_local(&["-o", "json", "keys", "create", "--user", user], None);
         assert!(out.ok, "{}", out.stderr);
         out.json()["secret"].as_str().expect("secret").to_string()
     }

@@ -247,9 +247,9 @@ fn ayushctl_remote_mode_with_an_api_token() {
     assert!(!no_token.ok && no_token.stderr.contains("AYUSH_TOKEN"));
 
     // A revoked token stops working.
-    let listed = server.ctl_local(&["-o", "json", "token", "list"], None).json();
+    let listed = server.ctl_local(&["-o", "json", "keys", "list"], None).json();
     let id = listed[0]["id"].as_i64().unwrap().to_string();
-    assert!(server.ctl_local(&["token", "revoke", &id], None).ok);
+    assert!(server.ctl_local(&["keys", "revoke", &id], None).ok);
     assert!(!ctl(&["user", "list"], None).ok);
 }
 
@@ -431,4 +431,44 @@ fn models_are_imported_verified_and_removed_remotely() {
     assert!(ctl(&["models", "remove", "g"]).ok);
     assert_eq!(ctl(&["-o", "json", "models", "list"]).json(), json!([]));
     assert!(!models_dir.join("g.gguf").exists());
+}
+
+#[test]
+fn people_manage_their_own_api_keys_and_admins_anyones() {
+    let server = server_with_admin();
+    server.create_user("pia", "user", USER_PW);
+    server.create_user("quinn", "user", USER_PW);
+    let mut pia = server.client();
+    assert_eq!(pia.login("pia", USER_PW).status, 200);
+    let made = pia.send_json("POST", "/api/keys", &json!({"name": "laptop", "expires_days": 30}));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made = made.json();
+    let (id, secret) = (made["key"]["id"].as_i64().unwrap(), made["secret"].as_str().unwrap().to_string());
+    assert!(made["key"].get("token_hash").is_none(), "only the fingerprint is stored, and never shown");
+    let listed = pia.get("/api/keys").json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(pia.get("/keys").body.contains("laptop"), "the keys page lists it");
+
+    let bearer = format!("Bearer {secret}");
+    let r = server.client().raw("GET", "/v1/models", &[("Authorization", &bearer)], "");
+    assert_eq!(r.status, 200, "the key works: {}", r.body);
+
+    let mut quinn = server.client();
+    assert_eq!(quinn.login("quinn", USER_PW).status, 200);
+    assert_eq!(quinn.send_json("DELETE", &format!("/api/keys/{id}"), &json!({})).status, 404, "not quinn's");
+    assert_eq!(quinn.get("/api/admin/keys").status, 403);
+    assert_eq!(pia.send_json("DELETE", &format!("/api/keys/{id}"), &json!({})).status, 204);
+    let r = server.client().raw("GET", "/v1/models", &[("Authorization", &bearer)], "");
+    assert_eq!(r.status, 401, "revoked at once: {}", r.body);
+    assert!(r.body.contains("invalid_api_key"), "in OpenAI's error shape: {}", r.body);
+
+    // Admins, remotely through ayushctl: create a key for a script, list everyone's, revoke.
+    let admin = server.token_for("root-admin");
+    let made =
+        server.ctl_remote(&admin, &["-o", "json", "keys", "create", "--user", "quinn", "--name", "ci"], None);
+    assert!(made.ok, "{}", made.stderr);
+    let quinns = made.json()["key"]["id"].as_i64().unwrap().to_string();
+    let all = server.ctl_remote(&admin, &["-o", "json", "keys", "list", "--user", "quinn"], None).json();
+    assert_eq!(all[0]["user"], "quinn");
+    assert!(server.ctl_remote(&admin, &["keys", "revoke", &quinns], None).ok);
 }

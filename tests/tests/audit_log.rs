@@ -186,7 +186,7 @@ fn ayushctl_verifies_and_exports_with_the_server_stopped_and_catches_tampering()
     tamper(&server, &["UPDATE audit_events SET details = details || ' ' WHERE seq = 3"]);
     let bad = server.ctl_local(&["audit", "verify"], None);
     assert!(!bad.ok, "tampering must fail the command");
-    assert!(bad.stdout.contains("NOT INTACT at seq 3: modified"), "{}", bad.stdout);
+    assert!(bad.stdout.contains("NOT INTACT at seq 3: modified"), "{}{}", bad.stdout, bad.stderr);
     assert!(bad.stderr.contains("NOT intact"), "{}", bad.stderr);
 
     // Put it back, then cut the end off, rewind the database's head and remove the checkpoints

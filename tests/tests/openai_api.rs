@@ -36,9 +36,9 @@ fn the_official_openai_sdk_works_against_ayush() {
     assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
     let key = server.token_for("amira");
     let revoked =
-        server.ctl_local(&["-o", "json", "token", "create", "--user", "amira", "--name", "old"], None).json();
-    let revoked_id = revoked["token"]["id"].as_i64().unwrap().to_string();
-    assert!(server.ctl_local(&["token", "revoke", &revoked_id], None).ok);
+        server.ctl_local(&["-o", "json", "keys", "create", "--user", "amira", "--name", "old"], None).json();
+    let revoked_id = revoked["key"]["id"].as_i64().unwrap().to_string();
+    assert!(server.ctl_local(&["keys", "revoke", &revoked_id], None).ok);
 
     let out = std::process::Command::new(python)
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai/client.py"))

@@ -125,6 +125,19 @@ pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64) -> App
     })
 }
 
+/// Revokes one of `user_id`'s own tokens; someone else's is "not found".
+pub fn revoke_own(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, id: i64) -> AppResult<()> {
+    let owner: Option<i64> = with_conn!(&mut *conn, |c| api_tokens::table
+        .find(id)
+        .select(api_tokens::user_id)
+        .first(c)
+        .optional())?;
+    if owner != Some(user_id) {
+        return Err(AppError::not_found(format!("no API key of yours with id {id}")));
+    }
+    revoke(conn, now, actor, id)
+}
+
 pub fn revoke(conn: &mut Conn, now: i64, actor: &Actor, id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let n = with_conn!(&mut *conn, |c| diesel::update(api_tokens::table.find(id))

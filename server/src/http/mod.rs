@@ -6,6 +6,7 @@ pub mod audit;
 pub mod chat;
 pub mod csrf;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod oidc;
 pub mod sso;
@@ -97,6 +98,7 @@ pub fn build_app(
         .configure(sso::routes)
         .configure(oidc::routes)
         .configure(v1::routes)
+        .configure(keys::routes)
         .configure(api::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))

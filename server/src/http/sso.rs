@@ -209,5 +209,5 @@ async fn page_remove(
     check_csrf(&who, &form.csrf).map_err(&err)?;
     let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
     state.store.run(move |c| mapping::remove(c, now, &actor, id)).await.map_err(&err)?;
-    Ok(see_other("/admin/sso?done=removed"))
+    Ok(see_other("/admin/sso?done=unmapped"))
 }

@@ -296,6 +296,8 @@ pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
         "password" => "Password changed; the user's sessions were ended.",
         "added" => "Member added.",
         "removed" => "Member removed.",
+        "revoked" => "Key revoked.",
+        "unmapped" => "Mapping removed.",
         _ => return None,
     };
     Some(Flash { kind: "ok", text: text.into() })

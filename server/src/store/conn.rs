@@ -274,10 +274,12 @@ impl r2d2::ManageConnection for Manager {
         let db = match &self.target {
             Target::Sqlite(path) => {
                 let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
+                // busy_timeout first: without it, the journal_mode pragma fails at once with
+                // "database is locked" while another process (ayushctl --local, the server)
+                // holds a lock, instead of waiting for it.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
-                     PRAGMA wal_autocheckpoint = 0;",
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
                 )
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                 Db::Sqlite(c)

@@ -1,0 +1,235 @@
+//! Personal API keys: people create, name, list and revoke their own (page and JSON); admins
+//! list and revoke anyone's and create keys for scripts. A key is shown once; only its SHA-256
+//! is stored, and it carries its owner's permissions.
+
+use crate::auth::guard::{AdminOnly, AnyUser, Authed};
+use crate::auth::tokens::{self, ApiToken};
+use crate::error::{AppError, AppResult};
+use crate::http::ui::{
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
+};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/keys", web::get().to(page))
+        .route("/keys", web::post().to(page_create))
+        .route("/keys/{id}/revoke", web::post().to(page_revoke))
+        .route("/api/keys", web::get().to(mine))
+        .route("/api/keys", web::post().to(create_mine))
+        .route("/api/keys/{id}", web::delete().to(revoke_mine))
+        .route("/api/admin/keys", web::get().to(all))
+        .route("/api/admin/keys", web::post().to(create_for))
+        .route("/api/admin/keys/{id}", web::delete().to(revoke_any));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    /// Days until it expires (default: never).
+    expires_days: Option<u32>,
+}
+
+fn expiry(now: i64, days: Option<u32>) -> AppResult<Option<i64>> {
+    match days {
+        Some(0) => Err(AppError::validation("expires_days must be at least 1")),
+        Some(d) => Ok(Some(now + i64::from(d) * 86_400)),
+        None => Ok(None),
+    }
+}
+
+async fn mine(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
+    let name = who.user.username.clone();
+    let keys: Vec<ApiToken> =
+        state.store.run(move |c| tokens::list(c, Some(&name))).await?.into_iter().map(|(t, _)| t).collect();
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+async fn create_mine(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    body: web::Json<NewKey>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let now = state.clock.now();
+    let expires = expiry(now, body.expires_days)?;
+    let (actor, user) = (who.actor(), who.user.username.clone());
+    let (key, secret) =
+        state.store.run(move |c| tokens::create(c, now, &actor, &user, body.name.trim(), expires)).await?;
+    Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
+}
+
+async fn revoke_mine(
+    state: web::Data<AppState>,
+    who: Authed<AnyUser>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (now, actor, uid, id) = (state.clock.now(), who.actor(), who.user.id, path.into_inner());
+    state.store.run(move |c| tokens::revoke_own(c, now, &actor, uid, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    user: Option<String>,
+}
+
+async fn all(
+    state: web::Data<AppState>,
+    _who: Authed<AdminOnly>,
+    q: web::Query<UserQuery>,
+) -> AppResult<HttpResponse> {
+    let user = q.into_inner().user;
+    let rows = state.store.run(move |c| tokens::list(c, user.as_deref())).await?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .map(|(t, user)| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            v["user"] = json!(user);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyFor {
+    user: String,
+    name: String,
+    expires_days: Option<u32>,
+}
+
+async fn create_for(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    body: web::Json<NewKeyFor>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let now = state.clock.now();
+    let expires = expiry(now, body.expires_days)?;
+    let actor = who.actor();
+    let (key, secret) = state
+        .store
+        .run(move |c| tokens::create(c, now, &actor, &body.user, body.name.trim(), expires))
+        .await?;
+    Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
+}
+
+async fn revoke_any(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
+    state.store.run(move |c| tokens::revoke(c, now, &actor, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Template)]
+#[template(path = "keys.html")]
+struct KeysPage {
+    chrome: Chrome,
+    keys: Vec<ApiToken>,
+    /// A key just created, shown this once.
+    created: Option<String>,
+}
+
+impl KeysPage {
+    fn when(&self, at: &Option<i64>) -> String {
+        at.map(crate::clock::format_time).unwrap_or_else(|| "never".into())
+    }
+}
+
+async fn render_page(
+    state: &AppState,
+    who: &Authed<AnyUser>,
+    flash: Option<Flash>,
+    created: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let name = who.user.username.clone();
+    let keys = state
+        .store
+        .run(move |c| Ok(tokens::list(c, Some(&name))?.into_iter().map(|(t, _)| t).collect()))
+        .await
+        .map_err(ui_error(state, "/keys"))?;
+    let page = KeysPage { chrome: Chrome::for_user(state, who, "keys", flash), keys, created };
+    let mut resp = render(&page, status);
+    // The page may hold a secret: never cache it.
+    resp.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+async fn page(
+    state: web::Data<AppState>,
+    Page(who): Page<AnyUser>,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, UiError> {
+    render_page(&state, &who, done_flash(&q), None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    expires_days: String,
+}
+
+async fn page_create(
+    state: web::Data<AppState>,
+    Page(who): Page<AnyUser>,
+    form: web::Form<KeyForm>,
+) -> Result<HttpResponse, UiError> {
+    let form = form.into_inner();
+    let result = async {
+        check_csrf(&who, &form.csrf)?;
+        let days = match form.expires_days.trim() {
+            "" => None,
+            d => Some(d.parse::<u32>().map_err(|_| AppError::validation("expiry must be a number of days"))?),
+        };
+        let now = state.clock.now();
+        let expires = expiry(now, days)?;
+        let (actor, user) = (who.actor(), who.user.username.clone());
+        state.store.run(move |c| tokens::create(c, now, &actor, &user, form.name.trim(), expires)).await
+    }
+    .await;
+    match result {
+        Ok((_, secret)) => {
+            let flash = Flash { kind: "ok", text: "Key created. Copy it now: it is not shown again.".into() };
+            render_page(&state, &who, Some(flash), Some(secret), StatusCode::CREATED).await
+        }
+        Err(e) => {
+            render_page(
+                &state,
+                &who,
+                Some(Flash { kind: "error", text: e.message.clone() }),
+                None,
+                e.kind.status(),
+            )
+            .await
+        }
+    }
+}
+
+async fn page_revoke(
+    state: web::Data<AppState>,
+    Page(who): Page<AnyUser>,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/keys");
+    check_csrf(&who, &form.csrf).map_err(&err)?;
+    let (now, actor, uid, id) = (state.clock.now(), who.actor(), who.user.id, path.into_inner());
+    state.store.run(move |c| tokens::revoke_own(c, now, &actor, uid, id)).await.map_err(&err)?;
+    Ok(see_other("/keys?done=revoked"))
+}
