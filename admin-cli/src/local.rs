@@ -107,7 +107,13 @@ impl Local {
         if !self.config.ldap.enabled {
             return Err("no directory is configured: [ldap] enabled = false".into());
         }
-        Directory::new(&self.config.ldap)
+        Directory::new(&self.config.ldap, self.egress())
+    }
+
+    /// The server's egress policy; refusals are recorded as the server would.
+    fn egress(&self) -> ayush_server::egress::Egress {
+        let clock: ayush_server::clock::SharedClock = std::sync::Arc::new(SystemClock);
+        ayush_server::egress::Egress::new(&self.config.egress).recording(self.store.clone(), clock)
     }
 
     fn default_role(&self) -> Option<Role> {
@@ -134,7 +140,7 @@ impl Local {
                 steps.push(json!({"step": step, "ok": ok, "detail": detail}));
                 ok
             };
-            let provider = match ayush_server::auth::oidc::Provider::new(cfg) {
+            let provider = match ayush_server::auth::oidc::Provider::new(cfg, &self.egress()) {
                 Ok(p) => p,
                 Err(e) => {
                     step("configuration", Err(e));

@@ -26,6 +26,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub ldap: LdapConfig,
     pub oidc: OidcConfig,
+    pub egress: EgressConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +104,20 @@ pub struct AuditConfig {
     pub retention_days: u64,
     pub capture_chat_content_groups: Vec<String>,
     pub sinks: Vec<SinkConfig>,
+}
+
+/// Where Ayush may connect out to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    pub airgap: bool,
+    pub allow_hosts: Vec<String>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig { airgap: true, allow_hosts: Vec::new() }
+    }
 }
 
 /// Sign-in through OpenID Connect providers.

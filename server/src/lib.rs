@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod chat;
 pub mod clock;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod serve;

@@ -25,6 +25,8 @@ pub enum StartError {
     Ldap(String),
     #[error("oidc: {0}")]
     Oidc(String),
+    #[error("{0}")]
+    Egress(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {0}: {1}")]
@@ -50,14 +52,19 @@ pub fn init_logging(config: &Config) {
 
 /// Opens the database and everything else a request needs. Call it outside async code.
 pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartError> {
+    check_egress(&config)?;
     let (ledger, chain) = Ledger::open(&config)?;
     let store = Store::open(&config.database, &config.server.data_dir, chain)?;
+    let egress = crate::egress::Egress::new(&config.egress).recording(store.clone(), clock.clone());
     let theme = Theme::from_config(&config.theme)?;
     let directory = match config.ldap.enabled {
-        true => Some(Arc::new(crate::auth::ldap::Directory::new(&config.ldap).map_err(StartError::Ldap)?)),
+        true => Some(Arc::new(
+            crate::auth::ldap::Directory::new(&config.ldap, egress.clone()).map_err(StartError::Ldap)?,
+        )),
         false => None,
     };
-    let oidc = crate::auth::oidc::Providers::from_config(&config.oidc.providers).map_err(StartError::Oidc)?;
+    let oidc = crate::auth::oidc::Providers::from_config(&config.oidc.providers, &egress)
+        .map_err(StartError::Oidc)?;
     let catalog = Arc::new(Catalog::new(&config.server.data_dir));
     let swept = catalog.sweep_partials(clock.now());
     if swept > 0 {
@@ -74,7 +81,31 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         audit: Arc::new(ledger),
         directory,
         oidc: Arc::new(oidc),
+        egress,
     })
+}
+
+/// Every destination the config names must be one the egress policy allows.
+fn check_egress(config: &Config) -> Result<(), StartError> {
+    let egress = crate::egress::Egress::new(&config.egress);
+    let mut targets: Vec<(String, String)> = config
+        .oidc
+        .providers
+        .iter()
+        .map(|p| (format!("oidc provider {}", p.name), p.issuer.clone()))
+        .collect();
+    if config.ldap.enabled {
+        targets.push(("ldap.url".into(), config.ldap.url.clone()));
+    }
+    for sink in &config.audit.sinks {
+        if let Some(address) = &sink.address {
+            targets.push((format!("audit sink {}", sink.name), format!("tcp://{address}")));
+        }
+    }
+    for (what, url) in targets {
+        egress.permits_url(&what, &url).map_err(StartError::Egress)?;
+    }
+    Ok(())
 }
 
 fn tls_config(config: &Config) -> Result<Option<rustls::ServerConfig>, StartError> {

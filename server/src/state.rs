@@ -35,4 +35,6 @@ pub struct AppState {
     pub directory: Option<Arc<crate::auth::ldap::Directory>>,
     /// The OpenID Connect providers people may sign in with.
     pub oidc: Arc<crate::auth::oidc::Providers>,
+    /// Where Ayush may connect out to.
+    pub egress: crate::egress::Egress,
 }

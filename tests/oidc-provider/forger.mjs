@@ -47,7 +47,9 @@ http.createServer(async (req, res) => {
   }
   if (url.pathname === '/.well-known/openid-configuration') {
     return send(res, 200, {
-      issuer, authorization_endpoint: `${issuer}/auth`, token_endpoint: `${issuer}/token`,
+      issuer, authorization_endpoint: `${issuer}/auth`,
+      // An endpoint off loopback, which an air-gapped Ayush must refuse to reach.
+      token_endpoint: defect === 'foreign_token_endpoint' ? 'http://192.0.2.10/token' : `${issuer}/token`,
       userinfo_endpoint: `${issuer}/userinfo`, jwks_uri: `${issuer}/jwks`,
       response_types_supported: ['code'], id_token_signing_alg_values_supported: ['RS256'],
     });

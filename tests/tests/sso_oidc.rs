@@ -167,3 +167,52 @@ client_secret = \"whatever\"
         );
     }
 }
+
+/// Air-gapped (the default), a provider off loopback and off the allowlist stops the server at
+/// start; an endpoint its discovery document names off loopback is refused at connect time and
+/// recorded as egress.refused.
+#[test]
+fn the_egress_policy_keeps_an_air_gapped_ayush_on_loopback() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("ayush.toml");
+    std::fs::write(
+        &config,
+        "[[oidc.providers]]\nname = \"far\"\nbutton_text = \"Far\"\nissuer = \"https://192.0.2.10\"\nclient_id = \"ayush\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(ayush_tests::bin_path("ayush"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not start");
+    assert!(stderr.contains("oidc provider far: the egress policy refuses 192.0.2.10:443"), "{stderr}");
+
+    let port = idp::free_port();
+    let server = Server::start_with_config(&format!(
+        "[[oidc.providers]]\nname = \"forged\"\nbutton_text = \"Forged\"\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"ayush\"\nclient_secret = \"x\"\n"
+    ));
+    let Some(forger) = Idp::forger(port) else { return };
+    forger.set_defect("foreign_token_endpoint");
+    let raw: ureq::Agent =
+        ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
+    let mut c = server.client();
+    let to_provider = c.get("/auth/oidc/forged/start");
+    let at_provider = raw.get(to_provider.header("location").unwrap()).call().unwrap();
+    let back = at_provider.headers().get("location").unwrap().to_str().unwrap().to_string();
+    let r = c.get(back.strip_prefix(&server.url).unwrap());
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("egress policy refuses 192.0.2.10:80"), "{}", r.body);
+    let store = server.open_store();
+    let filter =
+        ayush_server::audit::query::Filter { action: Some("egress.refused".into()), ..Default::default() };
+    let events =
+        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 5)).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].details.contains("192.0.2.10:80") && events[0].details.contains("oidc provider forged")
+    );
+}

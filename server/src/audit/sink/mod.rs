@@ -160,7 +160,7 @@ fn forward(state: AppState, cfg: SinkConfig) {
         let last = events.last().map_or(0, |e| e.seq);
         let sent = match link.as_mut() {
             Some(l) => l.send(&events, &hostname),
-            None => Transport::open(&cfg).and_then(|mut l| {
+            None => Transport::open(&cfg, &state.egress).and_then(|mut l| {
                 let r = l.send(&events, &hostname);
                 link = Some(l);
                 r

@@ -5,8 +5,9 @@ use super::syslog;
 use crate::audit::AuditEvent;
 use crate::audit::query::{self, Format};
 use crate::config::{SinkConfig, SinkKind};
+use crate::egress::Egress;
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +20,14 @@ pub enum Transport {
     File(std::fs::File),
 }
 
-fn connect_tcp(address: &str) -> Result<TcpStream, String> {
-    let addrs: Vec<_> =
-        address.to_socket_addrs().map_err(|e| format!("cannot resolve {address}: {e}"))?.collect();
+/// The addresses the egress policy lets this sink reach (connect to these, not the name).
+fn allowed(cfg: &SinkConfig, egress: &Egress, address: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("{address} is not host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{address}: bad port"))?;
+    egress.check(&format!("audit sink {}", cfg.name), host, port)
+}
+
+fn connect_tcp(address: &str, addrs: Vec<std::net::SocketAddr>) -> Result<TcpStream, String> {
     let mut last = format!("{address} resolves to no address");
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, TIMEOUT) {
@@ -37,10 +43,10 @@ fn connect_tcp(address: &str) -> Result<TcpStream, String> {
 }
 
 impl Transport {
-    pub fn open(cfg: &SinkConfig) -> Result<Transport, String> {
+    pub fn open(cfg: &SinkConfig, egress: &Egress) -> Result<Transport, String> {
         let address = cfg.address.as_deref().unwrap_or_default();
         match cfg.kind {
-            SinkKind::SyslogTcp => connect_tcp(address).map(Transport::Tcp),
+            SinkKind::SyslogTcp => connect_tcp(address, allowed(cfg, egress, address)?).map(Transport::Tcp),
             SinkKind::SyslogTls => {
                 let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
                 let name = cfg.server_name.clone().unwrap_or_else(|| host.to_string());
@@ -49,7 +55,7 @@ impl Transport {
                 let config = crate::tls::client_config(cfg.ca_file.as_deref(), "ca_file")?;
                 let conn = rustls::ClientConnection::new(Arc::new(config), server_name)
                     .map_err(|e| format!("TLS to {address}: {e}"))?;
-                let sock = connect_tcp(address)?;
+                let sock = connect_tcp(address, allowed(cfg, egress, address)?)?;
                 sock.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
                 let mut tls = rustls::StreamOwned::new(conn, sock);
                 // Handshake now, so a certificate problem is reported as such.
@@ -61,9 +67,8 @@ impl Transport {
                 Ok(Transport::Tls(Box::new(tls)))
             }
             SinkKind::SyslogUdp => {
-                let target = address
-                    .to_socket_addrs()
-                    .map_err(|e| format!("cannot resolve {address}: {e}"))?
+                let target = allowed(cfg, egress, address)?
+                    .into_iter()
                     .next()
                     .ok_or_else(|| format!("{address} resolves to no address"))?;
                 let local = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };

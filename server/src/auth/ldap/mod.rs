@@ -146,6 +146,7 @@ impl Settings {
 /// A configured directory, with a small pool of connections bound as the service account.
 pub struct Directory {
     settings: Settings,
+    egress: crate::egress::Egress,
     tls: Arc<rustls::ClientConfig>,
     pool: tokio::sync::Mutex<Vec<Ldap>>,
 }
@@ -155,10 +156,10 @@ fn unavailable(e: impl std::fmt::Display) -> DirError {
 }
 
 impl Directory {
-    pub fn new(cfg: &LdapConfig) -> Result<Directory, String> {
+    pub fn new(cfg: &LdapConfig, egress: crate::egress::Egress) -> Result<Directory, String> {
         let settings = Settings::from_config(cfg)?;
         let tls = Arc::new(crate::tls::client_config(cfg.ca_file.as_deref(), "ldap.ca_file")?);
-        Ok(Directory { settings, tls, pool: tokio::sync::Mutex::new(Vec::new()) })
+        Ok(Directory { settings, egress, tls, pool: tokio::sync::Mutex::new(Vec::new()) })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -168,6 +169,11 @@ impl Directory {
     /// A new connection (TLS as configured), not yet bound.
     pub async fn connect(&self) -> Result<Ldap, DirError> {
         let s = &self.settings;
+        let (egress, url) = (self.egress.clone(), s.url.clone());
+        tokio::task::spawn_blocking(move || egress.check_url("ldap.url", &url))
+            .await
+            .map_err(unavailable)?
+            .map_err(DirError::Unavailable)?;
         let conn_settings = LdapConnSettings::new()
             .set_conn_timeout(s.connect_timeout)
             .set_config(self.tls.clone())

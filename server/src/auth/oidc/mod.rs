@@ -43,6 +43,7 @@ pub struct Provider {
     /// The button's icon as a `data:` URI.
     pub icon: Option<String>,
     groups_regex: Option<regex::Regex>,
+    egress: crate::egress::Egress,
     secret: String,
     agent: ureq::Agent,
     metadata: Mutex<Option<(Metadata, Instant)>>,
@@ -60,7 +61,7 @@ pub fn challenge(verifier: &str) -> String {
 }
 
 impl Provider {
-    pub fn new(cfg: &OidcProviderConfig) -> Result<Provider, String> {
+    pub fn new(cfg: &OidcProviderConfig, egress: &crate::egress::Egress) -> Result<Provider, String> {
         let secret = match &cfg.client_secret_file {
             Some(path) => {
                 std::fs::read_to_string(path).map(|s| s.trim_end_matches(['\n', '\r']).to_string()).map_err(
@@ -94,6 +95,7 @@ impl Provider {
             cfg: cfg.clone(),
             icon: cfg.icon_file.as_deref().map(|f| icon(&cfg.name, f)).transpose()?,
             groups_regex,
+            egress: egress.clone(),
             secret,
             agent: builder.build().into(),
             metadata: Mutex::new(None),
@@ -101,7 +103,14 @@ impl Provider {
         })
     }
 
+    /// Every request first passes the egress policy (the endpoints come from the provider's
+    /// discovery document, so they are checked one by one).
+    fn allowed(&self, url: &str) -> Result<(), String> {
+        self.egress.check_url(&format!("oidc provider {}", self.cfg.name), url).map(drop)
+    }
+
     fn get_json(&self, url: &str, bearer: Option<&str>) -> Result<Value, String> {
+        self.allowed(url)?;
         let mut req = self.agent.get(url);
         if let Some(token) = bearer {
             req = req.header("Authorization", &format!("Bearer {token}"));
@@ -178,6 +187,7 @@ impl Provider {
     /// Exchanges the code for tokens (client_secret_basic, with the PKCE verifier).
     pub fn exchange(&self, code: &str, verifier: &str, redirect_uri: &str) -> Result<Tokens, String> {
         let meta = self.metadata()?;
+        self.allowed(&meta.token_endpoint)?;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             crate::http::encode_component(&self.cfg.client_id),
@@ -255,8 +265,11 @@ fn icon(provider: &str, path: &std::path::Path) -> Result<String, String> {
 pub struct Providers(pub Vec<Arc<Provider>>);
 
 impl Providers {
-    pub fn from_config(list: &[OidcProviderConfig]) -> Result<Providers, String> {
-        list.iter().map(|p| Provider::new(p).map(Arc::new)).collect::<Result<_, _>>().map(Providers)
+    pub fn from_config(
+        list: &[OidcProviderConfig],
+        egress: &crate::egress::Egress,
+    ) -> Result<Providers, String> {
+        list.iter().map(|p| Provider::new(p, egress).map(Arc::new)).collect::<Result<_, _>>().map(Providers)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
@@ -392,7 +405,7 @@ mod tests {
             "name = \"corp\"\nbutton_text = \"Corp\"\nissuer = \"https://idp\"\nclient_id = \"ayush\"\n{extra}"
         ))
         .unwrap();
-        Provider::new(&cfg).unwrap()
+        Provider::new(&cfg, &crate::egress::Egress::new(&Default::default())).unwrap()
     }
 
     #[test]
