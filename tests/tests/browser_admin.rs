@@ -131,3 +131,36 @@ async fn admin_maps_directory_groups_on_the_sign_in_page() {
     assert!(c.find(Locator::Css("tr[data-mapping]")).await.is_err());
     browser.close().await;
 }
+
+/// Someone creates an API key on their page, sees it once, and revokes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_creates_and_revokes_an_api_key() {
+    let server = Server::start();
+    server.create_user("kim", "user", "kim password 1234");
+    let Some(browser) = Browser::launch().await else { return };
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "kim", "kim password 1234").await;
+    assert!(text_when(c, "h1", "Welcome").await.contains("Welcome"));
+    c.find(Locator::LinkText("API keys")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "API keys").await, "API keys");
+    fill(c, "#k-name", "notebook").await;
+    fill(c, "#k-days", "30").await;
+    c.find(Locator::Css("form[action='/keys'] button")).await.unwrap().click().await.unwrap();
+    let secret = text_when(c, "#key-secret", "ayush_").await;
+    assert!(secret.starts_with("ayush_"), "{secret}");
+    snap(c, "api-keys").await;
+    let bearer = format!("Bearer {secret}");
+    assert_eq!(server.client().raw("GET", "/v1/models", &[("Authorization", &bearer)], "").status, 200);
+
+    c.goto(&format!("{base}/keys")).await.unwrap();
+    assert!(c.find(Locator::Css("#key-secret")).await.is_err(), "shown once");
+    let row = text_of(c, "tr[data-key]").await;
+    assert!(row.contains("notebook") && row.contains("active"), "{row}");
+    c.find(Locator::Css("tr[data-key] button.danger")).await.unwrap().click().await.unwrap();
+    c.accept_alert().await.unwrap();
+    assert!(text_when(c, "[role=status]", "revoked").await.contains("revoked"));
+    assert!(text_of(c, "tr[data-key]").await.contains("revoked"));
+    assert_eq!(server.client().raw("GET", "/v1/models", &[("Authorization", &bearer)], "").status, 401);
+    browser.close().await;
+}
