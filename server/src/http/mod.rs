@@ -9,6 +9,7 @@ pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
+pub mod sign_in;
 pub mod sso;
 pub mod ui;
 pub mod v1;
@@ -100,6 +101,7 @@ pub fn build_app(
         .configure(v1::routes)
         .configure(keys::routes)
         .configure(api::routes)
+        .configure(sign_in::routes)
         .configure(ui::routes)
         .default_service(web::to(ui::not_found))
 }

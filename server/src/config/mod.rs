@@ -1,6 +1,12 @@
 //! `Config`: the shipped TOML file, overridden by `AYUSH_*` environment variables, overridden by
 //! command-line flags. Every key is documented in `packaging/ayush.toml`, which a test parses.
 
+mod audit;
+mod sso;
+
+pub use audit::{AuditConfig, SinkConfig, SinkKind};
+pub use sso::{LdapConfig, LdapPreset, OidcConfig, OidcProviderConfig};
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -94,18 +100,6 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
-    pub fail_closed: bool,
-    pub secrets_dir: Option<PathBuf>,
-    pub checkpoint_interval_mins: u64,
-    pub verify_interval_mins: u64,
-    pub retention_days: u64,
-    pub capture_chat_content_groups: Vec<String>,
-    pub sinks: Vec<SinkConfig>,
-}
-
 /// Where Ayush may connect out to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,215 +111,6 @@ pub struct EgressConfig {
 impl Default for EgressConfig {
     fn default() -> Self {
         EgressConfig { airgap: true, allow_hosts: Vec::new() }
-    }
-}
-
-/// Sign-in through OpenID Connect providers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OidcConfig {
-    /// Show the local username/password form on the sign-in page (`false`: only at
-    /// `/login?local=1`, the break-glass path).
-    pub show_local_login: bool,
-    /// The address people reach Ayush at (`https://ayush.example.com`); redirect URIs are built
-    /// on it. Default: the scheme and host of the request.
-    pub public_url: Option<String>,
-    pub providers: Vec<OidcProviderConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OidcProviderConfig {
-    /// In URLs (`/auth/oidc/<name>/callback`) and the audit log.
-    pub name: String,
-    pub button_text: String,
-    pub issuer: String,
-    pub client_id: String,
-    #[serde(default)]
-    pub client_secret: String,
-    #[serde(default)]
-    pub client_secret_file: Option<PathBuf>,
-    #[serde(default = "default_scopes")]
-    pub scopes: Vec<String>,
-    #[serde(default = "default_username_claim")]
-    pub username_claim: String,
-    #[serde(default = "default_email_claim")]
-    pub email_claim: String,
-    #[serde(default = "default_name_claim")]
-    pub display_name_claim: String,
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    /// Keep only groups whose names start with this.
-    #[serde(default)]
-    pub groups_prefix: Option<String>,
-    /// Keep only groups whose names match this regular expression (whole name).
-    #[serde(default)]
-    pub groups_regex: Option<String>,
-    /// The button's icon: an .svg or .png file of at most 64 KiB, embedded in the page.
-    #[serde(default)]
-    pub icon_file: Option<PathBuf>,
-    /// Create users at their first sign-in (`false`: an admin creates them first).
-    #[serde(default = "default_true")]
-    pub create_users: bool,
-    #[serde(default = "default_role")]
-    pub default_role: String,
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for OidcConfig {
-    fn default() -> Self {
-        OidcConfig { show_local_login: true, public_url: None, providers: Vec::new() }
-    }
-}
-
-fn default_scopes() -> Vec<String> {
-    ["openid", "email", "profile"].map(String::from).to_vec()
-}
-fn default_username_claim() -> String {
-    "preferred_username".into()
-}
-fn default_email_claim() -> String {
-    "email".into()
-}
-fn default_name_claim() -> String {
-    "name".into()
-}
-fn default_groups_claim() -> String {
-    "groups".into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_role() -> String {
-    "user".into()
-}
-
-/// Sign-in against an LDAP directory (OpenLDAP, Active Directory). Keys left unset take the
-/// preset's value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LdapConfig {
-    pub enabled: bool,
-    pub url: String,
-    pub starttls: bool,
-    pub ca_file: Option<PathBuf>,
-    pub connect_timeout_secs: u64,
-    pub timeout_secs: u64,
-    pub pool_size: usize,
-    pub preset: LdapPreset,
-    pub bind_dn: String,
-    pub bind_password: String,
-    pub bind_password_file: Option<PathBuf>,
-    pub direct_bind_dn: Option<String>,
-    pub user_base: String,
-    pub user_filter: Option<String>,
-    pub username_attribute: Option<String>,
-    pub email_attribute: Option<String>,
-    pub display_name_attribute: Option<String>,
-    pub disabled_filter: Option<String>,
-    pub group_base: String,
-    pub group_filter: Option<String>,
-    pub group_name_attribute: Option<String>,
-    pub nested_groups: bool,
-    pub default_role: Option<String>,
-    pub sync_interval_mins: u64,
-}
-
-impl Default for LdapConfig {
-    fn default() -> Self {
-        LdapConfig {
-            enabled: false,
-            url: String::new(),
-            starttls: false,
-            ca_file: None,
-            connect_timeout_secs: 5,
-            timeout_secs: 10,
-            pool_size: 4,
-            preset: LdapPreset::Openldap,
-            bind_dn: String::new(),
-            bind_password: String::new(),
-            bind_password_file: None,
-            direct_bind_dn: None,
-            user_base: String::new(),
-            user_filter: None,
-            username_attribute: None,
-            email_attribute: None,
-            display_name_attribute: None,
-            disabled_filter: None,
-            group_base: String::new(),
-            group_filter: None,
-            group_name_attribute: None,
-            nested_groups: true,
-            default_role: Some("user".into()),
-            sync_interval_mins: 60,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LdapPreset {
-    /// OpenLDAP: `uid`, `inetOrgPerson`, groups found by `member`/`uniqueMember`/`memberUid`.
-    Openldap,
-    /// Active Directory: `sAMAccountName`/`userPrincipalName`, disabled accounts by
-    /// `userAccountControl`, nested groups by `LDAP_MATCHING_RULE_IN_CHAIN`.
-    ActiveDirectory,
-}
-
-/// One SIEM destination the audit log is forwarded to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    /// Names the sink in logs, status and its delivery cursor: keep it when editing the rest.
-    pub name: String,
-    pub kind: SinkKind,
-    /// `host:port` for the syslog kinds.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// The file the `file` kind appends JSON lines to.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// Extra PEM CA certificates to trust (`syslog_tls`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// The name the TLS certificate must carry (default: the host of `address`).
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// The most events a sink may fall behind; beyond it, the oldest are skipped and the gap is
-    /// itself an audit event.
-    #[serde(default = "default_max_backlog")]
-    pub max_backlog: u64,
-}
-
-fn default_max_backlog() -> u64 {
-    1_000_000
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkKind {
-    /// RFC 5424 over TCP, octet-counted (RFC 6587).
-    SyslogTcp,
-    /// RFC 5424 over TLS (RFC 5425).
-    SyslogTls,
-    /// RFC 5424 over UDP (RFC 5426): no delivery guarantee.
-    SyslogUdp,
-    /// JSON lines appended to a file.
-    File,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            fail_closed: true,
-            secrets_dir: None,
-            checkpoint_interval_mins: 60,
-            verify_interval_mins: 360,
-            retention_days: 0,
-            capture_chat_content_groups: Vec::new(),
-            sinks: Vec::new(),
-        }
     }
 }
 
@@ -466,120 +251,11 @@ impl Config {
         if self.theme.product_name.trim().is_empty() || self.theme.product_name.len() > 60 {
             return bad("theme.product_name must be 1 to 60 characters".into());
         }
-        if self.audit.checkpoint_interval_mins == 0 || self.audit.verify_interval_mins == 0 {
-            return bad(
-                "audit.checkpoint_interval_mins and audit.verify_interval_mins must be at least 1".into()
-            );
-        }
-        if self.audit.capture_chat_content_groups.iter().any(|g| g.trim().is_empty()) {
-            return bad("audit.capture_chat_content_groups holds an empty group name".into());
-        }
-        let mut names = std::collections::HashSet::new();
-        for sink in &self.audit.sinks {
-            let name = &sink.name;
-            let ok_name = !name.is_empty()
-                && name.len() <= 40
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok_name {
-                return bad(format!("audit.sinks: name {name:?} must be 1 to 40 letters, digits, - or _"));
-            }
-            if !names.insert(name.clone()) {
-                return bad(format!("audit.sinks: the name {name:?} is used twice"));
-            }
-            match sink.kind {
-                SinkKind::File => {
-                    if sink.path.is_none() || sink.address.is_some() {
-                        return bad(format!(
-                            "audit sink {name}: kind = \"file\" takes path (and no address)"
-                        ));
-                    }
-                }
-                _ => {
-                    let address = sink.address.as_deref().unwrap_or_default();
-                    let port = address.rsplit_once(':').and_then(|(h, p)| (!h.is_empty()).then_some(p));
-                    if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) || sink.path.is_some()
-                    {
-                        return bad(format!(
-                            "audit sink {name}: the syslog kinds take address = \"host:port\" (and no path), not {address:?}"
-                        ));
-                    }
-                }
-            }
-            if sink.kind != SinkKind::SyslogTls && (sink.ca_file.is_some() || sink.server_name.is_some()) {
-                return bad(format!(
-                    "audit sink {name}: ca_file and server_name apply to kind = \"syslog_tls\" only"
-                ));
-            }
-            if sink.max_backlog == 0 {
-                return bad(format!("audit sink {name}: max_backlog must be at least 1"));
-            }
-        }
+        self.audit.check().map_err(ConfigError::Invalid)?;
         if self.ldap.enabled {
-            let l = &self.ldap;
-            if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
-                return bad(format!("ldap.url = {:?} must start with ldap:// or ldaps://", l.url));
-            }
-            if l.starttls && l.url.starts_with("ldaps://") {
-                return bad("ldap.starttls applies to ldap:// URLs; ldaps:// is TLS from the start".into());
-            }
-            if l.direct_bind_dn.is_none() && (l.bind_dn.is_empty() || l.user_base.is_empty()) {
-                return bad("ldap: set bind_dn and user_base (search, then bind), or direct_bind_dn".into());
-            }
-            if l.direct_bind_dn.as_deref().is_some_and(|t| !t.contains("{username}")) {
-                return bad("ldap.direct_bind_dn must contain {username}".into());
-            }
-            if l.user_filter.as_deref().is_some_and(|f| !f.contains("{username}")) {
-                return bad("ldap.user_filter must contain {username}".into());
-            }
-            if l.connect_timeout_secs == 0 || l.timeout_secs == 0 || l.pool_size == 0 {
-                return bad("ldap.connect_timeout_secs, timeout_secs and pool_size must be at least 1".into());
-            }
-            if let Some(role) = &l.default_role
-                && role != "none"
-                && role.parse::<crate::auth::Role>().is_err()
-            {
-                return bad(format!("ldap.default_role = {role:?}: expected user, admin, auditor or none"));
-            }
+            self.ldap.check().map_err(ConfigError::Invalid)?;
         }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.oidc.providers {
-            let name = &p.name;
-            let ok_name = !name.is_empty()
-                && name.len() <= 40
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok_name || !seen.insert(name.clone()) {
-                return bad(format!(
-                    "oidc.providers: name {name:?} must be unique, 1 to 40 letters, digits, - or _"
-                ));
-            }
-            if !(p.issuer.starts_with("https://")
-                || p.issuer.starts_with("http://127.")
-                || p.issuer.starts_with("http://localhost"))
-            {
-                return bad(format!("oidc provider {name}: issuer must be https:// (http only on loopback)"));
-            }
-            if p.client_id.is_empty() || p.button_text.trim().is_empty() {
-                return bad(format!("oidc provider {name}: client_id and button_text are required"));
-            }
-            if !p.scopes.iter().any(|s| s == "openid") {
-                return bad(format!("oidc provider {name}: scopes must include openid"));
-            }
-            if let Some(re) = &p.groups_regex
-                && let Err(e) = regex::Regex::new(re)
-            {
-                return bad(format!("oidc provider {name}: groups_regex is not a regular expression: {e}"));
-            }
-            if p.default_role != "none" && p.default_role.parse::<crate::auth::Role>().is_err() {
-                return bad(format!(
-                    "oidc provider {name}: default_role must be user, admin, auditor or none"
-                ));
-            }
-        }
-        if let Some(url) = &self.oidc.public_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return bad(format!("oidc.public_url = {url:?} must start with https:// or http://"));
-        }
+        self.oidc.check().map_err(ConfigError::Invalid)?;
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
         }
@@ -668,7 +344,7 @@ pub fn mask_url_password(url: &str) -> String {
 mod tests {
     use super::*;
 
-    const SHIPPED: &str = include_str!("../../packaging/ayush.toml");
+    const SHIPPED: &str = include_str!("../../../packaging/ayush.toml");
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
