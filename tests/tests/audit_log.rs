@@ -104,6 +104,7 @@ fn the_auditor_filters_exports_and_verifies_and_nobody_else_reads_the_log() {
     let page = ada.get("/audit?action=user.*");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("data-integrity=\"intact\"") && page.body.contains("user.create"));
+    assert!(page.body.contains("<title>Audit log · "), "a plain page title");
     let page = admin.get("/audit");
     assert_eq!(page.status, 403);
 }
