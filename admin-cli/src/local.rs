@@ -403,45 +403,24 @@ impl Backend for Local {
         let now = self.now();
         let upto = self
             .store
-            .run_blocking(|c| {
-                c.transaction(|c| {
-                    let (head, _) = audit::chain::head(c)?;
-                    let details = json!({"format": format, "filter": filter, "through_seq": head});
-                    let event = Event::new(&self.actor, "audit.export", Outcome::Success).details(details);
-                    audit::record(c, now, &event)?;
-                    Ok::<_, AppError>(head)
-                })
-            })
+            .run_blocking(|c| query::record_export(c, now, &self.actor, filter, format))
             .map_err(err)?;
-        let mut buf = String::with_capacity(64 * 1024);
-        if format == Format::Csv {
-            buf.push_str(query::CSV_HEADER);
-        }
         let mut io_error = None;
         self.store
             .run_blocking(|c| {
-                query::scan(c, &checked, 0, |e| {
-                    if e.seq > upto {
-                        return Ok(false);
+                query::export(c, &checked, format, upto, |chunk| match out.write_all(chunk.as_bytes()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        io_error = Some(e);
+                        false
                     }
-                    query::write_event(&mut buf, format, e);
-                    if buf.len() >= 60 * 1024 {
-                        if let Err(e) = out.write_all(buf.as_bytes()) {
-                            io_error = Some(e);
-                            return Ok(false);
-                        }
-                        buf.clear();
-                    }
-                    Ok(true)
                 })
             })
             .map_err(err)?;
-        if let Some(e) = io_error {
-            return Err(format!("writing the export: {e}"));
+        match io_error {
+            Some(e) => Err(format!("writing the export: {e}")),
+            None => out.flush().map_err(|e| format!("writing the export: {e}")),
         }
-        out.write_all(buf.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(|e| format!("writing the export: {e}"))
     }
 
     fn create_key(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {

@@ -197,32 +197,22 @@ fn main() {
         report.events as f64 / took.as_secs_f64()
     );
 
-    // Export the first 100,000 events (the filter selects them all), as the API streams it.
+    // Export the first 100,000 events (the filter selects them all), as the API streams them.
     let checked = Filter::default().check().unwrap();
     for format in [Format::Csv, Format::Jsonl] {
         let started = Instant::now();
-        let mut out = String::with_capacity(64 * 1024);
         let mut bytes = 0usize;
-        let count = store
+        store
             .run_blocking(|c| {
-                query::scan(c, &checked, 0, |e| {
-                    if e.seq > EXPORT_EVENTS {
-                        return Ok(false);
-                    }
-                    query::write_event(&mut out, format, e);
-                    if out.len() > 60 * 1024 {
-                        bytes += out.len();
-                        out.clear();
-                    }
-                    Ok(true)
+                query::export(c, &checked, format, EXPORT_EVENTS, |chunk| {
+                    bytes += chunk.len();
+                    true
                 })
             })
             .unwrap();
-        bytes += out.len();
         let took = started.elapsed();
         println!(
-            "- export of {} events as {format:?}: {:.2} s ({:.1} MB)",
-            count.min(EXPORT_EVENTS as u64),
+            "- export of {EXPORT_EVENTS} events as {format:?}: {:.2} s ({:.1} MB)",
             took.as_secs_f64(),
             bytes as f64 / 1e6
         );

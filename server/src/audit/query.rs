@@ -314,6 +314,58 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// Records an export of what `filter` selects as `audit.export` and returns the seq it reaches:
+/// the export holds the events up to that one, not its own event or anything later.
+pub fn record_export(
+    conn: &mut Conn,
+    now: i64,
+    actor: &super::Actor,
+    filter: &Filter,
+    format: Format,
+) -> AppResult<i64> {
+    conn.transaction(|c| {
+        let (head, _) = super::chain::head(c)?;
+        let details = serde_json::json!({"format": format, "filter": filter, "through_seq": head});
+        super::record(
+            c,
+            now,
+            &super::Event::new(actor, "audit.export", super::Outcome::Success).details(details),
+        )?;
+        Ok(head)
+    })
+}
+
+/// Writes the events `filter` selects up to seq `upto`, oldest first, in `format` (CSV with its
+/// header), handing `emit` chunks of about 60 KiB so an export of any size runs in bounded
+/// memory. `emit` returns false to stop (the reader went away).
+pub fn export(
+    conn: &mut Conn,
+    filter: &Checked,
+    format: Format,
+    upto: i64,
+    mut emit: impl FnMut(String) -> bool,
+) -> AppResult<()> {
+    let mut buf = String::with_capacity(64 * 1024);
+    if format == Format::Csv {
+        buf.push_str(CSV_HEADER);
+    }
+    let mut reading = true;
+    scan(conn, filter, 0, |e| {
+        if e.seq > upto {
+            return Ok(false);
+        }
+        write_event(&mut buf, format, e);
+        if buf.len() >= 60 * 1024 {
+            reading = emit(std::mem::take(&mut buf));
+        }
+        Ok(reading)
+    })?;
+    if reading && !buf.is_empty() {
+        emit(buf);
+    }
+    Ok(())
+}
+
 /// One event as a JSON object: the stored fields, `details` as JSON, the time both ways.
 pub fn to_json(e: &AuditEvent) -> serde_json::Value {
     let details = serde_json::from_str::<serde_json::Value>(&e.details)

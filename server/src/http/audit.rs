@@ -89,51 +89,16 @@ async fn export(
     let format = params.format;
     let actor = who.actor();
     let now = state.clock.now();
-    let upto = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let (head, _) = chain::head(c)?;
-                let details = serde_json::json!({"format": format, "filter": filter, "through_seq": head});
-                audit::record(
-                    c,
-                    now,
-                    &Event::new(&actor, "audit.export", Outcome::Success).details(details),
-                )?;
-                Ok::<_, AppError>(head)
-            })
-        })
-        .await?;
+    let upto = state.store.run(move |c| query::record_export(c, now, &actor, &filter, format)).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let store = state.store.clone();
     actix_web::rt::spawn(async move {
-        let result = store
+        let sent = store
             .run(move |c| {
-                let mut buf = String::with_capacity(64 * 1024);
-                if format == Format::Csv {
-                    buf.push_str(query::CSV_HEADER);
-                }
-                query::scan(c, &checked, 0, |e| {
-                    // Stop at the head the export was recorded at: the export's own event and
-                    // anything later belong to the next one.
-                    if e.seq > upto {
-                        return Ok(false);
-                    }
-                    query::write_event(&mut buf, format, e);
-                    if buf.len() >= 60 * 1024 {
-                        let chunk = Bytes::from(std::mem::take(&mut buf));
-                        // The client went away: stop reading.
-                        return Ok(tx.blocking_send(chunk).is_ok());
-                    }
-                    Ok(true)
-                })?;
-                if !buf.is_empty() {
-                    let _ = tx.blocking_send(Bytes::from(buf));
-                }
-                Ok(())
+                query::export(c, &checked, format, upto, |chunk| tx.blocking_send(Bytes::from(chunk)).is_ok())
             })
             .await;
-        if let Err(e) = result {
+        if let Err(e) = sent {
             tracing::error!(error = %e, "audit export failed part-way");
         }
     });
