@@ -12,7 +12,9 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
-use ayush_models::{ChatMessage, Event as EngineEvent, GenerateParams, ModelError};
+use ayush_models::{
+    ChatMessage, Completion, Event as EngineEvent, GenerateParams, Handle, ModelError, Usage,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::future::Future;
@@ -66,6 +68,12 @@ impl OaiError {
     }
 }
 
+impl OaiError {
+    fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
 impl std::fmt::Display for OaiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -77,7 +85,7 @@ impl ResponseError for OaiError {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
     fn error_response(&self) -> HttpResponse {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let body = self.body();
         let mut resp = HttpResponse::build(self.status_code());
         if self.status == 429 {
             resp.insert_header(("Retry-After", "5"));
@@ -280,18 +288,42 @@ fn finish_reason(f: ayush_models::FinishReason) -> &'static str {
     }
 }
 
+fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+    })
+}
+
+/// How a call ended, for the record.
+enum Ended<'a> {
+    Answered { usage: &'a Usage, finish: &'a str },
+    Failed(String),
+}
+
 /// Records the call under its owner: usage, and an audit event with the key that made it.
-async fn record(state: &AppState, actor: Actor, user_id: i64, details: Value, ok: bool) {
+/// `details` starts with what the request said (model, stream, user).
+async fn record(state: &AppState, actor: Actor, user_id: i64, mut details: Value, ended: Ended<'_>) {
     let now = state.clock.now();
-    let prompt = details["prompt_tokens"].as_i64().unwrap_or(0);
-    let completion = details["completion_tokens"].as_i64().unwrap_or(0);
-    let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+    let (tokens, outcome) = match ended {
+        Ended::Answered { usage, finish } => {
+            details["prompt_tokens"] = json!(usage.prompt_tokens);
+            details["completion_tokens"] = json!(usage.completion_tokens);
+            details["finish_reason"] = json!(finish);
+            (Some((usage.prompt_tokens as i64, usage.completion_tokens as i64)), Outcome::Success)
+        }
+        Ended::Failed(error) => {
+            details["error"] = json!(error);
+            (None, Outcome::Failure)
+        }
+    };
     let model = details["model"].as_str().unwrap_or_default().to_string();
     let stored = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                if ok {
+                if let Some((prompt, completion)) = tokens {
                     chat_store::add_usage(c, now, user_id, prompt, completion)?;
                 }
                 let event = Event::new(&actor, "v1.chat.completions", outcome)
@@ -303,6 +335,21 @@ async fn record(state: &AppState, actor: Actor, user_id: i64, details: Value, ok
         .await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot record a /v1 call");
+    }
+}
+
+/// One step of an answer: a piece of text, or how it ended.
+enum Step {
+    Text(String),
+    End(Result<Completion, ModelError>),
+}
+
+async fn step(handle: &mut Handle) -> Step {
+    match handle.events.recv().await {
+        Some(EngineEvent::Token(piece)) => Step::Text(piece),
+        Some(EngineEvent::Done(d)) => Step::End(Ok(d)),
+        Some(EngineEvent::Failed(e)) => Step::End(Err(e)),
+        None => Step::End(Err(ModelError::Inference("the engine stopped".into()))),
     }
 }
 
@@ -331,33 +378,15 @@ async fn chat_completions(
     let base = json!({"model": model, "stream": request.stream, "user": request.user});
 
     if !request.stream {
-        let mut done = None;
-        while let Some(event) = handle.events.recv().await {
-            match event {
-                EngineEvent::Token(_) => {}
-                EngineEvent::Done(d) => {
-                    done = Some(Ok(d));
-                    break;
-                }
-                EngineEvent::Failed(e) => {
-                    done = Some(Err(e));
-                    break;
-                }
+        let outcome = loop {
+            if let Step::End(outcome) = step(&mut handle).await {
+                break outcome;
             }
-        }
-        let done = done.unwrap_or_else(|| Err(ModelError::Inference("the engine stopped".into())));
-        return match done {
+        };
+        return match outcome {
             Ok(d) => {
-                let usage = json!({
-                    "prompt_tokens": d.usage.prompt_tokens,
-                    "completion_tokens": d.usage.completion_tokens,
-                    "total_tokens": d.usage.prompt_tokens + d.usage.completion_tokens,
-                });
-                let mut details = base.clone();
-                details["prompt_tokens"] = json!(d.usage.prompt_tokens);
-                details["completion_tokens"] = json!(d.usage.completion_tokens);
-                details["finish_reason"] = json!(finish_reason(d.finish));
-                record(&state, actor, user_id, details, true).await;
+                let finish = finish_reason(d.finish);
+                record(&state, actor, user_id, base, Ended::Answered { usage: &d.usage, finish }).await;
                 Ok(HttpResponse::Ok().json(json!({
                     "id": id,
                     "object": "chat.completion",
@@ -366,18 +395,17 @@ async fn chat_completions(
                     "choices": [{
                         "index": 0,
                         "message": {"role": "assistant", "content": d.text},
-                        "finish_reason": finish_reason(d.finish),
+                        "finish_reason": finish,
                         "logprobs": null,
                     }],
-                    "usage": usage,
+                    "usage": usage_json(&d.usage),
                     "system_fingerprint": null,
                 })))
             }
             Err(e) => {
-                let mut details = base;
-                details["error"] = json!(e.to_string());
-                record(&state, actor, user_id, details, false).await;
-                Err(OaiError::from(e))
+                let err = OaiError::from(e);
+                record(&state, actor, user_id, base, Ended::Failed(err.message.clone())).await;
+                Err(err)
             }
         };
     }
@@ -396,55 +424,37 @@ async fn chat_completions(
             Bytes::from(format!("data: {c}\n\n"))
         };
         let mut alive = tx.send(chunk(json!({"role": "assistant", "content": ""}), None)).await.is_ok();
-        let mut outcome = None;
-        while let Some(event) = handle.events.recv().await {
-            match event {
-                EngineEvent::Token(piece) => {
+        let outcome = loop {
+            match step(&mut handle).await {
+                Step::Text(piece) => {
                     if alive && tx.send(chunk(json!({"content": piece}), None)).await.is_err() {
                         // The client went away: stop generating.
                         alive = false;
                         handle.cancel();
                     }
                 }
-                EngineEvent::Done(d) => {
-                    outcome = Some(Ok(d));
-                    break;
-                }
-                EngineEvent::Failed(e) => {
-                    outcome = Some(Err(e));
-                    break;
-                }
+                Step::End(outcome) => break outcome,
             }
-        }
-        match outcome.unwrap_or_else(|| Err(ModelError::Inference("the engine stopped".into()))) {
+        };
+        match outcome {
             Ok(d) => {
                 let _ = tx.send(chunk(json!({}), Some(finish_reason(d.finish)))).await;
                 if include_usage {
                     let u = json!({
                         "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                         "choices": [],
-                        "usage": {
-                            "prompt_tokens": d.usage.prompt_tokens,
-                            "completion_tokens": d.usage.completion_tokens,
-                            "total_tokens": d.usage.prompt_tokens + d.usage.completion_tokens,
-                        },
+                        "usage": usage_json(&d.usage),
                     });
                     let _ = tx.send(Bytes::from(format!("data: {u}\n\n"))).await;
                 }
                 let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-                let mut details = base;
-                details["prompt_tokens"] = json!(d.usage.prompt_tokens);
-                details["completion_tokens"] = json!(d.usage.completion_tokens);
-                details["finish_reason"] = json!(if alive { finish_reason(d.finish) } else { "cancelled" });
-                record(&state, actor, user_id, details, true).await;
+                let finish = if alive { finish_reason(d.finish) } else { "cancelled" };
+                record(&state, actor, user_id, base, Ended::Answered { usage: &d.usage, finish }).await;
             }
             Err(e) => {
                 let err = OaiError::from(e);
-                let body = json!({"error": {"message": err.message, "type": err.kind, "param": err.param, "code": err.code}});
-                let _ = tx.send(Bytes::from(format!("data: {body}\n\n"))).await;
-                let mut details = base;
-                details["error"] = json!(err.message);
-                record(&state, actor, user_id, details, false).await;
+                let _ = tx.send(Bytes::from(format!("data: {}\n\n", err.body()))).await;
+                record(&state, actor, user_id, base, Ended::Failed(err.message)).await;
             }
         }
     });
