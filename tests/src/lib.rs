@@ -216,6 +216,19 @@ impl Server {
         ayush_server::store::Store::open(&config.database, &config.server.data_dir, chain).expect("database")
     }
 
+    /// The newest events (at most 200) with this action, and this outcome when given, read
+    /// straight from the database.
+    pub fn audit_events(&self, action: &str, outcome: Option<&str>) -> Vec<ayush_server::audit::AuditEvent> {
+        let filter = ayush_server::audit::query::Filter {
+            action: Some(action.into()),
+            outcome: outcome.map(str::to_string),
+            ..Default::default()
+        };
+        self.open_store()
+            .run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 200))
+            .expect("audit events")
+    }
+
     /// Stops the server as systemd would (SIGTERM) and waits for it to exit.
     pub fn stop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();

@@ -58,9 +58,7 @@ fn wrong_passwords_are_refused_and_audited_then_locked_out() {
     assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
 
     drop(c);
-    let store = server.open_store();
-    let events = store.run_blocking(|c| ayush_server::audit::recent(c, 50)).unwrap();
-    let logins: Vec<_> = events.iter().filter(|e| e.action == "auth.login").collect();
+    let logins = server.audit_events("auth.login", None);
     assert_eq!(logins.iter().filter(|e| e.outcome == "failure").count(), 4);
     assert!(logins.iter().any(|e| e.outcome == "denied" && e.details.contains("locked_out")));
     assert!(logins.iter().any(|e| e.details.contains("unknown_user")));

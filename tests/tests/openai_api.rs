@@ -84,21 +84,12 @@ fn the_official_openai_sdk_works_against_ayush() {
     assert_eq!(seen["revoked"]["code"], "invalid_api_key");
 
     // Each call is recorded under amira, with the key it came with.
-    let store = server.open_store();
-    let filter = ayush_server::audit::query::Filter {
-        action: Some("v1.chat.completions".into()),
-        ..Default::default()
-    };
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 10)).unwrap();
+    let events = server.audit_events("v1.chat.completions", None);
     assert_eq!(events.len(), 2, "two completions");
     assert!(
         events.iter().all(|e| e.actor_name == "amira" && e.api_key_id.is_some() && e.outcome == "success")
     );
     assert!(events.iter().any(|e| e.details.contains("\"user\":\"tester\"")));
-    let denied =
-        ayush_server::audit::query::Filter { action: Some("model.use".into()), ..Default::default() };
-    let denied =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &denied.check()?, None, 10)).unwrap();
+    let denied = server.audit_events("model.use", None);
     assert!(denied.is_empty(), "an unknown model is not a denial: {denied:?}");
 }

@@ -13,12 +13,7 @@ use std::time::{Duration, Instant};
 const ROOT_PW: &str = "break glass pw 1";
 
 fn login_events(server: &Server) -> Vec<Value> {
-    let store = server.open_store();
-    let filter =
-        ayush_server::audit::query::Filter { action: Some("auth.login".into()), ..Default::default() };
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 100)).unwrap();
-    events.iter().map(ayush_server::audit::query::to_json).collect()
+    server.audit_events("auth.login", None).iter().map(ayush_server::audit::query::to_json).collect()
 }
 
 fn reason_for(events: &[Value], user: &str) -> String {
@@ -184,11 +179,7 @@ changetype: delete
     let r = server.client().login("alice", "alice-password");
     assert_eq!(r.status, 403, "{}", r.body);
 
-    let store = server.open_store();
-    let filter =
-        ayush_server::audit::query::Filter { action: Some("directory.sync".into()), ..Default::default() };
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 5)).unwrap();
+    let events = server.audit_events("directory.sync", None);
     assert_eq!(events.len(), 1, "the dry run recorded nothing");
     assert!(events[0].details.contains("\"disabled\":[\"alice\",\"dave\"]"), "{}", events[0].details);
 

@@ -74,11 +74,7 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     assert!(c.find(Locator::Css("#password")).await.is_ok());
     browser.close().await;
 
-    let store = server.open_store();
-    let filter =
-        ayush_server::audit::query::Filter { action: Some("auth.login".into()), ..Default::default() };
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 20)).unwrap();
+    let events = server.audit_events("auth.login", None);
     let ok = events
         .iter()
         .find(|e| e.outcome == "success" && e.target_id.as_deref() == Some("alice"))
@@ -88,15 +84,14 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
         "{}",
         ok.details
     );
-    let me = store.run_blocking(|c| ayush_server::auth::users::get(c, "alice")).unwrap();
+    let me = server.open_store().run_blocking(|c| ayush_server::auth::users::get(c, "alice")).unwrap();
     assert_eq!((me.auth_source.as_str(), me.role.as_str()), ("oidc:corp", "admin"));
 
     // An answer whose state is unknown (replayed, or forged) is refused and recorded.
     let r = server.client().get("/auth/oidc/corp/callback?code=abc&state=not-a-state-we-issued");
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("expired or was already used"), "{}", r.body);
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 20)).unwrap();
+    let events = server.audit_events("auth.login", None);
     assert!(events.iter().any(|e| e.details.contains("state_unknown_or_replayed")));
 }
 
@@ -151,14 +146,7 @@ client_secret = \"whatever\"
     assert_eq!(again.status, 400, "{}", again.body);
     assert!(again.body.contains("already used"), "{}", again.body);
 
-    let store = server.open_store();
-    let filter = ayush_server::audit::query::Filter {
-        action: Some("auth.login".into()),
-        outcome: Some("failure".into()),
-        ..Default::default()
-    };
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 50)).unwrap();
+    let events = server.audit_events("auth.login", Some("failure"));
     for (_, reason, _) in cases.iter().chain([&("", "state_unknown_or_replayed", "")]) {
         assert!(
             events.iter().any(|e| e.details.contains(&format!("\"reason\":\"{reason}\""))
@@ -206,11 +194,7 @@ fn the_egress_policy_keeps_an_air_gapped_ayush_on_loopback() {
     let r = c.get(back.strip_prefix(&server.url).unwrap());
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("egress policy refuses 192.0.2.10:80"), "{}", r.body);
-    let store = server.open_store();
-    let filter =
-        ayush_server::audit::query::Filter { action: Some("egress.refused".into()), ..Default::default() };
-    let events =
-        store.run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 5)).unwrap();
+    let events = server.audit_events("egress.refused", None);
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(
         events[0].details.contains("192.0.2.10:80") && events[0].details.contains("oidc provider forged")
