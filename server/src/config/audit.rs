@@ -84,9 +84,7 @@ impl AuditConfig {
         let mut names = std::collections::HashSet::new();
         for sink in &self.sinks {
             let name = &sink.name;
-            let ok_name = !name.is_empty()
-                && name.len() <= 40
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let ok_name = super::is_short_name(name);
             if !ok_name {
                 return Err(format!("audit.sinks: name {name:?} must be 1 to 40 letters, digits, - or _"));
             }

@@ -330,6 +330,14 @@ fn apply_env(
     Ok(())
 }
 
+/// A name that goes into URLs, file names and logs (sinks, providers): 1 to 40 letters,
+/// digits, `-` or `_`.
+fn is_short_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 pub fn mask_url_password(url: &str) -> String {
     // scheme://user:password@host -> scheme://user:***@host
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };

@@ -192,9 +192,7 @@ impl OidcConfig {
         let mut seen = std::collections::HashSet::new();
         for p in &self.providers {
             let name = &p.name;
-            let ok_name = !name.is_empty()
-                && name.len() <= 40
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let ok_name = super::is_short_name(name);
             if !ok_name || !seen.insert(name.clone()) {
                 return Err(format!(
                     "oidc.providers: name {name:?} must be unique, 1 to 40 letters, digits, - or _"
