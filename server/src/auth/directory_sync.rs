@@ -10,9 +10,6 @@ use super::{Role, tokens, users};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Store;
-use crate::store::schema::users as users_table;
-use crate::with_conn;
-use diesel::prelude::*;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,15 +43,12 @@ pub async fn sync(
     default_role: Option<Role>,
     dry_run: bool,
 ) -> AppResult<SyncReport> {
-    let accounts: Vec<users::User> = store
+    // The accounts, and the rules to hold them to: read once for the whole run.
+    let (accounts, rules) = store
         .run(|c| {
-            let ids: Vec<i64> = with_conn!(c, |c| users_table::table
-                .filter(users_table::auth_source.eq("ldap"))
-                .filter(users_table::disabled.eq(false))
-                .order(users_table::username.asc())
-                .select(users_table::id)
-                .load(c))?;
-            ids.into_iter().map(|id| users::get_by_id(c, id)).collect()
+            let accounts: Vec<users::User> =
+                users::list(c)?.into_iter().filter(|u| u.auth_source == "ldap" && !u.disabled).collect();
+            Ok((accounts, std::sync::Arc::new(mapping::rules(c)?)))
         })
         .await?;
     let mut report = SyncReport { dry_run, checked: accounts.len(), ..Default::default() };
@@ -71,24 +65,15 @@ pub async fn sync(
                 if !dry_run {
                     let details =
                         serde_json::json!({"error": e.to_string(), "changed": report.changed.len()});
-                    store
-                        .run(move |c| {
-                            audit::record(
-                                c,
-                                now,
-                                &Event::new(&actor(), "directory.sync", Outcome::Failure).details(details),
-                            )
-                        })
-                        .await?;
+                    record_run(store, now, Outcome::Failure, details).await?;
                 }
                 return Err(AppError::new(ErrorKind::Unavailable, message));
             }
         };
-        let (ayush_user, name) = (user.clone(), user.username.clone());
+        let (ayush_user, name, rules) = (user.clone(), user.username.clone(), rules.clone());
         let change = store
             .run(move |c| {
                 c.transaction(|c| {
-                    let rules = mapping::rules(c)?;
                     let verdict = match &found {
                         None => Err("vanished_from_directory"),
                         Some(p) if p.disabled => Err("disabled_in_directory"),
@@ -140,15 +125,16 @@ pub async fn sync(
             "updated": report.changed.iter().filter(|c| c.action == "update").map(|c| &c.username).collect::<Vec<_>>(),
             "skipped": report.skipped,
         });
-        store
-            .run(move |c| {
-                audit::record(
-                    c,
-                    now,
-                    &Event::new(&actor(), "directory.sync", Outcome::Success).details(details),
-                )
-            })
-            .await?;
+        record_run(store, now, Outcome::Success, details).await?;
     }
     Ok(report)
+}
+
+/// The run's own audit event, `directory.sync`.
+async fn record_run(store: &Store, now: i64, outcome: Outcome, details: serde_json::Value) -> AppResult<()> {
+    store
+        .run(move |c| {
+            audit::record(c, now, &Event::new(&actor(), "directory.sync", outcome).details(details))
+        })
+        .await
 }
