@@ -9,6 +9,7 @@
 //! target_type, target_id, outcome, details, prev_hash. docs/admin/audit.md spells this out so
 //! that an auditor can check the log with their own tools.
 
+use super::AuditEvent;
 use super::keys::Keys;
 use crate::store::Conn;
 use crate::store::schema::{audit_events, audit_head};
@@ -62,7 +63,10 @@ impl Chain {
     }
 }
 
-/// The sealed fields of one event, borrowed from a row being written or read back.
+/// The sealed fields of one event, borrowed from a row being written or read back. The names are
+/// the columns', so a new row inserts them as they are.
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
 pub struct Fields<'a> {
     pub seq: i64,
     pub at: i64,
@@ -149,97 +153,33 @@ pub fn head(conn: &mut Conn) -> QueryResult<(i64, String)> {
     with_conn!(conn, |c| audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).first(c))
 }
 
-type Unsealed = (
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-);
-
 /// Seals events written before the chain existed (numbered by the migration, in id order).
 /// Returns how many were sealed.
 pub fn seal_unsealed(conn: &mut Conn) -> QueryResult<usize> {
     let chain = conn.chain().clone();
     conn.transaction(|conn| {
         let (head_seq, _) = lock_head(conn)?;
-        let rows: Vec<Unsealed> = with_conn!(conn, |c| audit_events::table
+        let rows: Vec<AuditEvent> = with_conn!(conn, |c| audit_events::table
             .filter(audit_events::hash.is_null())
             .order(audit_events::seq.asc())
-            .select((
-                audit_events::id,
-                audit_events::seq,
-                audit_events::at,
-                audit_events::actor_id,
-                audit_events::actor_name,
-                audit_events::auth_method,
-                audit_events::api_key_id,
-                audit_events::ip,
-                audit_events::user_agent,
-                audit_events::action,
-                audit_events::target_type,
-                audit_events::target_id,
-                audit_events::outcome,
-                audit_events::details,
-            ))
+            .select(AuditEvent::as_select())
             .load(c))?;
         let Some(first) = rows.first() else { return Ok(0) };
         let before: Option<Option<String>> = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::seq.eq(first.1 - 1))
+            .filter(audit_events::seq.eq(first.seq - 1))
             .select(audit_events::hash)
             .first(c)
             .optional())?;
         let mut prev = before.flatten().unwrap_or_else(|| GENESIS.to_string());
         let mut scratch = Vec::new();
         let mut last_seq = head_seq;
-        for (
-            id,
-            seq,
-            at,
-            actor_id,
-            actor_name,
-            auth_method,
-            api_key_id,
-            ip,
-            ua,
-            action,
-            tt,
-            ti,
-            outcome,
-            details,
-        ) in &rows
-        {
-            let fields = Fields {
-                seq: *seq,
-                at: *at,
-                actor_id: *actor_id,
-                actor_name,
-                auth_method: auth_method.as_deref(),
-                api_key_id: *api_key_id,
-                ip: ip.as_deref(),
-                user_agent: ua.as_deref(),
-                action,
-                target_type: tt.as_deref(),
-                target_id: ti.as_deref(),
-                outcome,
-                details,
-                prev_hash: &prev,
-            };
-            let hash = chain.seal(&fields, &mut scratch);
-            with_conn!(conn, |c| diesel::update(audit_events::table.find(*id))
+        for row in &rows {
+            let hash = chain.seal(&Fields { prev_hash: &prev, ..row.fields() }, &mut scratch);
+            with_conn!(conn, |c| diesel::update(audit_events::table.find(row.id))
                 .set((audit_events::prev_hash.eq(&prev), audit_events::hash.eq(&hash)))
                 .execute(c))?;
             prev = hash;
-            last_seq = last_seq.max(*seq);
+            last_seq = last_seq.max(row.seq);
         }
         with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
             .set((audit_head::seq.eq(last_seq), audit_head::hash.eq(&prev)))

@@ -143,23 +143,12 @@ impl AuditEvent {
     }
 }
 
+/// A new row: the sealed fields and their MAC.
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
 struct NewAuditEvent<'a> {
-    seq: i64,
-    at: i64,
-    actor_id: Option<i64>,
-    actor_name: &'a str,
-    auth_method: Option<&'a str>,
-    api_key_id: Option<i64>,
-    ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    action: &'a str,
-    target_type: Option<&'a str>,
-    target_id: Option<&'a str>,
-    outcome: &'a str,
-    details: String,
-    prev_hash: &'a str,
+    #[diesel(embed)]
+    fields: chain::Fields<'a>,
     hash: String,
 }
 
@@ -197,7 +186,7 @@ pub fn record(conn: &mut Conn, now: i64, event: &Event<'_>) -> AppResult<()> {
 fn write(conn: &mut Conn, chain: &Chain, now: i64, event: &Event<'_>) -> QueryResult<()> {
     let (seq, prev_hash) = chain::advance_head(conn)?;
     let details = event.details.to_string();
-    let mut row = NewAuditEvent {
+    let fields = chain::Fields {
         seq,
         at: now,
         actor_id: event.actor.user_id,
@@ -210,29 +199,11 @@ fn write(conn: &mut Conn, chain: &Chain, now: i64, event: &Event<'_>) -> QueryRe
         target_type: event.target.as_ref().map(|(k, _)| *k),
         target_id: event.target.as_ref().map(|(_, id)| id.as_str()),
         outcome: event.outcome.as_str(),
-        details,
+        details: &details,
         prev_hash: &prev_hash,
-        hash: String::new(),
     };
-    row.hash = chain.seal(
-        &chain::Fields {
-            seq: row.seq,
-            at: row.at,
-            actor_id: row.actor_id,
-            actor_name: row.actor_name,
-            auth_method: row.auth_method,
-            api_key_id: row.api_key_id,
-            ip: row.ip,
-            user_agent: row.user_agent,
-            action: row.action,
-            target_type: row.target_type,
-            target_id: row.target_id,
-            outcome: row.outcome,
-            details: &row.details,
-            prev_hash: row.prev_hash,
-        },
-        &mut Vec::with_capacity(256),
-    );
+    let hash = chain.seal(&fields, &mut Vec::with_capacity(256));
+    let row = NewAuditEvent { fields, hash };
     with_conn!(conn, |c| diesel::insert_into(audit_events::table).values(&row).execute(c))?;
     chain::set_head_hash(conn, &row.hash)
 }
