@@ -70,29 +70,6 @@ impl Local {
         password::hash(pw).map_err(err)
     }
 
-    fn create_token_here(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
-        let now = self.now();
-        let expires = expires_days.map(|d| now + i64::from(d) * 86_400);
-        let (token, secret) = self
-            .store
-            .run_blocking(|c| tokens::create(c, now, &self.actor, user, name, expires))
-            .map_err(err)?;
-        Ok(json!({"key": to_json(token)?, "secret": secret}))
-    }
-
-    fn list_tokens_here(&self, user: Option<&str>) -> Result<Value, String> {
-        let rows = self.store.run_blocking(|c| tokens::list(c, user)).map_err(err)?;
-        let rows: Vec<Value> = rows
-            .into_iter()
-            .map(|(t, username)| {
-                let mut v = to_json(t)?;
-                v["user"] = Value::String(username);
-                Ok(v)
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(Value::Array(rows))
-    }
-
     /// Signs a checkpoint of the chain head now.
     pub fn audit_checkpoint(&self) -> Result<Value, String> {
         let now = self.now();
@@ -233,10 +210,6 @@ impl Local {
     fn audit_model(&self, action: &str, name: &str, details: Value) -> Result<(), String> {
         let event = Event::new(&self.actor, action, Outcome::Success).target("model", name).details(details);
         self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)
-    }
-
-    fn revoke_token_here(&self, id: i64) -> Result<(), String> {
-        self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
     }
 }
 
@@ -424,15 +397,29 @@ impl Backend for Local {
     }
 
     fn create_key(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
-        self.create_token_here(user, name, expires_days)
+        let now = self.now();
+        let (token, secret) = self
+            .store
+            .run_blocking(|c| tokens::create_for_days(c, now, &self.actor, user, name, expires_days))
+            .map_err(err)?;
+        Ok(json!({"key": to_json(token)?, "secret": secret}))
     }
 
     fn list_keys(&self, user: Option<&str>) -> Result<Value, String> {
-        self.list_tokens_here(user)
+        let rows = self.store.run_blocking(|c| tokens::list(c, user)).map_err(err)?;
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .map(|(t, username)| {
+                let mut v = to_json(t)?;
+                v["user"] = Value::String(username);
+                Ok(v)
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Value::Array(rows))
     }
 
     fn revoke_key(&self, id: i64) -> Result<(), String> {
-        self.revoke_token_here(id)
+        self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
     }
 
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {

@@ -28,6 +28,24 @@ pub struct ApiToken {
     pub revoked: bool,
 }
 
+/// Creates a key for `username` that expires after `days` (never, without); the name is
+/// trimmed. What the keys page, the API and `ayushctl keys create` call.
+pub fn create_for_days(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    username: &str,
+    name: &str,
+    days: Option<u32>,
+) -> AppResult<(ApiToken, String)> {
+    let expires_at = match days {
+        Some(0) => return Err(AppError::validation("expires_days must be at least 1")),
+        Some(d) => Some(now + i64::from(d) * 86_400),
+        None => None,
+    };
+    create(conn, now, actor, username, name.trim(), expires_at)
+}
+
 /// Creates a token for `username`; returns the secret, which is never shown again.
 pub fn create(
     conn: &mut Conn,

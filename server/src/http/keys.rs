@@ -35,14 +35,6 @@ struct NewKey {
     expires_days: Option<u32>,
 }
 
-fn expiry(now: i64, days: Option<u32>) -> AppResult<Option<i64>> {
-    match days {
-        Some(0) => Err(AppError::validation("expires_days must be at least 1")),
-        Some(d) => Ok(Some(now + i64::from(d) * 86_400)),
-        None => Ok(None),
-    }
-}
-
 async fn mine(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
     let name = who.user.username.clone();
     let keys: Vec<ApiToken> =
@@ -56,11 +48,11 @@ async fn create_mine(
     body: web::Json<NewKey>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let now = state.clock.now();
-    let expires = expiry(now, body.expires_days)?;
-    let (actor, user) = (who.actor(), who.user.username.clone());
-    let (key, secret) =
-        state.store.run(move |c| tokens::create(c, now, &actor, &user, body.name.trim(), expires)).await?;
+    let (now, actor, user) = (state.clock.now(), who.actor(), who.user.username.clone());
+    let (key, secret) = state
+        .store
+        .run(move |c| tokens::create_for_days(c, now, &actor, &user, &body.name, body.expires_days))
+        .await?;
     Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
 }
 
@@ -111,12 +103,10 @@ async fn create_for(
     body: web::Json<NewKeyFor>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let now = state.clock.now();
-    let expires = expiry(now, body.expires_days)?;
-    let actor = who.actor();
+    let (now, actor) = (state.clock.now(), who.actor());
     let (key, secret) = state
         .store
-        .run(move |c| tokens::create(c, now, &actor, &body.user, body.name.trim(), expires))
+        .run(move |c| tokens::create_for_days(c, now, &actor, &body.user, &body.name, body.expires_days))
         .await?;
     Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
 }
@@ -197,10 +187,8 @@ async fn page_create(
             "" => None,
             d => Some(d.parse::<u32>().map_err(|_| AppError::validation("expiry must be a number of days"))?),
         };
-        let now = state.clock.now();
-        let expires = expiry(now, days)?;
-        let (actor, user) = (who.actor(), who.user.username.clone());
-        state.store.run(move |c| tokens::create(c, now, &actor, &user, form.name.trim(), expires)).await
+        let (now, actor, user) = (state.clock.now(), who.actor(), who.user.username.clone());
+        state.store.run(move |c| tokens::create_for_days(c, now, &actor, &user, &form.name, days)).await
     }
     .await;
     match result {
