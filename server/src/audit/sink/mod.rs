@@ -106,6 +106,10 @@ fn next_batch(
         tracing::error!(sink = %cfg.name, skipped_to = resume, "audit sink fell more than max_backlog behind; oldest events skipped");
         delivered = resume;
     }
+    if delivered >= head {
+        // Caught up: the idle poll stops here, without reading events.
+        return Ok(Some(Vec::new()));
+    }
     let events = with_conn!(conn, |c| audit_events::table
         .filter(audit_events::seq.gt(delivered))
         .order(audit_events::seq.asc())
