@@ -70,21 +70,19 @@ impl Provider {
             }
             None => cfg.client_secret.clone(),
         };
-        let mut builder = ureq::Agent::config_builder()
+        let builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(TIMEOUT))
             .max_redirects(0);
-        if let Some(ca) = &cfg.ca_file {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|e| format!("oidc provider {}: ca_file {}: {e}", cfg.name, ca.display()))?;
-            let certs: Vec<ureq::tls::Certificate<'static>> =
-                certs.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect();
-            let roots = ureq::tls::RootCerts::new_with_certs(&certs);
-            builder = builder.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
-        }
+        // The same trust as every other outbound connection: the system's roots plus ca_file.
+        let what = format!("oidc provider {}: ca_file", cfg.name);
+        let certs: Vec<ureq::tls::Certificate<'static>> =
+            crate::tls::trusted_certs(cfg.ca_file.as_deref(), &what)?
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+        let roots = ureq::tls::RootCerts::new_with_certs(&certs);
+        let builder = builder.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
         let groups_regex = cfg
             .groups_regex
             .as_deref()
