@@ -59,6 +59,14 @@ pub trait Backend {
     fn revoke_key(&self, id: i64) -> Result<(), String>;
     /// Refreshes directory accounts now (or says what that would change).
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String>;
+    fn list_providers(&self) -> Result<Value, String>;
+    /// Adds a provider from the body `POST /api/admin/providers` takes.
+    fn add_provider(&self, body: Value) -> Result<Value, String>;
+    /// Changes a provider with the body `PATCH /api/admin/providers/NAME` takes.
+    fn change_provider(&self, name: &str, body: Value) -> Result<Value, String>;
+    fn remove_provider(&self, name: &str) -> Result<(), String>;
+    /// Asks the provider for its models, with the key Ayush holds: `{"models": [...]}`.
+    fn test_provider(&self, name: &str) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -6,10 +6,11 @@ use ayush_server::audit::query::{self, Filter, Format};
 use ayush_server::audit::{self, Actor, Event, Outcome};
 use ayush_server::auth::ldap::Directory;
 use ayush_server::auth::{Role, directory_sync, groups, mapping, password, tokens, users};
-use ayush_server::catalog::{Catalog, access};
+use ayush_server::catalog::{Catalog, access, providers};
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
+use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
@@ -63,6 +64,11 @@ impl Local {
 
     fn now(&self) -> i64 {
         SystemClock.now()
+    }
+
+    /// The key provider API keys are sealed with (created here if the server never ran).
+    fn sealing_key(&self) -> Result<SealingKey, String> {
+        SealingKey::load_or_create(&self.config.audit_secrets_dir().join(providers::KEY_FILE))
     }
 
     fn hash(&self, username: &str, pw: &str) -> Result<String, String> {
@@ -307,13 +313,25 @@ impl Backend for Local {
     }
 
     fn list_models(&self) -> Result<Value, String> {
-        let entries = self.catalog().list().map_err(err)?;
-        to_json(self.store.run_blocking(|c| access::annotate(c, entries)).map_err(err)?)
+        let catalog = self.catalog();
+        to_json(
+            self.store
+                .run_blocking(|c| {
+                    let entries = ayush_server::catalog::all(&catalog, c)?;
+                    access::annotate(c, entries)
+                })
+                .map_err(err)?,
+        )
     }
 
     fn allow_model(&self, model: &str, group: &str) -> Result<(), String> {
-        self.catalog().get(model).map_err(err)?;
-        self.store.run_blocking(|c| access::allow(c, self.now(), &self.actor, model, group)).map_err(err)
+        let catalog = self.catalog();
+        self.store
+            .run_blocking(|c| {
+                ayush_server::catalog::find(&catalog, c, model)?;
+                access::allow(c, self.now(), &self.actor, model, group)
+            })
+            .map_err(err)
     }
 
     fn disallow_model(&self, model: &str, group: &str) -> Result<bool, String> {
@@ -420,6 +438,47 @@ impl Backend for Local {
 
     fn revoke_key(&self, id: i64) -> Result<(), String> {
         self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
+    }
+
+    fn list_providers(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(providers::list).map_err(err)?)
+    }
+
+    fn add_provider(&self, body: Value) -> Result<Value, String> {
+        let new: providers::NewProvider = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let (key, egress) = (self.sealing_key()?, self.egress());
+        to_json(
+            self.store
+                .run_blocking(|c| providers::create(c, self.now(), &self.actor, &key, &egress, new))
+                .map_err(err)?,
+        )
+    }
+
+    fn change_provider(&self, name: &str, body: Value) -> Result<Value, String> {
+        let change: providers::Change = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let (key, egress) = (self.sealing_key()?, self.egress());
+        to_json(
+            self.store
+                .run_blocking(|c| providers::change(c, self.now(), &self.actor, &key, &egress, name, change))
+                .map_err(err)?,
+        )
+    }
+
+    fn remove_provider(&self, name: &str) -> Result<(), String> {
+        self.store.run_blocking(|c| providers::remove(c, self.now(), &self.actor, name)).map_err(err)
+    }
+
+    fn test_provider(&self, name: &str) -> Result<Value, String> {
+        use ayush_server::catalog::remote::Remotes;
+        use ayush_server::models::provider::Provider as _;
+        let tls = ayush_server::tls::client_config(None, "providers")?;
+        let remotes =
+            Remotes::new(self.sealing_key()?, std::sync::Arc::new(self.egress()), std::sync::Arc::new(tls));
+        let models = runtime()?.block_on(async {
+            let (remote, _) = remotes.get(&self.store, name).await.map_err(err)?;
+            remote.list_models().await.map_err(|e| e.to_string())
+        })?;
+        Ok(json!({"models": models}))
     }
 
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {

@@ -10,6 +10,7 @@ mod remote;
 use backend::Backend;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use output::Output;
+use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,9 @@ enum Command {
     /// Manage the models (GGUF files) the server runs.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Remote model providers (OpenAI-compatible, Anthropic, Gemini) and the models each offers.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
     /// Single sign-on: map directory groups to Ayush roles and groups.
     #[command(subcommand)]
     Sso(SsoCommand),
@@ -161,6 +165,81 @@ enum GroupCommand {
     AddMember { group: String, user: String },
     /// Remove a user from a group.
     RemoveMember { group: String, user: String },
+}
+
+/// Where a provider's API key comes from: never the command line, which other users can read.
+#[derive(clap::Args)]
+struct KeySource {
+    /// Read the provider's API key from standard input.
+    #[arg(long, conflicts_with = "api_key_file")]
+    api_key_stdin: bool,
+    /// Read the provider's API key from a file.
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+}
+
+impl KeySource {
+    fn read(&self) -> Result<Option<String>, String> {
+        let text = if self.api_key_stdin {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read standard input: {e}"))?;
+            line
+        } else if let Some(path) = &self.api_key_file {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            return Ok(None);
+        };
+        let key = text.trim().to_string();
+        if key.is_empty() {
+            return Err("the API key is empty".into());
+        }
+        Ok(Some(key))
+    }
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// List providers (never their keys).
+    List,
+    /// Add a provider. Its models are offered to users as NAME/MODEL.
+    Add {
+        name: String,
+        /// The wire format it speaks: openai (also vLLM, TGI, llama.cpp server, Ollama, LM Studio,
+        /// another Ayush), anthropic or gemini.
+        #[arg(long)]
+        kind: String,
+        /// The API's base URL (default: the vendor's own), e.g. http://10.0.0.5:8000/v1.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// Models to offer, as the provider names them (comma-separated or repeated).
+        #[arg(long = "model", value_name = "MODEL", value_delimiter = ',')]
+        models: Vec<String>,
+        /// Seconds the provider may take to start answering, and between pieces of an answer.
+        #[arg(long)]
+        timeout_secs: Option<i64>,
+        #[command(flatten)]
+        key: KeySource,
+    },
+    /// Change a provider: its URL, its models (the list given replaces the old one), its key.
+    Set {
+        name: String,
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        #[arg(long = "model", value_name = "MODEL", value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        #[arg(long)]
+        timeout_secs: Option<i64>,
+        #[command(flatten)]
+        key: KeySource,
+        /// Remove the provider's API key.
+        #[arg(long, conflicts_with_all = ["api_key_stdin", "api_key_file"])]
+        remove_key: bool,
+    },
+    /// Remove a provider; its models disappear from the model list at once.
+    Remove { name: String },
+    /// Ask the provider for its models with the key Ayush holds: checks the URL, the egress
+    /// policy and the key.
+    Test { name: String },
 }
 
 #[derive(Subcommand)]
@@ -442,6 +521,42 @@ fn run(cli: Cli) -> Result<(), String> {
                 backend.revoke_key(id)?;
                 out.done(&format!("key {id} revoked"))
             }
+        },
+        Command::Providers(cmd) => match cmd {
+            ProvidersCommand::List => out.list(&backend.list_providers()?, output::PROVIDER_COLUMNS),
+            ProvidersCommand::Add { name, kind, base_url, models, timeout_secs, key } => {
+                let body = json!({
+                    "name": name, "kind": kind, "base_url": base_url, "models": models,
+                    "timeout_secs": timeout_secs, "api_key": key.read()?,
+                });
+                out.object(&backend.add_provider(body)?)
+            }
+            ProvidersCommand::Set { name, base_url, models, timeout_secs, key, remove_key } => {
+                let mut body = serde_json::Map::new();
+                if let Some(u) = base_url {
+                    body.insert("base_url".into(), json!(u));
+                }
+                if let Some(m) = models {
+                    body.insert("models".into(), json!(m));
+                }
+                if let Some(t) = timeout_secs {
+                    body.insert("timeout_secs".into(), json!(t));
+                }
+                if remove_key {
+                    body.insert("api_key".into(), json!(""));
+                } else if let Some(k) = key.read()? {
+                    body.insert("api_key".into(), json!(k));
+                }
+                if body.is_empty() {
+                    return Err("nothing to change: give --base-url, --model, --timeout-secs or a key".into());
+                }
+                out.object(&backend.change_provider(&name, Value::Object(body))?)
+            }
+            ProvidersCommand::Remove { name } => {
+                backend.remove_provider(&name)?;
+                out.done(&format!("provider {name} removed"))
+            }
+            ProvidersCommand::Test { name } => out.object(&backend.test_provider(&name)?),
         },
         Command::Models(cmd) => match cmd {
             ModelsCommand::List => out.list(&backend.list_models()?, output::MODEL_COLUMNS),

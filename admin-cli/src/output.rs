@@ -10,7 +10,8 @@ pub enum Output {
 pub const USER_COLUMNS: &[&str] = &["id", "username", "display_name", "role", "disabled", "auth_source"];
 pub const GROUP_COLUMNS: &[&str] = &["id", "name", "members", "description"];
 pub const MODEL_COLUMNS: &[&str] =
-    &["name", "default", "groups", "arch", "quantization", "context_length", "size", "sha256"];
+    &["name", "provider", "default", "groups", "arch", "quantization", "context_length", "size", "sha256"];
+pub const PROVIDER_COLUMNS: &[&str] = &["name", "kind", "base_url", "has_api_key", "models", "timeout_secs"];
 pub const MAPPING_COLUMNS: &[&str] = &["id", "directory_group", "role", "group"];
 pub const HOLD_COLUMNS: &[&str] = &["username", "reason", "placed_by", "placed_at"];
 pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];

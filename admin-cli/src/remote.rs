@@ -246,6 +246,26 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/keys/{id}"), Body::None).map(drop)
     }
 
+    fn list_providers(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/providers", Body::None)
+    }
+
+    fn add_provider(&self, body: Value) -> Result<Value, String> {
+        self.call("POST", "/api/admin/providers", Body::Json(&body))
+    }
+
+    fn change_provider(&self, name: &str, body: Value) -> Result<Value, String> {
+        self.call("PATCH", &format!("/api/admin/providers/{}", seg(name)), Body::Json(&body))
+    }
+
+    fn remove_provider(&self, name: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/admin/providers/{}", seg(name)), Body::None).map(drop)
+    }
+
+    fn test_provider(&self, name: &str) -> Result<Value, String> {
+        self.call("GET", &format!("/api/admin/providers/{}/upstream-models", seg(name)), Body::None)
+    }
+
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {
         self.call("POST", "/api/admin/directory/sync", Body::Json(&json!({"dry_run": dry_run})))
     }

@@ -41,6 +41,13 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// A handle and the two ends its producer holds: where events go, and the cancel flag.
+    pub(crate) fn channel() -> (Handle, UnboundedSender<Event>, Arc<AtomicBool>) {
+        let (events, rx) = unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        (Handle { events: rx, cancel: cancel.clone() }, events, cancel)
+    }
+
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
     }
@@ -88,11 +95,10 @@ impl Engine {
     /// Queues a chat; `Busy` when the queue is full.
     pub fn submit(&self, messages: Vec<ChatMessage>, params: GenerateParams) -> Result<Handle, ModelError> {
         params.validate().map_err(ModelError::BadRequest)?;
-        let (events, rx) = unbounded_channel();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let job = Job { messages, params, events, cancel: cancel.clone() };
+        let (handle, events, cancel) = Handle::channel();
+        let job = Job { messages, params, events, cancel };
         match self.jobs.try_send(job) {
-            Ok(()) => Ok(Handle { events: rx, cancel }),
+            Ok(()) => Ok(handle),
             Err(TrySendError::Full(_)) => Err(ModelError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(ModelError::Inference("the engine has stopped".into())),
         }

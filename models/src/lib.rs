@@ -5,13 +5,15 @@
 //! - `tokenizer`, `template`: text to tokens and chats to prompts, from the file itself;
 //! - `quant`, `decoder`: our quantized kernels and forward pass;
 //! - `weights`, `model`: the architectures and the generation loop;
-//! - `engine`: a dedicated thread per model behind a bounded queue.
+//! - `engine`: a dedicated thread per model behind a bounded queue;
+//! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini).
 
 mod decoder;
 pub mod engine;
 pub mod gguf;
 mod manifest;
 pub mod model;
+pub mod provider;
 mod quant;
 pub mod sampling;
 pub mod template;
@@ -44,4 +46,7 @@ pub enum ModelError {
     ContextTooLong { tokens: usize, window: usize },
     #[error("the model is busy; try again shortly")]
     Busy,
+    /// A remote provider failed; the message says how, in words a person can act on.
+    #[error("{message}")]
+    Upstream { kind: provider::UpstreamKind, message: String },
 }

@@ -123,6 +123,13 @@ impl Egress {
     }
 }
 
+/// Remote providers connect through the policy: to the addresses it resolved, or not at all.
+impl ayush_models::provider::Gate for Egress {
+    fn resolve(&self, what: &str, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        self.check(what, host, port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

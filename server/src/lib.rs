@@ -10,6 +10,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod http;
+pub mod sealed;
 pub mod serve;
 pub mod state;
 pub mod store;
@@ -17,5 +18,6 @@ pub mod theme;
 pub mod tls;
 pub mod web;
 
+pub use ayush_models as models;
 pub use http::build_app;
 pub use state::AppState;

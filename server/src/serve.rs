@@ -27,6 +27,8 @@ pub enum StartError {
     Oidc(String),
     #[error("{0}")]
     Egress(String),
+    #[error("secrets: {0}")]
+    Secrets(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {0}: {1}")]
@@ -70,7 +72,14 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     if swept > 0 {
         tracing::info!(files = swept, "removed files left by model imports that did not finish");
     }
+    let sealing = crate::sealed::SealingKey::load_or_create(
+        &config.audit_secrets_dir().join(crate::catalog::providers::KEY_FILE),
+    )
+    .map_err(StartError::Secrets)?;
+    let tls = crate::tls::client_config(None, "providers").map_err(StartError::Tls)?;
+    let remotes = crate::catalog::remote::Remotes::new(sealing, Arc::new(egress.clone()), Arc::new(tls));
     Ok(AppState {
+        remotes: Arc::new(remotes),
         config: Arc::new(config),
         store,
         clock,

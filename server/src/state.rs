@@ -37,4 +37,6 @@ pub struct AppState {
     pub oidc: Arc<crate::auth::oidc::Providers>,
     /// Where Ayush may connect out to.
     pub egress: crate::egress::Egress,
+    /// Remote providers, connected on first use.
+    pub remotes: Arc<crate::catalog::remote::Remotes>,
 }

@@ -16,6 +16,7 @@ pub mod browser;
 pub mod idp;
 pub mod slapd;
 pub mod syslog;
+pub mod upstream;
 
 /// Where cargo put the workspace's binaries (the test executable sits in `<dir>/deps/`).
 pub fn bin_path(name: &str) -> PathBuf {
@@ -241,6 +242,21 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("ayush did not stop within 30 s of SIGTERM");
+    }
+
+    /// Starts the server again on the same data directory, with the same environment (after
+    /// `stop`, or on a killed one).
+    pub fn restart(mut self) -> Server {
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
+        let env = std::mem::take(&mut self.env);
+        drop(self);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_in(data_dir, &env)
+    }
+
+    /// The server's process id (for reading its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Log lines printed so far.

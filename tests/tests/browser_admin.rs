@@ -164,3 +164,67 @@ async fn a_user_creates_and_revokes_an_api_key() {
     assert_eq!(server.client().raw("GET", "/v1/models", &[("Authorization", &bearer)], "").status, 401);
     browser.close().await;
 }
+
+/// An admin adds a provider on the Providers page (the key field is a password field and the
+/// key is never shown back), tests its connection, and chats with its model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_adds_a_provider_and_chats_with_its_model() {
+    use ayush_tests::upstream::{KEY, Upstream};
+    let upstream = Upstream::start(1);
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    let Some(browser) = Browser::launch().await else { return };
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_when(c, "h1", "Welcome, boss").await.contains("Welcome, boss"));
+
+    c.find(Locator::LinkText("Providers")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Providers").await, "Providers");
+    assert!(text_of(c, "main").await.contains("Air-gapped"), "the page says what the egress policy allows");
+    fill(c, "#p-name", "lab").await;
+    fill(c, "#p-url", &format!("{}/v1", upstream.url())).await;
+    fill(c, "#p-key", KEY).await;
+    fill(c, "#p-models", "echo").await;
+    c.find(Locator::Css("form[action='/admin/providers'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(c, "[role=status]").await.contains("Created"));
+    let card = text_of(c, "section[data-provider=lab]").await;
+    assert!(card.contains("API key: set") && !card.contains(KEY), "{card}");
+    let source = c.source().await.unwrap();
+    assert!(!source.contains(KEY), "the key is not in the page");
+
+    c.find(Locator::Css("form[action='/admin/providers/lab/test'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(c, "[role=status]").await.contains("lab answered. It offers: echo, count-16"));
+    snap(c, "admin-providers").await;
+
+    // A forbidden URL is refused with the reason, and nothing is stored.
+    fill(c, "#p-name", "far").await;
+    fill(c, "#p-url", "https://10.255.255.1/v1").await;
+    c.find(Locator::Css("form[action='/admin/providers'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(c, "[role=alert]").await.contains("egress policy refuses 10.255.255.1:443"));
+    assert!(c.find(Locator::Css("section[data-provider=far]")).await.is_err());
+
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    let select = c.find(Locator::Css("#model")).await.unwrap();
+    select.select_by_value("lab/echo").await.unwrap();
+    c.find(Locator::Css("#prompt")).await.unwrap().send_keys("hello from the browser").await.unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    let answer = text_when(c, ".msg.assistant .body", "Echo: hello from the browser").await;
+    assert!(answer.contains("Echo: hello from the browser"), "{answer}");
+    browser.close().await;
+}

@@ -6,7 +6,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ring::aead;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
@@ -123,37 +122,19 @@ impl Keys {
         &self.dir
     }
 
-    fn content_key(&self) -> Result<aead::LessSafeKey, String> {
+    fn content_key(&self) -> Result<crate::sealed::SealingKey, String> {
         let key = self.content.ok_or_else(|| format!("no {CONTENT_FILE} in {}", self.dir.display()))?;
-        let unbound =
-            aead::UnboundKey::new(&aead::AES_256_GCM, &key).map_err(|_| "bad content key".to_string())?;
-        Ok(aead::LessSafeKey::new(unbound))
+        Ok(crate::sealed::SealingKey::from_bytes(&key))
     }
 
     /// AES-256-GCM with a random nonce; returns (nonce, ciphertext with tag).
     pub fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<([u8; 12], Vec<u8>), String> {
-        let key = self.content_key()?;
-        let mut nonce = [0u8; 12];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| "the system's random source failed".to_string())?;
-        let mut sealed = plaintext.to_vec();
-        key.seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(aad),
-            &mut sealed,
-        )
-        .map_err(|_| "encryption failed".to_string())?;
-        Ok((nonce, sealed))
+        self.content_key()?.encrypt(plaintext, aad)
     }
 
     /// The plaintext, or an error when the key, the data or the associated data do not match.
     pub fn decrypt(&self, nonce: &[u8], ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-        let key = self.content_key()?;
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
-        let mut data = ciphertext.to_vec();
-        let plain = key
-            .open_in_place(nonce, aead::Aad::from(aad), &mut data)
-            .map_err(|_| "cannot decrypt: wrong key, or the content was altered".to_string())?;
-        Ok(plain.to_vec())
+        self.content_key()?.decrypt(nonce, ciphertext, aad)
     }
 }
 
@@ -166,7 +147,7 @@ pub fn signature_valid(public_key: &[u8], message: &[u8], signature: &[u8]) -> b
     UnparsedPublicKey::new(&ED25519, public_key).verify(message, signature).is_ok()
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -181,7 +162,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
         .map_err(|e| KeyError::Io(path.to_path_buf(), e))
 }
 
-fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.to_path_buf(), e))?;
     STANDARD.decode(text.trim()).map_err(|e| KeyError::Damaged(path.to_path_buf(), e.to_string()))
 }

@@ -75,9 +75,7 @@ pub fn visible(conn: &mut Conn, user_id: i64, entries: Vec<ModelEntry>) -> AppRe
     };
     Ok(entries
         .into_iter()
-        .filter(|e| {
-            rules.get(&e.manifest.name).is_none_or(|allowed| allowed.iter().any(|g| mine.contains(g)))
-        })
+        .filter(|e| rules.get(&e.name).is_none_or(|allowed| allowed.iter().any(|g| mine.contains(g))))
         .collect())
 }
 
@@ -85,7 +83,7 @@ pub fn visible(conn: &mut Conn, user_id: i64, entries: Vec<ModelEntry>) -> AppRe
 pub fn annotate(conn: &mut Conn, mut entries: Vec<ModelEntry>) -> AppResult<Vec<ModelEntry>> {
     let mut rules = rules(conn)?;
     for e in &mut entries {
-        e.groups = Some(rules.remove(&e.manifest.name).unwrap_or_default());
+        e.groups = Some(rules.remove(&e.name).unwrap_or_default());
     }
     Ok(entries)
 }

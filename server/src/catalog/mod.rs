@@ -4,9 +4,13 @@
 //! `ayushctl --local` appears in the running server without a restart.
 
 pub mod access;
+pub mod providers;
+pub mod remote;
 
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::store::Conn;
 use ayush_models::{Engine, LoadedModel, ModelManifest};
+use providers::Provider;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -18,14 +22,114 @@ const DEFAULT_FILE: &str = "default";
 /// Requests that may wait behind the one a model is serving.
 const QUEUE_DEPTH: usize = 4;
 
+/// A model a user may chat with: a file in the catalog, or a model a remote provider offers
+/// (named `provider/model`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelEntry {
+    /// The name chats and the API use.
+    #[serde(skip)]
+    pub name: String,
     #[serde(flatten)]
-    pub manifest: ModelManifest,
+    pub manifest: Option<ModelManifest>,
+    #[serde(flatten)]
+    pub remote: Option<RemoteModel>,
     pub default: bool,
     /// For admins' listings: the groups the model is restricted to (empty: everyone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemoteModel {
+    pub name: String,
+    pub provider: String,
+    pub kind: String,
+    /// The model's id at the provider.
+    pub upstream_model: String,
+}
+
+impl ModelEntry {
+    fn local(manifest: ModelManifest, default: bool) -> ModelEntry {
+        ModelEntry {
+            name: manifest.name.clone(),
+            manifest: Some(manifest),
+            remote: None,
+            default,
+            groups: None,
+        }
+    }
+
+    fn remote(provider: &Provider, upstream_model: &str) -> ModelEntry {
+        let name = format!("{}/{upstream_model}", provider.name);
+        ModelEntry {
+            remote: Some(RemoteModel {
+                name: name.clone(),
+                provider: provider.name.clone(),
+                kind: provider.kind.clone(),
+                upstream_model: upstream_model.to_string(),
+            }),
+            name,
+            manifest: None,
+            default: false,
+            groups: None,
+        }
+    }
+
+    /// When it was added: the file's import, or the provider's configuration.
+    pub fn created(&self) -> i64 {
+        self.manifest.as_ref().map_or(0, |m| m.imported_at)
+    }
+
+    pub fn owned_by(&self) -> &str {
+        self.remote.as_ref().map_or("ayush", |r| r.provider.as_str())
+    }
+}
+
+/// Every model: the catalog's files, then each provider's models.
+pub fn all(catalog: &Catalog, conn: &mut Conn) -> AppResult<Vec<ModelEntry>> {
+    let mut out = catalog.list()?;
+    for p in providers::list(conn)? {
+        out.extend(p.models.iter().map(|m| ModelEntry::remote(&p, m)));
+    }
+    Ok(out)
+}
+
+/// The models `user_id` may use.
+pub fn visible_to(catalog: &Catalog, conn: &mut Conn, user_id: i64) -> AppResult<Vec<ModelEntry>> {
+    let entries = all(catalog, conn)?;
+    access::visible(conn, user_id, entries)
+}
+
+/// The model called `name`: `provider/model` for a remote one.
+pub fn find(catalog: &Catalog, conn: &mut Conn, name: &str) -> AppResult<ModelEntry> {
+    let Some((provider, model)) = name.split_once('/') else { return catalog.get(name) };
+    let p = providers::get(conn, provider)
+        .map_err(|_| AppError::not_found(format!("no model named {name:?}")))?;
+    if !p.models.iter().any(|m| m == model) {
+        return Err(AppError::not_found(format!("no model named {name:?}")));
+    }
+    Ok(ModelEntry::remote(&p, model))
+}
+
+/// Starts a chat with `model`, local or remote. The outer error is Ayush's (no such model, a
+/// model that cannot load); the inner one the provider's.
+pub async fn open_chat(
+    state: &crate::state::AppState,
+    model: &str,
+    messages: Vec<ayush_models::ChatMessage>,
+    params: ayush_models::GenerateParams,
+) -> AppResult<Result<ayush_models::Handle, ayush_models::ModelError>> {
+    use ayush_models::provider::Provider as _;
+    match model.split_once('/') {
+        None => Ok(state.catalog.engine(model).await?.chat(model, messages, params)),
+        Some((provider, upstream)) => {
+            let (remote, record) = state.remotes.get(&state.store, provider).await?;
+            if !record.models.iter().any(|m| m == upstream) {
+                return Err(AppError::not_found(format!("no model named {model:?}")));
+            }
+            Ok(remote.chat(upstream, messages, params))
+        }
+    }
 }
 
 type Slot = Arc<OnceCell<Engine>>;
@@ -83,14 +187,14 @@ impl Catalog {
             match read_manifest(&path) {
                 Ok(m) => {
                     let is_default = default.as_deref() == Some(m.name.as_str());
-                    out.push(ModelEntry { manifest: m, default: is_default, groups: None });
+                    out.push(ModelEntry::local(m, is_default));
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable model manifest")
                 }
             }
         }
-        out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -101,7 +205,11 @@ impl Catalog {
             return Err(AppError::not_found(format!("no model named {name:?}")));
         }
         let manifest = read_manifest(&path).map_err(AppError::internal)?;
-        Ok(ModelEntry { default: self.default_name().as_deref() == Some(name), manifest, groups: None })
+        Ok(ModelEntry::local(manifest, self.default_name().as_deref() == Some(name)))
+    }
+
+    fn manifest(&self, name: &str) -> AppResult<ModelManifest> {
+        self.get(name)?.manifest.ok_or_else(|| AppError::not_found(format!("no model file named {name:?}")))
     }
 
     pub fn default_name(&self) -> Option<String> {
@@ -240,15 +348,14 @@ impl Catalog {
 
     /// Re-hashes the file: `Ok(true)` when it still matches its manifest.
     pub fn verify(&self, name: &str, mut progress: impl FnMut(u64, u64)) -> AppResult<bool> {
-        let entry = self.get(name)?;
+        let manifest = self.manifest(name)?;
         let (sha, size) = hash_file(&self.file(name), &mut progress)?;
-        Ok(sha == entry.manifest.sha256 && size == entry.manifest.size)
+        Ok(sha == manifest.sha256 && size == manifest.size)
     }
 
     /// The engine for `name`, loading the model on first use (seconds; off the async executor).
     pub async fn engine(&self, name: &str) -> AppResult<Engine> {
-        let entry = self.get(name)?;
-        let key = (name.to_string(), entry.manifest.sha256.clone());
+        let key = (name.to_string(), self.manifest(name)?.sha256);
         let slot = {
             let mut engines = self.engines.lock().map_err(|_| AppError::internal("engine table poisoned"))?;
             engines.retain(|(n, sha), _| n != name || *sha == key.1);

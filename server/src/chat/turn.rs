@@ -9,6 +9,7 @@ use crate::auth::users::User;
 use crate::catalog::access;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::state::AppState;
+use ayush_models::provider::UpstreamKind;
 use ayush_models::{ChatMessage, Event, GenerateParams, ModelError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -57,6 +58,10 @@ fn model_error(e: ModelError) -> AppError {
             AppError::new(ErrorKind::Busy, "the model is busy; try again shortly").with_retry_after(5)
         }
         ModelError::ContextTooLong { .. } | ModelError::BadRequest(_) => AppError::validation(e.to_string()),
+        ModelError::Upstream { kind: UpstreamKind::RateLimited, message } => {
+            AppError::new(ErrorKind::Busy, message).with_retry_after(5)
+        }
+        ModelError::Upstream { message, .. } => AppError::new(ErrorKind::Unavailable, message),
         other => AppError::internal(other),
     }
 }
@@ -104,12 +109,18 @@ pub async fn usable_model(state: &AppState, actor: &Actor, asked: Option<String>
             )
         })?,
     };
-    state.catalog.get(&name).map_err(|e| match e.kind {
-        ErrorKind::NotFound => AppError::validation(format!("there is no model named {name:?}")),
-        _ => e,
-    })?;
-    let (now, actor, model) = (state.clock.now(), actor.clone(), name.clone());
-    state.store.run(move |c| access::check(c, now, &actor, &model)).await?;
+    let (now, actor, model, catalog) =
+        (state.clock.now(), actor.clone(), name.clone(), state.catalog.clone());
+    state
+        .store
+        .run(move |c| {
+            crate::catalog::find(&catalog, c, &model).map_err(|e| match e.kind {
+                ErrorKind::NotFound => AppError::validation(format!("there is no model named {model:?}")),
+                _ => e,
+            })?;
+            access::check(c, now, &actor, &model)
+        })
+        .await?;
     Ok(name)
 }
 
@@ -168,8 +179,8 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     // What this reply answers, for the content policy.
     let question =
         prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
-    let engine = state.catalog.engine(&model).await?;
-    let handle = engine.submit(prompt, turn.params.clone()).map_err(model_error)?;
+    let handle =
+        crate::catalog::open_chat(state, &model, prompt, turn.params.clone()).await?.map_err(model_error)?;
 
     // Only now, with the engine committed to answering, is anything stored.
     let now = state.clock.now();

@@ -313,8 +313,15 @@ async fn remove_member(
 
 /// Every model with the groups it is restricted to (an empty list: open to everyone).
 async fn list_models_admin(state: web::Data<AppState>, _: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    let entries = state.catalog.list()?;
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| access::annotate(c, entries)).await?))
+    let catalog = state.catalog.clone();
+    let entries = state
+        .store
+        .run(move |c| {
+            let entries = crate::catalog::all(&catalog, c)?;
+            access::annotate(c, entries)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(entries))
 }
 
 async fn allow_model(
@@ -323,9 +330,14 @@ async fn allow_model(
     path: web::Path<(String, String)>,
 ) -> AppResult<HttpResponse> {
     let (model, group) = path.into_inner();
-    state.catalog.get(&model)?;
-    let (now, actor) = (state.clock.now(), who.actor());
-    state.store.run(move |c| access::allow(c, now, &actor, &model, &group)).await?;
+    let (now, actor, catalog) = (state.clock.now(), who.actor(), state.catalog.clone());
+    state
+        .store
+        .run(move |c| {
+            crate::catalog::find(&catalog, c, &model)?;
+            access::allow(c, now, &actor, &model, &group)
+        })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

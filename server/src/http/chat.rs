@@ -2,7 +2,6 @@
 //! the signed-in user may use.
 
 use crate::auth::guard::{Authed, ChatUser};
-use crate::catalog::access;
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
 use crate::chat::{markdown, store};
 use crate::error::AppResult;
@@ -29,8 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The models the signed-in user may use.
 async fn list_models(state: web::Data<AppState>, who: Authed<ChatUser>) -> AppResult<HttpResponse> {
-    let (entries, uid) = (state.catalog.list()?, who.user.id);
-    let mine = state.store.run(move |c| access::visible(c, uid, entries)).await?;
+    let (catalog, uid) = (state.catalog.clone(), who.user.id);
+    let mine = state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await?;
     Ok(HttpResponse::Ok().json(mine))
 }
 

@@ -9,6 +9,7 @@ pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
+pub mod providers;
 pub mod sign_in;
 pub mod sso;
 pub mod ui;
@@ -100,6 +101,7 @@ pub fn build_app(
         .configure(oidc::routes)
         .configure(v1::routes)
         .configure(keys::routes)
+        .configure(providers::routes)
         .configure(api::routes)
         .configure(sign_in::routes)
         .configure(ui::routes)

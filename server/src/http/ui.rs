@@ -5,7 +5,7 @@ use crate::auth::groups::{self, Group, GroupSummary};
 use crate::auth::guard::{AdminOnly, AnyUser, Authed, ChatUser, Policy, Via};
 use crate::auth::users::{self, User};
 use crate::auth::{Role, secret};
-use crate::catalog::{ModelEntry, access};
+use crate::catalog::ModelEntry;
 use crate::chat::markdown;
 use crate::chat::store::{self as chat_store, Conversation};
 use crate::error::{AppError, ErrorKind};
@@ -269,6 +269,7 @@ pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
         "removed" => "Member removed.",
         "revoked" => "Key revoked.",
         "unmapped" => "Mapping removed.",
+        "provider-removed" => "Provider removed.",
         _ => return None,
     };
     Some(Flash { kind: "ok", text: text.into() })
@@ -339,8 +340,9 @@ async fn chat_page(
         }
         None => (None, Vec::new()),
     };
-    let entries = state.catalog.list().map_err(&err)?;
-    let models = state.store.run(move |c| access::visible(c, uid, entries)).await.map_err(&err)?;
+    let catalog = state.catalog.clone();
+    let models =
+        state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await.map_err(&err)?;
     let selected_model = conversation
         .as_ref()
         .map(|c| c.model.clone())

@@ -12,6 +12,7 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
+use ayush_models::provider::UpstreamKind;
 use ayush_models::{
     ChatMessage, Completion, Event as EngineEvent, GenerateParams, Handle, ModelError, Usage,
 };
@@ -131,6 +132,7 @@ impl From<ModelError> for OaiError {
                 code: Some("context_length_exceeded"),
             },
             ModelError::BadRequest(m) => OaiError::invalid(m, None),
+            ModelError::Upstream { kind, message } => upstream_error(kind, message),
             other => OaiError {
                 status: 500,
                 message: other.to_string(),
@@ -140,6 +142,26 @@ impl From<ModelError> for OaiError {
             },
         }
     }
+}
+
+/// A provider's failure, as the OpenAI API would report it: the status and code say what
+/// kind of failure it was; a problem with Ayush's own link to the provider is a 5xx, since the
+/// client cannot fix it.
+fn upstream_error(kind: UpstreamKind, message: String) -> OaiError {
+    let (status, kind, param, code) = match kind {
+        UpstreamKind::RateLimited => (429, "rate_limit_error", None, "rate_limit_exceeded"),
+        UpstreamKind::ModelNotFound => (404, "invalid_request_error", Some("model"), "model_not_found"),
+        UpstreamKind::ContextTooLong => {
+            (400, "invalid_request_error", Some("messages"), "context_length_exceeded")
+        }
+        UpstreamKind::BadRequest => (400, "invalid_request_error", None, "upstream_bad_request"),
+        UpstreamKind::BadKey => (502, "server_error", None, "upstream_auth_failed"),
+        UpstreamKind::Timeout => (504, "server_error", None, "upstream_timeout"),
+        UpstreamKind::Unreachable => (502, "server_error", None, "upstream_unreachable"),
+        UpstreamKind::Refused => (502, "server_error", None, "egress_refused"),
+        UpstreamKind::Failed => (502, "server_error", None, "upstream_error"),
+    };
+    OaiError { status, message, kind, param, code: Some(code) }
 }
 
 /// The caller, by API key (or session), with errors in the OpenAI shape.
@@ -155,11 +177,11 @@ impl FromRequest for Caller {
 }
 
 async fn models(state: web::Data<AppState>, Caller(who): Caller) -> Result<HttpResponse, OaiError> {
-    let (entries, uid) = (state.catalog.list()?, who.user.id);
-    let mine = state.store.run(move |c| access::visible(c, uid, entries)).await?;
+    let (catalog, uid) = (state.catalog.clone(), who.user.id);
+    let mine = state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await?;
     let data: Vec<Value> = mine
         .iter()
-        .map(|m| json!({"id": m.manifest.name, "object": "model", "created": m.manifest.imported_at, "owned_by": "ayush"}))
+        .map(|m| json!({"id": m.name, "object": "model", "created": m.created(), "owned_by": m.owned_by()}))
         .collect();
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
 }
@@ -362,16 +384,19 @@ async fn chat_completions(
     let prompt = request.prompt()?;
     let params = request.params()?;
     let model = request.model.clone();
-    if state.catalog.get(&model).is_err() {
-        return Err(OaiError::model_not_found(&model));
-    }
-    let (now, actor, m) = (state.clock.now(), who.actor(), model.clone());
-    let allowed = state.store.run(move |c| access::check(c, now, &actor, &m)).await;
+    let (now, actor, m, catalog) = (state.clock.now(), who.actor(), model.clone(), state.catalog.clone());
+    let allowed = state
+        .store
+        .run(move |c| {
+            crate::catalog::find(&catalog, c, &m)?;
+            access::check(c, now, &actor, &m)
+        })
+        .await;
     if allowed.is_err() {
         return Err(OaiError::model_not_found(&model));
     }
-    let engine = state.catalog.engine(&model).await?;
-    let mut handle = engine.submit(prompt, params).map_err(OaiError::from)?;
+    let mut handle =
+        crate::catalog::open_chat(&state, &model, prompt, params).await?.map_err(OaiError::from)?;
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
     let created = state.clock.now();
     let (actor, user_id) = (who.actor(), who.user.id);

@@ -196,6 +196,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    providers (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        base_url -> Text,
+        api_key_sealed -> Nullable<Text>,
+        models -> Text,
+        timeout_secs -> BigInt,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));

@@ -1,0 +1,288 @@
+//! Remote providers for admins: the JSON API and the page at `/admin/providers`. An API key is
+//! taken once and never shown again; `test` asks the provider for its models, which checks the
+//! URL, the egress policy and the key in one go.
+
+use crate::audit::Actor;
+use crate::auth::guard::{AdminOnly, Authed};
+use crate::catalog::providers::{self, Change, NewProvider, Provider};
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::http::ui::{
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
+};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use ayush_models::provider::{Kind, Provider as _};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/providers", web::get().to(page))
+        .route("/admin/providers", web::post().to(page_create))
+        .route("/admin/providers/{name}", web::post().to(page_change))
+        .route("/admin/providers/{name}/remove", web::post().to(page_remove))
+        .route("/admin/providers/{name}/test", web::post().to(page_test))
+        .route("/api/admin/providers", web::get().to(list))
+        .route("/api/admin/providers", web::post().to(create))
+        .route("/api/admin/providers/{name}", web::get().to(show))
+        .route("/api/admin/providers/{name}", web::patch().to(change))
+        .route("/api/admin/providers/{name}", web::delete().to(remove))
+        .route("/api/admin/providers/{name}/upstream-models", web::get().to(upstream_models));
+}
+
+async fn do_create(state: &AppState, actor: Actor, new: NewProvider) -> AppResult<Provider> {
+    let (now, remotes, egress) = (state.clock.now(), state.remotes.clone(), state.egress.clone());
+    let name = new.name.clone();
+    let created =
+        state.store.run(move |c| providers::create(c, now, &actor, remotes.key(), &egress, new)).await?;
+    state.remotes.forget(&name);
+    Ok(created)
+}
+
+async fn do_change(state: &AppState, actor: Actor, name: String, change: Change) -> AppResult<Provider> {
+    let (now, remotes, egress, n) =
+        (state.clock.now(), state.remotes.clone(), state.egress.clone(), name.clone());
+    let changed = state
+        .store
+        .run(move |c| providers::change(c, now, &actor, remotes.key(), &egress, &n, change))
+        .await?;
+    state.remotes.forget(&name);
+    Ok(changed)
+}
+
+async fn do_remove(state: &AppState, actor: Actor, name: String) -> AppResult<()> {
+    let (now, n) = (state.clock.now(), name.clone());
+    state.store.run(move |c| providers::remove(c, now, &actor, &n)).await?;
+    state.remotes.forget(&name);
+    Ok(())
+}
+
+/// The provider's own list of models: proof that Ayush can reach it with its key.
+async fn do_test(state: &AppState, name: &str) -> AppResult<Vec<String>> {
+    let (remote, _) = state.remotes.get(&state.store, name).await?;
+    remote.list_models().await.map_err(|e| AppError::new(ErrorKind::Unavailable, e.to_string()))
+}
+
+async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.store.run(providers::list).await?))
+}
+
+async fn show(
+    state: web::Data<AppState>,
+    _who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let name = path.into_inner();
+    Ok(HttpResponse::Ok().json(state.store.run(move |c| providers::get(c, &name)).await?))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    body: web::Json<NewProvider>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Created().json(do_create(&state, who.actor(), body.into_inner()).await?))
+}
+
+async fn change(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+    body: web::Json<Change>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(do_change(&state, who.actor(), path.into_inner(), body.into_inner()).await?))
+}
+
+async fn remove(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    do_remove(&state, who.actor(), path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn upstream_models(
+    state: web::Data<AppState>,
+    _who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let models = do_test(&state, &path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(json!({"models": models})))
+}
+
+#[derive(Template)]
+#[template(path = "providers.html")]
+struct ProvidersPage {
+    chrome: Chrome,
+    providers: Vec<Provider>,
+    kinds: Vec<(&'static str, &'static str)>,
+    egress_note: String,
+}
+
+async fn render_page(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let list = state.store.run(providers::list).await.map_err(ui_error(state, "/admin/providers"))?;
+    let egress = &state.config.egress;
+    let egress_note = match (egress.airgap, egress.allow_hosts.is_empty()) {
+        (false, _) => "The egress policy is off: providers may be anywhere.".to_string(),
+        (true, true) => "Air-gapped: only providers on loopback can be reached. An admin adds hosts to egress.allow_hosts in the configuration.".to_string(),
+        (true, false) => format!("Air-gapped: providers may be on loopback or on {}.", egress.allow_hosts.join(", ")),
+    };
+    let page = ProvidersPage {
+        chrome: Chrome::for_user(state, who, "providers", flash),
+        providers: list,
+        kinds: Kind::ALL.iter().map(|k| (k.as_str(), k.default_base_url())).collect(),
+        egress_note,
+    };
+    let mut resp = render(&page, status);
+    resp.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+async fn page(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    q: web::Query<DoneQuery>,
+) -> Result<HttpResponse, UiError> {
+    render_page(&state, &who, done_flash(&q), StatusCode::OK).await
+}
+
+/// One model id per line (or separated by commas).
+fn models_of(text: &str) -> Vec<String> {
+    text.split(['\n', ',']).map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect()
+}
+
+fn timeout_of(text: &str) -> AppResult<Option<i64>> {
+    match text.trim() {
+        "" => Ok(None),
+        t => t.parse().map(Some).map_err(|_| AppError::validation("the timeout must be a number of seconds")),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewForm {
+    csrf: String,
+    name: String,
+    kind: String,
+    #[serde(default)]
+    base_url: String,
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    models: String,
+    #[serde(default)]
+    timeout_secs: String,
+}
+
+async fn error_page(state: &AppState, who: &Authed<AdminOnly>, e: AppError) -> Result<HttpResponse, UiError> {
+    render_page(state, who, Some(Flash { kind: "error", text: e.message.clone() }), e.kind.status()).await
+}
+
+async fn page_create(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    form: web::Form<NewForm>,
+) -> Result<HttpResponse, UiError> {
+    let f = form.into_inner();
+    let result = async {
+        check_csrf(&who, &f.csrf)?;
+        let new = NewProvider {
+            name: f.name.trim().to_string(),
+            kind: f.kind,
+            base_url: Some(f.base_url.trim().to_string()).filter(|u| !u.is_empty()),
+            api_key: Some(f.api_key.trim().to_string()).filter(|k| !k.is_empty()),
+            models: models_of(&f.models),
+            timeout_secs: timeout_of(&f.timeout_secs)?,
+        };
+        do_create(&state, who.actor(), new).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(see_other("/admin/providers?done=created")),
+        Err(e) => error_page(&state, &who, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangeForm {
+    csrf: String,
+    base_url: String,
+    models: String,
+    #[serde(default)]
+    timeout_secs: String,
+    /// Blank keeps the key.
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    remove_key: Option<String>,
+}
+
+async fn page_change(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<ChangeForm>,
+) -> Result<HttpResponse, UiError> {
+    let f = form.into_inner();
+    let result = async {
+        check_csrf(&who, &f.csrf)?;
+        let api_key = match (f.remove_key.is_some(), f.api_key.trim()) {
+            (true, _) => Some(String::new()),
+            (false, "") => None,
+            (false, k) => Some(k.to_string()),
+        };
+        let change = Change {
+            base_url: Some(f.base_url.trim().to_string()),
+            api_key,
+            models: Some(models_of(&f.models)),
+            timeout_secs: timeout_of(&f.timeout_secs)?,
+        };
+        do_change(&state, who.actor(), path.into_inner(), change).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(see_other("/admin/providers?done=saved")),
+        Err(e) => error_page(&state, &who, e).await,
+    }
+}
+
+async fn page_remove(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let err = ui_error(&state, "/admin/providers");
+    check_csrf(&who, &form.csrf).map_err(&err)?;
+    do_remove(&state, who.actor(), path.into_inner()).await.map_err(&err)?;
+    Ok(see_other("/admin/providers?done=provider-removed"))
+}
+
+async fn page_test(
+    state: web::Data<AppState>,
+    Page(who): Page<AdminOnly>,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    check_csrf(&who, &form.csrf).map_err(ui_error(&state, "/admin/providers"))?;
+    let name = path.into_inner();
+    let flash = match do_test(&state, &name).await {
+        Ok(models) if models.is_empty() => {
+            Flash { kind: "ok", text: format!("{name} answered, but lists no models.") }
+        }
+        Ok(models) => {
+            Flash { kind: "ok", text: format!("{name} answered. It offers: {}", models.join(", ")) }
+        }
+        Err(e) => Flash { kind: "error", text: e.message },
+    };
+    render_page(&state, &who, Some(flash), StatusCode::OK).await
+}
