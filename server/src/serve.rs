@@ -147,7 +147,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     actix_web::rt::System::new().block_on(async move {
         let app_state = state.clone();
-        let mut server = actix_web::HttpServer::new(move || crate::build_app(app_state.clone()));
+        // Streamed answers are many small writes: without TCP_NODELAY, Nagle holds each one
+        // back until the client's delayed ACK (40 ms on Linux).
+        let mut server =
+            actix_web::HttpServer::new(move || crate::build_app(app_state.clone())).tcp_nodelay(true);
         if workers > 0 {
             server = server.workers(workers);
         }

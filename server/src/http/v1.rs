@@ -366,9 +366,27 @@ enum Step {
     End(Result<Completion, ModelError>),
 }
 
-async fn step(handle: &mut Handle) -> Step {
-    match handle.events.recv().await {
-        Some(EngineEvent::Token(piece)) => Step::Text(piece),
+/// The next step. Text already waiting behind the first piece is joined to it, so a fast
+/// provider's burst goes out as one chunk and one write instead of one per token; an end
+/// found while joining is `held` for the next call.
+async fn step(handle: &mut Handle, held: &mut Option<EngineEvent>) -> Step {
+    let first = match held.take() {
+        Some(event) => Some(event),
+        None => handle.events.recv().await,
+    };
+    match first {
+        Some(EngineEvent::Token(mut text)) => {
+            while let Ok(next) = handle.events.try_recv() {
+                match next {
+                    EngineEvent::Token(more) => text.push_str(&more),
+                    end => {
+                        *held = Some(end);
+                        break;
+                    }
+                }
+            }
+            Step::Text(text)
+        }
         Some(EngineEvent::Done(d)) => Step::End(Ok(d)),
         Some(EngineEvent::Failed(e)) => Step::End(Err(e)),
         None => Step::End(Err(ModelError::Inference("the engine stopped".into()))),
@@ -403,8 +421,9 @@ async fn chat_completions(
     let base = json!({"model": model, "stream": request.stream, "user": request.user});
 
     if !request.stream {
+        let mut held = None;
         let outcome = loop {
-            if let Step::End(outcome) = step(&mut handle).await {
+            if let Step::End(outcome) = step(&mut handle, &mut held).await {
                 break outcome;
             }
         };
@@ -449,8 +468,9 @@ async fn chat_completions(
             Bytes::from(format!("data: {c}\n\n"))
         };
         let mut alive = tx.send(chunk(json!({"role": "assistant", "content": ""}), None)).await.is_ok();
+        let mut held = None;
         let outcome = loop {
-            match step(&mut handle).await {
+            match step(&mut handle, &mut held).await {
                 Step::Text(piece) => {
                     if alive && tx.send(chunk(json!({"content": piece}), None)).await.is_err() {
                         // The client went away: stop generating.
@@ -463,22 +483,27 @@ async fn chat_completions(
         };
         match outcome {
             Ok(d) => {
-                let _ = tx.send(chunk(json!({}), Some(finish_reason(d.finish)))).await;
+                // The end in one write: the finish reason, the usage if asked, and [DONE].
+                let mut end = chunk(json!({}), Some(finish_reason(d.finish))).to_vec();
                 if include_usage {
                     let u = json!({
                         "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                         "choices": [],
                         "usage": usage_json(&d.usage),
                     });
-                    let _ = tx.send(Bytes::from(format!("data: {u}\n\n"))).await;
+                    end.extend_from_slice(format!("data: {u}\n\n").as_bytes());
                 }
-                let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+                end.extend_from_slice(b"data: [DONE]\n\n");
+                let _ = tx.send(Bytes::from(end)).await;
+                // The stream ends here for the client; the record is written after.
+                drop(tx);
                 let finish = if alive { finish_reason(d.finish) } else { "cancelled" };
                 record(&state, actor, user_id, base, Ended::Answered { usage: &d.usage, finish }).await;
             }
             Err(e) => {
                 let err = OaiError::from(e);
                 let _ = tx.send(Bytes::from(format!("data: {}\n\n", err.body()))).await;
+                drop(tx);
                 record(&state, actor, user_id, base, Ended::Failed(err.message)).await;
             }
         }
