@@ -244,10 +244,12 @@ enum ProvidersCommand {
 
 #[derive(Subcommand)]
 enum ModelsCommand {
-    /// Import a GGUF file: checks it, copies it into the models directory with its sha256.
+    /// Import a GGUF file (a chat model), or a sentence-transformers export folder (an
+    /// embedding model, --local only): checks it, copies it into the models directory with its
+    /// sha256.
     Import {
         file: PathBuf,
-        /// The name people pick it by (default: the file name without .gguf).
+        /// The name people pick it by (default: the file or folder name without .gguf).
         #[arg(long)]
         name: Option<String>,
     },

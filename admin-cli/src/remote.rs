@@ -87,6 +87,12 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 
 impl Backend for Remote {
     fn import_model(&self, file: &std::path::Path, name: Option<&str>) -> Result<Value, String> {
+        if file.is_dir() {
+            return Err(format!(
+                "{} is a folder (an embedding model export): import it on the server with `ayushctl --local models import`",
+                file.display()
+            ));
+        }
         let opened = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let total = opened.metadata().map(|m| m.len()).unwrap_or(0);
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("model");

@@ -6,9 +6,11 @@
 //! - `quant`, `decoder`: our quantized kernels and forward pass;
 //! - `weights`, `model`: the architectures and the generation loop;
 //! - `engine`: a dedicated thread per model behind a bounded queue;
+//! - `embed`: sentence embeddings from BERT-family models;
 //! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini).
 
 mod decoder;
+pub mod embed;
 pub mod engine;
 pub mod gguf;
 mod manifest;
@@ -20,6 +22,7 @@ pub mod template;
 pub mod tokenizer;
 pub mod weights;
 
+pub use embed::{EmbedEngine, Embedder, inspect_embedder};
 pub use engine::{Engine, Event, Handle};
 pub use manifest::{ManifestError, ModelManifest, validate_name};
 pub use model::{Completion, FinishReason, LoadedModel, ModelInfo, Usage, inspect};

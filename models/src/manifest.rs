@@ -16,6 +16,16 @@ pub struct ModelManifest {
     pub imported_by: String,
     /// Unix seconds.
     pub imported_at: i64,
+    /// `chat` (a GGUF file) or `embedding` (a sentence-transformers folder).
+    #[serde(default = "chat")]
+    pub purpose: String,
+    /// The length of an embedding model's vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<usize>,
+}
+
+fn chat() -> String {
+    "chat".into()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +47,10 @@ pub fn validate_name(name: &str) -> Result<(), ManifestError> {
 }
 
 impl ModelManifest {
+    pub fn is_embedding(&self) -> bool {
+        self.purpose == "embedding"
+    }
+
     pub fn validate(&self) -> Result<(), ManifestError> {
         validate_name(&self.name)?;
         let hash_ok =
@@ -63,6 +77,8 @@ mod tests {
             source: "f".into(),
             imported_by: "local:root".into(),
             imported_at: 0,
+            purpose: "chat".into(),
+            dimensions: None,
         }
     }
 

@@ -1,6 +1,7 @@
 """Ayush's /v1 API as real clients use it: the official `openai` Python SDK, pointed at Ayush
 by its base URL and an API key. Prints what it saw as one JSON object for the Rust test to
-check. Environment: AYUSH_BASE_URL, AYUSH_KEY, AYUSH_REVOKED_KEY, AYUSH_MODEL."""
+check. Environment: AYUSH_BASE_URL, AYUSH_KEY, AYUSH_REVOKED_KEY, AYUSH_MODEL (a chat model),
+AYUSH_EMBED_MODEL (an embedding model)."""
 
 import json
 import os
@@ -61,5 +62,25 @@ try:
     out["revoked"] = None
 except openai.AuthenticationError as e:
     out["revoked"] = {"status": e.status_code, "code": e.code}
+
+embed_model = os.environ["AYUSH_EMBED_MODEL"]
+# The SDK asks for base64 unless told otherwise, and decodes it.
+r = client.embeddings.create(model=embed_model, input=["The weather is lovely today.", "It's so sunny outside!"])
+a, b = r.data[0].embedding, r.data[1].embedding
+out["embeddings"] = {
+    "object": r.object,
+    "count": len(r.data),
+    "dims": len(a),
+    "indexes": [d.index for d in r.data],
+    "cosine": sum(x * y for x, y in zip(a, b)),
+    "usage": r.usage.model_dump(),
+}
+f = client.embeddings.create(model=embed_model, input="The weather is lovely today.", encoding_format="float")
+out["embeddings"]["float_matches_base64"] = max(abs(x - y) for x, y in zip(f.data[0].embedding, a)) < 1e-6
+try:
+    client.embeddings.create(model=model, input="a chat model makes no vectors")
+    out["embed_chat_model"] = None
+except openai.BadRequestError as e:
+    out["embed_chat_model"] = {"status": e.status_code, "param": e.param}
 
 print(json.dumps(out))

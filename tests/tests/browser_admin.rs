@@ -204,7 +204,9 @@ async fn admin_adds_a_provider_and_chats_with_its_model() {
         .click()
         .await
         .unwrap();
-    assert!(text_of(c, "[role=status]").await.contains("lab answered. It offers: echo, count-16"));
+    // The page before showed "Created." in the same place: wait for the new notice.
+    let notice = text_when(c, "[role=status]", "lab answered").await;
+    assert!(notice.contains("lab answered. It offers: echo, count-16"), "{notice}");
     snap(c, "admin-providers").await;
 
     // A forbidden URL is refused with the reason, and nothing is stored.

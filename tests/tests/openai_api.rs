@@ -34,6 +34,14 @@ fn the_official_openai_sdk_works_against_ayush() {
     let server = Server::start();
     server.create_user("amira", "user", "amira password 1");
     assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
+    let Some(minilm) = test_model("all-MiniLM-L6-v2/model.safetensors") else { return };
+    let minilm = minilm.parent().unwrap().to_str().unwrap().to_string();
+    let out = server.ctl_local(&["-o", "json", "models", "import", &minilm, "--name", "minilm"], None);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        (out.json()["purpose"].as_str(), out.json()["dimensions"].as_u64()),
+        (Some("embedding"), Some(384))
+    );
     let key = server.token_for("amira");
     let revoked =
         server.ctl_local(&["-o", "json", "keys", "create", "--user", "amira", "--name", "old"], None).json();
@@ -46,13 +54,32 @@ fn the_official_openai_sdk_works_against_ayush() {
         .env("AYUSH_KEY", &key)
         .env("AYUSH_REVOKED_KEY", revoked["secret"].as_str().unwrap())
         .env("AYUSH_MODEL", "gemma")
+        .env("AYUSH_EMBED_MODEL", "minilm")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{seen:#}");
 
-    assert_eq!(seen["models"], serde_json::json!(["gemma"]));
+    assert_eq!(seen["models"], serde_json::json!(["gemma", "minilm"]));
+
+    let e = &seen["embeddings"];
+    assert_eq!(
+        (e["object"].as_str(), e["count"].as_i64(), e["dims"].as_i64()),
+        (Some("list"), Some(2), Some(384))
+    );
+    assert_eq!(e["indexes"], serde_json::json!([0, 1]));
+    assert!((e["cosine"].as_f64().unwrap() - 0.666).abs() < 0.005, "{e}");
+    assert_eq!(e["float_matches_base64"], true);
+    assert_eq!(e["usage"]["prompt_tokens"], e["usage"]["total_tokens"]);
+    assert!(e["usage"]["prompt_tokens"].as_i64().unwrap() > 10);
+    assert_eq!(
+        (seen["embed_chat_model"]["status"].as_i64(), seen["embed_chat_model"]["param"].as_str()),
+        (Some(400), Some("model"))
+    );
+    let embedded = server.audit_events("v1.embeddings", Some("success"));
+    assert_eq!(embedded.len(), 2);
+    assert!(embedded.iter().all(|e| e.actor_name == "amira" && e.target_id.as_deref() == Some("minilm")));
     let plain = &seen["plain"];
     assert_eq!(
         (plain["object"].as_str(), plain["role"].as_str()),

@@ -9,7 +9,7 @@ pub mod remote;
 
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
-use ayush_models::{Engine, LoadedModel, ModelManifest};
+use ayush_models::{EmbedEngine, Engine, LoadedModel, ModelManifest};
 use providers::Provider;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -80,6 +80,11 @@ impl ModelEntry {
         self.manifest.as_ref().map_or(0, |m| m.imported_at)
     }
 
+    /// Whether people can chat with it (embedding models only make vectors).
+    pub fn chats(&self) -> bool {
+        self.manifest.as_ref().is_none_or(|m| !m.is_embedding())
+    }
+
     pub fn owned_by(&self) -> &str {
         self.remote.as_ref().map_or("ayush", |r| r.provider.as_str())
     }
@@ -121,7 +126,12 @@ pub async fn open_chat(
 ) -> AppResult<Result<ayush_models::Handle, ayush_models::ModelError>> {
     use ayush_models::provider::Provider as _;
     match model.split_once('/') {
-        None => Ok(state.catalog.engine(model).await?.chat(model, messages, params)),
+        None => {
+            if state.catalog.manifest(model)?.is_embedding() {
+                return Err(AppError::validation(format!("{model} is an embedding model; it does not chat")));
+            }
+            Ok(state.catalog.engine(model).await?.chat(model, messages, params))
+        }
         Some((provider, upstream)) => {
             let (remote, record) = state.remotes.get(&state.store, provider).await?;
             if !record.models.iter().any(|m| m == upstream) {
@@ -132,7 +142,8 @@ pub async fn open_chat(
     }
 }
 
-type Slot = Arc<OnceCell<Engine>>;
+/// An engine loaded on first use, keyed by (name, sha256): a replaced file gets a fresh one.
+type Slots<T> = Mutex<HashMap<(String, String), Arc<OnceCell<T>>>>;
 
 /// A file written into the models directory under a temporary name, with what was learnt
 /// while writing it.
@@ -146,9 +157,19 @@ pub struct Placed {
 
 pub struct Catalog {
     dir: PathBuf,
-    /// Engines by (name, sha256): a replaced file gets a fresh engine.
-    engines: Mutex<HashMap<(String, String), Slot>>,
+    engines: Slots<Engine>,
+    embedders: Slots<EmbedEngine>,
 }
+
+/// What an embedding model's folder keeps of a sentence-transformers export.
+const EMBEDDER_FILES: [&str; 6] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "sentence_bert_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+];
 
 fn io(what: &str, e: std::io::Error) -> AppError {
     AppError::internal(format!("{what}: {e}"))
@@ -156,7 +177,11 @@ fn io(what: &str, e: std::io::Error) -> AppError {
 
 impl Catalog {
     pub fn new(data_dir: &Path) -> Catalog {
-        Catalog { dir: data_dir.join("models"), engines: Mutex::new(HashMap::new()) }
+        Catalog {
+            dir: data_dir.join("models"),
+            engines: Mutex::new(HashMap::new()),
+            embedders: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -208,7 +233,7 @@ impl Catalog {
         Ok(ModelEntry::local(manifest, self.default_name().as_deref() == Some(name)))
     }
 
-    fn manifest(&self, name: &str) -> AppResult<ModelManifest> {
+    pub fn manifest(&self, name: &str) -> AppResult<ModelManifest> {
         self.get(name)?.manifest.ok_or_else(|| AppError::not_found(format!("no model file named {name:?}")))
     }
 
@@ -219,7 +244,11 @@ impl Catalog {
     }
 
     pub fn set_default(&self, name: &str) -> AppResult<()> {
-        self.get(name)?;
+        if self.manifest(name)?.is_embedding() {
+            return Err(AppError::validation(format!(
+                "{name} is an embedding model; the default must be a chat model"
+            )));
+        }
         write_atomically(&self.dir.join(DEFAULT_FILE), format!("{name}\n").as_bytes())
     }
 
@@ -227,11 +256,15 @@ impl Catalog {
         self.get(name)?;
         std::fs::remove_file(self.manifest_path(name)).map_err(|e| io("removing the manifest", e))?;
         let _ = std::fs::remove_file(self.file(name));
+        let _ = std::fs::remove_dir_all(self.embedder_dir(name));
         if std::fs::read_to_string(self.dir.join(DEFAULT_FILE)).is_ok_and(|d| d.trim() == name) {
             let _ = std::fs::remove_file(self.dir.join(DEFAULT_FILE));
         }
         if let Ok(mut engines) = self.engines.lock() {
             engines.retain(|(n, _), _| n != name);
+        }
+        if let Ok(mut embedders) = self.embedders.lock() {
+            embedders.retain(|(n, _), _| n != name);
         }
         Ok(())
     }
@@ -246,6 +279,9 @@ impl Catalog {
         now: i64,
         mut progress: impl FnMut(u64, u64),
     ) -> AppResult<ModelManifest> {
+        if source.is_dir() {
+            return self.import_embedder(source, name, imported_by, now, progress);
+        }
         ayush_models::inspect(source)
             .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
         let name = match name {
@@ -263,6 +299,99 @@ impl Catalog {
         };
         let placed = Placed { partial, sha256, size, source: source.display().to_string() };
         self.finish_import(placed, &name, imported_by, now)
+    }
+
+    /// Imports a sentence-transformers export folder as an embedding model: its files are
+    /// checked, copied to `models/NAME/` (the weights hashed on the way) and loaded once to
+    /// prove they work before the manifest is written.
+    fn import_embedder(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+        imported_by: &str,
+        now: i64,
+        mut progress: impl FnMut(u64, u64),
+    ) -> AppResult<ModelManifest> {
+        let info = ayush_models::inspect_embedder(source)
+            .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => default_name_for(&source.with_extension("")),
+        };
+        self.check_new_name(&name)?;
+        let partial = self.partial_path()?;
+        let placed = (|| {
+            std::fs::create_dir_all(partial.join("1_Pooling"))
+                .map_err(|e| io("creating the model folder", e))?;
+            for file in EMBEDDER_FILES.iter().filter(|f| **f != "model.safetensors") {
+                if source.join(file).is_file() {
+                    std::fs::copy(source.join(file), partial.join(file)).map_err(|e| io(file, e))?;
+                }
+            }
+            let (sha256, size) = copy_hashing(
+                &source.join("model.safetensors"),
+                &partial.join("model.safetensors"),
+                &mut progress,
+            )?;
+            ayush_models::Embedder::load(&partial)
+                .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
+            std::fs::rename(&partial, self.embedder_dir(&name)).map_err(|e| io("placing the model", e))?;
+            Ok::<_, AppError>((sha256, size))
+        })();
+        let (sha256, size) = match placed {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        };
+        let manifest = ModelManifest {
+            name: name.clone(),
+            arch: info.arch,
+            quantization: "f32".into(),
+            context_length: info.max_tokens,
+            sha256,
+            size,
+            source: source.display().to_string(),
+            imported_by: imported_by.to_string(),
+            imported_at: now,
+            purpose: "embedding".into(),
+            dimensions: Some(info.dimensions),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
+        write_atomically(&self.manifest_path(&name), &json)?;
+        Ok(manifest)
+    }
+
+    fn embedder_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The engine for an embedding model, loading it on first use.
+    pub async fn embedder(&self, name: &str) -> AppResult<EmbedEngine> {
+        let manifest = self.manifest(name)?;
+        if !manifest.is_embedding() {
+            return Err(AppError::validation(format!("{name} is a chat model, not an embedding model")));
+        }
+        let slot = {
+            let mut slots =
+                self.embedders.lock().map_err(|_| AppError::internal("embedder table poisoned"))?;
+            slots.retain(|(n, sha), _| n != name || *sha == manifest.sha256);
+            slots.entry((name.to_string(), manifest.sha256.clone())).or_default().clone()
+        };
+        let dir = self.embedder_dir(name);
+        let model_name = name.to_string();
+        slot.get_or_try_init(|| async move {
+            tokio::task::spawn_blocking(move || {
+                let embedder = ayush_models::Embedder::load(&dir)
+                    .map_err(|e| AppError::internal(format!("loading {model_name}: {e}")))?;
+                EmbedEngine::start(&model_name, embedder, QUEUE_DEPTH).map_err(AppError::internal)
+            })
+            .await
+            .map_err(AppError::internal)?
+        })
+        .await
+        .cloned()
     }
 
     /// A path in the models directory to receive a file before it is checked and named.
@@ -291,7 +420,16 @@ impl Catalog {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(now, |d| d.as_secs() as i64);
-            if now - modified > 24 * 3600 && std::fs::remove_file(entry.path()).is_ok() {
+            if now - modified <= 24 * 3600 {
+                continue;
+            }
+            // An embedding model's import leaves a folder; a chat model's, a file.
+            let path = entry.path();
+            let gone = match path.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            if gone.is_ok() {
                 removed += 1;
             }
         }
@@ -337,6 +475,8 @@ impl Catalog {
             source: placed.source.clone(),
             imported_by: imported_by.to_string(),
             imported_at: now,
+            purpose: "chat".into(),
+            dimensions: None,
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
         write_atomically(&self.manifest_path(name), &json)?;
@@ -349,7 +489,11 @@ impl Catalog {
     /// Re-hashes the file: `Ok(true)` when it still matches its manifest.
     pub fn verify(&self, name: &str, mut progress: impl FnMut(u64, u64)) -> AppResult<bool> {
         let manifest = self.manifest(name)?;
-        let (sha, size) = hash_file(&self.file(name), &mut progress)?;
+        let file = match manifest.is_embedding() {
+            true => self.embedder_dir(name).join("model.safetensors"),
+            false => self.file(name),
+        };
+        let (sha, size) = hash_file(&file, &mut progress)?;
         Ok(sha == manifest.sha256 && size == manifest.size)
     }
 

@@ -26,10 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/conversations/{id}/messages/{message_id}/edit", web::post().to(edit));
 }
 
-/// The models the signed-in user may use.
+/// The models the signed-in user may chat with.
 async fn list_models(state: web::Data<AppState>, who: Authed<ChatUser>) -> AppResult<HttpResponse> {
     let (catalog, uid) = (state.catalog.clone(), who.user.id);
-    let mine = state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await?;
+    let mut mine = state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await?;
+    mine.retain(crate::catalog::ModelEntry::chats);
     Ok(HttpResponse::Ok().json(mine))
 }
 

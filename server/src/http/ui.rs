@@ -341,8 +341,9 @@ async fn chat_page(
         None => (None, Vec::new()),
     };
     let catalog = state.catalog.clone();
-    let models =
+    let mut models =
         state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await.map_err(&err)?;
+    models.retain(ModelEntry::chats);
     let selected_model = conversation
         .as_ref()
         .map(|c| c.model.clone())

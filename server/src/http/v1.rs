@@ -31,10 +31,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             }))
             .route("/models", web::get().to(models))
             .route("/chat/completions", web::post().to(chat_completions))
+            .route("/embeddings", web::post().to(embeddings))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(OaiError {
                     status: 404,
-                    message: "Unknown endpoint. Ayush serves /v1/models and /v1/chat/completions.".into(),
+                    message:
+                        "Unknown endpoint. Ayush serves /v1/models, /v1/chat/completions and /v1/embeddings."
+                            .into(),
                     kind: "invalid_request_error",
                     param: None,
                     code: Some("unknown_url"),
@@ -321,12 +324,20 @@ fn usage_json(u: &Usage) -> Value {
 /// How a call ended, for the record.
 enum Ended<'a> {
     Answered { usage: &'a Usage, finish: &'a str },
+    Embedded { tokens: usize },
     Failed(String),
 }
 
 /// Records the call under its owner: usage, and an audit event with the key that made it.
 /// `details` starts with what the request said (model, stream, user).
-async fn record(state: &AppState, actor: Actor, user_id: i64, mut details: Value, ended: Ended<'_>) {
+async fn record(
+    state: &AppState,
+    action: &'static str,
+    actor: Actor,
+    user_id: i64,
+    mut details: Value,
+    ended: Ended<'_>,
+) {
     let now = state.clock.now();
     let (tokens, outcome) = match ended {
         Ended::Answered { usage, finish } => {
@@ -334,6 +345,10 @@ async fn record(state: &AppState, actor: Actor, user_id: i64, mut details: Value
             details["completion_tokens"] = json!(usage.completion_tokens);
             details["finish_reason"] = json!(finish);
             (Some((usage.prompt_tokens as i64, usage.completion_tokens as i64)), Outcome::Success)
+        }
+        Ended::Embedded { tokens } => {
+            details["prompt_tokens"] = json!(tokens);
+            (Some((tokens as i64, 0)), Outcome::Success)
         }
         Ended::Failed(error) => {
             details["error"] = json!(error);
@@ -348,9 +363,7 @@ async fn record(state: &AppState, actor: Actor, user_id: i64, mut details: Value
                 if let Some((prompt, completion)) = tokens {
                     chat_store::add_usage(c, now, user_id, prompt, completion)?;
                 }
-                let event = Event::new(&actor, "v1.chat.completions", outcome)
-                    .target("model", &model)
-                    .details(details);
+                let event = Event::new(&actor, action, outcome).target("model", &model).details(details);
                 audit::record(c, now, &event)
             })
         })
@@ -393,6 +406,20 @@ async fn step(handle: &mut Handle, held: &mut Option<EngineEvent>) -> Step {
     }
 }
 
+/// A model that exists and the caller may use; any other is "not found", exactly as OpenAI
+/// answers for a model a key cannot see (a denial is still audited).
+async fn usable(state: &AppState, who: &Authed<ChatUser>, model: &str) -> Result<(), OaiError> {
+    let (now, actor, m, catalog) = (state.clock.now(), who.actor(), model.to_string(), state.catalog.clone());
+    let allowed = state
+        .store
+        .run(move |c| {
+            crate::catalog::find(&catalog, c, &m)?;
+            access::check(c, now, &actor, &m)
+        })
+        .await;
+    allowed.map_err(|_| OaiError::model_not_found(model))
+}
+
 async fn chat_completions(
     state: web::Data<AppState>,
     Caller(who): Caller,
@@ -402,17 +429,7 @@ async fn chat_completions(
     let prompt = request.prompt()?;
     let params = request.params()?;
     let model = request.model.clone();
-    let (now, actor, m, catalog) = (state.clock.now(), who.actor(), model.clone(), state.catalog.clone());
-    let allowed = state
-        .store
-        .run(move |c| {
-            crate::catalog::find(&catalog, c, &m)?;
-            access::check(c, now, &actor, &m)
-        })
-        .await;
-    if allowed.is_err() {
-        return Err(OaiError::model_not_found(&model));
-    }
+    usable(&state, &who, &model).await?;
     let mut handle =
         crate::catalog::open_chat(&state, &model, prompt, params).await?.map_err(OaiError::from)?;
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
@@ -430,7 +447,15 @@ async fn chat_completions(
         return match outcome {
             Ok(d) => {
                 let finish = finish_reason(d.finish);
-                record(&state, actor, user_id, base, Ended::Answered { usage: &d.usage, finish }).await;
+                record(
+                    &state,
+                    "v1.chat.completions",
+                    actor,
+                    user_id,
+                    base,
+                    Ended::Answered { usage: &d.usage, finish },
+                )
+                .await;
                 Ok(HttpResponse::Ok().json(json!({
                     "id": id,
                     "object": "chat.completion",
@@ -448,7 +473,15 @@ async fn chat_completions(
             }
             Err(e) => {
                 let err = OaiError::from(e);
-                record(&state, actor, user_id, base, Ended::Failed(err.message.clone())).await;
+                record(
+                    &state,
+                    "v1.chat.completions",
+                    actor,
+                    user_id,
+                    base,
+                    Ended::Failed(err.message.clone()),
+                )
+                .await;
                 Err(err)
             }
         };
@@ -498,13 +531,21 @@ async fn chat_completions(
                 // The stream ends here for the client; the record is written after.
                 drop(tx);
                 let finish = if alive { finish_reason(d.finish) } else { "cancelled" };
-                record(&state, actor, user_id, base, Ended::Answered { usage: &d.usage, finish }).await;
+                record(
+                    &state,
+                    "v1.chat.completions",
+                    actor,
+                    user_id,
+                    base,
+                    Ended::Answered { usage: &d.usage, finish },
+                )
+                .await;
             }
             Err(e) => {
                 let err = OaiError::from(e);
                 let _ = tx.send(Bytes::from(format!("data: {}\n\n", err.body()))).await;
                 drop(tx);
-                record(&state, actor, user_id, base, Ended::Failed(err.message)).await;
+                record(&state, "v1.chat.completions", actor, user_id, base, Ended::Failed(err.message)).await;
             }
         }
     });
@@ -513,4 +554,124 @@ async fn chat_completions(
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(crate::http::Chunks(rx)))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmbedInput {
+    One(String),
+    Many(Vec<String>),
+    /// Token arrays: recognised only to be refused with a clear message.
+    Tokens(#[allow(dead_code)] Vec<Value>),
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsRequest {
+    model: String,
+    input: EmbedInput,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// Inputs one request may carry, and the characters each may hold.
+const MAX_INPUTS: usize = 2048;
+const MAX_INPUT_CHARS: usize = 100_000;
+
+impl EmbeddingsRequest {
+    fn texts(&self) -> Result<Vec<String>, OaiError> {
+        let texts = match &self.input {
+            EmbedInput::One(t) => vec![t.clone()],
+            EmbedInput::Many(list) => list.clone(),
+            EmbedInput::Tokens(_) => {
+                return Err(OaiError::invalid(
+                    "input: send text; token arrays are not supported",
+                    Some("input"),
+                ));
+            }
+        };
+        if texts.is_empty() || texts.len() > MAX_INPUTS {
+            return Err(OaiError::invalid(format!("input: 1 to {MAX_INPUTS} texts"), Some("input")));
+        }
+        if let Some(i) = texts.iter().position(|t| t.is_empty() || t.chars().count() > MAX_INPUT_CHARS) {
+            return Err(OaiError::invalid(
+                format!("input[{i}]: each text must be 1 to {MAX_INPUT_CHARS} characters"),
+                Some("input"),
+            ));
+        }
+        Ok(texts)
+    }
+}
+
+/// Little-endian f32s in base64, as the OpenAI SDKs ask for by default.
+fn base64_vector(v: &[f32]) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn embeddings(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    body: web::Json<EmbeddingsRequest>,
+) -> Result<HttpResponse, OaiError> {
+    let request = body.into_inner();
+    let texts = request.texts()?;
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(OaiError::invalid(
+                format!("encoding_format {other:?}: use float or base64"),
+                Some("encoding_format"),
+            ));
+        }
+    };
+    let model = request.model.clone();
+    usable(&state, &who, &model).await?;
+    let engine = match state.catalog.embedder(&model).await {
+        Ok(engine) => engine,
+        Err(e) if e.kind == ErrorKind::Validation || e.kind == ErrorKind::NotFound => {
+            return Err(OaiError::invalid(
+                format!("{model} is not an embedding model; /v1/models lists the models you may use"),
+                Some("model"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(d) = request.dimensions.filter(|d| *d != engine.dimensions) {
+        return Err(OaiError::invalid(
+            format!("{model} makes vectors of {} dimensions, not {d}", engine.dimensions),
+            Some("dimensions"),
+        ));
+    }
+    let inputs = texts.len();
+    let (actor, user_id) = (who.actor(), who.user.id);
+    let base = json!({"model": model, "inputs": inputs, "user": request.user});
+    let (vectors, tokens) = match engine.embed(texts).await {
+        Ok(done) => done,
+        Err(e) => {
+            let err = OaiError::from(e);
+            record(&state, "v1.embeddings", actor, user_id, base, Ended::Failed(err.message.clone())).await;
+            return Err(err);
+        }
+    };
+    record(&state, "v1.embeddings", actor, user_id, base, Ended::Embedded { tokens }).await;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 { json!(base64_vector(v)) } else { json!(v) };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })))
 }
