@@ -112,6 +112,7 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
     assert!(ids.contains(&"up-openai/echo") && ids.contains(&"up-gemini/echo"), "{ids:?}");
     let owned = models["data"].as_array().unwrap().iter().find(|m| m["id"] == "up-anthropic/echo").unwrap();
     assert_eq!(owned["owned_by"], "up-anthropic");
+    assert!(owned["created"].as_i64().unwrap() > 0, "when the provider was added: {owned}");
 
     for provider in ["up-openai", "up-anthropic", "up-gemini"] {
         let model = format!("{provider}/echo");

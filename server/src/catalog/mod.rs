@@ -22,8 +22,8 @@ const DEFAULT_FILE: &str = "default";
 /// Requests that may wait behind the one a model is serving.
 const QUEUE_DEPTH: usize = 4;
 
-/// A model a user may chat with: a file in the catalog, or a model a remote provider offers
-/// (named `provider/model`).
+/// A model people may use: a file or folder in the catalog (a chat or an embedding model), or
+/// a model a remote provider offers (named `provider/model`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelEntry {
     /// The name chats and the API use.
@@ -46,6 +46,8 @@ pub struct RemoteModel {
     pub kind: String,
     /// The model's id at the provider.
     pub upstream_model: String,
+    /// When the provider was added.
+    pub created_at: i64,
 }
 
 impl ModelEntry {
@@ -67,6 +69,7 @@ impl ModelEntry {
                 provider: provider.name.clone(),
                 kind: provider.kind.clone(),
                 upstream_model: upstream_model.to_string(),
+                created_at: provider.created_at,
             }),
             name,
             manifest: None,
@@ -77,7 +80,11 @@ impl ModelEntry {
 
     /// When it was added: the file's import, or the provider's configuration.
     pub fn created(&self) -> i64 {
-        self.manifest.as_ref().map_or(0, |m| m.imported_at)
+        match (&self.manifest, &self.remote) {
+            (Some(m), _) => m.imported_at,
+            (None, Some(r)) => r.created_at,
+            (None, None) => 0,
+        }
     }
 
     /// Whether people can chat with it (embedding models only make vectors).
