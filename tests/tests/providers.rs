@@ -265,6 +265,17 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
     let calls = server.audit_events("v1.chat.completions", Some("success"));
     assert!(calls.iter().any(|e| e.target_id.as_deref() == Some("up-gemini/echo")));
 
+    // One change can set several fields; an emptied key is cleared, the rest stays.
+    let out = server.ctl_remote(
+        &admin,
+        &["-o", "json", "providers", "set", "up-anthropic", "--remove-key", "--timeout-secs", "30"],
+        None,
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let changed = out.json();
+    assert_eq!((changed["has_api_key"].as_bool(), changed["timeout_secs"].as_i64()), (Some(false), Some(30)));
+    assert_eq!(changed["models"].as_array().unwrap().len(), 5, "{changed}");
+
     let out = server.ctl_remote(&admin, &["providers", "remove", "up-gemini"], None);
     assert!(out.ok, "{}", out.stderr);
     let r = ask(&mut client, "up-gemini/echo");

@@ -101,6 +101,18 @@ pub struct Change {
     pub timeout_secs: Option<i64>,
 }
 
+/// The columns a change sets, in one statement; `None` leaves a column as it is, and
+/// `Some(None)` clears the key.
+#[derive(AsChangeset)]
+#[diesel(table_name = providers)]
+struct Update {
+    base_url: Option<String>,
+    models: Option<String>,
+    timeout_secs: Option<i64>,
+    api_key_sealed: Option<Option<String>>,
+    updated_at: i64,
+}
+
 fn aad(name: &str) -> Vec<u8> {
     format!("ayush-provider-key:{name}").into_bytes()
 }
@@ -276,35 +288,31 @@ pub fn change(
     };
     conn.transaction(|conn| {
         let before = row(conn, name)?;
+        let models =
+            change.models.as_ref().map(serde_json::to_string).transpose().map_err(AppError::internal)?;
+        let update = Update {
+            base_url: change.base_url.clone(),
+            models,
+            timeout_secs: change.timeout_secs,
+            api_key_sealed: sealed.clone(),
+            updated_at: now,
+        };
+        with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
+            .set(&update)
+            .execute(c))?;
         let mut details = serde_json::Map::new();
         if let Some(url) = &change.base_url {
-            with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
-                .set(providers::base_url.eq(url))
-                .execute(c))?;
             details.insert("base_url".into(), json!({"from": before.base_url, "to": url}));
         }
         if let Some(models) = &change.models {
-            let text = serde_json::to_string(models).map_err(AppError::internal)?;
-            with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
-                .set(providers::models.eq(text))
-                .execute(c))?;
             details.insert("models".into(), json!(models));
         }
         if let Some(t) = change.timeout_secs {
-            with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
-                .set(providers::timeout_secs.eq(t))
-                .execute(c))?;
             details.insert("timeout_secs".into(), json!(t));
         }
         if let Some(s) = &sealed {
-            with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
-                .set(providers::api_key_sealed.eq(s))
-                .execute(c))?;
             details.insert("api_key".into(), json!(if s.is_some() { "replaced" } else { "removed" }));
         }
-        with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
-            .set(providers::updated_at.eq(now))
-            .execute(c))?;
         audit::record(
             conn,
             now,

@@ -328,16 +328,18 @@ enum Ended<'a> {
     Failed(String),
 }
 
-/// Records the call under its owner: usage, and an audit event with the key that made it.
-/// `details` starts with what the request said (model, stream, user).
-async fn record(
-    state: &AppState,
+/// A `/v1` call to be recorded under its owner: its audit action, who made it (with the key),
+/// and `details` starting with what the request said (model, stream or inputs, user).
+struct Call {
     action: &'static str,
     actor: Actor,
     user_id: i64,
-    mut details: Value,
-    ended: Ended<'_>,
-) {
+    details: Value,
+}
+
+/// Records the call: usage, and an audit event with the key that made it.
+async fn record(state: &AppState, call: Call, ended: Ended<'_>) {
+    let Call { action, actor, user_id, mut details } = call;
     let now = state.clock.now();
     let (tokens, outcome) = match ended {
         Ended::Answered { usage, finish } => {
@@ -434,8 +436,12 @@ async fn chat_completions(
         crate::catalog::open_chat(&state, &model, prompt, params).await?.map_err(OaiError::from)?;
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
     let created = state.clock.now();
-    let (actor, user_id) = (who.actor(), who.user.id);
-    let base = json!({"model": model, "stream": request.stream, "user": request.user});
+    let call = Call {
+        action: "v1.chat.completions",
+        actor: who.actor(),
+        user_id: who.user.id,
+        details: json!({"model": model, "stream": request.stream, "user": request.user}),
+    };
 
     if !request.stream {
         let mut held = None;
@@ -447,15 +453,7 @@ async fn chat_completions(
         return match outcome {
             Ok(d) => {
                 let finish = finish_reason(d.finish);
-                record(
-                    &state,
-                    "v1.chat.completions",
-                    actor,
-                    user_id,
-                    base,
-                    Ended::Answered { usage: &d.usage, finish },
-                )
-                .await;
+                record(&state, call, Ended::Answered { usage: &d.usage, finish }).await;
                 Ok(HttpResponse::Ok().json(json!({
                     "id": id,
                     "object": "chat.completion",
@@ -473,15 +471,7 @@ async fn chat_completions(
             }
             Err(e) => {
                 let err = OaiError::from(e);
-                record(
-                    &state,
-                    "v1.chat.completions",
-                    actor,
-                    user_id,
-                    base,
-                    Ended::Failed(err.message.clone()),
-                )
-                .await;
+                record(&state, call, Ended::Failed(err.message.clone())).await;
                 Err(err)
             }
         };
@@ -531,21 +521,13 @@ async fn chat_completions(
                 // The stream ends here for the client; the record is written after.
                 drop(tx);
                 let finish = if alive { finish_reason(d.finish) } else { "cancelled" };
-                record(
-                    &state,
-                    "v1.chat.completions",
-                    actor,
-                    user_id,
-                    base,
-                    Ended::Answered { usage: &d.usage, finish },
-                )
-                .await;
+                record(&state, call, Ended::Answered { usage: &d.usage, finish }).await;
             }
             Err(e) => {
                 let err = OaiError::from(e);
                 let _ = tx.send(Bytes::from(format!("data: {}\n\n", err.body()))).await;
                 drop(tx);
-                record(&state, "v1.chat.completions", actor, user_id, base, Ended::Failed(err.message)).await;
+                record(&state, call, Ended::Failed(err.message)).await;
             }
         }
     });
@@ -649,17 +631,21 @@ async fn embeddings(
         ));
     }
     let inputs = texts.len();
-    let (actor, user_id) = (who.actor(), who.user.id);
-    let base = json!({"model": model, "inputs": inputs, "user": request.user});
+    let call = Call {
+        action: "v1.embeddings",
+        actor: who.actor(),
+        user_id: who.user.id,
+        details: json!({"model": model, "inputs": inputs, "user": request.user}),
+    };
     let (vectors, tokens) = match engine.embed(texts).await {
         Ok(done) => done,
         Err(e) => {
             let err = OaiError::from(e);
-            record(&state, "v1.embeddings", actor, user_id, base, Ended::Failed(err.message.clone())).await;
+            record(&state, call, Ended::Failed(err.message.clone())).await;
             return Err(err);
         }
     };
-    record(&state, "v1.embeddings", actor, user_id, base, Ended::Embedded { tokens }).await;
+    record(&state, call, Ended::Embedded { tokens }).await;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
