@@ -67,6 +67,20 @@ pub trait Backend {
     fn remove_provider(&self, name: &str) -> Result<(), String>;
     /// Asks the provider for its models, with the key Ayush holds: `{"models": [...]}`.
     fn test_provider(&self, name: &str) -> Result<Value, String>;
+    /// Collections: all of them for an admin, with readers and counts.
+    fn list_collections(&self) -> Result<Value, String>;
+    /// Makes a collection from the body `POST /api/collections` takes.
+    fn create_collection(&self, body: Value) -> Result<Value, String>;
+    fn remove_collection(&self, name: &str) -> Result<(), String>;
+    fn grant_collection(&self, name: &str, group: &str) -> Result<(), String>;
+    fn revoke_collection(&self, name: &str, group: &str) -> Result<(), String>;
+    /// The documents a collection holds, with their sha256.
+    fn list_documents(&self, collection: &str) -> Result<Value, String>;
+    /// Adds one file under the name `source`; the answer says whether it was added, replaced
+    /// or unchanged.
+    fn add_document(&self, collection: &str, source: &str, file: &std::path::Path) -> Result<Value, String>;
+    /// Empties the full-text index and builds it again from the database.
+    fn rebuild_index(&self) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -10,6 +10,8 @@ use ayush_server::catalog::{Catalog, access, providers};
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
+use ayush_server::knowledge::collections::{self, Caller};
+use ayush_server::knowledge::{Knowledge, documents};
 use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
 use serde_json::{Value, json};
@@ -466,6 +468,83 @@ impl Backend for Local {
 
     fn remove_provider(&self, name: &str) -> Result<(), String> {
         self.store.run_blocking(|c| providers::remove(c, self.now(), &self.actor, name)).map_err(err)
+    }
+
+    fn list_collections(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(|c| collections::list(c, Caller::local_admin())).map_err(err)?)
+    }
+
+    fn create_collection(&self, body: Value) -> Result<Value, String> {
+        let new: collections::NewCollection = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let created = self
+            .store
+            .run_blocking(|c| collections::create(c, self.now(), &self.actor, Caller::local_admin(), new))
+            .map_err(err)?;
+        to_json(created)
+    }
+
+    fn remove_collection(&self, name: &str) -> Result<(), String> {
+        self.store
+            .run_blocking(|c| collections::remove(c, self.now(), &self.actor, Caller::local_admin(), name))
+            .map_err(err)
+    }
+
+    fn grant_collection(&self, name: &str, group: &str) -> Result<(), String> {
+        self.store
+            .run_blocking(|c| collections::grant_read(c, self.now(), &self.actor, name, group))
+            .map_err(err)
+    }
+
+    fn revoke_collection(&self, name: &str, group: &str) -> Result<(), String> {
+        self.store
+            .run_blocking(|c| collections::revoke_read(c, self.now(), &self.actor, name, group))
+            .map_err(err)
+    }
+
+    fn list_documents(&self, collection: &str) -> Result<Value, String> {
+        let docs = self
+            .store
+            .run_blocking(|c| {
+                let row = collections::managed(c, Caller::local_admin(), collection)?;
+                documents::list(c, &row)
+            })
+            .map_err(err)?;
+        to_json(docs)
+    }
+
+    /// Stored here; the server's index picks the change up from the feed within seconds.
+    fn add_document(&self, collection: &str, source: &str, file: &Path) -> Result<Value, String> {
+        let limit = self.config.knowledge.max_file_mib * 1024 * 1024;
+        let size = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?.len();
+        if size > limit {
+            return Err(format!(
+                "{}: larger than knowledge.max_file_mib ({} MiB)",
+                file.display(),
+                limit >> 20
+            ));
+        }
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let row = self
+            .store
+            .run_blocking(|c| collections::managed(c, Caller::local_admin(), collection))
+            .map_err(err)?;
+        let prepared = documents::prepare(source, bytes).map_err(err)?;
+        to_json(
+            self.store
+                .run_blocking(|c| documents::store(c, self.now(), &self.actor, &row, &prepared))
+                .map_err(err)?,
+        )
+    }
+
+    fn rebuild_index(&self) -> Result<Value, String> {
+        let knowledge =
+            Knowledge::open(&self.config.knowledge, &self.config.server.data_dir, self.store.clone())
+                .map_err(|e| e.to_string())?;
+        let passages = knowledge.index.rebuild()?;
+        let event =
+            Event::new(&self.actor, "index.rebuild", Outcome::Success).details(json!({"passages": passages}));
+        self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)?;
+        Ok(json!({"passages": passages}))
     }
 
     fn test_provider(&self, name: &str) -> Result<Value, String> {

@@ -3,6 +3,7 @@
 //! token.
 
 mod backend;
+mod ingest;
 mod local;
 mod output;
 mod remote;
@@ -70,6 +71,12 @@ enum Command {
     /// Remote model providers (OpenAI-compatible, Anthropic, Gemini) and the models each offers.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Document collections: who reads them, and the files in them.
+    #[command(subcommand)]
+    Collections(CollectionsCommand),
+    /// The full-text index over collections (rebuildable from the database).
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Single sign-on: map directory groups to Ayush roles and groups.
     #[command(subcommand)]
     Sso(SsoCommand),
@@ -195,6 +202,53 @@ impl KeySource {
         }
         Ok(Some(key))
     }
+}
+
+#[derive(Subcommand)]
+enum CollectionsCommand {
+    /// Make a collection. Shared (the default) is read by the members of its --group readers;
+    /// --personal is read by its --owner alone.
+    Create {
+        name: String,
+        /// A group whose members may read it (repeat for more).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A personal collection, read by its owner alone.
+        #[arg(long, requires = "owner", conflicts_with = "groups")]
+        personal: bool,
+        /// The user a personal collection belongs to.
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+    },
+    /// List collections with their readers and how much they hold.
+    List,
+    /// Let the members of a group read a shared collection.
+    Grant { name: String, group: String },
+    /// Stop a group from reading a shared collection.
+    Revoke { name: String, group: String },
+    /// Add files, or folders recursively, to a collection. Files the collection already holds
+    /// unchanged are skipped, so re-running an interrupted ingest finishes it.
+    Ingest {
+        name: String,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Say what would be added, replaced or skipped (and each file's format and passages),
+        /// without sending anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the documents in a collection.
+    Documents { name: String },
+    /// Remove a collection and every document in it.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Empty the full-text index and build it again from the database.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -592,6 +646,41 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Audit(cmd) => audit_command(backend.as_ref(), out, cmd),
+        Command::Collections(cmd) => match cmd {
+            CollectionsCommand::Create { name, groups, description, personal, owner } => {
+                let body = serde_json::json!({
+                    "name": name, "description": description, "personal": personal,
+                    "owner": owner, "readers": groups,
+                });
+                out.object(&backend.create_collection(body)?)
+            }
+            CollectionsCommand::List => out.list(&backend.list_collections()?, output::COLLECTION_COLUMNS),
+            CollectionsCommand::Grant { name, group } => {
+                backend.grant_collection(&name, &group)?;
+                out.done(&format!("members of {group} may read {name}"))
+            }
+            CollectionsCommand::Revoke { name, group } => {
+                backend.revoke_collection(&name, &group)?;
+                out.done(&format!("members of {group} no longer read {name}"))
+            }
+            CollectionsCommand::Ingest { name, paths, dry_run } => {
+                let summary = ingest::run(backend.as_ref(), &name, &paths, dry_run)?;
+                let failed = summary["failed"].as_u64().unwrap_or(0);
+                out.object(&summary)?;
+                if failed > 0 {
+                    return Err(format!("{failed} file(s) could not be added; see above"));
+                }
+                Ok(())
+            }
+            CollectionsCommand::Documents { name } => {
+                out.list(&backend.list_documents(&name)?, output::DOCUMENT_COLUMNS)
+            }
+            CollectionsCommand::Remove { name } => {
+                backend.remove_collection(&name)?;
+                out.done(&format!("removed collection {name}"))
+            }
+        },
+        Command::Index(IndexCommand::Rebuild) => out.object(&backend.rebuild_index()?),
         Command::Sso(cmd) => match cmd {
             SsoCommand::Map { directory_group, role, group } => {
                 if role.is_none() && group.is_none() {

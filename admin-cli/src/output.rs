@@ -12,6 +12,9 @@ pub const GROUP_COLUMNS: &[&str] = &["id", "name", "members", "description"];
 pub const MODEL_COLUMNS: &[&str] =
     &["name", "provider", "default", "groups", "arch", "quantization", "context_length", "size", "sha256"];
 pub const PROVIDER_COLUMNS: &[&str] = &["name", "kind", "base_url", "has_api_key", "models", "timeout_secs"];
+pub const COLLECTION_COLUMNS: &[&str] =
+    &["name", "personal", "owner", "readers", "documents", "chunks", "description"];
+pub const DOCUMENT_COLUMNS: &[&str] = &["id", "source", "title", "format", "bytes", "chunks", "sha256"];
 pub const MAPPING_COLUMNS: &[&str] = &["id", "directory_group", "role", "group"];
 pub const HOLD_COLUMNS: &[&str] = &["username", "reason", "placed_by", "placed_at"];
 pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];

@@ -268,6 +268,52 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/providers/{}", seg(name)), Body::None).map(drop)
     }
 
+    fn list_collections(&self) -> Result<Value, String> {
+        self.call("GET", "/api/collections", Body::None)
+    }
+
+    fn create_collection(&self, body: Value) -> Result<Value, String> {
+        self.call("POST", "/api/collections", Body::Json(&body))
+    }
+
+    fn remove_collection(&self, name: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/collections/{}", seg(name)), Body::None).map(drop)
+    }
+
+    fn grant_collection(&self, name: &str, group: &str) -> Result<(), String> {
+        let path = format!("/api/collections/{}/readers/{}", seg(name), seg(group));
+        self.call("PUT", &path, Body::None).map(drop)
+    }
+
+    fn revoke_collection(&self, name: &str, group: &str) -> Result<(), String> {
+        let path = format!("/api/collections/{}/readers/{}", seg(name), seg(group));
+        self.call("DELETE", &path, Body::None).map(drop)
+    }
+
+    fn list_documents(&self, collection: &str) -> Result<Value, String> {
+        self.call("GET", &format!("/api/collections/{}/documents", seg(collection)), Body::None)
+    }
+
+    fn add_document(&self, collection: &str, source: &str, file: &std::path::Path) -> Result<Value, String> {
+        let opened = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let url =
+            format!("{}/api/collections/{}/documents?source={}", self.base, seg(collection), seg(source));
+        let result = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(Some(std::time::Duration::from_secs(600)))
+            .build()
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut std::io::BufReader::new(opened)));
+        self.reply(result)
+    }
+
+    fn rebuild_index(&self) -> Result<Value, String> {
+        self.call("POST", "/api/admin/index/rebuild", Body::Json(&json!({})))
+    }
+
     fn test_provider(&self, name: &str) -> Result<Value, String> {
         self.call("GET", &format!("/api/admin/providers/{}/upstream-models", seg(name)), Body::None)
     }

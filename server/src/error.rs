@@ -19,11 +19,12 @@ pub enum ErrorKind {
     WeakPassword,
     Unavailable,
     Busy,
+    TooLarge,
     Internal,
 }
 
 /// The one table: kind -> (stable code, HTTP status). Codes are part of the API contract.
-const TABLE: [(ErrorKind, &str, u16); 14] = [
+const TABLE: [(ErrorKind, &str, u16); 15] = [
     (ErrorKind::BadRequest, "request.invalid", 400),
     (ErrorKind::UnsupportedMediaType, "request.unsupported_media_type", 415),
     (ErrorKind::CrossSite, "request.cross_site", 403),
@@ -37,6 +38,7 @@ const TABLE: [(ErrorKind, &str, u16); 14] = [
     (ErrorKind::WeakPassword, "auth.weak_password", 422),
     (ErrorKind::Unavailable, "service.unavailable", 503),
     (ErrorKind::Busy, "service.busy", 429),
+    (ErrorKind::TooLarge, "request.too_large", 413),
     (ErrorKind::Internal, "internal", 500),
 ];
 

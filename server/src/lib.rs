@@ -10,6 +10,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod http;
+pub mod knowledge;
 pub mod sealed;
 pub mod serve;
 pub mod state;

@@ -29,6 +29,8 @@ pub enum StartError {
     Egress(String),
     #[error("secrets: {0}")]
     Secrets(String),
+    #[error("{0}")]
+    Index(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {0}: {1}")]
@@ -78,7 +80,11 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     .map_err(StartError::Secrets)?;
     let tls = crate::tls::client_config(None, "providers").map_err(StartError::Tls)?;
     let remotes = crate::catalog::remote::Remotes::new(sealing, Arc::new(egress.clone()), Arc::new(tls));
+    let knowledge =
+        crate::knowledge::Knowledge::open(&config.knowledge, &config.server.data_dir, store.clone())
+            .map_err(|e| StartError::Index(e.to_string()))?;
     Ok(AppState {
+        knowledge: Arc::new(knowledge),
         remotes: Arc::new(remotes),
         config: Arc::new(config),
         store,

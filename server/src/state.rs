@@ -39,4 +39,6 @@ pub struct AppState {
     pub egress: crate::egress::Egress,
     /// Remote providers, connected on first use.
     pub remotes: Arc<crate::catalog::remote::Remotes>,
+    /// Collections, documents and the full-text index.
+    pub knowledge: crate::knowledge::SharedKnowledge,
 }

@@ -244,6 +244,13 @@ impl Server {
         panic!("ayush did not stop within 30 s of SIGTERM");
     }
 
+    /// Kills the server outright (SIGKILL, as a power cut or the OOM killer would) and waits
+    /// for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts the server again on the same data directory, with the same environment (after
     /// `stop`, or on a killed one).
     pub fn restart(mut self) -> Server {

@@ -33,6 +33,7 @@ pub struct Config {
     pub ldap: LdapConfig,
     pub oidc: OidcConfig,
     pub egress: EgressConfig,
+    pub knowledge: KnowledgeConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +112,22 @@ pub struct EgressConfig {
 impl Default for EgressConfig {
     fn default() -> Self {
         EgressConfig { airgap: true, allow_hosts: Vec::new() }
+    }
+}
+
+/// Document collections: the full-text index and what one file may be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// The language of the index's stemmer and stop words.
+    pub language: String,
+    /// The largest file one may ingest, in MiB.
+    pub max_file_mib: u64,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        KnowledgeConfig { language: "english".into(), max_file_mib: 64 }
     }
 }
 
@@ -256,6 +273,16 @@ impl Config {
             self.ldap.check().map_err(ConfigError::Invalid)?;
         }
         self.oidc.check().map_err(ConfigError::Invalid)?;
+        if crate::knowledge::index::Language::parse(&self.knowledge.language).is_none() {
+            return bad(format!(
+                "knowledge.language = {:?} is not one of: {}",
+                self.knowledge.language,
+                crate::knowledge::index::Language::NAMES.join(", ")
+            ));
+        }
+        if !(1..=1024).contains(&self.knowledge.max_file_mib) {
+            return bad("knowledge.max_file_mib must be between 1 and 1024".into());
+        }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));
         }

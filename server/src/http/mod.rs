@@ -7,6 +7,7 @@ pub mod chat;
 pub mod csrf;
 pub mod health;
 pub mod keys;
+pub mod knowledge;
 pub mod metrics;
 pub mod oidc;
 pub mod providers;
@@ -102,6 +103,7 @@ pub fn build_app(
         .configure(v1::routes)
         .configure(keys::routes)
         .configure(providers::routes)
+        .configure(knowledge::routes)
         .configure(api::routes)
         .configure(sign_in::routes)
         .configure(ui::routes)

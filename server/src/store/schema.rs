@@ -211,6 +211,70 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    collections (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        owner_id -> Nullable<BigInt>,
+        created_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    collection_readers (collection_id, group_id) {
+        collection_id -> BigInt,
+        group_id -> BigInt,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    documents (id) {
+        id -> BigInt,
+        collection_id -> BigInt,
+        source -> Text,
+        title -> Text,
+        format -> Text,
+        sha256 -> Text,
+        bytes -> BigInt,
+        pages -> Nullable<BigInt>,
+        chunks -> BigInt,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    document_files (document_id) {
+        document_id -> BigInt,
+        content -> Binary,
+    }
+}
+
+diesel::table! {
+    chunks (id) {
+        id -> BigInt,
+        document_id -> BigInt,
+        ordinal -> BigInt,
+        chunk_key -> Text,
+        heading -> Text,
+        page -> Nullable<BigInt>,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    index_changes (seq) {
+        seq -> BigInt,
+        collection_id -> BigInt,
+        document_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));
@@ -220,6 +284,11 @@ diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(collection_readers -> collections (collection_id));
+diesel::joinable!(collection_readers -> groups (group_id));
+diesel::joinable!(documents -> collections (collection_id));
+diesel::joinable!(document_files -> documents (document_id));
+diesel::joinable!(chunks -> documents (document_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -232,5 +301,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_totals,
     model_access,
     legal_holds,
-    directory_mappings
+    directory_mappings,
+    collections,
+    collection_readers,
+    documents,
+    document_files,
+    chunks
 );

@@ -1,0 +1,393 @@
+//! Collections, documents and the full-text index on every backend: SQLite always; PostgreSQL
+//! when `AYUSH_TEST_DATABASE_URL` is set. The index is the real tantivy index in a temporary
+//! directory, following the real change feed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_server::audit::Actor;
+use ayush_server::auth::{Role, groups, users};
+use ayush_server::config::KnowledgeConfig;
+use ayush_server::error::ErrorKind;
+use ayush_server::knowledge::collections::{self, Caller, NewCollection};
+use ayush_server::knowledge::documents::{self, Status};
+use ayush_server::knowledge::{self, Knowledge, SharedKnowledge};
+use ayush_server::store::{Conn, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
+use common::TestDb;
+
+const T0: i64 = 1_800_000_000;
+
+macro_rules! knowledge_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::common::sqlite_db()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db) } } )*
+        }
+    };
+}
+
+knowledge_suite!(
+    collections_follow_their_rules,
+    documents_are_stored_once_and_replaced_when_changed,
+    the_index_follows_the_feed_and_recovers_by_itself,
+    no_user_ever_receives_a_passage_they_may_not_read,
+);
+
+fn actor() -> Actor {
+    Actor { name: "test".into(), method: Some("test".into()), ..Default::default() }
+}
+
+fn add_user(c: &mut Conn, name: &str, role: Role) -> users::User {
+    let new = users::NewUser { username: name, display_name: "", role, password_hash: Some("$argon2id$x") };
+    users::create(c, T0, &actor(), &new).unwrap()
+}
+
+fn shared(name: &str, readers: &[&str]) -> NewCollection {
+    NewCollection {
+        name: name.into(),
+        readers: readers.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn personal(name: &str) -> NewCollection {
+    NewCollection { name: name.into(), personal: true, ..Default::default() }
+}
+
+fn add(store: &Store, caller: Caller, collection: &str, source: &str, text: &str) -> documents::Ingested {
+    let prepared = documents::prepare(source, text.as_bytes().to_vec()).unwrap();
+    store
+        .run_blocking(|c| {
+            let row = collections::managed(c, caller, collection)?;
+            documents::store(c, T0, &actor(), &row, &prepared)
+        })
+        .unwrap()
+}
+
+fn open_index(store: &Store, dir: &Path) -> SharedKnowledge {
+    Arc::new(Knowledge::open(&KnowledgeConfig::default(), dir, store.clone()).unwrap())
+}
+
+fn caught_up(store: &Store, k: &Knowledge) {
+    let head = store.run_blocking(knowledge::feed::head).unwrap();
+    assert!(k.index.wait_for(head, Duration::from_secs(20)), "the index did not reach seq {head}");
+}
+
+fn search(
+    store: &Store,
+    k: &SharedKnowledge,
+    caller: Caller,
+    q: &str,
+    names: &[&str],
+) -> Result<Vec<knowledge::Hit>, ErrorKind> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let names = names.iter().map(|s| s.to_string()).collect();
+    rt.block_on(knowledge::search(store, k, caller, q, names, knowledge::MAX_LIMIT)).map_err(|e| e.kind)
+}
+
+fn names(c: &mut Conn, caller: Caller) -> Vec<String> {
+    collections::list(c, caller).unwrap().into_iter().map(|x| x.name).collect()
+}
+
+fn collections_follow_their_rules(db: &TestDb) {
+    let store = &db.store;
+    store
+        .run_blocking(|c| {
+            let admin = Caller::user(&add_user(c, "ada", Role::Admin));
+            let bob = Caller::user(&add_user(c, "bob", Role::User));
+            let eve = Caller::user(&add_user(c, "eve", Role::User));
+            groups::create(c, T0, &actor(), "hr", "")?;
+            groups::add_member(c, T0, &actor(), "hr", "bob")?;
+
+            let err = collections::create(c, T0, &actor(), bob, shared("HR policies", &["hr"])).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Forbidden, "only admins make shared collections");
+            let hr = collections::create(c, T0, &actor(), admin, shared("HR policies", &["hr"]))?;
+            assert_eq!((hr.personal, hr.readers.clone()), (false, vec!["hr".to_string()]));
+            let err = collections::create(c, T0, &actor(), admin, shared("HR policies", &[])).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Conflict);
+            let err = collections::create(c, T0, &actor(), admin, shared("bad/name", &[])).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Validation);
+            let err = collections::create(c, T0, &actor(), admin, shared("Wiki", &["nosuch"])).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::NotFound);
+
+            let notes = collections::create(c, T0, &actor(), bob, personal("bob notes"))?;
+            assert_eq!((notes.personal, notes.owner.as_deref()), (true, Some("bob")));
+            let err = collections::create(
+                c,
+                T0,
+                &actor(),
+                bob,
+                NewCollection { readers: vec!["hr".into()], ..personal("x") },
+            )
+            .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Validation, "personal collections take no readers");
+            let err = collections::grant_read(c, T0, &actor(), "bob notes", "hr").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Validation);
+            let err =
+                collections::create(c, T0, &actor(), Caller::local_admin(), personal("orphan")).unwrap_err();
+            assert!(err.message.contains("--owner"), "{}", err.message);
+
+            // Who sees what.
+
+            assert_eq!(names(c, bob), ["HR policies", "bob notes"]);
+            assert!(names(c, eve).is_empty());
+            assert_eq!(names(c, admin), ["HR policies", "bob notes"], "admins list everything");
+            assert!(
+                collections::readable_ids(c, admin.user_id.unwrap())?.is_empty(),
+                "but read only through groups"
+            );
+            assert_eq!(collections::readable(c, eve, "HR policies").unwrap_err().kind, ErrorKind::NotFound);
+            assert_eq!(collections::readable(c, eve, "no such").unwrap_err().kind, ErrorKind::NotFound);
+
+            // Who manages what.
+            assert_eq!(collections::managed(c, bob, "HR policies").unwrap_err().kind, ErrorKind::Forbidden);
+            assert_eq!(collections::managed(c, admin, "bob notes").unwrap_err().kind, ErrorKind::Forbidden);
+            collections::managed(c, bob, "bob notes")?;
+            collections::managed(c, admin, "HR policies")?;
+
+            collections::grant_read(c, T0, &actor(), "HR policies", "hr")?; // granted already: no-op
+            collections::revoke_read(c, T0, &actor(), "HR policies", "hr")?;
+            assert_eq!(names(c, bob), ["bob notes"]);
+            assert_eq!(
+                collections::remove(c, T0, &actor(), eve, "bob notes").unwrap_err().kind,
+                ErrorKind::Forbidden
+            );
+            collections::remove(c, T0, &actor(), admin, "bob notes")?;
+            assert!(names(c, bob).is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn documents_are_stored_once_and_replaced_when_changed(db: &TestDb) {
+    let store = &db.store;
+    let admin = store.run_blocking(|c| Ok(Caller::user(&add_user(c, "ada", Role::Admin)))).unwrap();
+    store.run_blocking(|c| collections::create(c, T0, &actor(), admin, shared("Wiki", &[]))).unwrap();
+    let text = "# Setup\n\nInstall the toolchain.\n\n# Release\n\nTag the commit and push.\n";
+    let first = add(store, admin, "Wiki", "eng/setup.md", text);
+    assert_eq!(first.status, Status::Added);
+    assert_eq!((first.document.format.as_str(), first.document.chunks), ("markdown", 2));
+    let again = add(store, admin, "Wiki", "eng/setup.md", text);
+    assert_eq!(again.status, Status::Unchanged);
+    assert_eq!(again.document.id, first.document.id);
+    let head = store.run_blocking(knowledge::feed::head).unwrap();
+
+    let passage_ids = |id| -> Vec<i64> {
+        let passages = store.run_blocking(|c| documents::passages_of(c, id)).unwrap();
+        assert!(!passages.is_empty());
+        passages.iter().map(|p| p.chunk_id).collect()
+    };
+    let before = passage_ids(first.document.id);
+    let edited = text.replace("Tag the commit and push.", "Tag the commit, then push.");
+    let replaced = add(store, admin, "Wiki", "eng/setup.md", &edited);
+    assert_eq!((replaced.status, replaced.document.id), (Status::Replaced, first.document.id));
+    assert_ne!(passage_ids(first.document.id), before, "the passages were replaced");
+    assert!(store.run_blocking(knowledge::feed::head).unwrap() > head, "the change is on the feed");
+    assert_eq!(store.run_blocking(|c| documents::file(c, first.document.id)).unwrap(), edited.as_bytes());
+
+    let err = documents::prepare("x.pdf", b"%PDF-1.4 ...".to_vec()).err().unwrap();
+    assert_eq!(err.kind, ErrorKind::Validation);
+    let docs = store
+        .run_blocking(|c| {
+            let row = collections::managed(c, admin, "Wiki")?;
+            documents::list(c, &row)
+        })
+        .unwrap();
+    assert_eq!(docs.len(), 1);
+    store
+        .run_blocking(|c| {
+            let row = collections::managed(c, admin, "Wiki")?;
+            documents::remove(c, T0, &actor(), &row, first.document.id)?;
+            documents::list(c, &row)
+        })
+        .map(|d| assert!(d.is_empty()))
+        .unwrap();
+}
+
+fn the_index_follows_the_feed_and_recovers_by_itself(db: &TestDb) {
+    let store = &db.store;
+    let data = db.dir.path().join("data");
+    let (admin, bob) = store
+        .run_blocking(|c| {
+            let admin = Caller::user(&add_user(c, "ada", Role::Admin));
+            let bob = Caller::user(&add_user(c, "bob", Role::User));
+            groups::create(c, T0, &actor(), "eng", "")?;
+            groups::add_member(c, T0, &actor(), "eng", "bob")?;
+            collections::create(c, T0, &actor(), admin, shared("Wiki", &["eng"]))?;
+            Ok((admin, bob))
+        })
+        .unwrap();
+    add(
+        store,
+        admin,
+        "Wiki",
+        "deploy.md",
+        "# Deploying\n\nDeployments happen on Tuesdays after the freeze.\n",
+    );
+    let k = open_index(store, &data);
+    caught_up(store, &k);
+    let hits = search(store, &k, bob, "deploying tuesday", &[]).unwrap();
+    assert_eq!(hits.len(), 1, "stemming finds 'Tuesdays' and 'Deploying'");
+    assert_eq!((hits[0].collection.as_str(), hits[0].found.source.as_str()), ("Wiki", "deploy.md"));
+    assert_eq!(hits[0].found.heading, "Deploying");
+    assert!(!hits[0].found.highlights.is_empty());
+    let phrase = search(store, &k, bob, "\"after the freeze\"", &[]).unwrap();
+    assert_eq!(phrase.len(), 1);
+    assert!(search(store, &k, bob, "\"freeze after\"", &[]).unwrap().is_empty(), "phrases keep their order");
+
+    // Written while the index is closed (another replica, or a crash before its commit):
+    // found after it opens again.
+    drop(k);
+    add(store, admin, "Wiki", "oncall.md", "The on-call rota changes every Monday.");
+    let k = open_index(store, &data);
+    caught_up(store, &k);
+    assert_eq!(search(store, &k, bob, "rota", &[]).unwrap().len(), 1);
+
+    // A damaged index is rebuilt from the database.
+    drop(k);
+    let index_dir = data.join("index");
+    std::fs::write(index_dir.join("meta.json"), b"{ not json").unwrap();
+    let k = open_index(store, &data);
+    caught_up(store, &k);
+    assert_eq!(search(store, &k, bob, "rota OR deploying", &[]).unwrap().len(), 2);
+    assert_eq!(k.index.status().passages, 2);
+    assert_eq!(k.index.rebuild().unwrap(), 2);
+
+    // A removed collection leaves the index.
+    store.run_blocking(|c| collections::remove(c, T0, &actor(), admin, "Wiki")).unwrap();
+    caught_up(store, &k);
+    assert_eq!(k.index.status().passages, 0);
+    assert!(search(store, &k, bob, "rota", &[]).unwrap().is_empty());
+
+    // Another process cannot take the index while this one holds it.
+    let err = Knowledge::open(&KnowledgeConfig::default(), &data, store.clone()).err().unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+}
+
+/// Random users, groups, memberships and collections; after every change, each user's search
+/// for a word every document holds returns exactly the collections the rules let them read,
+/// and naming an unreadable collection is refused as if it did not exist.
+fn no_user_ever_receives_a_passage_they_may_not_read(db: &TestDb) {
+    let store = &db.store;
+    let k = open_index(store, &db.dir.path().join("data"));
+    let seed: u64 =
+        std::env::var("AYUSH_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261126);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (n_users, n_groups, n_collections) = (6, 4, 10);
+    let admin = store.run_blocking(|c| Ok(Caller::user(&add_user(c, "root", Role::Admin)))).unwrap();
+    let users: Vec<Caller> = store
+        .run_blocking(|c| {
+            Ok((0..n_users).map(|i| Caller::user(&add_user(c, &format!("u{i}"), Role::User))).collect())
+        })
+        .unwrap();
+    let mut member = vec![vec![false; n_groups]; n_users];
+    store
+        .run_blocking(|c| {
+            for g in 0..n_groups {
+                groups::create(c, T0, &actor(), &format!("g{g}"), "")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Each collection: Some(owner) for personal, or None with its reader groups.
+    let mut owner: Vec<Option<usize>> = Vec::new();
+    let mut readers: Vec<BTreeSet<usize>> = Vec::new();
+    for i in 0..n_collections {
+        let name = format!("c{i}");
+        let body = format!("Common word lighthouse. Unique marker zq{i}x.");
+        if rng.gen_bool(0.4) {
+            let o = rng.gen_range(0..n_users);
+            store.run_blocking(|c| collections::create(c, T0, &actor(), users[o], personal(&name))).unwrap();
+            add(store, users[o], &name, "doc.txt", &body);
+            owner.push(Some(o));
+            readers.push(BTreeSet::new());
+        } else {
+            let rs: BTreeSet<usize> = (0..n_groups).filter(|_| rng.gen_bool(0.35)).collect();
+            let names: Vec<String> = rs.iter().map(|g| format!("g{g}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            store
+                .run_blocking(|c| collections::create(c, T0, &actor(), admin, shared(&name, &refs)))
+                .unwrap();
+            add(store, admin, &name, "doc.txt", &body);
+            owner.push(None);
+            readers.push(rs);
+        }
+    }
+    caught_up(store, &k);
+    let (mut allowed, mut refused) = (0, 0);
+    for round in 0..12 {
+        // Change one thing at random: a membership, or a collection's readers.
+        let (u, g) = (rng.gen_range(0..n_users), rng.gen_range(0..n_groups));
+        store
+            .run_blocking(|c| {
+                if rng.gen_bool(0.6) {
+                    if member[u][g] {
+                        groups::remove_member(c, T0, &actor(), &format!("g{g}"), &format!("u{u}"))?;
+                    } else {
+                        groups::add_member(c, T0, &actor(), &format!("g{g}"), &format!("u{u}"))?;
+                    }
+                    member[u][g] = !member[u][g];
+                } else {
+                    let shared_ones: Vec<usize> =
+                        (0..n_collections).filter(|&i| owner[i].is_none()).collect();
+                    if let Some(&i) = shared_ones.get(rng.gen_range(0..shared_ones.len().max(1))) {
+                        if readers[i].remove(&g) {
+                            collections::revoke_read(c, T0, &actor(), &format!("c{i}"), &format!("g{g}"))?;
+                        } else {
+                            collections::grant_read(c, T0, &actor(), &format!("c{i}"), &format!("g{g}"))?;
+                            readers[i].insert(g);
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        for (ui, &user) in users.iter().enumerate() {
+            let may: BTreeSet<String> = (0..n_collections)
+                .filter(|&i| match owner[i] {
+                    Some(o) => o == ui,
+                    None => readers[i].iter().any(|&g| member[ui][g]),
+                })
+                .map(|i| format!("c{i}"))
+                .collect();
+            let got: BTreeSet<String> = search(store, &k, user, "lighthouse", &[])
+                .unwrap()
+                .into_iter()
+                .map(|h| h.collection)
+                .collect();
+            assert_eq!(got, may, "seed {seed}, round {round}, user u{ui}");
+            allowed += may.len();
+            refused += n_collections - may.len();
+            for i in 0..n_collections {
+                let name = format!("c{i}");
+                let marker = format!("zq{i}x");
+                let named = search(store, &k, user, &marker, &[&name]);
+                let everywhere = search(store, &k, user, &marker, &[]).unwrap();
+                // Query syntax cannot widen the filter either.
+                let sneaky =
+                    search(store, &k, user, &format!("{marker} OR collection:{}", i + 1), &[]).unwrap();
+                if may.contains(&name) {
+                    assert_eq!(named.unwrap().len(), 1, "seed {seed}, round {round}: u{ui} reads {name}");
+                    assert_eq!(everywhere.len(), 1);
+                } else {
+                    assert_eq!(named.unwrap_err(), ErrorKind::NotFound, "seed {seed}: u{ui} named {name}");
+                    assert!(
+                        everywhere.is_empty(),
+                        "seed {seed}, round {round}: u{ui} got a passage of {name}"
+                    );
+                    assert!(sneaky.iter().all(|h| may.contains(&h.collection)), "seed {seed}: {sneaky:?}");
+                }
+            }
+        }
+    }
+    assert!(allowed > 50 && refused > 50, "the cases cover both sides: {allowed} allowed, {refused} refused");
+}

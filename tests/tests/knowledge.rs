@@ -1,0 +1,321 @@
+//! Company knowledge end to end, against the real `ayush` and `ayushctl` binaries: collections
+//! made and filled with `ayushctl`, files of each supported format extracted, search through
+//! `/api/search` answering each user only what their groups (or ownership) let them read,
+//! originals downloaded, the index rebuilt; and a server killed with SIGKILL during an ingest
+//! that loses no acknowledged document and finishes the job when the ingest is run again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::{Client, Reply, Server, bin_path};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const PW: &str = "correct horse battery staple";
+
+fn ctl_ok(server: &Server, token: &str, args: &[&str]) -> Value {
+    let mut full = vec!["-o", "json"];
+    full.extend_from_slice(args);
+    let out = server.ctl_remote(token, &full, None);
+    assert!(out.ok, "ayushctl {args:?}: {}", out.stderr);
+    if out.stdout.trim().is_empty() { Value::Null } else { out.json() }
+}
+
+fn signed_in(server: &Server, user: &str) -> Client {
+    let mut c = server.client();
+    assert_eq!(c.login(user, PW).status, 200);
+    c
+}
+
+fn search(c: &mut Client, query: &str) -> Reply {
+    c.get(&format!("/api/search?{query}"))
+}
+
+fn hit_sources(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["source"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn collections_are_filled_with_ayushctl_and_searched_within_each_users_rights() {
+    let server = Server::start();
+    for (user, role) in [("ada", "admin"), ("bob", "user"), ("eve", "user")] {
+        server.create_user(user, role, PW);
+    }
+    for args in [&["group", "create", "hr"][..], &["group", "add-member", "hr", "bob"]] {
+        assert!(server.ctl_local(args, None).ok);
+    }
+    let token = server.token_for("ada");
+    let made = ctl_ok(&server, &token, &["collections", "create", "HR policies", "--group", "hr"]);
+    assert_eq!((made["personal"].clone(), made["readers"].clone()), (json!(false), json!(["hr"])));
+
+    let docs = tempfile::tempdir().unwrap();
+    let handbook = docs.path().join("handbook");
+    write(
+        &handbook,
+        "leave.md",
+        "# Leave policy\n\n## Parental leave\n\nEvery parent may take twenty-six weeks of parental leave at full pay.\n\n\
+         ## Sick leave\n\nTell your manager before ten in the morning.\n",
+    );
+    write(
+        &handbook,
+        "travel/expenses.html",
+        "<!DOCTYPE html><html><head><title>Travel expenses</title></head><body><h1>Travel</h1>\
+         <p>The per diem for meals abroad is forty-five euros.</p><table><tr><th>City</th><th>Hotel cap</th></tr>\
+         <tr><td>Zurich</td><td>240</td></tr></table></body></html>",
+    );
+    write(&handbook, "holidays.csv", "Date,Holiday\n2026-12-25,Christmas Day\n2026-05-01,Labour Day\n");
+    write(&handbook, "notes.txt", "Parking\n\nThe car park closes at midnight.\n");
+    write(&handbook, "scan.pdf", "%PDF-1.7\n%binary\n");
+
+    // A dry run says what would happen, and stores nothing.
+    let out = server.ctl_remote(
+        &token,
+        &["-o", "json", "collections", "ingest", "HR policies", "--dry-run", handbook.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.ok, "a file that cannot be read fails the run");
+    let dry = out.json();
+    assert_eq!(
+        (dry["added"].as_u64(), dry["failed"].as_u64(), dry["dry_run"].as_bool()),
+        (Some(4), Some(1), Some(true))
+    );
+    assert!(out.stderr.contains("handbook/leave.md: would add (markdown, 2 passages)"), "{}", out.stderr);
+    assert!(out.stderr.contains("scan.pdf: failed"), "{}", out.stderr);
+    assert_eq!(ctl_ok(&server, &token, &["collections", "documents", "HR policies"]), json!([]));
+
+    // The real run adds the four readable files; the PDF fails alone.
+    let out = server.ctl_remote(
+        &token,
+        &["-o", "json", "collections", "ingest", "HR policies", handbook.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.ok);
+    let run = out.json();
+    assert_eq!((run["added"].as_u64(), run["failed"].as_u64()), (Some(4), Some(1)), "{run}");
+    assert!(run["failures"][0]["error"].as_str().unwrap().contains("PDF"), "{run}");
+    std::fs::remove_file(handbook.join("scan.pdf")).unwrap();
+
+    // Again: nothing is sent twice. A changed file replaces its document.
+    let again =
+        ctl_ok(&server, &token, &["collections", "ingest", "HR policies", handbook.to_str().unwrap()]);
+    assert_eq!((again["unchanged"].as_u64(), again["added"].as_u64()), (Some(4), Some(0)), "{again}");
+    write(&handbook, "notes.txt", "Parking\n\nThe car park closes at eleven at night.\n");
+    let changed =
+        ctl_ok(&server, &token, &["collections", "ingest", "HR policies", handbook.to_str().unwrap()]);
+    assert_eq!(
+        (changed["replaced"].as_u64(), changed["unchanged"].as_u64()),
+        (Some(1), Some(3)),
+        "{changed}"
+    );
+    let listed = ctl_ok(&server, &token, &["collections", "documents", "HR policies"]);
+    let sources: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|d| d["source"].as_str().unwrap()).collect();
+    assert_eq!(
+        sources,
+        ["handbook/holidays.csv", "handbook/leave.md", "handbook/notes.txt", "handbook/travel/expenses.html"]
+    );
+    let formats: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|d| d["format"].as_str().unwrap()).collect();
+    assert_eq!(formats, ["csv", "markdown", "text", "html"]);
+
+    // Bob reads HR policies through his group: stemmed words, phrases, highlights, headings.
+    let mut bob = signed_in(&server, "bob");
+    let reply = search(&mut bob, "q=parental+leaves");
+    assert_eq!(hit_sources(&reply)[0], "handbook/leave.md");
+    let hit = &reply.json()["hits"][0];
+    assert_eq!(
+        (hit["collection"].as_str(), hit["heading"].as_str()),
+        (Some("HR policies"), Some("Leave policy › Parental leave"))
+    );
+    let snippet = hit["snippet"].as_str().unwrap();
+    let [start, end] = [
+        hit["highlights"][0][0].as_u64().unwrap() as usize,
+        hit["highlights"][0][1].as_u64().unwrap() as usize,
+    ];
+    let marked = snippet[start..end].to_lowercase();
+    assert!(["parent", "parental", "leave"].contains(&marked.as_str()), "{marked:?} in {snippet}");
+    assert_eq!(hit_sources(&search(&mut bob, "q=%22per+diem%22")), ["handbook/travel/expenses.html"]);
+    assert_eq!(hit_sources(&search(&mut bob, "q=zurich+hotel")), ["handbook/travel/expenses.html"]);
+    assert_eq!(
+        hit_sources(&search(&mut bob, "q=christmas&collection=HR%20policies&limit=3")),
+        ["handbook/holidays.csv"]
+    );
+    assert_eq!(
+        hit_sources(&search(&mut bob, "q=eleven")),
+        ["handbook/notes.txt"],
+        "the replaced text is found"
+    );
+    assert!(hit_sources(&search(&mut bob, "q=midnight")).is_empty(), "the old text is gone");
+
+    // The original, as a download, for readers only.
+    let id = listed[1]["id"].as_i64().unwrap();
+    let file = bob.get(&format!("/api/collections/HR%20policies/documents/{id}/file"));
+    assert_eq!(file.status, 200);
+    assert!(file.body.starts_with("# Leave policy"));
+    assert!(file.header("content-disposition").unwrap().starts_with("attachment; filename=\"leave.md\""));
+
+    // Eve is in no group: nothing, and the collection does not exist for her.
+    let mut eve = signed_in(&server, "eve");
+    assert!(hit_sources(&search(&mut eve, "q=parental+leave")).is_empty());
+    let named = search(&mut eve, "q=parental&collection=HR%20policies");
+    assert_eq!((named.status, named.error_code().as_str()), (404, "not_found"));
+    assert_eq!(eve.get(&format!("/api/collections/HR%20policies/documents/{id}/file")).status, 404);
+    assert_eq!(eve.get("/api/collections").json(), json!([]));
+    // The admin manages the collection but is not in hr: admins read through groups too.
+    let mut ada = signed_in(&server, "ada");
+    assert!(hit_sources(&search(&mut ada, "q=parental+leave")).is_empty());
+    for bad in ["q=", "q=x&limit=0", "q=x&limit=500", "q=x&bogus=1", "collection=x"] {
+        let r = search(&mut bob, bad);
+        assert!(matches!(r.status, 400 | 422), "{bad}: {} {}", r.status, r.body);
+    }
+
+    // A personal collection, made on the web API, filled with an API key: its owner alone reads it.
+    let made = bob.send_json("POST", "/api/collections", &json!({"name": "bob notes", "personal": true}));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let shared = bob.send_json("POST", "/api/collections", &json!({"name": "bob wiki", "readers": ["hr"]}));
+    assert_eq!(shared.status, 403, "only admins make shared collections");
+    let bob_key = server.token_for("bob");
+    let mut api = server.client();
+    let auth = format!("Bearer {bob_key}");
+    let up = api.raw(
+        "POST",
+        "/api/collections/bob%20notes/documents?source=ideas.txt",
+        &[("Authorization", &auth), ("Content-Type", "text/plain")],
+        "Idea: a quarterly hackathon in the lighthouse.",
+    );
+    assert_eq!(up.status, 201, "{}", up.body);
+    assert_eq!(up.json()["status"], "added");
+    let same = api.raw(
+        "POST",
+        "/api/collections/bob%20notes/documents?source=ideas.txt",
+        &[("Authorization", &auth), ("Content-Type", "text/plain")],
+        "Idea: a quarterly hackathon in the lighthouse.",
+    );
+    assert_eq!((same.status, same.json()["status"].as_str()), (200, Some("unchanged")));
+    let theirs = api.raw(
+        "POST",
+        "/api/collections/HR%20policies/documents?source=x.txt",
+        &[("Authorization", &auth), ("Content-Type", "text/plain")],
+        "sneaky",
+    );
+    assert_eq!(theirs.status, 403, "only admins change a shared collection");
+    assert_eq!(hit_sources(&search(&mut bob, "q=hackathon")), ["ideas.txt"]);
+    assert!(hit_sources(&search(&mut eve, "q=hackathon")).is_empty());
+    assert!(hit_sources(&search(&mut ada, "q=hackathon")).is_empty(), "not even an admin reads it");
+
+    // Losing the group ends access at once.
+    let revoked = server.ctl_remote(&token, &["collections", "revoke", "HR policies", "hr"], None);
+    assert!(revoked.ok, "{}", revoked.stderr);
+    assert!(hit_sources(&search(&mut bob, "q=parental+leave")).is_empty());
+    assert!(server.ctl_remote(&token, &["collections", "grant", "HR policies", "hr"], None).ok);
+    assert_eq!(hit_sources(&search(&mut bob, "q=parental")).len(), 1);
+
+    // The admin's view, a rebuild, and the audit trail.
+    let table = server.ctl_remote(&token, &["collections", "list"], None);
+    assert!(
+        table.ok && table.stdout.contains("HR policies") && table.stdout.contains("bob notes"),
+        "{}",
+        table.stdout
+    );
+    let rebuilt = ctl_ok(&server, &token, &["index", "rebuild"]);
+    let passages = rebuilt["passages"].as_u64().unwrap();
+    assert!(passages >= 6, "{rebuilt}");
+    assert_eq!(hit_sources(&search(&mut bob, "q=parental")).len(), 1);
+    assert_eq!(server.audit_events("document.add", Some("success")).len(), 5);
+    assert_eq!(server.audit_events("document.replace", Some("success")).len(), 1);
+    assert_eq!(server.audit_events("collection.create", Some("success")).len(), 2);
+    assert_eq!(server.audit_events("collection.revoke_read", Some("success")).len(), 1);
+    assert_eq!(server.audit_events("index.rebuild", Some("success")).len(), 1);
+    let removed = server.ctl_remote(&token, &["collections", "remove", "HR policies"], None);
+    assert!(removed.ok, "{}", removed.stderr);
+    assert!(hit_sources(&search(&mut bob, "q=parental+leave")).is_empty());
+}
+
+/// `ayushctl collections ingest` of many files, the server killed with SIGKILL halfway: every
+/// file the run reported as added is there and searchable after a restart (the index catches
+/// up from the database by itself), and running the ingest again finishes the job without a
+/// duplicate.
+#[test]
+fn a_killed_server_loses_no_acknowledged_document_and_the_ingest_resumes() {
+    let mut server = Server::start();
+    server.create_user("ada", "admin", PW);
+    assert!(server.ctl_local(&["group", "create", "all"], None).ok);
+    assert!(server.ctl_local(&["group", "add-member", "all", "ada"], None).ok);
+    let token = server.token_for("ada");
+    ctl_ok(&server, &token, &["collections", "create", "Wiki", "--group", "all"]);
+    let docs = tempfile::tempdir().unwrap();
+    let files = 300;
+    for i in 0..files {
+        let filler: String =
+            (0..40).map(|j| format!("Line {j} of page {i} talks about nothing much. ")).collect();
+        write(
+            docs.path(),
+            &format!("wiki/page{i:03}.md"),
+            &format!("# Page {i}\n\nMarker token mk{i}z.\n\n{filler}\n"),
+        );
+    }
+    let folder = docs.path().join("wiki");
+    let mut ingest = Command::new(bin_path("ayushctl"))
+        .args(["collections", "ingest", "Wiki", folder.to_str().unwrap()])
+        .env("AYUSH_URL", &server.url)
+        .env("AYUSH_TOKEN", &token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for line in BufReader::new(ingest.stderr.take().unwrap()).lines().map_while(Result::ok) {
+        if let Some(rest) = line.split("] ").nth(1)
+            && let Some((source, status)) = rest.split_once(": ")
+            && status.starts_with("added")
+        {
+            acknowledged.push(source.to_string());
+        }
+        if acknowledged.len() == 40 {
+            server.kill();
+            break;
+        }
+    }
+    let _ = ingest.wait();
+    assert_eq!(acknowledged.len(), 40, "the ingest reported 40 files added before the kill");
+
+    // With the server down, the data directory's index can be rebuilt locally.
+    let local = server.ctl_local(&["-o", "json", "index", "rebuild"], None);
+    assert!(local.ok, "{}", local.stderr);
+    assert!(local.json()["passages"].as_u64().unwrap() >= 40);
+    let server = server.restart();
+    let busy = server.ctl_local(&["index", "rebuild"], None);
+    assert!(!busy.ok && busy.stderr.contains("in use"), "{}", busy.stderr);
+
+    let mut ada = signed_in(&server, "ada");
+    for source in &acknowledged {
+        let i: usize = source.trim_start_matches("wiki/page").trim_end_matches(".md").parse().unwrap();
+        assert_eq!(
+            hit_sources(&search(&mut ada, &format!("q=mk{i}z"))),
+            std::slice::from_ref(source),
+            "{source} after the kill"
+        );
+    }
+    let resumed = ctl_ok(&server, &token, &["collections", "ingest", "Wiki", folder.to_str().unwrap()]);
+    assert_eq!(resumed["failed"].as_u64(), Some(0), "{resumed}");
+    assert!(resumed["unchanged"].as_u64().unwrap() >= 40, "{resumed}");
+    assert_eq!(resumed["added"].as_u64().unwrap() + resumed["unchanged"].as_u64().unwrap(), files as u64);
+    let listed = ctl_ok(&server, &token, &["collections", "documents", "Wiki"]);
+    assert_eq!(listed.as_array().unwrap().len(), files, "one document per file, no duplicates");
+    for i in [0, 150, files - 1] {
+        assert_eq!(hit_sources(&search(&mut ada, &format!("q=mk{i}z"))).len(), 1);
+    }
+}
