@@ -816,6 +816,9 @@ fn audit_command(backend: &dyn Backend, out: Output, cmd: AuditCommand) -> Resul
 }
 
 fn main() -> ExitCode {
+    // A child started to parse one untrusted file does only that (see knowledge::extract).
+    ayush_server::knowledge::extract::isolate::serve_if_worker();
+    ayush_server::knowledge::extract::isolate::enable();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,6 +48,9 @@ fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<(Config, Option
 }
 
 fn main() -> ExitCode {
+    // A child started to parse one untrusted file does only that (see knowledge::extract).
+    ayush_server::knowledge::extract::isolate::serve_if_worker();
+    ayush_server::knowledge::extract::isolate::enable();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, listen, data_dir } => load(config, Overrides { listen, data_dir })

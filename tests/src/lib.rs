@@ -64,6 +64,27 @@ pub fn skip_or_fail(why: &str) {
 }
 
 /// A real model file fetched by `packaging/fetch-models`, or `None` after a loud skip.
+/// The test venv's Python (`AYUSH_VENV`, default `~/.cache/ayush-venv`, made by `.ci/peers`)
+/// if it can import `module`; otherwise skips (or fails, when peers are required), naming
+/// `requirements` as what to install.
+pub fn venv_python(module: &str, requirements: &str) -> Option<PathBuf> {
+    let venv = std::env::var("AYUSH_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ayush-venv")
+    });
+    let python = venv.join("bin/python");
+    let has = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        skip_or_fail(&format!(
+            "the Python module {module} (python3 -m venv ~/.cache/ayush-venv && pip install -r {requirements})"
+        ));
+        return None;
+    }
+    Some(python)
+}
+
 pub fn test_model(file: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("AYUSH_TEST_MODELS_DIR")
         .map(PathBuf::from)

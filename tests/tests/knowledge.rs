@@ -319,3 +319,98 @@ fn a_killed_server_loses_no_acknowledged_document_and_the_ingest_resumes() {
         assert_eq!(hit_sources(&search(&mut ada, &format!("q=mk{i}z"))).len(), 1);
     }
 }
+
+/// Word, PowerPoint, Excel and PDF files written by the libraries people's tools use
+/// (`tests/documents/make_documents.py`) are read with their structure: headings, slides and
+/// pages for citations, sheets and tables as rows. Hostile files (a ZIP bomb, XML nested
+/// 100,000 deep, a password-protected PDF, one claiming 5,001 pages, one without a text layer)
+/// each fail alone with a reason, and the server goes on serving.
+#[test]
+fn office_and_pdf_files_are_read_and_hostile_ones_fail_alone() {
+    let Some(python) = ayush_tests::venv_python("docx", "tests/documents/requirements.txt") else { return };
+    let docs = tempfile::tempdir().unwrap();
+    let made = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/documents/make_documents.py"))
+        .arg(docs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let server = Server::start();
+    server.create_user("ada", "admin", PW);
+    assert!(server.ctl_local(&["group", "create", "staff"], None).ok);
+    assert!(server.ctl_local(&["group", "add-member", "staff", "ada"], None).ok);
+    let token = server.token_for("ada");
+    ctl_ok(&server, &token, &["collections", "create", "Docs", "--group", "staff"]);
+
+    let good = docs.path().join("good");
+    let run = ctl_ok(&server, &token, &["collections", "ingest", "Docs", good.to_str().unwrap()]);
+    assert_eq!((run["added"].as_u64(), run["failed"].as_u64()), (Some(4), Some(0)), "{run}");
+    let listed = ctl_ok(&server, &token, &["collections", "documents", "Docs"]);
+    let by_source = |s: &str| listed.as_array().unwrap().iter().find(|d| d["source"] == s).unwrap().clone();
+    assert_eq!(by_source("good/handbook.docx")["title"], "Employee handbook");
+    assert_eq!(by_source("good/board.pptx")["title"], "Board deck");
+    assert_eq!(by_source("good/budget.xlsx")["title"], "Budget 2027");
+    assert_eq!(by_source("good/safety.pdf")["title"], "Safety manual");
+    assert_eq!(by_source("good/safety.pdf")["pages"], 3);
+    assert_eq!(by_source("good/board.pptx")["pages"], 4);
+
+    let mut ada = signed_in(&server, "ada");
+    let first = |c: &mut Client, q: &str| -> Value {
+        let reply = search(c, q);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["hits"][0].clone()
+    };
+    // Word: headings, a table as rows, the page after a page break.
+    let leave = first(&mut ada, "q=annual+leave");
+    assert_eq!(
+        (leave["source"].as_str(), leave["heading"].as_str()),
+        (Some("good/handbook.docx"), Some("Employee handbook › Leave"))
+    );
+    let taxi = first(&mut ada, "q=taxi");
+    assert!(taxi["text"].as_str().unwrap().contains("Taxi | 60 euros"), "{taxi}");
+    assert_eq!(
+        (taxi["heading"].as_str(), taxi["page"].as_u64()),
+        (Some("Employee handbook › Expenses"), Some(2))
+    );
+    // PowerPoint: the slide's title is the heading, the slide number the page.
+    let hiring = first(&mut ada, "q=engineering+roles");
+    assert_eq!((hiring["heading"].as_str(), hiring["page"].as_u64()), (Some("Hiring plan"), Some(2)));
+    assert_eq!(first(&mut ada, "q=strategy+office")["page"], 4);
+    // Excel: each row says what its numbers are, under its sheet.
+    let research = first(&mut ada, "q=research+budget");
+    assert_eq!(research["heading"], "Budget");
+    assert!(
+        research["text"].as_str().unwrap().contains("Department: Research; Budget: 450000; Owner: Tomas"),
+        "{research}"
+    );
+    let osaka = first(&mut ada, "q=osaka");
+    assert!(osaka["text"].as_str().unwrap().contains("City: Osaka; Desks: 35"), "{osaka}");
+    // PDF: the page each passage is on.
+    let exits = first(&mut ada, "q=assembly+point");
+    assert_eq!((exits["source"].as_str(), exits["page"].as_u64()), (Some("good/safety.pdf"), Some(2)));
+    assert_eq!(first(&mut ada, "q=canteen")["page"], 3);
+
+    // Hostile files: each fails alone, with its reason.
+    let bad = docs.path().join("bad");
+    let out = server.ctl_remote(
+        &token,
+        &["-o", "json", "collections", "ingest", "Docs", bad.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.ok);
+    let run = out.json();
+    assert_eq!((run["added"].as_u64(), run["failed"].as_u64()), (Some(0), Some(5)), "{run}");
+    let reason = |name: &str| -> String {
+        run["failures"].as_array().unwrap().iter().find(|f| f["source"] == name).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(reason("bad/bomb.docx").contains("ZIP bomb"), "{}", reason("bad/bomb.docx"));
+    assert!(reason("bad/deep.docx").contains("deeper than"), "{}", reason("bad/deep.docx"));
+    assert!(reason("bad/locked.pdf").contains("password"), "{}", reason("bad/locked.pdf"));
+    assert!(reason("bad/huge.pdf").contains("5001 pages"), "{}", reason("bad/huge.pdf"));
+    assert!(reason("bad/scan.pdf").contains("no text layer"), "{}", reason("bad/scan.pdf"));
+    assert_eq!(ctl_ok(&server, &token, &["collections", "documents", "Docs"]).as_array().unwrap().len(), 4);
+    assert_eq!(server.client().get("/readyz").status, 200, "the server is unharmed");
+}

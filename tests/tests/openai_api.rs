@@ -5,32 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
-use ayush_tests::{GEMMA_FILE, Server, skip_or_fail, test_model};
+use ayush_tests::{GEMMA_FILE, Server, test_model, venv_python};
 use serde_json::Value;
-use std::path::PathBuf;
-
-fn python() -> Option<PathBuf> {
-    let venv = std::env::var("AYUSH_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ayush-venv")
-    });
-    let python = venv.join("bin/python");
-    let has_sdk = std::process::Command::new(&python)
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_sdk {
-        skip_or_fail(
-            "the openai Python SDK (python3 -m venv ~/.cache/ayush-venv && pip install -r tests/openai/requirements.txt)",
-        );
-        return None;
-    }
-    Some(python)
-}
 
 #[test]
 fn the_official_openai_sdk_works_against_ayush() {
     let Some(gemma) = test_model(GEMMA_FILE) else { return };
-    let Some(python) = python() else { return };
+    let Some(python) = venv_python("openai", "tests/openai/requirements.txt") else { return };
     let server = Server::start();
     server.create_user("amira", "user", "amira password 1");
     assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);

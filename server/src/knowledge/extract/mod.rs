@@ -8,16 +8,20 @@
 //! [`MAX_TEXT_BYTES`].
 
 mod html;
+pub mod isolate;
 mod markdown;
+mod ooxml;
+mod pdf;
 mod table;
 mod text;
+mod xml;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The most text one document may yield, whatever its format.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Pdf,
@@ -46,7 +50,7 @@ impl Format {
 }
 
 /// One run of text under one heading (and on one page, where the format has pages).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     /// The heading path, outermost first, joined with " › "; empty before the first heading.
     pub heading: String,
@@ -54,7 +58,7 @@ pub struct Block {
     pub text: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Extracted {
     pub format: Format,
     /// The document's own title (an HTML `<title>`, a first heading), if it has one.
@@ -63,7 +67,7 @@ pub struct Extracted {
     pub blocks: Vec<Block>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ExtractError {
     #[error("{0}")]
     Unsupported(String),
@@ -75,39 +79,55 @@ pub enum ExtractError {
     Empty,
 }
 
-/// Extracts `bytes`, named `source` (a file name or path, for the extension hint).
+/// Extracts `bytes`, named `source` (a file name or path, for the extension hint): binary
+/// formats in an isolated process where the binary allows it (see [`isolate`]).
 pub fn extract(bytes: &[u8], source: &str) -> Result<Extracted, ExtractError> {
+    isolate::extract(bytes, source)
+}
+
+/// Where a PDF's header starts: the format allows a little junk before it.
+fn pdf_offset(bytes: &[u8]) -> Option<usize> {
+    bytes[..bytes.len().min(1024)].windows(5).position(|w| w == b"%PDF-")
+}
+
+/// Extracts in this process.
+fn extract_here(bytes: &[u8], source: &str) -> Result<Extracted, ExtractError> {
     let ext = extension(source);
-    if bytes.starts_with(b"%PDF-") {
-        return Err(later("PDF"));
-    }
-    if bytes.starts_with(b"PK\x03\x04") {
-        return Err(match ext.as_str() {
-            "docx" => later("DOCX"),
-            "pptx" => later("PPTX"),
-            "xlsx" => later("XLSX"),
-            _ => ExtractError::Unsupported(
-                "a ZIP archive that is not a DOCX, PPTX or XLSX document cannot be added".into(),
-            ),
-        });
-    }
-    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
-        return Err(ExtractError::Unsupported(
+    let extracted = if pdf_offset(bytes).is_some() {
+        guarded(|| pdf::extract(bytes))?
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        match ooxml::sniff(bytes) {
+            Some(Format::Docx) => guarded(|| ooxml::docx(bytes))?,
+            Some(Format::Pptx) => guarded(|| ooxml::pptx(bytes))?,
+            Some(Format::Xlsx) => guarded(|| ooxml::xlsx(bytes))?,
+            _ => {
+                return Err(ExtractError::Unsupported(
+                    "a ZIP archive that is not a Word, PowerPoint or Excel document cannot be added".into(),
+                ));
+            }
+        }
+    } else if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        // Office keeps a password-protected DOCX, XLSX or PPTX in this older container.
+        let marker: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        return Err(ExtractError::Unsupported(if bytes.windows(marker.len()).any(|w| w == marker) {
+            "the document is password-protected; remove the password and add it again".into()
+        } else {
             "legacy Office files (.doc, .xls, .ppt) cannot be read; save the file as DOCX, XLSX or PPTX"
-                .into(),
-        ));
-    }
-    let text = text::decode(bytes)?;
-    let extracted = if html::looks_like_html(&text) {
-        html::extract(&text)
-    } else if matches!(ext.as_str(), "csv" | "tsv") {
-        table::extract(&text)?
-    } else if matches!(ext.as_str(), "md" | "markdown" | "mdown" | "mkd")
-        || markdown::looks_like_markdown(&text)
-    {
-        markdown::extract(&text)
+                .into()
+        }));
     } else {
-        text::extract(&text)
+        let text = text::decode(bytes)?;
+        if html::looks_like_html(&text) {
+            html::extract(&text)
+        } else if matches!(ext.as_str(), "csv" | "tsv") {
+            table::extract(&text)?
+        } else if matches!(ext.as_str(), "md" | "markdown" | "mdown" | "mkd")
+            || markdown::looks_like_markdown(&text)
+        {
+            markdown::extract(&text)
+        } else {
+            text::extract(&text)
+        }
     };
     if extracted.blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ExtractError::Empty);
@@ -115,10 +135,12 @@ pub fn extract(bytes: &[u8], source: &str) -> Result<Extracted, ExtractError> {
     Ok(extracted)
 }
 
-fn later(format: &str) -> ExtractError {
-    ExtractError::Unsupported(format!(
-        "{format} files cannot be added yet in this version; text, Markdown, HTML and CSV can"
-    ))
+/// Runs a third-party parser, turning a panic on a malformed file into that file's failure.
+fn guarded(
+    parse: impl FnOnce() -> Result<Extracted, ExtractError> + std::panic::UnwindSafe,
+) -> Result<Extracted, ExtractError> {
+    std::panic::catch_unwind(parse)
+        .unwrap_or_else(|_| Err(ExtractError::Corrupt("the reader failed on it (malformed file)".into())))
 }
 
 fn extension(source: &str) -> String {
@@ -192,7 +214,7 @@ mod tests {
         let txt = extract(b"Just some words.\n", "a.txt").unwrap();
         assert_eq!(txt.format, Format::Text);
         let pdf = extract(b"%PDF-1.7\n...", "report.txt").unwrap_err();
-        assert!(pdf.to_string().contains("PDF"), "{pdf}");
+        assert!(matches!(pdf, ExtractError::Corrupt(_)), "read as a PDF, whatever its name: {pdf}");
         let bin = extract(&[0u8, 1, 2, 3, 0, 0, 255, 254, 0, 7], "x.md").unwrap_err();
         assert!(matches!(bin, ExtractError::Unsupported(_)), "{bin}");
         let doc = extract(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0], "old.doc").unwrap_err();
