@@ -174,6 +174,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         actix_web::rt::spawn(housekeeping(state.clone()));
         actix_web::rt::spawn(keep_audit_log(state.clone()));
+        crate::knowledge::start_workers(&state);
         crate::audit::sink::start(&state);
         if state.directory.is_some() {
             actix_web::rt::spawn(sync_directory(state.clone()));

@@ -10,6 +10,7 @@ use ayush_server::config::KnowledgeConfig;
 use ayush_server::error::ErrorKind;
 use ayush_server::knowledge::collections::{self, Caller, NewCollection};
 use ayush_server::knowledge::documents::{self, Status};
+use ayush_server::knowledge::jobs;
 use ayush_server::knowledge::{self, Knowledge, SharedKnowledge};
 use ayush_server::store::{Conn, Store};
 use rand::rngs::StdRng;
@@ -40,6 +41,7 @@ knowledge_suite!(
     documents_are_stored_once_and_replaced_when_changed,
     the_index_follows_the_feed_and_recovers_by_itself,
     no_user_ever_receives_a_passage_they_may_not_read,
+    jobs_are_claimed_once_cancelled_and_requeued_when_stale,
 );
 
 fn actor() -> Actor {
@@ -390,4 +392,59 @@ fn no_user_ever_receives_a_passage_they_may_not_read(db: &TestDb) {
         }
     }
     assert!(allowed > 50 && refused > 50, "the cases cover both sides: {allowed} allowed, {refused} refused");
+}
+
+fn jobs_are_claimed_once_cancelled_and_requeued_when_stale(db: &TestDb) {
+    let store = &db.store;
+    let admin = store.run_blocking(|c| Ok(Caller::user(&add_user(c, "ada", Role::Admin)))).unwrap();
+    let row = store
+        .run_blocking(|c| {
+            collections::create(c, T0, &actor(), admin, shared("Wiki", &[]))?;
+            collections::managed(c, admin, "Wiki")
+        })
+        .unwrap();
+    let (a, b) = store
+        .run_blocking(|c| {
+            let a = jobs::enqueue(c, T0, &actor(), &row, "a.md", b"# A\n\nAlpha text.")?;
+            let b = jobs::enqueue(c, T0, &actor(), &row, "b.md", b"# B\n\nBeta text.")?;
+            Ok((a, b))
+        })
+        .unwrap();
+    assert_eq!((a.status.as_str(), b.status.as_str()), ("queued", "queued"));
+
+    // Two workers claim two different jobs, oldest first; a third finds none.
+    let first = store.run_blocking(|c| jobs::claim(c, T0 + 1)).unwrap().unwrap();
+    let second = store.run_blocking(|c| jobs::claim(c, T0 + 1)).unwrap().unwrap();
+    assert_eq!((first.id, second.id), (a.id, b.id));
+    assert_eq!(first.source, "a.md");
+    assert_eq!(first.actor.name, "test");
+    assert!(store.run_blocking(|c| jobs::claim(c, T0 + 1)).unwrap().is_none());
+
+    // The first completes; the second is cancelled while running and stores nothing.
+    let prepared = documents::prepare(&first.source, first.bytes.clone()).unwrap();
+    let stored = store.run_blocking(|c| jobs::complete(c, T0 + 2, &first, &prepared)).unwrap().unwrap();
+    assert_eq!(stored.status, Status::Added);
+    let cancelling = store.run_blocking(|c| jobs::cancel(c, T0 + 2, b.id)).unwrap();
+    assert_eq!(cancelling.status, "running");
+    let prepared = documents::prepare(&second.source, second.bytes.clone()).unwrap();
+    assert!(store.run_blocking(|c| jobs::complete(c, T0 + 3, &second, &prepared)).unwrap().is_none());
+    let done = store.run_blocking(|c| jobs::get(c, a.id)).unwrap();
+    let cancelled = store.run_blocking(|c| jobs::get(c, b.id)).unwrap();
+    assert_eq!((done.status.as_str(), done.outcome.as_deref()), ("done", Some("added")));
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(store.run_blocking(|c| documents::list(c, &row)).unwrap().len(), 1);
+    assert_eq!(store.run_blocking(|c| jobs::cancel(c, T0 + 4, a.id)).unwrap_err().kind, ErrorKind::Conflict);
+
+    // A job a dead process left running goes back to the queue once stale; a failure says why.
+    let c_job = store.run_blocking(|c| jobs::enqueue(c, T0, &actor(), &row, "c.md", b"text")).unwrap();
+    let claimed = store.run_blocking(|c| jobs::claim(c, T0 + 5)).unwrap().unwrap();
+    assert_eq!(claimed.id, c_job.id);
+    assert!(store.run_blocking(|c| jobs::claim(c, T0 + 6)).unwrap().is_none(), "not stale yet");
+    let again = store.run_blocking(|c| jobs::claim(c, T0 + 6 + jobs::STALE_SECS)).unwrap().unwrap();
+    assert_eq!(again.id, c_job.id);
+    store.run_blocking(|c| jobs::fail(c, T0 + 700, c_job.id, "c.md: broken")).unwrap();
+    let failed = store.run_blocking(|c| jobs::get(c, c_job.id)).unwrap();
+    assert_eq!((failed.status.as_str(), failed.error.as_deref()), ("failed", Some("c.md: broken")));
+    let listed = store.run_blocking(|c| jobs::list(c, Some(row.id), None, 10)).unwrap();
+    assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [c_job.id, b.id, a.id], "newest first");
 }

@@ -25,7 +25,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 /// Who did it, from where.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Actor {
     pub user_id: Option<i64>,
     pub name: String,

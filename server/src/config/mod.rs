@@ -123,11 +123,13 @@ pub struct KnowledgeConfig {
     pub language: String,
     /// The largest file one may ingest, in MiB.
     pub max_file_mib: u64,
+    /// Files extracted and stored at once, per replica.
+    pub ingest_workers: usize,
 }
 
 impl Default for KnowledgeConfig {
     fn default() -> Self {
-        KnowledgeConfig { language: "english".into(), max_file_mib: 64 }
+        KnowledgeConfig { language: "english".into(), max_file_mib: 64, ingest_workers: 2 }
     }
 }
 
@@ -282,6 +284,9 @@ impl Config {
         }
         if !(1..=1024).contains(&self.knowledge.max_file_mib) {
             return bad("knowledge.max_file_mib must be between 1 and 1024".into());
+        }
+        if !(1..=32).contains(&self.knowledge.ingest_workers) {
+            return bad("knowledge.ingest_workers must be between 1 and 32".into());
         }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));

@@ -5,7 +5,8 @@ use crate::auth::guard::{AdminOnly, Authed, ChatUser};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::knowledge::collections::{self, Caller, NewCollection};
 use crate::knowledge::documents::{self, Status};
-use crate::knowledge::{self, MAX_LIMIT};
+use crate::knowledge::jobs;
+use crate::knowledge::{self, MAX_LIMIT, Queued};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -22,6 +23,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/collections/{name}/documents", web::post().to(add_document))
         .route("/api/collections/{name}/documents/{id}", web::delete().to(remove_document))
         .route("/api/collections/{name}/documents/{id}/file", web::get().to(original))
+        .route("/api/jobs", web::get().to(list_jobs))
+        .route("/api/jobs/{id}", web::get().to(show_job))
+        .route("/api/jobs/{id}/cancel", web::post().to(cancel_job))
         .route("/api/search", web::get().to(search))
         .route("/api/admin/index", web::get().to(index_status))
         .route("/api/admin/index/rebuild", web::post().to(rebuild));
@@ -112,10 +116,21 @@ async fn list_documents(
 struct AddQuery {
     /// The document's name in the collection: a file name, or a path under an ingested folder.
     source: String,
+    /// `false`: answer 202 with the queued job at once instead of waiting for it.
+    #[serde(default = "yes")]
+    wait: bool,
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// How long adding a file waits for its job before answering 202 with it.
+const JOB_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The file is the request body, as it is on disk (any content type). Only API tokens may
-/// send one (the CSRF guard takes JSON alone from browser sessions).
+/// send one this way (the CSRF guard takes JSON alone from browser sessions; the web UI
+/// uploads through `/collections/{name}/upload`).
 async fn add_document(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
@@ -123,24 +138,45 @@ async fn add_document(
     query: web::Query<AddQuery>,
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
-    let limit = state.knowledge.max_file_bytes;
-    let bytes = read_limited(body, limit).await?;
-    let ingested = knowledge::add_file(
-        &state,
-        who.actor(),
-        caller(&who),
-        path.into_inner(),
-        query.into_inner().source,
-        bytes,
-    )
-    .await?;
-    Ok(match ingested.status {
-        Status::Unchanged => HttpResponse::Ok().json(ingested),
-        _ => HttpResponse::Created().json(ingested),
-    })
+    let AddQuery { source, wait } = query.into_inner();
+    let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
+    let queued =
+        knowledge::queue_file(&state, who.actor(), caller(&who), path.into_inner(), source, bytes).await?;
+    answer_queued(&state, queued, wait).await
 }
 
-async fn read_limited(mut body: web::Payload, limit: u64) -> AppResult<Vec<u8>> {
+/// Answers a queued file: 200 unchanged; 201 added or replaced once its job is done (when
+/// waiting); 202 with the job otherwise; the job's failure as the error it was.
+pub(crate) async fn answer_queued(state: &AppState, queued: Queued, wait: bool) -> AppResult<HttpResponse> {
+    let job = match queued {
+        Queued::Unchanged(ingested) => return Ok(HttpResponse::Ok().json(ingested)),
+        Queued::Job(job) if !wait => return Ok(HttpResponse::Accepted().json(job)),
+        Queued::Job(job) => knowledge::wait_job(state, job.id, JOB_WAIT).await?,
+    };
+    match (job.status.as_str(), job.document_id) {
+        ("done", Some(id)) => {
+            let document = state.store.run(move |c| documents::get(c, id)).await?;
+            let status = match job.outcome.as_deref() {
+                Some("replaced") => Status::Replaced,
+                Some("unchanged") => Status::Unchanged,
+                _ => Status::Added,
+            };
+            let ingested = documents::Ingested { status, document };
+            Ok(if status == Status::Unchanged {
+                HttpResponse::Ok().json(ingested)
+            } else {
+                HttpResponse::Created().json(ingested)
+            })
+        }
+        ("failed", _) => {
+            Err(AppError::validation(job.error.unwrap_or_else(|| "the file could not be added".into())))
+        }
+        ("cancelled", _) => Err(AppError::conflict(format!("job {} was cancelled", job.id))),
+        _ => Ok(HttpResponse::Accepted().json(job)),
+    }
+}
+
+pub(crate) async fn read_limited(mut body: web::Payload, limit: u64) -> AppResult<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) =
         std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut body), cx)).await
@@ -278,4 +314,78 @@ async fn rebuild(state: web::Data<AppState>, who: Authed<AdminOnly>) -> AppResul
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({"passages": passages})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsQuery {
+    collection: Option<String>,
+    #[serde(default = "fifty")]
+    limit: i64,
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+/// Jobs of a collection one manages or reads, or one's own; admins see everyone's.
+async fn list_jobs(
+    state: web::Data<AppState>,
+    who: Authed<ChatUser>,
+    query: web::Query<JobsQuery>,
+) -> AppResult<HttpResponse> {
+    let JobsQuery { collection, limit } = query.into_inner();
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::validation("limit must be between 1 and 500"));
+    }
+    let caller = caller(&who);
+    let listed = state
+        .store
+        .run(move |c| {
+            let collection_id = match &collection {
+                Some(name) => Some(
+                    collections::managed(c, caller, name)
+                        .or_else(|_| collections::readable(c, caller, name))?
+                        .id,
+                ),
+                None => None,
+            };
+            let user = if caller.admin || collection_id.is_some() { None } else { caller.user_id };
+            jobs::list(c, collection_id, user, limit)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+/// A job, for whoever made it and for admins; others are told it does not exist.
+async fn visible_job(state: &AppState, caller: Caller, id: i64) -> AppResult<jobs::Job> {
+    state
+        .store
+        .run(move |c| {
+            let owner = jobs::owned_by(c, id)?;
+            if !caller.admin && owner != caller.user_id {
+                return Err(AppError::not_found(format!("there is no ingestion job {id}")));
+            }
+            jobs::get(c, id)
+        })
+        .await
+}
+
+async fn show_job(
+    state: web::Data<AppState>,
+    who: Authed<ChatUser>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(visible_job(&state, caller(&who), path.into_inner()).await?))
+}
+
+async fn cancel_job(
+    state: web::Data<AppState>,
+    who: Authed<ChatUser>,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    visible_job(&state, caller(&who), id).await?;
+    let now = state.clock.now();
+    Ok(HttpResponse::Ok().json(state.store.run(move |c| jobs::cancel(c, now, id)).await?))
 }

@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod health;
 pub mod keys;
 pub mod knowledge;
+pub mod knowledge_pages;
 pub mod metrics;
 pub mod oidc;
 pub mod providers;
@@ -104,6 +105,7 @@ pub fn build_app(
         .configure(keys::routes)
         .configure(providers::routes)
         .configure(knowledge::routes)
+        .configure(knowledge_pages::routes)
         .configure(api::routes)
         .configure(sign_in::routes)
         .configure(ui::routes)

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod extract;
 pub mod feed;
 pub mod index;
+pub mod jobs;
 
 use crate::audit::Actor;
 use crate::config::KnowledgeConfig;
@@ -31,17 +32,30 @@ pub const MAX_LIMIT: usize = 50;
 /// How long adding a file waits for the index to hold it, so that its answer means
 /// "searchable now"; past this the index catches up on its own.
 const INDEX_WAIT: Duration = Duration::from_secs(10);
+/// How often idle workers look for jobs nobody rang about.
+const JOB_POLL: Duration = Duration::from_secs(2);
 
 pub struct Knowledge {
     pub index: SearchIndex,
     pub max_file_bytes: u64,
+    workers: usize,
+    /// Rung when a job is queued, so an idle worker takes it at once.
+    queued: tokio::sync::Notify,
+    /// Rung when a job ends, for those waiting on one.
+    ended: tokio::sync::Notify,
 }
 
 impl Knowledge {
     pub fn open(cfg: &KnowledgeConfig, data_dir: &Path, store: Store) -> Result<Knowledge, IndexError> {
         let language = Language::parse(&cfg.language).unwrap_or(Language::ENGLISH);
         let index = SearchIndex::open(&index::dir(data_dir), language, store)?;
-        Ok(Knowledge { index, max_file_bytes: cfg.max_file_mib * 1024 * 1024 })
+        Ok(Knowledge {
+            index,
+            max_file_bytes: cfg.max_file_mib * 1024 * 1024,
+            workers: cfg.ingest_workers,
+            queued: tokio::sync::Notify::new(),
+            ended: tokio::sync::Notify::new(),
+        })
     }
 }
 
@@ -98,44 +112,105 @@ pub async fn search(
         .collect())
 }
 
-/// Adds one file to a collection `caller` manages, and waits (a bounded time) until the index
-/// holds it.
-pub async fn add_file(
+/// Queues one file for a collection `caller` manages. A file the collection already holds
+/// unchanged under that name is answered at once, without a job.
+pub async fn queue_file(
     state: &AppState,
     actor: Actor,
     caller: Caller,
     collection: String,
     source: String,
     bytes: Vec<u8>,
-) -> AppResult<Ingested> {
+) -> AppResult<Queued> {
     documents::validate_source(&source)?;
     let sha = documents::sha256_hex(&bytes);
-    let (name, src) = (collection.clone(), source.clone());
-    let (row, unchanged) = state
+    let now = state.clock.now();
+    let queued = state
         .store
         .run(move |c| {
-            let row = collections::managed(c, caller, &name)?;
-            let unchanged = documents::unchanged(c, &row, &src, &sha)?;
-            Ok((row, unchanged))
+            let row = collections::managed(c, caller, &collection)?;
+            if let Some(document) = documents::unchanged(c, &row, &source, &sha)? {
+                return Ok(Queued::Unchanged(Ingested { status: Status::Unchanged, document }));
+            }
+            Ok(Queued::Job(jobs::enqueue(c, now, &actor, &row, &source, &bytes)?))
         })
         .await?;
-    if let Some(document) = unchanged {
-        return Ok(Ingested { status: Status::Unchanged, document });
+    state.knowledge.queued.notify_waiters();
+    Ok(queued)
+}
+
+/// What queueing a file did.
+pub enum Queued {
+    Unchanged(Ingested),
+    Job(jobs::Job),
+}
+
+/// Waits for a job to end (at most `timeout`), and then for the index to hold its document.
+pub async fn wait_job(state: &AppState, id: i64, timeout: Duration) -> AppResult<jobs::Job> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // Registered before the look, so an ending in between still wakes this.
+        let ended = state.knowledge.ended.notified();
+        let job = state.store.run(move |c| jobs::get(c, id)).await?;
+        if job.finished() {
+            if job.status == "done" {
+                let head = state.store.run(feed::head).await?;
+                wait_indexed(state, head).await;
+            }
+            return Ok(job);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(job);
+        }
+        // Jobs run by another replica end without ringing here: look again now and then.
+        let _ = tokio::time::timeout(Duration::from_millis(500), ended).await;
     }
+}
+
+/// Starts this replica's ingestion workers (`knowledge.ingest_workers`).
+pub fn start_workers(state: &AppState) {
+    for _ in 0..state.knowledge.workers {
+        actix_web::rt::spawn(worker(state.clone()));
+    }
+}
+
+async fn worker(state: AppState) {
+    loop {
+        let waiting = state.knowledge.queued.notified();
+        let now = state.clock.now();
+        match state.store.run(move |c| jobs::claim(c, now)).await {
+            Ok(Some(job)) => run_job(&state, job).await,
+            Ok(None) => {
+                // Another replica's uploads, and restarts, are found by looking now and then.
+                let _ = tokio::time::timeout(JOB_POLL, waiting).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for ingestion jobs");
+                tokio::time::sleep(JOB_POLL).await;
+            }
+        }
+    }
+}
+
+async fn run_job(state: &AppState, mut job: jobs::Claimed) {
+    let (id, source, bytes) = (job.id, job.source.clone(), std::mem::take(&mut job.bytes));
     let prepared = tokio::task::spawn_blocking(move || documents::prepare(&source, bytes))
         .await
-        .map_err(AppError::internal)??;
+        .map_err(AppError::internal)
+        .and_then(|p| p);
     let now = state.clock.now();
-    let ingested = state
-        .store
-        .run(move |c| {
-            let ingested = documents::store(c, now, &actor, &row, &prepared)?;
-            Ok((ingested, feed::head(c)?))
-        })
-        .await?;
-    let (ingested, seq) = ingested;
-    wait_indexed(state, seq).await;
-    Ok(ingested)
+    let result = match prepared {
+        Ok(p) => state.store.run(move |c| jobs::complete(c, now, &job, &p).map(drop)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::info!(job = id, error = %e.message, "an ingestion job failed");
+        if let Err(e) = state.store.run(move |c| jobs::fail(c, now, id, &e.message)).await {
+            tracing::warn!(job = id, error = %e, "cannot record that an ingestion job failed");
+        }
+    }
+    state.knowledge.index.notify();
+    state.knowledge.ended.notify_waiters();
 }
 
 /// Waits until the index holds feed entry `seq`, for at most [`INDEX_WAIT`].

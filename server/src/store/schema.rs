@@ -275,6 +275,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ingest_jobs (id) {
+        id -> BigInt,
+        collection_id -> BigInt,
+        source -> Text,
+        bytes -> BigInt,
+        status -> Text,
+        outcome -> Nullable<Text>,
+        error -> Nullable<Text>,
+        document_id -> Nullable<BigInt>,
+        cancel_requested -> Bool,
+        actor -> Text,
+        user_id -> Nullable<BigInt>,
+        created_by -> Text,
+        created_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    ingest_uploads (job_id) {
+        job_id -> BigInt,
+        content -> Binary,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));
@@ -289,6 +316,8 @@ diesel::joinable!(collection_readers -> groups (group_id));
 diesel::joinable!(documents -> collections (collection_id));
 diesel::joinable!(document_files -> documents (document_id));
 diesel::joinable!(chunks -> documents (document_id));
+diesel::joinable!(ingest_jobs -> collections (collection_id));
+diesel::joinable!(ingest_uploads -> ingest_jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -306,5 +335,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     collection_readers,
     documents,
     document_files,
-    chunks
+    chunks,
+    ingest_jobs,
+    ingest_uploads
 );

@@ -1,0 +1,2 @@
+DROP TABLE ingest_uploads;
+DROP TABLE ingest_jobs;

@@ -1,0 +1,256 @@
+//! Ingestion as background jobs. An upload is stored with its job in one transaction (so a
+//! restart loses nothing that was accepted) and answered at once; a bounded pool of workers
+//! (`knowledge.ingest_workers` per replica) claims queued jobs, extracts each file in isolation,
+//! stores the document and marks the job done, or failed with the reason. A queued job can be
+//! cancelled; a running one stops before its document is stored.
+
+use super::collections::Row as CollectionRow;
+use super::documents::{self, Ingested};
+use crate::audit::Actor;
+use crate::error::{AppError, AppResult};
+use crate::store::Conn;
+use crate::store::schema::{collections, ingest_jobs, ingest_uploads};
+use crate::with_conn;
+use diesel::prelude::*;
+use serde::Serialize;
+
+/// A job left running this long belonged to a process that died; it is queued again.
+/// Extraction is bounded well below it (see `extract::isolate`).
+pub const STALE_SECS: i64 = 600;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Queryable)]
+pub struct Job {
+    pub id: i64,
+    pub collection: String,
+    pub source: String,
+    pub bytes: i64,
+    /// queued, running, done, failed or cancelled.
+    pub status: String,
+    /// added, replaced or unchanged, once done.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub document_id: Option<i64>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "done" | "failed" | "cancelled")
+    }
+}
+
+#[diesel::dsl::auto_type]
+fn listed() -> _ {
+    ingest_jobs::table.inner_join(collections::table).select((
+        ingest_jobs::id,
+        collections::name,
+        ingest_jobs::source,
+        ingest_jobs::bytes,
+        ingest_jobs::status,
+        ingest_jobs::outcome,
+        ingest_jobs::error,
+        ingest_jobs::document_id,
+        ingest_jobs::created_by,
+        ingest_jobs::created_at,
+        ingest_jobs::started_at,
+        ingest_jobs::finished_at,
+    ))
+}
+
+pub fn get(conn: &mut Conn, id: i64) -> AppResult<Job> {
+    with_conn!(conn, |c| listed().filter(ingest_jobs::id.eq(id)).first::<Job>(c))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("there is no ingestion job {id}")))
+}
+
+/// Who may see and cancel a job: whoever made it, and admins.
+pub fn owned_by(conn: &mut Conn, id: i64) -> AppResult<Option<i64>> {
+    with_conn!(conn, |c| ingest_jobs::table.find(id).select(ingest_jobs::user_id).first::<Option<i64>>(c))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("there is no ingestion job {id}")))
+}
+
+/// The newest `limit` jobs of a collection, or of one user, newest first.
+pub fn list(
+    conn: &mut Conn,
+    collection_id: Option<i64>,
+    user_id: Option<i64>,
+    limit: i64,
+) -> AppResult<Vec<Job>> {
+    Ok(with_conn!(conn, |c| {
+        let mut q = listed().order(ingest_jobs::id.desc()).limit(limit).into_boxed();
+        if let Some(id) = collection_id {
+            q = q.filter(ingest_jobs::collection_id.eq(id));
+        }
+        if let Some(id) = user_id {
+            q = q.filter(ingest_jobs::user_id.eq(id));
+        }
+        q.load(c)
+    })?)
+}
+
+/// Queues a file for `collection` (which the caller may change: checked by the caller).
+pub fn enqueue(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    collection: &CollectionRow,
+    source: &str,
+    bytes: &[u8],
+) -> AppResult<Job> {
+    documents::validate_source(source)?;
+    let actor_json = serde_json::to_string(actor).map_err(AppError::internal)?;
+    conn.transaction(|conn| {
+        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(ingest_jobs::table)
+            .values((
+                ingest_jobs::collection_id.eq(collection.id),
+                ingest_jobs::source.eq(source),
+                ingest_jobs::bytes.eq(bytes.len() as i64),
+                ingest_jobs::status.eq("queued"),
+                ingest_jobs::cancel_requested.eq(false),
+                ingest_jobs::actor.eq(&actor_json),
+                ingest_jobs::user_id.eq(actor.user_id),
+                ingest_jobs::created_by.eq(&actor.name),
+                ingest_jobs::created_at.eq(now),
+            ))
+            .returning(ingest_jobs::id)
+            .get_result(c))?;
+        with_conn!(&mut *conn, |c| diesel::insert_into(ingest_uploads::table)
+            .values((ingest_uploads::job_id.eq(id), ingest_uploads::content.eq(bytes)))
+            .execute(c))?;
+        get(conn, id)
+    })
+}
+
+/// Cancels a job: a queued one at once, a running one before it stores its document.
+pub fn cancel(conn: &mut Conn, now: i64, id: i64) -> AppResult<Job> {
+    conn.transaction(|conn| {
+        let job = get(conn, id)?;
+        match job.status.as_str() {
+            "queued" => {
+                with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(id))
+                    .set((ingest_jobs::status.eq("cancelled"), ingest_jobs::finished_at.eq(now)))
+                    .execute(c))?;
+                with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(id)).execute(c))?;
+            }
+            "running" => {
+                with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(id))
+                    .set(ingest_jobs::cancel_requested.eq(true))
+                    .execute(c))?;
+            }
+            other => return Err(AppError::conflict(format!("job {id} is {other} already"))),
+        }
+        get(conn, id)
+    })
+}
+
+/// A job a worker took, with what it needs to run it.
+pub struct Claimed {
+    pub id: i64,
+    pub collection: CollectionRow,
+    pub actor: Actor,
+    pub source: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Takes the oldest queued job, if any. The conditional update makes the claim safe against
+/// other workers and replicas: only one of them moves a job from queued to running.
+pub fn claim(conn: &mut Conn, now: i64) -> AppResult<Option<Claimed>> {
+    // Jobs of a process that died while running them go back to the queue.
+    with_conn!(&mut *conn, |c| diesel::update(
+        ingest_jobs::table
+            .filter(ingest_jobs::status.eq("running"))
+            .filter(ingest_jobs::started_at.lt(now - STALE_SECS))
+    )
+    .set(ingest_jobs::status.eq("queued"))
+    .execute(c))?;
+    loop {
+        let next: Option<i64> = with_conn!(&mut *conn, |c| ingest_jobs::table
+            .filter(ingest_jobs::status.eq("queued"))
+            .order(ingest_jobs::id.asc())
+            .select(ingest_jobs::id)
+            .first(c))
+        .optional()?;
+        let Some(id) = next else { return Ok(None) };
+        let took = with_conn!(&mut *conn, |c| diesel::update(
+            ingest_jobs::table.filter(ingest_jobs::id.eq(id)).filter(ingest_jobs::status.eq("queued"))
+        )
+        .set((ingest_jobs::status.eq("running"), ingest_jobs::started_at.eq(now)))
+        .execute(c))?;
+        if took == 0 {
+            continue; // another worker was quicker
+        }
+        let (collection_id, source, actor): (i64, String, String) =
+            with_conn!(&mut *conn, |c| ingest_jobs::table
+                .find(id)
+                .select((ingest_jobs::collection_id, ingest_jobs::source, ingest_jobs::actor))
+                .first(c))?;
+        let bytes: Option<Vec<u8>> = with_conn!(&mut *conn, |c| ingest_uploads::table
+            .find(id)
+            .select(ingest_uploads::content)
+            .first(c))
+        .optional()?;
+        let collection = with_conn!(&mut *conn, |c| collections::table
+            .find(collection_id)
+            .select(CollectionRow::as_select())
+            .first::<CollectionRow>(c))?;
+        let Some(bytes) = bytes else {
+            fail(conn, now, id, "the uploaded file is gone")?;
+            continue;
+        };
+        let actor = serde_json::from_str(&actor)
+            .unwrap_or_else(|_| Actor { name: "unknown".into(), ..Default::default() });
+        return Ok(Some(Claimed { id, collection, actor, source, bytes }));
+    }
+}
+
+pub fn fail(conn: &mut Conn, now: i64, id: i64, why: &str) -> AppResult<()> {
+    conn.transaction(|conn| {
+        with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(id))
+            .set((
+                ingest_jobs::status.eq("failed"),
+                ingest_jobs::error.eq(why),
+                ingest_jobs::finished_at.eq(now)
+            ))
+            .execute(c))?;
+        with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(id)).execute(c))?;
+        Ok(())
+    })
+}
+
+/// Stores a claimed job's prepared file and closes the job, in one transaction; or, if the
+/// job was cancelled meanwhile, only closes it.
+pub fn complete(
+    conn: &mut Conn,
+    now: i64,
+    job: &Claimed,
+    prepared: &documents::Prepared,
+) -> AppResult<Option<Ingested>> {
+    conn.transaction(|conn| {
+        let cancel: bool = with_conn!(&mut *conn, |c| ingest_jobs::table
+            .find(job.id)
+            .select(ingest_jobs::cancel_requested)
+            .first(c))?;
+        let (status, outcome, document_id, ingested) = if cancel {
+            ("cancelled", None, None, None)
+        } else {
+            let ingested = documents::store(conn, now, &job.actor, &job.collection, prepared)?;
+            let outcome =
+                serde_json::to_value(ingested.status).ok().and_then(|v| v.as_str().map(str::to_string));
+            ("done", outcome, Some(ingested.document.id), Some(ingested))
+        };
+        with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(job.id))
+            .set((
+                ingest_jobs::status.eq(status),
+                ingest_jobs::outcome.eq(outcome),
+                ingest_jobs::document_id.eq(document_id),
+                ingest_jobs::finished_at.eq(now),
+            ))
+            .execute(c))?;
+        with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(job.id)).execute(c))?;
+        Ok(ingested)
+    })
+}

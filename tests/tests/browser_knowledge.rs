@@ -1,0 +1,66 @@
+//! Company knowledge in the web UI as a person uses it, in headless Chromium: make a personal
+//! collection, drop files on it and watch each one's progress to the end (a broken one fails
+//! with its reason), then find a passage on the search page with the words that matched marked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::Server;
+use ayush_tests::browser::{Browser, fill, sign_in, snap, text_of, text_when, wait_for_url};
+use fantoccini::Locator;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
+    let server = Server::start();
+    server.create_user("kim", "user", "kim password 1234");
+    let files = tempfile::tempdir().unwrap();
+    let leave = files.path().join("leave.md");
+    std::fs::write(
+        &leave,
+        "# Leave\n\n## Parental leave\n\nParents take twenty-six weeks of parental leave at full pay.\n",
+    )
+    .unwrap();
+    let broken = files.path().join("broken.pdf");
+    std::fs::write(&broken, "%PDF-1.7\nnot really a PDF").unwrap();
+
+    let Some(browser) = Browser::launch().await else { return };
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "kim", "kim password 1234").await;
+    c.find(Locator::LinkText("Collections")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Collections").await, "Collections");
+    fill(c, "#c-name", "kim notes").await;
+    c.find(Locator::Css("form[action='/collections'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_url(c, "/collections/kim%20notes").await;
+    assert!(text_of(c, ".lead").await.contains("read by kim alone"));
+
+    // Both files at once, as a drop or a multiple choice gives them.
+    let both = format!("{}\n{}", leave.display(), broken.display());
+    c.find(Locator::Css("#files")).await.unwrap().send_keys(&both).await.unwrap();
+    let done = text_when(c, "li[data-file='leave.md'] .state", "done").await;
+    assert_eq!(done, "done: added");
+    let failed = text_when(c, "li[data-file='broken.pdf'] .state", "failed").await;
+    assert!(failed.starts_with("failed: broken.pdf:") && failed.contains("PDF"), "{failed}");
+    snap(c, "collection-uploads").await;
+
+    // The page, reloaded, lists the document and the two jobs.
+    c.refresh().await.unwrap();
+    assert!(text_of(c, "tr[data-document='leave.md']").await.contains("Leave"));
+    let jobs = text_of(c, "section[aria-labelledby=jobs-heading]").await;
+    assert!(jobs.contains("done: added") && jobs.contains("failed"), "{jobs}");
+
+    // Search: the passage, where it sits, and the matched words marked.
+    c.find(Locator::LinkText("Search")).await.unwrap().click().await.unwrap();
+    fill(c, "#s-q", "parental leave").await;
+    c.find(Locator::Css(".search-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    let hit = text_when(c, ".hit", "Parental leave").await;
+    assert!(hit.contains("kim notes · leave.md") && hit.contains("Leave › Parental leave"), "{hit}");
+    let marked = text_of(c, ".hit .snippet mark").await;
+    assert!(["Parents", "parental", "leave"].contains(&marked.as_str()), "{marked}");
+    snap(c, "search").await;
+    browser.close().await;
+}
