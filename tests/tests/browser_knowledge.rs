@@ -1,11 +1,13 @@
 //! Company knowledge in the web UI as a person uses it, in headless Chromium: make a personal
 //! collection, drop files on it and watch each one's progress to the end (a broken one fails
-//! with its reason), then find a passage on the search page with the words that matched marked.
+//! with its reason), find a passage on the search page with the words that matched marked, then
+//! ask the real Qwen model about it in a chat that answers from the collection and see the
+//! passage cited under the reply.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
-use ayush_tests::Server;
 use ayush_tests::browser::{Browser, fill, sign_in, snap, text_of, text_when, wait_for_url};
+use ayush_tests::{QWEN_FILE, Server, test_model};
 use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,5 +64,39 @@ async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
     let marked = text_of(c, ".hit .snippet mark").await;
     assert!(["Parents", "parental", "leave"].contains(&marked.as_str()), "{marked}");
     snap(c, "search").await;
+
+    // A chat that answers from the collection: the reply comes with its source.
+    let Some(qwen) = test_model(QWEN_FILE) else {
+        browser.close().await;
+        return;
+    };
+    let out = server.ctl_local(&["models", "import", qwen.to_str().unwrap(), "--name", "qwen"], None);
+    assert!(out.ok, "{}", out.stderr);
+    c.find(Locator::Css("a.new-chat")).await.unwrap().click().await.unwrap();
+    text_when(c, "#sources-picker summary", "Answer from documents").await;
+    c.find(Locator::Css("#sources-picker summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#sources-picker input[value='kim notes']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#prompt"))
+        .await
+        .unwrap()
+        .send_keys("How many weeks of parental leave do parents get? Answer in one short sentence.")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    let source = text_when(c, ".msg.assistant .citations li", "leave.md").await;
+    assert!(source.contains("Leave › Parental leave") && source.contains("kim notes · leave.md"), "{source}");
+    let reply = text_of(c, ".msg.assistant .body").await;
+    assert!(!reply.trim().is_empty());
+    c.find(Locator::Css(".msg.assistant .citations summary")).await.unwrap().click().await.unwrap();
+    let quoted = text_of(c, ".msg.assistant .citations blockquote").await;
+    assert!(quoted.contains("twenty-six weeks"), "{quoted}");
+    let link = c.find(Locator::LinkText("Open the file")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(link.starts_with("/api/collections/kim%20notes/documents/"), "{link}");
+    snap(c, "chat-citation").await;
+
+    // Reloaded, the chat still answers from the collection and shows the source.
+    c.refresh().await.unwrap();
+    assert!(text_of(c, ".msg.assistant .citations").await.contains("leave.md"));
+    assert!(c.find(Locator::Css("#sources-picker input[value='kim notes']:checked")).await.is_ok());
     browser.close().await;
 }

@@ -414,3 +414,119 @@ fn office_and_pdf_files_are_read_and_hostile_ones_fail_alone() {
     assert_eq!(ctl_ok(&server, &token, &["collections", "documents", "Docs"]).as_array().unwrap().len(), 4);
     assert_eq!(server.client().get("/readyz").status, 200, "the server is unharmed");
 }
+
+/// A chat that answers from collections: the passages the user may read go into the prompt
+/// numbered (seen here at a fake upstream model), the reply keeps them as citations, and losing
+/// access removes them from the next prompt and hides the old citations.
+#[test]
+fn chat_answers_cite_only_passages_the_user_may_read() {
+    use ayush_tests::sse_events;
+    use ayush_tests::upstream::{KEY, Upstream};
+    let upstream = Upstream::start(1);
+    let server = Server::start();
+    for (user, role) in [("ada", "admin"), ("bob", "user"), ("eve", "user")] {
+        server.create_user(user, role, PW);
+    }
+    for args in [&["group", "create", "hr"][..], &["group", "add-member", "hr", "bob"]] {
+        assert!(server.ctl_local(args, None).ok);
+    }
+    let token = server.token_for("ada");
+    let url = format!("{}/v1", upstream.url());
+    let added = server.ctl_remote(
+        &token,
+        &[
+            "providers",
+            "add",
+            "lab",
+            "--kind",
+            "openai",
+            "--base-url",
+            &url,
+            "--model",
+            "echo",
+            "--api-key-stdin",
+        ],
+        Some(KEY),
+    );
+    assert!(added.ok, "{}", added.stderr);
+    ctl_ok(&server, &token, &["collections", "create", "HR policies", "--group", "hr"]);
+    let docs = tempfile::tempdir().unwrap();
+    write(
+        docs.path(),
+        "leave.md",
+        "# Leave\n\n## Parental leave\n\nParents take twenty-six weeks of parental leave.\n",
+    );
+    ctl_ok(
+        &server,
+        &token,
+        &["collections", "ingest", "HR policies", docs.path().join("leave.md").to_str().unwrap()],
+    );
+
+    let mut bob = signed_in(&server, "bob");
+    let made = bob.send_json(
+        "POST",
+        "/api/conversations",
+        &json!({"model": "lab/echo", "collections": ["HR policies"]}),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.json()["collections"], json!(["HR policies"]));
+    let id = made.json()["id"].as_i64().unwrap();
+    let reply = bob.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "How long is parental leave?"}),
+    );
+    let events = sse_events(&reply.body);
+    let (kind, done) = events.last().unwrap();
+    assert_eq!(kind, "done", "{}", reply.body);
+    let cited = done["citations"].as_array().unwrap();
+    assert_eq!(cited.len(), 1, "{done}");
+    assert_eq!((cited[0]["number"].as_i64(), cited[0]["source"].as_str()), (Some(1), Some("leave.md")));
+    assert_eq!(cited[0]["heading"], "Leave › Parental leave");
+    // What the model was given: the instructions and the numbered passage, after the question.
+    let sent = upstream.received("/chat/completions").last().unwrap().body.clone();
+    let system = sent["messages"][0]["content"].as_str().unwrap().to_string();
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert!(
+        system.contains("[1] Leave › Parental leave (leave.md)\nParents take twenty-six weeks"),
+        "{system}"
+    );
+    let stored = bob.get(&format!("/api/conversations/{id}")).json();
+    assert_eq!(stored["messages"][1]["citations"][0]["text"], cited[0]["text"]);
+    let audit = server.audit_events("chat.message", Some("success"));
+    let details: Value = serde_json::from_str(&audit[0].details).unwrap();
+    assert_eq!(details["sources"][0]["collection"], "HR policies");
+    assert!(details["sources"][0].get("text").is_none(), "the audit log names sources, not their text");
+
+    // The chat page shows the source under the reply, with a link to the file.
+    let page = bob.get(&format!("/chat?c={id}"));
+    assert!(
+        page.body.contains("class=\"citations\"") && page.body.contains("Open the file"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"HR policies\" checked"));
+
+    // Eve may not attach what she may not read.
+    let mut eve = signed_in(&server, "eve");
+    let refused = eve.send_json(
+        "POST",
+        "/api/conversations",
+        &json!({"model": "lab/echo", "collections": ["HR policies"]}),
+    );
+    assert_eq!(refused.status, 404, "{}", refused.body);
+
+    // Bob loses the group: the next prompt has no passages, the old citation is withheld.
+    assert!(server.ctl_remote(&token, &["collections", "revoke", "HR policies", "hr"], None).ok);
+    let reply = bob.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "And parental leave for adoption?"}),
+    );
+    let (_, done) = sse_events(&reply.body).last().unwrap().clone();
+    assert_eq!(done["citations"], json!([]), "{done}");
+    let sent = upstream.received("/chat/completions").last().unwrap().body.clone();
+    assert!(!sent.to_string().contains("twenty-six weeks"), "{sent}");
+    let stored = bob.get(&format!("/api/conversations/{id}")).json();
+    assert_eq!(stored["messages"][1]["citations"], json!([]), "no longer readable, no longer shown");
+}

@@ -2,5 +2,6 @@
 //! reply with its usage and audit event), and Markdown rendering of replies.
 
 pub mod markdown;
+pub mod sources;
 pub mod store;
 pub mod turn;

@@ -3,6 +3,7 @@
 //! message is stored before generation starts, so a failed or stopped generation never loses
 //! it; a stopped reply is kept as far as it got.
 
+use super::sources::{self, Citation};
 use super::store::{self, Conversation, Reply};
 use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
 use crate::auth::users::User;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
     Token { text: String },
-    Done { message_id: i64, finish_reason: String, usage: UsageOut, html: String },
+    Done { message_id: i64, finish_reason: String, usage: UsageOut, html: String, citations: Vec<Citation> },
     Error { code: String, message: String, message_id: Option<i64> },
 }
 
@@ -176,9 +177,18 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         prompt.push(ChatMessage::new("user", content));
     }
 
-    // What this reply answers, for the content policy.
+    // What this reply answers: for the content policy, and the search for its sources.
     let question =
         prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+    let caller = crate::knowledge::collections::Caller::user(&turn.user);
+    let cited = sources::retrieve(&state.store, &state.knowledge, caller, conv_id, &question).await?;
+    if !cited.is_empty() {
+        let told = sources::instructions(&cited);
+        match prompt.first_mut().filter(|m| m.role == "system") {
+            Some(system) => system.content = format!("{}\n\n{told}", system.content),
+            None => prompt.insert(0, ChatMessage::new("system", &told)),
+        }
+    }
     let handle =
         crate::catalog::open_chat(state, &model, prompt, turn.params.clone()).await?.map_err(model_error)?;
 
@@ -212,7 +222,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     let (tx, rx) = mpsc::channel(64);
     let state = state.clone();
     tokio::spawn(async move {
-        let asker = Asker { user: turn.user, actor: turn.actor, question };
+        let asker = Asker { user: turn.user, actor: turn.actor, question, cited };
         relay(state, conversation, model, asker, handle, tx).await;
         drop(in_flight);
     });
@@ -226,6 +236,8 @@ struct Asker {
     user: User,
     actor: Actor,
     question: String,
+    /// The passages the prompt was given.
+    cited: Vec<Citation>,
 }
 
 async fn relay(
@@ -236,7 +248,7 @@ async fn relay(
     mut handle: ayush_models::Handle,
     tx: mpsc::Sender<StreamEvent>,
 ) {
-    let Asker { user, actor, question } = asker;
+    let Asker { user, actor, question, cited } = asker;
     let started = Instant::now();
     let mut text = String::new();
     let outcome = loop {
@@ -277,6 +289,7 @@ async fn relay(
     let now = state.clock.now();
     let (u, f, e, c, m) = (usage.clone(), finish.clone(), error.clone(), content.clone(), model.clone());
     let (ledger, policy) = (state.audit.clone(), state.config.audit.capture_chat_content_groups.clone());
+    let kept = cited.clone();
     let stored = state
         .store
         .run(move |conn| {
@@ -296,11 +309,22 @@ async fn relay(
                         error: e.as_deref(),
                     },
                 )?;
+                sources::keep(conn, id, &kept)?;
                 let outcome = if e.is_some() { Outcome::Failure } else { Outcome::Success };
                 let mut details = serde_json::json!({
                     "model": m, "message_id": id, "prompt_tokens": u.prompt_tokens,
                     "completion_tokens": u.completion_tokens, "finish_reason": f, "error": e,
                 });
+                if !kept.is_empty() {
+                    // Which documents informed the reply, never their text.
+                    details["sources"] = kept
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({"number": c.number, "collection": c.collection,
+                            "document_id": c.document_id, "chunk_id": c.chunk_id})
+                        })
+                        .collect();
+                }
                 if audit::content::captures(conn, &policy, user.id)? {
                     let captured = audit::content::Captured { question: question.clone(), answer: c.clone() };
                     details["content"] = audit::content::seal(ledger.keys(), conversation.id, &captured)
@@ -323,6 +347,7 @@ async fn relay(
             finish_reason: finish,
             usage,
             html: super::markdown::to_html(&content),
+            citations: cited,
         },
         (Ok(id), Some(message)) => {
             let code = if message.contains("context window") { "validation" } else { "internal" };

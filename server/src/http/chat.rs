@@ -3,8 +3,9 @@
 
 use crate::auth::guard::{Authed, ChatUser};
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
-use crate::chat::{markdown, store};
+use crate::chat::{markdown, sources, store};
 use crate::error::AppResult;
+use crate::knowledge::collections::Caller;
 use crate::state::AppState;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
@@ -56,6 +57,9 @@ struct CreateBody {
     title: String,
     #[serde(default)]
     system_prompt: String,
+    /// Collections the conversation answers from (each must be readable).
+    #[serde(default)]
+    collections: Vec<String>,
 }
 
 async fn create(
@@ -66,11 +70,18 @@ async fn create(
     let body = body.into_inner();
     let model = turn::usable_model(&state, &who.actor(), body.model).await?;
     let (now, uid) = (state.clock.now(), who.user.id);
-    let conv = state
+    let caller = Caller::user(&who.user);
+    let (conv, collections) = state
         .store
-        .run(move |c| store::create(c, now, uid, &body.title, &model, &body.system_prompt))
+        .run(move |c| {
+            c.transaction(|c| {
+                let conv = store::create(c, now, uid, &body.title, &model, &body.system_prompt)?;
+                sources::attach(c, caller, conv.id, &body.collections)?;
+                Ok((conv.clone(), names(sources::attached(c, conv.id)?)))
+            })
+        })
         .await?;
-    Ok(HttpResponse::Created().json(conv))
+    Ok(HttpResponse::Created().json(with_collections(&conv, collections)))
 }
 
 async fn get(
@@ -79,23 +90,30 @@ async fn get(
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let (uid, id) = (who.user.id, path.into_inner());
-    let (conv, msgs) = state
+    let (conv, msgs, collections, mut citations) = state
         .store
         .run(move |c| {
             let conv = store::get(c, uid, id)?;
-            Ok((conv, store::messages(c, id)?))
+            let msgs = store::messages(c, id)?;
+            let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
+            let citations = sources::of_messages(c, uid, &ids)?;
+            Ok((conv, msgs, names(sources::attached(c, id)?), citations))
         })
         .await?;
     let messages: Vec<serde_json::Value> = msgs
         .into_iter()
         .map(|m| {
             let html = (m.role == "assistant").then(|| markdown::to_html(&m.content));
+            let cited = citations.remove(&m.id).unwrap_or_default();
             let mut v = serde_json::to_value(&m).unwrap_or_default();
             v["html"] = serde_json::json!(html);
+            v["citations"] = serde_json::json!(cited);
             v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({"conversation": conv, "messages": messages})))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "conversation": with_collections(&conv, collections), "messages": messages,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -104,6 +122,7 @@ struct UpdateBody {
     title: Option<String>,
     model: Option<String>,
     system_prompt: Option<String>,
+    collections: Option<Vec<String>>,
 }
 
 async fn update(
@@ -117,21 +136,28 @@ async fn update(
     if let Some(m) = &body.model {
         turn::usable_model(&state, &who.actor(), Some(m.clone())).await?;
     }
-    let conv = state
+    let caller = Caller::user(&who.user);
+    let (conv, collections) = state
         .store
         .run(move |c| {
-            store::update(
-                c,
-                now,
-                uid,
-                id,
-                body.title.as_deref(),
-                body.model.as_deref(),
-                body.system_prompt.as_deref(),
-            )
+            c.transaction(|c| {
+                let conv = store::update(
+                    c,
+                    now,
+                    uid,
+                    id,
+                    body.title.as_deref(),
+                    body.model.as_deref(),
+                    body.system_prompt.as_deref(),
+                )?;
+                if let Some(names) = &body.collections {
+                    sources::attach(c, caller, conv.id, names)?;
+                }
+                Ok((conv.clone(), names(sources::attached(c, conv.id)?)))
+            })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(conv))
+    Ok(HttpResponse::Ok().json(with_collections(&conv, collections)))
 }
 
 async fn delete(
@@ -272,4 +298,15 @@ impl futures_core::Stream for Sse {
             })
         })
     }
+}
+
+fn names(attached: Vec<(i64, String)>) -> Vec<String> {
+    attached.into_iter().map(|(_, n)| n).collect()
+}
+
+/// A conversation as the API shows it: with the collections it answers from.
+fn with_collections(conv: &store::Conversation, collections: Vec<String>) -> serde_json::Value {
+    let mut v = serde_json::to_value(conv).unwrap_or_default();
+    v["collections"] = serde_json::json!(collections);
+    v
 }

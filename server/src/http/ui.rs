@@ -127,6 +127,8 @@ pub struct MessageView {
     pub model: Option<String>,
     pub error: Option<String>,
     pub finish_reason: Option<String>,
+    /// The passages the reply was given (those the viewer may still read).
+    pub citations: Vec<crate::chat::sources::Citation>,
 }
 
 #[derive(Template)]
@@ -137,6 +139,19 @@ struct ChatPage {
     messages: Vec<MessageView>,
     models: Vec<ModelEntry>,
     selected_model: String,
+    /// The collections the viewer may read, and whether the chat answers from each.
+    collections: Vec<(String, bool)>,
+}
+
+impl ChatPage {
+    /// How many collections the chat answers from.
+    fn answering(&self) -> usize {
+        self.collections.iter().filter(|c| c.1).count()
+    }
+
+    fn file_url(&self, c: &crate::chat::sources::Citation) -> String {
+        format!("/api/collections/{}/documents/{}/file", encode_component(&c.collection), c.document_id)
+    }
 }
 
 #[derive(Template)]
@@ -314,19 +329,34 @@ async fn chat_page(
     let err = ui_error(&state, "/chat");
     let ChatQuery { c, q } = query.into_inner();
     let uid = who.user.id;
-    let (conversation, messages) = match c {
+    let caller = crate::knowledge::collections::Caller { user_id: Some(uid), admin: false };
+    let readable: Vec<String> = state
+        .store
+        .run(move |c| crate::knowledge::collections::list(c, caller))
+        .await
+        .map_err(&err)?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let (conversation, messages, attached) = match c {
         Some(id) => {
-            let (conv, msgs) = state
+            let (conv, msgs, attached, mut citations) = state
                 .store
                 .run(move |c| {
                     let conv = chat_store::get(c, uid, id)?;
-                    Ok((conv, chat_store::messages(c, id)?))
+                    let msgs = chat_store::messages(c, id)?;
+                    let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
+                    let citations = crate::chat::sources::of_messages(c, uid, &ids)?;
+                    let attached: Vec<String> =
+                        crate::chat::sources::attached(c, id)?.into_iter().map(|(_, n)| n).collect();
+                    Ok((conv, msgs, attached, citations))
                 })
                 .await
                 .map_err(&err)?;
             let views = msgs
                 .into_iter()
                 .map(|m| MessageView {
+                    citations: citations.remove(&m.id).unwrap_or_default(),
                     html: if m.role == "assistant" { markdown::to_html(&m.content) } else { String::new() },
                     id: m.id,
                     role: m.role,
@@ -336,10 +366,11 @@ async fn chat_page(
                     finish_reason: m.finish_reason,
                 })
                 .collect();
-            (Some(conv), views)
+            (Some(conv), views, attached)
         }
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), Vec::new()),
     };
+    let collections = readable.into_iter().map(|n| (n.clone(), attached.contains(&n))).collect();
     let catalog = state.catalog.clone();
     let mut models =
         state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await.map_err(&err)?;
@@ -351,7 +382,10 @@ async fn chat_page(
         .unwrap_or_default();
     let chrome =
         Chrome::for_user(&state, &who, "chat", None).with_chats(&state, uid, q, c).await.map_err(&err)?;
-    Ok(render(&ChatPage { chrome, conversation, messages, models, selected_model }, StatusCode::OK))
+    Ok(render(
+        &ChatPage { chrome, conversation, messages, models, selected_model, collections },
+        StatusCode::OK,
+    ))
 }
 
 async fn render_users(

@@ -302,6 +302,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    conversation_collections (conversation_id, collection_id) {
+        conversation_id -> BigInt,
+        collection_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_citations (message_id, number) {
+        message_id -> BigInt,
+        number -> BigInt,
+        collection_id -> BigInt,
+        document_id -> BigInt,
+        chunk_id -> BigInt,
+        title -> Text,
+        source -> Text,
+        heading -> Text,
+        page -> Nullable<BigInt>,
+        body -> Text,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));
@@ -318,6 +340,9 @@ diesel::joinable!(document_files -> documents (document_id));
 diesel::joinable!(chunks -> documents (document_id));
 diesel::joinable!(ingest_jobs -> collections (collection_id));
 diesel::joinable!(ingest_uploads -> ingest_jobs (job_id));
+diesel::joinable!(conversation_collections -> conversations (conversation_id));
+diesel::joinable!(conversation_collections -> collections (collection_id));
+diesel::joinable!(message_citations -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -337,5 +362,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     document_files,
     chunks,
     ingest_jobs,
-    ingest_uploads
+    ingest_uploads,
+    conversation_collections,
+    message_citations
 );

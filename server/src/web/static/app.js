@@ -43,7 +43,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   async function ensureConversation() {
     if (conversation) return conversation;
-    const res = await api("POST", "/api/conversations", { model: model.value, system_prompt: system.value });
+    const res = await api("POST", "/api/conversations", { model: model.value, system_prompt: system.value, collections: attached() });
     const created = await res.json();
     conversation = String(created.id);
     root.dataset.conversation = conversation;
@@ -97,6 +97,67 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
+  // The collections this chat answers from, as ticked.
+  function attached() {
+    return [...document.querySelectorAll("#sources-picker input[name=collection]:checked")].map((i) => i.value);
+  }
+
+  // A reply's sources under it, each opening to its passage and a link to the file.
+  function renderCitations(li, id, citations) {
+    if (!citations || !citations.length) return;
+    const list = document.createElement("ol");
+    list.className = "citations";
+    list.setAttribute("aria-label", "Sources");
+    for (const c of citations) {
+      const item = document.createElement("li");
+      item.id = `cite-${id}-${c.number}`;
+      item.value = c.number;
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = `${c.place} `;
+      const where = document.createElement("span");
+      where.className = "muted";
+      where.textContent = `${c.collection} · ${c.source}`;
+      summary.append(where);
+      const quote = document.createElement("blockquote");
+      quote.textContent = c.text;
+      const open = document.createElement("a");
+      open.href = `/api/collections/${encodeURIComponent(c.collection)}/documents/${c.document_id}/file`;
+      open.textContent = "Open the file";
+      details.append(summary, quote, open);
+      item.append(details);
+      list.append(item);
+    }
+    li.append(list);
+    linkCitations(li, id);
+  }
+
+  // "[2]" in a reply becomes a link that opens source 2.
+  function linkCitations(li, id) {
+    const body = li.querySelector(".body");
+    if (!body || !li.querySelector(".citations")) return;
+    const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    for (const node of nodes) {
+      const parts = node.textContent.split(/(\[\d+\])/);
+      if (parts.length === 1) continue;
+      const frag = document.createDocumentFragment();
+      for (const part of parts) {
+        const n = /^\[(\d+)\]$/.exec(part);
+        const target = n && li.querySelector(`#cite-${id}-${n[1]}`);
+        if (!target) { frag.append(part); continue; }
+        const a = document.createElement("a");
+        a.className = "cite";
+        a.href = `#${target.id}`;
+        a.textContent = part;
+        a.addEventListener("click", () => { target.querySelector("details").open = true; });
+        frag.append(a);
+      }
+      node.replaceWith(frag);
+    }
+  }
+
   function addEditButton(li) {
     if (!li.classList.contains("user") || li.querySelector(".edit")) return;
     const button = document.createElement("button");
@@ -131,6 +192,7 @@ document.addEventListener("DOMContentLoaded", () => {
       } else if (event === "done") {
         target.body.innerHTML = payload.html; // rendered and sanitised by the server
         target.li.dataset.id = payload.message_id;
+        renderCitations(target.li, payload.message_id, payload.citations);
         addCopyButtons(target.li);
       } else if (event === "error") {
         note(target, payload.message, true);
@@ -222,6 +284,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
   const patch = (body) => conversation && api("PATCH", `/api/conversations/${conversation}`, body).catch((err) => alert(err.message));
   model.addEventListener("change", () => patch({ model: model.value }));
+  for (const box of document.querySelectorAll("#sources-picker input[name=collection]")) {
+    box.addEventListener("change", () => patch({ collections: attached() }));
+  }
   system.addEventListener("change", () => patch({ system_prompt: system.value }));
   title?.addEventListener("change", () => patch({ title: title.value }));
   del?.addEventListener("click", async (event) => {
@@ -231,6 +296,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
+  for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li, li.dataset.id);
   addCopyButtons(messages);
   prompt.focus();
 });
