@@ -530,3 +530,63 @@ fn chat_answers_cite_only_passages_the_user_may_read() {
     let stored = bob.get(&format!("/api/conversations/{id}")).json();
     assert_eq!(stored["messages"][1]["citations"], json!([]), "no longer readable, no longer shown");
 }
+
+/// With the real all-MiniLM-L6-v2 installed, passages are embedded behind ingestion and join
+/// the ranking: a question that shares no word with a passage still finds it by meaning, and
+/// the meaning-based scan keeps to the collections the user may read, as the word index does.
+#[test]
+fn passages_are_found_by_meaning_once_embedded_and_only_where_readable() {
+    let Some(minilm) = ayush_tests::test_model("all-MiniLM-L6-v2/model.safetensors") else { return };
+    let server = Server::start();
+    for (user, role) in [("ada", "admin"), ("bob", "user")] {
+        server.create_user(user, role, PW);
+    }
+    for args in [&["group", "create", "staff"][..], &["group", "add-member", "staff", "bob"]] {
+        assert!(server.ctl_local(args, None).ok);
+    }
+    let token = server.token_for("ada");
+    let mut bob = signed_in(&server, "bob");
+    // Before any embedding model: words alone, and this question has none in common.
+    ctl_ok(&server, &token, &["collections", "create", "Policies", "--group", "staff"]);
+    assert!(server.ctl_local(&["group", "create", "board"], None).ok);
+    ctl_ok(&server, &token, &["collections", "create", "Board", "--group", "board"]);
+    let docs = tempfile::tempdir().unwrap();
+    write(docs.path(), "home.md", "# Home office\n\nEmployees may work from home two days a week.\n");
+    write(docs.path(), "food.md", "# Canteen\n\nThe cafeteria serves lunch at noon.\n");
+    write(docs.path(), "board.md", "# Minutes\n\nThe board agreed that staff may telecommute on Fridays.\n");
+    for f in ["home.md", "food.md"] {
+        ctl_ok(
+            &server,
+            &token,
+            &["collections", "ingest", "Policies", docs.path().join(f).to_str().unwrap()],
+        );
+    }
+    ctl_ok(
+        &server,
+        &token,
+        &["collections", "ingest", "Board", docs.path().join("board.md").to_str().unwrap()],
+    );
+    assert!(hit_sources(&search(&mut bob, "q=telecommuting+rules")).is_empty());
+
+    let minilm = minilm.parent().unwrap().to_str().unwrap().to_string();
+    let out = server.ctl_local(&["models", "import", &minilm, "--name", "minilm"], None);
+    assert!(out.ok, "{}", out.stderr);
+    let mut ada = signed_in(&server, "ada");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = ada.get("/api/admin/index").json();
+        let e = &status["embedding"];
+        if e["model"] == "minilm" && e["embedded"] == e["passages"] && e["in_memory"] == e["passages"] {
+            assert_eq!(e["passages"], 3, "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the passages were never embedded: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let reply = search(&mut bob, "q=telecommuting+rules");
+    assert_eq!(hit_sources(&reply)[0], "home.md", "{}", reply.body);
+    assert_eq!(reply.json()["hits"][0]["highlights"], json!([]), "found by meaning: no words to mark");
+    assert!(!hit_sources(&reply).contains(&"board.md".to_string()), "Board is not Bob's to read");
+    // Words still count: an exact word match ranks first.
+    assert_eq!(hit_sources(&search(&mut bob, "q=cafeteria"))[0], "food.md");
+}

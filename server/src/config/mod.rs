@@ -125,11 +125,21 @@ pub struct KnowledgeConfig {
     pub max_file_mib: u64,
     /// Files extracted and stored at once, per replica.
     pub ingest_workers: usize,
+    /// The embedding model for meaning-based retrieval; empty: the first one installed.
+    pub embedding_model: String,
+    /// The weight of meaning against words in hybrid ranking (0: words only, 1: meaning only).
+    pub vector_weight: f32,
 }
 
 impl Default for KnowledgeConfig {
     fn default() -> Self {
-        KnowledgeConfig { language: "english".into(), max_file_mib: 64, ingest_workers: 2 }
+        KnowledgeConfig {
+            language: "english".into(),
+            max_file_mib: 64,
+            ingest_workers: 2,
+            embedding_model: String::new(),
+            vector_weight: 0.5,
+        }
     }
 }
 
@@ -287,6 +297,17 @@ impl Config {
         }
         if !(1..=32).contains(&self.knowledge.ingest_workers) {
             return bad("knowledge.ingest_workers must be between 1 and 32".into());
+        }
+        if !(0.0..=1.0).contains(&self.knowledge.vector_weight) {
+            return bad("knowledge.vector_weight must be between 0 and 1".into());
+        }
+        if !self.knowledge.embedding_model.is_empty()
+            && ayush_models::validate_name(&self.knowledge.embedding_model).is_err()
+        {
+            return bad(format!(
+                "knowledge.embedding_model = {:?} is not a model name",
+                self.knowledge.embedding_model
+            ));
         }
         if self.log.level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
             return bad(format!("log.level = {:?} is not a valid filter", self.log.level));

@@ -292,7 +292,19 @@ fn form_pairs(query: &str) -> AppResult<Vec<(String, String)>> {
 }
 
 async fn index_status(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.knowledge.index.status()))
+    let mut status = serde_json::to_value(state.knowledge.index.status()).map_err(AppError::internal)?;
+    let vectors = state.knowledge.vectors.status();
+    let progress = match vectors.model.clone() {
+        Some(model) => Some(state.store.run(move |c| knowledge::vectors::progress(c, &model)).await?),
+        None => None,
+    };
+    status["embedding"] = json!({
+        "model": vectors.model,
+        "in_memory": vectors.embedded,
+        "passages": progress.map(|p| p.0),
+        "embedded": progress.map(|p| p.1),
+    });
+    Ok(HttpResponse::Ok().json(status))
 }
 
 async fn rebuild(state: web::Data<AppState>, who: Authed<AdminOnly>) -> AppResult<HttpResponse> {

@@ -323,3 +323,8 @@ pub fn passages_after(conn: &mut Conn, after: i64, limit: i64) -> AppResult<Vec<
         .limit(limit)
         .load(c))?)
 }
+
+/// These passages, in no particular order; those since removed are not there.
+pub fn passages_by_ids(conn: &mut Conn, ids: &[i64]) -> AppResult<Vec<Passage>> {
+    Ok(with_conn!(conn, |c| passages().filter(chunks::id.eq_any(ids)).load(c))?)
+}

@@ -374,7 +374,7 @@ impl Drop for SearchIndex {
 }
 
 /// The start of a passage, cut at a word, for hits that matched only the title or heading.
-fn lead(text: &str, max: usize) -> String {
+pub(crate) fn lead(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

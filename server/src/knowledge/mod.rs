@@ -12,6 +12,7 @@ pub mod extract;
 pub mod feed;
 pub mod index;
 pub mod jobs;
+pub mod vectors;
 
 use crate::audit::Actor;
 use crate::config::KnowledgeConfig;
@@ -43,6 +44,13 @@ pub struct Knowledge {
     queued: tokio::sync::Notify,
     /// Rung when a job ends, for those waiting on one.
     ended: tokio::sync::Notify,
+    /// Passage vectors, for meaning-based ranking.
+    pub vectors: vectors::Vectors,
+    /// `knowledge.embedding_model` (empty: the first installed).
+    embedding_model: String,
+    vector_weight: f32,
+    /// The embedding engine in use, for embedding queries.
+    engine: std::sync::Mutex<Option<ayush_models::EmbedEngine>>,
 }
 
 impl Knowledge {
@@ -55,6 +63,10 @@ impl Knowledge {
             workers: cfg.ingest_workers,
             queued: tokio::sync::Notify::new(),
             ended: tokio::sync::Notify::new(),
+            vectors: vectors::Vectors::default(),
+            embedding_model: cfg.embedding_model.clone(),
+            vector_weight: cfg.vector_weight,
+            engine: std::sync::Mutex::new(None),
         })
     }
 }
@@ -100,16 +112,170 @@ pub async fn search(
         })
         .await?;
     let ids: Vec<i64> = readable.keys().copied().collect();
-    let (knowledge, query) = (knowledge.clone(), query.to_string());
-    let hits = tokio::task::spawn_blocking(move || knowledge.index.search(&query, &ids, limit))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    let hits = ranked(store, knowledge, query, ids, limit).await?;
     Ok(hits
         .into_iter()
         // The index answers only collections in `ids`; one removed since is dropped here.
         .filter_map(|found| Some(Hit { collection: readable.get(&found.collection_id)?.clone(), found }))
         .collect())
+}
+
+/// Reciprocal rank fusion's damping: a hit's share is weight / (RRF_K + rank).
+const RRF_K: f32 = 60.0;
+
+/// The best `limit` passages of `ids` for `query`: by words (BM25) alone, or fused with
+/// meaning when an embedding model is in use and `knowledge.vector_weight` is above 0.
+async fn ranked(
+    store: &Store,
+    knowledge: &SharedKnowledge,
+    query: &str,
+    ids: Vec<i64>,
+    limit: usize,
+) -> AppResult<Vec<index::IndexHit>> {
+    let engine = knowledge.engine.lock().map(|e| e.clone()).unwrap_or(None);
+    let weight = knowledge.vector_weight;
+    let hybrid = engine.filter(|_| weight > 0.0 && knowledge.vectors.status().embedded > 0);
+    let depth = if hybrid.is_some() { (limit * 4).clamp(40, 200) } else { limit };
+    let words = {
+        let (knowledge, query, ids) = (knowledge.clone(), query.to_string(), ids.clone());
+        tokio::task::spawn_blocking(move || knowledge.index.search(&query, &ids, depth))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(AppError::internal)?
+    };
+    let Some(engine) = hybrid else { return Ok(words) };
+    let query_vector = match engine.embed(vec![query.to_string()]).await {
+        Ok((mut v, _)) if !v.is_empty() => v.swap_remove(0),
+        // Meaning is a refinement: if the model cannot answer now, words still do.
+        _ => return Ok(words.into_iter().take(limit).collect()),
+    };
+    let meaning = {
+        let knowledge = knowledge.clone();
+        tokio::task::spawn_blocking(move || knowledge.vectors.search(&query_vector, &ids, depth))
+            .await
+            .map_err(AppError::internal)?
+    };
+    let mut fused: Vec<(i64, f32)> = Vec::new();
+    let mut add = |chunk: i64, share: f32| match fused.iter_mut().find(|(c, _)| *c == chunk) {
+        Some((_, s)) => *s += share,
+        None => fused.push((chunk, share)),
+    };
+    for (rank, hit) in words.iter().enumerate() {
+        add(hit.chunk_id, (1.0 - weight) / (RRF_K + rank as f32 + 1.0));
+    }
+    for (rank, (chunk, _)) in meaning.iter().enumerate() {
+        add(*chunk, weight / (RRF_K + rank as f32 + 1.0));
+    }
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1));
+    fused.truncate(limit);
+    let mut by_words: std::collections::HashMap<i64, index::IndexHit> =
+        words.into_iter().map(|h| (h.chunk_id, h)).collect();
+    let only_meaning: Vec<i64> = fused.iter().map(|f| f.0).filter(|c| !by_words.contains_key(c)).collect();
+    let mut fetched: std::collections::HashMap<i64, documents::Passage> = store
+        .run(move |c| documents::passages_by_ids(c, &only_meaning))
+        .await?
+        .into_iter()
+        .map(|p| (p.chunk_id, p))
+        .collect();
+    Ok(fused
+        .into_iter()
+        .filter_map(|(chunk, score)| {
+            if let Some(mut hit) = by_words.remove(&chunk) {
+                hit.score = score;
+                return Some(hit);
+            }
+            // Found by meaning alone: no words to mark.
+            let p = fetched.remove(&chunk)?;
+            Some(index::IndexHit {
+                chunk_id: p.chunk_id,
+                document_id: p.document_id,
+                collection_id: p.collection_id,
+                title: p.title,
+                source: p.source,
+                heading: p.heading,
+                page: p.page.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0),
+                snippet: index::lead(&p.body, 280),
+                text: p.body,
+                highlights: Vec::new(),
+                score,
+            })
+        })
+        .collect())
+}
+
+/// The embedding model passages are embedded with: the configured one, else the first
+/// installed; none means ranking by words alone.
+fn embedding_model(state: &AppState) -> Option<(String, usize)> {
+    let entries = state.catalog.list().ok()?;
+    let usable = |e: &&crate::catalog::ModelEntry| e.manifest.as_ref().is_some_and(|m| m.is_embedding());
+    let wanted = &state.knowledge.embedding_model;
+    let entry = if wanted.is_empty() {
+        entries.iter().find(usable)
+    } else {
+        entries.iter().filter(usable).find(|e| &e.name == wanted)
+    }?;
+    let dims = entry.manifest.as_ref()?.dimensions?;
+    Some((entry.name.clone(), dims))
+}
+
+/// Embeds passages behind ingestion, a batch at a time, and keeps this replica's vectors in
+/// step with the database.
+async fn embed_behind(state: AppState) {
+    const BATCH: i64 = 32;
+    loop {
+        let waiting = state.knowledge.ended.notified();
+        let Some((model, dims)) = embedding_model(&state) else {
+            if let Ok(mut e) = state.knowledge.engine.lock() {
+                *e = None;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+            continue;
+        };
+        let engine = match state.catalog.embedder(&model).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(%model, error = %e.message, "cannot load the embedding model; ranking by words alone");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                continue;
+            }
+        };
+        if let Ok(mut e) = state.knowledge.engine.lock() {
+            *e = Some(engine.clone());
+        }
+        let (knowledge, store, m) = (state.knowledge.clone(), state.store.clone(), model.clone());
+        let refreshed =
+            tokio::task::spawn_blocking(move || knowledge.vectors.refresh(&store, &m, dims)).await;
+        if let Ok(Err(e)) = refreshed {
+            tracing::warn!(error = %e.message, "cannot load passage vectors");
+        }
+        let m = model.clone();
+        let batch = match state.store.run(move |c| vectors::missing(c, &m, BATCH)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "cannot read passages to embed");
+                tokio::time::sleep(JOB_POLL).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            let _ = tokio::time::timeout(JOB_POLL, waiting).await;
+            continue;
+        }
+        let (ids, texts): (Vec<i64>, Vec<String>) = batch.into_iter().unzip();
+        match engine.embed(texts).await {
+            Ok((vectors, _)) => {
+                let pairs: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
+                let m = model.clone();
+                if let Err(e) = state.store.run(move |c| vectors::keep(c, &m, &pairs)).await {
+                    tracing::warn!(error = %e.message, "cannot store passage vectors");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the embedding model is busy; embedding later");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Queues one file for a collection `caller` manages. A file the collection already holds
@@ -172,6 +338,7 @@ pub fn start_workers(state: &AppState) {
     for _ in 0..state.knowledge.workers {
         actix_web::rt::spawn(worker(state.clone()));
     }
+    actix_web::rt::spawn(embed_behind(state.clone()));
 }
 
 async fn worker(state: AppState) {

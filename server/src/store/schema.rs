@@ -324,6 +324,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    chunk_embeddings (seq) {
+        seq -> BigInt,
+        chunk_id -> BigInt,
+        model -> Text,
+        vector -> Binary,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));
@@ -343,6 +352,7 @@ diesel::joinable!(ingest_uploads -> ingest_jobs (job_id));
 diesel::joinable!(conversation_collections -> conversations (conversation_id));
 diesel::joinable!(conversation_collections -> collections (collection_id));
 diesel::joinable!(message_citations -> messages (message_id));
+diesel::joinable!(chunk_embeddings -> chunks (chunk_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -364,5 +374,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     ingest_jobs,
     ingest_uploads,
     conversation_collections,
-    message_citations
+    message_citations,
+    chunk_embeddings
 );

@@ -1,0 +1,9 @@
+-- Dense vectors of passages, filled in behind ingestion by the embedding model. `seq` lets each
+-- replica load the vectors it has not seen; `vector` is little-endian f32.
+CREATE TABLE chunk_embeddings (
+    seq BIGSERIAL PRIMARY KEY,
+    chunk_id BIGINT NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    vector BYTEA NOT NULL,
+    UNIQUE (chunk_id, model)
+);
