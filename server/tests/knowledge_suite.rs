@@ -153,6 +153,8 @@ fn collections_follow_their_rules(db: &TestDb) {
             // Who manages what.
             assert_eq!(collections::managed(c, bob, "HR policies").unwrap_err().kind, ErrorKind::Forbidden);
             assert_eq!(collections::managed(c, admin, "bob notes").unwrap_err().kind, ErrorKind::Forbidden);
+            let unseen = collections::managed(c, eve, "HR policies").unwrap_err();
+            assert_eq!(unseen.kind, ErrorKind::NotFound, "who cannot read it is not told it exists");
             collections::managed(c, bob, "bob notes")?;
             collections::managed(c, admin, "HR policies")?;
 

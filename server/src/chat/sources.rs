@@ -16,8 +16,16 @@ use std::collections::{BTreeMap, HashMap};
 
 /// At most this many passages go into a prompt…
 pub const MAX_SOURCES: usize = 6;
-/// …and at most this much of their text (about 1,500 tokens), whatever the model's context.
+/// …and at most this much of their text (about 1,500 tokens), or a third of a smaller model's
+/// context window (see [`budget`]).
 pub const MAX_SOURCE_CHARS: usize = 6000;
+
+/// The characters of passages a prompt may hold for a model with this context window (in
+/// tokens; unknown for remote models): a third of it at about four characters a token, leaving
+/// the rest to the conversation and the answer.
+pub fn budget(context_tokens: Option<usize>) -> usize {
+    context_tokens.map_or(MAX_SOURCE_CHARS, |t| (t * 4 / 3).min(MAX_SOURCE_CHARS))
+}
 /// Collections one conversation may answer from.
 pub const MAX_COLLECTIONS: usize = 20;
 
@@ -98,13 +106,14 @@ pub fn attach(conn: &mut Conn, caller: Caller, conversation_id: i64, names: &[St
 }
 
 /// The passages for `question` from the conversation's collections that the user may read
-/// now, numbered from 1, within [`MAX_SOURCES`] and [`MAX_SOURCE_CHARS`].
+/// now, numbered from 1, at most [`MAX_SOURCES`] and `budget` characters.
 pub async fn retrieve(
     store: &Store,
     knowledge: &SharedKnowledge,
     caller: Caller,
     conversation_id: i64,
     question: &str,
+    budget: usize,
 ) -> AppResult<Vec<Citation>> {
     let Some(user_id) = caller.user_id else { return Ok(Vec::new()) };
     let names: Vec<String> = store
@@ -127,8 +136,8 @@ pub async fn retrieve(
     let mut used = 0;
     for hit in hits {
         let f = hit.found;
-        if used + f.text.len() > MAX_SOURCE_CHARS && !out.is_empty() {
-            break;
+        if used + f.text.len() > budget {
+            continue; // a shorter one further down may still fit
         }
         used += f.text.len();
         out.push(Citation {
@@ -256,5 +265,6 @@ mod tests {
         assert!(s.starts_with("Answer from the numbered sources"));
         assert_eq!(place("Leave", "Leave › Parental", None), "Leave › Parental");
         assert_eq!(place("Leave", "", Some(2)), "Leave, page 2");
+        assert_eq!((budget(None), budget(Some(32768)), budget(Some(2048))), (6000, 6000, 2730));
     }
 }

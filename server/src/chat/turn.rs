@@ -181,7 +181,16 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     let question =
         prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     let caller = crate::knowledge::collections::Caller::user(&turn.user);
-    let cited = sources::retrieve(&state.store, &state.knowledge, caller, conv_id, &question).await?;
+    let window = state.catalog.manifest(&model).ok().map(|m| m.context_length);
+    let cited = sources::retrieve(
+        &state.store,
+        &state.knowledge,
+        caller,
+        conv_id,
+        &question,
+        sources::budget(window),
+    )
+    .await?;
     if !cited.is_empty() {
         let told = sources::instructions(&cited);
         match prompt.first_mut().filter(|m| m.role == "system") {

@@ -142,10 +142,16 @@ fn may_manage(caller: Caller, row: &Row) -> bool {
     }
 }
 
-/// The collection, if `caller` may change what it holds.
+/// The collection, if `caller` may change what it holds. Someone who may not even read it is
+/// told it does not exist, as by [`readable`].
 pub fn managed(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Row> {
     let row = row(conn, name)?;
     if !may_manage(caller, &row) {
+        if !caller.admin && readable(conn, caller, name).is_err() {
+            return Err(AppError::not_found(format!(
+                "there is no collection named {name:?} that you may read"
+            )));
+        }
         return Err(AppError::forbidden(match row.owner_id {
             Some(_) => format!("the collection {name:?} is someone's personal collection"),
             None => format!("only admins change the shared collection {name:?}"),

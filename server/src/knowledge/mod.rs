@@ -203,6 +203,15 @@ async fn ranked(
         .collect())
 }
 
+impl Knowledge {
+    /// Embeds queries with `engine` from now on (`None`: rank by words alone).
+    pub fn embed_queries_with(&self, engine: Option<ayush_models::EmbedEngine>) {
+        if let Ok(mut e) = self.engine.lock() {
+            *e = engine;
+        }
+    }
+}
+
 /// The embedding model passages are embedded with: the configured one, else the first
 /// installed; none means ranking by words alone.
 fn embedding_model(state: &AppState) -> Option<(String, usize)> {
@@ -225,9 +234,7 @@ async fn embed_behind(state: AppState) {
     loop {
         let waiting = state.knowledge.ended.notified();
         let Some((model, dims)) = embedding_model(&state) else {
-            if let Ok(mut e) = state.knowledge.engine.lock() {
-                *e = None;
-            }
+            state.knowledge.embed_queries_with(None);
             let _ = tokio::time::timeout(Duration::from_secs(10), waiting).await;
             continue;
         };
@@ -239,9 +246,7 @@ async fn embed_behind(state: AppState) {
                 continue;
             }
         };
-        if let Ok(mut e) = state.knowledge.engine.lock() {
-            *e = Some(engine.clone());
-        }
+        state.knowledge.embed_queries_with(Some(engine.clone()));
         let (knowledge, store, m) = (state.knowledge.clone(), state.store.clone(), model.clone());
         let refreshed =
             tokio::task::spawn_blocking(move || knowledge.vectors.refresh(&store, &m, dims)).await;
