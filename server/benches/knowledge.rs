@@ -276,6 +276,26 @@ fn main() {
             ms(p99)
         );
         s.knowledge.embed_queries_with(None);
+        // Where that time goes: embedding the query, and the scan.
+        let (mut embed, mut scan) = (Vec::new(), Vec::new());
+        let readable = [1i64, 2, 3];
+        for q in &queries {
+            let started = Instant::now();
+            let (mut v, _) = s.rt.block_on(engine.embed(vec![q.clone()])).unwrap();
+            embed.push(started.elapsed());
+            let started = Instant::now();
+            s.knowledge.vectors.search(&v.swap_remove(0), &readable, 160);
+            scan.push(started.elapsed());
+        }
+        embed.sort();
+        scan.sort();
+        println!(
+            "    of which embedding the query: p50 {} p99 {}; scanning the vectors: p50 {} p99 {}",
+            ms(percentile(&embed, 0.5)),
+            ms(percentile(&embed, 0.99)),
+            ms(percentile(&scan, 0.5)),
+            ms(percentile(&scan, 0.99))
+        );
 
         // Embedding throughput on the corpus's own passages, one engine thread.
         let sample: Vec<String> = s
