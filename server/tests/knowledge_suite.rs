@@ -191,10 +191,17 @@ fn documents_are_stored_once_and_replaced_when_changed(db: &TestDb) {
         passages.iter().map(|p| p.chunk_id).collect()
     };
     let before = passage_ids(first.document.id);
+    // Both passages embedded, as the background task would.
+    let vectors: Vec<(i64, Vec<f32>)> = before.iter().map(|&id| (id, vec![0.6, 0.8])).collect();
+    store.run_blocking(|c| knowledge::vectors::keep(c, "m", &vectors)).unwrap();
     let edited = text.replace("Tag the commit and push.", "Tag the commit, then push.");
     let replaced = add(store, admin, "Wiki", "eng/setup.md", &edited);
     assert_eq!((replaced.status, replaced.document.id), (Status::Replaced, first.document.id));
     assert_ne!(passage_ids(first.document.id), before, "the passages were replaced");
+    // The unchanged passage keeps its vector under its new id; only the edited one needs one.
+    let missing = store.run_blocking(|c| knowledge::vectors::missing(c, "m", 10)).unwrap();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].1.contains("Tag the commit, then push."), "{missing:?}");
     assert!(store.run_blocking(knowledge::feed::head).unwrap() > head, "the change is on the feed");
     assert_eq!(store.run_blocking(|c| documents::file(c, first.document.id)).unwrap(), edited.as_bytes());
 

@@ -83,7 +83,13 @@ async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
         .await
         .unwrap();
     c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
-    let source = text_when(c, ".msg.assistant .citations li", "leave.md").await;
+    // The sources come with the end of the answer: give a slow CPU time to finish it.
+    c.wait()
+        .at_most(std::time::Duration::from_secs(180))
+        .for_element(Locator::Css(".msg.assistant .citations li"))
+        .await
+        .expect("the answer ended with its sources");
+    let source = text_of(c, ".msg.assistant .citations li").await;
     assert!(source.contains("Leave › Parental leave") && source.contains("kim notes · leave.md"), "{source}");
     let reply = text_of(c, ".msg.assistant .body").await;
     assert!(!reply.trim().is_empty());

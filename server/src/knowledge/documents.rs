@@ -9,7 +9,7 @@ use super::feed;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::store::Conn;
-use crate::store::schema::{chunks, collections, document_files, documents};
+use crate::store::schema::{chunk_embeddings, chunks, collections, document_files, documents};
 use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -57,6 +57,44 @@ pub struct Prepared {
     pub title: String,
     pub pages: Option<u32>,
     pub chunks: Vec<Chunk>,
+}
+
+/// The vectors of a document's passages, by passage key: (key, model, vector).
+fn vectors_by_key(conn: &mut Conn, document_id: i64) -> AppResult<Vec<(String, String, Vec<u8>)>> {
+    Ok(with_conn!(conn, |c| chunk_embeddings::table
+        .inner_join(chunks::table)
+        .filter(chunks::document_id.eq(document_id))
+        .select((chunks::chunk_key, chunk_embeddings::model, chunk_embeddings::vector))
+        .load(c))?)
+}
+
+/// Gives the new passages of a replaced document the vectors their unchanged predecessors had
+/// (same key: same source and text), so only what changed is embedded again.
+fn reuse_vectors(conn: &mut Conn, document_id: i64, kept: Vec<(String, String, Vec<u8>)>) -> AppResult<()> {
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let fresh: Vec<(i64, String)> = with_conn!(&mut *conn, |c| chunks::table
+        .filter(chunks::document_id.eq(document_id))
+        .select((chunks::id, chunks::chunk_key))
+        .load(c))?;
+    let ids: std::collections::HashMap<&str, i64> =
+        fresh.iter().map(|(id, key)| (key.as_str(), *id)).collect();
+    let rows: Vec<_> = kept
+        .iter()
+        .filter_map(|(key, model, vector)| {
+            let id = ids.get(key.as_str())?;
+            Some((
+                chunk_embeddings::chunk_id.eq(*id),
+                chunk_embeddings::model.eq(model),
+                chunk_embeddings::vector.eq(vector),
+            ))
+        })
+        .collect();
+    for batch in rows.chunks(300) {
+        with_conn!(&mut *conn, |c| diesel::insert_into(chunk_embeddings::table).values(batch).execute(c))?;
+    }
+    Ok(())
 }
 
 /// A passage with what the index stores beside it.
@@ -187,11 +225,13 @@ pub fn store(
         .optional()?;
         let pages = p.pages.map(i64::from);
         let count = p.chunks.len() as i64;
+        let mut kept_vectors = Vec::new();
         let (id, status) = match existing {
             Some((id, sha)) if sha == p.sha256 => {
                 return Ok(Ingested { status: Status::Unchanged, document: get(conn, id)? });
             }
             Some((id, _)) => {
+                kept_vectors = vectors_by_key(conn, id)?;
                 with_conn!(&mut *conn, |c| diesel::delete(chunks::table.filter(chunks::document_id.eq(id)))
                     .execute(c))?;
                 with_conn!(&mut *conn, |c| diesel::delete(document_files::table.find(id)).execute(c))?;
@@ -246,6 +286,7 @@ pub fn store(
                 .collect();
             with_conn!(&mut *conn, |c| diesel::insert_into(chunks::table).values(&rows).execute(c))?;
         }
+        reuse_vectors(conn, id, kept_vectors)?;
         with_conn!(&mut *conn, |c| diesel::insert_into(document_files::table)
             .values((document_files::document_id.eq(id), document_files::content.eq(&p.bytes)))
             .execute(c))?;
