@@ -79,6 +79,13 @@ pub trait Backend {
     /// Adds one file under the name `source`; the answer says whether it was added, replaced
     /// or unchanged.
     fn add_document(&self, collection: &str, source: &str, file: &std::path::Path) -> Result<Value, String>;
+    /// Admins' assistants: a model, instructions and collections.
+    fn list_presets(&self) -> Result<Value, String>;
+    /// Makes one from the body `POST /api/admin/presets` takes.
+    fn create_preset(&self, body: Value) -> Result<Value, String>;
+    /// Changes one with the body `PATCH /api/admin/presets/NAME` takes.
+    fn change_preset(&self, name: &str, body: Value) -> Result<Value, String>;
+    fn remove_preset(&self, name: &str) -> Result<(), String>;
     /// Empties the full-text index and builds it again from the database.
     fn rebuild_index(&self) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.

@@ -7,6 +7,7 @@ use ayush_server::audit::{self, Actor, Event, Outcome};
 use ayush_server::auth::ldap::Directory;
 use ayush_server::auth::{Role, directory_sync, groups, mapping, password, tokens, users};
 use ayush_server::catalog::{Catalog, access, providers};
+use ayush_server::chat::presets;
 use ayush_server::clock::{Clock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
@@ -534,6 +535,34 @@ impl Backend for Local {
                 .run_blocking(|c| documents::store(c, self.now(), &self.actor, &row, &prepared))
                 .map_err(err)?,
         )
+    }
+
+    fn list_presets(&self) -> Result<Value, String> {
+        to_json(self.store.run_blocking(presets::list).map_err(err)?)
+    }
+
+    fn create_preset(&self, body: Value) -> Result<Value, String> {
+        let body: presets::PresetBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let catalog = self.catalog();
+        to_json(
+            self.store
+                .run_blocking(|c| presets::create(c, self.now(), &self.actor, &catalog, body))
+                .map_err(err)?,
+        )
+    }
+
+    fn change_preset(&self, name: &str, body: Value) -> Result<Value, String> {
+        let body: presets::PresetBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let catalog = self.catalog();
+        to_json(
+            self.store
+                .run_blocking(|c| presets::change(c, self.now(), &self.actor, &catalog, name, body))
+                .map_err(err)?,
+        )
+    }
+
+    fn remove_preset(&self, name: &str) -> Result<(), String> {
+        self.store.run_blocking(|c| presets::remove(c, self.now(), &self.actor, name)).map_err(err)
     }
 
     fn rebuild_index(&self) -> Result<Value, String> {

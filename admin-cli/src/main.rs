@@ -74,6 +74,10 @@ enum Command {
     /// Document collections: who reads them, and the files in them.
     #[command(subcommand)]
     Collections(CollectionsCommand),
+    /// Assistants: a model with standing instructions and the collections it answers from
+    /// ("HR assistant"), offered in the chat's model picker.
+    #[command(subcommand)]
+    Assistants(PresetsCommand),
     /// The full-text index over collections (rebuildable from the database).
     #[command(subcommand)]
     Index(IndexCommand),
@@ -242,6 +246,68 @@ enum CollectionsCommand {
     /// List the documents in a collection.
     Documents { name: String },
     /// Remove a collection and every document in it.
+    Remove { name: String },
+}
+
+#[derive(Args)]
+struct PresetFields {
+    /// The model it chats with (a local model, or PROVIDER/MODEL).
+    #[arg(long)]
+    model: Option<String>,
+    /// Its standing instructions.
+    #[arg(long, conflicts_with = "system_prompt_file")]
+    system_prompt: Option<String>,
+    /// Its standing instructions, from a file.
+    #[arg(long, value_name = "FILE")]
+    system_prompt_file: Option<PathBuf>,
+    #[arg(long)]
+    description: Option<String>,
+    /// A shared collection it answers from (repeat for more; given, the list replaces the old).
+    #[arg(long = "collection", value_name = "NAME")]
+    collections: Option<Vec<String>>,
+}
+
+impl PresetFields {
+    fn body(self, name: Option<String>) -> Result<Value, String> {
+        let system_prompt = match (self.system_prompt, self.system_prompt_file) {
+            (Some(text), _) => Some(text),
+            (None, Some(file)) => {
+                Some(std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?)
+            }
+            (None, None) => None,
+        };
+        let mut body = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.into(), v);
+            }
+        };
+        put("name", name.map(Value::from));
+        put("model", self.model.map(Value::from));
+        put("system_prompt", system_prompt.map(Value::from));
+        put("description", self.description.map(Value::from));
+        put("collections", self.collections.map(|c| json!(c)));
+        Ok(Value::Object(body))
+    }
+}
+
+#[derive(Subcommand)]
+enum PresetsCommand {
+    /// List assistants.
+    List,
+    /// Make an assistant (--model is required).
+    Create {
+        name: String,
+        #[command(flatten)]
+        fields: PresetFields,
+    },
+    /// Change an assistant's model, instructions, description or collections.
+    Set {
+        name: String,
+        #[command(flatten)]
+        fields: PresetFields,
+    },
+    /// Remove an assistant; chats started with it go on with its model alone.
     Remove { name: String },
 }
 
@@ -681,6 +747,19 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Index(IndexCommand::Rebuild) => out.object(&backend.rebuild_index()?),
+        Command::Assistants(cmd) => match cmd {
+            PresetsCommand::List => out.list(&backend.list_presets()?, output::PRESET_COLUMNS),
+            PresetsCommand::Create { name, fields } => {
+                out.object(&backend.create_preset(fields.body(Some(name))?)?)
+            }
+            PresetsCommand::Set { name, fields } => {
+                out.object(&backend.change_preset(&name, fields.body(None)?)?)
+            }
+            PresetsCommand::Remove { name } => {
+                backend.remove_preset(&name)?;
+                out.done(&format!("removed assistant {name}"))
+            }
+        },
         Command::Sso(cmd) => match cmd {
             SsoCommand::Map { directory_group, role, group } => {
                 if role.is_none() && group.is_none() {

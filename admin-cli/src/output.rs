@@ -15,6 +15,7 @@ pub const PROVIDER_COLUMNS: &[&str] = &["name", "kind", "base_url", "has_api_key
 pub const COLLECTION_COLUMNS: &[&str] =
     &["name", "personal", "owner", "readers", "documents", "chunks", "description"];
 pub const DOCUMENT_COLUMNS: &[&str] = &["id", "source", "title", "format", "bytes", "chunks", "sha256"];
+pub const PRESET_COLUMNS: &[&str] = &["name", "model", "collections", "description"];
 pub const MAPPING_COLUMNS: &[&str] = &["id", "directory_group", "role", "group"];
 pub const HOLD_COLUMNS: &[&str] = &["username", "reason", "placed_by", "placed_at"];
 pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];

@@ -310,6 +310,22 @@ impl Backend for Remote {
         self.reply(result)
     }
 
+    fn list_presets(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/presets", Body::None)
+    }
+
+    fn create_preset(&self, body: Value) -> Result<Value, String> {
+        self.call("POST", "/api/admin/presets", Body::Json(&body))
+    }
+
+    fn change_preset(&self, name: &str, body: Value) -> Result<Value, String> {
+        self.call("PATCH", &format!("/api/admin/presets/{}", seg(name)), Body::Json(&body))
+    }
+
+    fn remove_preset(&self, name: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/admin/presets/{}", seg(name)), Body::None).map(drop)
+    }
+
     fn rebuild_index(&self) -> Result<Value, String> {
         self.call("POST", "/api/admin/index/rebuild", Body::Json(&json!({})))
     }

@@ -421,46 +421,7 @@ fn office_and_pdf_files_are_read_and_hostile_ones_fail_alone() {
 #[test]
 fn chat_answers_cite_only_passages_the_user_may_read() {
     use ayush_tests::sse_events;
-    use ayush_tests::upstream::{KEY, Upstream};
-    let upstream = Upstream::start(1);
-    let server = Server::start();
-    for (user, role) in [("ada", "admin"), ("bob", "user"), ("eve", "user")] {
-        server.create_user(user, role, PW);
-    }
-    for args in [&["group", "create", "hr"][..], &["group", "add-member", "hr", "bob"]] {
-        assert!(server.ctl_local(args, None).ok);
-    }
-    let token = server.token_for("ada");
-    let url = format!("{}/v1", upstream.url());
-    let added = server.ctl_remote(
-        &token,
-        &[
-            "providers",
-            "add",
-            "lab",
-            "--kind",
-            "openai",
-            "--base-url",
-            &url,
-            "--model",
-            "echo",
-            "--api-key-stdin",
-        ],
-        Some(KEY),
-    );
-    assert!(added.ok, "{}", added.stderr);
-    ctl_ok(&server, &token, &["collections", "create", "HR policies", "--group", "hr"]);
-    let docs = tempfile::tempdir().unwrap();
-    write(
-        docs.path(),
-        "leave.md",
-        "# Leave\n\n## Parental leave\n\nParents take twenty-six weeks of parental leave.\n",
-    );
-    ctl_ok(
-        &server,
-        &token,
-        &["collections", "ingest", "HR policies", docs.path().join("leave.md").to_str().unwrap()],
-    );
+    let (upstream, server, token) = hr_policies_and_an_echo_model();
 
     let mut bob = signed_in(&server, "bob");
     let made = bob.send_json(
@@ -589,4 +550,136 @@ fn passages_are_found_by_meaning_once_embedded_and_only_where_readable() {
     assert!(!hit_sources(&reply).contains(&"board.md".to_string()), "Board is not Bob's to read");
     // Words still count: an exact word match ranks first.
     assert_eq!(hit_sources(&search(&mut bob, "q=cafeteria"))[0], "food.md");
+}
+
+/// An admin's assistant ("HR assistant"): a model, standing instructions and a collection.
+/// Whoever chats with it gets its instructions, and its collection's passages only if they may
+/// read that collection themselves.
+#[test]
+fn an_assistant_brings_its_instructions_and_collections_read_with_the_users_rights() {
+    use ayush_tests::sse_events;
+    let (upstream, server, token) = hr_policies_and_an_echo_model();
+    let made = ctl_ok(
+        &server,
+        &token,
+        &[
+            "assistants",
+            "create",
+            "hr-assistant",
+            "--model",
+            "lab/echo",
+            "--collection",
+            "HR policies",
+            "--system-prompt",
+            "You are the HR assistant of Example Corp.",
+            "--description",
+            "Answers from HR policies",
+        ],
+    );
+    assert_eq!(made["collections"], json!(["HR policies"]));
+    let bad = server.ctl_remote(&token, &["assistants", "create", "x", "--model", "no-such-model"], None);
+    assert!(!bad.ok && bad.stderr.contains("no model named"), "{}", bad.stderr);
+    assert!(server.ctl_remote(&token, &["assistants", "list"], None).stdout.contains("hr-assistant"));
+
+    // Bob reads HR policies: the assistant's instructions and its passage.
+    let mut bob = signed_in(&server, "bob");
+    let offered = bob.get("/api/presets").json();
+    assert_eq!(offered[0]["name"], "hr-assistant");
+    let conv = bob.send_json("POST", "/api/conversations", &json!({"preset": "hr-assistant"}));
+    assert_eq!(conv.status, 201, "{}", conv.body);
+    assert_eq!(
+        (conv.json()["model"].as_str(), conv.json()["preset"].as_str()),
+        (Some("lab/echo"), Some("hr-assistant"))
+    );
+    let id = conv.json()["id"].as_i64().unwrap();
+    let reply = bob.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "parental leave?"}),
+    );
+    let (_, done) = sse_events(&reply.body).last().unwrap().clone();
+    assert_eq!(done["citations"][0]["source"], "leave.md", "{done}");
+    let system =
+        upstream.received("/chat/completions").last().unwrap().body["messages"][0]["content"].clone();
+    let system = system.as_str().unwrap();
+    assert!(
+        system.starts_with("You are the HR assistant of Example Corp.")
+            && system.contains("twenty-six weeks"),
+        "{system}"
+    );
+    let page = bob.get(&format!("/chat?c={id}")).body;
+    assert!(
+        page.contains("value=\"preset:hr-assistant\" title=\"Answers from HR policies\" selected"),
+        "{page}"
+    );
+
+    // Eve is not in hr: the same assistant, its instructions, none of its collection.
+    let mut eve = signed_in(&server, "eve");
+    let conv = eve.send_json("POST", "/api/conversations", &json!({"preset": "hr-assistant"}));
+    let id = conv.json()["id"].as_i64().unwrap();
+    let reply = eve.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "parental leave?"}),
+    );
+    let (_, done) = sse_events(&reply.body).last().unwrap().clone();
+    assert_eq!(done["citations"], json!([]), "{done}");
+    let sent = upstream.received("/chat/completions").last().unwrap().body.to_string();
+    assert!(sent.contains("You are the HR assistant") && !sent.contains("twenty-six weeks"), "{sent}");
+
+    // Choosing a plain model leaves the assistant; removing an assistant leaves chats working.
+    let left = eve.send_json("PATCH", &format!("/api/conversations/{id}"), &json!({"model": "lab/echo"}));
+    assert_eq!(left.json()["preset"], Value::Null);
+    assert!(server.ctl_remote(&token, &["assistants", "remove", "hr-assistant"], None).ok);
+    assert_eq!(server.audit_events("preset.create", Some("success")).len(), 1);
+    assert_eq!(server.audit_events("preset.remove", Some("success")).len(), 1);
+    let mut bob = signed_in(&server, "bob");
+    let convs = bob.get("/api/conversations").json();
+    let first = convs[0]["id"].as_i64().unwrap();
+    let reply = bob.send_json(
+        "POST",
+        &format!("/api/conversations/{first}/messages"),
+        &json!({"content": "still there?"}),
+    );
+    assert_eq!(sse_events(&reply.body).last().unwrap().0, "done");
+}
+
+/// ada (admin), bob (in hr) and eve; "HR policies" read by hr, holding leave.md; and the
+/// provider "lab" whose model `lab/echo` is a fake upstream that records what it is sent.
+fn hr_policies_and_an_echo_model() -> (ayush_tests::upstream::Upstream, Server, String) {
+    use ayush_tests::upstream::{KEY, Upstream};
+    let upstream = Upstream::start(1);
+    let server = Server::start();
+    for (user, role) in [("ada", "admin"), ("bob", "user"), ("eve", "user")] {
+        server.create_user(user, role, PW);
+    }
+    for args in [&["group", "create", "hr"][..], &["group", "add-member", "hr", "bob"]] {
+        assert!(server.ctl_local(args, None).ok);
+    }
+    let token = server.token_for("ada");
+    let url = format!("{}/v1", upstream.url());
+    let args = [
+        "providers",
+        "add",
+        "lab",
+        "--kind",
+        "openai",
+        "--base-url",
+        &url,
+        "--model",
+        "echo",
+        "--api-key-stdin",
+    ];
+    let added = server.ctl_remote(&token, &args, Some(KEY));
+    assert!(added.ok, "{}", added.stderr);
+    ctl_ok(&server, &token, &["collections", "create", "HR policies", "--group", "hr"]);
+    let docs = tempfile::tempdir().unwrap();
+    write(
+        docs.path(),
+        "leave.md",
+        "# Leave\n\n## Parental leave\n\nParents take twenty-six weeks of parental leave.\n",
+    );
+    let leave = docs.path().join("leave.md");
+    ctl_ok(&server, &token, &["collections", "ingest", "HR policies", leave.to_str().unwrap()]);
+    (upstream, server, token)
 }

@@ -2,6 +2,7 @@
 //! reply with its usage and audit event), and Markdown rendering of replies.
 
 pub mod markdown;
+pub mod presets;
 pub mod sources;
 pub mod store;
 pub mod turn;

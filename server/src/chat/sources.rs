@@ -119,11 +119,20 @@ pub async fn retrieve(
     let names: Vec<String> = store
         .run(move |c| {
             let readable = collections::readable_ids(c, user_id)?;
-            Ok(attached(c, conversation_id)?
+            let mut names: Vec<String> = attached(c, conversation_id)?
                 .into_iter()
                 .filter(|(id, _)| readable.contains(id))
                 .map(|(_, name)| name)
-                .collect())
+                .collect();
+            // An admin's preset adds its collections, read with this user's rights all the same.
+            if let Some(preset) = super::presets::of_conversation(c, conversation_id)? {
+                let ids = super::presets::collection_ids(c, preset.id)?;
+                let theirs = collections::names(c, &ids)?;
+                names.extend(theirs.into_iter().filter(|(id, _)| readable.contains(id)).map(|(_, n)| n));
+            }
+            names.sort();
+            names.dedup();
+            Ok(names)
         })
         .await?;
     if names.is_empty() || question.trim().is_empty() {

@@ -23,6 +23,9 @@ pub struct Conversation {
     pub system_prompt: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The admin's preset ("HR assistant") the conversation was started with, if any.
+    #[serde(skip)]
+    pub preset_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -92,6 +95,14 @@ pub fn create(
         .returning(conversations::id)
         .get_result(c))?;
     get(conn, user_id, id)
+}
+
+/// Starts (or stops) a conversation following an admin's preset.
+pub fn set_preset(conn: &mut Conn, id: i64, preset_id: Option<i64>) -> AppResult<()> {
+    with_conn!(conn, |c| diesel::update(conversations::table.find(id))
+        .set(conversations::preset_id.eq(preset_id))
+        .execute(c))?;
+    Ok(())
 }
 
 /// The conversation if it belongs to `user_id`; someone else's is "not found", never "forbidden".

@@ -132,12 +132,12 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     }
     let (user_id, conv_id) = (turn.user.id, turn.conversation_id);
     let in_flight = state.turns.lock(conv_id).await;
-    let (conversation, history) = state
+    let (conversation, history, preset) = state
         .store
         .run(move |c| {
             let conv = store::get(c, user_id, conv_id)?;
             let msgs = store::messages(c, conv.id)?;
-            Ok((conv, msgs))
+            Ok((conv, msgs, super::presets::of_conversation(c, conv_id)?))
         })
         .await?;
     let asked = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
@@ -164,8 +164,15 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         }
     }
     let mut prompt: Vec<ChatMessage> = Vec::new();
-    if !conversation.system_prompt.trim().is_empty() {
-        prompt.push(ChatMessage::new("system", &conversation.system_prompt));
+    // An admin's preset speaks first; the person's own instructions for this chat follow.
+    let system: Vec<&str> =
+        [preset.as_ref().map(|p| p.system_prompt.as_str()), Some(conversation.system_prompt.as_str())]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+    if !system.is_empty() {
+        prompt.push(ChatMessage::new("system", &system.join("\n\n")));
     }
     for m in &kept {
         if m.role == "assistant" && m.error.is_some() && m.content.is_empty() {

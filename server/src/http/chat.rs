@@ -3,7 +3,8 @@
 
 use crate::auth::guard::{Authed, ChatUser};
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
-use crate::chat::{markdown, sources, store};
+use crate::chat::{markdown, presets, sources, store};
+use crate::error::AppError;
 use crate::error::AppResult;
 use crate::knowledge::collections::Caller;
 use crate::state::AppState;
@@ -60,6 +61,8 @@ struct CreateBody {
     /// Collections the conversation answers from (each must be readable).
     #[serde(default)]
     collections: Vec<String>,
+    /// An admin's assistant to chat with: its model, instructions and collections.
+    preset: Option<String>,
 }
 
 async fn create(
@@ -67,8 +70,22 @@ async fn create(
     who: Authed<ChatUser>,
     body: web::Json<CreateBody>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
-    let model = turn::usable_model(&state, &who.actor(), body.model).await?;
+    let mut body = body.into_inner();
+    let preset = match body.preset.take() {
+        Some(name) => {
+            let preset = state.store.run(move |c| presets::get(c, &name)).await?;
+            if body.model.as_ref().is_some_and(|m| *m != preset.model) {
+                return Err(AppError::validation(format!(
+                    "the assistant {} chats with {}; leave model out",
+                    preset.name, preset.model
+                )));
+            }
+            body.model = Some(preset.model.clone());
+            Some(preset)
+        }
+        None => None,
+    };
+    let model = turn::usable_model(&state, &who.actor(), body.model.clone()).await?;
     let (now, uid) = (state.clock.now(), who.user.id);
     let caller = Caller::user(&who.user);
     let (conv, collections) = state
@@ -77,7 +94,11 @@ async fn create(
             c.transaction(|c| {
                 let conv = store::create(c, now, uid, &body.title, &model, &body.system_prompt)?;
                 sources::attach(c, caller, conv.id, &body.collections)?;
-                Ok((conv.clone(), names(sources::attached(c, conv.id)?)))
+                if let Some(p) = &preset {
+                    store::set_preset(c, conv.id, Some(p.id))?;
+                }
+                let conv = store::get(c, uid, conv.id)?;
+                Ok(((conv.clone(), preset_name(c, conv.id)?), names(sources::attached(c, conv.id)?)))
             })
         })
         .await?;
@@ -97,7 +118,7 @@ async fn get(
             let msgs = store::messages(c, id)?;
             let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
             let citations = sources::of_messages(c, uid, &ids)?;
-            Ok((conv, msgs, names(sources::attached(c, id)?), citations))
+            Ok(((conv, preset_name(c, id)?), msgs, names(sources::attached(c, id)?), citations))
         })
         .await?;
     let messages: Vec<serde_json::Value> = msgs
@@ -123,6 +144,8 @@ struct UpdateBody {
     model: Option<String>,
     system_prompt: Option<String>,
     collections: Option<Vec<String>>,
+    /// Follow this assistant from now on (its model too); choosing a `model` alone leaves it.
+    preset: Option<String>,
 }
 
 async fn update(
@@ -131,8 +154,18 @@ async fn update(
     path: web::Path<i64>,
     body: web::Json<UpdateBody>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
     let (now, uid, id) = (state.clock.now(), who.user.id, path.into_inner());
+    // Some(Some(id)): follow that preset; Some(None): leave the one followed; None: no change.
+    let preset_change = match body.preset.take() {
+        Some(name) => {
+            let preset = state.store.run(move |c| presets::get(c, &name)).await?;
+            body.model = Some(preset.model.clone());
+            Some(Some(preset.id))
+        }
+        None if body.model.is_some() => Some(None),
+        None => None,
+    };
     if let Some(m) = &body.model {
         turn::usable_model(&state, &who.actor(), Some(m.clone())).await?;
     }
@@ -153,7 +186,11 @@ async fn update(
                 if let Some(names) = &body.collections {
                     sources::attach(c, caller, conv.id, names)?;
                 }
-                Ok((conv.clone(), names(sources::attached(c, conv.id)?)))
+                if let Some(preset) = preset_change {
+                    store::set_preset(c, conv.id, preset)?;
+                }
+                let conv = store::get(c, uid, conv.id)?;
+                Ok(((conv.clone(), preset_name(c, conv.id)?), names(sources::attached(c, conv.id)?)))
             })
         })
         .await?;
@@ -304,9 +341,18 @@ fn names(attached: Vec<(i64, String)>) -> Vec<String> {
     attached.into_iter().map(|(_, n)| n).collect()
 }
 
-/// A conversation as the API shows it: with the collections it answers from.
-fn with_collections(conv: &store::Conversation, collections: Vec<String>) -> serde_json::Value {
-    let mut v = serde_json::to_value(conv).unwrap_or_default();
+/// A conversation as the API shows it: with the collections it answers from, and the
+/// assistant it follows (`preset`), if any.
+fn with_collections(
+    conv: &(store::Conversation, Option<String>),
+    collections: Vec<String>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(&conv.0).unwrap_or_default();
     v["collections"] = serde_json::json!(collections);
+    v["preset"] = serde_json::json!(conv.1);
     v
+}
+
+fn preset_name(c: &mut crate::store::Conn, conversation_id: i64) -> AppResult<Option<String>> {
+    Ok(presets::of_conversation(c, conversation_id)?.map(|p| p.name))
 }

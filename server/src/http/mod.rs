@@ -11,6 +11,7 @@ pub mod knowledge;
 pub mod knowledge_pages;
 pub mod metrics;
 pub mod oidc;
+pub mod presets;
 pub mod providers;
 pub mod sign_in;
 pub mod sso;
@@ -106,6 +107,7 @@ pub fn build_app(
         .configure(providers::routes)
         .configure(knowledge::routes)
         .configure(knowledge_pages::routes)
+        .configure(presets::routes)
         .configure(api::routes)
         .configure(sign_in::routes)
         .configure(ui::routes)

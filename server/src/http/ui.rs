@@ -141,6 +141,9 @@ struct ChatPage {
     selected_model: String,
     /// The collections the viewer may read, and whether the chat answers from each.
     collections: Vec<(String, bool)>,
+    /// Admins' assistants the viewer may chat with, and the one this chat follows.
+    presets: Vec<crate::chat::presets::Preset>,
+    selected_preset: Option<String>,
 }
 
 impl ChatPage {
@@ -338,6 +341,7 @@ async fn chat_page(
         .into_iter()
         .map(|c| c.name)
         .collect();
+    let presets = state.store.run(move |c| crate::chat::presets::offered_to(c, uid)).await.map_err(&err)?;
     let (conversation, messages, attached) = match c {
         Some(id) => {
             let (conv, msgs, attached, mut citations) = state
@@ -371,6 +375,10 @@ async fn chat_page(
         None => (None, Vec::new(), Vec::new()),
     };
     let collections = readable.into_iter().map(|n| (n.clone(), attached.contains(&n))).collect();
+    let selected_preset = conversation
+        .as_ref()
+        .and_then(|c| c.preset_id)
+        .and_then(|id| presets.iter().find(|p| p.id == id).map(|p| p.name.clone()));
     let catalog = state.catalog.clone();
     let mut models =
         state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await.map_err(&err)?;
@@ -382,10 +390,17 @@ async fn chat_page(
         .unwrap_or_default();
     let chrome =
         Chrome::for_user(&state, &who, "chat", None).with_chats(&state, uid, q, c).await.map_err(&err)?;
-    Ok(render(
-        &ChatPage { chrome, conversation, messages, models, selected_model, collections },
-        StatusCode::OK,
-    ))
+    let page = ChatPage {
+        chrome,
+        conversation,
+        messages,
+        models,
+        selected_model,
+        collections,
+        presets,
+        selected_preset,
+    };
+    Ok(render(&page, StatusCode::OK))
 }
 
 async fn render_users(

@@ -159,6 +159,7 @@ diesel::table! {
         system_prompt -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        preset_id -> Nullable<BigInt>,
     }
 }
 
@@ -333,6 +334,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    presets (id) {
+        id -> BigInt,
+        name -> Text,
+        model -> Text,
+        system_prompt -> Text,
+        description -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    preset_collections (preset_id, collection_id) {
+        preset_id -> BigInt,
+        collection_id -> BigInt,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));
@@ -353,6 +374,9 @@ diesel::joinable!(conversation_collections -> conversations (conversation_id));
 diesel::joinable!(conversation_collections -> collections (collection_id));
 diesel::joinable!(message_citations -> messages (message_id));
 diesel::joinable!(chunk_embeddings -> chunks (chunk_id));
+diesel::joinable!(preset_collections -> presets (preset_id));
+diesel::joinable!(conversations -> presets (preset_id));
+diesel::joinable!(preset_collections -> collections (collection_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -375,5 +399,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ingest_uploads,
     conversation_collections,
     message_citations,
-    chunk_embeddings
+    chunk_embeddings,
+    presets,
+    preset_collections
 );

@@ -43,7 +43,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   async function ensureConversation() {
     if (conversation) return conversation;
-    const res = await api("POST", "/api/conversations", { model: model.value, system_prompt: system.value, collections: attached() });
+    const res = await api("POST", "/api/conversations", { ...choice(), system_prompt: system.value, collections: attached() });
     const created = await res.json();
     conversation = String(created.id);
     root.dataset.conversation = conversation;
@@ -95,6 +95,17 @@ document.addEventListener("DOMContentLoaded", () => {
       });
       pre.append(button);
     }
+  }
+
+  // The picker holds models and admins' assistants ("preset:NAME"): what to send for each.
+  function choice() {
+    const v = model.value;
+    return v.startsWith("preset:") ? { preset: v.slice(7) } : { model: v };
+  }
+
+  // With an assistant chosen, a message goes to the conversation's model (the assistant's).
+  function modelOfMessage() {
+    return model.value.startsWith("preset:") ? {} : { model: model.value };
   }
 
   // The collections this chat answers from, as ticked.
@@ -254,7 +265,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     const mine = bubble("user", "You");
     mine.body.textContent = content;
-    await stream(`/api/conversations/${id}/messages`, { content, model: model.value }, bubble("assistant", model.value));
+    await stream(`/api/conversations/${id}/messages`, { content, ...modelOfMessage() }, bubble("assistant", model.value));
     // The server stored the user's message; reload ids so it can be edited.
     const stored = await (await api("GET", `/api/conversations/${id}`)).json();
     const users = stored.messages.filter((m) => m.role === "user");
@@ -279,11 +290,11 @@ document.addEventListener("DOMContentLoaded", () => {
     while (messages.lastElementChild && messages.lastElementChild.classList.contains("assistant")) {
       messages.lastElementChild.remove();
     }
-    await stream(`/api/conversations/${conversation}/regenerate`, { model: model.value }, bubble("assistant", model.value));
+    await stream(`/api/conversations/${conversation}/regenerate`, modelOfMessage(), bubble("assistant", model.value));
   });
 
   const patch = (body) => conversation && api("PATCH", `/api/conversations/${conversation}`, body).catch((err) => alert(err.message));
-  model.addEventListener("change", () => patch({ model: model.value }));
+  model.addEventListener("change", () => patch(choice()));
   for (const box of document.querySelectorAll("#sources-picker input[name=collection]")) {
     box.addEventListener("change", () => patch({ collections: attached() }));
   }
