@@ -104,5 +104,20 @@ async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
     c.refresh().await.unwrap();
     assert!(text_of(c, ".msg.assistant .citations").await.contains("leave.md"));
     assert!(c.find(Locator::Css("#sources-picker input[value='kim notes']:checked")).await.is_ok());
+
+    // A file attached to this chat alone: read, then kept in the chat's files collection.
+    let offer = files.path().join("offer.txt");
+    std::fs::write(&offer, "Offer letter\n\nYour starting salary is ninety thousand crowns.\n").unwrap();
+    c.find(Locator::Css("#attach-file"))
+        .await
+        .unwrap()
+        .send_keys(&offer.display().to_string())
+        .await
+        .unwrap();
+    let state = text_when(c, "#attachments li[data-file='offer.txt'] .state", "ready").await;
+    assert_eq!(state, "offer.txt: ready: the chat answers from it");
+    c.refresh().await.unwrap();
+    let picked = c.find(Locator::Css("#sources-picker input:checked[value^='Chat ']")).await.unwrap();
+    assert!(picked.attr("value").await.unwrap().unwrap().ends_with(" files"));
     browser.close().await;
 }

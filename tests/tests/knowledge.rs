@@ -644,6 +644,47 @@ fn an_assistant_brings_its_instructions_and_collections_read_with_the_users_righ
     assert_eq!(sse_events(&reply.body).last().unwrap().0, "done");
 }
 
+/// A file attached to one chat: kept in the chat owner's "Chat N files" collection, which the
+/// chat answers from; nobody else can attach to the chat or read the file.
+#[test]
+fn a_file_attached_to_a_chat_is_cited_there_and_read_by_its_owner_alone() {
+    use ayush_tests::sse_events;
+    let (upstream, server, _token) = hr_policies_and_an_echo_model();
+    let mut eve = signed_in(&server, "eve");
+    let conv = eve.send_json("POST", "/api/conversations", &json!({"model": "lab/echo"}));
+    let id = conv.json()["id"].as_i64().unwrap();
+    let key = format!("Bearer {}", server.token_for("eve"));
+    let mut api = server.client();
+    let path = format!("/api/conversations/{id}/files?source=offer.txt");
+    let headers = [("Authorization", key.as_str()), ("Content-Type", "text/plain")];
+    let up =
+        api.raw("POST", &path, &headers, "Offer letter\n\nYour starting salary is ninety thousand crowns.");
+    assert_eq!(up.status, 201, "{}", up.body);
+    let files = format!("Chat {id} files");
+    assert_eq!(up.json()["document"]["collection"], files.as_str());
+    let stored = eve.get(&format!("/api/conversations/{id}")).json();
+    assert_eq!(stored["conversation"]["collections"], json!([files]));
+
+    let reply = eve.send_json(
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "What is my starting salary?"}),
+    );
+    let (_, done) = sse_events(&reply.body).last().unwrap().clone();
+    assert_eq!(done["citations"][0]["source"], "offer.txt", "{done}");
+    let sent = upstream.received("/chat/completions").last().unwrap().body.to_string();
+    assert!(sent.contains("ninety thousand crowns"), "{sent}");
+
+    // Bob cannot attach to Eve's chat, nor find her file.
+    let bob_key = format!("Bearer {}", server.token_for("bob"));
+    let theirs =
+        api.raw("POST", &path, &[("Authorization", bob_key.as_str()), ("Content-Type", "text/plain")], "x");
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    let mut bob = signed_in(&server, "bob");
+    assert!(hit_sources(&search(&mut bob, "q=salary")).is_empty());
+    assert_eq!(hit_sources(&search(&mut eve, "q=salary")), ["offer.txt"]);
+}
+
 /// ada (admin), bob (in hr) and eve; "HR policies" read by hr, holding leave.md; and the
 /// provider "lab" whose model `lab/echo` is a fake upstream that records what it is sent.
 fn hr_policies_and_an_echo_model() -> (ayush_tests::upstream::Upstream, Server, String) {

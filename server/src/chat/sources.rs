@@ -73,6 +73,49 @@ pub fn attached(conn: &mut Conn, conversation_id: i64) -> AppResult<Vec<(i64, St
         .load(c))?)
 }
 
+/// The personal collection that keeps the files attached to one chat: its owner may also tick
+/// it in other chats, search it, or remove it, like any personal collection.
+pub fn files_collection(conversation_id: i64) -> String {
+    format!("Chat {conversation_id} files")
+}
+
+/// Makes sure the chat's files collection exists (owned by `caller`) and that the chat answers
+/// from it; its name.
+pub fn ensure_files_collection(
+    conn: &mut Conn,
+    now: i64,
+    actor: &crate::audit::Actor,
+    caller: Caller,
+    conversation_id: i64,
+) -> AppResult<String> {
+    let name = files_collection(conversation_id);
+    conn.transaction(|conn| {
+        match collections::row(conn, &name) {
+            Ok(row) if row.owner_id.is_some() && row.owner_id == caller.user_id => {}
+            Ok(_) => {
+                return Err(AppError::conflict(format!(
+                    "a collection named {name:?} belongs to someone else; rename or remove it to attach files here"
+                )));
+            }
+            Err(_) => {
+                let new = collections::NewCollection {
+                    name: name.clone(),
+                    description: format!("Files attached to chat {conversation_id}"),
+                    personal: true,
+                    ..Default::default()
+                };
+                collections::create(conn, now, actor, caller, new)?;
+            }
+        }
+        let mut names: Vec<String> = attached(conn, conversation_id)?.into_iter().map(|(_, n)| n).collect();
+        if !names.contains(&name) {
+            names.push(name.clone());
+            attach(conn, caller, conversation_id, &names)?;
+        }
+        Ok(name)
+    })
+}
+
 /// Makes the conversation answer from exactly these collections, each of which the user must
 /// be able to read.
 pub fn attach(conn: &mut Conn, caller: Caller, conversation_id: i64, names: &[String]) -> AppResult<()> {

@@ -24,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/conversations/{id}", web::patch().to(update))
         .route("/api/conversations/{id}", web::delete().to(delete))
         .route("/api/conversations/{id}/messages", web::post().to(send))
+        .route("/api/conversations/{id}/files", web::post().to(attach_file))
         .route("/api/conversations/{id}/regenerate", web::post().to(regenerate))
         .route("/api/conversations/{id}/messages/{message_id}/edit", web::post().to(edit));
 }
@@ -355,4 +356,47 @@ fn with_collections(
 
 fn preset_name(c: &mut crate::store::Conn, conversation_id: i64) -> AppResult<Option<String>> {
     Ok(presets::of_conversation(c, conversation_id)?.map(|p| p.name))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttachQuery {
+    source: String,
+    #[serde(default)]
+    wait: Option<bool>,
+}
+
+/// Stores a file for one chat in the chat's files collection (made on first use, owned by the
+/// chat's owner, attached to the chat) and queues it as any upload.
+pub(crate) async fn queue_chat_file(
+    state: &AppState,
+    who: &Authed<ChatUser>,
+    conversation_id: i64,
+    source: String,
+    bytes: Vec<u8>,
+) -> AppResult<crate::knowledge::Queued> {
+    let (now, actor, caller, uid) = (state.clock.now(), who.actor(), Caller::user(&who.user), who.user.id);
+    let collection = state
+        .store
+        .run(move |c| {
+            store::get(c, uid, conversation_id)?;
+            sources::ensure_files_collection(c, now, &actor, caller, conversation_id)
+        })
+        .await?;
+    crate::knowledge::queue_file(state, who.actor(), caller, collection, source, bytes).await
+}
+
+/// `POST /api/conversations/{id}/files?source=NAME`: the file is the body (API keys; the web UI
+/// attaches through `/chat/{id}/attach`).
+async fn attach_file(
+    state: web::Data<AppState>,
+    who: Authed<ChatUser>,
+    path: web::Path<i64>,
+    query: web::Query<AttachQuery>,
+    body: web::Payload,
+) -> AppResult<HttpResponse> {
+    let AttachQuery { source, wait } = query.into_inner();
+    let bytes = crate::http::knowledge::read_limited(body, state.knowledge.max_file_bytes).await?;
+    let queued = queue_chat_file(&state, &who, path.into_inner(), source, bytes).await?;
+    crate::http::knowledge::answer_queued(&state, queued, wait.unwrap_or(true)).await
 }

@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/collections/{name}/upload", web::post().to(upload))
         .route("/collections/{name}/remove", web::post().to(remove_collection))
         .route("/collections/{name}/documents/{id}/remove", web::post().to(remove_document))
+        .route("/chat/{id}/attach", web::post().to(attach_to_chat))
         .route("/search", web::get().to(search_page));
 }
 
@@ -185,6 +186,30 @@ async fn upload(
         bytes,
     )
     .await?;
+    answer_queued(&state, queued, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachQuery {
+    source: String,
+}
+
+/// A file attached from the chat's composer, with the session's CSRF token: 202 with its job.
+async fn attach_to_chat(
+    state: web::Data<AppState>,
+    who: Authed<ChatUser>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    query: web::Query<AttachQuery>,
+    body: web::Payload,
+) -> AppResult<HttpResponse> {
+    let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    check_csrf(&who, sent)?;
+    let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
+    let queued =
+        crate::http::chat::queue_chat_file(&state, &who, path.into_inner(), query.into_inner().source, bytes)
+            .await?;
     answer_queued(&state, queued, false).await
 }
 

@@ -306,6 +306,42 @@ document.addEventListener("DOMContentLoaded", () => {
     location.href = "/chat";
   });
 
+  // A file attached to this chat: kept in the chat's files collection, which the chat answers
+  // from once the file is read.
+  const attachInput = $("attach-file"), attachments = $("attachments");
+  attachInput?.addEventListener("change", async () => {
+    const file = attachInput.files[0];
+    attachInput.value = "";
+    if (!file) return;
+    const li = document.createElement("li");
+    li.dataset.file = file.name;
+    const state = document.createElement("span");
+    state.className = "state";
+    const show = (text, failed) => {
+      state.textContent = `${file.name}: ${text}`;
+      state.classList.toggle("failed", !!failed);
+      li.dataset.state = failed ? "failed" : text.split(":")[0];
+    };
+    li.append(state);
+    attachments.append(li);
+    show("uploading");
+    let id;
+    try { id = await ensureConversation(); } catch (err) { show(`failed: ${err.message}`, true); return; }
+    const res = await fetch(`/chat/${id}/attach?source=${encodeURIComponent(file.name)}`, {
+      method: "POST", headers: { "X-CSRF-Token": root.dataset.csrf }, body: file,
+    });
+    if (res.status === 200) { show("ready: unchanged"); return; }
+    if (res.status !== 202) { show(`failed: ${await errorText(res)}`, true); return; }
+    let job = await res.json();
+    while (job.status === "queued" || job.status === "running") {
+      show(job.status === "running" ? "reading the file…" : "queued");
+      await new Promise((ok) => setTimeout(ok, 700));
+      job = await (await fetch(`/api/jobs/${job.id}`)).json();
+    }
+    if (job.status === "done") show("ready: the chat answers from it");
+    else show(`failed: ${job.error || job.status}`, true);
+  });
+
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
   for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li, li.dataset.id);
   addCopyButtons(messages);
