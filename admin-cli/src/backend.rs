@@ -86,6 +86,8 @@ pub trait Backend {
     /// Changes one with the body `PATCH /api/admin/presets/NAME` takes.
     fn change_preset(&self, name: &str, body: Value) -> Result<Value, String>;
     fn remove_preset(&self, name: &str) -> Result<(), String>;
+    /// How far the index and the embedding of passages have got (`GET /api/admin/index`).
+    fn index_status(&self) -> Result<Value, String>;
     /// Empties the full-text index and builds it again from the database.
     fn rebuild_index(&self) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.

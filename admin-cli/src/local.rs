@@ -565,6 +565,24 @@ impl Backend for Local {
         self.store.run_blocking(|c| presets::remove(c, self.now(), &self.actor, name)).map_err(err)
     }
 
+    /// What the database says: the index itself lives in the server, which must be asked.
+    fn index_status(&self) -> Result<Value, String> {
+        let feed = self.store.run_blocking(ayush_server::knowledge::feed::head).map_err(err)?;
+        let model = self.config.knowledge.embedding_model.clone();
+        let embedding = if model.is_empty() {
+            Value::Null
+        } else {
+            let (passages, embedded) = self
+                .store
+                .run_blocking(|c| ayush_server::knowledge::vectors::progress(c, &model))
+                .map_err(err)?;
+            json!({"model": model, "passages": passages, "embedded": embedded})
+        };
+        Ok(
+            json!({"feed_seq": feed, "embedding": embedding, "note": "ask the server (without --local) for the index's own state"}),
+        )
+    }
+
     fn rebuild_index(&self) -> Result<Value, String> {
         let knowledge =
             Knowledge::open(&self.config.knowledge, &self.config.server.data_dir, self.store.clone())

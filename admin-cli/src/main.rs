@@ -315,6 +315,8 @@ enum PresetsCommand {
 enum IndexCommand {
     /// Empty the full-text index and build it again from the database.
     Rebuild,
+    /// How far the index and the embedding of passages have got.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -747,6 +749,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Index(IndexCommand::Rebuild) => out.object(&backend.rebuild_index()?),
+        Command::Index(IndexCommand::Status) => out.object(&backend.index_status()?),
         Command::Assistants(cmd) => match cmd {
             PresetsCommand::List => out.list(&backend.list_presets()?, output::PRESET_COLUMNS),
             PresetsCommand::Create { name, fields } => {

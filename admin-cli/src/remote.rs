@@ -326,6 +326,10 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/presets/{}", seg(name)), Body::None).map(drop)
     }
 
+    fn index_status(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/index", Body::None)
+    }
+
     fn rebuild_index(&self) -> Result<Value, String> {
         self.call("POST", "/api/admin/index/rebuild", Body::Json(&json!({})))
     }

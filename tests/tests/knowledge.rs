@@ -170,6 +170,11 @@ fn collections_are_filled_with_ayushctl_and_searched_within_each_users_rights() 
     // Eve is in no group: nothing, and the collection does not exist for her.
     let mut eve = signed_in(&server, "eve");
     assert!(hit_sources(&search(&mut eve, "q=parental+leave")).is_empty());
+    // The search page answers from the same filtered query.
+    let page = eve.get("/search?q=parental+leave").body;
+    assert!(page.contains("Nothing found") && !page.contains("leave.md"), "{page}");
+    let page = bob.get("/search?q=parental+leave").body;
+    assert!(page.contains("handbook/leave.md") && page.contains("<mark>"), "{page}");
     let named = search(&mut eve, "q=parental&collection=HR%20policies");
     assert_eq!((named.status, named.error_code().as_str()), (404, "not_found"));
     assert_eq!(eve.get(&format!("/api/collections/HR%20policies/documents/{id}/file")).status, 404);
@@ -544,6 +549,12 @@ fn passages_are_found_by_meaning_once_embedded_and_only_where_readable() {
         assert!(std::time::Instant::now() < deadline, "the passages were never embedded: {status}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    let status = ctl_ok(&server, &token, &["index", "status"]);
+    assert_eq!(
+        (status["embedding"]["embedded"].as_i64(), status["passages"].as_u64()),
+        (Some(3), Some(3)),
+        "{status}"
+    );
     let reply = search(&mut bob, "q=telecommuting+rules");
     assert_eq!(hit_sources(&reply)[0], "home.md", "{}", reply.body);
     assert_eq!(reply.json()["hits"][0]["highlights"], json!([]), "found by meaning: no words to mark");
