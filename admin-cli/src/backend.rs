@@ -76,9 +76,9 @@ pub trait Backend {
     fn revoke_collection(&self, name: &str, group: &str) -> Result<(), String>;
     /// The documents a collection holds, with their sha256.
     fn list_documents(&self, collection: &str) -> Result<Value, String>;
-    /// Adds one file under the name `source`; the answer says whether it was added, replaced
+    /// Adds one file's bytes under the name `source`; the answer says whether it was added, replaced
     /// or unchanged.
-    fn add_document(&self, collection: &str, source: &str, file: &std::path::Path) -> Result<Value, String>;
+    fn add_document(&self, collection: &str, source: &str, bytes: Vec<u8>) -> Result<Value, String>;
     /// Admins' assistants: a model, instructions and collections.
     fn list_presets(&self) -> Result<Value, String>;
     /// Makes one from the body `POST /api/admin/presets` takes.

@@ -79,11 +79,6 @@ fn collect(dir: &Path, root: &Path, items: &mut Vec<Item>) -> Result<(), String>
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(documents::sha256_hex(&bytes))
-}
-
 /// Sends every file; with `dry_run`, says for each what would happen, extracting it here to
 /// report its format and passages, and sends nothing.
 pub fn run(
@@ -148,18 +143,17 @@ fn one(
     stored: &HashMap<String, String>,
     dry_run: bool,
 ) -> Result<(&'static str, String), String> {
-    let sha = sha256_file(&item.path)?;
+    let bytes = std::fs::read(&item.path).map_err(|e| format!("{}: {e}", item.path.display()))?;
     let known = stored.get(&item.source);
-    if known == Some(&sha) {
+    if known == Some(&documents::sha256_hex(&bytes)) {
         return Ok(("unchanged", String::new()));
     }
     if dry_run {
-        let bytes = std::fs::read(&item.path).map_err(|e| format!("{}: {e}", item.path.display()))?;
         let p = documents::prepare(&item.source, bytes).map_err(|e| e.message)?;
         let status = if known.is_some() { "would replace" } else { "would add" };
         return Ok((status, format!(" ({}, {} passages)", p.format.as_str(), p.chunks.len())));
     }
-    let answer = backend.add_document(collection, &item.source, &item.path)?;
+    let answer = backend.add_document(collection, &item.source, bytes)?;
     let status = match answer["status"].as_str() {
         Some("added") => "added",
         Some("replaced") => "replaced",

@@ -514,17 +514,11 @@ impl Backend for Local {
     }
 
     /// Stored here; the server's index picks the change up from the feed within seconds.
-    fn add_document(&self, collection: &str, source: &str, file: &Path) -> Result<Value, String> {
+    fn add_document(&self, collection: &str, source: &str, bytes: Vec<u8>) -> Result<Value, String> {
         let limit = self.config.knowledge.max_file_mib * 1024 * 1024;
-        let size = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?.len();
-        if size > limit {
-            return Err(format!(
-                "{}: larger than knowledge.max_file_mib ({} MiB)",
-                file.display(),
-                limit >> 20
-            ));
+        if bytes.len() as u64 > limit {
+            return Err(format!("{source}: larger than knowledge.max_file_mib ({} MiB)", limit >> 20));
         }
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let row = self
             .store
             .run_blocking(|c| collections::managed(c, Caller::local_admin(), collection))

@@ -294,8 +294,7 @@ impl Backend for Remote {
         self.call("GET", &format!("/api/collections/{}/documents", seg(collection)), Body::None)
     }
 
-    fn add_document(&self, collection: &str, source: &str, file: &std::path::Path) -> Result<Value, String> {
-        let opened = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    fn add_document(&self, collection: &str, source: &str, bytes: Vec<u8>) -> Result<Value, String> {
         let url =
             format!("{}/api/collections/{}/documents?source={}", self.base, seg(collection), seg(source));
         let result = self
@@ -306,7 +305,7 @@ impl Backend for Remote {
             .build()
             .header("Authorization", &format!("Bearer {}", self.token))
             .header("Content-Type", "application/octet-stream")
-            .send(ureq::SendBody::from_reader(&mut std::io::BufReader::new(opened)));
+            .send(&bytes[..]);
         self.reply(result)
     }
 

@@ -358,14 +358,6 @@ fn preset_name(c: &mut crate::store::Conn, conversation_id: i64) -> AppResult<Op
     Ok(presets::of_conversation(c, conversation_id)?.map(|p| p.name))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AttachQuery {
-    source: String,
-    #[serde(default)]
-    wait: Option<bool>,
-}
-
 /// Stores a file for one chat in the chat's files collection (made on first use, owned by the
 /// chat's owner, attached to the chat) and queues it as any upload.
 pub(crate) async fn queue_chat_file(
@@ -392,11 +384,11 @@ async fn attach_file(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
     path: web::Path<i64>,
-    query: web::Query<AttachQuery>,
+    query: web::Query<crate::http::knowledge::AddQuery>,
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
-    let AttachQuery { source, wait } = query.into_inner();
+    let crate::http::knowledge::AddQuery { source, wait } = query.into_inner();
     let bytes = crate::http::knowledge::read_limited(body, state.knowledge.max_file_bytes).await?;
     let queued = queue_chat_file(&state, &who, path.into_inner(), source, bytes).await?;
-    crate::http::knowledge::answer_queued(&state, queued, wait.unwrap_or(true)).await
+    crate::http::knowledge::answer_queued(&state, queued, wait).await
 }

@@ -101,24 +101,22 @@ async fn list_documents(
     let docs = state
         .store
         .run(move |c| {
-            let row = match collections::managed(c, caller, &name) {
-                Ok(row) => row,
-                Err(_) => collections::readable(c, caller, &name)?,
-            };
+            let (row, _) = collections::opened(c, caller, &name)?;
             documents::list(c, &row)
         })
         .await?;
     Ok(HttpResponse::Ok().json(docs))
 }
 
+/// How a file is added through the API: under which name, and whether to wait for its job.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddQuery {
+pub(crate) struct AddQuery {
     /// The document's name in the collection: a file name, or a path under an ingested folder.
-    source: String,
+    pub source: String,
     /// `false`: answer 202 with the queued job at once instead of waiting for it.
     #[serde(default = "yes")]
-    wait: bool,
+    pub wait: bool,
 }
 
 fn yes() -> bool {
@@ -355,11 +353,7 @@ async fn list_jobs(
         .store
         .run(move |c| {
             let collection_id = match &collection {
-                Some(name) => Some(
-                    collections::managed(c, caller, name)
-                        .or_else(|_| collections::readable(c, caller, name))?
-                        .id,
-                ),
+                Some(name) => Some(collections::opened(c, caller, name)?.0.id),
                 None => None,
             };
             let user = if caller.admin || collection_id.is_some() { None } else { caller.user_id };

@@ -136,13 +136,10 @@ async fn collection_page(
     let (collection, documents, jobs, manage) = state
         .store
         .run(move |c| {
-            let (row, manage) = match collections::managed(c, caller, &name) {
-                Ok(row) => (row, true),
-                Err(_) => (collections::readable(c, caller, &name)?, false),
-            };
-            let collection = collections::get(c, Caller { admin: true, ..caller }, &row.name)?;
+            let (row, manage) = collections::opened(c, caller, &name)?;
             let jobs = jobs::list(c, Some(row.id), None, 30)?;
-            Ok((collection, documents::list(c, &row)?, jobs, manage))
+            let documents = documents::list(c, &row)?;
+            Ok((collections::describe_one(c, row)?, documents, jobs, manage))
         })
         .await
         .map_err(ui_error(&state, &here))?;
@@ -158,10 +155,17 @@ async fn collection_page(
     Ok(render(&page, StatusCode::OK))
 }
 
+/// The name a raw-body upload is stored under.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UploadQuery {
+struct SourceQuery {
     source: String,
+}
+
+/// Scripts on the pages send the session's CSRF token in a header with raw-body uploads.
+fn check_csrf_header(who: &Authed<ChatUser>, req: &HttpRequest) -> AppResult<()> {
+    let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    check_csrf(who, sent)
 }
 
 /// One file from the page's drop zone: queued, answered at once with its job (202), which the
@@ -171,11 +175,10 @@ async fn upload(
     who: Authed<ChatUser>,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<UploadQuery>,
+    query: web::Query<SourceQuery>,
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
-    let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    check_csrf(&who, sent)?;
+    check_csrf_header(&who, &req)?;
     let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
     let queued = knowledge::queue_file(
         &state,
@@ -189,23 +192,16 @@ async fn upload(
     answer_queued(&state, queued, false).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AttachQuery {
-    source: String,
-}
-
 /// A file attached from the chat's composer, with the session's CSRF token: 202 with its job.
 async fn attach_to_chat(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
     req: HttpRequest,
     path: web::Path<i64>,
-    query: web::Query<AttachQuery>,
+    query: web::Query<SourceQuery>,
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
-    let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    check_csrf(&who, sent)?;
+    check_csrf_header(&who, &req)?;
     let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
     let queued =
         crate::http::chat::queue_chat_file(&state, &who, path.into_inner(), query.into_inner().source, bytes)
@@ -293,7 +289,8 @@ struct SearchPage {
     chrome: Chrome,
     query: String,
     collection: String,
-    collections: Vec<Collection>,
+    /// The collections the searcher may read, for the picker.
+    collections: Vec<String>,
     hits: Option<Vec<ShownHit>>,
 }
 
@@ -312,10 +309,10 @@ async fn search_page(
 ) -> Result<HttpResponse, UiError> {
     let SearchQuery { q, collection } = query.into_inner();
     let caller = Caller::user(&who.user);
-    let readable = Caller { admin: false, ..caller };
+    let uid = who.user.id;
     let collections = state
         .store
-        .run(move |c| collections::list(c, readable))
+        .run(move |c| collections::readable_names(c, uid))
         .await
         .map_err(ui_error(&state, "/search"))?;
     let mut flash = None;

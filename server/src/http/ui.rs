@@ -332,15 +332,11 @@ async fn chat_page(
     let err = ui_error(&state, "/chat");
     let ChatQuery { c, q } = query.into_inner();
     let uid = who.user.id;
-    let caller = crate::knowledge::collections::Caller { user_id: Some(uid), admin: false };
     let readable: Vec<String> = state
         .store
-        .run(move |c| crate::knowledge::collections::list(c, caller))
+        .run(move |c| crate::knowledge::collections::readable_names(c, uid))
         .await
-        .map_err(&err)?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+        .map_err(&err)?;
     let presets = state.store.run(move |c| crate::chat::presets::offered_to(c, uid)).await.map_err(&err)?;
     let (conversation, messages, attached) = match c {
         Some(id) => {

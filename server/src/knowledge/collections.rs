@@ -160,6 +160,23 @@ pub fn managed(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Row> {
     Ok(row)
 }
 
+/// The collection, if `caller` may see what it holds (by managing or by reading it), and
+/// whether `caller` manages it.
+pub fn opened(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<(Row, bool)> {
+    match managed(conn, caller, name) {
+        Ok(row) => Ok((row, true)),
+        Err(_) => Ok((readable(conn, caller, name)?, false)),
+    }
+}
+
+/// The names of the collections `user_id` may read, sorted: what pickers offer.
+pub fn readable_names(conn: &mut Conn, user_id: i64) -> AppResult<Vec<String>> {
+    let ids = readable_ids(conn, user_id)?;
+    let mut names: Vec<String> = names(conn, &ids)?.into_values().collect();
+    names.sort();
+    Ok(names)
+}
+
 /// The collections `caller` may see: admins see all of them (personal ones by name and owner
 /// only: reading them is another matter); others see the ones they may read.
 pub fn list(conn: &mut Conn, caller: Caller) -> AppResult<Vec<Collection>> {
@@ -179,6 +196,11 @@ pub fn list(conn: &mut Conn, caller: Caller) -> AppResult<Vec<Collection>> {
 
 pub fn get(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Collection> {
     let row = if caller.admin { row(conn, name)? } else { readable(conn, caller, name)? };
+    describe_one(conn, row)
+}
+
+/// A collection the caller was already allowed to see, as the API shows it.
+pub fn describe_one(conn: &mut Conn, row: Row) -> AppResult<Collection> {
     Ok(describe(conn, vec![row])?.remove(0))
 }
 
@@ -304,7 +326,7 @@ pub fn create(
             ),
         )?;
         let row = row(conn, &new.name)?;
-        Ok(describe(conn, vec![row])?.remove(0))
+        describe_one(conn, row)
     })
 }
 
