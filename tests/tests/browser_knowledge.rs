@@ -28,6 +28,8 @@ async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
     let c = &browser.client;
     let base = server.url.clone();
     sign_in(c, &base, "kim", "kim password 1234").await;
+    // Signing in submits a form: wait for the page it leads to.
+    assert!(text_when(c, "h1", "Welcome, kim").await.contains("Welcome, kim"));
     c.find(Locator::LinkText("Collections")).await.unwrap().click().await.unwrap();
     assert_eq!(text_when(c, "h1", "Collections").await, "Collections");
     fill(c, "#c-name", "kim notes").await;
