@@ -5,13 +5,12 @@ use std::io::Write;
 /// What `ayushctl` can ask of Ayush, whether through the data directory or the HTTP API. Both
 /// sides answer with the same JSON shapes the API documents.
 pub trait Backend {
-    fn create_user(
-        &self,
-        name: &str,
-        role: &str,
-        display_name: &str,
-        password: Option<String>,
-    ) -> Result<Value, String>;
+    /// Creates a user from the body `POST /api/admin/users` takes.
+    fn create_user(&self, body: Value) -> Result<Value, String>;
+    /// Links an OIDC identity (provider, subject) to an existing account.
+    fn link_user(&self, name: &str, provider: &str, subject: &str) -> Result<Value, String>;
+    /// Disables the account for good: sessions, keys and groups go.
+    fn deprovision_user(&self, name: &str) -> Result<Value, String>;
     fn list_users(&self) -> Result<Value, String>;
     fn show_user(&self, name: &str) -> Result<Value, String>;
     fn set_disabled(&self, name: &str, disabled: bool) -> Result<Value, String>;

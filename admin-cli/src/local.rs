@@ -223,20 +223,34 @@ impl Local {
 }
 
 impl Backend for Local {
-    fn create_user(
-        &self,
-        name: &str,
-        role: &str,
-        display_name: &str,
-        pw: Option<String>,
-    ) -> Result<Value, String> {
-        let role: Role = role.parse()?;
-        users::validate_username(name).map_err(err)?;
-        let hash = pw.map(|pw| self.hash(name, &pw)).transpose()?;
-        let new = users::NewUser { username: name, display_name, role, password_hash: hash.as_deref() };
+    fn create_user(&self, body: Value) -> Result<Value, String> {
+        let body: ayush_server::http::api::CreateUser =
+            serde_json::from_value(body).map_err(|e| e.to_string())?;
+        users::validate_username(&body.username).map_err(err)?;
+        let hash = body.password.as_deref().map(|pw| self.hash(&body.username, pw)).transpose()?;
+        let new = body.to_new(hash.as_deref());
         let user =
             self.store.run_blocking(|c| users::create(c, self.now(), &self.actor, &new)).map_err(err)?;
         to_json(user)
+    }
+
+    fn link_user(&self, name: &str, provider: &str, subject: &str) -> Result<Value, String> {
+        let (source, external_id) =
+            ayush_server::auth::oidc::identity_for(&self.config.oidc.providers, provider, subject)
+                .map_err(err)?;
+        to_json(
+            self.store
+                .run_blocking(|c| {
+                    users::link_identity(c, self.now(), &self.actor, name, &source, &external_id)
+                })
+                .map_err(err)?,
+        )
+    }
+
+    fn deprovision_user(&self, name: &str) -> Result<Value, String> {
+        to_json(
+            self.store.run_blocking(|c| users::deprovision(c, self.now(), &self.actor, name)).map_err(err)?,
+        )
     }
 
     fn list_users(&self) -> Result<Value, String> {
@@ -421,7 +435,9 @@ impl Backend for Local {
         let now = self.now();
         let (token, secret) = self
             .store
-            .run_blocking(|c| tokens::create_for_days(c, now, &self.actor, user, name, expires_days))
+            .run_blocking(|c| {
+                tokens::create_for_days(c, now, &self.actor, tokens::Issuer::Local, user, name, expires_days)
+            })
             .map_err(err)?;
         Ok(json!({"key": to_json(token)?, "secret": secret}))
     }

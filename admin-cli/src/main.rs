@@ -135,6 +135,13 @@ enum UserCommand {
         /// Create the account without a local password (it signs in through SSO, or gets one later).
         #[arg(long, conflicts_with = "password_stdin")]
         no_password: bool,
+        /// The person's email (a provider's verified email may link to it, where allowed).
+        #[arg(long)]
+        email: Option<String>,
+        /// A service account: a script's identity, with no password and no personal data. It
+        /// uses API keys, which admins make (`ayushctl keys create --user NAME`).
+        #[arg(long, conflicts_with_all = ["password_stdin", "no_password", "email"])]
+        service: bool,
     },
     /// List users.
     List,
@@ -150,12 +157,26 @@ enum UserCommand {
         #[arg(value_enum)]
         role: RoleArg,
     },
-    /// Set a new password; the user's sessions end.
+    /// Set a new password; the user's sessions end and their API keys are revoked.
     ResetPassword {
         name: String,
         #[command(flatten)]
         password: PasswordSource,
     },
+    /// Link an OpenID Connect identity to an existing account: whoever signs in through
+    /// PROVIDER as SUBJECT (the `sub` claim; refused sign-ins record it) is then this user.
+    Link {
+        name: String,
+        /// The provider's name, as in [[oidc.providers]].
+        #[arg(long)]
+        provider: String,
+        /// The person's subject at the provider.
+        #[arg(long)]
+        subject: String,
+    },
+    /// Take an account out of use, as when it left the directory: disabled, signed out, its API
+    /// keys revoked and its groups left. Its chats, documents and audit trail stay.
+    Deprovision { name: String },
 }
 
 #[derive(Subcommand)]
@@ -330,7 +351,7 @@ enum ProvidersCommand {
         /// another Ayush), anthropic or gemini.
         #[arg(long)]
         kind: String,
-        /// The API's base URL (default: the vendor's own), e.g. http://10.0.0.5:8000/v1.
+        /// The API's base URL (default: the vendor's own), e.g. https://gpu1.corp.example/v1 (plain http:// only to localhost).
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
         /// Models to offer, as the provider names them (comma-separated or repeated).
@@ -600,9 +621,13 @@ fn run(cli: Cli) -> Result<(), String> {
     let out = cli.output;
     match cli.command {
         Command::User(cmd) => match cmd {
-            UserCommand::Create { name, role, display_name, password, no_password } => {
-                let pw = if no_password { None } else { Some(read_password(&password, "Password")?) };
-                out.object(&backend.create_user(&name, role.as_str(), &display_name, pw)?)
+            UserCommand::Create { name, role, display_name, password, no_password, email, service } => {
+                let pw =
+                    if no_password || service { None } else { Some(read_password(&password, "Password")?) };
+                let kind = if service { "service" } else { "person" };
+                let new = json!({"username": name, "role": role.as_str(), "display_name": display_name,
+                    "password": pw, "email": email, "kind": kind});
+                out.object(&backend.create_user(new)?)
             }
             UserCommand::List => out.list(&backend.list_users()?, output::USER_COLUMNS),
             UserCommand::Show { name } => out.object(&backend.show_user(&name)?),
@@ -612,8 +637,14 @@ fn run(cli: Cli) -> Result<(), String> {
             UserCommand::ResetPassword { name, password } => {
                 let pw = read_password(&password, "New password")?;
                 backend.reset_password(&name, pw)?;
-                out.done(&format!("password of {name} changed; their sessions were ended"))
+                out.done(&format!(
+                    "password of {name} changed; their sessions were ended and their API keys revoked"
+                ))
             }
+            UserCommand::Link { name, provider, subject } => {
+                out.object(&backend.link_user(&name, &provider, &subject)?)
+            }
+            UserCommand::Deprovision { name } => out.object(&backend.deprovision_user(&name)?),
         },
         Command::Group(cmd) => match cmd {
             GroupCommand::Create { name, description } => {

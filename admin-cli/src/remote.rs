@@ -136,16 +136,17 @@ impl Backend for Remote {
         self.call("PUT", &format!("/api/admin/models/{}/default", seg(name)), Body::None).map(drop)
     }
 
-    fn create_user(
-        &self,
-        name: &str,
-        role: &str,
-        display_name: &str,
-        password: Option<String>,
-    ) -> Result<Value, String> {
-        let body =
-            json!({"username": name, "role": role, "display_name": display_name, "password": password});
+    fn create_user(&self, body: Value) -> Result<Value, String> {
         self.call("POST", "/api/admin/users", Body::Json(&body))
+    }
+
+    fn link_user(&self, name: &str, provider: &str, subject: &str) -> Result<Value, String> {
+        let body = json!({"provider": provider, "subject": subject});
+        self.call("POST", &format!("/api/admin/users/{}/link", seg(name)), Body::Json(&body))
+    }
+
+    fn deprovision_user(&self, name: &str) -> Result<Value, String> {
+        self.call("POST", &format!("/api/admin/users/{}/deprovision", seg(name)), Body::Json(&json!({})))
     }
 
     fn list_users(&self) -> Result<Value, String> {

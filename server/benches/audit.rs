@@ -63,7 +63,8 @@ fn store_turn(c: &mut Conn, user: i64, conversation: i64, i: usize, audit: Optio
                     question: "What is the capital of France?".into(),
                     answer: answer.into(),
                 };
-                details["content"] = content::seal(keys, conversation, &captured).unwrap();
+                details["content"] =
+                    content::seal(keys, &content::Binding::Conversation(conversation), &captured).unwrap();
             }
             let event = Event::new(&actor, "chat.message", Outcome::Success)
                 .target("conversation", conversation)
@@ -79,8 +80,7 @@ fn overhead(store: &Store, keys: &Keys) {
     let admin = Actor { name: "bench".into(), ..Default::default() };
     let (user, conversation) = store
         .run_blocking(|c| {
-            let new =
-                users::NewUser { username: "amira", display_name: "", role: Role::User, password_hash: None };
+            let new = users::NewUser::person("amira", Role::User, None);
             let user = users::create(c, T0, &admin, &new)?;
             groups::create(c, T0, &admin, "legal-review", "")?;
             groups::add_member(c, T0, &admin, "legal-review", "amira")?;

@@ -117,12 +117,7 @@ fn setup() -> Setup {
     let actor = Actor { name: "bench".into(), ..Default::default() };
     let (admin, reader) = store
         .run_blocking(|c| {
-            let new = |username, role| users::NewUser {
-                username,
-                display_name: "",
-                role,
-                password_hash: Some("$argon2id$x"),
-            };
+            let new = |username, role| users::NewUser::person(username, role, Some("$argon2id$x"));
             let admin = Caller::user(&users::create(c, T0, &actor, &new("root", Role::Admin))?);
             let reader = Caller::user(&users::create(c, T0, &actor, &new("reader", Role::User))?);
             groups::create(c, T0, &actor, "readers", "")?;

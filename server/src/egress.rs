@@ -130,6 +130,67 @@ impl ayush_models::provider::Gate for Egress {
     }
 }
 
+/// A TCP connection to the first of `addrs` (addresses the policy checked) that answers within
+/// `timeout` each.
+pub fn connect_checked(
+    addrs: &[SocketAddr],
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to");
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Name resolution for ureq agents under the policy: a host resolves only to the addresses the
+/// policy checked, in the same lookup, so the connection goes where the check looked (no DNS
+/// rebinding between a check and a second lookup).
+#[derive(Clone)]
+pub struct Resolver {
+    egress: Egress,
+    what: String,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("egress::Resolver").field("what", &self.what).finish()
+    }
+}
+
+impl Resolver {
+    pub fn new(egress: Egress, what: impl Into<String>) -> Resolver {
+        Resolver { egress, what: what.into() }
+    }
+}
+
+impl ureq::unversioned::resolver::Resolver for Resolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+        let addrs = self
+            .egress
+            .check(&self.what, host, port)
+            .map_err(|m| ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, m)))?;
+        let mut out = self.empty();
+        for addr in addrs.into_iter().take(16) {
+            out.push(addr);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

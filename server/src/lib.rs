@@ -11,6 +11,8 @@ pub mod egress;
 pub mod error;
 pub mod http;
 pub mod knowledge;
+pub mod limits;
+pub mod proxies;
 pub mod sealed;
 pub mod serve;
 pub mod state;

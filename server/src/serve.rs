@@ -27,6 +27,8 @@ pub enum StartError {
     Oidc(String),
     #[error("{0}")]
     Egress(String),
+    #[error("{0}")]
+    Config(String),
     #[error("secrets: {0}")]
     Secrets(String),
     #[error("{0}")]
@@ -55,6 +57,9 @@ pub fn init_logging(config: &Config) {
 }
 
 /// Opens the database and everything else a request needs. Call it outside async code.
+/// How long an upload waits for others to free memory before it is refused.
+const UPLOAD_MEMORY_WAIT_SECS: u64 = 10;
+
 pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartError> {
     check_egress(&config)?;
     let (ledger, chain) = Ledger::open(&config)?;
@@ -83,7 +88,22 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     let knowledge =
         crate::knowledge::Knowledge::open(&config.knowledge, &config.server.data_dir, store.clone())
             .map_err(|e| StartError::Index(e.to_string()))?;
+    let proxies =
+        crate::proxies::TrustedProxies::parse(&config.server.trusted_proxies).map_err(StartError::Config)?;
+    let generations = crate::limits::PerPerson::generations(config.chat.max_concurrent_per_user);
+    let uploads = crate::limits::PerPerson::uploads(config.knowledge.max_concurrent_uploads_per_user);
+    let upload_memory = crate::limits::UploadMemory::new(
+        config.knowledge.upload_memory_mib,
+        std::time::Duration::from_secs(UPLOAD_MEMORY_WAIT_SECS),
+    );
+    let metrics_token = config.server.metrics_token().map_err(StartError::Config)?.map(Arc::from);
     Ok(AppState {
+        metrics_token,
+        generations: Arc::new(generations),
+        uploads: Arc::new(uploads),
+        upload_memory: Arc::new(upload_memory),
+        proxies: Arc::new(proxies),
+        noise: Default::default(),
         knowledge: Arc::new(knowledge),
         remotes: Arc::new(remotes),
         config: Arc::new(config),
@@ -242,21 +262,57 @@ async fn keep_audit_log(state: AppState) {
     }
 }
 
-/// Drops expired sessions and old sign-in failures every few minutes.
+/// Every minute: the summary of the sign-in noise counted but not recorded. Every five minutes:
+/// expired sessions and old sign-in failures dropped. Every hour: accounts of OIDC providers
+/// that have not signed in for `oidc.inactive_days` disabled.
 async fn housekeeping(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut minutes: u64 = 0;
     loop {
         tick.tick().await;
         let now = state.clock.now();
-        let cfg = state.config.auth.clone();
-        let result = state
-            .store
-            .run(move |c| Ok((sessions::purge_expired(c, now)?, throttle::purge(c, now, &cfg)?)))
-            .await;
-        match result {
-            Ok((s, f)) if s + f > 0 => tracing::debug!(sessions = s, failures = f, "housekeeping"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        if let Some(summary) = state.noise.flush(now)
+            && let Err(e) = state.store.run(move |c| summary.record(c, now)).await
+        {
+            tracing::warn!(error = %e, "cannot record the sign-in noise summary");
         }
+        if minutes.is_multiple_of(5) {
+            let cfg = state.config.auth.clone();
+            let result = state
+                .store
+                .run(move |c| Ok((sessions::purge_expired(c, now)?, throttle::purge(c, now, &cfg)?)))
+                .await;
+            match result {
+                Ok((s, f)) if s + f > 0 => tracing::debug!(sessions = s, failures = f, "housekeeping"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+        }
+        if minutes.is_multiple_of(60) {
+            disable_inactive_sso(&state, now).await;
+        }
+        minutes += 1;
+    }
+}
+
+/// Disables OIDC accounts not seen at sign-in for `oidc.inactive_days` (0: never).
+pub async fn disable_inactive_sso(state: &AppState, now: i64) {
+    let days = state.config.oidc.inactive_days;
+    if days == 0 {
+        return;
+    }
+    let cutoff = now - i64::try_from(days).unwrap_or(i64::MAX / 86_400) * 86_400;
+    let system = crate::audit::Actor {
+        name: "system:inactivity".into(),
+        method: Some("system".into()),
+        ..Default::default()
+    };
+    match state.store.run(move |c| crate::auth::users::disable_inactive_sso(c, now, &system, cutoff)).await {
+        Ok(names) if !names.is_empty() => {
+            tracing::info!(accounts = ?names, days, "disabled OIDC accounts that did not sign in")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot disable inactive OIDC accounts"),
     }
 }

@@ -29,7 +29,13 @@ pub struct AppState {
     pub theme: Arc<Theme>,
     pub metrics: Arc<Metrics>,
     pub catalog: Arc<Catalog>,
-    pub turns: Arc<crate::chat::turn::TurnLocks>,
+    pub turns: Arc<crate::limits::TurnLocks>,
+    /// How many answers each person has generating.
+    pub generations: Arc<crate::limits::PerPerson>,
+    /// How many files each person is sending.
+    pub uploads: Arc<crate::limits::PerPerson>,
+    /// The memory all uploads being received share.
+    pub upload_memory: Arc<crate::limits::UploadMemory>,
     pub audit: Arc<crate::audit::Ledger>,
     /// The LDAP directory, when `[ldap]` is enabled.
     pub directory: Option<Arc<crate::auth::ldap::Directory>>,
@@ -41,4 +47,10 @@ pub struct AppState {
     pub remotes: Arc<crate::catalog::remote::Remotes>,
     /// Collections, documents and the full-text index.
     pub knowledge: crate::knowledge::SharedKnowledge,
+    /// Unauthenticated sign-in noise, counted and summarised.
+    pub noise: Arc<crate::auth::noise::Noise>,
+    /// What Prometheus must present to read `/metrics`, when set.
+    pub metrics_token: Option<Arc<str>>,
+    /// The reverse proxies whose forwarded headers are believed.
+    pub proxies: Arc<crate::proxies::TrustedProxies>,
 }

@@ -333,7 +333,7 @@ fn fail_closed_refuses_the_change_and_fail_open_counts_the_loss() {
                 "CREATE TRIGGER no_room BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END",
             ],
         );
-        let new = users::NewUser { username: "bob", display_name: "", role: Role::User, password_hash: None };
+        let new = users::NewUser::person("bob", Role::User, None);
         let created = store.run_blocking(|c| users::create(c, T0, &actor(), &new));
         let exists = store.run_blocking(|c| users::find_row(c, "bob")).unwrap().is_some();
         if fail_closed {
@@ -414,12 +414,7 @@ fn a_legal_hold_keeps_events_and_conversations(db: &TestDb) {
     let (carol, dave) = db
         .store
         .run_blocking(|c| {
-            let new = |name| users::NewUser {
-                username: name,
-                display_name: "",
-                role: Role::User,
-                password_hash: None,
-            };
+            let new = |name| users::NewUser::person(name, Role::User, None);
             Ok((users::create(c, T0, &admin, &new("carol"))?, users::create(c, T0, &admin, &new("dave"))?))
         })
         .unwrap();

@@ -49,7 +49,7 @@ fn actor() -> Actor {
 }
 
 fn add_user(c: &mut Conn, name: &str, role: Role) -> users::User {
-    let new = users::NewUser { username: name, display_name: "", role, password_hash: Some("$argon2id$x") };
+    let new = users::NewUser::person(name, role, Some("$argon2id$x"));
     users::create(c, T0, &actor(), &new).unwrap()
 }
 
@@ -161,10 +161,10 @@ fn collections_follow_their_rules(db: &TestDb) {
             collections::grant_read(c, T0, &actor(), "HR policies", "hr")?; // granted already: no-op
             collections::revoke_read(c, T0, &actor(), "HR policies", "hr")?;
             assert_eq!(names(c, bob), ["bob notes"]);
-            assert_eq!(
-                collections::remove(c, T0, &actor(), eve, "bob notes").unwrap_err().kind,
-                ErrorKind::Forbidden
-            );
+            let hidden = collections::remove(c, T0, &actor(), eve, "bob notes").unwrap_err();
+            let absent = collections::remove(c, T0, &actor(), eve, "bob notez").unwrap_err();
+            assert_eq!(hidden.kind, ErrorKind::NotFound, "unreadable looks absent");
+            assert_eq!(hidden.message.replace("bob notes", "X"), absent.message.replace("bob notez", "X"));
             collections::remove(c, T0, &actor(), admin, "bob notes")?;
             assert!(names(c, bob).is_empty());
             Ok(())
@@ -454,6 +454,6 @@ fn jobs_are_claimed_once_cancelled_and_requeued_when_stale(db: &TestDb) {
     store.run_blocking(|c| jobs::fail(c, T0 + 700, c_job.id, "c.md: broken")).unwrap();
     let failed = store.run_blocking(|c| jobs::get(c, c_job.id)).unwrap();
     assert_eq!((failed.status.as_str(), failed.error.as_deref()), ("failed", Some("c.md: broken")));
-    let listed = store.run_blocking(|c| jobs::list(c, Some(row.id), None, 10)).unwrap();
+    let listed = store.run_blocking(|c| jobs::list(c, jobs::Scope::Collection(row.id), 10)).unwrap();
     assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [c_job.id, b.id, a.id], "newest first");
 }

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
 use ayush_server::audit::{self, Actor};
+use ayush_server::auth::throttle::Account;
+use ayush_server::auth::tokens::Issuer;
 use ayush_server::auth::{Role, groups, sessions, throttle, tokens, users};
 use ayush_server::clock::{Clock, ManualClock};
 use ayush_server::config::{AuthConfig, DatabaseConfig};
@@ -33,6 +35,8 @@ store_suite!(
     groups_hold_members_and_follow_deleted_users,
     sessions_expire_when_idle_or_old,
     disabling_ends_sessions_and_tokens,
+    keys_are_made_by_their_owner_and_never_outlive_their_maker,
+    sso_accounts_are_linked_on_purpose_and_lapse_when_unseen,
     api_tokens_resolve_until_revoked_or_expired,
     throttle_locks_an_account_for_the_window,
 );
@@ -42,7 +46,7 @@ fn actor() -> Actor {
 }
 
 fn add_user(c: &mut Conn, name: &str, role: Role) -> users::User {
-    let new = users::NewUser { username: name, display_name: "", role, password_hash: Some("$argon2id$x") };
+    let new = users::NewUser::person(name, role, Some("$argon2id$x"));
     users::create(c, T0, &actor(), &new).unwrap()
 }
 
@@ -60,12 +64,7 @@ fn users_are_created_once_and_listed(store: &Store) {
             let a = add_user(c, "zoe", Role::Admin);
             assert_eq!(a.role, Role::Admin);
             add_user(c, "adam", Role::Auditor);
-            let dup = users::create(
-                c,
-                T0,
-                &actor(),
-                &users::NewUser { username: "zoe", display_name: "", role: Role::User, password_hash: None },
-            );
+            let dup = users::create(c, T0, &actor(), &users::NewUser::person("zoe", Role::User, None));
             assert_eq!(dup.unwrap_err().kind, ErrorKind::Conflict);
             let names: Vec<String> = users::list(c)?.into_iter().map(|u| u.username).collect();
             assert_eq!(names, ["adam", "zoe"]);
@@ -205,18 +204,106 @@ fn disabling_ends_sessions_and_tokens(store: &Store) {
         .run_blocking(|c| {
             add_user(c, "root", Role::Admin);
             let u = add_user(c, "pat", Role::User);
+            let pat = Issuer::Session { user_id: u.id, admin: false };
             let s = sessions::create(c, T0, &cfg, u.id, None, None)?;
-            let (_, secret) = tokens::create(c, T0, &actor(), "pat", "script", None)?;
+            let (_, secret) = tokens::create(c, T0, &actor(), pat, "pat", "script", None)?;
             assert!(tokens::resolve(c, T0, &secret)?.is_some());
             users::set_disabled(c, T0, &actor(), "pat", true)?;
             assert_eq!(sessions::count_for_user(c, u.id)?, 0);
             assert!(!sessions::resolve(c, T0, &cfg, &s.token)?.is_live());
             assert!(tokens::resolve(c, T0, &secret)?.is_none());
             users::set_disabled(c, T0, &actor(), "pat", false)?;
-            assert!(tokens::resolve(c, T0, &secret)?.is_some(), "tokens work again once re-enabled");
+            assert!(tokens::resolve(c, T0, &secret)?.is_none(), "a disable revokes keys for good");
+
+            let (_, secret) = tokens::create(c, T0, &actor(), pat, "pat", "script", None)?;
             let s = sessions::create(c, T0, &cfg, u.id, None, None)?;
             users::set_password(c, T0, &actor(), "pat", "$argon2id$new")?;
             assert!(!sessions::resolve(c, T0, &cfg, &s.token)?.is_live(), "a new password ends sessions");
+            assert!(tokens::resolve(c, T0, &secret)?.is_none(), "and revokes keys");
+
+            let (_, secret) = tokens::create(c, T0, &actor(), pat, "pat", "script", None)?;
+            users::set_role(c, T0, &actor(), "pat", Role::Auditor)?;
+            assert!(tokens::resolve(c, T0, &secret)?.is_none(), "a role change revokes keys");
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Finding 7 and 9 of the security review: a person's keys are theirs to make; admins make
+/// keys for themselves and service accounts; a key cannot make a key that outlives it.
+fn keys_are_made_by_their_owner_and_never_outlive_their_maker(store: &Store) {
+    store
+        .run_blocking(|c| {
+            let root = add_user(c, "keyroot", Role::Admin);
+            let ada = add_user(c, "keyada", Role::Auditor);
+            let bot = users::create(
+                c,
+                T0,
+                &actor(),
+                &users::NewUser {
+                    username: "keybot",
+                    display_name: "",
+                    role: Role::User,
+                    password_hash: None,
+                    email: None,
+                    kind: users::Kind::Service,
+                },
+            )?;
+            assert!(bot.is_service());
+            let admin = Issuer::Session { user_id: root.id, admin: true };
+            let refused = tokens::create(c, T0, &actor(), admin, "keyada", "peek", None).unwrap_err();
+            assert_eq!(refused.kind, ErrorKind::Forbidden, "{}", refused.message);
+            assert!(tokens::create(c, T0, &actor(), Issuer::Local, "keyada", "peek", None).is_err());
+            let mine = Issuer::Session { user_id: ada.id, admin: false };
+            assert!(tokens::create(c, T0, &actor(), mine, "keyada", "mine", None).is_ok());
+            assert!(tokens::create(c, T0, &actor(), admin, "keybot", "ci", None).is_ok());
+            assert!(tokens::create(c, T0, &actor(), Issuer::Local, "keyroot", "ops", None).is_ok());
+
+            let short = Issuer::Key { user_id: root.id, admin: true, expires_at: Some(T0 + 86_400 * 7) };
+            let forever =
+                tokens::create_for_days(c, T0, &actor(), short, "keyroot", "child", None).unwrap_err();
+            assert_eq!(forever.kind, ErrorKind::Validation, "{}", forever.message);
+            let longer =
+                tokens::create_for_days(c, T0, &actor(), short, "keyroot", "child", Some(8)).unwrap_err();
+            assert!(longer.message.contains("expires_days at most 7"), "{}", longer.message);
+            assert!(tokens::create_for_days(c, T0, &actor(), short, "keyroot", "child", Some(7)).is_ok());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Finding 5 and 9: an identity joins an account only by an admin's link (never one with a
+/// local password); accounts from a provider that stop signing in lapse; deprovisioning ends
+/// everything at once.
+fn sso_accounts_are_linked_on_purpose_and_lapse_when_unseen(store: &Store) {
+    store
+        .run_blocking(|c| {
+            add_user(c, "ssoroot", Role::Admin);
+            let nia = users::create(c, T0, &actor(), &users::NewUser::person("nia", Role::User, None))?;
+            let err = users::link_identity(c, T0, &actor(), "ssoroot", "oidc:corp", "corp|root").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Conflict, "a break-glass account is never linked");
+            users::link_identity(c, T0, &actor(), "nia", "oidc:corp", "corp|nia")?;
+            let issuer = Issuer::Session { user_id: nia.id, admin: false };
+            let (_, secret) = tokens::create(c, T0, &actor(), issuer, "nia", "script", None)?;
+
+            let day = 86_400;
+            assert!(users::disable_inactive_sso(c, T0 + 10 * day, &actor(), T0 - day)?.is_empty());
+            users::note_sign_in(c, T0 + 5 * day, nia.id)?;
+            let lapsed = users::disable_inactive_sso(c, T0 + 100 * day, &actor(), T0 + 10 * day)?;
+            assert_eq!(lapsed, vec!["nia".to_string()]);
+            assert!(users::get(c, "nia")?.disabled);
+            assert!(tokens::resolve(c, T0, &secret)?.is_none(), "its keys are revoked");
+            assert!(users::get(c, "ssoroot").is_ok_and(|u| !u.disabled), "local accounts never lapse");
+
+            let ola = add_user(c, "ola", Role::User);
+            groups::create(c, T0, &actor(), "ola-team", "")?;
+            groups::add_member(c, T0, &actor(), "ola-team", "ola")?;
+            let issuer = Issuer::Session { user_id: ola.id, admin: false };
+            let (_, secret) = tokens::create(c, T0, &actor(), issuer, "ola", "script", None)?;
+            let gone = users::deprovision(c, T0, &actor(), "ola")?;
+            assert!(gone.disabled);
+            assert!(groups::of_user(c, ola.id)?.is_empty());
+            assert!(tokens::resolve(c, T0, &secret)?.is_none());
             Ok(())
         })
         .unwrap();
@@ -226,19 +313,19 @@ fn api_tokens_resolve_until_revoked_or_expired(store: &Store) {
     store
         .run_blocking(|c| {
             add_user(c, "tess", Role::Admin);
-            let (t, secret) = tokens::create(c, T0, &actor(), "tess", "ci", Some(T0 + 100))?;
+            let (t, secret) = tokens::create(c, T0, &actor(), Issuer::Local, "tess", "ci", Some(T0 + 100))?;
             assert!(secret.starts_with(tokens::PREFIX) && secret.starts_with(&t.prefix));
             let (_, user) = tokens::resolve(c, T0 + 10, &secret)?.unwrap();
             assert_eq!(user.username, "tess");
             assert!(tokens::resolve(c, T0 + 100, &secret)?.is_none(), "expired");
             assert!(tokens::resolve(c, T0, "ayush_wrong")?.is_none());
-            let (t2, secret2) = tokens::create(c, T0, &actor(), "tess", "ops", None)?;
+            let (t2, secret2) = tokens::create(c, T0, &actor(), Issuer::Local, "tess", "ops", None)?;
             assert_eq!(tokens::list(c, Some("tess"))?.len(), 2);
             assert_eq!(tokens::list(c, Some("nobody"))?.len(), 0);
             tokens::revoke(c, T0, &actor(), t2.id)?;
             assert!(tokens::resolve(c, T0, &secret2)?.is_none());
             assert_eq!(tokens::revoke(c, T0, &actor(), 9999).unwrap_err().kind, ErrorKind::NotFound);
-            assert!(tokens::create(c, T0, &actor(), "tess", "", None).is_err());
+            assert!(tokens::create(c, T0, &actor(), Issuer::Local, "tess", "", None).is_err());
             Ok(())
         })
         .unwrap();
@@ -248,30 +335,35 @@ fn throttle_locks_an_account_for_the_window(store: &Store) {
     let cfg = AuthConfig { lockout_max_failures: 3, lockout_window_mins: 10, ..Default::default() };
     store
         .run_blocking(|c| {
+            // The name as typed differs only in case and spaces: one account, one count.
+            let uma = Account::new(" Uma", false);
+            assert_eq!(uma, Account::new("UMA", false));
+            assert_eq!(Account::new(r"CORP\uma", true), Account::new("uma@corp.example", true));
             for i in 0..3 {
-                assert_eq!(throttle::locked_for(c, T0 + i, &cfg, "uma", "10.0.0.9")?, None);
-                throttle::record_failure(c, T0 + i, "uma", "10.0.0.9")?;
+                assert_eq!(throttle::locked_for(c, T0 + i, &cfg, &uma, "10.0.0.9")?, None);
+                throttle::record_failure(c, T0 + i, &uma, "10.0.0.9")?;
             }
-            let wait = throttle::locked_for(c, T0 + 3, &cfg, "uma", "10.0.0.1")?.expect("locked by account");
+            let wait = throttle::locked_for(c, T0 + 3, &cfg, &uma, "10.0.0.1")?.expect("locked by account");
             assert_eq!(wait, 600 - 3);
             assert_eq!(
-                throttle::locked_for(c, T0 + 3, &cfg, "vic", "10.0.0.9")?,
+                throttle::locked_for(c, T0 + 3, &cfg, &Account::new("vic", false), "10.0.0.9")?,
                 None,
                 "others on the address still may"
             );
-            assert_eq!(
-                throttle::locked_for(c, T0 + 600, &cfg, "uma", "10.0.0.1")?,
-                None,
-                "the window passed"
-            );
+            assert_eq!(throttle::locked_for(c, T0 + 600, &cfg, &uma, "10.0.0.1")?, None, "the window passed");
             for i in 0..30 {
-                throttle::record_failure(c, T0 + 700, &format!("spray{i}"), "10.6.6.6")?;
+                throttle::record_failure(
+                    c,
+                    T0 + 700,
+                    &Account::new(&format!("spray{i}"), false),
+                    "10.6.6.6",
+                )?;
             }
             assert!(
-                throttle::locked_for(c, T0 + 701, &cfg, "fresh", "10.6.6.6")?.is_some(),
+                throttle::locked_for(c, T0 + 701, &cfg, &Account::new("fresh", false), "10.6.6.6")?.is_some(),
                 "locked by address"
             );
-            throttle::clear_account(c, "uma")?;
+            throttle::clear_account(c, &uma)?;
             assert!(throttle::purge(c, T0 + 2000, &cfg)? > 0);
             Ok(())
         })

@@ -89,7 +89,7 @@ fn main() {
     server.create_user("root", "admin", "root password 1");
     server.create_user("bench", "user", "bench password 1");
     let admin = server.token_for("root");
-    let key = server.token_for("bench");
+    let key = server.key_signed_in("bench", "bench password 1");
     let out = server.ctl_remote(
         &admin,
         &[

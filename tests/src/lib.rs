@@ -217,11 +217,23 @@ impl Server {
         assert!(out.ok, "creating {name}: {}", out.stderr);
     }
 
-    /// Makes an admin API token for `user` and returns its secret.
+    /// Makes an API key for `user` with `ayushctl --local` and returns its secret. On the data
+    /// directory the operator makes keys for admins and service accounts only; a person's key
+    /// is made by that person signed in (`key_signed_in`).
     pub fn token_for(&self, user: &str) -> String {
         let out = self.ctl_local(&["-o", "json", "keys", "create", "--user", user], None);
         assert!(out.ok, "{}", out.stderr);
         out.json()["secret"].as_str().expect("secret").to_string()
+    }
+
+    /// Signs in as `user` and makes a key on `/api/keys`, as a person makes their own; returns
+    /// its secret.
+    pub fn key_signed_in(&self, user: &str, password: &str) -> String {
+        let mut c = self.client();
+        assert_eq!(c.login(user, password).status, 200, "{user} signs in");
+        let r = c.send_json("POST", "/api/keys", &serde_json::json!({"name": "test"}));
+        assert_eq!(r.status, 201, "{user} makes a key: {}", r.body);
+        r.json()["secret"].as_str().expect("secret").to_string()
     }
 
     /// Opens this server's database directly, as `ayushctl --local` (or a database administrator
@@ -354,11 +366,14 @@ impl Reply {
     }
 }
 
-/// A small HTTP client that keeps the session cookie, like a browser would.
+/// A small HTTP client that keeps the session cookie, and any other cookie the server sets
+/// (the OIDC sign-in binding), like a browser would.
 pub struct Client {
     base: String,
     agent: ureq::Agent,
     pub session: Option<String>,
+    /// Cookies other than the session, by name.
+    pub cookies: Vec<(String, String)>,
 }
 
 impl Client {
@@ -381,7 +396,7 @@ impl Client {
             .tls_config(tls)
             .build()
             .into();
-        Client { base: base.to_string(), agent, session: None }
+        Client { base: base.to_string(), agent, session: None, cookies: Vec::new() }
     }
 
     fn finish(&mut self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
@@ -392,9 +407,19 @@ impl Client {
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
             .collect();
         for (k, v) in &headers {
-            if k == "set-cookie" && v.starts_with("ayush_session=") {
-                let value = v["ayush_session=".len()..].split(';').next().unwrap_or_default();
+            if k != "set-cookie" {
+                continue;
+            }
+            let pair = v.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            if name == "ayush_session" {
                 self.session = if value.is_empty() { None } else { Some(value.to_string()) };
+                continue;
+            }
+            self.cookies.retain(|(n, _)| n != name);
+            // An emptied cookie is the server clearing it.
+            if !value.is_empty() {
+                self.cookies.push((name.to_string(), value.to_string()));
             }
         }
         let body = resp.body_mut().read_to_string().unwrap_or_default();
@@ -402,7 +427,9 @@ impl Client {
     }
 
     fn cookie(&self) -> String {
-        self.session.as_ref().map(|s| format!("ayush_session={s}")).unwrap_or_default()
+        let session = self.session.as_ref().map(|s| ("ayush_session", s.as_str()));
+        let others = self.cookies.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        session.into_iter().chain(others).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
     }
 
     pub fn get(&mut self, path: &str) -> Reply {
@@ -443,7 +470,7 @@ impl Client {
     /// Any request with exactly these headers and body, for probing the guards.
     pub fn raw(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
         let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
-        if self.session.is_some() {
+        if self.session.is_some() || !self.cookies.is_empty() {
             req = req.header("Cookie", self.cookie());
         }
         for (k, v) in headers {
@@ -451,6 +478,13 @@ impl Client {
         }
         let r = self.agent.run(req.body(body.to_string()).expect("request"));
         self.finish(r)
+    }
+
+    /// `POST /v1/chat/completions` with an API key, as an OpenAI client sends it.
+    pub fn v1_chat(&mut self, key: &str, body: &Value) -> Reply {
+        let auth = format!("Bearer {key}");
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        self.raw("POST", "/v1/chat/completions", &headers, &body.to_string())
     }
 
     pub fn login(&mut self, username: &str, password: &str) -> Reply {

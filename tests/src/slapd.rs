@@ -1,6 +1,7 @@
 //! A real directory for the LDAP tests: Debian's OpenLDAP `slapd`, configured by the test on
 //! loopback with StartTLS (a test CA) and a test tree: people, a service account, nested
-//! groups and a disabled account.
+//! groups and a disabled account. The memberof overlay is loaded, so entries carry `memberOf`
+//! as Active Directory's do.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -115,6 +116,7 @@ include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload memberof
 pidfile {d}/slapd.pid
 TLSCACertificateFile {d}/ca.pem
 TLSCertificateFile {d}/cert.pem
@@ -124,6 +126,7 @@ suffix \"{BASE}\"
 rootdn \"cn=admin,{BASE}\"
 rootpw admin-password
 directory {d}/db
+overlay memberof
 access to attrs=userPassword by anonymous auth by self read by * none
 access to * by users read by * none
 ",

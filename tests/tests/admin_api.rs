@@ -422,7 +422,7 @@ fn models_are_imported_verified_and_removed_remotely() {
 
     // Only admins manage models.
     server.create_user("pat", "user", USER_PW);
-    let user_token = server.token_for("pat");
+    let user_token = server.key_signed_in("pat", USER_PW);
     let denied = server.ctl_remote(&user_token, &["models", "remove", "g"], None);
     assert!(!denied.ok && denied.stderr.contains("auth.forbidden"), "{}", denied.stderr);
 
@@ -460,13 +460,25 @@ fn people_manage_their_own_api_keys_and_admins_anyones() {
     assert_eq!(r.status, 401, "revoked at once: {}", r.body);
     assert!(r.body.contains("invalid_api_key"), "in OpenAI's error shape: {}", r.body);
 
-    // Admins, remotely through ayushctl: create a key for a script, list everyone's, revoke.
+    // Admins, remotely through ayushctl: a person's keys are theirs to make, so a script gets a
+    // service account; admins list everyone's keys and revoke any.
     let admin = server.token_for("root-admin");
-    let made =
+    let refused =
         server.ctl_remote(&admin, &["-o", "json", "keys", "create", "--user", "quinn", "--name", "ci"], None);
+    assert!(!refused.ok && refused.stderr.contains("quinn's keys are made by quinn"), "{}", refused.stderr);
+    let svc = server.ctl_remote(&admin, &["user", "create", "ci-bot", "--role", "user", "--service"], None);
+    assert!(svc.ok, "{}", svc.stderr);
+    let made = server.ctl_remote(
+        &admin,
+        &["-o", "json", "keys", "create", "--user", "ci-bot", "--name", "ci"],
+        None,
+    );
     assert!(made.ok, "{}", made.stderr);
-    let quinns = made.json()["key"]["id"].as_i64().unwrap().to_string();
-    let all = server.ctl_remote(&admin, &["-o", "json", "keys", "list", "--user", "quinn"], None).json();
-    assert_eq!(all[0]["user"], "quinn");
-    assert!(server.ctl_remote(&admin, &["keys", "revoke", &quinns], None).ok);
+    let bots = made.json()["key"]["id"].as_i64().unwrap().to_string();
+    let all = server.ctl_remote(&admin, &["-o", "json", "keys", "list", "--user", "ci-bot"], None).json();
+    assert_eq!(all[0]["user"], "ci-bot");
+    let quinns =
+        quinn.send_json("POST", "/api/keys", &json!({"name": "mine"})).json()["key"]["id"].to_string();
+    assert!(server.ctl_remote(&admin, &["keys", "revoke", &quinns], None).ok, "admins revoke anyone's");
+    assert!(server.ctl_remote(&admin, &["keys", "revoke", &bots], None).ok);
 }

@@ -125,7 +125,7 @@ fn tamper(server: &Server, statements: &[&str]) {
 #[test]
 fn ayushctl_verifies_and_exports_with_the_server_stopped_and_catches_tampering() {
     let mut server = server();
-    let auditor = server.token_for("ada");
+    let auditor = server.key_signed_in("ada", AUDITOR_PW);
     for name in ["carl", "dina", "eve"] {
         server.create_user(name, "user", "user password 123");
     }
@@ -214,7 +214,7 @@ fn ayushctl_verifies_and_exports_with_the_server_stopped_and_catches_tampering()
 #[test]
 fn audit_tail_follows_new_events() {
     let server = server();
-    let auditor = server.token_for("ada");
+    let auditor = server.key_signed_in("ada", AUDITOR_PW);
     let mut child = std::process::Command::new(ayush_tests::bin_path("ayushctl"))
         .args(["audit", "tail", "--follow", "-n", "1", "--action", "user.create"])
         .env("AYUSH_URL", &server.url)

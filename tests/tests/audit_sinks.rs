@@ -114,7 +114,7 @@ path = "{}"
     assert_eq!(wait_for("the file", last, || file_seqs(&archive_file)), everything(last));
 
     server.create_user("ada", "auditor", "auditor password 1");
-    let auditor = server.token_for("ada");
+    let auditor = server.key_signed_in("ada", "auditor password 1");
     let mut c = server.client();
     let status = c.raw("GET", "/api/audit/status", &[("Authorization", &format!("Bearer {auditor}"))], "");
     let status = status.json();

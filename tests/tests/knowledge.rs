@@ -192,7 +192,7 @@ fn collections_are_filled_with_ayushctl_and_searched_within_each_users_rights() 
     assert_eq!(made.status, 201, "{}", made.body);
     let shared = bob.send_json("POST", "/api/collections", &json!({"name": "bob wiki", "readers": ["hr"]}));
     assert_eq!(shared.status, 403, "only admins make shared collections");
-    let bob_key = server.token_for("bob");
+    let bob_key = server.key_signed_in("bob", PW);
     let mut api = server.client();
     let auth = format!("Bearer {bob_key}");
     let up = api.raw(
@@ -664,7 +664,7 @@ fn a_file_attached_to_a_chat_is_cited_there_and_read_by_its_owner_alone() {
     let mut eve = signed_in(&server, "eve");
     let conv = eve.send_json("POST", "/api/conversations", &json!({"model": "lab/echo"}));
     let id = conv.json()["id"].as_i64().unwrap();
-    let key = format!("Bearer {}", server.token_for("eve"));
+    let key = format!("Bearer {}", server.key_signed_in("eve", PW));
     let mut api = server.client();
     let path = format!("/api/conversations/{id}/files?source=offer.txt");
     let headers = [("Authorization", key.as_str()), ("Content-Type", "text/plain")];
@@ -687,7 +687,7 @@ fn a_file_attached_to_a_chat_is_cited_there_and_read_by_its_owner_alone() {
     assert!(sent.contains("ninety thousand crowns"), "{sent}");
 
     // Bob cannot attach to Eve's chat, nor find her file.
-    let bob_key = format!("Bearer {}", server.token_for("bob"));
+    let bob_key = format!("Bearer {}", server.key_signed_in("bob", PW));
     let theirs =
         api.raw("POST", &path, &[("Authorization", bob_key.as_str()), ("Content-Type", "text/plain")], "x");
     assert_eq!(theirs.status, 404, "{}", theirs.body);

@@ -23,17 +23,18 @@ fn the_official_openai_sdk_works_against_ayush() {
         (out.json()["purpose"].as_str(), out.json()["dimensions"].as_u64()),
         (Some("embedding"), Some(384))
     );
-    let key = server.token_for("amira");
-    let revoked =
-        server.ctl_local(&["-o", "json", "keys", "create", "--user", "amira", "--name", "old"], None).json();
-    let revoked_id = revoked["key"]["id"].as_i64().unwrap().to_string();
+    let key = server.key_signed_in("amira", "amira password 1");
+    let revoked = server.key_signed_in("amira", "amira password 1");
+    let keys = server.ctl_local(&["-o", "json", "keys", "list", "--user", "amira"], None).json();
+    let old = keys.as_array().unwrap().iter().find(|k| revoked.starts_with(k["prefix"].as_str().unwrap()));
+    let revoked_id = old.expect("the second key is listed")["id"].as_i64().unwrap().to_string();
     assert!(server.ctl_local(&["keys", "revoke", &revoked_id], None).ok);
 
     let out = std::process::Command::new(python)
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai/client.py"))
         .env("AYUSH_BASE_URL", format!("{}/v1", server.url))
         .env("AYUSH_KEY", &key)
-        .env("AYUSH_REVOKED_KEY", revoked["secret"].as_str().unwrap())
+        .env("AYUSH_REVOKED_KEY", &revoked)
         .env("AYUSH_MODEL", "gemma")
         .env("AYUSH_EMBED_MODEL", "minilm")
         .output()

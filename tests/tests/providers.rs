@@ -7,18 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
 use ayush_tests::upstream::{KEY, Upstream};
-use ayush_tests::{Client, GEMMA_FILE, Reply, Server, test_model};
+use ayush_tests::{Client, GEMMA_FILE, Server, test_model};
 use serde_json::{Value, json};
-
-fn v1(client: &mut Client, key: &str, body: &Value) -> Reply {
-    let auth = format!("Bearer {key}");
-    client.raw(
-        "POST",
-        "/v1/chat/completions",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
-        &body.to_string(),
-    )
-}
 
 /// The text and the last chunk of a streamed /v1 answer.
 fn streamed_text(body: &str) -> (String, Vec<Value>) {
@@ -64,7 +54,7 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
     server.create_user("root", "admin", "root password 1");
     server.create_user("amira", "user", "amira password 1");
     let admin = server.token_for("root");
-    let key = server.token_for("amira");
+    let key = server.key_signed_in("amira", "amira password 1");
     let base = upstream.url();
     let openai = add_provider(
         &server,
@@ -118,9 +108,7 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
         let model = format!("{provider}/echo");
         let messages =
             json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]);
-        let streamed = v1(
-            &mut client,
-            &key,
+        let streamed = client.v1_chat(&key,
             &json!({"model": model, "messages": messages, "stream": true, "stream_options": {"include_usage": true}}),
         );
         assert_eq!(streamed.status, 200, "{provider}: {}", streamed.body);
@@ -134,7 +122,7 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
             "{provider}"
         );
 
-        let plain = v1(&mut client, &key, &json!({"model": model, "messages": messages, "max_tokens": 20}));
+        let plain = client.v1_chat(&key, &json!({"model": model, "messages": messages, "max_tokens": 20}));
         assert_eq!(plain.status, 200, "{provider}: {}", plain.body);
         let plain = plain.json();
         assert_eq!(plain["choices"][0]["message"]["content"], "Echo: hello there");
@@ -160,7 +148,7 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
 
     // Upstream failures arrive as OpenAI errors that say what happened.
     let ask = |client: &mut Client, model: &str| {
-        v1(client, &key, &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        client.v1_chat(&key, &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
     };
     for provider in ["up-openai", "up-anthropic", "up-gemini"] {
         let r = ask(&mut client, &format!("{provider}/missing"));
@@ -193,9 +181,7 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
     assert_eq!((r.status, r.error_code()), (404, "model_not_found".into()));
 
     // Mid-stream, the error is the last event before the stream ends.
-    let r = v1(
-        &mut client,
-        &key,
+    let r = client.v1_chat(&key,
         &json!({"model": "up-anthropic/broken", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
     );
     assert_eq!(r.status, 200);
@@ -297,19 +283,25 @@ fn a_slow_provider_times_out_with_a_clear_error() {
     );
     let mut client = server.client();
     let started = std::time::Instant::now();
-    let r = v1(
-        &mut client,
-        &admin,
-        &json!({"model": "slow/stall", "messages": [{"role": "user", "content": "hi"}]}),
-    );
+    let r = client
+        .v1_chat(&admin, &json!({"model": "slow/stall", "messages": [{"role": "user", "content": "hi"}]}));
     assert_eq!((r.status, r.error_code()), (504, "upstream_timeout".into()), "{}", r.body);
     assert!(r.body.contains("did not answer in time"), "{}", r.body);
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
 
 /// A provider outside loopback, which the default policy forbids.
-const FAR: [&str; 9] =
-    ["providers", "add", "far", "--kind", "openai", "--base-url", "http://10.255.255.1:9/v1", "--model", "m"];
+const FAR: [&str; 9] = [
+    "providers",
+    "add",
+    "far",
+    "--kind",
+    "openai",
+    "--base-url",
+    "https://10.255.255.1:9/v1",
+    "--model",
+    "m",
+];
 
 #[test]
 fn the_egress_policy_holds_at_save_and_at_connect() {
@@ -336,7 +328,7 @@ fn the_egress_policy_holds_at_save_and_at_connect() {
     let server = server.restart();
     let mut client = server.client();
     let r =
-        v1(&mut client, &admin, &json!({"model": "far/m", "messages": [{"role": "user", "content": "hi"}]}));
+        client.v1_chat(&admin, &json!({"model": "far/m", "messages": [{"role": "user", "content": "hi"}]}));
     assert_eq!((r.status, r.error_code()), (502, "egress_refused".into()), "{}", r.body);
     let refused = server.audit_events("egress.refused", None);
     assert_eq!(refused.len(), 2, "{refused:?}");
@@ -350,13 +342,13 @@ fn another_ayush_is_an_openai_compatible_provider() {
     let peer = Server::start();
     peer.create_user("svc", "user", "service password 1");
     assert!(peer.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
-    let peer_key = peer.token_for("svc");
+    let peer_key = peer.key_signed_in("svc", "service password 1");
 
     let server = Server::start();
     server.create_user("root", "admin", "root password 1");
     server.create_user("amira", "user", "amira password 1");
     let admin = server.token_for("root");
-    let key = server.token_for("amira");
+    let key = server.key_signed_in("amira", "amira password 1");
     add_provider(
         &server,
         &admin,
@@ -370,7 +362,7 @@ fn another_ayush_is_an_openai_compatible_provider() {
     let mut client = server.client();
     let ask = json!({"model": "peer/gemma", "messages": [{"role": "user", "content": "The capital of France is"}],
                      "max_tokens": 8, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
-    let r = v1(&mut client, &key, &ask);
+    let r = client.v1_chat(&key, &ask);
     assert_eq!(r.status, 200, "{}", r.body);
     let (text, chunks) = streamed_text(&r.body);
     assert!(!text.trim().is_empty());
@@ -380,9 +372,7 @@ fn another_ayush_is_an_openai_compatible_provider() {
 
     // The same answer as asking the peer directly (greedy decoding).
     let mut direct = peer.client();
-    let d = v1(
-        &mut direct,
-        &peer_key,
+    let d = direct.v1_chat(&peer_key,
         &json!({"model": "gemma", "messages": ask["messages"], "max_tokens": 8, "temperature": 0, "stream": true}),
     );
     assert_eq!(streamed_text(&d.body).0, text);
@@ -398,8 +388,7 @@ fn another_ayush_is_an_openai_compatible_provider() {
     let keys = peer.ctl_local(&["-o", "json", "keys", "list", "--user", "svc"], None).json();
     let id = keys[0]["id"].as_i64().unwrap().to_string();
     assert!(peer.ctl_local(&["keys", "revoke", &id], None).ok);
-    let r = v1(
-        &mut client,
+    let r = client.v1_chat(
         &key,
         &json!({"model": "peer/gemma", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
     );

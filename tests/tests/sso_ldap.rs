@@ -90,6 +90,59 @@ fn directory_users_sign_in_with_their_groups_mapped_and_bad_attempts_are_refused
     assert_eq!(server.client().login("alice", "alice-password").status, 200, "and back");
 }
 
+/// Security review finding 1: a group counts only under `group_base`. Anyone allowed to make a
+/// group elsewhere (a delegated OU, self-service lists) could otherwise name it like a mapped
+/// one and become admin. A group under the base that only `memberOf` names, with an escaped
+/// comma in its name, still counts.
+#[test]
+fn a_look_alike_group_outside_the_group_base_grants_nothing() {
+    let Some(mut slapd) = Slapd::start() else { return };
+    slapd.modify(
+        "dn: ou=self-service,dc=example,dc=com
+changetype: add
+objectClass: organizationalUnit
+ou: self-service
+
+dn: cn=it-admins,ou=self-service,dc=example,dc=com
+changetype: add
+objectClass: groupOfNames
+cn: it-admins
+member: uid=alice,ou=people,dc=example,dc=com
+
+dn: cn=Sales\\, EMEA,ou=groups,dc=example,dc=com
+changetype: add
+objectClass: groupOfNames
+cn: Sales, EMEA
+member: uid=bob,ou=people,dc=example,dc=com
+
+dn: uid=alice,ou=people,dc=example,dc=com
+changetype: modify
+add: memberOf
+memberOf: cn=it-admins,ou=self-service,dc=example,dc=com
+memberOf: CN=Sales\\2C EMEA,OU=Groups,DC=example,DC=com
+",
+    );
+    let server = Server::start_with_config(&slapd.config());
+    server.create_user("root", "admin", ROOT_PW);
+    assert!(server.ctl_local(&["group", "create", "emea"], None).ok);
+    assert!(server.ctl_local(&["sso", "map", "it-admins", "--role", "admin"], None).ok);
+    assert!(server.ctl_local(&["sso", "map", "Sales, EMEA", "--group", "emea"], None).ok);
+
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "alice-password").status, 200);
+    let me = alice.get("/api/me").json();
+    assert_eq!(me["user"]["role"], "user", "the look-alike it-admins outside ou=groups grants nothing");
+    assert_eq!(me["groups"], json!(["emea"]), "memberOf under the base counts, escaped comma and all");
+    assert_eq!(alice.get("/api/admin/users").status, 403);
+    let events = login_events(&server);
+    let alices = events.iter().find(|e| e["target_id"] == "alice" && e["outcome"] == "success").unwrap();
+    let seen = alices["details"]["directory_groups"].as_array().unwrap();
+    assert!(!seen.contains(&json!("it-admins")), "{alices}");
+
+    let test = server.ctl_local(&["sso", "test-ldap", "alice", "--password-stdin"], Some("alice-password"));
+    assert!(test.stdout.contains("=> signs in as user, groups: emea"), "{}", test.stdout);
+}
+
 #[test]
 fn a_directory_without_a_trusted_certificate_is_refused() {
     let Some(slapd) = Slapd::start() else { return };
@@ -128,7 +181,7 @@ fn directory_sync_follows_the_directory() {
         assert_eq!(c.login(who, pw).status, 200, "{who}");
         sessions.push(c);
     }
-    let dave_token = server.token_for("dave");
+    let dave_token = server.key_signed_in("dave", "dave-password");
 
     let test = server.ctl_local(&["sso", "test-ldap", "bob", "--password-stdin"], Some("bob-password"));
     assert!(test.ok, "{}{}", test.stdout, test.stderr);

@@ -200,3 +200,80 @@ fn the_egress_policy_keeps_an_air_gapped_ayush_on_loopback() {
         events[0].details.contains("192.0.2.10:80") && events[0].details.contains("oidc provider forged")
     );
 }
+
+/// Security review findings 2, 4 and 5, through the forger provider:
+/// - answers nobody started here (forged states, unknown providers) never count towards the
+///   sign-in lockout, and only the first few are recorded one by one;
+/// - an answer opened in another browser than the one that started the sign-in (login CSRF)
+///   signs nobody in;
+/// - a sign-in whose `preferred_username` names an existing account does not take it over; an
+///   admin's explicit link does.
+#[test]
+fn sign_in_answers_are_bound_to_their_browser_and_never_lock_anyone_out() {
+    let port = idp::free_port();
+    let server = Server::start_with_config(&format!(
+        "[auth]\nlockout_max_failures = 5\n[[oidc.providers]]\nname = \"forged\"\nbutton_text = \"Forged\"\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"ayush\"\nclient_secret = \"x\"\n"
+    ));
+    server.create_user("root", "admin", "break glass pw 1");
+    let Some(forger) = Idp::forger(port) else { return };
+    forger.set_defect("none");
+
+    let mut noisy = server.client();
+    for i in 0..60 {
+        let path = if i % 2 == 0 {
+            format!("/auth/oidc/forged/callback?code=x&state=forged-{i}")
+        } else {
+            format!("/auth/oidc/no-such-provider/callback?code=x&state=forged-{i}")
+        };
+        assert!(matches!(noisy.get(&path).status, 400 | 404), "{path}");
+    }
+    assert_eq!(server.client().login("root", "break glass pw 1").status, 200, "no lockout from noise");
+    let recorded = server
+        .audit_events("auth.login", Some("failure"))
+        .iter()
+        .filter(|e| e.details.contains("state_unknown_or_replayed") || e.details.contains("unknown_provider"))
+        .count();
+    assert!((1..=20).contains(&recorded), "noise is recorded a few at a time, then counted: {recorded}");
+
+    let raw: ureq::Agent =
+        ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
+    let answer_for = |c: &mut ayush_tests::Client| -> String {
+        let to_provider = c.get("/auth/oidc/forged/start");
+        assert_eq!(to_provider.status, 302, "{}", to_provider.body);
+        let at_provider = raw.get(to_provider.header("location").unwrap()).call().unwrap();
+        let back = at_provider.headers().get("location").unwrap().to_str().unwrap().to_string();
+        back.strip_prefix(&server.url).unwrap().to_string()
+    };
+
+    // Login CSRF: mallory starts a sign-in and hands its answer to a victim's browser.
+    let mut mallory = server.client();
+    let answer = answer_for(&mut mallory);
+    let mut victim = server.client();
+    let r = victim.get(&answer);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("not started in this browser"), "{}", r.body);
+    assert!(victim.session.is_none(), "the victim is not signed in as mallory");
+
+    // An account named like the provider's preferred_username is not taken over...
+    let made = server.ctl_local(&["user", "create", "mallory", "--role", "admin", "--no-password"], None);
+    assert!(made.ok, "{}", made.stderr);
+    let mut c = server.client();
+    let answer = answer_for(&mut c);
+    let r = c.get(&answer);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("not linked to this sign-in"), "{}", r.body);
+    assert!(c.session.is_none());
+    let refused = server.audit_events("auth.login", Some("failure"));
+    assert!(refused.iter().any(|e| e.details.contains("account_not_linked")), "{refused:?}");
+
+    // ...until an admin links it to this provider's subject.
+    let linked = server
+        .ctl_local(&["user", "link", "mallory", "--provider", "forged", "--subject", "sub-mallory"], None);
+    assert!(linked.ok, "{}", linked.stderr);
+    let mut c = server.client();
+    let answer = answer_for(&mut c);
+    let r = c.get(&answer);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(c.get("/api/me").json()["user"]["username"], "mallory");
+    assert_eq!(server.audit_events("user.link", None).len(), 1);
+}

@@ -188,14 +188,23 @@ impl std::fmt::Debug for RemoteSpec {
     }
 }
 
-/// Checks a base URL: http or https, a host, no credentials, query or fragment.
+/// Checks a base URL: https (plain http only to this machine, where nothing crosses a
+/// network), a host, no credentials, query or fragment.
 pub fn check_base_url(url: &str) -> Result<(), String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let host = uri.host().unwrap_or_default();
     match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(format!("{url:?}: the base URL must start with http:// or https://")),
+        Some("https") => {}
+        Some("http") if is_loopback_host(host) => {}
+        Some("http") => {
+            return Err(format!(
+                "{url:?}: plain http:// is only for this machine (localhost, 127.0.0.1, ::1); use https:// so \
+                 the API key and the chats are encrypted on the way"
+            ));
+        }
+        _ => return Err(format!("{url:?}: the base URL must start with https:// (or http:// to localhost)")),
     }
-    if uri.host().is_none_or(str::is_empty) {
+    if host.is_empty() {
         return Err(format!("{url:?} names no host"));
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
@@ -503,6 +512,21 @@ impl Remote {
     }
 }
 
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The scheme, host and port a base URL reaches, lowercased, with the scheme's default port
+/// filled in: two URLs with the same origin reach the same server.
+pub fn origin_of(url: &str) -> Option<(String, String, u16)> {
+    let uri: hyper::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,7 +535,15 @@ mod tests {
     fn base_urls_are_checked() {
         assert!(check_base_url("https://api.openai.com/v1").is_ok());
         assert!(check_base_url("http://127.0.0.1:8080/v1/").is_ok());
-        assert!(check_base_url("ftp://x/").unwrap_err().contains("http:// or https://"));
+        assert!(check_base_url("http://localhost:11434/v1").is_ok());
+        assert!(check_base_url("http://[::1]:8080/v1").is_ok());
+        let plain = check_base_url("http://10.0.0.5:8080/v1").unwrap_err();
+        assert!(plain.contains("only for this machine"), "{plain}");
+        assert!(check_base_url("http://127.0.0.1.evil.example/v1").is_err());
+        assert!(check_base_url("ftp://x/").unwrap_err().contains("https://"));
+        assert_eq!(origin_of("https://API.example.com/v1"), origin_of("https://api.example.com:443/other"));
+        assert_ne!(origin_of("https://api.example.com/v1"), origin_of("https://api.example.com:8443/v1"));
+        assert_ne!(origin_of("https://api.example.com/v1"), origin_of("https://evil.example/v1"));
         assert!(check_base_url("https://user:pw@x/").unwrap_err().contains("key field"));
         assert!(check_base_url("https://x/v1?key=1").unwrap_err().contains("no query"));
         assert!(check_base_url("not a url").is_err());

@@ -1,8 +1,9 @@
 //! Letting in someone a directory vouches for (LDAP, OIDC): the mappings decide their role and
 //! groups; their Ayush account is created at first sign-in or linked; a session is issued.
-//! Every refusal is recorded with its reason and counted towards the lockout.
+//! Every refusal is recorded with its reason; those of password sign-ins count towards the
+//! lockout.
 
-use super::users;
+use super::users::{self, UserRow};
 use super::{Role, mapping, sessions, throttle};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::AuthConfig;
@@ -18,15 +19,24 @@ pub struct Admission {
     pub source: String,
     /// The DN, or `issuer|subject`.
     pub external_id: String,
-    /// An existing account of this source must carry the same external id (OIDC: the subject
-    /// is the identity; a DN may change with a rename, so LDAP links whatever it finds).
+    /// The identity is the external id, and only it (OIDC: the subject; the username claim is
+    /// not unique, OIDC Core 5.7). An existing account is this person's only when it holds that
+    /// identity: linked at an earlier sign-in, by an admin (`ayushctl user link`), or by a
+    /// verified email when the provider allows it. (LDAP: a DN may change with a rename, and
+    /// the directory's usernames are unique, so LDAP links the account of that name.)
     pub strict_external_id: bool,
     pub username: String,
     pub display_name: String,
+    pub email: Option<String>,
     pub groups: BTreeSet<String>,
     pub default_role: Option<Role>,
     /// Create an account at the first sign-in, or only admit people an admin created.
     pub create_users: bool,
+    /// Link to an unlinked account holding `email`, which the provider has verified.
+    pub link_by_email: bool,
+    /// The account a refusal counts against for the lockout: sign-ins where a password was
+    /// typed here (LDAP). A provider's sign-in is no password guess, so it counts for nothing.
+    pub lockout: Option<throttle::Account>,
 }
 
 /// Where the sign-in came from.
@@ -50,7 +60,9 @@ impl Refusal {
     }
 }
 
-/// Records a refused sign-in (counting it against the account) and returns its error.
+/// Records a refused sign-in (counting it against `lockout`, when a password was typed) and
+/// returns its error.
+#[allow(clippy::too_many_arguments)]
 pub async fn refuse(
     store: &Store,
     now: i64,
@@ -58,6 +70,7 @@ pub async fn refuse(
     username: String,
     ip: String,
     source: &str,
+    lockout: Option<throttle::Account>,
     refusal: Refusal,
 ) -> AppResult<SignedIn> {
     let Refusal { reason, details, error } = refusal;
@@ -65,7 +78,9 @@ pub async fn refuse(
     store
         .run(move |c| {
             c.transaction(|c| {
-                throttle::record_failure(c, now, &username, &ip)?;
+                if let Some(account) = &lockout {
+                    throttle::record_failure(c, now, account, &ip)?;
+                }
                 let mut d = serde_json::json!({"reason": reason, "source": source});
                 if let (Some(d), Some(extra)) = (d.as_object_mut(), details.as_object()) {
                     d.extend(extra.clone());
@@ -91,7 +106,7 @@ pub async fn admit(
     typed: String,
 ) -> AppResult<SignedIn> {
     let (cfg, signed_in_actor, ip) = (cfg.clone(), actor.clone(), client.ip.clone());
-    let source = who.source.clone();
+    let (source, lockout) = (who.source.clone(), who.lockout.clone());
     let outcome = store
         .run(move |c| {
             c.transaction(|c| {
@@ -112,8 +127,9 @@ pub async fn admit(
                     method: Some("directory".into()),
                     ..Default::default()
                 };
-                let user = match users::find_row(c, &who.username)? {
-                    None if !who.create_users => {
+                let user = match account_of(c, &who)? {
+                    Err(refusal) => return Ok(Err(refusal)),
+                    Ok(None) if !who.create_users => {
                         return Ok(Err(Refusal::new(
                             "no_account",
                             AppError::new(
@@ -122,53 +138,33 @@ pub async fn admit(
                             ),
                         )));
                     }
-                    None => {
+                    Ok(None) => {
                         let account = users::DirectoryAccount {
                             username: &who.username,
                             display_name: &who.display_name,
                             role,
                             source: &who.source,
                             external_id: &who.external_id,
+                            email: who.email.as_deref(),
                         };
                         users::create_from_directory(c, now, &system, &account)?
                     }
-                    Some(row) if row.auth_source == "local" && row.password_hash.is_some() => {
-                        return Ok(Err(Refusal::new(
-                            "local_account_conflict",
-                            AppError::conflict("a local account has this name; ask your administrator"),
-                        )));
-                    }
-                    Some(row)
-                        if row.auth_source != "local"
-                            && (row.auth_source != who.source
-                                || (who.strict_external_id
-                                    && row
-                                        .external_id
-                                        .as_deref()
-                                        .is_some_and(|id| id != who.external_id))) =>
-                    {
-                        return Ok(Err(Refusal::new(
-                            "account_of_another_identity",
-                            AppError::conflict(
-                                "this username belongs to another sign-in identity; ask your administrator",
-                            ),
-                        )));
-                    }
-                    Some(row) if row.disabled => {
+                    Ok(Some(row)) if row.disabled => {
                         return Ok(Err(Refusal::new(
                             "disabled",
                             AppError::new(ErrorKind::Forbidden, "your Ayush account is disabled"),
                         )));
                     }
-                    Some(row) => {
-                        users::link_directory(
-                            c,
-                            now,
-                            row.id,
-                            &who.source,
-                            &who.external_id,
-                            &who.display_name,
-                        )?;
+                    Ok(Some(row)) => {
+                        let account = users::DirectoryAccount {
+                            username: &row.username,
+                            display_name: &who.display_name,
+                            role,
+                            source: &who.source,
+                            external_id: &who.external_id,
+                            email: who.email.as_deref(),
+                        };
+                        users::link_directory(c, now, row.id, &account)?;
                         users::User::try_from(row)?
                     }
                 };
@@ -177,7 +173,10 @@ pub async fn admit(
                 if let Some(old) = &client.previous_session {
                     sessions::delete(c, old)?;
                 }
-                throttle::clear_account(c, &who.username)?;
+                if let Some(account) = &who.lockout {
+                    throttle::clear_account(c, account)?;
+                }
+                users::note_sign_in(c, now, user.id)?;
                 let issued =
                     sessions::create(c, now, &cfg, user.id, Some(&client.ip), client.user_agent.as_deref())?;
                 if let Some(provider) = who.source.strip_prefix("oidc:") {
@@ -198,6 +197,53 @@ pub async fn admit(
         .await?;
     match outcome {
         Ok(signed) => Ok(signed),
-        Err(refusal) => refuse(store, now, actor, typed, ip, &source, refusal).await,
+        Err(refusal) => refuse(store, now, actor, typed, ip, &source, lockout, refusal).await,
+    }
+}
+
+/// The existing account the person is, if any; or why they may not have the one their name
+/// points at.
+fn account_of(c: &mut crate::store::Conn, who: &Admission) -> AppResult<Result<Option<UserRow>, Refusal>> {
+    let conflict = |reason, message: String| Ok(Err(Refusal::new(reason, AppError::conflict(message))));
+    if who.strict_external_id {
+        if let Some(row) = users::find_by_identity(c, &who.source, &who.external_id)? {
+            return Ok(Ok(Some(row)));
+        }
+        if who.link_by_email
+            && let Some(email) = &who.email
+        {
+            let mut found = users::unlinked_with_email(c, email)?;
+            if found.len() == 1 {
+                return Ok(Ok(found.pop()));
+            }
+        }
+        return match users::find_row(c, &who.username)? {
+            None => Ok(Ok(None)),
+            Some(row) => Ok(Err(Refusal {
+                reason: "account_not_linked",
+                details: serde_json::json!({"external_id": who.external_id}),
+                error: AppError::conflict(format!(
+                    "an Ayush account named {:?} exists, but it is not linked to this sign-in; ask your \
+                     administrator to link it (ayushctl user link {} --provider {} --subject …)",
+                    row.username,
+                    row.username,
+                    who.source.strip_prefix("oidc:").unwrap_or(&who.source),
+                )),
+            })),
+        };
+    }
+    match users::find_row(c, &who.username)? {
+        Some(row) if row.auth_source == "local" && row.password_hash.is_some() => {
+            conflict("local_account_conflict", "a local account has this name; ask your administrator".into())
+        }
+        Some(row) if row.kind == users::Kind::Service.as_str() => conflict(
+            "service_account_conflict",
+            "a service account has this name; ask your administrator".into(),
+        ),
+        Some(row) if row.auth_source != "local" && row.auth_source != who.source => conflict(
+            "account_of_another_identity",
+            "this username belongs to another sign-in identity; ask your administrator".into(),
+        ),
+        found => Ok(Ok(found)),
     }
 }

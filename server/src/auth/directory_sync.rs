@@ -6,7 +6,7 @@
 
 use super::ldap::{DirError, Directory};
 use super::mapping::{self, Changes};
-use super::{Role, tokens, users};
+use super::{Role, users};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Store;
@@ -85,8 +85,8 @@ pub async fn sync(
                     match verdict {
                         Err(reason) => {
                             if !dry_run {
+                                // Disabling revokes the account's keys too.
                                 users::set_disabled(c, now, &actor(), &ayush_user.username, true)?;
-                                tokens::revoke_all(c, now, &actor(), ayush_user.id)?;
                             }
                             Ok(Some(AccountChange {
                                 username: name,

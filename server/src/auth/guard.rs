@@ -14,7 +14,7 @@ use std::pin::Pin;
 pub const SESSION_COOKIE: &str = "ayush_session";
 
 pub trait Policy {
-    fn allows(role: Role) -> bool;
+    fn allows(user: &User) -> bool;
 }
 
 /// Any signed-in, enabled user.
@@ -23,34 +23,42 @@ pub struct AnyUser;
 pub struct AdminOnly;
 /// Compliance officers (and nothing else by default).
 pub struct AuditorOnly;
-/// People who chat: users and admins. Auditors read the audit log and nothing else.
+/// People who chat: users and admins. Auditors read the audit log and nothing else; service
+/// accounts keep no chats or personal collections.
 pub struct ChatUser;
+/// Callers of the OpenAI-compatible API: people who chat, and service accounts.
+pub struct ApiUser;
 
 impl Policy for AnyUser {
-    fn allows(_: Role) -> bool {
+    fn allows(_: &User) -> bool {
         true
     }
 }
 impl Policy for AdminOnly {
-    fn allows(role: Role) -> bool {
-        role == Role::Admin
+    fn allows(user: &User) -> bool {
+        user.role == Role::Admin
     }
 }
 impl Policy for ChatUser {
-    fn allows(role: Role) -> bool {
-        matches!(role, Role::User | Role::Admin)
+    fn allows(user: &User) -> bool {
+        matches!(user.role, Role::User | Role::Admin) && !user.is_service()
+    }
+}
+impl Policy for ApiUser {
+    fn allows(user: &User) -> bool {
+        matches!(user.role, Role::User | Role::Admin)
     }
 }
 impl Policy for AuditorOnly {
-    fn allows(role: Role) -> bool {
-        role == Role::Auditor
+    fn allows(user: &User) -> bool {
+        user.role == Role::Auditor
     }
 }
 
 #[derive(Debug, Clone)]
 pub enum Via {
     Session { token: String, csrf: String },
-    ApiToken { id: i64 },
+    ApiToken { id: i64, expires_at: Option<i64> },
 }
 
 pub struct Authed<P> {
@@ -65,7 +73,7 @@ impl<P> Authed<P> {
     pub fn actor(&self) -> Actor {
         let (method, api_key_id) = match self.via {
             Via::Session { .. } => ("session", None),
-            Via::ApiToken { id } => ("api_token", Some(id)),
+            Via::ApiToken { id, .. } => ("api_token", Some(id)),
         };
         Actor {
             user_id: Some(self.user.id),
@@ -74,6 +82,15 @@ impl<P> Authed<P> {
             api_key_id,
             ip: Some(self.ip.clone()),
             user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// Who is asking for a key, for the rules on keys.
+    pub fn issuer(&self) -> super::tokens::Issuer {
+        let (user_id, admin) = (self.user.id, self.user.role == Role::Admin);
+        match self.via {
+            Via::Session { .. } => super::tokens::Issuer::Session { user_id, admin },
+            Via::ApiToken { expires_at, .. } => super::tokens::Issuer::Key { user_id, admin, expires_at },
         }
     }
 
@@ -86,13 +103,18 @@ impl<P> Authed<P> {
     }
 }
 
-/// The client's address: the socket peer, or `X-Forwarded-For` when the config says a trusted
-/// proxy sits in front.
-pub fn client_ip(req: &HttpRequest, trust_forwarded: bool) -> String {
-    if trust_forwarded && let Some(ip) = req.connection_info().realip_remote_addr() {
-        return ip.to_string();
+/// The values of a request header, each occurrence in the order received.
+pub fn header_values<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
+    req.headers().get_all(name).filter_map(|v| v.to_str().ok()).collect()
+}
+
+/// The client's address: the socket peer, or, behind a trusted proxy, the right-most
+/// `X-Forwarded-For` hop that is not one (see [`crate::proxies`]).
+pub fn client_ip(req: &HttpRequest, proxies: &crate::proxies::TrustedProxies) -> String {
+    match req.peer_addr() {
+        Some(peer) => proxies.client(peer.ip(), &header_values(req, "x-forwarded-for")).to_string(),
+        None => "unknown".into(),
     }
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 pub fn user_agent(req: &HttpRequest) -> Option<String> {
@@ -114,8 +136,7 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
         let bearer = bearer(req);
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
         let ua = user_agent(req);
-        let trust = state.as_ref().is_some_and(|s| s.config.server.trust_forwarded_for);
-        let ip = client_ip(req, trust);
+        let ip = state.as_ref().map_or_else(|| "unknown".into(), |s| client_ip(req, &s.proxies));
         let path = format!("{} {}", req.method(), req.path());
         Box::pin(async move {
             let state = state.ok_or_else(|| AppError::internal("app state missing"))?;
@@ -125,7 +146,7 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
                 let (token, user) = found.ok_or_else(|| {
                     AppError::new(ErrorKind::Unauthenticated, "the API token is invalid, expired or revoked")
                 })?;
-                (user, Via::ApiToken { id: token.id })
+                (user, Via::ApiToken { id: token.id, expires_at: token.expires_at })
             } else if let Some(token) = cookie {
                 let cfg = state.config.auth.clone();
                 let (t, ip2, ua2) = (token.clone(), ip.clone(), ua.clone());
@@ -166,7 +187,7 @@ impl<P: Policy + 'static> FromRequest for Authed<P> {
                 return Err(AppError::unauthenticated());
             };
             let authed = Authed { user, via, ip, user_agent: ua, _policy: PhantomData };
-            if !P::allows(authed.user.role) {
+            if !P::allows(&authed.user) {
                 let actor = authed.actor();
                 let role = authed.user.role.as_str();
                 state

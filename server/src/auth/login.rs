@@ -39,6 +39,13 @@ pub struct Authority<'a> {
     pub default_role: Option<Role>,
 }
 
+impl Authority<'_> {
+    /// The account a sign-in as `typed` counts against, as the directory (if any) names it.
+    pub fn account(&self, typed: &str) -> throttle::Account {
+        throttle::Account::new(typed, self.directory.is_some_and(|d| d.settings().active_directory))
+    }
+}
+
 pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<SignedIn> {
     let (store, clock, cfg) = (authority.store, authority.clock, authority.cfg);
     let username = attempt.username.trim().to_string();
@@ -46,11 +53,12 @@ pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<S
     if username.is_empty() || attempt.password.is_empty() {
         return Err(AppError::validation("enter a username and a password"));
     }
-    let (now, cfg_owned, name, ip, actor2) =
-        (clock.now(), cfg.clone(), username.clone(), attempt.ip.clone(), actor.clone());
+    let account = authority.account(&username);
+    let (now, cfg_owned, name, ip, actor2, counted) =
+        (clock.now(), cfg.clone(), username.clone(), attempt.ip.clone(), actor.clone(), account.clone());
     let found = store
         .run(move |c| {
-            if let Some(wait) = throttle::locked_for(c, now, &cfg_owned, &name, &ip)? {
+            if let Some(wait) = throttle::locked_for(c, now, &cfg_owned, &counted, &ip)? {
                 audit::record(
                     c,
                     now,
@@ -72,7 +80,7 @@ pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<S
     if let Some(directory) = authority.directory
         && !has_local_password
     {
-        return directory_sign_in(authority, directory, attempt, username, actor).await;
+        return directory_sign_in(authority, directory, attempt, username, actor, account).await;
     }
     let stored = found.as_ref().and_then(|r| r.password_hash.clone());
     let password = attempt.password;
@@ -96,7 +104,7 @@ pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<S
         .run(move |c| {
             c.transaction(|c| {
                 if let Some(reason) = reason {
-                    throttle::record_failure(c, now, &username, &ip)?;
+                    throttle::record_failure(c, now, &account, &ip)?;
                     audit::record(
                         c,
                         now,
@@ -111,7 +119,7 @@ pub async fn sign_in(authority: &Authority<'_>, attempt: Attempt) -> AppResult<S
                 if let Some(old) = previous {
                     sessions::delete(c, &old)?;
                 }
-                throttle::clear_account(c, &username)?;
+                throttle::clear_account(c, &account)?;
                 let issued = sessions::create(c, now, &cfg, user.id, Some(&ip), ua.as_deref())?;
                 let actor = Actor { user_id: Some(user.id), ..actor.clone() };
                 audit::record(
@@ -131,6 +139,7 @@ async fn directory_sign_in(
     attempt: Attempt,
     typed: String,
     actor: Actor,
+    account: throttle::Account,
 ) -> AppResult<SignedIn> {
     let (store, clock) = (authority.store, authority.clock);
     let ip = attempt.ip.clone();
@@ -153,8 +162,8 @@ async fn directory_sign_in(
             };
             tracing::info!(user = %typed, error = %e, "directory sign-in refused");
             let details = serde_json::json!({"error": e.to_string()});
-            return refuse(store, clock.now(), actor, typed, ip, "ldap", Refusal { reason, details, error })
-                .await;
+            let refusal = Refusal { reason, details, error };
+            return refuse(store, clock.now(), actor, typed, ip, "ldap", Some(account), refusal).await;
         }
     };
     let now = clock.now();
@@ -162,7 +171,7 @@ async fn directory_sign_in(
         let error = AppError::new(ErrorKind::Forbidden, "your directory account is disabled");
         let details = serde_json::json!({"dn": person.dn});
         let refusal = Refusal { reason: "disabled_in_directory", details, error };
-        return refuse(store, now, actor, typed, ip, "ldap", refusal).await;
+        return refuse(store, now, actor, typed, ip, "ldap", Some(account), refusal).await;
     }
     if users::validate_username(&person.username).is_err() {
         let error = AppError::validation(format!(
@@ -170,7 +179,7 @@ async fn directory_sign_in(
             person.username
         ));
         let refusal = Refusal { reason: "unusable_username", details: serde_json::json!({}), error };
-        return refuse(store, now, actor, typed, ip, "ldap", refusal).await;
+        return refuse(store, now, actor, typed, ip, "ldap", Some(account), refusal).await;
     }
     let admission = Admission {
         source: "ldap".into(),
@@ -181,6 +190,9 @@ async fn directory_sign_in(
         groups: person.groups,
         default_role: authority.default_role,
         create_users: true,
+        link_by_email: false,
+        email: person.email,
+        lockout: Some(account),
     };
     let client =
         Client { ip: attempt.ip, user_agent: attempt.user_agent, previous_session: attempt.previous_session };

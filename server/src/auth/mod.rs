@@ -8,6 +8,7 @@ pub mod guard;
 pub mod ldap;
 pub mod login;
 pub mod mapping;
+pub mod noise;
 pub mod oidc;
 pub mod password;
 mod role;

@@ -13,14 +13,40 @@ use diesel::prelude::*;
 /// honest people behind one address.
 const IP_FACTOR: i64 = 10;
 
+/// The account failures are counted against: the name as typed, compared as directories
+/// compare names, so `Bob`, `BOB` and ` bob ` share one count. With Active Directory,
+/// `CORP\bob` and `bob@corp.example` are bob too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account(String);
+
+impl Account {
+    pub fn new(typed: &str, active_directory: bool) -> Account {
+        let mut name = typed.trim().to_lowercase();
+        if active_directory {
+            if let Some((_, user)) = name.split_once('\\') {
+                name = user.to_string();
+            }
+            if let Some((user, _)) = name.split_once('@') {
+                name = user.to_string();
+            }
+        }
+        Account(name.chars().take(128).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// `Some(seconds until attempts are allowed again)` when locked out.
 pub fn locked_for(
     conn: &mut Conn,
     now: i64,
     cfg: &AuthConfig,
-    username: &str,
+    account: &Account,
     ip: &str,
 ) -> AppResult<Option<u64>> {
+    let username = account.as_str();
     let window = (cfg.lockout_window_mins as i64) * 60;
     let since = now - window;
     let max = i64::from(cfg.lockout_max_failures);
@@ -48,11 +74,10 @@ pub fn locked_for(
     Ok(None)
 }
 
-pub fn record_failure(conn: &mut Conn, now: i64, username: &str, ip: &str) -> AppResult<()> {
-    let username: String = username.chars().take(128).collect();
+pub fn record_failure(conn: &mut Conn, now: i64, account: &Account, ip: &str) -> AppResult<()> {
     with_conn!(conn, |c| diesel::insert_into(login_failures::table)
         .values((
-            login_failures::username.eq(username),
+            login_failures::username.eq(account.as_str()),
             login_failures::ip.eq(ip),
             login_failures::at.eq(now)
         ))
@@ -61,9 +86,9 @@ pub fn record_failure(conn: &mut Conn, now: i64, username: &str, ip: &str) -> Ap
 }
 
 /// A successful sign-in clears the account's failures (not the address's).
-pub fn clear_account(conn: &mut Conn, username: &str) -> AppResult<()> {
+pub fn clear_account(conn: &mut Conn, account: &Account) -> AppResult<()> {
     with_conn!(conn, |c| diesel::delete(
-        login_failures::table.filter(login_failures::username.eq(username))
+        login_failures::table.filter(login_failures::username.eq(account.as_str()))
     )
     .execute(c))?;
     Ok(())
@@ -74,4 +99,21 @@ pub fn purge(conn: &mut Conn, now: i64, cfg: &AuthConfig) -> AppResult<usize> {
     let since = now - (cfg.lockout_window_mins as i64) * 60;
     Ok(with_conn!(conn, |c| diesel::delete(login_failures::table.filter(login_failures::at.le(since)))
         .execute(c))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_account_however_its_name_is_typed() {
+        let bob = Account::new("bob", false);
+        for typed in ["Bob", "BOB", " bob\t"] {
+            assert_eq!(Account::new(typed, false), bob, "{typed:?}");
+        }
+        assert_ne!(Account::new("bob@corp.example", false), bob, "OpenLDAP uids may hold '@'");
+        for typed in ["CORP\\bob", "bob@corp.example", "BOB@CORP.EXAMPLE", "corp\\Bob"] {
+            assert_eq!(Account::new(typed, true), bob, "Active Directory: {typed:?}");
+        }
+    }
 }

@@ -28,12 +28,60 @@ pub struct ApiToken {
     pub revoked: bool,
 }
 
+/// Who is making a key: what the rules for keys need to know of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// A signed-in person (`user_id`), through the web UI or the API with a session.
+    Session { user_id: i64, admin: bool },
+    /// A script with an API key of `user_id`, which expires at `expires_at` (never: `None`).
+    Key { user_id: i64, admin: bool, expires_at: Option<i64> },
+    /// `ayushctl --local`: the operator of the data directory.
+    Local,
+}
+
+impl Issuer {
+    fn user_id(self) -> Option<i64> {
+        match self {
+            Issuer::Session { user_id, .. } | Issuer::Key { user_id, .. } => Some(user_id),
+            Issuer::Local => None,
+        }
+    }
+
+    fn admin(self) -> bool {
+        match self {
+            Issuer::Session { admin, .. } | Issuer::Key { admin, .. } => admin,
+            Issuer::Local => true,
+        }
+    }
+}
+
+/// Whether `issuer` may make a key for `owner`: a person's keys are made by that person (so
+/// nobody, admins included, holds a key that reads an auditor's log or someone's personal
+/// collections without them); admins make service accounts' keys; on the data directory the
+/// operator may also make admins' keys (bootstrap: whoever holds the data directory already
+/// holds everything an admin does).
+fn may_issue(issuer: Issuer, owner: &User) -> AppResult<()> {
+    let own = issuer.user_id() == Some(owner.id);
+    let allowed = own
+        || (owner.is_service() && issuer.admin())
+        || (issuer == Issuer::Local && owner.role == super::Role::Admin);
+    if allowed {
+        return Ok(());
+    }
+    Err(AppError::forbidden(format!(
+        "{name}'s keys are made by {name}, signed in; admins make keys for themselves and for service accounts",
+        name = owner.username
+    )))
+}
+
 /// Creates a key for `username` that expires after `days` (never, without); the name is
-/// trimmed. What the keys page, the API and `ayushctl keys create` call.
+/// trimmed. What the keys page, the API and `ayushctl keys create` call. A key may not outlive
+/// the key that makes it.
 pub fn create_for_days(
     conn: &mut Conn,
     now: i64,
     actor: &Actor,
+    issuer: Issuer,
     username: &str,
     name: &str,
     days: Option<u32>,
@@ -43,7 +91,16 @@ pub fn create_for_days(
         Some(d) => Some(now + i64::from(d) * 86_400),
         None => None,
     };
-    create(conn, now, actor, username, name.trim(), expires_at)
+    if let Issuer::Key { expires_at: Some(limit), .. } = issuer
+        && expires_at.is_none_or(|e| e > limit)
+    {
+        let days_left = ((limit - now) / 86_400).max(0);
+        return Err(AppError::validation(format!(
+            "the key making this one expires on {}; a key it makes must expire by then (expires_days at most {days_left})",
+            crate::clock::format_time(limit)
+        )));
+    }
+    create(conn, now, actor, issuer, username, name.trim(), expires_at)
 }
 
 /// Creates a token for `username`; returns the secret, which is never shown again.
@@ -51,6 +108,7 @@ pub fn create(
     conn: &mut Conn,
     now: i64,
     actor: &Actor,
+    issuer: Issuer,
     username: &str,
     name: &str,
     expires_at: Option<i64>,
@@ -62,6 +120,10 @@ pub fn create(
     let shown_prefix: String = secret.chars().take(PREFIX.len() + 6).collect();
     conn.transaction(|conn| {
         let user = users::get(conn, username)?;
+        may_issue(issuer, &user)?;
+        if user.disabled {
+            return Err(AppError::validation(format!("{username} is disabled; enable the account first")));
+        }
         let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(api_tokens::table)
             .values((
                 api_tokens::user_id.eq(user.id),
@@ -78,7 +140,7 @@ pub fn create(
             now,
             &Event::new(actor, "token.create", Outcome::Success)
                 .target("api_token", id)
-                .details(serde_json::json!({"user": username, "name": name})),
+                .details(serde_json::json!({"user": username, "name": name, "expires_at": expires_at})),
         )?;
         let token =
             with_conn!(conn, |c| (api_tokens::table.find(id).select(ApiToken::as_select())).first(c))?;
@@ -125,8 +187,9 @@ pub fn list(conn: &mut Conn, username: Option<&str>) -> AppResult<Vec<(ApiToken,
     })?)
 }
 
-/// Revokes every live token of a user (their account left the directory); returns how many.
-pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64) -> AppResult<usize> {
+/// Revokes every live token of a user, saying why (disabled, password reset, role changed,
+/// deprovisioned); returns how many.
+pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, reason: &str) -> AppResult<usize> {
     conn.transaction(|conn| {
         let n = with_conn!(&mut *conn, |c| diesel::update(
             api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked.eq(false))
@@ -136,7 +199,7 @@ pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64) -> App
         if n > 0 {
             let event = Event::new(actor, "token.revoke", Outcome::Success)
                 .target("user_tokens", user_id)
-                .details(serde_json::json!({"count": n}));
+                .details(serde_json::json!({"count": n, "reason": reason}));
             audit::record(conn, now, &event)?;
         }
         Ok(n)

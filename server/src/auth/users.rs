@@ -22,6 +22,36 @@ pub struct UserRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub kind: String,
+    pub last_sign_in_at: Option<i64>,
+}
+
+/// A person, or a service account: a script's identity, with no password and no personal data
+/// (no chats, no personal collections); admins make its API keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Person,
+    Service,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Person => "person",
+            Kind::Service => "service",
+        }
+    }
+
+    fn parse(s: &str) -> AppResult<Kind> {
+        match s {
+            "person" => Ok(Kind::Person),
+            "service" => Ok(Kind::Service),
+            other => Err(AppError::internal(format!("unknown account kind {other:?}"))),
+        }
+    }
 }
 
 /// A user as the rest of the app sees one: no password hash.
@@ -34,6 +64,9 @@ pub struct User {
     pub disabled: bool,
     pub auth_source: String,
     pub created_at: i64,
+    pub email: Option<String>,
+    pub kind: Kind,
+    pub last_sign_in_at: Option<i64>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -48,6 +81,9 @@ impl TryFrom<UserRow> for User {
             disabled: r.disabled,
             auth_source: r.auth_source,
             created_at: r.created_at,
+            email: r.email,
+            kind: Kind::parse(&r.kind)?,
+            last_sign_in_at: r.last_sign_in_at,
         })
     }
 }
@@ -69,6 +105,10 @@ impl User {
     pub fn has_role(&self, role: &str) -> bool {
         self.role.as_str() == role
     }
+
+    pub fn is_service(&self) -> bool {
+        self.kind == Kind::Service
+    }
 }
 
 #[derive(Insertable)]
@@ -82,6 +122,8 @@ struct NewUserRow<'a> {
     auth_source: &'a str,
     created_at: i64,
     updated_at: i64,
+    email: Option<&'a str>,
+    kind: &'a str,
 }
 
 pub struct NewUser<'a> {
@@ -90,6 +132,24 @@ pub struct NewUser<'a> {
     pub role: Role,
     /// Already hashed (hashing is slow; callers do it off the connection).
     pub password_hash: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub kind: Kind,
+}
+
+impl<'a> NewUser<'a> {
+    /// A person with no display name or email.
+    pub fn person(username: &'a str, role: Role, password_hash: Option<&'a str>) -> NewUser<'a> {
+        NewUser { username, display_name: "", role, password_hash, email: None, kind: Kind::Person }
+    }
+}
+
+/// An email as stored: trimmed and lowercased, so a provider's claim matches it exactly.
+pub fn normalize_email(email: &str) -> AppResult<String> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'));
+    if ok { Ok(e) } else { Err(AppError::validation(format!("{email:?} is not an email address"))) }
 }
 
 pub fn validate_username(name: &str) -> AppResult<()> {
@@ -118,6 +178,19 @@ pub fn validate_display_name(name: &str) -> AppResult<()> {
 pub fn create(conn: &mut Conn, now: i64, actor: &Actor, new: &NewUser<'_>) -> AppResult<User> {
     validate_username(new.username)?;
     validate_display_name(new.display_name)?;
+    if new.kind == Kind::Service {
+        if new.password_hash.is_some() || new.email.is_some() {
+            return Err(AppError::validation(
+                "a service account has no password and no personal data (no email): it uses API keys",
+            ));
+        }
+        if new.role == Role::Auditor {
+            return Err(AppError::validation(
+                "a service account is a user or an admin; auditors are people, who make their own keys",
+            ));
+        }
+    }
+    let email = new.email.map(normalize_email).transpose()?;
     let row = NewUserRow {
         username: new.username,
         display_name: new.display_name.trim(),
@@ -127,6 +200,8 @@ pub fn create(conn: &mut Conn, now: i64, actor: &Actor, new: &NewUser<'_>) -> Ap
         auth_source: "local",
         created_at: now,
         updated_at: now,
+        email: email.as_deref(),
+        kind: new.kind.as_str(),
     };
     conn.transaction(|conn| {
         if find_row(conn, new.username)?.is_some() {
@@ -141,7 +216,7 @@ pub fn create(conn: &mut Conn, now: i64, actor: &Actor, new: &NewUser<'_>) -> Ap
             now,
             &Event::new(actor, "user.create", Outcome::Success)
                 .target("user", new.username)
-                .details(serde_json::json!({"role": new.role, "user_id": id})),
+                .details(serde_json::json!({"role": new.role, "user_id": id, "kind": new.kind})),
         )?;
         get_by_id(conn, id)
     })
@@ -156,6 +231,7 @@ pub struct DirectoryAccount<'a> {
     pub source: &'a str,
     /// The account's identity there: its DN, or the issuer and subject.
     pub external_id: &'a str,
+    pub email: Option<&'a str>,
 }
 
 /// Creates a directory account (no local password), recorded as `user.create` by `actor`.
@@ -179,6 +255,7 @@ pub fn create_from_directory(
                 users::disabled.eq(false),
                 users::auth_source.eq(account.source),
                 users::external_id.eq(account.external_id),
+                users::email.eq(account.email.and_then(|e| normalize_email(e).ok())),
                 users::created_at.eq(now),
                 users::updated_at.eq(now),
             ))
@@ -196,25 +273,104 @@ pub fn create_from_directory(
 }
 
 /// Marks an existing account as the directory's (at its first directory sign-in) and keeps its
-/// display name as the directory has it.
-pub fn link_directory(
-    conn: &mut Conn,
-    now: i64,
-    id: i64,
-    source: &str,
-    external_id: &str,
-    display_name: &str,
-) -> AppResult<()> {
-    let display_name: String = display_name.chars().filter(|c| !c.is_control()).take(128).collect();
+/// display name and email as the directory has them; notes the sign-in.
+pub fn link_directory(conn: &mut Conn, now: i64, id: i64, account: &DirectoryAccount<'_>) -> AppResult<()> {
+    let display_name: String = account.display_name.chars().filter(|c| !c.is_control()).take(128).collect();
+    let email = account.email.and_then(|e| normalize_email(e).ok());
     with_conn!(conn, |c| diesel::update(users::table.find(id))
         .set((
-            users::auth_source.eq(source),
-            users::external_id.eq(external_id),
+            users::auth_source.eq(account.source),
+            users::external_id.eq(account.external_id),
             users::display_name.eq(display_name.trim()),
             users::updated_at.eq(now),
         ))
         .execute(c))?;
+    if let Some(email) = email {
+        with_conn!(conn, |c| diesel::update(users::table.find(id)).set(users::email.eq(email)).execute(c))?;
+    }
     Ok(())
+}
+
+/// Notes a successful sign-in (directory accounts a provider stops vouching for are disabled
+/// when this grows old).
+pub fn note_sign_in(conn: &mut Conn, now: i64, id: i64) -> AppResult<()> {
+    with_conn!(conn, |c| diesel::update(users::table.find(id))
+        .set(users::last_sign_in_at.eq(now))
+        .execute(c))?;
+    Ok(())
+}
+
+/// The account that holds this sign-in identity (`oidc:<provider>` and `issuer|subject`).
+pub fn find_by_identity(conn: &mut Conn, source: &str, external_id: &str) -> AppResult<Option<UserRow>> {
+    Ok(with_conn!(conn, |c| users::table
+        .filter(users::auth_source.eq(source))
+        .filter(users::external_id.eq(external_id))
+        .select(UserRow::as_select())
+        .first(c)
+        .optional())?)
+}
+
+/// People's accounts with this email that no sign-in identity holds yet and that have no
+/// local password: those a provider's verified email may be linked to.
+pub fn unlinked_with_email(conn: &mut Conn, email: &str) -> AppResult<Vec<UserRow>> {
+    let Ok(email) = normalize_email(email) else { return Ok(Vec::new()) };
+    Ok(with_conn!(conn, |c| users::table
+        .filter(users::email.eq(&email))
+        .filter(users::auth_source.eq("local"))
+        .filter(users::password_hash.is_null())
+        .filter(users::external_id.is_null())
+        .filter(users::kind.eq(Kind::Person.as_str()))
+        .select(UserRow::as_select())
+        .load(c))?)
+}
+
+/// An admin joins a sign-in identity to an existing account (`ayushctl user link`): from then
+/// on, signing in as that identity is signing in as this account. An account with a local
+/// password (a break-glass account) or a service account cannot be linked, nor can an identity
+/// another account holds.
+pub fn link_identity(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    username: &str,
+    source: &str,
+    external_id: &str,
+) -> AppResult<User> {
+    conn.transaction(|conn| {
+        let row = find_row(conn, username)?
+            .ok_or_else(|| AppError::not_found(format!("no user named {username:?}")))?;
+        if row.password_hash.is_some() {
+            return Err(AppError::conflict(format!(
+                "{username} has a local password (a break-glass account); it signs in locally and cannot be linked"
+            )));
+        }
+        if row.kind == Kind::Service.as_str() {
+            return Err(AppError::conflict(format!("{username} is a service account; it does not sign in")));
+        }
+        if let Some(holder) = find_by_identity(conn, source, external_id)?
+            && holder.id != row.id
+        {
+            return Err(AppError::conflict(format!(
+                "that identity is already linked to {}; unlink it there first",
+                holder.username
+            )));
+        }
+        with_conn!(&mut *conn, |c| diesel::update(users::table.find(row.id))
+            .set((
+                users::auth_source.eq(source),
+                users::external_id.eq(external_id),
+                users::updated_at.eq(now),
+            ))
+            .execute(c))?;
+        let details = serde_json::json!({"source": source, "external_id": external_id,
+            "previous_source": row.auth_source, "previous_external_id": row.external_id});
+        audit::record(
+            conn,
+            now,
+            &Event::new(actor, "user.link", Outcome::Success).target("user", username).details(details),
+        )?;
+        get_by_id(conn, row.id)
+    })
 }
 
 pub fn find_row(conn: &mut Conn, username: &str) -> AppResult<Option<UserRow>> {
@@ -262,11 +418,16 @@ fn keep_an_admin(conn: &mut Conn, user: &User, becomes_admin: bool) -> AppResult
     Ok(())
 }
 
+/// A new role revokes the account's API keys: a key was made for what its owner did under the
+/// old role.
 pub fn set_role(conn: &mut Conn, now: i64, actor: &Actor, username: &str, role: Role) -> AppResult<User> {
     conn.transaction(|conn| {
         let user = get(conn, username)?;
         if user.role == role {
             return Ok(user);
+        }
+        if user.is_service() && role == Role::Auditor {
+            return Err(AppError::validation("a service account is a user or an admin, never an auditor"));
         }
         keep_an_admin(conn, &user, role == Role::Admin)?;
         with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
@@ -279,11 +440,13 @@ pub fn set_role(conn: &mut Conn, now: i64, actor: &Actor, username: &str, role: 
                 .target("user", username)
                 .details(serde_json::json!({"from": user.role, "to": role})),
         )?;
+        super::tokens::revoke_all(conn, now, actor, user.id, "role_changed")?;
         get_by_id(conn, user.id)
     })
 }
 
-/// Disabling signs the user out everywhere at once: their sessions and API tokens stop working.
+/// Disabling signs the user out everywhere at once: their sessions end and their API keys are
+/// revoked (enabling the account again does not bring them back).
 pub fn set_disabled(
     conn: &mut Conn,
     now: i64,
@@ -302,16 +465,84 @@ pub fn set_disabled(
         with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
             .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
             .execute(c))?;
-        if disabled {
-            with_conn!(&mut *conn, |c| diesel::delete(
-                sessions::table.filter(sessions::user_id.eq(user.id))
-            )
-            .execute(c))?;
-        }
         let action = if disabled { "user.disable" } else { "user.enable" };
         audit::record(conn, now, &Event::new(actor, action, Outcome::Success).target("user", username))?;
+        if disabled {
+            end_sessions(conn, user.id)?;
+            super::tokens::revoke_all(conn, now, actor, user.id, "disabled")?;
+        }
         get_by_id(conn, user.id)
     })
+}
+
+fn end_sessions(conn: &mut Conn, user_id: i64) -> AppResult<usize> {
+    Ok(with_conn!(conn, |c| diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)))
+        .execute(c))?)
+}
+
+/// Takes an account out of use for good, as when it left the directory: disabled, signed out,
+/// its keys revoked and its group memberships dropped (a later sign-in through the directory
+/// brings back only what the directory then says). Its chats, documents and audit trail stay.
+pub fn deprovision(conn: &mut Conn, now: i64, actor: &Actor, username: &str) -> AppResult<User> {
+    use crate::store::schema::group_members;
+    conn.transaction(|conn| {
+        let user = get(conn, username)?;
+        keep_an_admin(conn, &user, false)?;
+        with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
+            .set((users::disabled.eq(true), users::updated_at.eq(now)))
+            .execute(c))?;
+        let sessions = end_sessions(conn, user.id)?;
+        let groups = super::groups::of_user(conn, user.id)?;
+        with_conn!(&mut *conn, |c| diesel::delete(group_members::table.filter(group_members::user_id.eq(user.id)))
+            .execute(c))?;
+        let details = serde_json::json!({"source": user.auth_source, "sessions_ended": sessions, "groups_left": groups});
+        audit::record(
+            conn,
+            now,
+            &Event::new(actor, "user.deprovision", Outcome::Success).target("user", username).details(details),
+        )?;
+        super::tokens::revoke_all(conn, now, actor, user.id, "deprovisioned")?;
+        get_by_id(conn, user.id)
+    })
+}
+
+/// Disables accounts of OpenID Connect providers that have not signed in since `cutoff`: only a
+/// sign-in shows the provider still vouches for them. Their names.
+pub fn disable_inactive_sso(conn: &mut Conn, now: i64, actor: &Actor, cutoff: i64) -> AppResult<Vec<String>> {
+    let stale: Vec<(String, Option<i64>, i64)> = with_conn!(&mut *conn, |c| users::table
+        .filter(users::auth_source.like("oidc:%"))
+        .filter(users::disabled.eq(false))
+        .select((users::username, users::last_sign_in_at, users::created_at))
+        .load(c))?;
+    let mut disabled = Vec::new();
+    for (username, last, created) in stale {
+        let seen = last.unwrap_or(created);
+        if seen >= cutoff {
+            continue;
+        }
+        conn.transaction(|conn| {
+            let user = get(conn, &username)?;
+            if keep_an_admin(conn, &user, false).is_err() {
+                return Ok::<(), AppError>(());
+            }
+            with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
+                .set((users::disabled.eq(true), users::updated_at.eq(now)))
+                .execute(c))?;
+            end_sessions(conn, user.id)?;
+            let details = serde_json::json!({"reason": "inactive", "last_sign_in_at": seen});
+            audit::record(
+                conn,
+                now,
+                &Event::new(actor, "user.disable", Outcome::Success)
+                    .target("user", &username)
+                    .details(details),
+            )?;
+            super::tokens::revoke_all(conn, now, actor, user.id, "inactive")?;
+            disabled.push(username.clone());
+            Ok(())
+        })?;
+    }
+    Ok(disabled)
 }
 
 pub fn set_display_name(
@@ -336,19 +567,26 @@ pub fn set_display_name(
     })
 }
 
-/// Sets a new password hash and ends the user's sessions, so whoever knew the old one is out.
+/// Sets a new password hash, ends the user's sessions and revokes their API keys, so whoever
+/// knew the old password, or took a key with it, is out.
 pub fn set_password(conn: &mut Conn, now: i64, actor: &Actor, username: &str, hash: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let user = get(conn, username)?;
+        if user.is_service() {
+            return Err(AppError::validation(format!(
+                "{username} is a service account: it has no password, only API keys"
+            )));
+        }
         with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
             .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
             .execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(sessions::table.filter(sessions::user_id.eq(user.id)))
-            .execute(c))?;
+        end_sessions(conn, user.id)?;
         audit::record(
             conn,
             now,
             &Event::new(actor, "user.reset_password", Outcome::Success).target("user", username),
-        )
+        )?;
+        super::tokens::revoke_all(conn, now, actor, user.id, "password_reset")?;
+        Ok(())
     })
 }

@@ -10,7 +10,7 @@ use crate::sealed::SealingKey;
 use crate::store::Conn;
 use crate::store::schema::providers;
 use crate::with_conn;
-use ayush_models::provider::{Kind, check_base_url};
+use ayush_models::provider::{Kind, check_base_url, origin_of};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -288,6 +288,12 @@ pub fn change(
     };
     conn.transaction(|conn| {
         let before = row(conn, name)?;
+        // The key was given for one server: sent to another address, it would hand it over. A
+        // new address keeps no key unless one comes with it.
+        let moved =
+            change.base_url.as_deref().is_some_and(|url| origin_of(url) != origin_of(&before.base_url));
+        let cleared = moved && sealed.is_none() && before.api_key_sealed.is_some();
+        let sealed = if cleared { Some(None) } else { sealed.clone() };
         let models =
             change.models.as_ref().map(serde_json::to_string).transpose().map_err(AppError::internal)?;
         let update = Update {
@@ -311,7 +317,12 @@ pub fn change(
             details.insert("timeout_secs".into(), json!(t));
         }
         if let Some(s) = &sealed {
-            details.insert("api_key".into(), json!(if s.is_some() { "replaced" } else { "removed" }));
+            let what = match (s, cleared) {
+                (Some(_), _) => "replaced",
+                (None, true) => "cleared: the address moved to another server",
+                (None, false) => "removed",
+            };
+            details.insert("api_key".into(), json!(what));
         }
         audit::record(
             conn,

@@ -90,12 +90,15 @@ pub fn list(conn: &mut Conn) -> AppResult<Vec<Preset>> {
     rows_to_presets(conn, rows)
 }
 
-/// The presets whose model `user_id` may use.
+/// The presets whose model `user_id` may use, each naming only the collections `user_id` may
+/// read: a collection one may not read is not named to them, even as an assistant's.
 pub fn offered_to(conn: &mut Conn, user_id: i64) -> AppResult<Vec<Preset>> {
     let mut all = list(conn)?;
+    let readable = collections::readable_names(conn, user_id)?;
     let mut keep = Vec::with_capacity(all.len());
-    for p in all.drain(..) {
+    for mut p in all.drain(..) {
         if access::may_use(conn, user_id, &p.model)? {
+            p.collections.retain(|c| readable.contains(c));
             keep.push(p);
         }
     }

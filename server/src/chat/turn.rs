@@ -13,7 +13,6 @@ use crate::state::AppState;
 use ayush_models::provider::UpstreamKind;
 use ayush_models::{ChatMessage, Event, GenerateParams, ModelError};
 use serde::Serialize;
-use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -80,23 +79,6 @@ fn check_content(content: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// One turn at a time per conversation, so a reply is stored before the next message: a
-/// stopped reply finishes storing before the message that follows it. Striped, so the table
-/// stays small however many conversations there are.
-pub struct TurnLocks([Arc<tokio::sync::Mutex<()>>; 64]);
-
-impl Default for TurnLocks {
-    fn default() -> Self {
-        TurnLocks(std::array::from_fn(|_| Arc::new(tokio::sync::Mutex::new(()))))
-    }
-}
-
-impl TurnLocks {
-    async fn lock(&self, conversation_id: i64) -> tokio::sync::OwnedMutexGuard<()> {
-        self.0[conversation_id.rem_euclid(64) as usize].clone().lock_owned().await
-    }
-}
-
 /// Starts the turn; the receiver yields its events. Errors before generation (unknown model,
 /// empty message, a busy engine) come back here, before anything is stored.
 /// The model a chat uses: the one asked for, else the default; it must be installed and
@@ -126,12 +108,14 @@ pub async fn usable_model(state: &AppState, actor: &Actor, asked: Option<String>
 }
 
 pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<StreamEvent>> {
-    turn.params.validate().map_err(AppError::validation)?;
     if let Input::Message(c) | Input::Edit { content: c, .. } = &turn.input {
         check_content(c)?;
     }
     let (user_id, conv_id) = (turn.user.id, turn.conversation_id);
-    let in_flight = state.turns.lock(conv_id).await;
+    // Only the owner waits on a conversation, and only so long: nobody else's turn is held up.
+    state.store.run(move |c| store::get(c, user_id, conv_id)).await?;
+    let wait = std::time::Duration::from_secs(state.config.chat.turn_wait_secs);
+    let in_flight = state.turns.lock(conv_id, wait).await?;
     let (conversation, history, preset) = state
         .store
         .run(move |c| {
@@ -205,8 +189,9 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
             None => prompt.insert(0, ChatMessage::new("system", &told)),
         }
     }
-    let handle =
-        crate::catalog::open_chat(state, &model, prompt, turn.params.clone()).await?.map_err(model_error)?;
+    let answer = super::completion::open(state, turn.user.id, &model, prompt, turn.params.clone())
+        .await?
+        .map_err(model_error)?;
 
     // Only now, with the engine committed to answering, is anything stored.
     let now = state.clock.now();
@@ -239,7 +224,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     let state = state.clone();
     tokio::spawn(async move {
         let asker = Asker { user: turn.user, actor: turn.actor, question, cited };
-        relay(state, conversation, model, asker, handle, tx).await;
+        relay(state, conversation, model, asker, answer, tx).await;
         drop(in_flight);
     });
     Ok(rx)
@@ -261,9 +246,10 @@ async fn relay(
     conversation: Conversation,
     model: String,
     asker: Asker,
-    mut handle: ayush_models::Handle,
+    mut answer: super::completion::Completion,
     tx: mpsc::Sender<StreamEvent>,
 ) {
+    let handle = &mut answer.handle;
     let Asker { user, actor, question, cited } = asker;
     let started = Instant::now();
     let mut text = String::new();
@@ -304,8 +290,8 @@ async fn relay(
     };
     let now = state.clock.now();
     let (u, f, e, c, m) = (usage.clone(), finish.clone(), error.clone(), content.clone(), model.clone());
-    let (ledger, policy) = (state.audit.clone(), state.config.audit.capture_chat_content_groups.clone());
     let kept = cited.clone();
+    let state_in = state.clone();
     let stored = state
         .store
         .run(move |conn| {
@@ -341,10 +327,11 @@ async fn relay(
                         })
                         .collect();
                 }
-                if audit::content::captures(conn, &policy, user.id)? {
-                    let captured = audit::content::Captured { question: question.clone(), answer: c.clone() };
-                    details["content"] = audit::content::seal(ledger.keys(), conversation.id, &captured)
-                        .map_err(|e| AppError::internal(format!("capturing chat content: {e}")))?;
+                let binding = audit::content::Binding::Conversation(conversation.id);
+                if let Some(sealed) =
+                    super::completion::capture(conn, &state_in, user.id, &binding, &question, &c)?
+                {
+                    details["content"] = sealed;
                 }
                 audit::record(
                     conn,

@@ -34,6 +34,7 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub egress: EgressConfig,
     pub knowledge: KnowledgeConfig,
+    pub chat: ChatConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +43,15 @@ pub struct ServerConfig {
     pub listen: String,
     pub data_dir: PathBuf,
     pub workers: usize,
-    pub trust_forwarded_for: bool,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For`, `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Replaced by `trusted_proxies`; still read so an old config is told what to change.
+    #[serde(skip_serializing)]
+    pub trust_forwarded_for: Option<bool>,
+    /// A token Prometheus must send (`Authorization: Bearer …`) to read `/metrics`; empty: open.
+    pub metrics_token: String,
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -51,8 +60,44 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             workers: 0,
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            trust_forwarded_for: None,
+            metrics_token: String::new(),
+            metrics_token_file: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The `/metrics` scrape token, from the file when one is named.
+    pub fn metrics_token(&self) -> Result<Option<String>, String> {
+        let token = match &self.metrics_token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("server.metrics_token_file {}: {e}", path.display()))?,
+            None => self.metrics_token.clone(),
+        };
+        Ok(Some(token).filter(|t| !t.is_empty()))
+    }
+}
+
+/// Chat turns and `/v1` completions: what one request may ask for, and how many one person may
+/// have running at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// The most tokens one answer may be asked for (`max_tokens`); a local model's context
+    /// window bounds it too.
+    pub max_tokens_limit: usize,
+    /// Answers one person may have generating at once, over the web chat and `/v1` together.
+    pub max_concurrent_per_user: usize,
+    /// How long a message waits for the answer before it in the same conversation, in seconds.
+    pub turn_wait_secs: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig { max_tokens_limit: 4096, max_concurrent_per_user: 2, turn_wait_secs: 30 }
     }
 }
 
@@ -129,6 +174,10 @@ pub struct KnowledgeConfig {
     pub embedding_model: String,
     /// The weight of meaning against words in hybrid ranking (0: words only, 1: meaning only).
     pub vector_weight: f32,
+    /// Uploads one person may be sending at once.
+    pub max_concurrent_uploads_per_user: usize,
+    /// Memory all uploads being received may hold at once, in MiB, per replica.
+    pub upload_memory_mib: u64,
 }
 
 impl Default for KnowledgeConfig {
@@ -139,6 +188,8 @@ impl Default for KnowledgeConfig {
             ingest_workers: 2,
             embedding_model: String::new(),
             vector_weight: 0.5,
+            max_concurrent_uploads_per_user: 2,
+            upload_memory_mib: 256,
         }
     }
 }
@@ -243,6 +294,27 @@ impl Config {
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad(format!("server.listen = {:?} is not an address:port", self.server.listen));
         }
+        if self.server.trust_forwarded_for.is_some() {
+            return bad(
+                "server.trust_forwarded_for is replaced by server.trusted_proxies: list the addresses \
+                 or networks of your reverse proxies (e.g. [\"10.0.0.5\"]) and remove trust_forwarded_for"
+                    .into(),
+            );
+        }
+        crate::proxies::TrustedProxies::parse(&self.server.trusted_proxies).map_err(ConfigError::Invalid)?;
+        if !self.server.metrics_token.is_empty() && self.server.metrics_token_file.is_some() {
+            return bad("set server.metrics_token or server.metrics_token_file, not both".into());
+        }
+        let c = &self.chat;
+        if !(1..=1_000_000).contains(&c.max_tokens_limit) {
+            return bad("chat.max_tokens_limit must be between 1 and 1000000".into());
+        }
+        if !(1..=1000).contains(&c.max_concurrent_per_user) {
+            return bad("chat.max_concurrent_per_user must be between 1 and 1000".into());
+        }
+        if !(1..=3600).contains(&c.turn_wait_secs) {
+            return bad("chat.turn_wait_secs must be between 1 and 3600".into());
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key must be set together".into());
         }
@@ -301,6 +373,15 @@ impl Config {
         if !(0.0..=1.0).contains(&self.knowledge.vector_weight) {
             return bad("knowledge.vector_weight must be between 0 and 1".into());
         }
+        if !(1..=100).contains(&self.knowledge.max_concurrent_uploads_per_user) {
+            return bad("knowledge.max_concurrent_uploads_per_user must be between 1 and 100".into());
+        }
+        if self.knowledge.upload_memory_mib < self.knowledge.max_file_mib {
+            return bad(format!(
+                "knowledge.upload_memory_mib ({}) must be at least knowledge.max_file_mib ({}), or no file that size could be received",
+                self.knowledge.upload_memory_mib, self.knowledge.max_file_mib
+            ));
+        }
         if !self.knowledge.embedding_model.is_empty()
             && ayush_models::validate_name(&self.knowledge.embedding_model).is_err()
         {
@@ -319,6 +400,9 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = mask_url_password(&shown.database.url);
+        if !shown.server.metrics_token.is_empty() {
+            shown.server.metrics_token = "***".into();
+        }
         if !shown.ldap.bind_password.is_empty() {
             shown.ldap.bind_password = "***".into();
         }

@@ -13,6 +13,9 @@ pub struct OidcConfig {
     /// The address people reach Ayush at (`https://ayush.example.com`); redirect URIs are built
     /// on it. Default: the scheme and host of the request.
     pub public_url: Option<String>,
+    /// OIDC accounts that have not signed in for this many days are disabled (their keys
+    /// revoked): the provider must vouch for them again now and then. 0: never.
+    pub inactive_days: u64,
     pub providers: Vec<OidcProviderConfig>,
 }
 
@@ -52,13 +55,18 @@ pub struct OidcProviderConfig {
     pub create_users: bool,
     #[serde(default = "default_role")]
     pub default_role: String,
+    /// Link a sign-in to an existing account that has no sign-in identity yet when the
+    /// provider vouches for the account's email (`email_verified` true). Off: only an admin's
+    /// `ayushctl user link` joins an identity to an existing account.
+    #[serde(default)]
+    pub link_by_verified_email: bool,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OidcConfig {
     fn default() -> Self {
-        OidcConfig { show_local_login: true, public_url: None, providers: Vec::new() }
+        OidcConfig { show_local_login: true, public_url: None, inactive_days: 90, providers: Vec::new() }
     }
 }
 

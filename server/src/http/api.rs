@@ -23,6 +23,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route("/users/{username}", web::get().to(get_user))
                     .route("/users/{username}", web::patch().to(update_user))
                     .route("/users/{username}/password", web::post().to(reset_password))
+                    .route("/users/{username}/link", web::post().to(link_user))
+                    .route("/users/{username}/deprovision", web::post().to(deprovision_user))
                     .route("/groups", web::get().to(list_groups))
                     .route("/groups", web::post().to(create_group))
                     .route("/groups/{name}", web::get().to(get_group))
@@ -79,7 +81,7 @@ async fn login_json(
     let attempt = login::Attempt {
         username: body.username,
         password: body.password,
-        ip: client_ip(&req, state.config.server.trust_forwarded_for),
+        ip: client_ip(&req, &state.proxies),
         user_agent: user_agent(&req),
         previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
     };
@@ -114,6 +116,25 @@ pub struct CreateUser {
     #[serde(default)]
     pub display_name: String,
     pub password: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `person` (the default) or `service`: an account for a script, with API keys only.
+    #[serde(default)]
+    pub kind: users::Kind,
+}
+
+impl CreateUser {
+    /// The account to store, with its password already hashed.
+    pub fn to_new<'a>(&'a self, password_hash: Option<&'a str>) -> users::NewUser<'a> {
+        users::NewUser {
+            username: &self.username,
+            display_name: &self.display_name,
+            role: self.role,
+            password_hash,
+            email: self.email.as_deref(),
+            kind: self.kind,
+        }
+    }
 }
 
 /// Shared by the JSON API and the admin page.
@@ -123,7 +144,7 @@ pub async fn create_user_with(
     body: CreateUser,
 ) -> AppResult<users::User> {
     users::validate_username(&body.username)?;
-    let hash = match body.password {
+    let hash = match body.password.clone() {
         Some(pw) => {
             password::check_policy(&pw, &body.username, state.config.auth.password_min_length)?;
             Some(hash_password(pw).await?)
@@ -131,18 +152,7 @@ pub async fn create_user_with(
         None => None,
     };
     let now = state.clock.now();
-    state
-        .store
-        .run(move |c| {
-            let new = users::NewUser {
-                username: &body.username,
-                display_name: &body.display_name,
-                role: body.role,
-                password_hash: hash.as_deref(),
-            };
-            users::create(c, now, &actor, &new)
-        })
-        .await
+    state.store.run(move |c| users::create(c, now, &actor, &body.to_new(hash.as_deref()))).await
 }
 
 async fn create_user(
@@ -235,6 +245,39 @@ async fn reset_password(
 ) -> AppResult<HttpResponse> {
     reset_password_with(&state, who.actor(), path.into_inner(), body.into_inner().password).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    provider: String,
+    subject: String,
+}
+
+/// Links an OIDC identity to an existing account.
+async fn link_user(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+    body: web::Json<LinkBody>,
+) -> AppResult<HttpResponse> {
+    let (name, body) = (path.into_inner(), body.into_inner());
+    let (source, external_id) =
+        crate::auth::oidc::identity_for(&state.config.oidc.providers, &body.provider, &body.subject)?;
+    let (now, actor) = (state.clock.now(), who.actor());
+    let user =
+        state.store.run(move |c| users::link_identity(c, now, &actor, &name, &source, &external_id)).await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+/// Takes an account out of use for good (disabled, signed out, keys revoked, groups left).
+async fn deprovision_user(
+    state: web::Data<AppState>,
+    who: Authed<AdminOnly>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let (name, now, actor) = (path.into_inner(), state.clock.now(), who.actor());
+    Ok(HttpResponse::Ok().json(state.store.run(move |c| users::deprovision(c, now, &actor, &name)).await?))
 }
 
 async fn list_groups(state: web::Data<AppState>, _: Authed<AdminOnly>) -> AppResult<HttpResponse> {

@@ -257,14 +257,15 @@ async fn one_event(
         .run(move |c| {
             let event = query::by_seq(c, seq)?;
             let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
-            let conversation = event.target_id.as_deref().and_then(|t| t.parse::<i64>().ok());
-            let captured = match (details.get("content"), conversation) {
-                (Some(_), Some(conversation)) => {
-                    let opened = content::open(ledger.keys(), &details, conversation);
+            let binding =
+                content::Binding::of(event.target_type.as_deref(), event.target_id.as_deref(), &details);
+            let captured = match (details.get("content"), binding) {
+                (Some(_), Some(binding)) => {
+                    let opened = content::open(ledger.keys(), &details, &binding);
                     let outcome = if opened.is_ok() { Outcome::Success } else { Outcome::Failure };
                     let event_seen = Event::new(&actor, "audit.content_view", outcome)
                         .target("audit_event", seq)
-                        .details(serde_json::json!({"conversation": conversation}));
+                        .details(binding.to_json());
                     audit::record(c, now, &event_seen)?;
                     Some(opened)
                 }

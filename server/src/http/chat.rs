@@ -388,7 +388,7 @@ async fn attach_file(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let crate::http::knowledge::AddQuery { source, wait } = query.into_inner();
-    let bytes = crate::http::knowledge::read_limited(body, state.knowledge.max_file_bytes).await?;
-    let queued = queue_chat_file(&state, &who, path.into_inner(), source, bytes).await?;
+    let upload = crate::http::knowledge::read_limited(&state, who.user.id, body).await?;
+    let queued = queue_chat_file(&state, &who, path.into_inner(), source, upload.bytes).await?;
     crate::http::knowledge::answer_queued(&state, queued, wait).await
 }

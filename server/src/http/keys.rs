@@ -1,6 +1,7 @@
 //! Personal API keys: people create, name, list and revoke their own (page and JSON); admins
-//! list and revoke anyone's and create keys for scripts. A key is shown once; only its SHA-256
-//! is stored, and it carries its owner's permissions.
+//! list and revoke anyone's, and create keys for themselves and for service accounts (never for
+//! another person: see `tokens::Issuer`). A key is shown once; only its SHA-256 is stored, and
+//! it carries its owner's permissions.
 
 use crate::auth::guard::{AdminOnly, AnyUser, Authed};
 use crate::auth::tokens::{self, ApiToken};
@@ -48,10 +49,11 @@ async fn create_mine(
     body: web::Json<NewKey>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let (now, actor, user) = (state.clock.now(), who.actor(), who.user.username.clone());
+    let (now, actor, issuer, user) =
+        (state.clock.now(), who.actor(), who.issuer(), who.user.username.clone());
     let (key, secret) = state
         .store
-        .run(move |c| tokens::create_for_days(c, now, &actor, &user, &body.name, body.expires_days))
+        .run(move |c| tokens::create_for_days(c, now, &actor, issuer, &user, &body.name, body.expires_days))
         .await?;
     Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
 }
@@ -103,10 +105,12 @@ async fn create_for(
     body: web::Json<NewKeyFor>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let (now, actor) = (state.clock.now(), who.actor());
+    let (now, actor, issuer) = (state.clock.now(), who.actor(), who.issuer());
     let (key, secret) = state
         .store
-        .run(move |c| tokens::create_for_days(c, now, &actor, &body.user, &body.name, body.expires_days))
+        .run(move |c| {
+            tokens::create_for_days(c, now, &actor, issuer, &body.user, &body.name, body.expires_days)
+        })
         .await?;
     Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
 }
@@ -187,8 +191,12 @@ async fn page_create(
             "" => None,
             d => Some(d.parse::<u32>().map_err(|_| AppError::validation("expiry must be a number of days"))?),
         };
-        let (now, actor, user) = (state.clock.now(), who.actor(), who.user.username.clone());
-        state.store.run(move |c| tokens::create_for_days(c, now, &actor, &user, &form.name, days)).await
+        let (now, actor, issuer, user) =
+            (state.clock.now(), who.actor(), who.issuer(), who.user.username.clone());
+        state
+            .store
+            .run(move |c| tokens::create_for_days(c, now, &actor, issuer, &user, &form.name, days))
+            .await
     }
     .await;
     match result {

@@ -137,9 +137,10 @@ async fn add_document(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let AddQuery { source, wait } = query.into_inner();
-    let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
+    let upload = read_limited(&state, who.user.id, body).await?;
     let queued =
-        knowledge::queue_file(&state, who.actor(), caller(&who), path.into_inner(), source, bytes).await?;
+        knowledge::queue_file(&state, who.actor(), caller(&who), path.into_inner(), source, upload.bytes)
+            .await?;
     answer_queued(&state, queued, wait).await
 }
 
@@ -174,21 +175,41 @@ pub(crate) async fn answer_queued(state: &AppState, queued: Queued, wait: bool) 
     }
 }
 
-pub(crate) async fn read_limited(mut body: web::Payload, limit: u64) -> AppResult<Vec<u8>> {
+/// A file received whole, with what it holds of the server (one of its sender's upload places,
+/// its share of the upload memory) until it is dropped, once the file is queued.
+pub(crate) struct Upload {
+    pub bytes: Vec<u8>,
+    _place: crate::limits::Slot,
+    _memory: crate::limits::Reserved,
+}
+
+/// Receives a file of `user_id`'s: at most `knowledge.max_file_mib`, at most
+/// `knowledge.max_concurrent_uploads_per_user` at once (429), within the memory all uploads
+/// share (503 when it stays full).
+pub(crate) async fn read_limited(
+    state: &AppState,
+    user_id: i64,
+    mut body: web::Payload,
+) -> AppResult<Upload> {
+    let limit = state.knowledge.max_file_bytes;
+    let place = state.uploads.start(user_id)?;
+    let mut memory = crate::limits::Reserved::default();
     let mut out = Vec::new();
     while let Some(chunk) =
         std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut body), cx)).await
     {
         let chunk = chunk.map_err(|e| AppError::bad_request(format!("the upload broke off: {e}")))?;
-        if (out.len() + chunk.len()) as u64 > limit {
+        let size = (out.len() + chunk.len()) as u64;
+        if size > limit {
             return Err(AppError::new(
                 ErrorKind::TooLarge,
                 format!("the file is larger than knowledge.max_file_mib ({} MiB)", limit / (1024 * 1024)),
             ));
         }
+        state.upload_memory.reserve(&mut memory, size).await?;
         out.extend_from_slice(&chunk);
     }
-    Ok(out)
+    Ok(Upload { bytes: out, _place: place, _memory: memory })
 }
 
 async fn remove_document(
@@ -338,7 +359,8 @@ fn fifty() -> i64 {
     50
 }
 
-/// Jobs of a collection one manages or reads, or one's own; admins see everyone's.
+/// Jobs of a collection one manages or reads, or one's own; admins see those of shared
+/// collections too.
 async fn list_jobs(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
@@ -352,29 +374,20 @@ async fn list_jobs(
     let listed = state
         .store
         .run(move |c| {
-            let collection_id = match &collection {
-                Some(name) => Some(collections::opened(c, caller, name)?.0.id),
-                None => None,
+            let scope = match (&collection, caller.user_id) {
+                (Some(name), _) => jobs::Scope::Collection(collections::opened(c, caller, name)?.0.id),
+                (None, user_id) if caller.admin => jobs::Scope::Admin { user_id },
+                (None, Some(user)) => jobs::Scope::Own(user),
+                (None, None) => return Ok(Vec::new()),
             };
-            let user = if caller.admin || collection_id.is_some() { None } else { caller.user_id };
-            jobs::list(c, collection_id, user, limit)
+            jobs::list(c, scope, limit)
         })
         .await?;
     Ok(HttpResponse::Ok().json(listed))
 }
 
-/// A job, for whoever made it and for admins; others are told it does not exist.
 async fn visible_job(state: &AppState, caller: Caller, id: i64) -> AppResult<jobs::Job> {
-    state
-        .store
-        .run(move |c| {
-            let owner = jobs::owned_by(c, id)?;
-            if !caller.admin && owner != caller.user_id {
-                return Err(AppError::not_found(format!("there is no ingestion job {id}")));
-            }
-            jobs::get(c, id)
-        })
-        .await
+    state.store.run(move |c| jobs::visible(c, caller, id)).await
 }
 
 async fn show_job(

@@ -137,7 +137,7 @@ async fn collection_page(
         .store
         .run(move |c| {
             let (row, manage) = collections::opened(c, caller, &name)?;
-            let jobs = jobs::list(c, Some(row.id), None, 30)?;
+            let jobs = jobs::list(c, jobs::Scope::Collection(row.id), 30)?;
             let documents = documents::list(c, &row)?;
             Ok((collections::describe_one(c, row)?, documents, jobs, manage))
         })
@@ -179,14 +179,14 @@ async fn upload(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     check_csrf_header(&who, &req)?;
-    let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
+    let upload = read_limited(&state, who.user.id, body).await?;
     let queued = knowledge::queue_file(
         &state,
         who.actor(),
         Caller::user(&who.user),
         path.into_inner(),
         query.into_inner().source,
-        bytes,
+        upload.bytes,
     )
     .await?;
     answer_queued(&state, queued, false).await
@@ -202,10 +202,15 @@ async fn attach_to_chat(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     check_csrf_header(&who, &req)?;
-    let bytes = read_limited(body, state.knowledge.max_file_bytes).await?;
-    let queued =
-        crate::http::chat::queue_chat_file(&state, &who, path.into_inner(), query.into_inner().source, bytes)
-            .await?;
+    let upload = read_limited(&state, who.user.id, body).await?;
+    let queued = crate::http::chat::queue_chat_file(
+        &state,
+        &who,
+        path.into_inner(),
+        query.into_inner().source,
+        upload.bytes,
+    )
+    .await?;
     answer_queued(&state, queued, false).await
 }
 

@@ -121,7 +121,23 @@ pub async fn track(
     Ok(res)
 }
 
-pub async fn endpoint(state: web::Data<AppState>) -> HttpResponse {
+/// The scrape. With `server.metrics_token` set, only a request bearing it is answered; the
+/// figures name routes, models and error rates that are nobody else's business.
+pub async fn endpoint(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
+    if let Some(token) = &state.metrics_token {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::auth::secret::constant_time_eq(presented.trim(), token) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer realm=\"metrics\""))
+                .content_type("text/plain; charset=utf-8")
+                .body("/metrics needs the scrape token (server.metrics_token) as a Bearer token\n");
+        }
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body({
         let mut out = state.metrics.render(state.store.stats());
         Metrics::render_audit(&mut out, state.store.chain().write_failures());

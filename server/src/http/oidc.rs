@@ -4,8 +4,8 @@
 //! same mappings as LDAP. Every refusal is shown on the sign-in page and recorded.
 
 use crate::audit::Actor;
-use crate::auth::admission::{Admission, Client, Refusal, admit, refuse};
-use crate::auth::guard::{SESSION_COOKIE, client_ip, user_agent};
+use crate::auth::admission::{Admission, Client, Refusal, SignedIn, admit, refuse};
+use crate::auth::guard::{SESSION_COOKIE, client_ip, header_values, user_agent};
 use crate::auth::oidc::{self, Flow, Provider, token};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::http::api;
@@ -24,15 +24,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/oidc/{provider}/callback", web::get().to(callback));
 }
 
-/// Our address as the provider must redirect to it.
+/// Our address as the provider must redirect to it: `oidc.public_url`, else the request's own
+/// scheme and host. `X-Forwarded-Host` and `X-Forwarded-Proto` count only from a trusted proxy.
 pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
-    match &state.config.oidc.public_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
+    if let Some(url) = &state.config.oidc.public_url {
+        return url.trim_end_matches('/').to_string();
     }
+    let forwarded = |name: &str| {
+        let peer = req.peer_addr()?.ip();
+        state.proxies.forwarded(peer, &header_values(req, name)).map(str::to_string)
+    };
+    let scheme = forwarded("x-forwarded-proto")
+        .filter(|p| p == "http" || p == "https")
+        .unwrap_or_else(|| if state.config.is_tls() { "https" } else { "http" }.into());
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| req.headers().get("host").and_then(|h| h.to_str().ok()).map(str::to_string))
+        .unwrap_or_else(|| state.config.server.listen.clone());
+    format!("{scheme}://{host}")
 }
 
 fn redirect_uri(state: &AppState, req: &HttpRequest, provider: &str) -> String {
@@ -48,6 +56,29 @@ struct StartQuery {
     next: Option<String>,
 }
 
+/// The cookie that ties a sign-in to the browser that started it: it holds the SHA-256 of the
+/// flow's `state`, so an answer carrying someone else's state (login CSRF: a victim signed in
+/// as the attacker) is refused. `__Host-` (HTTPS only: no domain, path /) when cookies are
+/// secure; browsers refuse that prefix over plain HTTP.
+fn binding_cookie_name(state: &AppState) -> &'static str {
+    if secure_cookies(state) { "__Host-ayush_oidc" } else { "ayush_oidc" }
+}
+
+fn secure_cookies(state: &AppState) -> bool {
+    state.config.is_tls() || state.config.auth.cookie_secure
+}
+
+fn binding_cookie(state: &AppState, value: String) -> actix_web::cookie::Cookie<'static> {
+    actix_web::cookie::Cookie::build(binding_cookie_name(state), value)
+        .path("/")
+        .http_only(true)
+        // The provider sends the browser back with a top-level GET from its own site.
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .secure(secure_cookies(state))
+        .max_age(actix_web::cookie::time::Duration::seconds(oidc::FLOW_TTL))
+        .finish()
+}
+
 async fn start(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -55,8 +86,8 @@ async fn start(
     query: web::Query<StartQuery>,
 ) -> HttpResponse {
     let name = path.into_inner();
-    let next = safe_next(query.next.as_deref().unwrap_or("/")).to_string();
-    let result: AppResult<String> = async {
+    let next = safe_next(query.next.as_deref().unwrap_or("/"));
+    let result: AppResult<(String, String)> = async {
         let provider = provider(&state, &name)?;
         let (state_token, nonce, verifier) = (oidc::random(), oidc::random(), oidc::random());
         let redirect = redirect_uri(&state, &req, &name);
@@ -69,18 +100,21 @@ async fn start(
         };
         let st = state_token.clone();
         state.store.run(move |c| oidc::save_flow(c, &st, &flow)).await?;
-        web::block(move || provider.authorize_url(&redirect, &state_token, &nonce, &verifier))
+        let binding = crate::auth::secret::digest(&state_token);
+        let url = web::block(move || provider.authorize_url(&redirect, &state_token, &nonce, &verifier))
             .await
             .map_err(AppError::internal)?
             .map_err(|e| {
                 AppError::new(ErrorKind::Unavailable, format!("the sign-in provider cannot be reached: {e}"))
-            })
+            })?;
+        Ok((url, binding))
     }
     .await;
     match result {
-        Ok(url) => HttpResponse::Found()
+        Ok((url, binding)) => HttpResponse::Found()
             .insert_header(("Location", url))
             .insert_header(("Cache-Control", "no-store"))
+            .cookie(binding_cookie(&state, binding))
             .finish(),
         Err(e) => login_form(&state, "/", "", Some(e.message), e.kind.status(), false),
     }
@@ -99,6 +133,14 @@ fn refusal(reason: &'static str, message: impl Into<String>, kind: ErrorKind) ->
     Refusal { reason, details: serde_json::json!({}), error: AppError::new(kind, message.into()) }
 }
 
+/// Why an answer was not let in.
+enum Rejected {
+    /// Nothing shows this browser started a sign-in here: noise anyone can send.
+    Noise(Refusal),
+    /// A sign-in this browser started, refused; `String` is the username, when known.
+    Refused(String, Refusal),
+}
+
 async fn callback(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -107,7 +149,7 @@ async fn callback(
 ) -> HttpResponse {
     let name = path.into_inner();
     let q = query.into_inner();
-    let ip = client_ip(&req, state.config.server.trust_forwarded_for);
+    let ip = client_ip(&req, &state.proxies);
     let ua = user_agent(&req);
     let actor = Actor {
         name: format!("oidc:{name}"),
@@ -122,55 +164,103 @@ async fn callback(
         previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
     };
     let redirect = redirect_uri(&state, &req, &name);
-    let outcome = match check(&state, &name, q, &redirect).await {
+    let bound = req.cookie(binding_cookie_name(&state)).map(|c| c.value().to_string());
+    let source = format!("oidc:{name}");
+    let outcome = match check(&state, &name, q, bound, &redirect).await {
         Ok((who, next)) => {
             let typed = who.username.clone();
             admit(&state.store, state.clock.now(), &state.config.auth, who, client, actor, typed)
                 .await
                 .map(|s| (s, next))
         }
-        Err((typed, r)) => {
+        Err(Rejected::Refused(typed, r)) => {
             tracing::info!(provider = %name, reason = r.reason, error = %r.error.message, "OIDC sign-in refused");
-            refuse(&state.store, state.clock.now(), actor, typed, ip, &format!("oidc:{name}"), r)
+            refuse(&state.store, state.clock.now(), actor, typed, ip, &source, None, r)
                 .await
                 .map(|s| (s, "/".into()))
         }
+        Err(Rejected::Noise(r)) => {
+            tracing::debug!(provider = %name, reason = r.reason, "an OIDC answer nobody started here");
+            noise(&state, actor, ip, &source, r).await.map(|s| (s, "/".into()))
+        }
     };
-    match outcome {
+    let mut resp = match outcome {
         Ok((signed, next)) => {
-            let mut resp =
-                HttpResponse::SeeOther().insert_header(("Location", safe_next(&next).to_string())).finish();
+            let mut resp = HttpResponse::SeeOther().insert_header(("Location", safe_next(&next))).finish();
             let _ = resp.add_cookie(&api::session_cookie(&state, signed.issued.token));
             resp
         }
         Err(e) => login_form(&state, "/", "", Some(e.message), e.kind.status(), false),
-    }
+    };
+    // The binding served its one sign-in.
+    let mut gone = binding_cookie(&state, String::new());
+    gone.make_removal();
+    let _ = resp.add_cookie(&gone);
+    resp
 }
 
-/// Everything between the provider's answer and knowing who the person is.
+/// Records noise as the noise limiter allows (never against the lockout), and returns its error.
+async fn noise(state: &AppState, actor: Actor, ip: String, source: &str, r: Refusal) -> AppResult<SignedIn> {
+    let now = state.clock.now();
+    let (record, summary) = state.noise.admit(now, r.reason, &ip);
+    let source = source.to_string();
+    let reason = r.reason;
+    state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                if let Some(summary) = &summary {
+                    summary.record(c, now)?;
+                }
+                if record {
+                    let details = serde_json::json!({"reason": reason, "source": source});
+                    let event =
+                        crate::audit::Event::new(&actor, "auth.login", crate::audit::Outcome::Failure)
+                            .target("user", "")
+                            .details(details);
+                    crate::audit::record(c, now, &event)?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    Err(r.error)
+}
+
+/// Everything between the provider's answer and knowing who the person is. `bound` is the
+/// binding cookie the browser sent.
 async fn check(
     state: &AppState,
     name: &str,
     q: CallbackQuery,
+    bound: Option<String>,
     redirect: &str,
-) -> Result<(Admission, String), (String, Refusal)> {
-    let anon = |r: Refusal| (String::new(), r);
+) -> Result<(Admission, String), Rejected> {
+    let anon = |r: Refusal| Rejected::Refused(String::new(), r);
     let provider = provider(state, name)
-        .map_err(|e| anon(refusal("unknown_provider", e.message, ErrorKind::NotFound)))?;
+        .map_err(|e| Rejected::Noise(refusal("unknown_provider", e.message, ErrorKind::NotFound)))?;
     // The state is single-use: a replayed answer finds nothing.
     let state_param = q.state.unwrap_or_default();
+    let binding = crate::auth::secret::digest(&state_param);
     let flow = state
         .store
         .run(move |c| oidc::take_flow(c, &state_param))
         .await
         .map_err(|e| anon(refusal("internal", e.message, ErrorKind::Internal)))?
         .ok_or_else(|| {
-            anon(refusal(
+            Rejected::Noise(refusal(
                 "state_unknown_or_replayed",
                 "this sign-in has expired or was already used; start again",
                 ErrorKind::BadRequest,
             ))
         })?;
+    if !bound.is_some_and(|b| crate::auth::secret::constant_time_eq(&b, &binding)) {
+        return Err(Rejected::Noise(refusal(
+            "state_not_bound_to_browser",
+            "this sign-in was not started in this browser; start again from the sign-in page",
+            ErrorKind::BadRequest,
+        )));
+    }
     let now = state.clock.now();
     if flow.provider != name || now - flow.created_at > oidc::FLOW_TTL {
         return Err(anon(refusal(
@@ -241,17 +331,23 @@ async fn check(
     if crate::auth::users::validate_username(&who.username).is_err() {
         let message =
             format!("your username {:?} from the provider cannot be an Ayush username", who.username);
-        return Err((who.username, refusal("unusable_username", message, ErrorKind::Forbidden)));
+        return Err(Rejected::Refused(
+            who.username,
+            refusal("unusable_username", message, ErrorKind::Forbidden),
+        ));
     }
     let admission = Admission {
         source: format!("oidc:{name}"),
-        external_id: format!("{}|{}", cfg.issuer, who.subject),
+        external_id: oidc::external_id(&cfg.issuer, &who.subject),
         strict_external_id: true,
         username: who.username,
         display_name: who.display_name,
+        link_by_email: cfg.link_by_verified_email && who.email_verified,
+        email: who.email,
         groups: who.groups,
         default_role: cfg.default_role.parse().ok(),
         create_users: cfg.create_users,
+        lockout: None,
     };
     Ok((admission, flow.next))
 }

@@ -67,11 +67,11 @@ pub(crate) fn login_form(
     let page = LoginPage {
         chrome: Chrome::anonymous(&state.theme.product_name),
         csrf: token.clone(),
-        next: safe_next(next).to_string(),
+        next: safe_next(next),
         username: username.to_string(),
         error,
         show_local: local || state.config.oidc.show_local_login || providers.is_empty(),
-        next_encoded: crate::http::encode_component(safe_next(next)),
+        next_encoded: crate::http::encode_component(&safe_next(next)),
         providers,
     };
     let mut resp = render(&page, status);
@@ -112,13 +112,13 @@ async fn login_submit(
     let attempt = login::Attempt {
         username: form.username.clone(),
         password: form.password,
-        ip: client_ip(&req, state.config.server.trust_forwarded_for),
+        ip: client_ip(&req, &state.proxies),
         user_agent: user_agent(&req),
         previous_session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
     };
     match login::sign_in(&state.authority(), attempt).await {
         Ok(signed) => {
-            let mut resp = see_other(safe_next(&form.next));
+            let mut resp = see_other(&safe_next(&form.next));
             let _ = resp.add_cookie(&api::session_cookie(&state, signed.issued.token));
             let mut gone = Cookie::build(LOGIN_CSRF_COOKIE, "").path("/login").finish();
             gone.make_removal();

@@ -273,9 +273,21 @@ pub(crate) fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError>
     }
 }
 
-/// Only same-site paths, so the sign-in page cannot be used to send people elsewhere.
-pub(crate) fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
+/// Where to go after signing in: a path on this site, never elsewhere, so the sign-in page
+/// cannot be used to send people away. The value is read as a browser reads it (WHATWG URL
+/// parsing, which drops tabs and newlines and takes `\` for `/`) relative to this site, and kept
+/// only if it lands on this site; anything else is `/`.
+pub(crate) fn safe_next(next: &str) -> String {
+    // Any host will do as the base: only whether the result keeps its origin matters.
+    const SITE: &str = "http://ayush.invalid/";
+    let Ok(site) = url::Url::parse(SITE) else { return "/".into() };
+    if !next.starts_with('/') {
+        return "/".into();
+    }
+    match site.join(next) {
+        Ok(to) if to.origin() == site.origin() => to[url::Position::BeforePath..].to_string(),
+        _ => "/".into(),
+    }
 }
 
 pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
@@ -446,6 +458,8 @@ struct NewUserForm {
     display_name: String,
     role: String,
     password: String,
+    #[serde(default)]
+    email: String,
 }
 
 async fn users_create(
@@ -462,6 +476,8 @@ async fn users_create(
             role,
             display_name: form.display_name,
             password: Some(form.password),
+            email: Some(form.email).filter(|e| !e.trim().is_empty()),
+            kind: users::Kind::Person,
         };
         api::create_user_with(&state, who.actor(), body).await.map(|_| "created")
     }
@@ -698,5 +714,14 @@ mod tests {
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("/\\evil"), "/");
+        // Browsers drop tabs and newlines anywhere in a URL: these are `//evil.example`.
+        for hostile in ["/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "\\/evil", "/\\\\evil"]
+        {
+            assert_eq!(safe_next(hostile), "/", "{hostile:?}");
+        }
+        assert_eq!(safe_next(" //evil.example"), "/");
+        assert_eq!(safe_next("javascript:alert(1)"), "/");
+        assert_eq!(safe_next("/chat?c=3#end"), "/chat?c=3#end", "query and fragment are kept");
+        assert_eq!(safe_next("/a/../admin"), "/admin", "read as the browser reads it");
     }
 }

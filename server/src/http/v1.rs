@@ -3,8 +3,8 @@
 //! objects as the OpenAI API reference; below the adapter, the same model access rules, engine
 //! and audit as the web UI. A key carries its owner's permissions and no more.
 
-use crate::audit::{self, Actor, Event, Outcome};
-use crate::auth::guard::{Authed, ChatUser};
+use crate::audit::{self, Actor, Event, Outcome, content};
+use crate::auth::guard::{ApiUser, Authed};
 use crate::catalog::access;
 use crate::chat::store as chat_store;
 use crate::error::{AppError, ErrorKind};
@@ -168,13 +168,13 @@ fn upstream_error(kind: UpstreamKind, message: String) -> OaiError {
 }
 
 /// The caller, by API key (or session), with errors in the OpenAI shape.
-pub struct Caller(Authed<ChatUser>);
+pub struct Caller(Authed<ApiUser>);
 
 impl FromRequest for Caller {
     type Error = OaiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, OaiError>>>>;
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let fut = Authed::<ChatUser>::from_request(req, payload);
+        let fut = Authed::<ApiUser>::from_request(req, payload);
         Box::pin(async move { fut.await.map(Caller).map_err(OaiError::from) })
     }
 }
@@ -323,29 +323,34 @@ fn usage_json(u: &Usage) -> Value {
 
 /// How a call ended, for the record.
 enum Ended<'a> {
-    Answered { usage: &'a Usage, finish: &'a str },
+    Answered { usage: &'a Usage, finish: &'a str, text: &'a str },
     Embedded { tokens: usize },
     Failed(String),
 }
 
 /// A `/v1` call to be recorded under its owner: its audit action, who made it (with the key),
-/// and `details` starting with what the request said (model, stream or inputs, user).
+/// and `details` starting with what the request said (model, stream or inputs, user, and for a
+/// chat the completion's id as `call`, which captured content is sealed to).
 struct Call {
     action: &'static str,
     actor: Actor,
     user_id: i64,
     details: Value,
+    /// A chat's question, for the chat content policy.
+    question: Option<String>,
 }
 
 /// Records the call: usage, and an audit event with the key that made it.
 async fn record(state: &AppState, call: Call, ended: Ended<'_>) {
-    let Call { action, actor, user_id, mut details } = call;
+    let Call { action, actor, user_id, mut details, question } = call;
     let now = state.clock.now();
+    let mut exchange = None;
     let (tokens, outcome) = match ended {
-        Ended::Answered { usage, finish } => {
+        Ended::Answered { usage, finish, text } => {
             details["prompt_tokens"] = json!(usage.prompt_tokens);
             details["completion_tokens"] = json!(usage.completion_tokens);
             details["finish_reason"] = json!(finish);
+            exchange = question.zip(Some(text.to_string()));
             (Some((usage.prompt_tokens as i64, usage.completion_tokens as i64)), Outcome::Success)
         }
         Ended::Embedded { tokens } => {
@@ -358,12 +363,20 @@ async fn record(state: &AppState, call: Call, ended: Ended<'_>) {
         }
     };
     let model = details["model"].as_str().unwrap_or_default().to_string();
+    let binding = details["call"].as_str().map(|id| content::Binding::Call(id.to_string()));
+    let state_in = state.clone();
     let stored = state
         .store
         .run(move |c| {
             c.transaction(|c| {
                 if let Some((prompt, completion)) = tokens {
                     chat_store::add_usage(c, now, user_id, prompt, completion)?;
+                }
+                if let (Some((question, answer)), Some(binding)) = (&exchange, &binding)
+                    && let Some(sealed) =
+                        crate::chat::completion::capture(c, &state_in, user_id, binding, question, answer)?
+                {
+                    details["content"] = sealed;
                 }
                 let event = Event::new(&actor, action, outcome).target("model", &model).details(details);
                 audit::record(c, now, &event)
@@ -410,7 +423,7 @@ async fn step(handle: &mut Handle, held: &mut Option<EngineEvent>) -> Step {
 
 /// A model that exists and the caller may use; any other is "not found", exactly as OpenAI
 /// answers for a model a key cannot see (a denial is still audited).
-async fn usable(state: &AppState, who: &Authed<ChatUser>, model: &str) -> Result<(), OaiError> {
+async fn usable(state: &AppState, who: &Authed<ApiUser>, model: &str) -> Result<(), OaiError> {
     let (now, actor, m, catalog) = (state.clock.now(), who.actor(), model.to_string(), state.catalog.clone());
     let allowed = state
         .store
@@ -432,28 +445,34 @@ async fn chat_completions(
     let params = request.params()?;
     let model = request.model.clone();
     usable(&state, &who, &model).await?;
-    let mut handle =
-        crate::catalog::open_chat(&state, &model, prompt, params).await?.map_err(OaiError::from)?;
+    // What the answer answers, for the chat content policy.
+    let question =
+        prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+    let mut answer = crate::chat::completion::open(&state, who.user.id, &model, prompt, params)
+        .await?
+        .map_err(OaiError::from)?;
+    let handle = &mut answer.handle;
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
     let created = state.clock.now();
     let call = Call {
         action: "v1.chat.completions",
         actor: who.actor(),
         user_id: who.user.id,
-        details: json!({"model": model, "stream": request.stream, "user": request.user}),
+        details: json!({"model": model, "stream": request.stream, "user": request.user, "call": id}),
+        question: Some(question),
     };
 
     if !request.stream {
         let mut held = None;
         let outcome = loop {
-            if let Step::End(outcome) = step(&mut handle, &mut held).await {
+            if let Step::End(outcome) = step(handle, &mut held).await {
                 break outcome;
             }
         };
         return match outcome {
             Ok(d) => {
                 let finish = finish_reason(d.finish);
-                record(&state, call, Ended::Answered { usage: &d.usage, finish }).await;
+                record(&state, call, Ended::Answered { usage: &d.usage, finish, text: &d.text }).await;
                 Ok(HttpResponse::Ok().json(json!({
                     "id": id,
                     "object": "chat.completion",
@@ -482,6 +501,7 @@ async fn chat_completions(
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let state = state.into_inner();
     tokio::spawn(async move {
+        let handle = &mut answer.handle;
         let chunk = |delta: Value, finish: Option<&str>| {
             let c = json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -493,7 +513,7 @@ async fn chat_completions(
         let mut alive = tx.send(chunk(json!({"role": "assistant", "content": ""}), None)).await.is_ok();
         let mut held = None;
         let outcome = loop {
-            match step(&mut handle, &mut held).await {
+            match step(handle, &mut held).await {
                 Step::Text(piece) => {
                     if alive && tx.send(chunk(json!({"content": piece}), None)).await.is_err() {
                         // The client went away: stop generating.
@@ -521,7 +541,7 @@ async fn chat_completions(
                 // The stream ends here for the client; the record is written after.
                 drop(tx);
                 let finish = if alive { finish_reason(d.finish) } else { "cancelled" };
-                record(&state, call, Ended::Answered { usage: &d.usage, finish }).await;
+                record(&state, call, Ended::Answered { usage: &d.usage, finish, text: &d.text }).await;
             }
             Err(e) => {
                 let err = OaiError::from(e);
@@ -636,6 +656,7 @@ async fn embeddings(
         actor: who.actor(),
         user_id: who.user.id,
         details: json!({"model": model, "inputs": inputs, "user": request.user}),
+        question: None,
     };
     let (vectors, tokens) = match engine.embed(texts).await {
         Ok(done) => done,

@@ -125,13 +125,24 @@ pub fn readable_ids(conn: &mut Conn, user_id: i64) -> AppResult<Vec<i64>> {
     Ok(ids)
 }
 
+/// What anyone is told about a collection that does not exist, or that they may not read: the
+/// same words, so the answer cannot tell the two apart.
+fn unknown(name: &str) -> AppError {
+    AppError::not_found(format!("there is no collection named {name:?} that you may read"))
+}
+
 /// The collection, if `caller` may read it; otherwise the same "not found" as for a name that
 /// does not exist, so names of unreadable collections do not leak.
 pub fn readable(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Row> {
-    let missing = || AppError::not_found(format!("there is no collection named {name:?} that you may read"));
-    let row = row(conn, name).map_err(|_| missing())?;
-    let Some(user_id) = caller.user_id else { return Err(missing()) };
-    if readable_ids(conn, user_id)?.contains(&row.id) { Ok(row) } else { Err(missing()) }
+    let row = row(conn, name).map_err(|_| unknown(name))?;
+    let Some(user_id) = caller.user_id else { return Err(unknown(name)) };
+    if readable_ids(conn, user_id)?.contains(&row.id) { Ok(row) } else { Err(unknown(name)) }
+}
+
+/// The collection, if `caller` may know it exists: admins know every collection (they list
+/// them all); everyone else knows those they read.
+fn known(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Row> {
+    if caller.admin { row(conn, name).map_err(|_| unknown(name)) } else { readable(conn, caller, name) }
 }
 
 /// Whether `caller` may add documents to (and remove documents from) the collection.
@@ -145,13 +156,8 @@ fn may_manage(caller: Caller, row: &Row) -> bool {
 /// The collection, if `caller` may change what it holds. Someone who may not even read it is
 /// told it does not exist, as by [`readable`].
 pub fn managed(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Row> {
-    let row = row(conn, name)?;
+    let row = known(conn, caller, name)?;
     if !may_manage(caller, &row) {
-        if !caller.admin && readable(conn, caller, name).is_err() {
-            return Err(AppError::not_found(format!(
-                "there is no collection named {name:?} that you may read"
-            )));
-        }
         return Err(AppError::forbidden(match row.owner_id {
             Some(_) => format!("the collection {name:?} is someone's personal collection"),
             None => format!("only admins change the shared collection {name:?}"),
@@ -195,7 +201,7 @@ pub fn list(conn: &mut Conn, caller: Caller) -> AppResult<Vec<Collection>> {
 }
 
 pub fn get(conn: &mut Conn, caller: Caller, name: &str) -> AppResult<Collection> {
-    let row = if caller.admin { row(conn, name)? } else { readable(conn, caller, name)? };
+    let row = known(conn, caller, name)?;
     describe_one(conn, row)
 }
 
@@ -390,7 +396,7 @@ pub fn revoke_read(conn: &mut Conn, now: i64, actor: &Actor, name: &str, group: 
 /// Removes a collection with its documents. Its owner or an admin may.
 pub fn remove(conn: &mut Conn, now: i64, actor: &Actor, caller: Caller, name: &str) -> AppResult<()> {
     conn.transaction(|conn| {
-        let row = row(conn, name)?;
+        let row = known(conn, caller, name)?;
         if !(caller.admin || may_manage(caller, &row)) {
             return Err(AppError::forbidden(format!("only its owner or an admin removes {name:?}")));
         }

@@ -66,28 +66,48 @@ pub fn get(conn: &mut Conn, id: i64) -> AppResult<Job> {
         .ok_or_else(|| AppError::not_found(format!("there is no ingestion job {id}")))
 }
 
-/// Who may see and cancel a job: whoever made it, and admins.
-pub fn owned_by(conn: &mut Conn, id: i64) -> AppResult<Option<i64>> {
-    with_conn!(conn, |c| ingest_jobs::table.find(id).select(ingest_jobs::user_id).first::<Option<i64>>(c))
-        .optional()?
-        .ok_or_else(|| AppError::not_found(format!("there is no ingestion job {id}")))
+/// Which jobs someone sees, when they do not name a collection they read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The jobs of a collection the caller reads or manages.
+    Collection(i64),
+    /// An admin: every job of a shared collection, and their own. Jobs into someone's personal
+    /// collection are that person's business: their file names and errors are not shown.
+    Admin { user_id: Option<i64> },
+    /// Anyone else: the jobs they made.
+    Own(i64),
 }
 
-/// The newest `limit` jobs of a collection, or of one user, newest first.
-pub fn list(
-    conn: &mut Conn,
-    collection_id: Option<i64>,
-    user_id: Option<i64>,
-    limit: i64,
-) -> AppResult<Vec<Job>> {
+/// A job, for those who may see (and cancel) it: whoever made it, and admins when it went to a
+/// shared collection. Anyone else is told it does not exist.
+pub fn visible(conn: &mut Conn, caller: super::collections::Caller, id: i64) -> AppResult<Job> {
+    let missing = || AppError::not_found(format!("there is no ingestion job {id}"));
+    let (maker, owner): (Option<i64>, Option<i64>) = with_conn!(conn, |c| ingest_jobs::table
+        .inner_join(collections::table)
+        .filter(ingest_jobs::id.eq(id))
+        .select((ingest_jobs::user_id, collections::owner_id))
+        .first(c))
+    .optional()?
+    .ok_or_else(missing)?;
+    let mine = maker.is_some() && maker == caller.user_id;
+    if !(mine || (caller.admin && owner.is_none())) {
+        return Err(missing());
+    }
+    get(conn, id)
+}
+
+/// The newest `limit` jobs in `scope`, newest first.
+pub fn list(conn: &mut Conn, scope: Scope, limit: i64) -> AppResult<Vec<Job>> {
     Ok(with_conn!(conn, |c| {
-        let mut q = listed().order(ingest_jobs::id.desc()).limit(limit).into_boxed();
-        if let Some(id) = collection_id {
-            q = q.filter(ingest_jobs::collection_id.eq(id));
-        }
-        if let Some(id) = user_id {
-            q = q.filter(ingest_jobs::user_id.eq(id));
-        }
+        let q = listed().order(ingest_jobs::id.desc()).limit(limit).into_boxed();
+        let q = match scope {
+            Scope::Collection(id) => q.filter(ingest_jobs::collection_id.eq(id)),
+            Scope::Own(user) => q.filter(ingest_jobs::user_id.eq(user)),
+            Scope::Admin { user_id: Some(user) } => {
+                q.filter(collections::owner_id.is_null().or(ingest_jobs::user_id.eq(user)))
+            }
+            Scope::Admin { user_id: None } => q.filter(collections::owner_id.is_null()),
+        };
         q.load(c)
     })?)
 }

@@ -13,6 +13,9 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         external_id -> Nullable<Text>,
+        email -> Nullable<Text>,
+        kind -> Text,
+        last_sign_in_at -> Nullable<BigInt>,
     }
 }
 

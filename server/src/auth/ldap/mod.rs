@@ -4,9 +4,11 @@
 //! ones included. LDAPS and StartTLS go through rustls; every connect and operation has a
 //! timeout, so a directory that is down gives a clear answer instead of a hang.
 
+pub mod dn;
 pub mod escape;
 
 use crate::config::{LdapConfig, LdapPreset};
+use dn::Dn;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
@@ -85,11 +87,15 @@ pub struct Settings {
     pub display_name_attribute: String,
     pub disabled_filter: Option<String>,
     pub group_base: String,
+    /// `group_base`, parsed: a group counts only when its DN lies under it.
+    pub group_base_dn: Dn,
     pub group_filter: String,
     pub group_name_attribute: String,
     pub nested_groups: bool,
     /// Active Directory resolves nesting itself (LDAP_MATCHING_RULE_IN_CHAIN).
     pub in_chain: bool,
+    /// The directory is Active Directory: `CORP\bob` and `bob@corp` name bob.
+    pub active_directory: bool,
 }
 
 impl Settings {
@@ -104,6 +110,9 @@ impl Settings {
                 .map_err(|e| format!("ldap.bind_password_file {}: {e}", path.display()))?,
             None => cfg.bind_password.clone(),
         };
+        let group_base =
+            if cfg.group_base.is_empty() { cfg.user_base.clone() } else { cfg.group_base.clone() };
+        let group_base_dn = Dn::parse(&group_base).map_err(|e| format!("ldap.group_base: {e}"))?;
         Ok(Settings {
             url: cfg.url.clone(),
             starttls: cfg.starttls,
@@ -126,11 +135,8 @@ impl Settings {
                 .disabled_filter
                 .clone()
                 .or_else(|| ad.then(|| "(userAccountControl:1.2.840.113556.1.4.803:=2)".to_string())),
-            group_base: if cfg.group_base.is_empty() {
-                cfg.user_base.clone()
-            } else {
-                cfg.group_base.clone()
-            },
+            group_base,
+            group_base_dn,
             group_filter: or(
                 &cfg.group_filter,
                 "(|(member={dn})(uniqueMember={dn})(memberUid={username}))",
@@ -139,6 +145,7 @@ impl Settings {
             group_name_attribute: or(&cfg.group_name_attribute, "cn", "cn"),
             nested_groups: cfg.nested_groups,
             in_chain: ad && cfg.group_filter.is_none(),
+            active_directory: ad,
         })
     }
 }
@@ -169,15 +176,21 @@ impl Directory {
     /// A new connection (TLS as configured), not yet bound.
     pub async fn connect(&self) -> Result<Ldap, DirError> {
         let s = &self.settings;
-        let (egress, url) = (self.egress.clone(), s.url.clone());
-        tokio::task::spawn_blocking(move || egress.check_url("ldap.url", &url))
-            .await
-            .map_err(unavailable)?
-            .map_err(DirError::Unavailable)?;
+        let (egress, url, wait) = (self.egress.clone(), s.url.clone(), s.connect_timeout);
+        // Connect to the addresses the policy checked, not to a second lookup of the name (which
+        // could answer differently); TLS still verifies the name in the URL.
+        let stream = tokio::task::spawn_blocking(move || {
+            let addrs = egress.check_url("ldap.url", &url)?;
+            crate::egress::connect_checked(&addrs, wait).map_err(|e| format!("{url}: {e}"))
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(DirError::Unavailable)?;
         let conn_settings = LdapConnSettings::new()
             .set_conn_timeout(s.connect_timeout)
             .set_config(self.tls.clone())
-            .set_starttls(s.starttls);
+            .set_starttls(s.starttls)
+            .set_std_stream(ldap3::StdStream::Tcp(stream));
         let (conn, mut ldap) = tokio::time::timeout(
             s.connect_timeout + s.timeout,
             LdapConnAsync::with_settings(conn_settings, &s.url),
@@ -435,7 +448,9 @@ impl Directory {
 
     /// The user's groups: those that name them (group search, and `memberOf` when the directory
     /// keeps it), then, unless the directory resolves nesting itself, the groups those groups
-    /// are members of, breadth first, bounded.
+    /// are members of, breadth first, bounded. Only groups under `group_base` count: a group
+    /// elsewhere with a mapped name (a delegated OU, a self-service distribution list) grants
+    /// nothing.
     async fn groups(
         &self,
         ldap: &mut Ldap,
@@ -445,39 +460,39 @@ impl Directory {
     ) -> Result<BTreeSet<String>, DirError> {
         let s = &self.settings;
         let name_attr = s.group_name_attribute.clone();
-        let mut names = BTreeSet::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut queue: VecDeque<(String, usize)> = VecDeque::new();
+        let mut found = Found::default();
         let filter = escape::fill_filter(&s.group_filter, username, Some(dn));
         for g in search_groups(ldap, &s.group_base, &filter, &name_attr, s.timeout).await? {
-            if seen.insert(g.dn.to_ascii_lowercase()) {
-                names.extend(g.attrs.get(&name_attr).and_then(|v| v.first()).cloned());
-                queue.push_back((g.dn, 1));
-            }
+            found.add(&s.group_base_dn, &g.dn, g.attrs.get(&name_attr).and_then(|v| v.first()).cloned(), 1);
         }
         for group_dn in member_of {
-            if seen.insert(group_dn.to_ascii_lowercase()) {
-                names.extend(first_rdn_value(&group_dn));
-                queue.push_back((group_dn, 1));
-            }
+            let Some(parsed) = found.admissible(&s.group_base_dn, &group_dn) else { continue };
+            // The name is the group's naming attribute; when its DN is not named by it, the
+            // group itself says.
+            let name = match parsed.leaf_value(&name_attr) {
+                Some(n) => Some(n.to_string()),
+                None => read_entry(ldap, &group_dn, vec![name_attr.clone()], s.timeout)
+                    .await
+                    .ok()
+                    .and_then(|e| e.attrs.get(&name_attr).and_then(|v| v.first()).cloned()),
+            };
+            found.add(&s.group_base_dn, &group_dn, name, 1);
         }
         if !s.nested_groups || s.in_chain {
-            return Ok(names);
+            return Ok(found.names);
         }
-        while let Some((group_dn, depth)) = queue.pop_front() {
-            if depth >= NESTING_DEPTH || seen.len() >= MAX_GROUPS {
+        while let Some((group_dn, depth)) = found.queue.pop_front() {
+            if depth >= NESTING_DEPTH || found.seen.len() >= MAX_GROUPS {
                 break;
             }
             let value = escape::filter_value(&group_dn);
             let parents = format!("(|(member={value})(uniqueMember={value}))");
             for g in search_groups(ldap, &s.group_base, &parents, &name_attr, s.timeout).await? {
-                if seen.insert(g.dn.to_ascii_lowercase()) {
-                    names.extend(g.attrs.get(&name_attr).and_then(|v| v.first()).cloned());
-                    queue.push_back((g.dn, depth + 1));
-                }
+                let name = g.attrs.get(&name_attr).and_then(|v| v.first()).cloned();
+                found.add(&s.group_base_dn, &g.dn, name, depth + 1);
             }
         }
-        Ok(names)
+        Ok(found.names)
     }
 }
 
@@ -523,21 +538,38 @@ async fn search_groups(
     Ok(entries.into_iter().map(SearchEntry::construct).collect())
 }
 
-/// `cn=Admins,ou=groups,dc=x` -> `Admins` (escapes in the value are undone).
-fn first_rdn_value(dn: &str) -> Option<String> {
-    let mut value = String::new();
-    let mut chars = dn.chars();
-    let mut in_value = false;
-    while let Some(ch) = chars.next() {
-        match ch {
-            '\\' => value.extend(chars.next()),
-            '=' if !in_value => in_value = true,
-            ',' | '+' if in_value => break,
-            _ if in_value => value.push(ch),
-            _ => {}
+/// The groups found so far: their names, the DNs seen (each spelling of a DN once), and those
+/// whose parents are still to be looked for.
+#[derive(Default)]
+struct Found {
+    names: BTreeSet<String>,
+    seen: HashSet<String>,
+    queue: VecDeque<(String, usize)>,
+}
+
+impl Found {
+    /// The group's DN parsed, if it may count: under the group base and not seen yet.
+    fn admissible(&self, base: &Dn, group_dn: &str) -> Option<Dn> {
+        let parsed = match Dn::parse(group_dn) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "a group DN the directory sent does not parse; it is ignored");
+                return None;
+            }
+        };
+        if !parsed.is_under(base) {
+            tracing::debug!(group = group_dn, "a group outside ldap.group_base is ignored");
+            return None;
         }
+        (!self.seen.contains(&parsed.normalized())).then_some(parsed)
     }
-    (!value.is_empty()).then_some(value)
+
+    fn add(&mut self, base: &Dn, group_dn: &str, name: Option<String>, depth: usize) {
+        let Some(parsed) = self.admissible(base, group_dn) else { return };
+        self.seen.insert(parsed.normalized());
+        self.names.extend(name);
+        self.queue.push_back((group_dn.to_string(), depth));
+    }
 }
 
 #[cfg(test)]
@@ -565,9 +597,16 @@ mod tests {
     }
 
     #[test]
-    fn first_rdn_values_are_unescaped() {
-        assert_eq!(first_rdn_value("cn=Admins,ou=groups,dc=x").as_deref(), Some("Admins"));
-        assert_eq!(first_rdn_value("cn=Sales\\, EMEA,ou=g").as_deref(), Some("Sales, EMEA"));
-        assert_eq!(first_rdn_value("nonsense"), None);
+    fn only_groups_under_the_group_base_count() {
+        let base = Dn::parse("ou=groups,dc=example,dc=com").unwrap();
+        let mut found = Found::default();
+        found.add(&base, "cn=it-admins,ou=Anything,dc=example,dc=com", Some("it-admins".into()), 1);
+        found.add(&base, "cn=it-admins,dc=example,dc=com", Some("it-admins".into()), 1);
+        found.add(&base, "not a dn", Some("it-admins".into()), 1);
+        assert!(found.names.is_empty(), "look-alikes outside the base grant nothing");
+        found.add(&base, "cn=Staff,ou=groups,dc=example,dc=com", Some("Staff".into()), 1);
+        found.add(&base, "CN=staff, OU=Groups,DC=Example,DC=com", Some("staff".into()), 1);
+        assert_eq!(found.names.iter().collect::<Vec<_>>(), ["Staff"], "one group, however it is spelt");
+        assert_eq!(found.queue.len(), 1);
     }
 }

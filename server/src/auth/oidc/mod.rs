@@ -95,7 +95,12 @@ impl Provider {
             groups_regex,
             egress: egress.clone(),
             secret,
-            agent: builder.build().into(),
+            // Connections go to the addresses the egress policy checked.
+            agent: ureq::Agent::with_parts(
+                builder.build(),
+                ureq::unversioned::transport::DefaultConnector::default(),
+                crate::egress::Resolver::new(egress.clone(), format!("oidc provider {}", cfg.name)),
+            ),
             metadata: Mutex::new(None),
             keys: Mutex::new(None),
         })
@@ -337,12 +342,38 @@ pub fn take_flow(conn: &mut crate::store::Conn, state: &str) -> crate::error::Ap
     })
 }
 
+/// The identity an account holds for a provider's subject: `issuer|subject`.
+pub fn external_id(issuer: &str, subject: &str) -> String {
+    format!("{issuer}|{subject}")
+}
+
+/// The sign-in identity (source and external id) of `subject` at the configured provider
+/// `provider`, for an admin's link (`ayushctl user link`).
+pub fn identity_for(
+    providers: &[OidcProviderConfig],
+    provider: &str,
+    subject: &str,
+) -> crate::error::AppResult<(String, String)> {
+    use crate::error::AppError;
+    let cfg = providers.iter().find(|p| p.name == provider).ok_or_else(|| {
+        AppError::validation(format!(
+            "no OIDC provider named {provider:?} is configured ([[oidc.providers]])"
+        ))
+    })?;
+    if subject.trim().is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
+        return Err(AppError::validation("the subject is the provider's `sub` claim: 1 to 255 characters"));
+    }
+    Ok((format!("oidc:{provider}"), external_id(&cfg.issuer, subject)))
+}
+
 /// What a provider says about the person, through the configured claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub subject: String,
     pub username: String,
     pub email: Option<String>,
+    /// The provider vouches that the email is the person's (`email_verified`).
+    pub email_verified: bool,
     pub display_name: String,
     pub groups: std::collections::BTreeSet<String>,
 }
@@ -389,6 +420,9 @@ pub fn identity(
         subject,
         username,
         email: text(&cfg.email_claim),
+        // Some providers send the claim as a string.
+        email_verified: matches!(claim("email_verified"), Some(Value::Bool(true)))
+            || claim("email_verified").and_then(Value::as_str) == Some("true"),
         display_name: text(&cfg.display_name_claim).unwrap_or_default(),
         groups,
     })
