@@ -333,8 +333,47 @@ fn no_user_ever_receives_a_passage_they_may_not_read(db: &TestDb) {
             readers.push(rs);
         }
     }
+    // A job into each collection, made by whoever filled it; a conversation for each user.
+    let maker = |who: Caller, name: &str| Actor { user_id: who.user_id, name: name.into(), ..actor() };
+    let job_of: Vec<i64> = (0..n_collections)
+        .map(|i| {
+            let (who, name) = match owner[i] {
+                Some(o) => (users[o], format!("u{o}")),
+                None => (admin, "root".to_string()),
+            };
+            let a = maker(who, &name);
+            store
+                .run_blocking(|c| {
+                    let row = collections::managed(c, who, &format!("c{i}"))?;
+                    jobs::enqueue(c, T0, &a, &row, &format!("job-of-c{i}.md"), b"# Job\n\nzq text")
+                })
+                .unwrap()
+                .id
+        })
+        .collect();
+    let conversations: Vec<i64> = users
+        .iter()
+        .map(|u| {
+            let id = u.user_id.unwrap();
+            store.run_blocking(|c| ayush_server::chat::store::create(c, T0, id, "t", "m", "")).unwrap().id
+        })
+        .collect();
+    let mut attached: Vec<BTreeSet<String>> = vec![BTreeSet::new(); n_users];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // The passages a chat is given for a question every document answers.
+    let cite = |user: Caller, conversation: i64| {
+        let retrieved =
+            ayush_server::chat::sources::retrieve(store, &k, user, conversation, "lighthouse", 1_000_000);
+        rt.block_on(retrieved).unwrap()
+    };
+    let admin_jobs =
+        store.run_blocking(|c| jobs::list(c, jobs::Scope::Admin { user_id: admin.user_id }, 1000)).unwrap();
+    let shown: BTreeSet<String> = admin_jobs.iter().map(|j| j.collection.clone()).collect();
+    let shared_names: BTreeSet<String> =
+        (0..n_collections).filter(|&i| owner[i].is_none()).map(|i| format!("c{i}")).collect();
+    assert_eq!(shown, shared_names, "admins see the jobs of shared collections, never of personal ones");
     caught_up(store, &k);
-    let (mut allowed, mut refused) = (0, 0);
+    let (mut allowed, mut refused, mut citations, mut stale) = (0, 0, 0, 0);
     for round in 0..12 {
         // Change one thing at random: a membership, or a collection's readers.
         let (u, g) = (rng.gen_range(0..n_users), rng.gen_range(0..n_groups));
@@ -362,6 +401,10 @@ fn no_user_ever_receives_a_passage_they_may_not_read(db: &TestDb) {
                 Ok(())
             })
             .unwrap();
+        // Admins read shared collections, never someone's personal one.
+        let admins: BTreeSet<String> =
+            search(store, &k, admin, "lighthouse", &[]).unwrap().into_iter().map(|h| h.collection).collect();
+        assert!(admins.is_subset(&shared_names), "seed {seed}: the admin read {admins:?}");
         for (ui, &user) in users.iter().enumerate() {
             let may: BTreeSet<String> = (0..n_collections)
                 .filter(|&i| match owner[i] {
@@ -376,6 +419,60 @@ fn no_user_ever_receives_a_passage_they_may_not_read(db: &TestDb) {
                 .map(|h| h.collection)
                 .collect();
             assert_eq!(got, may, "seed {seed}, round {round}, user u{ui}");
+            let listed: BTreeSet<String> =
+                store.run_blocking(|c| Ok(names(c, user))).unwrap().into_iter().collect();
+            assert_eq!(listed, may, "seed {seed}, round {round}: u{ui}'s collection list");
+
+            // Chat with collections: attachments made while readable stay attached after access
+            // is lost, and must yield nothing then.
+            stale += usize::from(!attached[ui].is_subset(&may));
+            if attached[ui].is_subset(&may) {
+                let want: Vec<String> = attached[ui].union(&may).cloned().collect();
+                let conv = conversations[ui];
+                store.run_blocking(|c| ayush_server::chat::sources::attach(c, user, conv, &want)).unwrap();
+                attached[ui] = want.into_iter().collect();
+            }
+            let cited = cite(user, conversations[ui]);
+            citations += cited.len();
+            for citation in &cited {
+                assert!(
+                    may.contains(&citation.collection),
+                    "seed {seed}, round {round}: u{ui} cited {citation:?}"
+                );
+                let marker =
+                    citation.text.split("zq").nth(1).and_then(|t| t.split('x').next()).unwrap_or_default();
+                assert!(
+                    may.contains(&format!("c{marker}")),
+                    "seed {seed}: u{ui} was given {}",
+                    citation.text
+                );
+            }
+
+            // Jobs and downloads.
+            let theirs =
+                store.run_blocking(|c| jobs::list(c, jobs::Scope::Own(user.user_id.unwrap()), 1000)).unwrap();
+            assert!(
+                theirs.iter().all(|j| may.contains(&j.collection)),
+                "seed {seed}: u{ui} listed {theirs:?}"
+            );
+            for (i, &job) in job_of.iter().enumerate() {
+                let seen = store.run_blocking(|c| jobs::visible(c, user, job));
+                assert_eq!(seen.is_ok(), owner[i] == Some(ui), "seed {seed}: u{ui} and the job into c{i}");
+                let download = store.run_blocking(|c| {
+                    let row = collections::readable(c, user, &format!("c{i}"))?;
+                    let doc = documents::list(c, &row)?.into_iter().next().expect("a document");
+                    documents::file(c, doc.id)
+                });
+                match download {
+                    Ok(_) => {
+                        assert!(may.contains(&format!("c{i}")), "seed {seed}: u{ui} downloaded from c{i}")
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind, ErrorKind::NotFound);
+                        assert!(!may.contains(&format!("c{i}")), "seed {seed}: u{ui} refused c{i}");
+                    }
+                }
+            }
             allowed += may.len();
             refused += n_collections - may.len();
             for i in 0..n_collections {
@@ -400,7 +497,22 @@ fn no_user_ever_receives_a_passage_they_may_not_read(db: &TestDb) {
             }
         }
     }
+    // Finally everyone leaves every group: chats keep their attachments, and cite only what
+    // their user still reads (their personal collections).
+    for (ui, &user) in users.iter().enumerate() {
+        for g in (0..n_groups).filter(|&g| member[ui][g]) {
+            store
+                .run_blocking(|c| groups::remove_member(c, T0, &actor(), &format!("g{g}"), &format!("u{ui}")))
+                .unwrap();
+        }
+        let own: BTreeSet<String> =
+            (0..n_collections).filter(|&i| owner[i] == Some(ui)).map(|i| format!("c{i}")).collect();
+        stale += usize::from(!attached[ui].is_subset(&own));
+        let cited = cite(user, conversations[ui]);
+        assert!(cited.iter().all(|c| own.contains(&c.collection)), "seed {seed}: u{ui} cited {cited:?}");
+    }
     assert!(allowed > 50 && refused > 50, "the cases cover both sides: {allowed} allowed, {refused} refused");
+    assert!(citations > 20 && stale > 0, "chats cited {citations} passages, {stale} times with lost access");
 }
 
 fn jobs_are_claimed_once_cancelled_and_requeued_when_stale(db: &TestDb) {

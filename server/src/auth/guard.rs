@@ -7,9 +7,7 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, ErrorKind};
 use crate::state::AppState;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 
 pub const SESSION_COOKIE: &str = "ayush_session";
 
@@ -127,80 +125,135 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
+/// Who a request comes from, found once per request by [`identify`] before any handler's
+/// arguments are read: so a request without a live credential, or from the wrong role, is
+/// refused as such before its body, query or path are even looked at.
+#[derive(Clone)]
+struct Identified(Result<(User, Via), AppError>);
+
+/// A refusal for the role, to record once the handler has answered.
+struct Denied(Actor, String, &'static str);
+
+/// Paths that never need to know who asks (so an expired cookie on a stylesheet is not looked
+/// up, nor recorded as a session ending).
+fn anonymous_path(path: &str) -> bool {
+    path.starts_with("/static/")
+        || path.starts_with("/theme")
+        || matches!(path, "/livez" | "/readyz" | "/metrics")
+}
+
+/// Middleware: resolves the request's API key or session (when it carries one) into the
+/// request, for `Authed` to check synchronously; afterwards records a refusal for the role.
+pub async fn identify(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let Some(state) = &state
+        && !anonymous_path(req.path())
+        && let Some(found) = resolve(state, req.request()).await
+    {
+        req.extensions_mut().insert(Identified(found));
+    }
+    let res = next.call(req).await?;
+    let denied = res.request().extensions_mut().remove::<Denied>();
+    if let (Some(Denied(actor, path, role)), Some(state)) = (denied, state) {
+        let now = state.clock.now();
+        let recorded = state
+            .store
+            .run(move |c| {
+                let details = serde_json::json!({"request": path, "role": role});
+                audit::record(c, now, &Event::new(&actor, "access.denied", Outcome::Denied).details(details))
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record a refused request");
+        }
+    }
+    Ok(res)
+}
+
+/// The user behind the request's API key or session cookie: `None` when it carries neither.
+async fn resolve(state: &AppState, req: &HttpRequest) -> Option<Result<(User, Via), AppError>> {
+    let bearer = bearer(req);
+    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let now = state.clock.now();
+    if let Some(secret) = bearer {
+        let found = state.store.run(move |c| tokens::resolve(c, now, &secret)).await;
+        return Some(found.and_then(|found| {
+            let (token, user) = found.ok_or_else(|| {
+                AppError::new(ErrorKind::Unauthenticated, "the API token is invalid, expired or revoked")
+            })?;
+            Ok((user, Via::ApiToken { id: token.id, expires_at: token.expires_at }))
+        }));
+    }
+    let token = cookie?;
+    let (ip, ua) = (client_ip(req, &state.proxies), user_agent(req));
+    let cfg = state.config.auth.clone();
+    let t = token.clone();
+    let resolved = state
+        .store
+        .run(move |c| {
+            let lookup = sessions::resolve(c, now, &cfg, &t)?;
+            if let sessions::Lookup::Refused { why, user_id: Some(user_id) } = &lookup {
+                let reason = match why {
+                    sessions::Refusal::IdleExpired => "idle_timeout",
+                    sessions::Refusal::AbsoluteExpired => "absolute_timeout",
+                    sessions::Refusal::UserDisabled => "user_disabled",
+                    sessions::Refusal::Unknown => "unknown",
+                };
+                let actor = Actor {
+                    user_id: Some(*user_id),
+                    name: format!("user#{user_id}"),
+                    method: Some("session".into()),
+                    ip: Some(ip),
+                    user_agent: ua,
+                    ..Default::default()
+                };
+                audit::record(
+                    c,
+                    now,
+                    &Event::new(&actor, "auth.session_end", Outcome::Denied)
+                        .details(serde_json::json!({"reason": reason})),
+                )?;
+            }
+            Ok(lookup)
+        })
+        .await;
+    Some(resolved.and_then(|lookup| match lookup {
+        sessions::Lookup::Live(session, user) => Ok((user, Via::Session { token, csrf: session.csrf_token })),
+        _ => Err(AppError::unauthenticated()),
+    }))
+}
+
 impl<P: Policy + 'static> FromRequest for Authed<P> {
     type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+    type Future = std::future::Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let bearer = bearer(req);
-        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
-        let ua = user_agent(req);
-        let ip = state.as_ref().map_or_else(|| "unknown".into(), |s| client_ip(req, &s.proxies));
-        let path = format!("{} {}", req.method(), req.path());
-        Box::pin(async move {
-            let state = state.ok_or_else(|| AppError::internal("app state missing"))?;
-            let now = state.clock.now();
-            let (user, via) = if let Some(secret) = bearer {
-                let found = state.store.run(move |c| tokens::resolve(c, now, &secret)).await?;
-                let (token, user) = found.ok_or_else(|| {
-                    AppError::new(ErrorKind::Unauthenticated, "the API token is invalid, expired or revoked")
-                })?;
-                (user, Via::ApiToken { id: token.id, expires_at: token.expires_at })
-            } else if let Some(token) = cookie {
-                let cfg = state.config.auth.clone();
-                let (t, ip2, ua2) = (token.clone(), ip.clone(), ua.clone());
-                let resolved = state
-                    .store
-                    .run(move |c| {
-                        let lookup = sessions::resolve(c, now, &cfg, &t)?;
-                        if let sessions::Lookup::Refused { why, user_id: Some(user_id) } = &lookup {
-                            let reason = match why {
-                                sessions::Refusal::IdleExpired => "idle_timeout",
-                                sessions::Refusal::AbsoluteExpired => "absolute_timeout",
-                                sessions::Refusal::UserDisabled => "user_disabled",
-                                sessions::Refusal::Unknown => "unknown",
-                            };
-                            let actor = Actor {
-                                user_id: Some(*user_id),
-                                name: format!("user#{user_id}"),
-                                method: Some("session".into()),
-                                ip: Some(ip2),
-                                user_agent: ua2,
-                                ..Default::default()
-                            };
-                            audit::record(
-                                c,
-                                now,
-                                &Event::new(&actor, "auth.session_end", Outcome::Denied)
-                                    .details(serde_json::json!({"reason": reason})),
-                            )?;
-                        }
-                        Ok(lookup)
-                    })
-                    .await?;
-                let sessions::Lookup::Live(session, user) = resolved else {
-                    return Err(AppError::unauthenticated());
-                };
-                (user, Via::Session { token, csrf: session.csrf_token })
-            } else {
-                return Err(AppError::unauthenticated());
-            };
-            let authed = Authed { user, via, ip, user_agent: ua, _policy: PhantomData };
-            if !P::allows(&authed.user) {
-                let actor = authed.actor();
-                let role = authed.user.role.as_str();
-                state
-                    .store
-                    .run(move |c| {
-                        let details = serde_json::json!({"request": path, "role": role});
-                        let event = Event::new(&actor, "access.denied", Outcome::Denied).details(details);
-                        audit::record(c, now, &event)
-                    })
-                    .await?;
-                return Err(AppError::forbidden("your role does not allow this"));
+        use actix_web::HttpMessage;
+        let identified = req.extensions().get::<Identified>().map(|i| i.0.clone());
+        let Some(identified) = identified else {
+            return std::future::ready(Err(AppError::unauthenticated()));
+        };
+        let ip = req
+            .app_data::<web::Data<AppState>>()
+            .map_or_else(|| "unknown".into(), |s| client_ip(req, &s.proxies));
+        let authed = identified.map(|(user, via)| Authed {
+            user,
+            via,
+            ip,
+            user_agent: user_agent(req),
+            _policy: PhantomData,
+        });
+        std::future::ready(authed.and_then(|authed| {
+            if P::allows(&authed.user) {
+                return Ok(authed);
             }
-            Ok(authed)
-        })
+            let path = format!("{} {}", req.method(), req.path());
+            req.extensions_mut().insert(Denied(authed.actor(), path, authed.user.role.as_str()));
+            Err(AppError::forbidden("your role does not allow this"))
+        }))
     }
 }

@@ -5,44 +5,41 @@ use crate::auth::guard::{AdminOnly, AnyUser, Authed, SESSION_COOKIE, Via, client
 use crate::auth::{Role, groups, login, password, users};
 use crate::catalog::{Upload, access};
 use crate::error::{AppError, AppResult};
+use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api")
-            .route("/auth/login", web::post().to(login_json))
-            .route("/auth/logout", web::post().to(logout_json))
-            .route("/me", web::get().to(me))
-            .service(
-                web::scope("/admin")
-                    .route("/users", web::get().to(list_users))
-                    .route("/users", web::post().to(create_user))
-                    .route("/users/{username}", web::get().to(get_user))
-                    .route("/users/{username}", web::patch().to(update_user))
-                    .route("/users/{username}/password", web::post().to(reset_password))
-                    .route("/users/{username}/link", web::post().to(link_user))
-                    .route("/users/{username}/deprovision", web::post().to(deprovision_user))
-                    .route("/groups", web::get().to(list_groups))
-                    .route("/groups", web::post().to(create_group))
-                    .route("/groups/{name}", web::get().to(get_group))
-                    .route("/groups/{name}", web::delete().to(delete_group))
-                    .route("/groups/{name}/members/{username}", web::put().to(add_member))
-                    .route("/groups/{name}/members/{username}", web::delete().to(remove_member))
-                    .route("/models", web::get().to(list_models_admin))
-                    .route("/models", web::post().to(upload_model))
-                    .route("/models/{name}", web::delete().to(remove_model))
-                    .route("/models/{name}/verify", web::post().to(verify_model))
-                    .route("/models/{name}/default", web::put().to(set_default_model))
-                    .route("/models/{name}/groups/{group}", web::put().to(allow_model))
-                    .route("/models/{name}/groups/{group}", web::delete().to(disallow_model)),
-            )
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(AppError::not_found("no such API endpoint"))
-            })),
-    );
+/// What `/api/…` paths that no route serves answer.
+pub async fn unknown_endpoint() -> AppResult<HttpResponse> {
+    Err(AppError::not_found("no such API endpoint"))
+}
+
+pub fn routes(r: &mut Routes) {
+    r.post("/api/auth/login", login_json)
+        .post("/api/auth/logout", logout_json)
+        .get("/api/me", me)
+        .get("/api/admin/users", list_users)
+        .post("/api/admin/users", create_user)
+        .get("/api/admin/users/{username}", get_user)
+        .patch("/api/admin/users/{username}", update_user)
+        .post("/api/admin/users/{username}/password", reset_password)
+        .post("/api/admin/users/{username}/link", link_user)
+        .post("/api/admin/users/{username}/deprovision", deprovision_user)
+        .get("/api/admin/groups", list_groups)
+        .post("/api/admin/groups", create_group)
+        .get("/api/admin/groups/{name}", get_group)
+        .delete("/api/admin/groups/{name}", delete_group)
+        .put("/api/admin/groups/{name}/members/{username}", add_member)
+        .delete("/api/admin/groups/{name}/members/{username}", remove_member)
+        .get("/api/admin/models", list_models_admin)
+        .post("/api/admin/models", upload_model)
+        .delete("/api/admin/models/{name}", remove_model)
+        .post("/api/admin/models/{name}/verify", verify_model)
+        .put("/api/admin/models/{name}/default", set_default_model)
+        .put("/api/admin/models/{name}/groups/{group}", allow_model)
+        .delete("/api/admin/models/{name}/groups/{group}", disallow_model);
 }
 
 pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {

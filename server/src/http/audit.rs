@@ -10,6 +10,7 @@ use crate::auth::guard::{AuditorOnly, Authed};
 use crate::clock::format_time;
 use crate::error::{AppError, AppResult};
 use crate::http::encode_component;
+use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Page, UiError, check_csrf, render, ui_error};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -19,21 +20,21 @@ use askama::Template;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit", web::get().to(viewer))
-        .route("/audit/verify", web::post().to(verify_form))
-        .route("/audit/events/{seq}", web::get().to(event_page))
-        .route("/api/audit/events", web::get().to(events_json))
-        .route("/api/audit/events/{seq}", web::get().to(event_json))
-        .route("/api/audit/export", web::get().to(export))
-        .route("/api/audit/verify", web::post().to(verify_json))
-        .route("/api/audit/status", web::get().to(status_json))
-        .route("/api/audit/checkpoints", web::get().to(checkpoints_json))
-        .route("/api/audit/holds", web::get().to(holds_json))
-        .route("/api/audit/holds/{username}", web::put().to(place_hold_json))
-        .route("/api/audit/holds/{username}", web::delete().to(release_hold_json))
-        .route("/audit/holds", web::post().to(place_hold_form))
-        .route("/audit/holds/{username}/release", web::post().to(release_hold_form));
+pub fn routes(r: &mut Routes) {
+    r.get("/audit", viewer)
+        .post("/audit/verify", verify_form)
+        .get("/audit/events/{seq}", event_page)
+        .get("/api/audit/events", events_json)
+        .get("/api/audit/events/{seq}", event_json)
+        .get("/api/audit/export", export)
+        .post("/api/audit/verify", verify_json)
+        .get("/api/audit/status", status_json)
+        .get("/api/audit/checkpoints", checkpoints_json)
+        .get("/api/audit/holds", holds_json)
+        .put("/api/audit/holds/{username}", place_hold_json)
+        .delete("/api/audit/holds/{username}", release_hold_json)
+        .post("/audit/holds", place_hold_form)
+        .post("/audit/holds/{username}/release", release_hold_form);
 }
 
 #[derive(Deserialize, Default)]

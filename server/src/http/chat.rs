@@ -6,6 +6,7 @@ use crate::chat::turn::{self, Input, StreamEvent, Turn};
 use crate::chat::{markdown, presets, sources, store};
 use crate::error::AppError;
 use crate::error::AppResult;
+use crate::http::routes::Routes;
 use crate::knowledge::collections::Caller;
 use crate::state::AppState;
 use actix_web::web::Bytes;
@@ -16,17 +17,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/models", web::get().to(list_models))
-        .route("/api/conversations", web::get().to(list))
-        .route("/api/conversations", web::post().to(create))
-        .route("/api/conversations/{id}", web::get().to(get))
-        .route("/api/conversations/{id}", web::patch().to(update))
-        .route("/api/conversations/{id}", web::delete().to(delete))
-        .route("/api/conversations/{id}/messages", web::post().to(send))
-        .route("/api/conversations/{id}/files", web::post().to(attach_file))
-        .route("/api/conversations/{id}/regenerate", web::post().to(regenerate))
-        .route("/api/conversations/{id}/messages/{message_id}/edit", web::post().to(edit));
+pub fn routes(r: &mut Routes) {
+    r.get("/api/models", list_models)
+        .get("/api/conversations", list)
+        .post("/api/conversations", create)
+        .get("/api/conversations/{id}", get)
+        .patch("/api/conversations/{id}", update)
+        .delete("/api/conversations/{id}", delete)
+        .post("/api/conversations/{id}/messages", send)
+        .post("/api/conversations/{id}/files", attach_file)
+        .post("/api/conversations/{id}/regenerate", regenerate)
+        .post("/api/conversations/{id}/messages/{message_id}/edit", edit);
 }
 
 /// The models the signed-in user may chat with.

@@ -6,6 +6,7 @@
 use crate::auth::guard::{AdminOnly, AnyUser, Authed};
 use crate::auth::tokens::{self, ApiToken};
 use crate::error::{AppError, AppResult};
+use crate::http::routes::Routes;
 use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
 };
@@ -16,16 +17,16 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/keys", web::get().to(page))
-        .route("/keys", web::post().to(page_create))
-        .route("/keys/{id}/revoke", web::post().to(page_revoke))
-        .route("/api/keys", web::get().to(mine))
-        .route("/api/keys", web::post().to(create_mine))
-        .route("/api/keys/{id}", web::delete().to(revoke_mine))
-        .route("/api/admin/keys", web::get().to(all))
-        .route("/api/admin/keys", web::post().to(create_for))
-        .route("/api/admin/keys/{id}", web::delete().to(revoke_any));
+pub fn routes(r: &mut Routes) {
+    r.get("/keys", page)
+        .post("/keys", page_create)
+        .post("/keys/{id}/revoke", page_revoke)
+        .get("/api/keys", mine)
+        .post("/api/keys", create_mine)
+        .delete("/api/keys/{id}", revoke_mine)
+        .get("/api/admin/keys", all)
+        .post("/api/admin/keys", create_for)
+        .delete("/api/admin/keys/{id}", revoke_any);
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 
 use crate::auth::guard::{AdminOnly, Authed, ChatUser};
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::http::routes::Routes;
 use crate::knowledge::collections::{self, Caller, NewCollection};
 use crate::knowledge::documents::{self, Status};
 use crate::knowledge::jobs;
@@ -12,23 +13,23 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/collections", web::get().to(list))
-        .route("/api/collections", web::post().to(create))
-        .route("/api/collections/{name}", web::get().to(show))
-        .route("/api/collections/{name}", web::delete().to(remove))
-        .route("/api/collections/{name}/readers/{group}", web::put().to(grant))
-        .route("/api/collections/{name}/readers/{group}", web::delete().to(revoke))
-        .route("/api/collections/{name}/documents", web::get().to(list_documents))
-        .route("/api/collections/{name}/documents", web::post().to(add_document))
-        .route("/api/collections/{name}/documents/{id}", web::delete().to(remove_document))
-        .route("/api/collections/{name}/documents/{id}/file", web::get().to(original))
-        .route("/api/jobs", web::get().to(list_jobs))
-        .route("/api/jobs/{id}", web::get().to(show_job))
-        .route("/api/jobs/{id}/cancel", web::post().to(cancel_job))
-        .route("/api/search", web::get().to(search))
-        .route("/api/admin/index", web::get().to(index_status))
-        .route("/api/admin/index/rebuild", web::post().to(rebuild));
+pub fn routes(r: &mut Routes) {
+    r.get("/api/collections", list)
+        .post("/api/collections", create)
+        .get("/api/collections/{name}", show)
+        .delete("/api/collections/{name}", remove)
+        .put("/api/collections/{name}/readers/{group}", grant)
+        .delete("/api/collections/{name}/readers/{group}", revoke)
+        .get("/api/collections/{name}/documents", list_documents)
+        .post("/api/collections/{name}/documents", add_document)
+        .delete("/api/collections/{name}/documents/{id}", remove_document)
+        .get("/api/collections/{name}/documents/{id}/file", original)
+        .get("/api/jobs", list_jobs)
+        .get("/api/jobs/{id}", show_job)
+        .post("/api/jobs/{id}/cancel", cancel_job)
+        .get("/api/search", search)
+        .get("/api/admin/index", index_status)
+        .post("/api/admin/index/rebuild", rebuild);
 }
 
 fn caller<P>(who: &Authed<P>) -> Caller {

@@ -7,6 +7,7 @@ use crate::auth::guard::{Authed, ChatUser};
 use crate::error::AppResult;
 use crate::http::encode_component;
 use crate::http::knowledge::{answer_queued, read_limited};
+use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Flash, Page, UiError, check_csrf, render, see_other, ui_error};
 use crate::knowledge::collections::{self, Caller, Collection, NewCollection};
 use crate::knowledge::documents::{self, Document};
@@ -18,15 +19,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/collections", web::get().to(list_page))
-        .route("/collections", web::post().to(create))
-        .route("/collections/{name}", web::get().to(collection_page))
-        .route("/collections/{name}/upload", web::post().to(upload))
-        .route("/collections/{name}/remove", web::post().to(remove_collection))
-        .route("/collections/{name}/documents/{id}/remove", web::post().to(remove_document))
-        .route("/chat/{id}/attach", web::post().to(attach_to_chat))
-        .route("/search", web::get().to(search_page));
+pub fn routes(r: &mut Routes) {
+    r.get("/collections", list_page)
+        .post("/collections", create)
+        .get("/collections/{name}", collection_page)
+        .post("/collections/{name}/upload", upload)
+        .post("/collections/{name}/remove", remove_collection)
+        .post("/collections/{name}/documents/{id}/remove", remove_document)
+        .post("/chat/{id}/attach", attach_to_chat)
+        .get("/search", search_page);
 }
 
 #[derive(Template)]

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod presets;
 pub mod providers;
+pub mod routes;
 pub mod sign_in;
 pub mod sso;
 pub mod ui;
@@ -85,6 +86,7 @@ pub fn build_app(
             web::QueryConfig::default()
                 .error_handler(|e, _| AppError::bad_request(format!("invalid query: {e}")).into()),
         )
+        .wrap(from_fn(crate::auth::guard::identify))
         .wrap(from_fn(csrf::guard))
         .wrap(
             DefaultHeaders::new()
@@ -94,22 +96,9 @@ pub fn build_app(
                 .add(("X-Frame-Options", "DENY")),
         )
         .wrap(from_fn(metrics::track))
-        .route("/livez", web::get().to(health::livez))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::endpoint))
-        .configure(crate::web::routes)
-        .configure(chat::routes)
-        .configure(audit::routes)
-        .configure(sso::routes)
-        .configure(oidc::routes)
-        .configure(v1::routes)
-        .configure(keys::routes)
-        .configure(providers::routes)
-        .configure(knowledge::routes)
-        .configure(knowledge_pages::routes)
-        .configure(presets::routes)
-        .configure(api::routes)
-        .configure(sign_in::routes)
-        .configure(ui::routes)
+        .configure(routes::configure)
+        // Paths under /api and /v1 that no route serves answer in their API's error shape.
+        .route("/api/{tail:.*}", web::to(api::unknown_endpoint))
+        .route("/v1/{tail:.*}", web::to(v1::unknown_endpoint))
         .default_service(web::to(ui::not_found))
 }

@@ -9,6 +9,7 @@ use crate::auth::guard::{SESSION_COOKIE, client_ip, header_values, user_agent};
 use crate::auth::oidc::{self, Flow, Provider, token};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::http::api;
+use crate::http::routes::Routes;
 use crate::http::sign_in::login_form;
 use crate::http::ui::safe_next;
 use crate::state::AppState;
@@ -19,9 +20,8 @@ use std::sync::Arc;
 /// How far the provider's clock may be from ours.
 const SKEW_SECS: i64 = 60;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/oidc/{provider}/start", web::get().to(start))
-        .route("/auth/oidc/{provider}/callback", web::get().to(callback));
+pub fn routes(r: &mut Routes) {
+    r.get("/auth/oidc/{provider}/start", start).get("/auth/oidc/{provider}/callback", callback);
 }
 
 /// Our address as the provider must redirect to it: `oidc.public_url`, else the request's own

@@ -4,16 +4,17 @@
 use crate::auth::guard::{AdminOnly, Authed, ChatUser};
 use crate::chat::presets::{self, PresetBody};
 use crate::error::AppResult;
+use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/presets", web::get().to(offered))
-        .route("/api/admin/presets", web::get().to(list))
-        .route("/api/admin/presets", web::post().to(create))
-        .route("/api/admin/presets/{name}", web::get().to(show))
-        .route("/api/admin/presets/{name}", web::patch().to(change))
-        .route("/api/admin/presets/{name}", web::delete().to(remove));
+pub fn routes(r: &mut Routes) {
+    r.get("/api/presets", offered)
+        .get("/api/admin/presets", list)
+        .post("/api/admin/presets", create)
+        .get("/api/admin/presets/{name}", show)
+        .patch("/api/admin/presets/{name}", change)
+        .delete("/api/admin/presets/{name}", remove);
 }
 
 async fn offered(state: web::Data<AppState>, who: Authed<ChatUser>) -> AppResult<HttpResponse> {

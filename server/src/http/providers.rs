@@ -6,6 +6,7 @@ use crate::audit::Actor;
 use crate::auth::guard::{AdminOnly, Authed};
 use crate::catalog::providers::{self, Change, NewProvider, Provider};
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::http::routes::Routes;
 use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
 };
@@ -17,18 +18,18 @@ use ayush_models::provider::{Kind, Provider as _};
 use serde::Deserialize;
 use serde_json::json;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/providers", web::get().to(page))
-        .route("/admin/providers", web::post().to(page_create))
-        .route("/admin/providers/{name}", web::post().to(page_change))
-        .route("/admin/providers/{name}/remove", web::post().to(page_remove))
-        .route("/admin/providers/{name}/test", web::post().to(page_test))
-        .route("/api/admin/providers", web::get().to(list))
-        .route("/api/admin/providers", web::post().to(create))
-        .route("/api/admin/providers/{name}", web::get().to(show))
-        .route("/api/admin/providers/{name}", web::patch().to(change))
-        .route("/api/admin/providers/{name}", web::delete().to(remove))
-        .route("/api/admin/providers/{name}/upstream-models", web::get().to(upstream_models));
+pub fn routes(r: &mut Routes) {
+    r.get("/admin/providers", page)
+        .post("/admin/providers", page_create)
+        .post("/admin/providers/{name}", page_change)
+        .post("/admin/providers/{name}/remove", page_remove)
+        .post("/admin/providers/{name}/test", page_test)
+        .get("/api/admin/providers", list)
+        .post("/api/admin/providers", create)
+        .get("/api/admin/providers/{name}", show)
+        .patch("/api/admin/providers/{name}", change)
+        .delete("/api/admin/providers/{name}", remove)
+        .get("/api/admin/providers/{name}/upstream-models", upstream_models);
 }
 
 async fn do_create(state: &AppState, actor: Actor, new: NewProvider) -> AppResult<Provider> {

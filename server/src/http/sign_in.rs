@@ -3,6 +3,7 @@
 use crate::auth::guard::{AnyUser, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::{login, secret};
 use crate::http::api;
+use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Page, UiError, check_csrf, render, safe_next, see_other, ui_error};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
@@ -13,10 +14,8 @@ use serde::Deserialize;
 
 const LOGIN_CSRF_COOKIE: &str = "ayush_login_csrf";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::get().to(login_page))
-        .route("/login", web::post().to(login_submit))
-        .route("/logout", web::post().to(logout_submit));
+pub fn routes(r: &mut Routes) {
+    r.get("/login", login_page).post("/login", login_submit).post("/logout", logout_submit);
 }
 
 #[derive(Template)]

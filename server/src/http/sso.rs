@@ -4,6 +4,7 @@
 use crate::auth::guard::{AdminOnly, Authed};
 use crate::auth::{Role, directory_sync, groups, mapping};
 use crate::error::{AppError, AppResult};
+use crate::http::routes::Routes;
 use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
 };
@@ -13,14 +14,14 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/sso", web::get().to(page))
-        .route("/admin/sso/mappings", web::post().to(page_create))
-        .route("/admin/sso/mappings/{id}/remove", web::post().to(page_remove))
-        .route("/api/admin/mappings", web::get().to(list))
-        .route("/api/admin/mappings", web::post().to(create))
-        .route("/api/admin/mappings/{id}", web::delete().to(remove))
-        .route("/api/admin/directory/sync", web::post().to(sync));
+pub fn routes(r: &mut Routes) {
+    r.get("/admin/sso", page)
+        .post("/admin/sso/mappings", page_create)
+        .post("/admin/sso/mappings/{id}/remove", page_remove)
+        .get("/api/admin/mappings", list)
+        .post("/api/admin/mappings", create)
+        .delete("/api/admin/mappings/{id}", remove)
+        .post("/api/admin/directory/sync", sync);
 }
 
 async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {

@@ -11,6 +11,7 @@ use crate::chat::store::{self as chat_store, Conversation};
 use crate::error::{AppError, ErrorKind};
 use crate::http::api::{self, CreateUser};
 use crate::http::encode_component;
+use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -20,19 +21,19 @@ use serde::Deserialize;
 use std::future::Future;
 use std::pin::Pin;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home))
-        .route("/chat", web::get().to(chat_page))
-        .route("/admin/users", web::get().to(users_page))
-        .route("/admin/users", web::post().to(users_create))
-        .route("/admin/users/{username}/role", web::post().to(users_set_role))
-        .route("/admin/users/{username}/status", web::post().to(users_set_status))
-        .route("/admin/users/{username}/password", web::post().to(users_reset_password))
-        .route("/admin/groups", web::get().to(groups_page))
-        .route("/admin/groups", web::post().to(groups_create))
-        .route("/admin/groups/{name}", web::get().to(group_page))
-        .route("/admin/groups/{name}/members", web::post().to(group_add_member))
-        .route("/admin/groups/{name}/members/{username}/remove", web::post().to(group_remove_member));
+pub fn routes(r: &mut Routes) {
+    r.get("/", home)
+        .get("/chat", chat_page)
+        .get("/admin/users", users_page)
+        .post("/admin/users", users_create)
+        .post("/admin/users/{username}/role", users_set_role)
+        .post("/admin/users/{username}/status", users_set_status)
+        .post("/admin/users/{username}/password", users_reset_password)
+        .get("/admin/groups", groups_page)
+        .post("/admin/groups", groups_create)
+        .get("/admin/groups/{name}", group_page)
+        .post("/admin/groups/{name}/members", group_add_member)
+        .post("/admin/groups/{name}/members/{username}/remove", group_remove_member);
 }
 
 pub struct Flash {

@@ -8,6 +8,7 @@ use crate::auth::guard::{ApiUser, Authed};
 use crate::catalog::access;
 use crate::chat::store as chat_store;
 use crate::error::{AppError, ErrorKind};
+use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
@@ -22,28 +23,60 @@ use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::mpsc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1")
-            .app_data(web::JsonConfig::default().limit(1024 * 1024).error_handler(|e, _| {
+pub fn routes(r: &mut Routes) {
+    r.get("/v1/models", models)
+        .post("/v1/chat/completions", chat_completions)
+        .post("/v1/embeddings", embeddings);
+}
+
+/// What `/v1/…` paths that are none of the above answer, in the OpenAI shape.
+pub async fn unknown_endpoint() -> Result<HttpResponse, OaiError> {
+    Err(OaiError {
+        status: 404,
+        message: "Unknown endpoint. Ayush serves /v1/models, /v1/chat/completions and /v1/embeddings.".into(),
+        kind: "invalid_request_error",
+        param: None,
+        code: Some("unknown_url"),
+    })
+}
+
+/// The largest `/v1` request body: conversations sent whole are larger than the rest of the
+/// API's forms.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body of at most `BODY_LIMIT`, with errors in the OpenAI shape.
+pub struct OaiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for OaiJson<T> {
+    type Error = OaiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, OaiError>>>>;
+    fn from_request(_: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let mut body = Vec::new();
+            while let Some(chunk) = std::future::poll_fn(|cx| {
+                futures_core::Stream::poll_next(std::pin::Pin::new(&mut payload), cx)
+            })
+            .await
+            {
+                let chunk =
+                    chunk.map_err(|e| OaiError::invalid(format!("the request body broke off: {e}"), None))?;
+                if body.len() + chunk.len() > BODY_LIMIT {
+                    return Err(OaiError {
+                        status: 413,
+                        message: format!("the request body is larger than {} KiB", BODY_LIMIT / 1024),
+                        kind: "invalid_request_error",
+                        param: None,
+                        code: None,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            serde_json::from_slice(&body).map(OaiJson).map_err(|e| {
                 OaiError::invalid(format!("the request body is not valid JSON for this endpoint: {e}"), None)
-                    .into()
-            }))
-            .route("/models", web::get().to(models))
-            .route("/chat/completions", web::post().to(chat_completions))
-            .route("/embeddings", web::post().to(embeddings))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(OaiError {
-                    status: 404,
-                    message:
-                        "Unknown endpoint. Ayush serves /v1/models, /v1/chat/completions and /v1/embeddings."
-                            .into(),
-                    kind: "invalid_request_error",
-                    param: None,
-                    code: Some("unknown_url"),
-                })
-            })),
-    );
+            })
+        })
+    }
 }
 
 /// An error as the OpenAI API shapes it: `{"error": {"message", "type", "param", "code"}}`.
@@ -438,9 +471,8 @@ async fn usable(state: &AppState, who: &Authed<ApiUser>, model: &str) -> Result<
 async fn chat_completions(
     state: web::Data<AppState>,
     Caller(who): Caller,
-    body: web::Json<ChatRequest>,
+    OaiJson(request): OaiJson<ChatRequest>,
 ) -> Result<HttpResponse, OaiError> {
-    let request = body.into_inner();
     let prompt = request.prompt()?;
     let params = request.params()?;
     let model = request.model.clone();
@@ -618,9 +650,8 @@ fn base64_vector(v: &[f32]) -> String {
 async fn embeddings(
     state: web::Data<AppState>,
     Caller(who): Caller,
-    body: web::Json<EmbeddingsRequest>,
+    OaiJson(request): OaiJson<EmbeddingsRequest>,
 ) -> Result<HttpResponse, OaiError> {
-    let request = body.into_inner();
     let texts = request.texts()?;
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,

@@ -1,17 +1,18 @@
 //! Templates (compiled in by askama) and static assets, embedded in the binary at build time:
 //! nothing is fetched from a CDN, and no web fonts come from outside.
 
+use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/static/app.css", web::get().to(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
-        .route("/static/app.js", web::get().to(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/theme.css", web::get().to(theme_css))
-        .route("/theme/logo", web::get().to(logo));
+pub fn routes(r: &mut Routes) {
+    r.get("/static/app.css", || async { asset(APP_CSS, "text/css; charset=utf-8") })
+        .get("/static/app.js", || async { asset(APP_JS, "text/javascript; charset=utf-8") })
+        .get("/theme.css", theme_css)
+        .get("/theme/logo", logo);
 }
 
 fn asset(body: &'static str, content_type: &str) -> HttpResponse {
