@@ -309,3 +309,107 @@ fn forwarded_headers_count_only_from_listed_proxies_and_metrics_can_be_closed() 
         String::from_utf8_lossy(&refused.stderr).to_string() + &String::from_utf8_lossy(&refused.stdout);
     assert!(!refused.status.success() && said.contains("trusted_proxies"), "{said}");
 }
+
+/// Finding 15: a person sends at most `knowledge.max_concurrent_uploads_per_user` files at once;
+/// one more is refused at once rather than buffered beside the others.
+#[test]
+fn one_person_cannot_pile_up_uploads() {
+    use std::io::Write;
+    let server = Server::start_with_config("[knowledge]\nmax_concurrent_uploads_per_user = 1\n");
+    server.create_user("kim", "user", PW);
+    let key = server.key_signed_in("kim", PW);
+    let mut kim = server.client();
+    let bearer = format!("Bearer {key}");
+    let made = kim.raw(
+        "POST",
+        "/api/collections",
+        &[("Authorization", &bearer), ("Content-Type", "application/json")],
+        r#"{"name": "kim-files", "personal": true}"#,
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    // A slow upload: its headers and the first bytes of a 1 MB body, then nothing yet.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let open_slow = || {
+        let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            slow,
+            "POST /api/collections/kim-files/documents?source=big.txt HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {bearer}\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\nthe start of a long file"
+        )
+        .unwrap();
+        slow.flush().unwrap();
+        slow.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        slow
+    };
+    // Refused itself: its answer is waiting on the socket.
+    let refused = |slow: &mut std::net::TcpStream| {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        slow.read(&mut buf).is_ok_and(|n| String::from_utf8_lossy(&buf[..n]).contains(" 429 "))
+    };
+    let mut slow = open_slow();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let r = kim.raw(
+            "POST",
+            "/api/collections/kim-files/documents?source=small.txt",
+            &[("Authorization", &bearer), ("Content-Type", "text/plain")],
+            "a small file",
+        );
+        if r.status == 429 || Instant::now() > deadline {
+            break r;
+        }
+        // The small one went first (the slow one was then refused, or has not arrived yet).
+        if refused(&mut slow) {
+            slow = open_slow();
+        }
+    };
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert!(second.body.contains("already sending 1 files"), "{}", second.body);
+    drop(slow);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = kim.raw(
+            "POST",
+            "/api/collections/kim-files/documents?source=small.txt",
+            &[("Authorization", &bearer), ("Content-Type", "text/plain")],
+            "a small file",
+        );
+        if r.status != 429 {
+            assert!(r.status < 300, "{}", r.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broken-off upload never freed its place");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Finding 11, assistants: the collections an assistant draws on are listed to each person only
+/// as far as they may read them.
+#[test]
+fn assistants_name_only_the_collections_their_user_reads() {
+    let upstream = Upstream::start(1);
+    let (server, admin) = with_provider(&upstream, "");
+    for group in ["hr", "staff"] {
+        assert!(server.ctl_local(&["group", "create", group], None).ok);
+    }
+    assert!(server.ctl_local(&["group", "add-member", "staff", "amira"], None).ok);
+    let mut root = server.client();
+    assert_eq!(root.login("root", PW).status, 200);
+    for (name, group) in [("hr-salaries", "hr"), ("handbook", "staff")] {
+        let made = root.send_json("POST", "/api/collections", &json!({"name": name, "readers": [group]}));
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+    let preset = json!({"name": "helper", "model": "up/echo", "collections": ["hr-salaries", "handbook"]});
+    let made = root.send_json("POST", "/api/admin/presets", &preset);
+    assert_eq!(made.status, 201, "{}", made.body);
+    drop(admin);
+
+    let mut amira = server.client();
+    assert_eq!(amira.login("amira", PW).status, 200);
+    let offered = amira.get("/api/presets");
+    assert_eq!(offered.status, 200, "{}", offered.body);
+    assert_eq!(offered.json()[0]["collections"], json!(["handbook"]), "{}", offered.body);
+    assert!(!offered.body.contains("hr-salaries"), "{}", offered.body);
+}

@@ -245,6 +245,17 @@ fn sign_in_answers_are_bound_to_their_browser_and_never_lock_anyone_out() {
         back.strip_prefix(&server.url).unwrap().to_string()
     };
 
+    // Without public_url, redirect addresses come from the request, but forwarded headers
+    // count only from listed proxies (none here): nobody can steer the provider's answer away.
+    let steered = server.client().raw(
+        "GET",
+        "/auth/oidc/forged/start",
+        &[("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")],
+        "",
+    );
+    let to = steered.header("location").unwrap_or_default();
+    assert!(to.contains("redirect_uri=") && !to.contains("evil.example"), "{to}");
+
     // Login CSRF: mallory starts a sign-in and hands its answer to a victim's browser.
     let mut mallory = server.client();
     let answer = answer_for(&mut mallory);

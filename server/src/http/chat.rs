@@ -389,7 +389,10 @@ async fn attach_file(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let crate::http::knowledge::AddQuery { source, wait } = query.into_inner();
-    let upload = crate::http::knowledge::read_limited(&state, who.user.id, body).await?;
-    let queued = queue_chat_file(&state, &who, path.into_inner(), source, upload.bytes).await?;
+    // The upload's place and memory are freed once it is queued, not after waiting for its job.
+    let queued = {
+        let upload = crate::http::knowledge::read_limited(&state, who.user.id, body).await?;
+        queue_chat_file(&state, &who, path.into_inner(), source, upload.bytes).await?
+    };
     crate::http::knowledge::answer_queued(&state, queued, wait).await
 }

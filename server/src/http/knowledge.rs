@@ -138,10 +138,12 @@ async fn add_document(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let AddQuery { source, wait } = query.into_inner();
-    let upload = read_limited(&state, who.user.id, body).await?;
-    let queued =
+    // The upload's place and memory are freed once it is queued, not after waiting for its job.
+    let queued = {
+        let upload = read_limited(&state, who.user.id, body).await?;
         knowledge::queue_file(&state, who.actor(), caller(&who), path.into_inner(), source, upload.bytes)
-            .await?;
+            .await?
+    };
     answer_queued(&state, queued, wait).await
 }
 
