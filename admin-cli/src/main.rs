@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ayushctl", version, about = "Administer an Ayush server")]
+#[command(name = "ayushctl", version = ayush_server::build_info::VERSION, about = "Administer an Ayush server")]
 struct Cli {
     #[command(flatten)]
     target: Target,
@@ -929,6 +929,7 @@ fn audit_command(backend: &dyn Backend, out: Output, cmd: AuditCommand) -> Resul
 }
 
 fn main() -> ExitCode {
+    ayush_server::build_info::require_cpu();
     // A child started to parse one untrusted file does only that (see knowledge::extract).
     ayush_server::knowledge::extract::isolate::serve_if_worker();
     ayush_server::knowledge::extract::isolate::enable();

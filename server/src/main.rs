@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Ayush: a private AI workspace for the enterprise.
 #[derive(Parser)]
-#[command(name = "ayush", version, about)]
+#[command(name = "ayush", version = ayush_server::build_info::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,6 +48,7 @@ fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<(Config, Option
 }
 
 fn main() -> ExitCode {
+    ayush_server::build_info::require_cpu();
     // A child started to parse one untrusted file does only that (see knowledge::extract).
     ayush_server::knowledge::extract::isolate::serve_if_worker();
     ayush_server::knowledge::extract::isolate::enable();

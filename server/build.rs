@@ -1,0 +1,30 @@
+//! Build facts that `ayush --version` and `ayushctl --version` print: the commit the binary was
+//! built from and the CPU level it was compiled for.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok().filter(|o| o.status.success())?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn main() {
+    // A source tree without git (a release tarball) says so rather than failing the build.
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=AYUSH_COMMIT={commit}");
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        // A new commit (HEAD or the branch it names moves) rebuilds the version string.
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        println!("cargo:rerun-if-changed={dir}/refs/heads");
+        println!("cargo:rerun-if-changed={dir}/packed-refs");
+    }
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let cpu = flags
+        .split('\x1f')
+        .rev()
+        .find_map(|f| f.strip_prefix("target-cpu=").or_else(|| f.strip_prefix("-Ctarget-cpu=")))
+        .unwrap_or("x86-64")
+        .to_string();
+    println!("cargo:rustc-env=AYUSH_TARGET_CPU={cpu}");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+}
