@@ -95,6 +95,11 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (ayushctl.1 and one per subcommand) into a directory.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -607,9 +612,17 @@ fn read_password(source: &PasswordSource, what: &str) -> Result<String, String> 
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "ayushctl", &mut std::io::stdout());
-        return Ok(());
+    match &cli.command {
+        Command::Completions { shell } => {
+            ayush_server::cli_docs::print_completions(Cli::command(), *shell);
+            return Ok(());
+        }
+        Command::Man { dir } => {
+            let files = ayush_server::cli_docs::write_man_pages(Cli::command(), dir)?;
+            println!("wrote {} man pages to {}", files.len(), dir.display());
+            return Ok(());
+        }
+        _ => {}
     }
     let t = cli.target;
     let backend: Box<dyn Backend> = if t.local {
@@ -852,7 +865,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod build_info;
 pub mod catalog;
 pub mod chat;
+pub mod cli_docs;
 pub mod clock;
 pub mod config;
 pub mod egress;

@@ -1,5 +1,5 @@
 use ayush_server::config::{Config, Overrides};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +29,16 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Write the man pages (ayush.1 and one per subcommand) into a directory.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -64,6 +74,13 @@ fn main() -> ExitCode {
                     config.to_masked_toml()
                 );
             }),
+        Command::Man { dir } => ayush_server::cli_docs::write_man_pages(Cli::command(), &dir).map(|files| {
+            println!("wrote {} man pages to {}", files.len(), dir.display());
+        }),
+        Command::Completions { shell } => {
+            ayush_server::cli_docs::print_completions(Cli::command(), shell);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

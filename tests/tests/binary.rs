@@ -1,9 +1,11 @@
-//! The binaries themselves: what `--version` says, and a clear refusal, not SIGILL, on a CPU
-//! older than the build targets (run under qemu-user emulating one).
+//! The binaries themselves: what `--version` says, a clear refusal, not SIGILL, on a CPU older
+//! than the build targets (run under qemu-user emulating one), and their man pages and shell
+//! completions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
 use ayush_tests::{bin_path, skip_or_fail};
+use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -51,5 +53,41 @@ fn an_older_cpu_is_told_what_is_missing() {
             "{name} runs on an emulated CPU that has them: {}",
             String::from_utf8_lossy(&same.stderr)
         );
+    }
+}
+
+/// Man pages and completions come from the same definitions the binaries parse with: one page
+/// per command and subcommand, each rendering without a warning.
+#[test]
+fn man_pages_and_completions_are_generated_from_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ayush", "ayushctl"] {
+        let out = Command::new(bin_path(name)).arg("man").arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{name} man: {}", String::from_utf8_lossy(&out.stderr));
+        let bash = Command::new(bin_path(name)).args(["completions", "bash"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&bash.stdout).contains(&format!("_{name}()")), "{name} completions");
+    }
+    for page in [
+        "ayush.1",
+        "ayush-serve.1",
+        "ayush-config-check.1",
+        "ayushctl.1",
+        "ayushctl-user-create.1",
+        "ayushctl-keys-create.1",
+    ] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    let create = std::fs::read_to_string(dir.path().join("ayushctl-user-create.1")).unwrap();
+    assert!(create.contains(".SH NAME") && create.contains("\\-\\-service"), "{create}");
+    let pages: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(pages.len() > 50, "{} pages", pages.len());
+    if !Path::new("/usr/bin/groff").exists() {
+        skip_or_fail("groff (apt-get install groff-base), to render the man pages");
+        return;
+    }
+    for page in pages {
+        let out = Command::new("groff").args(["-man", "-Tutf8", "-z", "-ww"]).arg(&page).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.is_empty(), "{}: {said}", page.display());
     }
 }
