@@ -88,6 +88,11 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     let knowledge =
         crate::knowledge::Knowledge::open(&config.knowledge, &config.server.data_dir, store.clone())
             .map_err(|e| StartError::Index(e.to_string()))?;
+    let knowledge = Arc::new(knowledge);
+    // Another replica's writes wake this one's index at once (PostgreSQL NOTIFY), not at its
+    // next look.
+    let woken = knowledge.clone();
+    store.listen(crate::knowledge::feed::CHANNEL, move || woken.index.notify());
     let proxies =
         crate::proxies::TrustedProxies::parse(&config.server.trusted_proxies).map_err(StartError::Config)?;
     let generations = crate::limits::PerPerson::generations(config.chat.max_concurrent_per_user);
@@ -104,7 +109,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         upload_memory: Arc::new(upload_memory),
         proxies: Arc::new(proxies),
         noise: Default::default(),
-        knowledge: Arc::new(knowledge),
+        knowledge,
         remotes: Arc::new(remotes),
         config: Arc::new(config),
         store,

@@ -16,6 +16,11 @@ pub struct Change {
     pub document_id: Option<i64>,
 }
 
+/// The channel replicas are told of index changes on.
+pub const CHANNEL: &str = "ayush_index_changes";
+
+/// Records a change to a collection, in the caller's transaction; on PostgreSQL every replica
+/// listening is told when it commits.
 pub fn changed(conn: &mut Conn, now: i64, collection_id: i64, document_id: Option<i64>) -> AppResult<()> {
     if conn.backend() == Backend::Postgres {
         // Sequence values are handed out before commit, so without this a reader could see seq 8
@@ -26,13 +31,18 @@ pub fn changed(conn: &mut Conn, now: i64, collection_id: i64, document_id: Optio
         )
         .execute(c))?;
     }
-    with_conn!(conn, |c| diesel::insert_into(index_changes::table)
+    with_conn!(&mut *conn, |c| diesel::insert_into(index_changes::table)
         .values((
             index_changes::collection_id.eq(collection_id),
             index_changes::document_id.eq(document_id),
             index_changes::created_at.eq(now),
         ))
         .execute(c))?;
+    if conn.backend() == Backend::Postgres {
+        // Delivered at commit to every replica listening, so their indexes follow at once
+        // rather than at their next look.
+        with_conn!(conn, |c| diesel::sql_query(format!("NOTIFY {CHANNEL}")).execute(c))?;
+    }
     Ok(())
 }
 

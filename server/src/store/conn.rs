@@ -253,6 +253,91 @@ impl Manager {
     }
 }
 
+/// What listening for PostgreSQL notifications needs: where, how, and the runtime to do it on.
+pub(super) struct Listener {
+    url: String,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    rt: Arc<PgRuntime>,
+}
+
+impl Manager {
+    /// PostgreSQL only: SQLite has one process, which wakes itself.
+    pub(super) fn listener(&self) -> Option<Listener> {
+        let (Target::Postgres { url, .. }, Some((rt, tls))) = (&self.target, &self.pg) else { return None };
+        Some(Listener { url: url.clone(), tls: tls.clone(), rt: rt.clone() })
+    }
+}
+
+impl Listener {
+    /// Calls `on_notify` for every `NOTIFY channel` on the database, on the database runtime, for
+    /// as long as that runtime lives; a lost connection is made again after a pause.
+    pub(super) fn listen(&self, channel: &'static str, on_notify: Box<dyn Fn() + Send + Sync>) {
+        let Some(handle) = self.rt.0.as_ref().map(|rt| rt.handle().clone()) else { return };
+        let (url, tls) = (self.url.clone(), self.tls.clone());
+        handle.spawn(async move {
+            loop {
+                if let Err(e) = listen_once(&url, &tls, channel, &on_notify).await {
+                    tracing::warn!(error = %e, channel, "listening for database notifications; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                // A change may have come while no one listened.
+                on_notify();
+            }
+        });
+    }
+}
+
+/// One connection's worth of listening: returns when the connection ends.
+async fn listen_once(
+    url: &str,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+    channel: &str,
+    on_notify: &(dyn Fn() + Send + Sync),
+) -> Result<(), String> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    if wants_tls(url) {
+        let (client, connection) = config.connect(tls.clone()).await.map_err(|e| e.to_string())?;
+        pump(client, connection, channel, on_notify).await
+    } else {
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        pump(client, connection, channel, on_notify).await
+    }
+}
+
+async fn pump<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    channel: &str,
+    on_notify: &(dyn Fn() + Send + Sync),
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let messages = std::future::poll_fn(|cx| {
+        loop {
+            match connection.poll_message(cx) {
+                std::task::Poll::Ready(Some(Ok(tokio_postgres::AsyncMessage::Notification(_)))) => {
+                    on_notify()
+                }
+                std::task::Poll::Ready(Some(Ok(_))) => {}
+                std::task::Poll::Ready(Some(Err(e))) => return std::task::Poll::Ready(Err(e.to_string())),
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(Ok(())),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    });
+    // The connection must be driven for LISTEN to be answered, so both run together.
+    let listen = async {
+        client.batch_execute(&format!("LISTEN {channel}")).await.map_err(|e| e.to_string())?;
+        std::future::pending::<Result<(), String>>().await
+    };
+    tokio::select! {
+        ended = messages => ended,
+        failed = listen => failed,
+    }
+}
+
 /// TLS is used when the URL asks for it (`sslmode=prefer` or `require`), and the server's
 /// certificate is then always verified (system roots plus `database.ca_file`), unlike libpq's
 /// `require`. Without `sslmode` the connection is plain, as for a database on the same host.

@@ -43,6 +43,8 @@ pub struct Store {
     chain: Arc<Chain>,
     /// Alive while any clone of this store is: the SQLite checkpointer stops when it is gone.
     alive: Arc<()>,
+    /// PostgreSQL: how to listen for other replicas' notifications.
+    listener: Option<Arc<conn::Listener>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +67,19 @@ pub struct PoolStats {
 impl Store {
     /// Opens (creating if needed) the database the config names and brings its schema up to
     /// date. Must be called inside a tokio runtime: PostgreSQL connections are driven by it.
+    /// Calls `on_notify` whenever another process (or this one) sends `NOTIFY channel`:
+    /// PostgreSQL replicas wake each other this way. Nothing on SQLite.
+    pub fn listen(&self, channel: &'static str, on_notify: impl Fn() + Send + Sync + 'static) {
+        if let Some(listener) = &self.listener {
+            listener.listen(channel, Box::new(on_notify));
+        }
+    }
+
     pub fn open(cfg: &DatabaseConfig, data_dir: &Path, chain: Arc<Chain>) -> Result<Store, StoreError> {
         let target = conn::Target::from_config(cfg, data_dir)?;
         let backend = target.backend();
         let manager = conn::Manager::new(target, chain.clone())?;
+        let listener = manager.listener().map(Arc::new);
         // One direct connection first: its error names the cause, where the pool's would only
         // say that it timed out.
         r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -81,7 +92,7 @@ impl Store {
             .build(manager)
             .map_err(|e| StoreError::Connect(e.to_string()))?;
         let permits = Arc::new(Semaphore::new(cfg.pool_size as usize));
-        let store = Store { pool, permits, backend, chain, alive: Arc::new(()) };
+        let store = Store { pool, permits, backend, chain, alive: Arc::new(()), listener };
         let mut c = store.pool.get().map_err(|e| StoreError::Connect(e.to_string()))?;
         conn::run_migrations(&mut c).map_err(|e| StoreError::Migrate(e.to_string()))?;
         let sealed = crate::audit::chain::seal_unsealed(&mut c).map_err(|e| {
