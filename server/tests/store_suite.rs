@@ -241,12 +241,8 @@ fn keys_are_made_by_their_owner_and_never_outlive_their_maker(store: &Store) {
                 T0,
                 &actor(),
                 &users::NewUser {
-                    username: "keybot",
-                    display_name: "",
-                    role: Role::User,
-                    password_hash: None,
-                    email: None,
                     kind: users::Kind::Service,
+                    ..users::NewUser::person("keybot", Role::User, None)
                 },
             )?;
             assert!(bot.is_service());

@@ -119,7 +119,8 @@ pub fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect())
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())

@@ -461,18 +461,37 @@ pub fn set_disabled(
         }
         if disabled {
             keep_an_admin(conn, &user, false)?;
-        }
-        with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-            .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
-            .execute(c))?;
-        let action = if disabled { "user.disable" } else { "user.enable" };
-        audit::record(conn, now, &Event::new(actor, action, Outcome::Success).target("user", username))?;
-        if disabled {
-            end_sessions(conn, user.id)?;
-            super::tokens::revoke_all(conn, now, actor, user.id, "disabled")?;
+            let event = Event::new(actor, "user.disable", Outcome::Success).target("user", username);
+            take_out_of_use(conn, now, actor, user.id, "disabled", |_| event)?;
+        } else {
+            with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
+                .set((users::disabled.eq(false), users::updated_at.eq(now)))
+                .execute(c))?;
+            let event = Event::new(actor, "user.enable", Outcome::Success).target("user", username);
+            audit::record(conn, now, &event)?;
         }
         get_by_id(conn, user.id)
     })
+}
+
+/// Disables an account and ends its sessions, records `event` (given how many sessions ended),
+/// then revokes its API keys for `reason`: every way out of use goes through here, so none
+/// leaves a session or a key working. Returns the sessions ended.
+fn take_out_of_use<'a>(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    user_id: i64,
+    reason: &str,
+    event: impl FnOnce(usize) -> Event<'a>,
+) -> AppResult<usize> {
+    with_conn!(&mut *conn, |c| diesel::update(users::table.find(user_id))
+        .set((users::disabled.eq(true), users::updated_at.eq(now)))
+        .execute(c))?;
+    let ended = end_sessions(conn, user_id)?;
+    audit::record(conn, now, &event(ended))?;
+    super::tokens::revoke_all(conn, now, actor, user_id, reason)?;
+    Ok(ended)
 }
 
 fn end_sessions(conn: &mut Conn, user_id: i64) -> AppResult<usize> {
@@ -488,20 +507,14 @@ pub fn deprovision(conn: &mut Conn, now: i64, actor: &Actor, username: &str) -> 
     conn.transaction(|conn| {
         let user = get(conn, username)?;
         keep_an_admin(conn, &user, false)?;
-        with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-            .set((users::disabled.eq(true), users::updated_at.eq(now)))
-            .execute(c))?;
-        let sessions = end_sessions(conn, user.id)?;
         let groups = super::groups::of_user(conn, user.id)?;
         with_conn!(&mut *conn, |c| diesel::delete(group_members::table.filter(group_members::user_id.eq(user.id)))
             .execute(c))?;
-        let details = serde_json::json!({"source": user.auth_source, "sessions_ended": sessions, "groups_left": groups});
-        audit::record(
-            conn,
-            now,
-            &Event::new(actor, "user.deprovision", Outcome::Success).target("user", username).details(details),
-        )?;
-        super::tokens::revoke_all(conn, now, actor, user.id, "deprovisioned")?;
+        take_out_of_use(conn, now, actor, user.id, "deprovisioned", |sessions| {
+            let details =
+                serde_json::json!({"source": user.auth_source, "sessions_ended": sessions, "groups_left": groups});
+            Event::new(actor, "user.deprovision", Outcome::Success).target("user", username).details(details)
+        })?;
         get_by_id(conn, user.id)
     })
 }
@@ -525,19 +538,10 @@ pub fn disable_inactive_sso(conn: &mut Conn, now: i64, actor: &Actor, cutoff: i6
             if keep_an_admin(conn, &user, false).is_err() {
                 return Ok::<(), AppError>(());
             }
-            with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-                .set((users::disabled.eq(true), users::updated_at.eq(now)))
-                .execute(c))?;
-            end_sessions(conn, user.id)?;
-            let details = serde_json::json!({"reason": "inactive", "last_sign_in_at": seen});
-            audit::record(
-                conn,
-                now,
-                &Event::new(actor, "user.disable", Outcome::Success)
-                    .target("user", &username)
-                    .details(details),
-            )?;
-            super::tokens::revoke_all(conn, now, actor, user.id, "inactive")?;
+            take_out_of_use(conn, now, actor, user.id, "inactive", |_| {
+                let details = serde_json::json!({"reason": "inactive", "last_sign_in_at": seen});
+                Event::new(actor, "user.disable", Outcome::Success).target("user", &username).details(details)
+            })?;
             disabled.push(username.clone());
             Ok(())
         })?;

@@ -427,6 +427,11 @@ impl Config {
     pub fn is_tls(&self) -> bool {
         self.tls.cert.is_some()
     }
+
+    /// Whether cookies are marked `Secure`: Ayush serves TLS, or a TLS proxy is in front of it.
+    pub fn secure_cookies(&self) -> bool {
+        self.is_tls() || self.auth.cookie_secure
+    }
 }
 
 fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {

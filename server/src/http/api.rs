@@ -47,7 +47,7 @@ pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.config.is_tls() || state.config.auth.cookie_secure)
+        .secure(state.config.secure_cookies())
         .finish()
 }
 
@@ -422,9 +422,7 @@ async fn upload_model(
         Ok(upload)
     });
     let mut failed = None;
-    while let Some(chunk) =
-        std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut body), cx)).await
-    {
+    while let Some(chunk) = crate::http::next_chunk(&mut body).await {
         match chunk {
             Ok(bytes) => {
                 if tx.send(bytes).await.is_err() {

@@ -198,9 +198,7 @@ pub(crate) async fn read_limited(
     let place = state.uploads.start(user_id)?;
     let mut memory = crate::limits::Reserved::default();
     let mut out = Vec::new();
-    while let Some(chunk) =
-        std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut body), cx)).await
-    {
+    while let Some(chunk) = crate::http::next_chunk(&mut body).await {
         let chunk = chunk.map_err(|e| AppError::bad_request(format!("the upload broke off: {e}")))?;
         let size = (out.len() + chunk.len()) as u64;
         if size > limit {

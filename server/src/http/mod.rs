@@ -51,6 +51,12 @@ impl futures_core::Stream for Chunks {
     }
 }
 
+/// The next piece of a request body as it arrives, or `None` at its end: for handlers that read a
+/// body themselves (uploads, `/v1`'s larger JSON).
+pub(crate) async fn next_chunk<S: futures_core::Stream + Unpin>(body: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx)).await
+}
+
 /// Request bodies larger than this are refused before parsing.
 const BODY_LIMIT: usize = 64 * 1024;
 

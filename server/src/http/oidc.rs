@@ -61,11 +61,7 @@ struct StartQuery {
 /// as the attacker) is refused. `__Host-` (HTTPS only: no domain, path /) when cookies are
 /// secure; browsers refuse that prefix over plain HTTP.
 fn binding_cookie_name(state: &AppState) -> &'static str {
-    if secure_cookies(state) { "__Host-ayush_oidc" } else { "ayush_oidc" }
-}
-
-fn secure_cookies(state: &AppState) -> bool {
-    state.config.is_tls() || state.config.auth.cookie_secure
+    if state.config.secure_cookies() { "__Host-ayush_oidc" } else { "ayush_oidc" }
 }
 
 fn binding_cookie(state: &AppState, value: String) -> actix_web::cookie::Cookie<'static> {
@@ -74,7 +70,7 @@ fn binding_cookie(state: &AppState, value: String) -> actix_web::cookie::Cookie<
         .http_only(true)
         // The provider sends the browser back with a top-level GET from its own site.
         .same_site(actix_web::cookie::SameSite::Lax)
-        .secure(secure_cookies(state))
+        .secure(state.config.secure_cookies())
         .max_age(actix_web::cookie::time::Duration::seconds(oidc::FLOW_TTL))
         .finish()
 }
@@ -203,27 +199,12 @@ async fn callback(
 async fn noise(state: &AppState, actor: Actor, ip: String, source: &str, r: Refusal) -> AppResult<SignedIn> {
     let now = state.clock.now();
     let (record, summary) = state.noise.admit(now, r.reason, &ip);
-    let source = source.to_string();
-    let reason = r.reason;
-    state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                if let Some(summary) = &summary {
-                    summary.record(c, now)?;
-                }
-                if record {
-                    let details = serde_json::json!({"reason": reason, "source": source});
-                    let event =
-                        crate::audit::Event::new(&actor, "auth.login", crate::audit::Outcome::Failure)
-                            .target("user", "")
-                            .details(details);
-                    crate::audit::record(c, now, &event)?;
-                }
-                Ok(())
-            })
-        })
-        .await?;
+    if let Some(summary) = summary {
+        state.store.run(move |c| summary.record(c, now)).await?;
+    }
+    if record {
+        return refuse(&state.store, now, actor, String::new(), ip, source, None, r).await;
+    }
     Err(r.error)
 }
 

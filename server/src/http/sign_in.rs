@@ -78,7 +78,7 @@ pub(crate) fn login_form(
         .path("/login")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.config.is_tls() || state.config.auth.cookie_secure)
+        .secure(state.config.secure_cookies())
         .finish();
     let _ = resp.add_cookie(&cookie);
     resp

@@ -54,11 +54,7 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for OaiJson<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             let mut body = Vec::new();
-            while let Some(chunk) = std::future::poll_fn(|cx| {
-                futures_core::Stream::poll_next(std::pin::Pin::new(&mut payload), cx)
-            })
-            .await
-            {
+            while let Some(chunk) = crate::http::next_chunk(&mut payload).await {
                 let chunk =
                     chunk.map_err(|e| OaiError::invalid(format!("the request body broke off: {e}"), None))?;
                 if body.len() + chunk.len() > BODY_LIMIT {
