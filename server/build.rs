@@ -27,4 +27,8 @@ fn main() {
         .to_string();
     println!("cargo:rustc-env=AYUSH_TARGET_CPU={cpu}");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    // embed_migrations! reads these folders; a new migration must rebuild the crate that embeds
+    // them (a build script that names any path turns off cargo's default of watching them all).
+    println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=src");
 }

@@ -59,6 +59,7 @@ impl Local {
         let overrides = Overrides { data_dir, ..Default::default() };
         let config =
             Config::load(file.as_deref(), std::env::vars(), &overrides).map_err(|e| e.to_string())?;
+        refuse_foreign_data_dir(&config.server.data_dir)?;
         let (ledger, chain) = audit::Ledger::open(&config).map_err(|e| e.to_string())?;
         let store =
             Store::open(&config.database, &config.server.data_dir, chain).map_err(|e| e.to_string())?;
@@ -710,4 +711,33 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// root opening a data directory that belongs to the service's account (the Debian package's
+/// `ayush`) would leave files there the server cannot open: a WAL file, a model, a key. Say
+/// how to run as the owner instead.
+fn refuse_foreign_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(owner) = std::fs::metadata(dir).map(|m| m.uid()) else { return Ok(()) };
+    // /proc/self belongs to the effective user of the process reading it.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(owner);
+    if me != 0 || owner == 0 {
+        return Ok(());
+    }
+    let name = user_name(owner).unwrap_or_else(|| owner.to_string());
+    Err(format!(
+        "the data directory {} belongs to {name}, and files root writes there would be unreadable \
+         to the server; run ayushctl as that user: sudo -u {name} ayushctl --local …",
+        dir.display()
+    ))
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
 }

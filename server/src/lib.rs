@@ -17,6 +17,7 @@ pub mod limits;
 pub mod proxies;
 pub mod sealed;
 pub mod serve;
+pub mod service_manager;
 pub mod state;
 pub mod store;
 pub mod theme;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Ayush: a private AI workspace for the enterprise.
 #[derive(Parser)]
-#[command(name = "ayush", version = ayush_server::build_info::VERSION, about)]
+#[command(name = "ayush", version = ayush_server::build_info::VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

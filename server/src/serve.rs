@@ -9,6 +9,7 @@ use crate::config::{Config, LogFormat};
 use crate::http::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::store::lease::Duty;
 use crate::theme::Theme;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,7 +103,14 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         std::time::Duration::from_secs(UPLOAD_MEMORY_WAIT_SECS),
     );
     let metrics_token = config.server.metrics_token().map_err(StartError::Config)?.map(Arc::from);
+    let replica = format!(
+        "{}:{}:{}",
+        crate::audit::sink::syslog::hostname(),
+        std::process::id(),
+        &crate::auth::secret::random_token()[..8]
+    );
     Ok(AppState {
+        duty: Arc::new(Duty::new(replica)),
         metrics_token,
         generations: Arc::new(generations),
         uploads: Arc::new(uploads),
@@ -197,6 +205,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             startup_ms = started.elapsed().as_millis() as u64,
             "ayush is ready"
         );
+        crate::service_manager::ready(&format!("serving {}", addrs.join(", ")));
+        actix_web::rt::spawn(hold_duty(state.clone()));
         actix_web::rt::spawn(housekeeping(state.clone()));
         actix_web::rt::spawn(keep_audit_log(state.clone()));
         crate::knowledge::start_workers(&state);
@@ -205,6 +215,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             actix_web::rt::spawn(sync_directory(state.clone()));
         }
         let served = server.run().await.map_err(StartError::Run);
+        crate::service_manager::stopping();
         // The last word of every run: a signed checkpoint of where the log stands.
         let ledger = state.audit.clone();
         let now = state.clock.now();
@@ -215,6 +226,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 ledger.checkpoint(c, now, "shutdown")
             })
             .await;
+        let duty = state.duty.clone();
+        if let Err(e) = state.store.run(move |c| Ok(duty.give_up(c)?)).await {
+            tracing::warn!(error = %e, "cannot hand the installation-wide work to another replica");
+        }
         if let Err(e) = closed {
             tracing::error!(error = %e, "cannot sign the shutdown checkpoint of the audit log");
         }
@@ -230,6 +245,9 @@ async fn sync_directory(state: AppState) {
     tick.tick().await; // the first tick is immediate; sign-ins already apply the mappings
     loop {
         tick.tick().await;
+        if !state.duty.mine() {
+            continue; // another replica syncs
+        }
         let Some(directory) = state.directory.clone() else { return };
         let default_role = state.authority().default_role;
         match crate::auth::directory_sync::sync(
@@ -252,8 +270,23 @@ async fn sync_directory(state: AppState) {
     }
 }
 
-/// Keeps the audit log's witnesses current: the head file every second, checkpoints and a full
-/// verification when due.
+/// Holds (or waits for) the lease on the installation-wide work; see [`Duty`].
+async fn hold_duty(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(Duty::RENEW_SECS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let duty = state.duty.clone();
+        let now = state.clock.now();
+        if let Err(e) = state.store.run(move |c| Ok(duty.renew(c, now)?)).await {
+            state.duty.lost();
+            tracing::warn!(error = %e, "cannot renew the lease on the installation-wide work");
+        }
+    }
+}
+
+/// Keeps the audit log's witnesses current: this replica's head file every second; and, on the
+/// replica that holds the duty, checkpoints, a full verification and retention when due.
 async fn keep_audit_log(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,15 +294,17 @@ async fn keep_audit_log(state: AppState) {
         tick.tick().await;
         let ledger = state.audit.clone();
         let now = state.clock.now();
-        if let Err(e) = state.store.run(move |c| ledger.keep(c, now)).await {
+        let duty = state.duty.mine();
+        if let Err(e) = state.store.run(move |c| ledger.keep(c, now, duty)).await {
             tracing::warn!(error = %e, "audit log housekeeping failed");
         }
     }
 }
 
-/// Every minute: the summary of the sign-in noise counted but not recorded. Every five minutes:
-/// expired sessions and old sign-in failures dropped. Every hour: accounts of OIDC providers
-/// that have not signed in for `oidc.inactive_days` disabled.
+/// Every minute: the summary of the sign-in noise this replica counted but did not record. On
+/// the replica that holds the duty, every five minutes: expired sessions and old sign-in
+/// failures dropped; every hour: accounts of OIDC providers that have not signed in for
+/// `oidc.inactive_days` disabled.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -282,7 +317,12 @@ async fn housekeeping(state: AppState) {
         {
             tracing::warn!(error = %e, "cannot record the sign-in noise summary");
         }
-        if minutes.is_multiple_of(5) {
+        let minute = minutes;
+        minutes += 1;
+        if !state.duty.mine() {
+            continue;
+        }
+        if minute.is_multiple_of(5) {
             let cfg = state.config.auth.clone();
             let result = state
                 .store
@@ -294,10 +334,9 @@ async fn housekeeping(state: AppState) {
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
             }
         }
-        if minutes.is_multiple_of(60) {
+        if minute.is_multiple_of(60) {
             disable_inactive_sso(&state, now).await;
         }
-        minutes += 1;
     }
 }
 

@@ -53,4 +53,6 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// The reverse proxies whose forwarded headers are believed.
     pub proxies: Arc<crate::proxies::TrustedProxies>,
+    /// This replica's name, and whether it does the installation-wide work now.
+    pub duty: Arc<crate::store::lease::Duty>,
 }

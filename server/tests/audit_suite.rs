@@ -30,6 +30,8 @@ macro_rules! audit_suite {
 audit_suite!(
     an_untouched_log_verifies,
     concurrent_writers_keep_one_unbroken_chain,
+    verifying_while_others_write_raises_no_false_alarm,
+    events_beyond_the_head_are_caught,
     a_modified_event_is_caught,
     a_deleted_event_is_caught,
     reordered_events_are_caught,
@@ -159,6 +161,59 @@ fn concurrent_writers_keep_one_unbroken_chain(db: &TestDb) {
     let report = verify(db);
     assert!(report.ok, "{}", report.summary());
     assert_eq!(report.events, 60);
+}
+
+/// Another replica (or thread) keeps writing while the log is verified: events appended during
+/// the walk are not a truncated log, and a half-written one is never seen.
+fn verifying_while_others_write_raises_no_false_alarm(db: &TestDb) {
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    for i in 0..40 {
+                        let actor = actor();
+                        let event = Event::new(&actor, "test.event", Outcome::Success).target("thing", i);
+                        db.store.run_blocking(|c| audit::record(c, T0, &event)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let verifier = s.spawn(|| {
+            let mut rounds = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let report = verify(db);
+                assert!(report.ok, "round {rounds}: {}", report.summary());
+                rounds += 1;
+            }
+            rounds
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(verifier.join().unwrap() > 0);
+    });
+    let report = verify(db);
+    assert!(report.ok, "{}", report.summary());
+    assert_eq!(report.events, 120);
+}
+
+/// Rows put past the head, or a head moved back over rows, are caught even where no
+/// checkpoint or head file saw the end.
+fn events_beyond_the_head_are_caught(db: &TestDb) {
+    write_events(&db.store, 10);
+    sql(&db.store, &["UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM audit_events WHERE seq = 7)"]);
+    let report = db
+        .store
+        .run_blocking(|c| {
+            let keys = keys(db);
+            let witnesses = Witnesses { public_key: keys.public_key(), anchor: None, from: None };
+            verify::verify(c, &witnesses, T0 + 1000)
+        })
+        .unwrap();
+    assert_problem(&report, 8, ProblemKind::Modified);
+    assert!(report.problem.unwrap().message.contains("beyond the chain head"));
 }
 
 fn a_modified_event_is_caught(db: &TestDb) {

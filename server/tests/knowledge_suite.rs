@@ -534,12 +534,12 @@ fn jobs_are_claimed_once_cancelled_and_requeued_when_stale(db: &TestDb) {
     assert_eq!((a.status.as_str(), b.status.as_str()), ("queued", "queued"));
 
     // Two workers claim two different jobs, oldest first; a third finds none.
-    let first = store.run_blocking(|c| jobs::claim(c, T0 + 1)).unwrap().unwrap();
-    let second = store.run_blocking(|c| jobs::claim(c, T0 + 1)).unwrap().unwrap();
+    let first = store.run_blocking(|c| jobs::claim(c, T0 + 1, "r1")).unwrap().unwrap();
+    let second = store.run_blocking(|c| jobs::claim(c, T0 + 1, "r1")).unwrap().unwrap();
     assert_eq!((first.id, second.id), (a.id, b.id));
     assert_eq!(first.source, "a.md");
     assert_eq!(first.actor.name, "test");
-    assert!(store.run_blocking(|c| jobs::claim(c, T0 + 1)).unwrap().is_none());
+    assert!(store.run_blocking(|c| jobs::claim(c, T0 + 1, "r1")).unwrap().is_none());
 
     // The first completes; the second is cancelled while running and stores nothing.
     let prepared = documents::prepare(&first.source, first.bytes.clone()).unwrap();
@@ -556,13 +556,21 @@ fn jobs_are_claimed_once_cancelled_and_requeued_when_stale(db: &TestDb) {
     assert_eq!(store.run_blocking(|c| documents::list(c, &row)).unwrap().len(), 1);
     assert_eq!(store.run_blocking(|c| jobs::cancel(c, T0 + 4, a.id)).unwrap_err().kind, ErrorKind::Conflict);
 
-    // A job a dead process left running goes back to the queue once stale; a failure says why.
+    // A job stays with its replica while it beats; once the beats stop (the replica died) it
+    // goes back to the queue, another replica takes it, and the first can no longer finish it.
     let c_job = store.run_blocking(|c| jobs::enqueue(c, T0, &actor(), &row, "c.md", b"text")).unwrap();
-    let claimed = store.run_blocking(|c| jobs::claim(c, T0 + 5)).unwrap().unwrap();
-    assert_eq!(claimed.id, c_job.id);
-    assert!(store.run_blocking(|c| jobs::claim(c, T0 + 6)).unwrap().is_none(), "not stale yet");
-    let again = store.run_blocking(|c| jobs::claim(c, T0 + 6 + jobs::STALE_SECS)).unwrap().unwrap();
-    assert_eq!(again.id, c_job.id);
+    let claimed = store.run_blocking(|c| jobs::claim(c, T0 + 5, "r1")).unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.replica.as_str()), (c_job.id, "r1"));
+    let beating = T0 + 5 + jobs::STALE_SECS;
+    assert!(store.run_blocking(|c| jobs::beat(c, beating, c_job.id, "r1")).unwrap());
+    assert!(store.run_blocking(|c| jobs::claim(c, beating + 1, "r2")).unwrap().is_none(), "it beats");
+    let dead = beating + jobs::STALE_SECS + 1;
+    let again = store.run_blocking(|c| jobs::claim(c, dead, "r2")).unwrap().unwrap();
+    assert_eq!((again.id, again.replica.as_str()), (c_job.id, "r2"));
+    assert!(!store.run_blocking(|c| jobs::beat(c, dead + 1, c_job.id, "r1")).unwrap(), "r1 lost it");
+    let prepared = documents::prepare(&claimed.source, claimed.bytes.clone()).unwrap();
+    assert!(store.run_blocking(|c| jobs::complete(c, dead + 2, &claimed, &prepared)).unwrap().is_none());
+    assert_eq!(store.run_blocking(|c| jobs::get(c, c_job.id)).unwrap().status, "running", "still r2's");
     store.run_blocking(|c| jobs::fail(c, T0 + 700, c_job.id, "c.md: broken")).unwrap();
     let failed = store.run_blocking(|c| jobs::get(c, c_job.id)).unwrap();
     assert_eq!((failed.status.as_str(), failed.error.as_deref()), ("failed", Some("c.md: broken")));

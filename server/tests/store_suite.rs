@@ -10,6 +10,7 @@ use ayush_server::auth::{Role, groups, sessions, throttle, tokens, users};
 use ayush_server::clock::{Clock, ManualClock};
 use ayush_server::config::{AuthConfig, DatabaseConfig};
 use ayush_server::error::ErrorKind;
+use ayush_server::store::lease::{self, Duty};
 use ayush_server::store::{Conn, Store};
 
 mod common;
@@ -39,6 +40,7 @@ store_suite!(
     sso_accounts_are_linked_on_purpose_and_lapse_when_unseen,
     api_tokens_resolve_until_revoked_or_expired,
     throttle_locks_an_account_for_the_window,
+    a_lease_has_one_holder_until_it_lapses_or_is_given_up,
 );
 
 fn actor() -> Actor {
@@ -400,4 +402,29 @@ fn postgres_over_tls_verifies_the_server() {
         Ok(store) => store.run_blocking(|c| c.ping().map_err(Into::into)).unwrap(),
         Err(e) => panic!("TLS with the cluster's certificate trusted: {e}"),
     }
+}
+
+fn a_lease_has_one_holder_until_it_lapses_or_is_given_up(store: &Store) {
+    let t = 1_000_000;
+    store
+        .run_blocking(|c| {
+            assert!(lease::take(c, "work", "a", t, 10)?, "free: a takes it");
+            assert!(!lease::take(c, "work", "b", t + 5, 10)?, "a holds it");
+            assert!(lease::take(c, "work", "a", t + 9, 10)?, "a renews");
+            assert!(!lease::take(c, "work", "b", t + 18, 10)?, "renewed until t + 19");
+            assert!(lease::take(c, "work", "b", t + 20, 10)?, "a fell silent: b takes it");
+            assert_eq!(lease::holder(c, "work")?, Some(("b".to_string(), t + 30)));
+            assert!(!lease::take(c, "work", "a", t + 21, 10)?, "a cannot take it back while b holds it");
+            assert!(lease::take(c, "other", "a", t + 21, 10)?, "leases are independent");
+
+            // A replica that stops cleanly hands its duty over at once.
+            let (one, two) = (Duty::new("one"), Duty::new("two"));
+            assert!(one.renew(c, t)? && one.mine());
+            assert!(!two.renew(c, t + 1)? && !two.mine());
+            one.give_up(c)?;
+            assert!(!one.mine());
+            assert!(two.renew(c, t + 2)? && two.mine());
+            Ok(())
+        })
+        .unwrap();
 }

@@ -1,7 +1,7 @@
 //! Two `ayush` processes on one PostgreSQL, as two replicas behind a load balancer: what one
 //! does, the other sees, a stored document within a second (PostgreSQL NOTIFY wakes the other
-//! replica's index). Part of the appliance work (issue 15). Not here yet: leases for once-only
-//! background work, and a replica killed mid-ingestion.
+//! replica's index); work that must run once runs on one replica; a replica killed while it
+//! ingests loses no acknowledged document.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
@@ -27,13 +27,13 @@ impl Drop for TestDatabase {
 
 /// A fresh database on the test PostgreSQL (`AYUSH_TEST_DATABASE_URL`), or `None` after a loud
 /// skip.
-fn fresh_database() -> Option<TestDatabase> {
+fn fresh_database(test: &str) -> Option<TestDatabase> {
     let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
         assert!(!peers_required(), "AYUSH_TEST_DATABASE_URL is not set but AYUSH_REQUIRE_PEERS=1");
         eprintln!("!!! SKIPPED: set AYUSH_TEST_DATABASE_URL to run the scale-out test");
         return None;
     };
-    let name = format!("ayush_replicas_{}", std::process::id());
+    let name = format!("ayush_{test}_{}", std::process::id());
     for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
         let out = Command::new("psql").arg(&url).args(["-q", "-c", &sql]).output().expect("psql");
         assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
@@ -45,7 +45,7 @@ fn fresh_database() -> Option<TestDatabase> {
 #[test]
 fn two_replicas_on_one_postgresql_share_sessions_accounts_and_one_audit_chain() {
     // Declared first, so dropped last: after both servers let go of it.
-    let Some(database) = fresh_database() else { return };
+    let Some(database) = fresh_database("replicas") else { return };
     let db = database.url.clone();
     let a = Server::start_with_config(&format!("[database]\nurl = \"{db}\"\n"));
     // The second replica shares the database and the first one's keys, as the chart mounts them.
@@ -126,4 +126,98 @@ fn two_replicas_on_one_postgresql_share_sessions_accounts_and_one_audit_chain() 
     };
     eprintln!("found through the other replica after {:?}", stored.elapsed());
     assert!(found["hits"].as_array().is_some_and(|h| !h.is_empty()), "not within a second: {found}");
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").arg(url).args(["-At", "-c", sql]).output().expect("psql");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Two replicas take jobs from one queue. One is killed with SIGKILL while it runs a job: that
+/// job goes back to the queue when its heartbeat stops, and every document acknowledged (202,
+/// queued) is stored once and found through the survivor. The lease on the installation-wide
+/// work (checkpoints, retention, directory sync) is held by one replica and passes to the
+/// survivor.
+#[test]
+fn a_replica_killed_mid_ingestion_loses_no_acknowledged_document() {
+    let Some(database) = fresh_database("takeover") else { return };
+    let db = database.url.clone();
+    let config = format!("[database]\nurl = \"{db}\"\n");
+    let mut a = Server::start_with_config(&config);
+    let keys = a.data_dir.path().join("secrets");
+    let b = Server::start_with_config(&format!("{config}[audit]\nsecrets_dir = \"{}\"\n", keys.display()));
+    a.create_user("root", "admin", PW);
+    assert!(a.ctl_local(&["group", "create", "all"], None).ok);
+    assert!(a.ctl_local(&["group", "add-member", "all", "root"], None).ok);
+    let mut admin_a = a.client();
+    assert_eq!(admin_a.login("root", PW).status, 200);
+    let made = admin_a.send_json("POST", "/api/collections", &json!({"name": "wiki", "readers": ["all"]}));
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    let holder = |pid: u32| {
+        psql(&db, "SELECT holder FROM leases WHERE name = 'singleton-work'").contains(&format!(":{pid}:"))
+    };
+    let wait_for = |what: &str, limit: u64, done: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed().as_secs() < limit, "{what}: not within {limit} s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        eprintln!("{what}: after {:?}", start.elapsed());
+    };
+    wait_for("one replica holds the duty", 10, &|| holder(a.pid()) || holder(b.pid()));
+
+    // Big enough files that A is caught with one in hand.
+    let key = a.token_for("root");
+    let files = 24;
+    let mut acknowledged = Vec::new();
+    for i in 0..files {
+        let filler: String = (0..6000).map(|j| format!("Sentence {j} of file {i} is filler. ")).collect();
+        let up = a.client().raw(
+            "POST",
+            &format!("/api/collections/wiki/documents?source=f{i:02}.txt&wait=false"),
+            &[("Authorization", &format!("Bearer {key}")), ("Content-Type", "text/plain")],
+            &format!("Marker word mk{i}z.\n\n{filler}"),
+        );
+        assert_eq!(up.status, 202, "{}", up.body);
+        acknowledged.push(up.json()["id"].as_i64().unwrap());
+    }
+    let a_pid = a.pid();
+    let running_on_a = format!("SELECT count(*) FROM ingest_claims WHERE replica LIKE '%:{a_pid}:%'");
+    wait_for("A runs a job", 60, &|| psql(&db, &running_on_a) != "0");
+    let a_had_duty = holder(a_pid);
+    a.kill();
+    let killed = std::time::Instant::now();
+
+    let all_done = "SELECT count(*) FROM ingest_jobs WHERE status = 'done'";
+    wait_for("every acknowledged job done after the kill", 120, &|| psql(&db, all_done) == files.to_string());
+    eprintln!("all {files} documents stored {:?} after A was killed", killed.elapsed());
+    let jobs = psql(&db, "SELECT count(*) FROM ingest_jobs");
+    assert_eq!(jobs, acknowledged.len().to_string());
+    let documents = psql(&db, "SELECT count(*) FROM documents");
+    assert_eq!(documents, files.to_string(), "each file stored once");
+    let mut admin_b = b.client();
+    assert_eq!(admin_b.login("root", PW).status, 200);
+    // The job B took over was stored a moment ago; B's index applies it within milliseconds.
+    let admin_b = std::cell::RefCell::new(admin_b);
+    let found_once = |i: usize| {
+        let hits = admin_b.borrow_mut().get(&format!("/api/search?q=mk{i}z")).json();
+        let sources: std::collections::BTreeSet<String> = hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["source"].as_str().unwrap().to_string())
+            .collect();
+        sources == [format!("f{i:02}.txt")].into()
+    };
+    for i in 0..files {
+        wait_for(&format!("f{i:02}.txt found through B, once"), 5, &|| found_once(i));
+    }
+
+    // The duty is B's now: at once if A never had it, within A's lease if it did.
+    wait_for("B holds the duty", 15, &|| holder(b.pid()));
+    eprintln!("A had the duty when it was killed: {a_had_duty}");
+    let verified = b.ctl_local(&["audit", "verify"], None);
+    assert!(verified.ok, "{}{}", verified.stdout, verified.stderr);
 }

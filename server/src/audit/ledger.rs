@@ -185,10 +185,14 @@ impl Ledger {
         Ok(pruned)
     }
 
-    /// One housekeeping step: the head file every time, a checkpoint and a verification when
-    /// they are due. `started` is when the process started (both are due then).
-    pub fn keep(&self, conn: &mut Conn, now: i64) -> AppResult<()> {
+    /// One housekeeping step: the head file every time; a checkpoint, a verification and
+    /// retention when due, and only where `duty` says this replica does the installation-wide
+    /// work (they must not run twice).
+    pub fn keep(&self, conn: &mut Conn, now: i64, duty: bool) -> AppResult<()> {
         self.refresh_anchor(conn, now);
+        if !duty {
+            return Ok(());
+        }
         let status = self.status();
         if status.last_checkpoint_at.is_none_or(|at| now - at >= self.checkpoint_every) {
             // Mark it done even when nothing new needed signing, so an idle log is not polled.

@@ -160,11 +160,10 @@ struct NewAuditEvent<'a> {
 /// and counted while the change goes through.
 pub fn record(conn: &mut Conn, now: i64, event: &Event<'_>) -> AppResult<()> {
     let chain = conn.chain().clone();
-    let written = if chain.fail_closed {
-        write(conn, &chain, now, event)
-    } else {
-        conn.transaction(|c| write(c, &chain, now, event))
-    };
+    // Always its own transaction (a savepoint inside the caller's): the head moves, the event is
+    // stored and the head takes its MAC together, or none of them, so a reader never sees one
+    // without the others. fail_closed only decides whether a failure fails the caller's change.
+    let written = conn.transaction(|c| write(c, &chain, now, event));
     match written {
         Ok(()) => Ok(()),
         Err(e) => {

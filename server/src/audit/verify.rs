@@ -169,6 +169,12 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
         expect.entry(kept.seq).or_default().push(Expect { hash: kept.hash.clone(), by });
     }
 
+    // The walk ends at the head as it stands now, read after the witnesses (each of which was
+    // taken from an earlier head) and before the events: writers commit an event and the head
+    // together, so every event up to it is there to read, and events appended while we walk are
+    // left for the next verification instead of looking like a log that ends early.
+    let (head_seq, head_hash) = chain::head(conn)?;
+
     // Behind a retention cut, events were pruned except those kept on legal hold: each of those
     // must still carry its own MAC. The chain resumes from the cut's signed head.
     let cut = super::retention::latest_cut(&checkpoints).cloned();
@@ -196,7 +202,7 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
         None => (1, GENESIS.to_string(), 0),
     };
     loop {
-        let page = events_after(conn, cursor, i64::MAX)?;
+        let page = events_after(conn, cursor, head_seq)?;
         let Some(last) = page.last() else { break };
         cursor = last.seq;
         for event in &page {
@@ -213,7 +219,6 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
 
     // Nothing may be missing from the end: every witness must lie within the log.
     let last = next - 1;
-    let (head_seq, head_hash) = chain::head(conn)?;
     let mut beyond: Vec<(i64, String)> = Vec::new();
     if head_seq > last {
         beyond.push((head_seq, "the chain head in the database".into()));
@@ -240,6 +245,25 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
             ),
         };
         return finish(report, Some(problem));
+    }
+
+    // Events past the head we walked to were appended since, each with its head; one that no
+    // head accounts for even now was put there without the chain.
+    let appended: Option<i64> =
+        with_conn!(conn, |c| audit_events::table.select(diesel::dsl::max(audit_events::seq)).first(c))?;
+    if let Some(top) = appended.filter(|top| *top > head_seq) {
+        let (head_now, _) = chain::head(conn)?;
+        if top > head_now {
+            let problem = Problem {
+                seq: head_now + 1,
+                kind: ProblemKind::Modified,
+                message: format!(
+                    "events {}–{top} lie beyond the chain head (seq {head_now}): they were added without the chain",
+                    head_now + 1
+                ),
+            };
+            return finish(report, Some(problem));
+        }
     }
     finish(report, None)
 }

@@ -9,14 +9,16 @@ use super::documents::{self, Ingested};
 use crate::audit::Actor;
 use crate::error::{AppError, AppResult};
 use crate::store::Conn;
-use crate::store::schema::{collections, ingest_jobs, ingest_uploads};
+use crate::store::schema::{collections, ingest_claims, ingest_jobs, ingest_uploads};
 use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 
-/// A job left running this long belonged to a process that died; it is queued again.
-/// Extraction is bounded well below it (see `extract::isolate`).
-pub const STALE_SECS: i64 = 600;
+/// A running job's replica renews its heartbeat this often, extraction or not.
+pub const HEARTBEAT_SECS: u64 = 4;
+/// A running job whose heartbeat is older than this belonged to a replica that died (or lost
+/// the database); it is queued again and another worker takes it.
+pub const STALE_SECS: i64 = 20;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Queryable)]
 pub struct Job {
@@ -170,23 +172,18 @@ pub fn cancel(conn: &mut Conn, now: i64, id: i64) -> AppResult<Job> {
 /// A job a worker took, with what it needs to run it.
 pub struct Claimed {
     pub id: i64,
+    /// The replica that runs it (see `store::lease::Duty::replica`).
+    pub replica: String,
     pub collection: CollectionRow,
     pub actor: Actor,
     pub source: String,
     pub bytes: Vec<u8>,
 }
 
-/// Takes the oldest queued job, if any. The conditional update makes the claim safe against
-/// other workers and replicas: only one of them moves a job from queued to running.
-pub fn claim(conn: &mut Conn, now: i64) -> AppResult<Option<Claimed>> {
-    // Jobs of a process that died while running them go back to the queue.
-    with_conn!(&mut *conn, |c| diesel::update(
-        ingest_jobs::table
-            .filter(ingest_jobs::status.eq("running"))
-            .filter(ingest_jobs::started_at.lt(now - STALE_SECS))
-    )
-    .set(ingest_jobs::status.eq("queued"))
-    .execute(c))?;
+/// Takes the oldest queued job for `replica`, if any. The conditional update makes the claim
+/// safe against other workers and replicas: only one of them moves a job from queued to running.
+pub fn claim(conn: &mut Conn, now: i64, replica: &str) -> AppResult<Option<Claimed>> {
+    requeue_stale(conn, now - STALE_SECS)?;
     loop {
         let next: Option<i64> = with_conn!(&mut *conn, |c| ingest_jobs::table
             .filter(ingest_jobs::status.eq("queued"))
@@ -203,6 +200,14 @@ pub fn claim(conn: &mut Conn, now: i64) -> AppResult<Option<Claimed>> {
         if took == 0 {
             continue; // another worker was quicker
         }
+        with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(id)).execute(c))?;
+        with_conn!(&mut *conn, |c| diesel::insert_into(ingest_claims::table)
+            .values((
+                ingest_claims::job_id.eq(id),
+                ingest_claims::replica.eq(replica),
+                ingest_claims::heartbeat_at.eq(now)
+            ))
+            .execute(c))?;
         let (collection_id, source, actor): (i64, String, String) =
             with_conn!(&mut *conn, |c| ingest_jobs::table
                 .find(id)
@@ -223,8 +228,52 @@ pub fn claim(conn: &mut Conn, now: i64) -> AppResult<Option<Claimed>> {
         };
         let actor = serde_json::from_str(&actor)
             .unwrap_or_else(|_| Actor { name: "unknown".into(), ..Default::default() });
-        return Ok(Some(Claimed { id, collection, actor, source, bytes }));
+        return Ok(Some(Claimed { id, replica: replica.to_string(), collection, actor, source, bytes }));
     }
+}
+
+/// Running jobs whose replica stopped beating before `stale` go back to the queue. (A job
+/// claimed before heartbeats existed has only its start time.)
+fn requeue_stale(conn: &mut Conn, stale: i64) -> AppResult<()> {
+    let mut ids: Vec<i64> = with_conn!(&mut *conn, |c| ingest_claims::table
+        .filter(ingest_claims::heartbeat_at.lt(stale))
+        .select(ingest_claims::job_id)
+        .load(c))?;
+    let unclaimed: Vec<i64> = with_conn!(&mut *conn, |c| ingest_jobs::table
+        .filter(ingest_jobs::status.eq("running"))
+        .filter(ingest_jobs::started_at.lt(stale))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            ingest_claims::table.filter(ingest_claims::job_id.eq(ingest_jobs::id))
+        )))
+        .select(ingest_jobs::id)
+        .load(c))?;
+    ids.extend(unclaimed);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    conn.transaction(|conn| {
+        with_conn!(&mut *conn, |c| diesel::update(
+            ingest_jobs::table.filter(ingest_jobs::id.eq_any(&ids)).filter(ingest_jobs::status.eq("running"))
+        )
+        .set(ingest_jobs::status.eq("queued"))
+        .execute(c))?;
+        with_conn!(&mut *conn, |c| diesel::delete(
+            ingest_claims::table.filter(ingest_claims::job_id.eq_any(&ids))
+        )
+        .execute(c))?;
+        Ok(())
+    })
+}
+
+/// Renews a running job's heartbeat; false once the job is no longer this replica's (it was
+/// queued again after a pause longer than [`STALE_SECS`], or it ended).
+pub fn beat(conn: &mut Conn, now: i64, id: i64, replica: &str) -> AppResult<bool> {
+    let renewed = with_conn!(conn, |c| diesel::update(
+        ingest_claims::table.filter(ingest_claims::job_id.eq(id)).filter(ingest_claims::replica.eq(replica))
+    )
+    .set(ingest_claims::heartbeat_at.eq(now))
+    .execute(c))?;
+    Ok(renewed == 1)
 }
 
 pub fn fail(conn: &mut Conn, now: i64, id: i64, why: &str) -> AppResult<()> {
@@ -237,12 +286,14 @@ pub fn fail(conn: &mut Conn, now: i64, id: i64, why: &str) -> AppResult<()> {
             ))
             .execute(c))?;
         with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(id)).execute(c))?;
+        with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(id)).execute(c))?;
         Ok(())
     })
 }
 
 /// Stores a claimed job's prepared file and closes the job, in one transaction; or, if the
-/// job was cancelled meanwhile, only closes it.
+/// job was cancelled meanwhile, only closes it. A job that is no longer this replica's (another
+/// took it over after this one stopped beating) is left to the one that has it.
 pub fn complete(
     conn: &mut Conn,
     now: i64,
@@ -250,10 +301,19 @@ pub fn complete(
     prepared: &documents::Prepared,
 ) -> AppResult<Option<Ingested>> {
     conn.transaction(|conn| {
-        let cancel: bool = with_conn!(&mut *conn, |c| ingest_jobs::table
+        let (cancel, status): (bool, String) = with_conn!(&mut *conn, |c| ingest_jobs::table
             .find(job.id)
-            .select(ingest_jobs::cancel_requested)
+            .select((ingest_jobs::cancel_requested, ingest_jobs::status))
             .first(c))?;
+        let holder: Option<String> = with_conn!(&mut *conn, |c| ingest_claims::table
+            .find(job.id)
+            .select(ingest_claims::replica)
+            .first(c)
+            .optional())?;
+        if status != "running" || holder.as_deref() != Some(job.replica.as_str()) {
+            tracing::warn!(job = job.id, "an ingestion job moved to another replica while this one ran it");
+            return Ok(None);
+        }
         let (status, outcome, document_id, ingested) = if cancel {
             ("cancelled", None, None, None)
         } else {
@@ -271,6 +331,7 @@ pub fn complete(
             ))
             .execute(c))?;
         with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(job.id)).execute(c))?;
+        with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(job.id)).execute(c))?;
         Ok(ingested)
     })
 }

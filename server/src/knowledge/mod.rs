@@ -350,7 +350,8 @@ async fn worker(state: AppState) {
     loop {
         let waiting = state.knowledge.queued.notified();
         let now = state.clock.now();
-        match state.store.run(move |c| jobs::claim(c, now)).await {
+        let replica = state.duty.replica.clone();
+        match state.store.run(move |c| jobs::claim(c, now, &replica)).await {
             Ok(Some(job)) => run_job(&state, job).await,
             Ok(None) => {
                 // Another replica's uploads, and restarts, are found by looking now and then.
@@ -366,6 +367,7 @@ async fn worker(state: AppState) {
 
 async fn run_job(state: &AppState, mut job: jobs::Claimed) {
     let (id, source, bytes) = (job.id, job.source.clone(), std::mem::take(&mut job.bytes));
+    let heartbeat = actix_web::rt::spawn(beat(state.clone(), id));
     let prepared = tokio::task::spawn_blocking(move || documents::prepare(&source, bytes))
         .await
         .map_err(AppError::internal)
@@ -381,8 +383,25 @@ async fn run_job(state: &AppState, mut job: jobs::Claimed) {
             tracing::warn!(job = id, error = %e, "cannot record that an ingestion job failed");
         }
     }
+    heartbeat.abort();
     state.knowledge.index.notify();
     state.knowledge.ended.notify_waiters();
+}
+
+/// Tells the other replicas, every [`jobs::HEARTBEAT_SECS`], that job `id` is still running here.
+async fn beat(state: AppState, id: i64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(jobs::HEARTBEAT_SECS));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        let replica = state.duty.replica.clone();
+        match state.store.run(move |c| jobs::beat(c, now, id, &replica)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(job = id, error = %e, "cannot renew an ingestion job's heartbeat"),
+        }
+    }
 }
 
 /// Waits until the index holds feed entry `seq`, for at most [`INDEX_WAIT`].

@@ -10,6 +10,7 @@
 //! is used only for single queries, while transactions and everything above take `&mut Conn`.
 
 mod conn;
+pub mod lease;
 pub mod schema;
 
 pub use conn::{Backend, Conn, Db, PgConn};

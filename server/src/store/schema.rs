@@ -300,6 +300,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    ingest_claims (job_id) {
+        job_id -> BigInt,
+        replica -> Text,
+        heartbeat_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        until -> BigInt,
+    }
+}
+
+diesel::table! {
     ingest_uploads (job_id) {
         job_id -> BigInt,
         content -> Binary,
@@ -373,6 +389,7 @@ diesel::joinable!(document_files -> documents (document_id));
 diesel::joinable!(chunks -> documents (document_id));
 diesel::joinable!(ingest_jobs -> collections (collection_id));
 diesel::joinable!(ingest_uploads -> ingest_jobs (job_id));
+diesel::joinable!(ingest_claims -> ingest_jobs (job_id));
 diesel::joinable!(conversation_collections -> conversations (conversation_id));
 diesel::joinable!(conversation_collections -> collections (collection_id));
 diesel::joinable!(message_citations -> messages (message_id));
@@ -400,6 +417,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     chunks,
     ingest_jobs,
     ingest_uploads,
+    ingest_claims,
     conversation_collections,
     message_citations,
     chunk_embeddings,

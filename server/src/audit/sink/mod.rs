@@ -142,7 +142,7 @@ pub fn start(state: &AppState) {
 
 fn forward(state: AppState, cfg: SinkConfig) {
     let hostname = syslog::hostname();
-    let owner = format!("{hostname}:{}:{}", std::process::id(), crate::auth::secret::random_token());
+    let owner = state.duty.replica.to_string();
     let mut link: Option<Transport> = None;
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;

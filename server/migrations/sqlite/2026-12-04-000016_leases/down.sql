@@ -1,0 +1,2 @@
+DROP TABLE ingest_claims;
+DROP TABLE leases;
