@@ -89,6 +89,13 @@ pub trait Backend {
     fn index_status(&self) -> Result<Value, String>;
     /// Empties the full-text index and builds it again from the database.
     fn rebuild_index(&self) -> Result<Value, String>;
+    /// Writes a backup to `output` (remotely: the server takes it and sends it).
+    fn backup_create(
+        &self,
+        output: &std::path::Path,
+        passphrase: Option<String>,
+        with_models: bool,
+    ) -> Result<Value, String>;
     /// Commands that only make sense on the data directory.
     fn local(&self) -> Option<&crate::local::Local> {
         None

@@ -54,12 +54,19 @@ fn to_json(v: impl serde::Serialize) -> Result<Value, String> {
 }
 
 impl Local {
-    pub fn open(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Local, String> {
+    /// The configuration `--local` works from, refused where the data directory is another
+    /// user's (see [`refuse_foreign_data_dir`]).
+    pub fn config(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config, String> {
         let file = Config::locate(config.as_deref());
         let overrides = Overrides { data_dir, ..Default::default() };
         let config =
             Config::load(file.as_deref(), std::env::vars(), &overrides).map_err(|e| e.to_string())?;
         refuse_foreign_data_dir(&config.server.data_dir)?;
+        Ok(config)
+    }
+
+    pub fn open(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Local, String> {
+        let config = Local::config(config, data_dir)?;
         let (ledger, chain) = audit::Ledger::open(&config).map_err(|e| e.to_string())?;
         let store =
             Store::open(&config.database, &config.server.data_dir, chain).map_err(|e| e.to_string())?;
@@ -594,6 +601,24 @@ impl Backend for Local {
         )
     }
 
+    fn backup_create(
+        &self,
+        output: &Path,
+        passphrase: Option<String>,
+        with_models: bool,
+    ) -> Result<Value, String> {
+        let options = ayush_server::backup::CreateOptions { passphrase, with_models };
+        let manifest = ayush_server::backup::create(
+            &self.config,
+            &self.store,
+            &self.actor,
+            self.now(),
+            output,
+            &options,
+        )?;
+        to_json(summary(output, &manifest))
+    }
+
     fn rebuild_index(&self) -> Result<Value, String> {
         let knowledge =
             Knowledge::open(&self.config.knowledge, &self.config.server.data_dir, self.store.clone())
@@ -740,4 +765,16 @@ fn user_name(uid: u32) -> Option<String> {
         let id = fields.nth(1)?.parse::<u32>().ok()?;
         (id == uid).then(|| name.to_string())
     })
+}
+
+/// What `backup create` prints: the manifest without its entry list, and where the file is.
+pub fn summary(output: &Path, manifest: &ayush_server::backup::archive::Manifest) -> serde_json::Value {
+    let bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    let mut value = serde_json::to_value(manifest).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("entries");
+        map.insert("file".into(), output.display().to_string().into());
+        map.insert("bytes".into(), bytes.into());
+    }
+    value
 }

@@ -65,6 +65,9 @@ enum Command {
     /// Manage API keys (for scripts, `ayushctl` remote mode and the /v1 API).
     #[command(subcommand, alias = "token")]
     Keys(TokenCommand),
+    /// Back up a running installation, or restore one (database, keys, model manifests).
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Manage the models (GGUF files) the server runs.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -570,6 +573,44 @@ impl FilterArgs {
 }
 
 #[derive(Subcommand)]
+enum BackupCommand {
+    /// Take a backup while the server runs: a consistent snapshot of the database, the keys
+    /// sealed with a passphrase, the model manifests, and checksums of it all. The index is
+    /// left out (a restore rebuilds it).
+    Create {
+        /// The file to write (it must not exist). (`--out`, as `audit export` has it: `--output`
+        /// is the output format.)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Read the passphrase that seals the keys from the first line of standard input
+        /// (otherwise it is asked for twice).
+        #[arg(long)]
+        passphrase_stdin: bool,
+        /// Leave the keys out: a restore then needs the original secrets directory.
+        #[arg(long, conflicts_with = "passphrase_stdin")]
+        no_secrets: bool,
+        /// Include the model files, not only their manifests (with --local only).
+        #[arg(long)]
+        with_models: bool,
+    },
+    /// Restore a backup into a stopped installation (--local): checks every checksum and the
+    /// schema version first, sets aside what was there, rebuilds the index, and verifies the
+    /// audit log before it reports success.
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Read the passphrase from the first line of standard input.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Check a backup's checksums and show its manifest.
+    Inspect {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create an API key for a user; the key is printed once.
     Create {
@@ -591,17 +632,24 @@ enum TokenCommand {
 }
 
 fn read_password(source: &PasswordSource, what: &str) -> Result<String, String> {
-    if source.password_stdin {
+    read_secret(source.password_stdin, "--password-stdin", what)
+}
+
+fn read_secret(from_stdin: bool, flag: &str, what: &str) -> Result<String, String> {
+    if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read standard input: {e}"))?;
         let pw = line.trim_end_matches(['\n', '\r']).to_string();
         if pw.is_empty() {
-            return Err("no password on standard input".into());
+            return Err(format!("no {} on standard input", what.to_lowercase()));
         }
         return Ok(pw);
     }
     if !std::io::stdin().is_terminal() {
-        return Err("standard input is not a terminal: pass --password-stdin and pipe the password in".into());
+        return Err(format!(
+            "standard input is not a terminal: pass {flag} and pipe the {} in",
+            what.to_lowercase()
+        ));
     }
     let first = rpassword::prompt_password(format!("{what}: ")).map_err(|e| e.to_string())?;
     let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
@@ -621,6 +669,27 @@ fn run(cli: Cli) -> Result<(), String> {
             let files = ayush_server::cli_docs::write_man_pages(Cli::command(), dir)?;
             println!("wrote {} man pages to {}", files.len(), dir.display());
             return Ok(());
+        }
+        Command::Backup(BackupCommand::Inspect { file }) => {
+            let reader = ayush_server::backup::archive::Reader::open(file)?;
+            return cli.output.object(&serde_json::to_value(&reader.manifest).map_err(|e| e.to_string())?);
+        }
+        Command::Backup(BackupCommand::Restore { file, passphrase_stdin }) => {
+            let t = &cli.target;
+            if !t.local {
+                return Err("restore works on the stopped server's data directory: add --local".into());
+            }
+            let config = local::Local::config(t.config.clone(), t.data_dir.clone())?;
+            let reader = ayush_server::backup::archive::Reader::open(file)?;
+            let passphrase = match reader.manifest.secrets {
+                true => Some(read_secret(*passphrase_stdin, "--passphrase-stdin", "Passphrase")?),
+                false => None,
+            };
+            drop(reader);
+            let now = ayush_server::clock::Clock::now(&ayush_server::clock::SystemClock);
+            let actor = ayush_server::audit::Actor::local_cli();
+            let restored = ayush_server::backup::restore(&config, file, passphrase.as_deref(), &actor, now)?;
+            return cli.output.object(&serde_json::to_value(&restored).map_err(|e| e.to_string())?);
         }
         _ => {}
     }
@@ -758,6 +827,13 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Audit(cmd) => audit_command(backend.as_ref(), out, cmd),
+        Command::Backup(BackupCommand::Create { out: file, passphrase_stdin, no_secrets, with_models }) => {
+            let passphrase = match no_secrets {
+                true => None,
+                false => Some(read_secret(passphrase_stdin, "--passphrase-stdin", "Passphrase")?),
+            };
+            out.object(&backend.backup_create(&file, passphrase, with_models)?)
+        }
         Command::Collections(cmd) => match cmd {
             CollectionsCommand::Create { name, groups, description, personal, owner } => {
                 let body = serde_json::json!({
@@ -865,7 +941,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Backup(BackupCommand::Inspect { .. } | BackupCommand::Restore { .. }) => Ok(()),
     }
 }
 

@@ -334,6 +334,52 @@ impl Backend for Remote {
         self.call("POST", "/api/admin/index/rebuild", Body::Json(&json!({})))
     }
 
+    fn backup_create(
+        &self,
+        output: &std::path::Path,
+        passphrase: Option<String>,
+        with_models: bool,
+    ) -> Result<Value, String> {
+        if with_models {
+            return Err(
+                "model files are copied only with --local (on the server, or its shared volume)".into()
+            );
+        }
+        if output.exists() {
+            return Err(format!("{} exists already: choose another file name", output.display()));
+        }
+        let resp = self
+            .agent
+            .post(&format!("{}/api/admin/backup", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(json!({"passphrase": passphrase}))
+            .map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        if !resp.status().is_success() {
+            return self.reply(Ok(resp));
+        }
+        let mut partial = output.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let received = (|| {
+            let mut file =
+                std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+            std::io::copy(&mut resp.into_body().as_reader(), &mut file)
+                .map_err(|e| format!("receiving the backup: {e}"))?;
+            file.sync_all().map_err(|e| format!("{}: {e}", partial.display()))?;
+            // What arrived is checked as a restore would check it before it takes the name.
+            let reader = ayush_server::backup::archive::Reader::open(&partial)?;
+            std::fs::rename(&partial, output).map_err(|e| format!("{}: {e}", output.display()))?;
+            Ok::<_, String>(reader.manifest)
+        })();
+        match received {
+            Ok(manifest) => Ok(crate::local::summary(output, &manifest)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }
+
     fn test_provider(&self, name: &str) -> Result<Value, String> {
         self.call("GET", &format!("/api/admin/providers/{}/upstream-models", seg(name)), Body::None)
     }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod build_info;
 pub mod catalog;
 pub mod chat;

@@ -51,6 +51,38 @@ pub fn test_pki(dir: &Path) -> PathBuf {
 }
 
 /// True when CI demands every peer; tests that cannot find theirs must then fail, not skip.
+/// A database on the test PostgreSQL made for one test, dropped when it ends.
+pub struct TestDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = Command::new("psql").arg(&self.admin_url).args(["-q", "-c", &sql]).output();
+    }
+}
+
+/// A fresh database named for `test` on the test PostgreSQL (`AYUSH_TEST_DATABASE_URL`), or
+/// `None` after a loud skip.
+pub fn fresh_database(test: &str) -> Option<TestDatabase> {
+    let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
+        assert!(!peers_required(), "AYUSH_TEST_DATABASE_URL is not set but AYUSH_REQUIRE_PEERS=1");
+        eprintln!("!!! SKIPPED: set AYUSH_TEST_DATABASE_URL to run the PostgreSQL part of this test");
+        return None;
+    };
+    let name = format!("ayush_{test}_{}", std::process::id());
+    for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+        let out = Command::new("psql").arg(&url).args(["-q", "-c", &sql]).output().expect("psql");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let base =
+        url.split('?').next().expect("url").rsplit_once('/').expect("a database in the url").0.to_string();
+    Some(TestDatabase { url: format!("{base}/{name}"), name, admin_url: url })
+}
+
 pub fn peers_required() -> bool {
     std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1")
 }
@@ -128,7 +160,9 @@ impl Server {
         Server::start_in(data_dir, &[])
     }
 
-    fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+    /// Starts `ayush serve` on a data directory prepared beforehand (an `ayush.toml` in it is
+    /// read).
+    pub fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut child = Command::new(bin_path("ayush"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -195,6 +195,7 @@ const ROWS: &[Row] = &[
     api("GET", "/api/search", Chat),
     api("GET", "/api/admin/index", Admin),
     api("POST", "/api/admin/index/rebuild", Admin),
+    api("POST", "/api/admin/backup", Admin),
     page("GET", "/collections", Chat),
     page("POST", "/collections", Chat),
     my_page("GET", "/collections/{name}"),

@@ -5,42 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
-use ayush_tests::{Server, peers_required};
+use ayush_tests::{Server, fresh_database};
 use serde_json::json;
 use std::process::Command;
 
 const PW: &str = "replica password 1";
-
-/// A database made for one test, dropped when it ends.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = Command::new("psql").arg(&self.admin_url).args(["-q", "-c", &sql]).output();
-    }
-}
-
-/// A fresh database on the test PostgreSQL (`AYUSH_TEST_DATABASE_URL`), or `None` after a loud
-/// skip.
-fn fresh_database(test: &str) -> Option<TestDatabase> {
-    let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
-        assert!(!peers_required(), "AYUSH_TEST_DATABASE_URL is not set but AYUSH_REQUIRE_PEERS=1");
-        eprintln!("!!! SKIPPED: set AYUSH_TEST_DATABASE_URL to run the scale-out test");
-        return None;
-    };
-    let name = format!("ayush_{test}_{}", std::process::id());
-    for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-        let out = Command::new("psql").arg(&url).args(["-q", "-c", &sql]).output().expect("psql");
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let base = url.split('?').next().unwrap().rsplit_once('/').unwrap().0.to_string();
-    Some(TestDatabase { url: format!("{base}/{name}"), name, admin_url: url })
-}
 
 #[test]
 fn two_replicas_on_one_postgresql_share_sessions_accounts_and_one_audit_chain() {

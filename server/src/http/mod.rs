@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod chat;
 pub mod csrf;
 pub mod health;

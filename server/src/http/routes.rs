@@ -49,6 +49,7 @@ fn register(r: &mut Routes) {
     crate::web::routes(r);
     super::chat::routes(r);
     super::audit::routes(r);
+    super::backup::routes(r);
     super::sso::routes(r);
     super::oidc::routes(r);
     super::v1::routes(r);

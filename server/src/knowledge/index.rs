@@ -406,17 +406,23 @@ fn payload_of(index: &Index) -> Option<Payload> {
 }
 
 /// Removes whatever is in `dir` and makes an empty index there.
+/// Whether a running Ayush process (a server, or `ayushctl --local` rebuilding) holds the
+/// index in `dir`: opening a writer is what tells, as it fails there with a lock error.
+pub fn in_use(dir: &Path) -> bool {
+    dir.join(".tantivy-writer.lock").exists()
+        && Index::open_in_dir(dir).is_ok_and(|index| {
+            matches!(
+                index.writer::<TantivyDocument>(WRITER_MEMORY),
+                Err(tantivy::TantivyError::LockFailure(..))
+            )
+        })
+}
+
 fn recreate(dir: &Path, schema: &Schema) -> Result<Index, IndexError> {
     let err = |e: &dyn std::fmt::Display| IndexError::Open(dir.display().to_string(), e.to_string());
-    if dir.join(".tantivy-writer.lock").exists() {
-        // Another process may hold the writer: taking its directory away would corrupt its
-        // index. Opening a writer is what tells; it fails with Busy there if so.
-        if let Ok(index) = Index::open_in_dir(dir)
-            && let Err(tantivy::TantivyError::LockFailure(..)) =
-                index.writer::<TantivyDocument>(WRITER_MEMORY)
-        {
-            return Err(IndexError::Busy(dir.display().to_string()));
-        }
+    if in_use(dir) {
+        // Another process holds the writer: taking its directory away would corrupt its index.
+        return Err(IndexError::Busy(dir.display().to_string()));
     }
     std::fs::remove_dir_all(dir).map_err(|e| err(&e))?;
     std::fs::create_dir_all(dir).map_err(|e| err(&e))?;

@@ -129,10 +129,45 @@ impl Conn {
     }
 }
 
-pub(super) fn run_migrations(c: &mut Conn) -> Result<(), String> {
+/// The schema versions this binary knows for `backend`, oldest first.
+pub fn schema_versions(backend: Backend) -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    let names: Vec<String> = match backend {
+        Backend::Sqlite => MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+            .map(|m| m.iter().map(|m| m.name().version().to_string()).collect())
+            .unwrap_or_default(),
+        Backend::Postgres => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+            .map(|m| m.iter().map(|m| m.name().version().to_string()).collect())
+            .unwrap_or_default(),
+    };
+    let mut names = names;
+    names.sort();
+    names
+}
+
+/// Applies pending migrations: all of them, or (restoring a backup of an older schema) those up
+/// to version `upto`.
+pub(super) fn run_migrations_upto(c: &mut Conn, upto: Option<&str>) -> Result<(), String> {
+    fn pending<DB: diesel::backend::Backend>(
+        c: &mut impl MigrationHarness<DB>,
+        source: EmbeddedMigrations,
+        upto: Option<&str>,
+    ) -> diesel::migration::Result<usize> {
+        let mut todo = c.pending_migrations(source)?;
+        todo.sort_by_key(|m| m.name().version().to_string());
+        let mut applied = 0;
+        for m in todo {
+            if upto.is_some_and(|v| m.name().version().to_string().as_str() > v) {
+                break;
+            }
+            c.run_migration(&*m)?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
     let applied = match c.db() {
-        Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        Db::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        Db::Sqlite(c) => pending(c, SQLITE_MIGRATIONS, upto),
+        Db::Pg(c) => pending(c, POSTGRES_MIGRATIONS, upto),
     }
     .map_err(|e| e.to_string())?;
     if applied > 0 {
@@ -147,7 +182,7 @@ pub(super) fn revert_and_rerun(c: &mut Conn) -> Result<(), String> {
         Db::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS).map(drop),
     }
     .map_err(|e| e.to_string())?;
-    run_migrations(c)
+    run_migrations_upto(c, None)
 }
 
 pub(super) enum Target {

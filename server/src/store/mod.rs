@@ -13,7 +13,7 @@ mod conn;
 pub mod lease;
 pub mod schema;
 
-pub use conn::{Backend, Conn, Db, PgConn};
+pub use conn::{Backend, Conn, Db, PgConn, schema_versions};
 
 use crate::audit::Chain;
 use crate::config::DatabaseConfig;
@@ -65,6 +65,15 @@ pub struct PoolStats {
     pub max: u32,
 }
 
+/// The SQLite database file the config names (created directories and all), or `None` where it
+/// names PostgreSQL.
+pub fn sqlite_file(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Option<std::path::PathBuf>, StoreError> {
+    Ok(match conn::Target::from_config(cfg, data_dir)? {
+        conn::Target::Sqlite(path) => Some(path),
+        conn::Target::Postgres { .. } => None,
+    })
+}
+
 impl Store {
     /// Opens (creating if needed) the database the config names and brings its schema up to
     /// date. Must be called inside a tokio runtime: PostgreSQL connections are driven by it.
@@ -77,6 +86,17 @@ impl Store {
     }
 
     pub fn open(cfg: &DatabaseConfig, data_dir: &Path, chain: Arc<Chain>) -> Result<Store, StoreError> {
+        Store::open_upto(cfg, data_dir, chain, None)
+    }
+
+    /// As [`Store::open`], with the schema brought only up to version `upto` when given (a
+    /// backup of that schema is restored into it, then the rest of the migrations run).
+    pub fn open_upto(
+        cfg: &DatabaseConfig,
+        data_dir: &Path,
+        chain: Arc<Chain>,
+        upto: Option<&str>,
+    ) -> Result<Store, StoreError> {
         let target = conn::Target::from_config(cfg, data_dir)?;
         let backend = target.backend();
         let manager = conn::Manager::new(target, chain.clone())?;
@@ -95,7 +115,7 @@ impl Store {
         let permits = Arc::new(Semaphore::new(cfg.pool_size as usize));
         let store = Store { pool, permits, backend, chain, alive: Arc::new(()), listener };
         let mut c = store.pool.get().map_err(|e| StoreError::Connect(e.to_string()))?;
-        conn::run_migrations(&mut c).map_err(|e| StoreError::Migrate(e.to_string()))?;
+        conn::run_migrations_upto(&mut c, upto).map_err(|e| StoreError::Migrate(e.to_string()))?;
         let sealed = crate::audit::chain::seal_unsealed(&mut c).map_err(|e| {
             StoreError::Migrate(format!("sealing the audit events written before the chain: {e}"))
         })?;
