@@ -282,6 +282,33 @@ fn the_index_follows_the_feed_and_recovers_by_itself(db: &TestDb) {
     // Another process cannot take the index while this one holds it.
     let err = Knowledge::open(&KnowledgeConfig::default(), &data, store.clone()).err().unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
+
+    // An index another version of Ayush built (its commit says so) is rebuilt from the
+    // database at start, not trusted: here it claims to hold the feed far beyond its end.
+    store.run_blocking(|c| collections::create(c, T0, &actor(), admin, shared("Notes", &["eng"]))).unwrap();
+    add(store, admin, "Notes", "handover.md", "The handover checklist lives in the wiki.");
+    drop(k);
+    {
+        let index = tantivy::Index::open_in_dir(data.join("index")).unwrap();
+        let mut writer: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        writer.delete_all_documents().unwrap();
+        let mut commit = writer.prepare_commit().unwrap();
+        commit.set_payload(r#"{"version":0,"language":"english","seq":999999}"#);
+        commit.commit().unwrap();
+    }
+    let k = open_index(store, &data);
+    caught_up(store, &k);
+    let head = store.run_blocking(knowledge::feed::head).unwrap();
+    assert_eq!(k.index.status().applied_seq, head, "rebuilt up to the feed, not the old claim");
+    assert_eq!(search(store, &k, bob, "handover", &[]).unwrap().len(), 1);
+
+    // So is one built for another language (its stemmer and stop words differ).
+    drop(k);
+    let german = KnowledgeConfig { language: "german".into(), ..Default::default() };
+    let k = Knowledge::open(&german, &data, store.clone()).unwrap();
+    caught_up(store, &k);
+    assert_eq!(k.index.status().passages, 1);
+    assert_eq!(k.index.status().applied_seq, head);
 }
 
 /// Random users, groups, memberships and collections; after every change, each user's search
