@@ -111,8 +111,7 @@ impl Egress {
     fn refused(&self, what: &str, host: &str, port: u16) {
         tracing::warn!(destination = %format!("{host}:{port}"), for_ = what, "egress refused");
         let (Some(store), Some(clock)) = (&self.store, &self.clock) else { return };
-        let system =
-            Actor { name: "system:egress".into(), method: Some("system".into()), ..Default::default() };
+        let system = Actor::system("egress");
         let details = serde_json::json!({"destination": format!("{host}:{port}"), "for": what});
         let now = clock.now();
         let event =

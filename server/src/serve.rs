@@ -208,6 +208,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         crate::service_manager::ready(&format!("serving {}", addrs.join(", ")));
         actix_web::rt::spawn(hold_duty(state.clone()));
         actix_web::rt::spawn(housekeeping(state.clone()));
+        if state.config.backup.dir.is_some() {
+            actix_web::rt::spawn(scheduled_backups(state.clone()));
+        }
         actix_web::rt::spawn(keep_audit_log(state.clone()));
         crate::knowledge::start_workers(&state);
         crate::audit::sink::start(&state);
@@ -340,6 +343,28 @@ async fn housekeeping(state: AppState) {
     }
 }
 
+/// Every minute, on the replica that holds the duty: a backup, if one is due (`[backup]`).
+async fn scheduled_backups(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !state.duty.mine() {
+            continue;
+        }
+        let (s, now) = (state.clone(), state.clock.now());
+        let taken = tokio::task::spawn_blocking(move || {
+            crate::backup::schedule::run_if_due(&s.config, &s.store, now)
+        })
+        .await;
+        match taken {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the scheduled backup failed"),
+            Err(e) => tracing::error!(error = %e, "the scheduled backup stopped"),
+        }
+    }
+}
+
 /// Disables OIDC accounts not seen at sign-in for `oidc.inactive_days` (0: never).
 pub async fn disable_inactive_sso(state: &AppState, now: i64) {
     let days = state.config.oidc.inactive_days;
@@ -347,11 +372,7 @@ pub async fn disable_inactive_sso(state: &AppState, now: i64) {
         return;
     }
     let cutoff = now - i64::try_from(days).unwrap_or(i64::MAX / 86_400) * 86_400;
-    let system = crate::audit::Actor {
-        name: "system:inactivity".into(),
-        method: Some("system".into()),
-        ..Default::default()
-    };
+    let system = crate::audit::Actor::system("inactivity");
     match state.store.run(move |c| crate::auth::users::disable_inactive_sso(c, now, &system, cutoff)).await {
         Ok(names) if !names.is_empty() => {
             tracing::info!(accounts = ?names, days, "disabled OIDC accounts that did not sign in")

@@ -204,12 +204,7 @@ impl Ledger {
         }
         if self.retention_days > 0 && status.last_retention_at.is_none_or(|at| now - at >= 3600) {
             self.update(|s| s.last_retention_at = Some(now));
-            let system = Actor {
-                name: "system:retention".into(),
-                method: Some("system".into()),
-                ..Default::default()
-            };
-            self.prune(conn, now, None, &system)?;
+            self.prune(conn, now, None, &Actor::system("retention"))?;
         }
         Ok(())
     }

@@ -39,6 +39,11 @@ pub struct Actor {
 
 impl Actor {
     /// An administrator working on the data directory with `ayushctl --local`.
+    /// Ayush itself, doing `what` on its own (retention, a scheduled backup, …).
+    pub fn system(what: &str) -> Actor {
+        Actor { name: format!("system:{what}"), method: Some("system".into()), ..Default::default() }
+    }
+
     pub fn local_cli() -> Actor {
         let who = std::env::var("SUDO_USER")
             .or_else(|_| std::env::var("USER"))

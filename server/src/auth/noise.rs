@@ -42,8 +42,7 @@ pub struct Summary {
 impl Summary {
     /// Writes the summary's `auth.noise` event.
     pub fn record(&self, conn: &mut crate::store::Conn, now: i64) -> crate::error::AppResult<()> {
-        let system =
-            Actor { name: "system:noise".into(), method: Some("system".into()), ..Default::default() };
+        let system = Actor::system("noise");
         let total: u64 = self.suppressed.values().sum();
         let details = serde_json::json!({
             "window_start": self.started,

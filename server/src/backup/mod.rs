@@ -12,6 +12,7 @@
 
 pub mod archive;
 pub mod database;
+pub mod schedule;
 pub mod secrets;
 
 use crate::audit::{self, Actor, Event, Ledger, Outcome};

@@ -35,6 +35,26 @@ pub struct Config {
     pub egress: EgressConfig,
     pub knowledge: KnowledgeConfig,
     pub chat: ChatConfig,
+    pub backup: BackupConfig,
+}
+
+/// Scheduled backups (`ayushctl backup create` on a timer, by the replica that holds the duty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where scheduled backups go; empty: none are taken.
+    pub dir: Option<PathBuf>,
+    pub interval_hours: u64,
+    /// Scheduled backups kept in `dir`; older ones are deleted.
+    pub keep: usize,
+    /// A file holding the passphrase that seals the keys into each backup; unset: keys left out.
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { dir: None, interval_hours: 24, keep: 7, passphrase_file: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +334,9 @@ impl Config {
         }
         if !(1..=3600).contains(&c.turn_wait_secs) {
             return bad("chat.turn_wait_secs must be between 1 and 3600".into());
+        }
+        if self.backup.interval_hours == 0 || self.backup.keep == 0 {
+            return bad("backup.interval_hours and backup.keep must be at least 1".into());
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key must be set together".into());

@@ -91,8 +91,7 @@ fn next_batch(
     let max = i64::try_from(cfg.max_backlog).unwrap_or(i64::MAX);
     if head - delivered > max {
         let resume = head - max;
-        let system =
-            Actor { name: "system:audit-sink".into(), method: Some("system".into()), ..Default::default() };
+        let system = Actor::system("audit-sink");
         let details = serde_json::json!({
             "sink": cfg.name,
             "skipped_from": delivered + 1,
