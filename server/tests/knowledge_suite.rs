@@ -42,6 +42,7 @@ knowledge_suite!(
     the_index_follows_the_feed_and_recovers_by_itself,
     no_user_ever_receives_a_passage_they_may_not_read,
     jobs_are_claimed_once_cancelled_and_requeued_when_stale,
+    one_long_document_cannot_fill_the_results,
 );
 
 fn actor() -> Actor {
@@ -603,4 +604,40 @@ fn jobs_are_claimed_once_cancelled_and_requeued_when_stale(db: &TestDb) {
     assert_eq!((failed.status.as_str(), failed.error.as_deref()), ("failed", Some("c.md: broken")));
     let listed = store.run_blocking(|c| jobs::list(c, jobs::Scope::Collection(row.id), 10)).unwrap();
     assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [c_job.id, b.id, a.id], "newest first");
+}
+
+/// A long page whose every passage matches takes one place among the results (by default), so
+/// the short document that also answers is on the first page; chat sources may take two.
+fn one_long_document_cannot_fill_the_results(db: &TestDb) {
+    let store = &db.store;
+    let admin = store
+        .run_blocking(|c| {
+            let admin = Caller::user(&add_user(c, "ada", Role::Admin));
+            collections::create(c, T0, &actor(), admin, personal("Mine"))?;
+            Ok(admin)
+        })
+        .unwrap();
+    let long: String = (0..40)
+        .map(|i| {
+            format!(
+                "## Widgets, part {i}\n\nThe widget registry keeps widget {i} and its widget settings.\n\n"
+            )
+        })
+        .collect();
+    add(store, admin, "Mine", "widgets.md", &format!("# Widget reference\n\n{long}"));
+    add(store, admin, "Mine", "faq.md", "# Questions\n\nHow do I reset a widget? Restart the registry.");
+    let k = open_index(store, &db.dir.path().join("data"));
+    caught_up(store, &k);
+    let sources = |hits: Vec<knowledge::Hit>| hits.into_iter().map(|h| h.found.source).collect::<Vec<_>>();
+    let found = sources(search(store, &k, admin, "widget", &[]).unwrap());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.contains(&"faq.md".to_string()), "{found:?}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let two = rt
+        .block_on(knowledge::search_capped(store, &k, admin, "widget", vec![], 10, 2))
+        .map_err(|e| e.kind)
+        .unwrap();
+    assert_eq!(sources(two).iter().filter(|s| *s == "widgets.md").count(), 2);
+    let all = rt.block_on(knowledge::search_capped(store, &k, admin, "widget", vec![], 10, 0)).unwrap();
+    assert_eq!(all.len(), 10, "uncapped, the long page fills the results");
 }

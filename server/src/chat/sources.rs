@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 
 /// At most this many passages go into a prompt…
 pub const MAX_SOURCES: usize = 6;
+/// A chat's sources may take two neighbouring passages of one document (an answer that runs
+/// over a passage boundary), never more: the rest go to other documents.
+const PER_DOCUMENT: usize = 2;
 /// …and at most this much of their text (about 1,500 tokens), or a third of a smaller model's
 /// context window (see [`budget`]).
 pub const MAX_SOURCE_CHARS: usize = 6000;
@@ -183,7 +186,9 @@ pub async fn retrieve(
     }
     // A long message is searched by its start: the index reads at most 1000 characters.
     let question: String = question.chars().take(1000).collect();
-    let hits = knowledge::search(store, knowledge, caller, &question, names, MAX_SOURCES).await?;
+    let hits =
+        knowledge::search_capped(store, knowledge, caller, &question, names, MAX_SOURCES, PER_DOCUMENT)
+            .await?;
     let mut out = Vec::new();
     let mut used = 0;
     for hit in hits {

@@ -194,6 +194,9 @@ pub struct KnowledgeConfig {
     pub embedding_model: String,
     /// The weight of meaning against words in hybrid ranking (0: words only, 1: meaning only).
     pub vector_weight: f32,
+    /// At most this many passages of one document among a search's results (0: no cap), so
+    /// one long page cannot fill them all. Chat sources take up to two of a document.
+    pub passages_per_document: usize,
     /// Uploads one person may be sending at once.
     pub max_concurrent_uploads_per_user: usize,
     /// Memory all uploads being received may hold at once, in MiB, per replica.
@@ -208,6 +211,7 @@ impl Default for KnowledgeConfig {
             ingest_workers: 2,
             embedding_model: String::new(),
             vector_weight: 0.5,
+            passages_per_document: 1,
             max_concurrent_uploads_per_user: 2,
             upload_memory_mib: 256,
         }

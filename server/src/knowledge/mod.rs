@@ -49,6 +49,7 @@ pub struct Knowledge {
     /// `knowledge.embedding_model` (empty: the first installed).
     embedding_model: String,
     vector_weight: f32,
+    per_document: usize,
     /// The embedding engine in use, for embedding queries.
     engine: std::sync::Mutex<Option<ayush_models::EmbedEngine>>,
 }
@@ -66,6 +67,7 @@ impl Knowledge {
             vectors: vectors::Vectors::default(),
             embedding_model: cfg.embedding_model.clone(),
             vector_weight: cfg.vector_weight,
+            per_document: cfg.passages_per_document,
             engine: std::sync::Mutex::new(None),
         })
     }
@@ -88,6 +90,20 @@ pub async fn search(
     query: &str,
     names: Vec<String>,
     limit: usize,
+) -> AppResult<Vec<Hit>> {
+    search_capped(store, knowledge, caller, query, names, limit, knowledge.per_document).await
+}
+
+/// As [`search`], with at most `per_document` passages of one document (0: no cap) instead of
+/// `knowledge.passages_per_document`: a chat's sources may want neighbouring passages.
+pub async fn search_capped(
+    store: &Store,
+    knowledge: &SharedKnowledge,
+    caller: Caller,
+    query: &str,
+    names: Vec<String>,
+    limit: usize,
+    per_document: usize,
 ) -> AppResult<Vec<Hit>> {
     if query.trim().is_empty() {
         return Err(AppError::validation("the search needs some words (q)"));
@@ -112,7 +128,7 @@ pub async fn search(
         })
         .await?;
     let ids: Vec<i64> = readable.keys().copied().collect();
-    let hits = ranked(store, knowledge, query, ids, limit).await?;
+    let hits = ranked(store, knowledge, query, ids, limit, per_document).await?;
     Ok(hits
         .into_iter()
         // The index answers only collections in `ids`; one removed since is dropped here.
@@ -131,14 +147,20 @@ async fn ranked(
     query: &str,
     ids: Vec<i64>,
     limit: usize,
+    per_document: usize,
 ) -> AppResult<Vec<index::IndexHit>> {
     let engine = knowledge.engine.lock().map(|e| e.clone()).unwrap_or(None);
     let weight = knowledge.vector_weight;
     let hybrid = engine.filter(|_| weight > 0.0 && knowledge.vectors.status().embedded > 0);
-    let depth = if hybrid.is_some() { (limit * 4).clamp(40, 200) } else { limit };
+    // Hybrid ranking fuses deep lists and caps documents after fusion; words alone are capped
+    // inside the index, before snippets are made.
+    let (depth, words_cap) = match hybrid {
+        Some(_) => ((limit * 4).clamp(40, 200), 0),
+        None => (limit, per_document),
+    };
     let words = {
         let (knowledge, query, ids) = (knowledge.clone(), query.to_string(), ids.clone());
-        tokio::task::spawn_blocking(move || knowledge.index.search(&query, &ids, depth))
+        tokio::task::spawn_blocking(move || knowledge.index.search(&query, &ids, depth, words_cap))
             .await
             .map_err(AppError::internal)?
             .map_err(AppError::internal)?
@@ -167,7 +189,7 @@ async fn ranked(
         add(*chunk, weight / (RRF_K + rank as f32 + 1.0));
     }
     fused.sort_by(|a, b| b.1.total_cmp(&a.1));
-    fused.truncate(limit);
+    fused.truncate(depth);
     let mut by_words: std::collections::HashMap<i64, index::IndexHit> =
         words.into_iter().map(|h| (h.chunk_id, h)).collect();
     let only_meaning: Vec<i64> = fused.iter().map(|f| f.0).filter(|c| !by_words.contains_key(c)).collect();
@@ -177,7 +199,7 @@ async fn ranked(
         .into_iter()
         .map(|p| (p.chunk_id, p))
         .collect();
-    Ok(fused
+    let hits = fused
         .into_iter()
         .filter_map(|(chunk, score)| {
             if let Some(mut hit) = by_words.remove(&chunk) {
@@ -200,7 +222,8 @@ async fn ranked(
                 score,
             })
         })
-        .collect())
+        .collect::<Vec<_>>();
+    Ok(index::cap_per_document(hits, per_document, limit))
 }
 
 impl Knowledge {

@@ -1,8 +1,9 @@
 //! HTML by a tolerant scan rather than a full parser: the text of the body, broken into blocks at
 //! block-level elements, headings (h1–h6) as the path each block sits under, table cells joined
 //! with " | " per row, the `<title>` as the title. Scripts, styles, navigation and templates are
-//! skipped. The scan is linear in the input and keeps no element stack, so nesting depth costs
-//! nothing.
+//! skipped, and so is page chrome that documentation generators repeat on every page (see
+//! [`is_chrome`]): indexed, it would be a passage of every page. The scan is linear in the input
+//! and keeps no element stack, so nesting depth costs nothing.
 
 use super::{Extracted, Format, Outline};
 
@@ -17,6 +18,22 @@ pub fn looks_like_html(text: &str) -> bool {
 }
 
 const SKIPPED: [&str; 7] = ["script", "style", "noscript", "template", "nav", "svg", "iframe"];
+/// ARIA landmarks that are never a page's content.
+const CHROME_ROLES: [&str; 4] = ["navigation", "banner", "contentinfo", "search"];
+/// Classes of chrome: Sphinx's "related" bars and sidebar, DocBook's navigation header and
+/// footer, heading permalinks (¶), and the common names of breadcrumbs, nav bars and footers.
+const CHROME_CLASSES: [&str; 10] = [
+    "related",
+    "sphinxsidebar",
+    "headerlink",
+    "navheader",
+    "navfooter",
+    "breadcrumb",
+    "breadcrumbs",
+    "navbar",
+    "footer",
+    "site-footer",
+];
 const BLOCKS: [&str; 30] = [
     "p",
     "div",
@@ -80,10 +97,15 @@ pub fn extract(html: &str) -> Extracted {
             rest = &rest[1..];
             continue;
         };
+        let raw = &rest[..tag.len];
         rest = &rest[tag.len..];
         let name = tag.name.as_str();
         if !tag.closing && SKIPPED.contains(&name) {
             rest = skip_element(rest, name);
+            continue;
+        }
+        if !tag.closing && is_chrome(name, raw) {
+            rest = skip_balanced(rest, name);
             continue;
         }
         match name {
@@ -174,6 +196,66 @@ impl Tag {
         }
         Some(Tag { name, closing, len: bytes.len() })
     }
+}
+
+/// Whether the element `<name …>` (its start tag `raw`) is page chrome rather than content.
+fn is_chrome(name: &str, raw: &str) -> bool {
+    if name == "footer" {
+        return true;
+    }
+    if attr(raw, "role").is_some_and(|r| CHROME_ROLES.contains(&r.trim().to_ascii_lowercase().as_str())) {
+        return true;
+    }
+    if attr(raw, "id").is_some_and(|id| id.eq_ignore_ascii_case("footer")) {
+        return true;
+    }
+    attr(raw, "class").is_some_and(|c| c.split_ascii_whitespace().any(|c| CHROME_CLASSES.contains(&c)))
+}
+
+/// The value of attribute `name` in a start tag, quoted or not.
+fn attr<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    let bytes = raw.as_bytes();
+    let mut from = 0;
+    while let Some(i) = raw[from..].find(name).map(|i| i + from) {
+        from = i + name.len();
+        let before_ok = i > 0 && bytes[i - 1].is_ascii_whitespace();
+        let rest = raw[from..].trim_start();
+        if !before_ok || !rest.starts_with('=') {
+            continue;
+        }
+        let value = rest[1..].trim_start();
+        return Some(match value.chars().next() {
+            Some(q @ ('"' | '\'')) => value[1..].split(q).next().unwrap_or(""),
+            _ => value.split(|c: char| c.is_ascii_whitespace() || c == '>').next().unwrap_or(""),
+        });
+    }
+    None
+}
+
+/// Past the end tag that closes an element `name` whose start tag was just read, counting the
+/// same elements nested inside it (a sidebar of divs in divs).
+fn skip_balanced<'a>(mut rest: &'a str, name: &str) -> &'a str {
+    let mut depth = 1usize;
+    while let Some(lt) = rest.find('<') {
+        rest = &rest[lt..];
+        let Some(tag) = Tag::parse(rest) else {
+            rest = &rest[1..];
+            continue;
+        };
+        let self_closing = rest[..tag.len].ends_with("/>");
+        rest = &rest[tag.len..];
+        if tag.name == name {
+            if tag.closing {
+                depth -= 1;
+                if depth == 0 {
+                    return rest;
+                }
+            } else if !self_closing {
+                depth += 1;
+            }
+        }
+    }
+    ""
 }
 
 /// Past the end tag of an element whose content is not text (`</script>` and the like),
@@ -285,6 +367,35 @@ mod tests {
             ]
         );
         assert_eq!(e.title.as_deref(), Some("Leave & travel"));
+    }
+
+    #[test]
+    fn page_chrome_is_not_content() {
+        // A Sphinx page: related bars above and below, a sidebar, permalinks on headings.
+        let e = extract(
+            "<html><body><div class=\"related\" role=\"navigation\"><ul><li>index</li><li>modules</li>\
+             <li>Python » 3.11 Documentation »</li></ul></div><div class=\"document\"><div class=\"body\">\
+             <h1>string — Common string operations<a class=\"headerlink\" href=\"#s\">¶</a></h1>\
+             <p>Source code: Lib/string.py</p></div></div>\
+             <div class=\"sphinxsidebar\"><div><h3>Previous topic</h3><p>Text Processing</p></div></div>\
+             <div class=related><ul><li>next</li></ul></div><div class=\"footer\">© Copyright</div>\
+             <footer><p>Site footer</p></footer><div id=\"footer\"><p>Last updated</p></div>\
+             <header role=\"banner\">Site banner</header><p>After</p></body></html>",
+        );
+        let got: Vec<(&str, &str)> = e.blocks.iter().map(|b| (b.heading.as_str(), b.text.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("string — Common string operations", "Source code: Lib/string.py"),
+                ("string — Common string operations", "After"),
+            ]
+        );
+        // A plain <header> holds an article's heading: kept.
+        let kept = extract(
+            "<html><body><article><header><h1>Title</h1></header><p>Body</p></article></body></html>",
+        );
+        assert_eq!(kept.blocks[0].heading, "Title");
+        assert_eq!(attr("<p data-class=\"x\" class=y>", "class"), Some("y"));
     }
 
     #[test]
