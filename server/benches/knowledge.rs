@@ -170,7 +170,8 @@ fn latencies(s: &Setup, queries: &[String], limit: usize) -> (Duration, Duration
     for q in queries {
         let started = Instant::now();
         let found =
-            s.rt.block_on(knowledge::search(&s.store, &s.knowledge, s.reader, q, Vec::new(), limit)).unwrap();
+            s.rt.block_on(knowledge::search(&s.store, &s.knowledge, s.reader, q, Vec::new(), limit, None))
+                .unwrap();
         times.push(started.elapsed());
         hits += found.len();
     }

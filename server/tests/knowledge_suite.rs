@@ -94,7 +94,7 @@ fn search(
 ) -> Result<Vec<knowledge::Hit>, ErrorKind> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let names = names.iter().map(|s| s.to_string()).collect();
-    rt.block_on(knowledge::search(store, k, caller, q, names, knowledge::MAX_LIMIT)).map_err(|e| e.kind)
+    rt.block_on(knowledge::search(store, k, caller, q, names, knowledge::MAX_LIMIT, None)).map_err(|e| e.kind)
 }
 
 fn names(c: &mut Conn, caller: Caller) -> Vec<String> {
@@ -634,10 +634,10 @@ fn one_long_document_cannot_fill_the_results(db: &TestDb) {
     assert!(found.contains(&"faq.md".to_string()), "{found:?}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let two = rt
-        .block_on(knowledge::search_capped(store, &k, admin, "widget", vec![], 10, 2))
+        .block_on(knowledge::search(store, &k, admin, "widget", vec![], 10, Some(2)))
         .map_err(|e| e.kind)
         .unwrap();
     assert_eq!(sources(two).iter().filter(|s| *s == "widgets.md").count(), 2);
-    let all = rt.block_on(knowledge::search_capped(store, &k, admin, "widget", vec![], 10, 0)).unwrap();
+    let all = rt.block_on(knowledge::search(store, &k, admin, "widget", vec![], 10, Some(0))).unwrap();
     assert_eq!(all.len(), 10, "uncapped, the long page fills the results");
 }

@@ -186,9 +186,8 @@ pub async fn retrieve(
     }
     // A long message is searched by its start: the index reads at most 1000 characters.
     let question: String = question.chars().take(1000).collect();
-    let hits =
-        knowledge::search_capped(store, knowledge, caller, &question, names, MAX_SOURCES, PER_DOCUMENT)
-            .await?;
+    let hits = knowledge::search(store, knowledge, caller, &question, names, MAX_SOURCES, Some(PER_DOCUMENT))
+        .await?;
     let mut out = Vec::new();
     let mut used = 0;
     for hit in hits {

@@ -289,7 +289,8 @@ async fn search(
         }
     }
     let q = q.ok_or_else(|| AppError::validation("the search needs some words (q)"))?;
-    let hits = knowledge::search(&state.store, &state.knowledge, caller(&who), &q, names, limit).await?;
+    let hits =
+        knowledge::search(&state.store, &state.knowledge, caller(&who), &q, names, limit, None).await?;
     Ok(HttpResponse::Ok().json(json!({"query": q, "hits": hits})))
 }
 

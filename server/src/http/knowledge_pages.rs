@@ -326,7 +326,7 @@ async fn search_page(
         None
     } else {
         let names = if collection.is_empty() { Vec::new() } else { vec![collection.clone()] };
-        match knowledge::search(&state.store, &state.knowledge, caller, &q, names, 20).await {
+        match knowledge::search(&state.store, &state.knowledge, caller, &q, names, 20, None).await {
             Ok(hits) => Some(
                 hits.into_iter()
                     .map(|hit| ShownHit {

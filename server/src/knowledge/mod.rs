@@ -90,21 +90,11 @@ pub async fn search(
     query: &str,
     names: Vec<String>,
     limit: usize,
+    per_document: Option<usize>,
 ) -> AppResult<Vec<Hit>> {
-    search_capped(store, knowledge, caller, query, names, limit, knowledge.per_document).await
-}
-
-/// As [`search`], with at most `per_document` passages of one document (0: no cap) instead of
-/// `knowledge.passages_per_document`: a chat's sources may want neighbouring passages.
-pub async fn search_capped(
-    store: &Store,
-    knowledge: &SharedKnowledge,
-    caller: Caller,
-    query: &str,
-    names: Vec<String>,
-    limit: usize,
-    per_document: usize,
-) -> AppResult<Vec<Hit>> {
+    // At most this many passages of one document (0: no cap); by default the configured
+    // `knowledge.passages_per_document`, while a chat's sources may want neighbouring passages.
+    let per_document = per_document.unwrap_or(knowledge.per_document);
     if query.trim().is_empty() {
         return Err(AppError::validation("the search needs some words (q)"));
     }
