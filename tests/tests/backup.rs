@@ -197,6 +197,8 @@ fn a_running_postgresql_installation_round_trips_through_a_backup() {
     let occupied = work.path().join("occupied.toml");
     std::fs::write(&occupied, format!("[database]\nurl = \"{}\"\n", source.url)).unwrap();
     let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join("secrets")).unwrap();
+    std::fs::write(other.path().join("secrets/kept"), "an admin's file").unwrap();
     let refused = ctl_on(
         other.path(),
         Some(&occupied),
@@ -204,6 +206,9 @@ fn a_running_postgresql_installation_round_trips_through_a_backup() {
         Some(PASSPHRASE),
     );
     assert!(!refused.ok && refused.stderr.contains("empty database"), "{}", refused.stderr);
+    let left: Vec<_> = std::fs::read_dir(other.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["secrets"], "the refusal changed nothing in the data directory");
+    assert!(other.path().join("secrets/kept").exists());
 
     let restored = ctl_on(
         target.path(),

@@ -201,6 +201,18 @@ pub fn restore(
     if crate::knowledge::index::in_use(&index_dir) {
         return Err("Ayush is running on this data directory: stop the server before restoring".into());
     }
+    if sqlite.is_none() {
+        // Keys of its own for this look, so that nothing is written to the secrets directory.
+        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let keys = crate::audit::Keys::load_or_create(scratch.path()).map_err(|e| e.to_string())?;
+        let chain = std::sync::Arc::new(crate::audit::Chain::new(&keys, true));
+        if crate::store::holds_installation(&config.database, data_dir, chain).map_err(|e| e.to_string())? {
+            return Err(
+                "the database already holds an Ayush installation (accounts or audit events): restore into an empty database"
+                    .into(),
+            );
+        }
+    }
 
     // From here on, things change; what stood before is set aside, never deleted.
     std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;

@@ -74,6 +74,42 @@ pub fn sqlite_file(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Option<std::
     })
 }
 
+/// Whether the database `cfg` names already holds an installation: Ayush's tables with
+/// accounts or audit events in them. Reads only; runs no migration.
+pub fn holds_installation(
+    cfg: &DatabaseConfig,
+    data_dir: &Path,
+    chain: Arc<Chain>,
+) -> Result<bool, StoreError> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let manager = conn::Manager::new(conn::Target::from_config(cfg, data_dir)?, chain)?;
+    let mut c = r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Connect(e.to_string()))?;
+    let count = |c: &mut Conn, sql: &str| -> Result<i64, StoreError> {
+        let n: diesel::QueryResult<Count> = crate::with_conn!(c, |db| diesel::sql_query(sql).get_result(db));
+        n.map(|r| r.n).map_err(|e| StoreError::Connect(e.to_string()))
+    };
+    let tables = match c.backend() {
+        Backend::Postgres => count(
+            &mut c,
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() \
+             AND table_name IN ('users', 'audit_events')",
+        )?,
+        Backend::Sqlite => count(
+            &mut c,
+            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ('users', 'audit_events')",
+        )?,
+    };
+    if tables < 2 {
+        return Ok(false);
+    }
+    Ok(count(&mut c, "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM audit_events) AS n")? > 0)
+}
+
 impl Store {
     /// Opens (creating if needed) the database the config names and brings its schema up to
     /// date. Must be called inside a tokio runtime: PostgreSQL connections are driven by it.
