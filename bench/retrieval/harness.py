@@ -9,6 +9,9 @@ download` into ~/.cache/ayush-bench/retrieval, never installed, never committed)
                document; distractors: the other ~230 HTML pages of git-doc (manuals, guides).
   debian-faq   the questions of the Debian FAQ (debian-faq, plain-text edition); each answer is
                one document; distractors: the HTML of debian-reference-en and apt-doc.
+  django-faq   the questions of Django's FAQ pages (python-django-doc, Sphinx HTML); each answer
+               is one document; distractors: the other ~680 pages of the Django manual, long
+               Sphinx pages with navigation on every one (the shape of the report in issue 17).
 
 Each set is ingested through the real path (`ayushctl collections ingest` against a running
 `ayush`), each query sent to the real `/api/search`. A query's answer is the one document made
@@ -16,13 +19,14 @@ from its answer; documents are ranked by their best passage (the first time a so
 in the hit list). Printed per set: MRR@10, nDCG@10, Recall@10, and search latency p50/p99, for
 Ayush and for the reference.
 
-    bench/retrieval/harness.py [--sets gitfaq,debian-faq] [--bin DIR] [--keep]
+    bench/retrieval/harness.py [--sets gitfaq,debian-faq,django-faq] [--bin DIR] [--keep]
 
 --bin: where `ayush` and `ayushctl` are (default: the release build, else the debug build).
 """
 
 import argparse
 import gzip
+import html
 import html.parser
 import json
 import math
@@ -93,6 +97,23 @@ def debian_faq_pairs(text):
     return pairs
 
 
+def django_faq_pairs(html_text):
+    """(question, answer) from a Sphinx FAQ page: each h2/h3 that asks, and the text up to the
+    next section."""
+    pairs = []
+    parts = re.split(r'<h[23]>(.*?)<a class="headerlink"', html_text, flags=re.S)
+    for i in range(1, len(parts) - 1, 2):
+        question = " ".join(re.sub(r"<[^>]+>", "", parts[i]).split())
+        body = re.split(r'<div class="section"|<section|<h[1-3]>', parts[i + 1])[0]
+        parser = _Text()
+        parser.feed(body.split("</h2>", 1)[-1].split("</h3>", 1)[-1])
+        answer = " ".join(" ".join(parser.parts).split())
+        question = html.unescape(question)
+        if question.endswith("?") and len(answer) > 80:
+            pairs.append((question, html.unescape(answer)))
+    return pairs
+
+
 def build_set(name, out):
     """Writes the set's documents into out/docs and returns [(query, relevant source)]."""
     docs = os.path.join(out, "docs")
@@ -113,6 +134,19 @@ def build_set(name, out):
             root = unpacked(package)
             for dirpath, _, files in os.walk(root):
                 distractors += [os.path.join(dirpath, f) for f in sorted(files) if f.endswith(".html")]
+    elif name == "django-faq":
+        root = os.path.join(unpacked("python-django-doc"), "usr/share/doc/python-django-doc/html")
+        pairs, distractors = [], []
+        for dirpath, _, files in os.walk(root):
+            for f in sorted(files):
+                if not f.endswith(".html"):
+                    continue
+                path = os.path.join(dirpath, f)
+                if os.path.basename(dirpath) == "faq":
+                    with open(path, errors="replace") as page:
+                        pairs += django_faq_pairs(page.read())
+                elif f not in ("genindex.html", "py-modindex.html", "search.html"):
+                    distractors.append(path)
     else:
         sys.exit(f"unknown set {name}")
     queries = []
@@ -122,7 +156,11 @@ def build_set(name, out):
             f.write(answer + "\n")
         queries.append((question, source))
     for path in distractors:
+        # Pages of the same name in different folders ("index.html") keep both.
+        parent = os.path.basename(os.path.dirname(path))
         dest = os.path.join(docs, os.path.basename(path))
+        if os.path.exists(dest):
+            dest = os.path.join(docs, f"{parent}-{os.path.basename(path)}")
         if not os.path.exists(dest):
             shutil.copy(path, dest)
     return queries
@@ -281,7 +319,7 @@ def measures(rankings, queries, latencies):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", default="gitfaq,debian-faq")
+    ap.add_argument("--sets", default="gitfaq,debian-faq,django-faq")
     ap.add_argument("--bin")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     args = ap.parse_args()
