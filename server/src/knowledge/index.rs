@@ -360,18 +360,16 @@ impl SearchIndex {
         snippets.set_max_num_chars(280);
         let f = self.fields;
         let mut hits = Vec::with_capacity(limit.min(top.len()));
-        let mut per_doc: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        let mut cap = DocumentCap::new(per_document);
         for (score, address) in top {
             if hits.len() == limit {
                 break;
             }
             let doc: TantivyDocument = searcher.doc(address).map_err(|e| e.to_string())?;
             let u = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
-            let seen = per_doc.entry(u(f.document)).or_default();
-            if per_document > 0 && *seen >= per_document {
+            if !cap.admit(u(f.document) as i64) {
                 continue;
             }
-            *seen += 1;
             let s =
                 |field| doc.get_first(field).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             let text = s(f.body);
@@ -443,18 +441,24 @@ fn payload_of(index: &Index) -> Option<Payload> {
     serde_json::from_str(metas.payload.as_deref()?).ok()
 }
 
-/// Removes whatever is in `dir` and makes an empty index there.
-/// `hits` in order, keeping at most `per_document` of any one document (0: all), then `limit`.
-pub fn cap_per_document(hits: Vec<IndexHit>, per_document: usize, limit: usize) -> Vec<IndexHit> {
-    let mut seen: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-    hits.into_iter()
-        .filter(|h| {
-            let n = seen.entry(h.document_id).or_default();
-            *n += 1;
-            per_document == 0 || *n <= per_document
-        })
-        .take(limit)
-        .collect()
+/// At most `per` passages of any one document among results (0: no cap), admitted in rank
+/// order: the index applies it before making snippets, hybrid ranking after fusion.
+pub struct DocumentCap {
+    per: usize,
+    seen: std::collections::HashMap<i64, usize>,
+}
+
+impl DocumentCap {
+    pub fn new(per: usize) -> DocumentCap {
+        DocumentCap { per, seen: std::collections::HashMap::new() }
+    }
+
+    /// Whether the next passage of `document` still fits.
+    pub fn admit(&mut self, document: i64) -> bool {
+        let n = self.seen.entry(document).or_default();
+        *n += 1;
+        self.per == 0 || *n <= self.per
+    }
 }
 
 /// Whether a running Ayush process (a server, or `ayushctl --local` rebuilding) holds the
@@ -469,6 +473,7 @@ pub fn in_use(dir: &Path) -> bool {
         })
 }
 
+/// Removes whatever is in `dir` and makes an empty index there.
 fn recreate(dir: &Path, schema: &Schema) -> Result<Index, IndexError> {
     let err = |e: &dyn std::fmt::Display| IndexError::Open(dir.display().to_string(), e.to_string());
     if in_use(dir) {

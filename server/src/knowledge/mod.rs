@@ -189,7 +189,8 @@ async fn ranked(
         .into_iter()
         .map(|p| (p.chunk_id, p))
         .collect();
-    let hits = fused
+    let mut cap = index::DocumentCap::new(per_document);
+    Ok(fused
         .into_iter()
         .filter_map(|(chunk, score)| {
             if let Some(mut hit) = by_words.remove(&chunk) {
@@ -212,8 +213,9 @@ async fn ranked(
                 score,
             })
         })
-        .collect::<Vec<_>>();
-    Ok(index::cap_per_document(hits, per_document, limit))
+        .filter(|h| cap.admit(h.document_id))
+        .take(limit)
+        .collect())
 }
 
 impl Knowledge {
