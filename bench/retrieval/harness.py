@@ -20,8 +20,13 @@ in the hit list). Printed per set: MRR@10, nDCG@10, Recall@10, and search latenc
 Ayush and for the reference.
 
     bench/retrieval/harness.py [--sets gitfaq,debian-faq,django-faq] [--bin DIR] [--keep]
+                               [--embedding FOLDER | --words-only]
 
 --bin: where `ayush` and `ayushctl` are (default: the release build, else the debug build).
+Each set is measured by words alone (right after ingestion), then, unless --words-only, again
+once the embedding model (all-MiniLM-L6-v2 as the default install ships it, or --embedding) has
+embedded every passage: hybrid ranking, the default install's configuration. The time that
+embedding took is printed (passages per second).
 """
 
 import argparse
@@ -243,44 +248,75 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ayush_rankings(bins, docs_dir, queries, workdir):
-    data = os.path.join(workdir, "data")
-    env = dict(os.environ, RUST_LOG="warn")
-    ctl = lambda *args, token=None, url=None, stdin=None: subprocess.run(
-        [os.path.join(bins, "ayushctl"), *args], input=stdin, text=True, check=True, capture_output=True,
-        env=dict(env, **({"AYUSH_URL": url, "AYUSH_TOKEN": token} if token else {})))
-    ctl("--local", "--data-dir", data, "user", "create", "bench", "--role", "admin", "--password-stdin", stdin=PASSWORD)
-    ctl("--local", "--data-dir", data, "group", "create", "everyone")
-    ctl("--local", "--data-dir", data, "group", "add-member", "everyone", "bench")
-    token = json.loads(ctl("--local", "--data-dir", data, "-o", "json", "keys", "create", "--user", "bench").stdout)["secret"]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([os.path.join(bins, "ayush"), "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "server.log"), "w"))
-    try:
-        for _ in range(200):
+class Ayush:
+    """One data directory with one collection of the set's files, served on loopback."""
+
+    def __init__(self, bins, workdir):
+        self.bins, self.workdir = bins, workdir
+        self.data = os.path.join(workdir, "data")
+        self.env = dict(os.environ, RUST_LOG="warn")
+        self.server = None
+        self.ctl("--local", "user", "create", "bench", "--role", "admin", "--password-stdin", stdin=PASSWORD)
+        self.ctl("--local", "group", "create", "everyone")
+        self.ctl("--local", "group", "add-member", "everyone", "bench")
+        self.token = json.loads(self.ctl("--local", "-o", "json", "keys", "create", "--user", "bench").stdout)["secret"]
+
+    def ctl(self, *args, stdin=None):
+        local = args[0] == "--local"
+        argv = ["--local", "--data-dir", self.data, *args[1:]] if local else list(args)
+        env = self.env if local else dict(self.env, AYUSH_URL=self.url, AYUSH_TOKEN=self.token)
+        return subprocess.run([os.path.join(self.bins, "ayushctl"), *argv], input=stdin, text=True, check=True,
+                              capture_output=True, env=env)
+
+    def start(self):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.server = subprocess.Popen(
+            [os.path.join(self.bins, "ayush"), "serve", "--data-dir", self.data, "--listen", self.url[7:]],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.workdir, "server.log"), "a"))
+        for _ in range(300):
             try:
-                urllib.request.urlopen(url + "/readyz", timeout=1)
-                break
+                urllib.request.urlopen(self.url + "/readyz", timeout=1)
+                return
             except OSError:
                 time.sleep(0.1)
-        ctl("collections", "create", "docs", "--group", "everyone", token=token, url=url)
+        sys.exit("the server did not become ready; see server.log")
+
+    def stop(self):
+        if self.server:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+            self.server = None
+
+    def ingest(self, docs_dir):
+        self.ctl("collections", "create", "docs", "--group", "everyone")
         started = time.perf_counter()
-        ingest = ctl("-o", "json", "collections", "ingest", "docs", docs_dir, token=token, url=url)
-        ingest_secs = time.perf_counter() - started
-        summary = json.loads(ingest.stdout)
-        passages = None
+        summary = json.loads(self.ctl("-o", "json", "collections", "ingest", "docs", docs_dir).stdout)
+        secs = time.perf_counter() - started
         for _ in range(600):
-            status = get_json(url + "/api/admin/index", token)
-            passages = status["passages"]
+            status = get_json(self.url + "/api/admin/index", self.token)
             if not status.get("rebuilding") and status.get("applied_seq", 0) > 0:
                 break
             time.sleep(0.1)
+        return {"ingest_secs": secs, "passages": status["passages"], "ingest": summary}
+
+    def embed(self, model_dir):
+        """Installs the embedding model and waits until every passage is embedded."""
+        self.stop()
+        self.ctl("--local", "models", "import", model_dir, "--name", "embedder")
+        self.start()
+        started = time.perf_counter()
+        while True:
+            e = get_json(self.url + "/api/admin/index", self.token)["embedding"]
+            if e.get("passages") and e.get("embedded") == e["passages"] and e.get("in_memory") == e["passages"]:
+                return {"embed_secs": time.perf_counter() - started, "embedded": e["embedded"]}
+            time.sleep(0.5)
+
+    def rankings(self, queries):
         rankings, latencies = [], []
         for query, _ in queries:
             q = urllib.parse.urlencode({"q": query, "limit": 10})
             t = time.perf_counter()
-            hits = get_json(f"{url}/api/search?{q}", token)["hits"]
+            hits = get_json(f"{self.url}/api/search?{q}", self.token)["hits"]
             latencies.append(time.perf_counter() - t)
             ranked = []
             for hit in hits:
@@ -289,10 +325,7 @@ def ayush_rankings(bins, docs_dir, queries, workdir):
                 if source not in ranked:
                     ranked.append(source)
             rankings.append(ranked[:10])
-        return rankings, latencies, {"ingest_secs": ingest_secs, "passages": passages, "ingest": summary}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        return rankings, latencies
 
 
 def get_json(url, token):
@@ -322,7 +355,14 @@ def main():
     ap.add_argument("--sets", default="gitfaq,debian-faq,django-faq")
     ap.add_argument("--bin")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument("--embedding", help="the embedding model's folder (default: all-MiniLM-L6-v2, "
+                    "as the default install ships it, from packaging/fetch-models)")
+    ap.add_argument("--words-only", action="store_true", help="measure words alone, without an embedding model")
     args = ap.parse_args()
+    embedding = None
+    if not args.words_only:
+        embedding = args.embedding or subprocess.run([os.path.join(ROOT, "packaging", "fetch-models"), "minilm"],
+                                                     check=True, capture_output=True, text=True).stdout.strip()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/ayush-target"))
     bins = args.bin or next((os.path.join(target, p) for p in ("release", "debug")
                              if os.access(os.path.join(target, p, "ayush"), os.X_OK)), None)
@@ -335,16 +375,33 @@ def main():
         docs_dir = os.path.join(work, "docs")
         n_docs = len(os.listdir(docs_dir))
         ref_rank, ref_lat, chunks = bm25_reference(docs_dir, queries)
-        ay_rank, ay_lat, info = ayush_rankings(bins, docs_dir, queries, work)
+        ayush = Ayush(bins, work)
+        rows = []
+        try:
+            ayush.start()
+            info = ayush.ingest(docs_dir)
+            rows.append(("Ayush /api/search, words only", *ayush.rankings(queries)))
+            if embedding:
+                embedded = ayush.embed(embedding)
+                rows.append((f"Ayush /api/search, hybrid ({os.path.basename(embedding.rstrip('/'))})",
+                             *ayush.rankings(queries)))
+        finally:
+            ayush.stop()
+        rows.append(("plain chunked BM25 (reference)", ref_rank, ref_lat))
         print(f"\n## {name}: {len(queries)} questions, {n_docs} documents "
               f"(ingested in {info['ingest_secs']:.1f} s, {info['passages']} passages; reference: {chunks} chunks)")
+        if embedding:
+            print(f"embedded {embedded['embedded']} passages in {embedded['embed_secs']:.1f} s "
+                  f"({embedded['embedded'] / embedded['embed_secs']:.1f} passages/s)")
         print("| ranking | MRR@10 | nDCG@10 | Recall@10 | p50 ms | p99 ms |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for label, ranked, lat in (("Ayush /api/search", ay_rank, ay_lat), ("plain chunked BM25 (reference)", ref_rank, ref_lat)):
+        for label, ranked, lat in rows:
             m = measures(ranked, queries, lat)
             print(f"| {label} | {m['MRR@10']:.3f} | {m['nDCG@10']:.3f} | {m['Recall@10']:.3f} | {m['p50 ms']:.1f} | {m['p99 ms']:.1f} |")
-        ay, ref = measures(ay_rank, queries, ay_lat), measures(ref_rank, queries, ref_lat)
-        print(f"MRR@10 ratio Ayush / reference: {ay['MRR@10'] / max(ref['MRR@10'], 1e-9):.2f} (target ≥ 1.5)")
+        ref = measures(ref_rank, queries, ref_lat)
+        default = measures(rows[-2][1], queries, rows[-2][2])
+        print(f"MRR@10 ratio, the default install ({rows[-2][0]}) / reference: "
+              f"{default['MRR@10'] / max(ref['MRR@10'], 1e-9):.2f} (target ≥ 1.5)")
         if args.keep:
             print(f"kept: {work}")
         else:

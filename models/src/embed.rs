@@ -2,21 +2,22 @@
 //! with `config.json`, `model.safetensors`, `tokenizer.json` and, optionally,
 //! `sentence_bert_config.json`, `modules.json` and `1_Pooling/config.json`), such as
 //! all-MiniLM-L6-v2. Texts are tokenized (truncated at the model's maximum sequence length),
-//! run through the encoder in batches, mean-pooled over their real tokens, and L2-normalised
-//! when the export says so.
+//! run through our encoder (`bert`) in packed batches, mean-pooled over their tokens, and
+//! L2-normalised when the export says so.
 
 use crate::ModelError;
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::bert::{BertModel, Config};
+use crate::bert::Encoder;
 use serde_json::Value;
 use std::path::Path;
 use tokenizers::Tokenizer;
 
-/// Texts run through the encoder together.
-const BATCH: usize = 32;
+/// Tokens run through the encoder together: enough that each group of weight rows the kernels
+/// read serves many tokens from the cache, few enough that the activations stay in a few
+/// megabytes.
+const BATCH_TOKENS: usize = 4096;
 
 pub struct Embedder {
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     max_tokens: usize,
     normalize: bool,
@@ -81,16 +82,7 @@ pub fn inspect_embedder(dir: &Path) -> Result<EmbedInfo, ModelError> {
 impl Embedder {
     pub fn load(dir: &Path) -> Result<Embedder, ModelError> {
         let info = inspect_embedder(dir)?;
-        let config_text = std::fs::read_to_string(dir.join("config.json"))
-            .map_err(|e| ModelError::Load(format!("config.json: {e}")))?;
-        let config: Config =
-            serde_json::from_str(&config_text).map_err(|e| ModelError::Load(format!("config.json: {e}")))?;
-        let weights = std::fs::read(dir.join("model.safetensors"))
-            .map_err(|e| ModelError::Load(format!("model.safetensors: {e}")))?;
-        let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| ModelError::Load(format!("model.safetensors: {e}")))?;
-        let model =
-            BertModel::load(vb, &config).map_err(|e| ModelError::Load(format!("the BERT weights: {e}")))?;
+        let model = Encoder::load(dir)?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| ModelError::Tokenizer(format!("tokenizer.json: {e}")))?;
         // Exports often pad every text to a fixed length and truncate at 128; padding and the
@@ -102,7 +94,8 @@ impl Embedder {
             read_json(dir, "modules.json")?.and_then(|m| m.as_array().cloned()).is_some_and(|mods| {
                 mods.iter().any(|m| m["type"].as_str().is_some_and(|t| t.ends_with("Normalize")))
             });
-        Ok(Embedder { model, tokenizer, max_tokens: info.max_tokens, normalize, dimensions: info.dimensions })
+        let max_tokens = info.max_tokens.min(model.max_positions);
+        Ok(Embedder { model, tokenizer, max_tokens, normalize, dimensions: info.dimensions })
     }
 
     /// Token counts of each text as the model will see it (after truncation).
@@ -113,18 +106,6 @@ impl Embedder {
 
     /// One vector per text, and the number of tokens read.
     pub fn embed(&self, texts: &[String]) -> Result<Embedded, ModelError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        let mut tokens = 0;
-        for batch in texts.chunks(BATCH) {
-            let (v, t) = self.embed_batch(batch)?;
-            vectors.extend(v);
-            tokens += t;
-        }
-        Ok((vectors, tokens))
-    }
-
-    fn embed_batch(&self, texts: &[String]) -> Result<Embedded, ModelError> {
-        let inference = |e: candle_core::Error| ModelError::Inference(e.to_string());
         let mut ids: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
         for text in texts {
             let enc = self
@@ -138,39 +119,34 @@ impl Embedder {
                 t.truncate(self.max_tokens);
                 t[self.max_tokens - 1] = last;
             }
+            if t.is_empty() {
+                return Err(ModelError::Tokenizer("the tokenizer made no tokens of a text".into()));
+            }
             ids.push(t);
         }
-        let width = ids.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        let tokens: usize = ids.iter().map(Vec::len).sum();
-        let mut flat_ids = Vec::with_capacity(ids.len() * width);
-        let mut flat_mask = Vec::with_capacity(ids.len() * width);
-        for t in &ids {
-            flat_ids.extend(t.iter().copied().chain(std::iter::repeat_n(0, width - t.len())));
-            flat_mask
-                .extend(std::iter::repeat_n(1u32, t.len()).chain(std::iter::repeat_n(0, width - t.len())));
+        let tokens = ids.iter().map(Vec::len).sum();
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut batch: Vec<Vec<u32>> = Vec::new();
+        let mut in_batch = 0;
+        for t in ids {
+            if in_batch + t.len() > BATCH_TOKENS && !batch.is_empty() {
+                vectors.extend(self.model.mean_pooled(&batch)?);
+                batch.clear();
+                in_batch = 0;
+            }
+            in_batch += t.len();
+            batch.push(t);
         }
-        let shape = (ids.len(), width);
-        let input = Tensor::from_vec(flat_ids, shape, &Device::Cpu).map_err(inference)?;
-        let mask = Tensor::from_vec(flat_mask, shape, &Device::Cpu).map_err(inference)?;
-        let types = input.zeros_like().map_err(inference)?;
-        let hidden = self.model.forward(&input, &types, Some(&mask)).map_err(inference)?;
-        // Mean over the real tokens only.
-        let mask_f = mask.to_dtype(DType::F32).map_err(inference)?.unsqueeze(2).map_err(inference)?;
-        let summed = hidden.broadcast_mul(&mask_f).map_err(inference)?.sum(1).map_err(inference)?;
-        let counts = mask_f.sum(1).map_err(inference)?;
-        let mut pooled = summed.broadcast_div(&counts).map_err(inference)?;
+        if !batch.is_empty() {
+            vectors.extend(self.model.mean_pooled(&batch)?);
+        }
         if self.normalize {
-            let norms = pooled
-                .sqr()
-                .map_err(inference)?
-                .sum_keepdim(1)
-                .map_err(inference)?
-                .sqrt()
-                .map_err(inference)?;
-            pooled =
-                pooled.broadcast_div(&norms.clamp(1e-12, f64::MAX).map_err(inference)?).map_err(inference)?;
+            for v in &mut vectors {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
         }
-        Ok((pooled.to_vec2::<f32>().map_err(inference)?, tokens))
+        Ok((vectors, tokens))
     }
 }
 

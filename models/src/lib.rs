@@ -6,13 +6,15 @@
 //! - `quant`, `decoder`: our quantized kernels and forward pass;
 //! - `weights`, `model`: the architectures and the generation loop;
 //! - `engine`: a dedicated thread per model behind a bounded queue;
-//! - `embed`: sentence embeddings from BERT-family models;
+//! - `bert`, `embed`: our BERT encoder, and sentence embeddings from BERT-family models;
 //! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini).
 
+mod bert;
 mod decoder;
 pub mod embed;
 pub mod engine;
 pub mod gguf;
+mod int8;
 mod manifest;
 pub mod model;
 pub mod provider;

@@ -703,11 +703,11 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic pseudo-random bytes.
-    fn noise(n: usize, seed: u32) -> Vec<u8> {
+    pub(crate) fn noise(n: usize, seed: u32) -> Vec<u8> {
         let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
         (0..n)
             .map(|_| {

@@ -563,6 +563,51 @@ fn passages_are_found_by_meaning_once_embedded_and_only_where_readable() {
     assert_eq!(hit_sources(&search(&mut bob, "q=cafeteria"))[0], "food.md");
 }
 
+/// An install that ships an embedding model (`knowledge.bundled_embedding_model`, as the Debian
+/// package, the bundle and the image do) has it in the catalog after its first start, with an
+/// audit event; once the admin removes it, a restart does not bring it back.
+#[test]
+fn the_bundled_embedding_model_is_taken_in_once_and_stays_removed_when_removed() {
+    let Some(minilm) = ayush_tests::test_model("all-MiniLM-L6-v2/model.safetensors") else { return };
+    let folder = minilm.parent().unwrap().to_str().unwrap().to_string();
+    let server = Server::start_with(&[("AYUSH_KNOWLEDGE__BUNDLED_EMBEDDING_MODEL", &folder)]);
+    let listed = |server: &Server| {
+        let out = server.ctl_local(&["-o", "json", "models", "list"], None);
+        assert!(out.ok, "{}", out.stderr);
+        out.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].clone(), m["purpose"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while listed(&server).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never imported: {:?}", server.log_lines());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(listed(&server), vec![(json!("all-MiniLM-L6-v2"), json!("embedding"))]);
+    let events = server.audit_events("model.import", Some("success"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let details: serde_json::Value = serde_json::from_str(&events[0].details).unwrap();
+    assert_eq!((events[0].actor_name.as_str(), &details["bundled"]), ("system:bundled-model", &json!(true)));
+
+    assert!(server.ctl_local(&["models", "remove", "all-MiniLM-L6-v2"], None).ok);
+    let server = server.restart();
+    // The server is ready before the background task decides; give it the time an import takes.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(listed(&server).is_empty(), "the removed model came back");
+    assert_eq!(server.audit_events("model.import", Some("success")).len(), 1);
+
+    // A relative path is a configuration error, named.
+    let out = ayush_tests::run_ctl(
+        &["--local", "--data-dir", "/nonexistent", "models", "list"],
+        None,
+        &[("AYUSH_KNOWLEDGE__BUNDLED_EMBEDDING_MODEL".into(), "models/minilm".into())],
+    );
+    assert!(!out.ok && out.stderr.contains("bundled_embedding_model"), "{}", out.stderr);
+}
+
 /// An admin's assistant ("HR assistant"): a model, standing instructions and a collection.
 /// Whoever chats with it gets its instructions, and its collection's passages only if they may
 /// read that collection themselves.

@@ -192,6 +192,9 @@ pub struct KnowledgeConfig {
     pub ingest_workers: usize,
     /// The embedding model for meaning-based retrieval; empty: the first one installed.
     pub embedding_model: String,
+    /// A sentence-transformers export the install ships, imported at the first start that finds
+    /// no embedding model; empty: none.
+    pub bundled_embedding_model: String,
     /// The weight of meaning against words in hybrid ranking (0: words only, 1: meaning only).
     pub vector_weight: f32,
     /// At most this many passages of one document among a search's results (0: no cap), so
@@ -210,6 +213,7 @@ impl Default for KnowledgeConfig {
             max_file_mib: 64,
             ingest_workers: 2,
             embedding_model: String::new(),
+            bundled_embedding_model: String::new(),
             vector_weight: 0.5,
             passages_per_document: 1,
             max_concurrent_uploads_per_user: 2,
@@ -408,6 +412,10 @@ impl Config {
                 "knowledge.upload_memory_mib ({}) must be at least knowledge.max_file_mib ({}), or no file that size could be received",
                 self.knowledge.upload_memory_mib, self.knowledge.max_file_mib
             ));
+        }
+        let bundled = &self.knowledge.bundled_embedding_model;
+        if !bundled.is_empty() && !Path::new(bundled).is_absolute() {
+            return bad(format!("knowledge.bundled_embedding_model = {bundled:?} must be an absolute path"));
         }
         if !self.knowledge.embedding_model.is_empty()
             && ayush_models::validate_name(&self.knowledge.embedding_model).is_err()

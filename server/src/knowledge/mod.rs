@@ -5,6 +5,7 @@
 //! keys) -> `documents::store` (one transaction: document, passages, original bytes, a change
 //! on the feed, an audit event) -> the index's writer thread applies the change.
 
+pub mod bundled;
 pub mod chunk;
 pub mod collections;
 pub mod documents;
@@ -246,6 +247,17 @@ fn embedding_model(state: &AppState) -> Option<(String, usize)> {
 /// step with the database.
 async fn embed_behind(state: AppState) {
     const BATCH: i64 = 32;
+    match bundled::adopt(&state).await {
+        Ok(bundled::Adopted::Imported(name)) => {
+            tracing::info!(%name, "imported the bundled embedding model: search ranks by meaning as well as words")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            folder = %state.config.knowledge.bundled_embedding_model,
+            error = %e.message,
+            "cannot import the bundled embedding model; ranking by words alone"
+        ),
+    }
     loop {
         let waiting = state.knowledge.ended.notified();
         let Some((model, dims)) = embedding_model(&state) else {
