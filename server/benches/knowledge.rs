@@ -308,7 +308,7 @@ fn main() {
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "  embedding passages: {:.0} tokens/s on one thread ({} passages, {:.0} tokens each)",
+            "  embedding passages: {:.0} tokens/s through the engine, every core ({} passages, {:.0} tokens each)",
             tokens as f64 / secs,
             sample.len(),
             tokens as f64 / sample.len() as f64
