@@ -155,8 +155,7 @@ mod kernel {
     pub fn isa() -> Isa {
         static HAS: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *HAS.get_or_init(|| {
-            if std::env::var_os("AYUSH_NO_AVX512").is_none()
-                && is_x86_feature_detected!("avx512f")
+            if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni")
             {
