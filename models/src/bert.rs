@@ -1,8 +1,8 @@
-//! Our BERT encoder forward pass, for sentence embeddings. The linear layers run on the
-//! quantized prompt kernels the decoder uses (weights quantized to Q8_0 at load, activations
-//! to 8 bits per block of 32), and a batch is packed: each text's tokens follow the previous
-//! text's, so no pad is ever computed, and attention runs per text. A text's vector therefore
-//! does not depend on the texts batched with it.
+//! Our BERT encoder forward pass, for sentence embeddings. The linear layers run on `int8`'s
+//! kernels (weights quantized per output row at load, activations per block of 32), and a
+//! batch is packed: each text's tokens follow the previous text's, so no pad is ever computed,
+//! and attention runs per text. A text's vector therefore does not depend on the texts batched
+//! with it.
 //!
 //! Weights come from a sentence-transformers export's `model.safetensors` (f32, f16 or bf16),
 //! named as Hugging Face's `BertModel` names them, with or without the `bert.` (or `roberta.`)
@@ -58,10 +58,7 @@ impl Activation {
             Activation::GeluErf => {
                 x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)))
             }
-            Activation::GeluTanh => x.iter_mut().for_each(|v| {
-                let u = 0.797_884_6 * (*v + 0.044_715 * *v * *v * *v);
-                *v = 0.5 * *v * (1.0 + u.tanh());
-            }),
+            Activation::GeluTanh => x.iter_mut().for_each(|v| *v = crate::decoder::gelu_tanh(*v)),
             Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
         }
     }

@@ -656,12 +656,15 @@ fn rotate(
 fn activate(a: Activation, x: f32) -> f32 {
     match a {
         Activation::Silu => x / (1.0 + (-x).exp()),
-        Activation::GeluTanh => {
-            // 0.5·x·(1 + tanh(u)) is x·sigmoid(2u): one exp instead of libm's slower tanh.
-            const C2: f32 = 2.0 * 0.797_884_6; // 2·sqrt(2 / pi)
-            x / (1.0 + (-C2 * (x + 0.044_715 * x * x * x)).exp())
-        }
+        Activation::GeluTanh => gelu_tanh(x),
     }
+}
+
+/// GELU's tanh form, for the decoder and the BERT encoder alike.
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    // 0.5·x·(1 + tanh(u)) is x·sigmoid(2u): one exp instead of libm's slower tanh.
+    const C2: f32 = 2.0 * 0.797_884_6; // 2·sqrt(2 / pi)
+    x / (1.0 + (-C2 * (x + 0.044_715 * x * x * x)).exp())
 }
 
 /// A dot product the compiler vectorises: eight independent partial sums.
