@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
-models=$(packaging/fetch-models all)
+# The embedding model's folder is not a GGUF file: the decoders only.
+models=$(packaging/fetch-models all | grep '\.gguf$')
 peer=${AYUSH_PEER_SCRIPT:-../shared/bench/llamacpp-peer.sh}
 
 echo "=== Ayush (cargo bench, release profile)"

@@ -3,12 +3,14 @@
 //! run on the kernels in `quant`; other formats (F16, Q4_0, Q5_K, ...) go through candle's
 //! `QMatMul`.
 //!
-//! The KV cache is a growing vector per layer, position after position, so a cached prefix is
-//! extended or cut back by any number of tokens: every architecture here reuses the earlier
-//! turns of a chat.
+//! A step reads tokens for several sequences at once, each against its own `KvCache` (a growing
+//! vector per layer, position after position, so a cached prefix is extended or cut back by any
+//! number of tokens): the decoded tokens of every sequence in flight and pieces of new prompts
+//! share each pass over the weights.
 
 use crate::ModelError;
 use crate::gguf::Meta;
+use crate::kv::KvCache;
 use crate::quant::{self, Pass, QMatrix};
 use crate::weights::Arch;
 use candle_core::quantized::gguf_file::Content;
@@ -54,9 +56,11 @@ impl Linear {
         }
     }
 
-    /// `out = x · selfᵀ` for `m` rows of `x`.
-    fn forward(&self, x: &[f32], m: usize, out: &mut Vec<f32>, pass: Pass) -> Result<(), ModelError> {
-        out.resize(m * self.rows(), 0.0);
+    /// `out = x · selfᵀ` for `m` rows of `x`, into `out` sized for them.
+    fn forward_part(&self, x: &[f32], m: usize, out: &mut [f32], pass: Pass) -> Result<(), ModelError> {
+        if m == 0 {
+            return Ok(());
+        }
         match self {
             Linear::Quant(q) => q.matmul(x, m, out, pass),
             Linear::Candle { inner, cols, .. } => {
@@ -67,6 +71,16 @@ impl Linear {
             }
         }
         Ok(())
+    }
+
+    /// `out = x · selfᵀ` for `n` rows: the first `nd` (decoded tokens) through the decoding
+    /// kernel, the rest (prompts) through the prompt kernel.
+    fn forward(&self, x: &[f32], (nd, n): (usize, usize), out: &mut Vec<f32>) -> Result<(), ModelError> {
+        out.resize(n * self.rows(), 0.0);
+        let (xd, xp) = x.split_at(nd * self.cols());
+        let (od, op) = out.split_at_mut(nd * self.rows());
+        self.forward_part(xd, nd, od, Pass::Decode)?;
+        self.forward_part(xp, n - nd, op, Pass::Prompt)
     }
 }
 
@@ -249,9 +263,6 @@ struct Layer {
     rope: usize,
     /// Attend only to the last `window` positions (Gemma's local layers).
     window: Option<usize>,
-    /// Keys and values, `n_kv_head × head_dim` per cached position.
-    k_cache: Vec<f32>,
-    v_cache: Vec<f32>,
 }
 
 /// Buffers reused from step to step, so decoding allocates nothing large.
@@ -277,8 +288,6 @@ pub struct Decoder {
     output: Linear,
     ropes: Vec<Rope>,
     rope_dims: usize,
-    /// Positions held in every layer's KV cache.
-    cached: usize,
     scratch: Scratch,
 }
 
@@ -419,8 +428,6 @@ impl Decoder {
                 post_ffn_norm: t.optional_vector(&name("post_ffw_norm.weight"), dim)?,
                 rope: usize::from(local),
                 window: if local { window } else { None },
-                k_cache: Vec::new(),
-                v_cache: Vec::new(),
             };
             let shapes_agree = layer.wq.rows() == q_dim
                 && layer.wk.rows() == kv_dim
@@ -441,42 +448,60 @@ impl Decoder {
             output,
             ropes,
             rope_dims,
-            cached: 0,
             scratch: Scratch::default(),
         })
     }
 
-    /// Logits for the position after `tokens`, which start at `pos`: the cache keeps the first
-    /// `pos` positions of what it held and drops the rest.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
+    /// Values per position in one layer's keys (and again in its values).
+    pub fn kv_width(&self) -> usize {
+        self.cfg.n_kv_head * self.cfg.head_dim
+    }
+
+    pub fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// One step over several sequences at once: each feed's tokens are read after what its
+    /// cache holds, all of them through each weight matrix in one pass. Returns the logits for
+    /// the last token of each feed that asks for them. Every row is computed the same way
+    /// whatever else shares the step, so a sequence reads the same alone or batched.
+    pub fn step(&mut self, feeds: &mut [Feed<'_>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
         // Run the step on one of the pool's own threads: its parallel passes then share work
         // between that thread and the others, instead of this thread handing every pass over
         // and sleeping until it is done (two wake-ups per pass, a hundred passes per token).
-        rayon::scope(|_| self.forward_in_pool(tokens, pos, pass))
+        rayon::scope(|_| self.step_in_pool(feeds))
     }
 
-    fn forward_in_pool(&mut self, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
-        if pos > self.cached {
-            return Err(ModelError::Inference(format!("position {pos} is past the {} cached", self.cached)));
+    fn step_in_pool(&mut self, feeds: &mut [Feed<'_>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+        let (n_layer, width) = (self.layers.len(), self.kv_width());
+        for f in feeds.iter_mut() {
+            if f.tokens.is_empty() {
+                return Err(ModelError::Inference("nothing to read".into()));
+            }
+            let c = &mut f.cache;
+            if c.layers.is_empty() && c.tokens.is_empty() {
+                c.layers = vec![(Vec::new(), Vec::new()); n_layer];
+                c.width = width;
+            }
+            let held = c.tokens.len() * width;
+            if c.layers.len() != n_layer
+                || c.width != width
+                || c.layers.iter().any(|(k, v)| k.len() != held || v.len() != held)
+            {
+                return Err(ModelError::Inference("the KV cache does not belong to this model".into()));
+            }
         }
-        if tokens.is_empty() {
-            return Err(ModelError::Inference("nothing to read".into()));
-        }
+        let rows = Rows::new(feeds);
         let cfg = &self.cfg;
-        let (dim, s) = (cfg.dim, tokens.len());
-        let kv_dim = cfg.n_kv_head * cfg.head_dim;
-        for layer in &mut self.layers {
-            layer.k_cache.truncate(pos * kv_dim);
-            layer.v_cache.truncate(pos * kv_dim);
-        }
-        self.cached = pos;
+        let (dim, s) = (cfg.dim, rows.len());
+        let end = rows.pos.iter().max().map_or(0, |p| p + 1);
         for rope in &mut self.ropes {
-            rope.ensure(pos + s);
+            rope.ensure(end);
         }
 
         let sc = &mut self.scratch;
         sc.x.resize(s * dim, 0.0);
-        for (row, &tok) in sc.x.chunks_exact_mut(dim).zip(tokens) {
+        for (row, &tok) in sc.x.chunks_exact_mut(dim).zip(&rows.token) {
             self.embedding.lookup(tok, row)?;
         }
         if cfg.gemma {
@@ -484,69 +509,134 @@ impl Decoder {
             sc.x.iter_mut().for_each(|v| *v *= scale);
         }
 
-        for layer in &mut self.layers {
+        for (l, layer) in self.layers.iter().enumerate() {
             rms_norm_rows(&sc.x, &layer.attn_norm, cfg.eps, &mut sc.xn);
-            attention(cfg, layer, &self.ropes[layer.rope], self.rope_dims, pos, s, pass, sc)?;
+            attention(cfg, l, layer, &self.ropes[layer.rope], self.rope_dims, &rows, feeds, sc)?;
             if let Some(w) = &layer.post_attn_norm {
                 sc.proj.chunks_exact_mut(dim).for_each(|row| rms_norm_in_place(row, w, cfg.eps));
             }
             add(&mut sc.x, &sc.proj);
 
             rms_norm_rows(&sc.x, &layer.ffn_norm, cfg.eps, &mut sc.xn);
-            let act = cfg.activation;
-            match (pass, layer.gate.quant(), layer.up.quant()) {
-                (Pass::Decode, Some(gate), Some(up)) if s == 1 => {
-                    gemv_gate_up(&sc.xn, gate, up, act, &mut sc.gate)
-                }
-                _ => {
-                    layer.gate.forward(&sc.xn, s, &mut sc.gate, pass)?;
-                    layer.up.forward(&sc.xn, s, &mut sc.up, pass)?;
-                    sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| {
-                        for (g, u) in g.iter_mut().zip(u) {
-                            *g = activate(act, *g) * u;
-                        }
-                    });
-                }
-            }
-            layer.down.forward(&sc.gate, s, &mut sc.proj, pass)?;
+            feed_forward(cfg.activation, layer, &rows, sc)?;
+            layer.down.forward(&sc.gate, rows.split(), &mut sc.proj)?;
             if let Some(w) = &layer.post_ffn_norm {
                 sc.proj.chunks_exact_mut(dim).for_each(|row| rms_norm_in_place(row, w, cfg.eps));
             }
             add(&mut sc.x, &sc.proj);
         }
-        self.cached = pos + s;
+        for f in feeds.iter_mut() {
+            f.cache.tokens.extend_from_slice(f.tokens);
+        }
 
-        let last = &sc.x[(s - 1) * dim..];
-        rms_norm_rows(last, &self.out_norm, cfg.eps, &mut sc.xn);
-        self.output.forward(&sc.xn, 1, &mut sc.logits, pass)?;
-        Tensor::from_slice(&sc.logits, sc.logits.len(), &Device::Cpu).map_err(infer_err)
+        // Logits only for the last row of the feeds that want them, decoded ones first.
+        let wanted: Vec<usize> = rows.order.iter().copied().filter(|&i| feeds[i].logits).collect();
+        let last = |i: usize| rows.span[i].end - 1;
+        let decoded = wanted.iter().filter(|&&i| rows.span[i].end <= rows.decode).count();
+        sc.xn.clear();
+        for &i in &wanted {
+            let at = sc.xn.len();
+            sc.xn.extend_from_slice(&sc.x[last(i) * dim..(last(i) + 1) * dim]);
+            rms_norm_in_place(&mut sc.xn[at..], &self.out_norm, cfg.eps);
+        }
+        self.output.forward(&sc.xn, (decoded, wanted.len()), &mut sc.logits)?;
+        let vocab = self.output.rows();
+        let mut out: Vec<Option<Vec<f32>>> = feeds.iter().map(|_| None).collect();
+        for (k, &i) in wanted.iter().enumerate() {
+            out[i] = Some(sc.logits[k * vocab..(k + 1) * vocab].to_vec());
+        }
+        Ok(out)
+    }
+}
+
+/// What one sequence reads in a step.
+pub struct Feed<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// `Decode` for a single generated token, `Prompt` for a piece of a prompt.
+    pub pass: Pass,
+    /// Whether the logits after the last token are wanted (not for a prompt's earlier pieces).
+    pub logits: bool,
+}
+
+/// A step's rows: the tokens of every feed, the decoded ones first (they go through the
+/// decoding kernel, the prompts' through the prompt kernel), each with its feed and position.
+#[derive(Default)]
+struct Rows {
+    token: Vec<u32>,
+    feed: Vec<usize>,
+    pos: Vec<usize>,
+    /// Rows before this one are decoded tokens.
+    decode: usize,
+    /// Each feed's rows, by feed index.
+    span: Vec<std::ops::Range<usize>>,
+    /// Feed indices in row order.
+    order: Vec<usize>,
+}
+
+impl Rows {
+    fn new(feeds: &[Feed<'_>]) -> Rows {
+        let decoded = |f: &Feed<'_>| f.pass == Pass::Decode && f.tokens.len() == 1;
+        let mut order: Vec<usize> = (0..feeds.len()).filter(|&i| decoded(&feeds[i])).collect();
+        let decode = order.len();
+        order.extend((0..feeds.len()).filter(|&i| !decoded(&feeds[i])));
+        let mut rows = Rows { decode, span: vec![0..0; feeds.len()], ..Rows::default() };
+        for &i in &order {
+            let f = &feeds[i];
+            let start = rows.token.len();
+            for (j, &t) in f.tokens.iter().enumerate() {
+                rows.token.push(t);
+                rows.feed.push(i);
+                rows.pos.push(f.cache.len() + j);
+            }
+            rows.span[i] = start..rows.token.len();
+        }
+        rows.order = order;
+        rows
+    }
+
+    fn len(&self) -> usize {
+        self.token.len()
+    }
+
+    /// Decoded rows, and all rows.
+    fn split(&self) -> (usize, usize) {
+        (self.decode, self.len())
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn attention(
     cfg: &Config,
-    layer: &mut Layer,
+    l: usize,
+    layer: &Layer,
     rope: &Rope,
     rope_dims: usize,
-    pos: usize,
-    s: usize,
-    pass: Pass,
+    rows: &Rows,
+    feeds: &mut [Feed<'_>],
     sc: &mut Scratch,
 ) -> Result<(), ModelError> {
     let hd = cfg.head_dim;
     let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_kv_head * hd);
-    match (pass, layer.wq.quant(), layer.wk.quant(), layer.wv.quant()) {
-        (Pass::Decode, Some(wq), Some(wk), Some(wv)) if s == 1 => {
-            sc.q.resize(wq.rows(), 0.0);
-            sc.k.resize(wk.rows(), 0.0);
-            sc.v.resize(wv.rows(), 0.0);
-            quant::gemv(&sc.xn, &mut [(wq, &mut sc.q), (wk, &mut sc.k), (wv, &mut sc.v)])
+    let (nd, s) = (rows.decode, rows.len());
+    match (layer.wq.quant(), layer.wk.quant(), layer.wv.quant()) {
+        (Some(wq), Some(wk), Some(wv)) if nd > 0 => {
+            // The decoded tokens read the three matrices in one pass; the prompts' after.
+            sc.q.resize(s * q_dim, 0.0);
+            sc.k.resize(s * kv_dim, 0.0);
+            sc.v.resize(s * kv_dim, 0.0);
+            let xn = &sc.xn[..nd * cfg.dim];
+            let (q, k, v) = (&mut sc.q[..nd * q_dim], &mut sc.k[..nd * kv_dim], &mut sc.v[..nd * kv_dim]);
+            quant::gemv(xn, nd, &mut [(wq, q), (wk, k), (wv, v)]);
+            let xp = &sc.xn[nd * cfg.dim..];
+            layer.wq.forward_part(xp, s - nd, &mut sc.q[nd * q_dim..], Pass::Prompt)?;
+            layer.wk.forward_part(xp, s - nd, &mut sc.k[nd * kv_dim..], Pass::Prompt)?;
+            layer.wv.forward_part(xp, s - nd, &mut sc.v[nd * kv_dim..], Pass::Prompt)?;
         }
         _ => {
-            layer.wq.forward(&sc.xn, s, &mut sc.q, pass)?;
-            layer.wk.forward(&sc.xn, s, &mut sc.k, pass)?;
-            layer.wv.forward(&sc.xn, s, &mut sc.v, pass)?;
+            layer.wq.forward(&sc.xn, rows.split(), &mut sc.q)?;
+            layer.wk.forward(&sc.xn, rows.split(), &mut sc.k)?;
+            layer.wv.forward(&sc.xn, rows.split(), &mut sc.v)?;
         }
     }
     if let Some([bq, bk, bv]) = &layer.bias {
@@ -558,23 +648,36 @@ fn attention(
         Some((q, k)) => (Some(q), Some(k)),
         None => (None, None),
     };
-    rotate(&mut sc.q, q_dim, hd, qn, rope, rope_dims, pos, cfg);
-    rotate(&mut sc.k, kv_dim, hd, kn, rope, rope_dims, pos, cfg);
-    layer.k_cache.extend_from_slice(&sc.k);
-    layer.v_cache.extend_from_slice(&sc.v);
+    rotate(&mut sc.q, q_dim, hd, qn, rope, rope_dims, &rows.pos, cfg);
+    rotate(&mut sc.k, kv_dim, hd, kn, rope, rope_dims, &rows.pos, cfg);
+    for (f, span) in feeds.iter_mut().zip(&rows.span) {
+        let expect = f.cache.expect;
+        let (k, v) = &mut f.cache.layers[l];
+        let need = k.len() + span.len() * kv_dim;
+        if need > k.capacity() {
+            // All the request may reach in one go, not doubling past the scheduler's reckoning.
+            let total = need.max(expect * kv_dim);
+            k.reserve_exact(total - k.len());
+            v.reserve_exact(total - v.len());
+        }
+        k.extend_from_slice(&sc.k[span.start * kv_dim..span.end * kv_dim]);
+        v.extend_from_slice(&sc.v[span.start * kv_dim..span.end * kv_dim]);
+    }
 
+    let caches: Vec<(&[f32], &[f32])> =
+        feeds.iter().map(|f| (f.cache.layers[l].0.as_slice(), f.cache.layers[l].1.as_slice())).collect();
     let (n_head, group) = (cfg.n_head, cfg.n_head / cfg.n_kv_head);
-    let (k_cache, v_cache) = (&layer.k_cache, &layer.v_cache);
     let window = layer.window;
     let scale = cfg.attn_scale;
     sc.attn.resize(s * q_dim, 0.0);
     let q = &sc.q;
-    // One task per position and key/value head: the query heads sharing that key/value head
+    // One task per row and key/value head: the query heads sharing that key/value head
     // (`group` of them) are scored together, so each cached key and value is read once.
     let n_kv = cfg.n_kv_head;
     let heads = |scores: &mut Vec<f32>, (idx, out): (usize, &mut [f32])| {
         let (t, kvh) = (idx / n_kv, idx % n_kv);
-        let at = pos + t;
+        let (k_cache, v_cache) = caches[rows.feed[t]];
+        let at = rows.pos[t];
         let first = window.map_or(0, |w| (at + 1).saturating_sub(w));
         let n = at + 1 - first;
         let qs = &q[t * q_dim + kvh * group * hd..t * q_dim + (kvh + 1) * group * hd];
@@ -603,30 +706,69 @@ fn attention(
             }
         }
     };
-    // A short context for one token is quicker on this thread than handed out.
-    if s * n_head * (pos + s) * hd < 1 << 18 {
+    // A short context for a token or two is quicker on this thread than handed out.
+    let work: usize = rows.pos.iter().map(|p| p + 1).sum::<usize>() * n_head * hd;
+    if work < 1 << 18 {
         let mut scores = Vec::new();
         sc.attn.chunks_mut(group * hd).enumerate().for_each(|task| heads(&mut scores, task));
     } else {
         sc.attn.par_chunks_mut(group * hd).enumerate().for_each_init(Vec::new, heads);
     }
-    layer.wo.forward(&sc.attn, s, &mut sc.proj, pass)
+    layer.wo.forward(&sc.attn, rows.split(), &mut sc.proj)
 }
 
-/// One token's gated feed-forward input, `act(gate · x) ⊙ (up · x)`, in one parallel pass.
-fn gemv_gate_up(x: &[f32], gate: &QMatrix, up: &QMatrix, act: Activation, out: &mut Vec<f32>) {
-    let acts = quant::quantize_token(x);
-    out.resize(gate.rows(), 0.0);
-    let chunk = quant::gemv_chunk(gate.rows());
-    out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-        for (j, o) in out.iter_mut().enumerate() {
-            let r = c * chunk + j;
-            *o = activate(act, gate.dot_row(r, &acts)) * up.dot_row(r, &acts);
+/// The gated feed-forward input, `act(gate · x) ⊙ (up · x)`, into `sc.gate`: the decoded
+/// tokens in one parallel pass over both matrices, the prompts' through the prompt kernel.
+fn feed_forward(act: Activation, layer: &Layer, rows: &Rows, sc: &mut Scratch) -> Result<(), ModelError> {
+    let (nd, s) = (rows.decode, rows.len());
+    let ff = layer.gate.rows();
+    let dim = layer.gate.cols();
+    sc.gate.resize(s * ff, 0.0);
+    sc.up.resize(s * ff, 0.0);
+    let (gd, gp) = sc.gate.split_at_mut(nd * ff);
+    let (xd, xp) = sc.xn.split_at(nd * dim);
+    match (layer.gate.quant(), layer.up.quant()) {
+        (Some(gate), Some(up)) if nd > 0 => gemv_gate_up(xd, nd, gate, up, act, gd),
+        _ => {
+            layer.gate.forward_part(xd, nd, gd, Pass::Decode)?;
+            layer.up.forward_part(xd, nd, &mut sc.up[..nd * ff], Pass::Decode)?;
+            activate_rows(act, gd, &sc.up[..nd * ff]);
+        }
+    }
+    layer.gate.forward_part(xp, s - nd, gp, Pass::Prompt)?;
+    layer.up.forward_part(xp, s - nd, &mut sc.up[nd * ff..], Pass::Prompt)?;
+    activate_rows(act, gp, &sc.up[nd * ff..]);
+    Ok(())
+}
+
+fn activate_rows(act: Activation, gate: &mut [f32], up: &[f32]) {
+    gate.par_chunks_mut(4096).zip(up.par_chunks(4096)).for_each(|(g, u)| {
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = activate(act, *g) * u;
         }
     });
 }
 
-/// Per-head norm (qwen3, gemma3) and rotary embedding, for `rows` of `width` values.
+/// Decoded tokens' gated feed-forward input, `act(gate · x) ⊙ (up · x)`, in one parallel pass
+/// over both matrices' rows.
+fn gemv_gate_up(x: &[f32], m: usize, gate: &QMatrix, up: &QMatrix, act: Activation, out: &mut [f32]) {
+    let acts = quant::quantize_tokens(x, m);
+    let tokens = quant::token_blocks(&acts, m);
+    let mut parts = [((gate, up), gate.rows(), out)];
+    quant::by_rows(&mut parts, m, |(gate, up), r, out| {
+        let mut u = [0f32; 64];
+        for (out, tokens) in out.chunks_mut(64).zip(tokens.chunks(64)) {
+            gate.dot_row(r, tokens, out);
+            up.dot_row(r, tokens, &mut u[..tokens.len()]);
+            for (o, u) in out.iter_mut().zip(u) {
+                *o = activate(act, *o) * u;
+            }
+        }
+    });
+}
+
+/// Per-head norm (qwen3, gemma3) and rotary embedding, for rows of `width` values at
+/// `positions`.
 #[allow(clippy::too_many_arguments)]
 fn rotate(
     x: &mut [f32],
@@ -635,7 +777,7 @@ fn rotate(
     norm: Option<&Vec<f32>>,
     rope: &Rope,
     rope_dims: usize,
-    pos: usize,
+    positions: &[usize],
     cfg: &Config,
 ) {
     let heads_per_row = width / hd;
@@ -643,7 +785,7 @@ fn rotate(
         if let Some(w) = norm {
             rms_norm_in_place(head, w, cfg.eps);
         }
-        rope.apply(&mut head[..rope_dims], pos + i / heads_per_row, cfg.neox);
+        rope.apply(&mut head[..rope_dims], positions[i / heads_per_row], cfg.neox);
     };
     // One token's few heads are not worth a parallel pass.
     if x.len() <= width {
@@ -800,8 +942,11 @@ mod tests {
         out
     }
 
-    fn logits(d: &mut Decoder, tokens: &[u32], pos: usize) -> Vec<f32> {
-        d.forward(tokens, pos, Pass::Prompt).unwrap().to_vec1::<f32>().unwrap()
+    /// The logits after `tokens`, read into `cache` after its first `pos` positions.
+    fn logits(d: &mut Decoder, cache: &mut KvCache, tokens: &[u32], pos: usize) -> Vec<f32> {
+        cache.truncate(pos);
+        let mut feeds = [Feed { tokens, cache, pass: Pass::Prompt, logits: true }];
+        d.step(&mut feeds).unwrap().remove(0).unwrap()
     }
 
     fn close(a: &[f32], b: &[f32]) {
@@ -810,31 +955,67 @@ mod tests {
         }
     }
 
+    fn forged(arch: &str) -> Decoder {
+        let bytes = forge_model(arch);
+        let content = crate::gguf::read_header(&bytes[..], bytes.len() as u64).unwrap();
+        let kind = Arch::from_gguf_name(arch).unwrap();
+        Decoder::load(kind, &content, &mut std::io::Cursor::new(&bytes)).unwrap()
+    }
+
     #[test]
     fn llama_and_qwen3_layouts_load_and_read_the_same_with_or_without_the_cache() {
         for arch in ["llama", "qwen3"] {
-            let bytes = forge_model(arch);
-            let content = crate::gguf::read_header(&bytes[..], bytes.len() as u64).unwrap();
-            let kind = Arch::from_gguf_name(arch).unwrap();
-            let mut d = Decoder::load(kind, &content, &mut std::io::Cursor::new(&bytes)).unwrap();
+            let mut d = forged(arch);
             assert_eq!(d.layers[0].qk_norm.is_some(), arch == "qwen3");
             let tokens: Vec<u32> = (1..13).collect();
-            let whole = logits(&mut d, &tokens, 0);
+            let mut cache = KvCache::default();
+            let whole = logits(&mut d, &mut cache, &tokens, 0);
             assert_eq!(whole.len(), 50);
+            assert_eq!(cache.tokens(), &tokens[..]);
             assert!(whole.iter().all(|v| v.is_finite()) && whole.iter().any(|v| *v != 0.0));
             // A prefix from the cache, then the rest; then one token at a time.
-            logits(&mut d, &tokens[..7], 0);
-            close(&logits(&mut d, &tokens[7..], 7), &whole);
+            logits(&mut d, &mut cache, &tokens[..7], 0);
+            close(&logits(&mut d, &mut cache, &tokens[7..], 7), &whole);
             let mut last = Vec::new();
             for (i, t) in tokens.iter().enumerate() {
-                last = logits(&mut d, &[*t], i);
+                last = logits(&mut d, &mut cache, &[*t], i);
             }
             close(&last, &whole);
             // Cutting the cache back re-reads from there.
-            close(&logits(&mut d, &tokens[3..], 3), &whole);
-            assert!(d.forward(&tokens, 40, Pass::Prompt).is_err(), "a position past the cache is refused");
-            assert!(d.forward(&[999], 0, Pass::Decode).is_err(), "a token outside the vocabulary is refused");
+            close(&logits(&mut d, &mut cache, &tokens[3..], 3), &whole);
+            let mut feeds = [Feed { tokens: &[999], cache: &mut cache, pass: Pass::Decode, logits: true }];
+            assert!(d.step(&mut feeds).is_err(), "a token outside the vocabulary is refused");
         }
+    }
+
+    #[test]
+    fn sequences_read_together_get_what_each_gets_alone() {
+        let mut d = forged("qwen3");
+        let (a, b): (Vec<u32>, Vec<u32>) = ((1..10).collect(), (20..26).collect());
+        let (mut ca, mut cb, mut cc) = (KvCache::default(), KvCache::default(), KvCache::default());
+        let alone_a = logits(&mut d, &mut ca, &a, 0);
+        let alone_b = logits(&mut d, &mut cb, &b, 0);
+        let next_a = logits(&mut d, &mut ca, &[7], a.len());
+        // One step: a decoded token for `a`, all of `b`'s prompt, and the first half of a third
+        // prompt whose logits nobody wants yet.
+        ca.truncate(a.len());
+        cb.truncate(0);
+        let mut feeds = [
+            Feed { tokens: &b, cache: &mut cb, pass: Pass::Prompt, logits: true },
+            Feed { tokens: &[7], cache: &mut ca, pass: Pass::Decode, logits: true },
+            Feed { tokens: &a[..4], cache: &mut cc, pass: Pass::Prompt, logits: false },
+        ];
+        let out = d.step(&mut feeds).unwrap();
+        close(out[0].as_ref().unwrap(), &alone_b);
+        close(out[1].as_ref().unwrap(), &next_a);
+        assert!(out[2].is_none());
+        assert_eq!(cc.len(), 4);
+        close(&logits(&mut d, &mut cc, &a[4..], 4), &alone_a);
+        let foreign =
+            KvCache { layers: vec![(Vec::new(), Vec::new())], width: 3, tokens: vec![1], expect: 0 };
+        let mut foreign = foreign;
+        let mut feeds = [Feed { tokens: &[1], cache: &mut foreign, pass: Pass::Decode, logits: true }];
+        assert!(d.step(&mut feeds).is_err(), "another model's cache is refused");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! - `gguf`: a header reader that trusts nothing in the file;
 //! - `tokenizer`, `template`: text to tokens and chats to prompts, from the file itself;
 //! - `quant`, `decoder`: our quantized kernels and forward pass;
-//! - `weights`, `model`: the architectures and the generation loop;
-//! - `engine`: a dedicated thread per model behind a bounded queue;
+//! - `weights`, `model`, `kv`: the architectures, the steps of generation, KV caches;
+//! - `engine`: a thread per model that batches every request in flight, behind a bounded queue;
 //! - `bert`, `embed`: our BERT encoder, and sentence embeddings from BERT-family models;
 //! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini).
 
@@ -15,6 +15,7 @@ pub mod embed;
 pub mod engine;
 pub mod gguf;
 mod int8;
+pub mod kv;
 mod manifest;
 pub mod model;
 pub mod provider;
@@ -25,7 +26,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use embed::{EmbedEngine, Embedder, inspect_embedder};
-pub use engine::{Engine, Event, Handle};
+pub use engine::{Engine, Event, Handle, Limits as EngineLimits};
 pub use manifest::{ManifestError, ModelManifest, validate_name};
 pub use model::{Completion, FinishReason, LoadedModel, ModelInfo, Usage, inspect};
 pub use sampling::GenerateParams;

@@ -1,15 +1,18 @@
-//! A model loaded for chat: weights, tokenizer, template and the generation loop. One
-//! `LoadedModel` serves one request at a time (the engine thread owns it); its KV cache holds
-//! the tokens of the last request so the next turn of the same chat only reads what is new.
+//! A model loaded for chat: weights, tokenizer, template, and the steps of generation. Each
+//! request being answered is a `Sequence` with its own KV cache; the engine thread owns the
+//! model and moves many sequences forward together (`engine`). `generate` runs one sequence
+//! alone, for tests and benchmarks.
 
 use crate::ModelError;
+use crate::decoder::Feed;
 use crate::gguf::{self, Meta};
+use crate::kv::KvCache;
 use crate::quant::Pass;
 use crate::sampling::{GenerateParams, StopStrings};
 use crate::template::{ChatMessage, ChatTemplate, Family};
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{TextTokenizer, TokenStream};
 use crate::weights::{Arch, Weights};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,8 +75,77 @@ pub struct LoadedModel {
     pub tokenizer: TextTokenizer,
     template: ChatTemplate,
     stop_ids: Vec<u32>,
-    /// The tokens whose keys and values sit in the KV cache, in order.
-    cached: Vec<u32>,
+    /// The cache of the one-sequence calls (`generate`, `next_logits`, ...).
+    solo: KvCache,
+}
+
+/// One request being answered: its prompt, its KV cache, and where generation stands.
+pub struct Sequence {
+    prompt: Vec<u32>,
+    cache: KvCache,
+    /// Prompt tokens the cache already held when the request began.
+    reused: usize,
+    /// Whether the prompt may be read a piece at a time.
+    chunked: bool,
+    sampler: LogitsProcessor,
+    stream: TokenStream,
+    stops: StopStrings,
+    generated: usize,
+    limit: usize,
+    penalty: f32,
+    /// The token sampled last, read in the next step once the prompt is read.
+    next: u32,
+    started: Instant,
+    prompt_ms: u64,
+}
+
+impl Sequence {
+    /// The cache as it stands, for prefix matching by the scheduler.
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Prompt tokens still to read.
+    pub fn prompt_left(&self) -> usize {
+        self.prompt.len().saturating_sub(self.cache.len())
+    }
+
+    /// Prompt tokens the cache supplied.
+    pub fn reused(&self) -> usize {
+        self.reused
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.prompt.len()
+    }
+
+    /// What the sequence reads in the next step: the next piece of its prompt, at most `chunk`
+    /// tokens (the whole rest where the model cannot read a prompt in pieces), or the token it
+    /// sampled last.
+    pub(crate) fn feed(&mut self, chunk: usize) -> Feed<'_> {
+        let have = self.cache.len();
+        if have < self.prompt.len() {
+            let end = if self.chunked {
+                self.prompt.len().min(have.saturating_add(chunk.max(1)))
+            } else {
+                self.prompt.len()
+            };
+            let logits = end == self.prompt.len();
+            Feed { tokens: &self.prompt[have..end], cache: &mut self.cache, pass: Pass::Prompt, logits }
+        } else {
+            Feed {
+                tokens: std::slice::from_ref(&self.next),
+                cache: &mut self.cache,
+                pass: Pass::Decode,
+                logits: true,
+            }
+        }
+    }
+
+    /// The cache, once the sequence is over, for the next request to start from.
+    pub fn into_cache(self) -> KvCache {
+        self.cache
+    }
 }
 
 fn describe(content: &candle_core::quantized::gguf_file::Content) -> Result<ModelInfo, ModelError> {
@@ -146,7 +218,7 @@ impl LoadedModel {
             std::fs::File::open(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let weights = Weights::load(info.arch, content, &mut reader)?;
-        Ok(LoadedModel { info, weights, tokenizer, template, stop_ids, cached: Vec::new() })
+        Ok(LoadedModel { info, weights, tokenizer, template, stop_ids, solo: KvCache::default() })
     }
 
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
@@ -158,93 +230,15 @@ impl LoadedModel {
         self.tokenizer.encode(&self.render(messages)?)
     }
 
-    /// Generates the reply to `prompt`, handing each piece of text to `emit` as it is decoded.
-    /// Stops at an end-of-turn token, a stop string, `max_tokens`, the context window, or when
-    /// `cancel` is set.
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
+    /// Starts answering `prompt` from `cache`, which keeps the longest prefix the two share
+    /// (the earlier turns of a chat, or the part before an edited message); at least the last
+    /// prompt token is read again, for its logits.
+    pub fn begin(
+        &self,
+        prompt: Vec<u32>,
         params: &GenerateParams,
-        cancel: &AtomicBool,
-        mut emit: impl FnMut(&str),
-    ) -> Result<Completion, ModelError> {
-        let started = Instant::now();
-        let window = self.info.context_length;
-        let (mut logits, reuse) = self.read_prompt(prompt)?;
-        let prompt_ms = started.elapsed().as_millis() as u64;
-
-        let sampling = params.sampling();
-        let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
-        let mut stream = self.tokenizer.stream();
-        let mut stops = StopStrings::new(&params.stop);
-        let mut generated: Vec<u32> = Vec::new();
-        let limit = params.max_tokens.min(window - prompt.len());
-        let finish = loop {
-            if cancel.load(Ordering::Relaxed) {
-                break FinishReason::Cancelled;
-            }
-            if generated.len() >= limit {
-                break FinishReason::Length;
-            }
-            let logits_now = if params.repetition_penalty != 1.0 {
-                let start = self.cached.len().saturating_sub(REPEAT_LAST_N);
-                candle_transformers::utils::apply_repeat_penalty(
-                    &logits,
-                    params.repetition_penalty,
-                    &self.cached[start..],
-                )
-                .map_err(|e| ModelError::Inference(e.to_string()))?
-            } else {
-                logits.clone()
-            };
-            let next = sampler.sample(&logits_now).map_err(|e| ModelError::Inference(e.to_string()))?;
-            if self.stop_ids.contains(&next) {
-                break FinishReason::Stop;
-            }
-            generated.push(next);
-            let mut hit_stop = false;
-            if let Some(piece) = stream.push(next)? {
-                let (ready, stopped) = stops.feed(&piece);
-                if !ready.is_empty() {
-                    emit(&ready);
-                }
-                hit_stop = stopped;
-            }
-            if hit_stop {
-                break FinishReason::Stop;
-            }
-            let pos = self.cached.len();
-            logits = match self.weights.forward(&[next], pos, Pass::Decode) {
-                Ok(l) => l,
-                Err(e) => {
-                    self.cached.clear();
-                    return Err(e);
-                }
-            };
-            self.cached.push(next);
-        };
-        let tail = stops.finish();
-        if !tail.is_empty() {
-            emit(&tail);
-        }
-        Ok(Completion {
-            text: stops.text().to_string(),
-            finish,
-            usage: Usage {
-                prompt_tokens: prompt.len(),
-                cached_prompt_tokens: reuse,
-                completion_tokens: generated.len(),
-            },
-            prompt_ms,
-            total_ms: started.elapsed().as_millis() as u64,
-        })
-    }
-
-    /// Feeds `prompt`, reading only what the KV cache does not already hold: the cache keeps
-    /// the longest prefix it shares with the prompt (the earlier turns of a chat, or the part
-    /// before an edited message), and at least the last prompt token is read, for its logits.
-    /// Returns those logits and how many prompt tokens came from the cache.
-    fn read_prompt(&mut self, prompt: &[u32]) -> Result<(Tensor, usize), ModelError> {
+        mut cache: KvCache,
+    ) -> Result<Sequence, ModelError> {
         if prompt.is_empty() {
             return Err(ModelError::BadRequest("the prompt is empty".into()));
         }
@@ -252,54 +246,196 @@ impl LoadedModel {
         if prompt.len() >= window {
             return Err(ModelError::ContextTooLong { tokens: prompt.len(), window });
         }
-        let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        let reuse = if self.weights.extends_prefix() { shared.min(prompt.len() - 1) } else { 0 };
-        self.cached.truncate(reuse);
-        match self.weights.forward(&prompt[reuse..], reuse, Pass::Prompt) {
-            Ok(logits) => {
-                self.cached.extend_from_slice(&prompt[reuse..]);
-                Ok((logits, reuse))
+        let chunked = self.weights.extends_prefix();
+        let shared = cache.shared_prefix(&prompt);
+        let reused = if chunked { shared.min(prompt.len() - 1) } else { 0 };
+        cache.truncate(reused);
+        cache.expect((prompt.len() + params.max_tokens).min(window));
+        Ok(Sequence {
+            limit: params.max_tokens.min(window - prompt.len()),
+            prompt,
+            cache,
+            reused,
+            chunked,
+            sampler: LogitsProcessor::from_sampling(params.seed, params.sampling()),
+            stream: TokenStream::default(),
+            stops: StopStrings::new(&params.stop),
+            generated: 0,
+            penalty: params.repetition_penalty,
+            next: 0,
+            started: Instant::now(),
+            prompt_ms: 0,
+        })
+    }
+
+    /// Reads one step for several sequences together (see `Weights::step`).
+    pub(crate) fn step(&mut self, feeds: &mut [Feed<'_>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+        self.weights.step(feeds)
+    }
+
+    /// How many sequences one step may carry.
+    pub fn max_batch(&self) -> usize {
+        self.weights.max_batch()
+    }
+
+    /// KV cache memory per cached token.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        self.weights.kv_bytes_per_token()
+    }
+
+    /// Moves `seq` on after a step, given the logits it asked for: samples the next token and
+    /// hands any text it completes to `emit`. Returns how the sequence ended, if it did: an
+    /// end-of-turn token or a stop string, `max_tokens` or the context window.
+    pub fn advance(
+        &self,
+        seq: &mut Sequence,
+        logits: Option<Vec<f32>>,
+        mut emit: impl FnMut(&str),
+    ) -> Result<Option<FinishReason>, ModelError> {
+        if seq.prompt_left() > 0 {
+            return Ok(None);
+        }
+        if seq.generated == 0 {
+            seq.prompt_ms = seq.started.elapsed().as_millis() as u64;
+        }
+        let logits = logits.ok_or_else(|| ModelError::Inference("a step gave no logits".into()))?;
+        let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
+        let mut logits = Tensor::from_vec(logits.clone(), logits.len(), &Device::Cpu).map_err(err)?;
+        if seq.penalty != 1.0 {
+            let seen = seq.cache.tokens();
+            let recent = &seen[seen.len().saturating_sub(REPEAT_LAST_N)..];
+            logits = candle_transformers::utils::apply_repeat_penalty(&logits, seq.penalty, recent)
+                .map_err(err)?;
+        }
+        let next = seq.sampler.sample(&logits).map_err(err)?;
+        if self.stop_ids.contains(&next) {
+            return Ok(Some(FinishReason::Stop));
+        }
+        seq.generated += 1;
+        if let Some(piece) = seq.stream.push(&self.tokenizer, next)? {
+            let (ready, stopped) = seq.stops.feed(&piece);
+            if !ready.is_empty() {
+                emit(&ready);
             }
-            Err(e) => {
-                self.cached.clear();
-                Err(e)
+            if stopped {
+                return Ok(Some(FinishReason::Stop));
             }
         }
+        if seq.generated >= seq.limit {
+            return Ok(Some(FinishReason::Length));
+        }
+        seq.next = next;
+        Ok(None)
+    }
+
+    /// Ends `seq`: the whole reply and its counts, any text held back for a possible stop
+    /// string (through `emit`), and the cache for the next request.
+    pub fn finish(
+        &self,
+        mut seq: Sequence,
+        finish: FinishReason,
+        mut emit: impl FnMut(&str),
+    ) -> (Completion, KvCache) {
+        let tail = seq.stops.finish();
+        if !tail.is_empty() {
+            emit(&tail);
+        }
+        let done = Completion {
+            text: seq.stops.text().to_string(),
+            finish,
+            usage: Usage {
+                prompt_tokens: seq.prompt.len(),
+                cached_prompt_tokens: seq.reused,
+                completion_tokens: seq.generated,
+            },
+            prompt_ms: seq.prompt_ms,
+            total_ms: seq.started.elapsed().as_millis() as u64,
+        };
+        (done, seq.cache)
+    }
+
+    /// Generates the reply to `prompt` as the only sequence, handing each piece of text to
+    /// `emit` as it is decoded. Stops at an end-of-turn token, a stop string, `max_tokens`,
+    /// the context window, or when `cancel` is set.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        mut emit: impl FnMut(&str),
+    ) -> Result<Completion, ModelError> {
+        let solo = std::mem::take(&mut self.solo);
+        let mut seq = self.begin(prompt.to_vec(), params, solo)?;
+        let finish = loop {
+            if cancel.load(Ordering::Relaxed) {
+                break FinishReason::Cancelled;
+            }
+            let logits = self.step(&mut [seq.feed(usize::MAX)]).map(|mut l| l.remove(0));
+            match logits.and_then(|l| self.advance(&mut seq, l, &mut emit)) {
+                Ok(None) => {}
+                Ok(Some(finish)) => break finish,
+                Err(e) => return Err(e),
+            }
+        };
+        let (done, cache) = self.finish(seq, finish, emit);
+        self.solo = cache;
+        Ok(done)
     }
 
     /// The logits for the token after `prompt` and how many prompt tokens the cache supplied,
     /// as a reply would start: for tests that compare reading with and without the cache.
     pub fn next_logits(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize), ModelError> {
-        let (logits, reuse) = self.read_prompt(prompt)?;
-        Ok((logits.to_vec1::<f32>().map_err(|e| ModelError::Inference(e.to_string()))?, reuse))
+        let solo = std::mem::take(&mut self.solo);
+        let mut seq = self.begin(prompt.to_vec(), &GenerateParams::default(), solo)?;
+        let logits = self.step(&mut [seq.feed(usize::MAX)]).map(|mut l| l.remove(0));
+        let reused = seq.reused;
+        self.solo = seq.into_cache();
+        let logits = logits?.ok_or_else(|| ModelError::Inference("a step gave no logits".into()))?;
+        Ok((logits, reused))
     }
 
-    /// Prompt processing alone, for benchmarks: feeds `tokens` from position 0.
+    /// Prompt processing alone, for benchmarks: reads `tokens` from position 0.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
-        self.cached.clear();
-        self.weights.forward(tokens, 0, Pass::Prompt)?;
-        self.cached.extend_from_slice(tokens);
-        Ok(())
+        let mut cache = std::mem::take(&mut self.solo);
+        cache.truncate(0);
+        let read = self.step(&mut [Feed { tokens, cache: &mut cache, pass: Pass::Prompt, logits: true }]);
+        self.solo = cache;
+        read.map(drop)
     }
 
     /// Decoding alone, for benchmarks: `n` greedy steps after what is cached, never stopping
     /// at an end-of-turn token.
     pub fn decode_steps(&mut self, first: u32, n: usize) -> Result<(), ModelError> {
+        let mut cache = std::mem::take(&mut self.solo);
         let mut next = first;
+        let mut result = Ok(());
         for _ in 0..n {
-            let pos = self.cached.len();
-            let logits = self.weights.forward(&[next], pos, Pass::Decode)?;
-            self.cached.push(next);
-            next = logits
-                .argmax(0)
-                .and_then(|t| t.to_scalar::<u32>())
-                .map_err(|e| ModelError::Inference(e.to_string()))?;
+            let read = self.step(&mut [Feed {
+                tokens: &[next],
+                cache: &mut cache,
+                pass: Pass::Decode,
+                logits: true,
+            }]);
+            match read.map(|mut l| l.remove(0).unwrap_or_default()) {
+                Ok(logits) => {
+                    next = logits
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(i, _)| i as u32)
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(())
+        self.solo = cache;
+        result
     }
 
-    /// Drops the KV cache, so the next request reads its whole prompt (for comparisons).
+    /// Drops the one-sequence cache, so the next request reads its whole prompt.
     pub fn forget_cache(&mut self) {
-        self.cached.clear();
+        self.solo = KvCache::default();
     }
 }

@@ -61,8 +61,9 @@ pub struct QMatrix {
 
 /// How tokens are being read. A prompt's tokens always go through the prompt kernel, which
 /// computes each token the same way however the prompt is split, so a prompt reads the same
-/// whether the KV cache held part of it or not (same seed and input, same reply). Decoding one
-/// token at a time has its own kernel, tuned for memory traffic.
+/// whether the KV cache held part of it or not (same seed and input, same reply). Decoded
+/// tokens have their own kernel, tuned for memory traffic, which likewise computes each token
+/// the same way however many sequences are decoded together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     Prompt,
@@ -194,17 +195,17 @@ impl QMatrix {
         }
     }
 
-    /// Row `j` against one token's quantized activations.
-    pub fn dot_row(&self, j: usize, acts: &[ActBlock]) -> f32 {
-        kernel::dot(self.format, self.row(j), acts)
+    /// Row `j` against several tokens' quantized activations (`quantize_tokens`).
+    pub fn dot_row(&self, j: usize, tokens: &[&[ActBlock]], out: &mut [f32]) {
+        kernel::dot_many(self.format, self.row(j), tokens, out)
     }
 
     /// `out[m × rows] = x[m × cols] · selfᵀ`, on the rayon pool.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], pass: Pass) {
         debug_assert_eq!(x.len(), m * self.cols);
         debug_assert_eq!(out.len(), m * self.rows);
-        if m == 1 && pass == Pass::Decode {
-            gemv(x, &mut [(self, out)]);
+        if pass == Pass::Decode {
+            gemv(x, m, &mut [(self, out)]);
         } else {
             let kb = self.cols / BLOCK;
             let mut acts = vec![ActBlock::default(); m * kb];
@@ -336,30 +337,67 @@ pub fn gemv_chunk(rows: usize) -> usize {
     rows.div_ceil(rayon::current_num_threads() * 4).max(32)
 }
 
-/// One token through one or more matrices that read the same input, in one parallel pass
-/// split over the weight rows (where decoding's memory traffic is): a decoding step is short,
-/// and each pass costs a round of waking the pool's threads. `out` of each part holds its rows.
-pub fn gemv(x: &[f32], parts: &mut [(&QMatrix, &mut [f32])]) {
-    let acts = quantize_token(x);
+/// Tokens being decoded, through one or more matrices that read the same input, in one
+/// parallel pass split over the weight rows (where decoding's memory traffic is): each task
+/// reads its rows once for all `m` tokens. A decoding step is short, and each pass costs a
+/// round of waking the pool's threads. `out` of each part holds `m` rows of its outputs.
+pub fn gemv(x: &[f32], m: usize, parts: &mut [(&QMatrix, &mut [f32])]) {
+    let acts = quantize_tokens(x, m);
+    let tokens = token_blocks(&acts, m);
+    let mut outs: Vec<(&QMatrix, usize, &mut [f32])> =
+        parts.iter_mut().map(|(w, out)| (*w, w.rows(), &mut **out)).collect();
+    by_rows(&mut outs, m, |w, r, out| w.dot_row(r, &tokens, out));
+}
+
+/// Each token's quantized activations, `m` rows of `x` in turn.
+pub fn quantize_tokens(x: &[f32], m: usize) -> Vec<ActBlock> {
+    let mut acts = vec![ActBlock::default(); x.len() / BLOCK];
+    let kb = acts.len() / m.max(1);
+    acts.par_chunks_mut(kb.max(1))
+        .zip(x.par_chunks(kb.max(1) * BLOCK))
+        .for_each(|(a, x)| quantize_acts(x, a));
+    acts
+}
+
+/// Token `t`'s blocks out of `quantize_tokens`.
+pub fn token_blocks(acts: &[ActBlock], m: usize) -> Vec<&[ActBlock]> {
+    acts.chunks(acts.len() / m.max(1)).collect()
+}
+
+/// Runs `f(part, row, results)` for every row of every part on the pool, in tasks of
+/// neighbouring rows, where `results` takes that row's value for each of the `m` tokens; the
+/// parts' outputs are then laid out token after token (`m × rows`).
+pub fn by_rows<W: Sync>(
+    parts: &mut [(W, usize, &mut [f32])],
+    m: usize,
+    f: impl Fn(&W, usize, &mut [f32]) + Sync,
+) {
+    // One token's results are already in place; several are gathered row by row first.
+    let mut staged: Vec<Vec<f32>> =
+        parts.iter().map(|(_, rows, _)| if m == 1 { Vec::new() } else { vec![0.0; rows * m] }).collect();
     let mut tasks = Vec::new();
-    for (w, out) in parts.iter_mut() {
-        let chunk = gemv_chunk(w.rows());
-        for (c, o) in out.chunks_mut(chunk).enumerate() {
-            tasks.push((*w, c * chunk, o));
+    for ((w, rows, out), stage) in parts.iter_mut().zip(&mut staged) {
+        let chunk = gemv_chunk(*rows);
+        let target: &mut [f32] = if m == 1 { out } else { stage };
+        for (c, o) in target.chunks_mut(chunk * m).enumerate() {
+            tasks.push((&*w, c * chunk, o));
         }
     }
     tasks.into_par_iter().for_each(|(w, start, out)| {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = w.dot_row(start + j, &acts);
+        for (j, results) in out.chunks_exact_mut(m).enumerate() {
+            f(w, start + j, results);
         }
     });
-}
-
-/// One token's activations, quantized for `QMatrix::dot_row`.
-pub fn quantize_token(x: &[f32]) -> Vec<ActBlock> {
-    let mut acts = vec![ActBlock::default(); x.len() / BLOCK];
-    quantize_acts(x, &mut acts);
-    acts
+    if m > 1 {
+        for ((_, rows, out), stage) in parts.iter_mut().zip(&staged) {
+            let rows = *rows;
+            out.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = stage[r * m + t];
+                }
+            });
+        }
+    }
 }
 
 /// Quantizes one row of activations, a block of 32 at a time, to the nearest of 255 levels.
@@ -391,12 +429,31 @@ mod kernel {
     }
 
     pub fn dot(format: Format, row: &[u8], acts: &[ActBlock]) -> f32 {
+        let mut out = [0.0];
+        dot_many(format, row, &[acts], &mut out);
+        out[0]
+    }
+
+    /// One row against several tokens: `out[t]` for `tokens[t]`, each exactly as `dot` alone.
+    pub fn dot_many(format: Format, row: &[u8], tokens: &[&[ActBlock]], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if avx2() {
-            // SAFETY: the CPU was just found to support AVX2 and FMA, all the kernel requires.
-            return unsafe { super::avx2::dot(format, row, acts) };
+            // Four tokens a step keep their eight accumulators in registers.
+            let mut groups = tokens.chunks_exact(4).zip(out.chunks_exact_mut(4));
+            for (t, o) in &mut groups {
+                // SAFETY: the CPU was just found to support AVX2 and FMA, all the kernel requires.
+                o.copy_from_slice(&unsafe { super::avx2::dot(format, row, [t[0], t[1], t[2], t[3]]) });
+            }
+            let done = tokens.len() / 4 * 4;
+            for (t, o) in tokens[done..].iter().zip(&mut out[done..]) {
+                // SAFETY: as above.
+                *o = unsafe { super::avx2::dot(format, row, [*t]) }[0];
+            }
+            return;
         }
-        portable::dot(format, row, acts)
+        for (t, o) in tokens.iter().zip(out) {
+            *o = portable::dot(format, row, t);
+        }
     }
 
     /// One row of a strip: values as plain signed bytes, scales, offsets.
@@ -593,10 +650,12 @@ mod avx2 {
         _mm256_set_m128(_mm_set1_ps(s[1] * d), _mm_set1_ps(s[0] * d))
     }
 
-    /// One row against a token, format by format, so the inner loops carry no branches and
-    /// the K-quants unpack their scales once per super-block.
+    /// One row against `N` tokens, format by format, so the inner loops carry no branches and
+    /// the K-quants unpack their scales once per super-block. The row's values are unpacked
+    /// once for all the tokens; each token's products and sums take exactly the steps they
+    /// take when it is alone (`N = 1`), so a token's result never depends on its batch.
     #[target_feature(enable = "avx2,fma")]
-    pub fn dot(format: Format, row: &[u8], acts: &[ActBlock]) -> f32 {
+    pub fn dot<const N: usize>(format: Format, row: &[u8], acts: [&[ActBlock]; N]) -> [f32; N] {
         match format {
             Format::Q8_0 => dot_32(row, 34, acts, |b| load256(&b[2..])),
             Format::Q5_0 => dot_32(row, 22, acts, |b| q5_0_values(b)),
@@ -606,61 +665,73 @@ mod avx2 {
     }
 
     /// Formats of 32-value blocks with one f16 scale in front, two blocks a step into two
-    /// accumulators so consecutive multiply-adds do not wait on each other.
+    /// accumulators per token so consecutive multiply-adds do not wait on each other.
     #[target_feature(enable = "avx2,fma")]
-    fn dot_32(row: &[u8], bb: usize, acts: &[ActBlock], values: impl Fn(&[u8]) -> __m256i) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut blocks = row.chunks_exact(2 * bb).zip(acts.chunks_exact(2));
-        for (pair, a) in &mut blocks {
-            for k in 0..2 {
-                let block = &pair[k * bb..(k + 1) * bb];
-                let d = _mm256_set1_ps(f16_at(block, 0) * a[k].d);
-                let s = _mm256_cvtepi32_ps(mul_sum_i8(values(block), act(&a[k])));
-                acc[k] = _mm256_fmadd_ps(d, s, acc[k]);
+    fn dot_32<const N: usize>(
+        row: &[u8],
+        bb: usize,
+        acts: [&[ActBlock]; N],
+        values: impl Fn(&[u8]) -> __m256i,
+    ) -> [f32; N] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        let kb = row.len() / bb;
+        for b in 0..kb {
+            let k = b % 2;
+            let block = &row[b * bb..(b + 1) * bb];
+            let (w, scale) = (values(block), f16_at(block, 0));
+            for (acc, acts) in acc.iter_mut().zip(acts) {
+                let a = &acts[b];
+                let d = _mm256_set1_ps(scale * a.d);
+                acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(mul_sum_i8(w, act(a))), acc[k]);
             }
         }
-        if acts.len() % 2 == 1 {
-            let (block, a) = (&row[row.len() - bb..], &acts[acts.len() - 1]);
-            let d = _mm256_set1_ps(f16_at(block, 0) * a.d);
-            acc[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(mul_sum_i8(values(block), act(a))), acc[0]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        acc.map(|[a, b]| hsum(_mm256_add_ps(a, b)))
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn dot_q4k(row: &[u8], acts: &[ActBlock]) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut offsets = 0f32;
-        for (sb, acts) in row.chunks_exact(144).zip(acts.chunks_exact(8)) {
+    fn dot_q4k<const N: usize>(row: &[u8], acts: [&[ActBlock]; N]) -> [f32; N] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        let mut offsets = [0f32; N];
+        for (s, sb) in row.chunks_exact(144).enumerate() {
             let (d, dmin) = (f16_at(sb, 0), f16_at(sb, 2));
-            let mut mins = 0f32;
-            for (p, a) in acts.chunks_exact(2).enumerate() {
+            let mut mins = [0f32; N];
+            for p in 0..4 {
                 // Sub-blocks 2p and 2p + 1: low and high nibbles of the same 32 bytes.
                 let bytes = load256(&sb[16 + 32 * p..]);
                 for k in 0..2 {
                     let (sc, m) = q4k_scale_min(2 * p + k, &sb[4..16]);
-                    let s = _mm256_cvtepi32_ps(mul_sum_i8(nibbles(bytes, k == 1), act(&a[k])));
-                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * f32::from(sc) * a[k].d), s, acc[k]);
-                    mins += f32::from(m) * a[k].sum;
+                    let w = nibbles(bytes, k == 1);
+                    for t in 0..N {
+                        let a = &acts[t][8 * s + 2 * p + k];
+                        let v = _mm256_cvtepi32_ps(mul_sum_i8(w, act(a)));
+                        acc[t][k] = _mm256_fmadd_ps(_mm256_set1_ps(d * f32::from(sc) * a.d), v, acc[t][k]);
+                        mins[t] += f32::from(m) * a.sum;
+                    }
                 }
             }
-            offsets -= dmin * mins;
+            for t in 0..N {
+                offsets[t] -= dmin * mins[t];
+            }
         }
-        hsum(_mm256_add_ps(acc[0], acc[1])) + offsets
+        std::array::from_fn(|t| hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + offsets[t])
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn dot_q6k(row: &[u8], acts: &[ActBlock]) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for (sb, acts) in row.chunks_exact(210).zip(acts.chunks_exact(8)) {
+    fn dot_q6k<const N: usize>(row: &[u8], acts: [&[ActBlock]; N]) -> [f32; N] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        for (s, sb) in row.chunks_exact(210).enumerate() {
             let d = f16_at(sb, 208);
-            for (j, a) in acts.iter().enumerate() {
+            for j in 0..8 {
                 let sc = [f32::from(sb[192 + 2 * j] as i8) * d, f32::from(sb[193 + 2 * j] as i8) * d];
-                let s = _mm256_cvtepi32_ps(mul_sum_i8(q6k_values(sb, j), act(a)));
-                acc[j % 2] = _mm256_fmadd_ps(lane_scales(sc, a.d), s, acc[j % 2]);
+                let w = q6k_values(sb, j);
+                for (acc, acts) in acc.iter_mut().zip(acts) {
+                    let a = &acts[8 * s + j];
+                    let v = _mm256_cvtepi32_ps(mul_sum_i8(w, act(a)));
+                    acc[j % 2] = _mm256_fmadd_ps(lane_scales(sc, a.d), v, acc[j % 2]);
+                }
             }
         }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        acc.map(|[a, b]| hsum(_mm256_add_ps(a, b)))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -781,6 +852,21 @@ pub(crate) mod tests {
                     w.matmul(&x, m, &mut out, pass);
                     close(&out, &reference(&w, &x, m));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_decoded_token_gets_the_same_bits_alone_or_batched() {
+        for format in FORMATS {
+            let w = matrix(format, 37, 512, 5);
+            let x = activations(7, 512);
+            let mut together = vec![0f32; 7 * 37];
+            w.matmul(&x, 7, &mut together, Pass::Decode);
+            for t in 0..7 {
+                let mut alone = vec![0f32; 37];
+                w.matmul(&x[t * 512..(t + 1) * 512], 1, &mut alone, Pass::Decode);
+                assert_eq!(alone, together[t * 37..(t + 1) * 37], "{format:?}, token {t}");
             }
         }
     }

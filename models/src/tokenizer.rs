@@ -118,27 +118,23 @@ impl TextTokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
-
-    /// Detokenizes one token at a time, holding back bytes until they form whole UTF-8
-    /// characters, so a character split across tokens never shows as garbage.
-    pub fn stream(&self) -> TokenStream<'_> {
-        TokenStream { tok: self, ids: Vec::new(), prefix: 0, read: 0 }
-    }
 }
 
-pub struct TokenStream<'a> {
-    tok: &'a TextTokenizer,
+/// Detokenizes one token at a time, holding back bytes until they form whole UTF-8 characters,
+/// so a character split across tokens never shows as garbage.
+#[derive(Default)]
+pub struct TokenStream {
     ids: Vec<u32>,
     prefix: usize,
     read: usize,
 }
 
-impl TokenStream<'_> {
+impl TokenStream {
     /// The new text this token completes, if any.
-    pub fn push(&mut self, id: u32) -> Result<Option<String>, ModelError> {
+    pub fn push(&mut self, tok: &TextTokenizer, id: u32) -> Result<Option<String>, ModelError> {
         self.ids.push(id);
-        let before = self.tok.decode(&self.ids[self.prefix..self.read])?;
-        let after = self.tok.decode(&self.ids[self.prefix..])?;
+        let before = tok.decode(&self.ids[self.prefix..self.read])?;
+        let after = tok.decode(&self.ids[self.prefix..])?;
         if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
             let new = after.get(before.len()..).map(str::to_string);
             self.prefix = self.read;

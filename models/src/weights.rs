@@ -2,8 +2,7 @@
 //! (`decoder`) for llama, qwen2, qwen3 and gemma3; candle-transformers' phi3.
 
 use crate::ModelError;
-use crate::decoder::Decoder;
-use crate::quant::Pass;
+use crate::decoder::{Decoder, Feed};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_phi3;
@@ -52,7 +51,8 @@ impl Arch {
 pub enum Weights {
     /// Our own forward pass: llama, qwen2, qwen3, gemma3.
     Decoder(Box<Decoder>),
-    Phi3(Box<quantized_phi3::ModelWeights>),
+    /// candle-transformers' phi3, which keeps one KV cache of its own: one sequence at a time.
+    Phi3 { model: Box<quantized_phi3::ModelWeights>, kv_bytes_per_token: usize },
 }
 
 fn candle(e: candle_core::Error) -> ModelError {
@@ -62,30 +62,73 @@ fn candle(e: candle_core::Error) -> ModelError {
 impl Weights {
     pub fn load<R: Read + Seek>(arch: Arch, content: Content, reader: &mut R) -> Result<Weights, ModelError> {
         Ok(match arch {
-            Arch::Phi3 => Weights::Phi3(Box::new(
-                quantized_phi3::ModelWeights::from_gguf(false, content, reader, &Device::Cpu)
-                    .map_err(candle)?,
-            )),
+            Arch::Phi3 => {
+                let meta = crate::gguf::Meta(&content.metadata);
+                let get = |k: &str| meta.u32(&format!("phi3.{k}")).unwrap_or(0) as usize;
+                let heads = get("attention.head_count").max(1);
+                let kv_width = get("embedding_length") / heads * get("attention.head_count_kv");
+                let kv_bytes_per_token = get("block_count") * 2 * kv_width * 4;
+                let model = quantized_phi3::ModelWeights::from_gguf(false, content, reader, &Device::Cpu)
+                    .map_err(candle)?;
+                Weights::Phi3 { model: Box::new(model), kv_bytes_per_token }
+            }
             _ => Weights::Decoder(Box::new(Decoder::load(arch, &content, reader)?)),
         })
     }
 
-    /// Logits for the position after `tokens`, which start at `pos`. The KV cache keeps what
-    /// came before `pos`; `pos == 0` starts afresh.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize, pass: Pass) -> Result<Tensor, ModelError> {
-        match self {
-            Weights::Decoder(d) => d.forward(tokens, pos, pass),
-            Weights::Phi3(m) => {
-                let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
-                let input = Tensor::new(tokens, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
-                m.forward(&input, pos).and_then(|l| l.squeeze(0)).map_err(err)
+    /// Reads each feed's tokens after what its cache holds and returns the logits after the
+    /// last token of each feed that wants them. On an error every cache is cut back to what it
+    /// held before, so a failed step loses nothing already read.
+    pub fn step(&mut self, feeds: &mut [Feed<'_>]) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
+        let before: Vec<usize> = feeds.iter().map(|f| f.cache.len()).collect();
+        let result = match self {
+            Weights::Decoder(d) => d.step(feeds),
+            Weights::Phi3 { model, .. } => match feeds {
+                [f] => {
+                    let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
+                    let input =
+                        Tensor::new(f.tokens, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(err)?;
+                    let logits = model
+                        .forward(&input, f.cache.len())
+                        .and_then(|l| l.squeeze(0))
+                        .and_then(|l| l.to_vec1::<f32>())
+                        .map_err(err);
+                    logits.map(|l| {
+                        f.cache.tokens.extend_from_slice(f.tokens);
+                        vec![Some(l)]
+                    })
+                }
+                _ => Err(ModelError::Inference("phi3 reads one sequence at a time".into())),
+            },
+        };
+        if result.is_err() {
+            for (f, n) in feeds.iter_mut().zip(before) {
+                f.cache.truncate(n);
             }
         }
+        result
     }
 
-    /// Whether several new tokens may be fed after a cached prefix. candle-transformers 0.11.1's
+    /// Whether several new tokens may be fed after a cached prefix, and so whether a prompt
+    /// may be read in pieces and a cache kept for the next turn. candle-transformers 0.11.1's
     /// phi3 builds its attention mask right only from position 0, so it reads whole prompts.
     pub fn extends_prefix(&self) -> bool {
         matches!(self, Weights::Decoder(_))
+    }
+
+    /// How many sequences may be read in one step.
+    pub fn max_batch(&self) -> usize {
+        match self {
+            Weights::Decoder(_) => usize::MAX,
+            Weights::Phi3 { .. } => 1,
+        }
+    }
+
+    /// KV cache memory per cached token.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        match self {
+            Weights::Decoder(d) => d.layers() * 2 * d.kv_width() * std::mem::size_of::<f32>(),
+            Weights::Phi3 { kv_bytes_per_token, .. } => *kv_bytes_per_token,
+        }
     }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
 use ayush_models::model::FinishReason;
-use ayush_models::{ChatMessage, Engine, Event, GenerateParams, LoadedModel, ModelError};
+use ayush_models::{ChatMessage, Engine, EngineLimits, Event, GenerateParams, LoadedModel, ModelError};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, OnceLock};
@@ -122,10 +122,10 @@ fn streaming_detokenization_never_splits_a_character() {
     let m = m.lock().unwrap();
     let text = "naïve café 你好 🎉 ok";
     let ids = m.tokenizer.encode(text).unwrap();
-    let mut stream = m.tokenizer.stream();
+    let mut stream = ayush_models::tokenizer::TokenStream::default();
     let mut out = String::new();
     for id in &ids {
-        if let Some(piece) = stream.push(*id).unwrap() {
+        if let Some(piece) = stream.push(&m.tokenizer, *id).unwrap() {
             assert!(!piece.contains('\u{FFFD}'), "garbage piece {piece:?}");
             out.push_str(&piece);
         }
@@ -271,39 +271,56 @@ fn corrupt_and_foreign_files_are_refused_clearly() {
     assert_eq!((info.arch.name(), info.has_chat_template), ("gemma3", false));
 }
 
+fn limits(max_sequences: usize, queue: usize) -> EngineLimits {
+    EngineLimits { max_sequences, queue, kv_cache_bytes: 512 << 20, prefill_chunk: 64 }
+}
+
+/// Waits for a request's reply, checking that the streamed pieces add up to it.
+fn finish(h: ayush_models::Handle) -> ayush_models::Completion {
+    finish_after(h, String::new())
+}
+
+/// As `finish`, for a request whose first pieces were `streamed` already.
+fn finish_after(mut h: ayush_models::Handle, mut streamed: String) -> ayush_models::Completion {
+    loop {
+        match h.events.blocking_recv().expect("the engine answers") {
+            Event::Queued { .. } => {}
+            Event::Token(t) => streamed.push_str(&t),
+            Event::Done(done) => {
+                assert_eq!(streamed, done.text, "the streamed pieces add up to the reply");
+                break done;
+            }
+            Event::Failed(e) => panic!("{e}"),
+        }
+    }
+}
+
 #[test]
 fn the_engine_streams_cancels_and_refuses_when_full() {
     let Some(path) = model_path(GEMMA) else { return };
-    let engine = Engine::start("gemma", LoadedModel::load(&path).unwrap(), 1).unwrap();
+    let engine = Engine::start("gemma", LoadedModel::load(&path).unwrap(), limits(1, 1)).unwrap();
     let msgs = || vec![ChatMessage::new("user", "Tell me a story about a dragon.")];
 
-    let mut first = engine.submit(msgs(), greedy(400)).unwrap();
+    let mut first = engine.submit(1, msgs(), greedy(400)).unwrap();
     // Wait until it is generating, then queue one more; a third finds the queue full.
-    assert!(matches!(first.events.blocking_recv(), Some(Event::Token(_))));
-    let second = engine.submit(msgs(), greedy(3)).unwrap();
-    assert!(matches!(engine.submit(msgs(), greedy(3)), Err(ModelError::Busy)));
+    let Some(Event::Token(opening)) = first.events.blocking_recv() else { panic!("no first token") };
+    let mut second = engine.submit(2, msgs(), greedy(3)).unwrap();
+    assert!(matches!(second.events.blocking_recv(), Some(Event::Queued { position: 1 })));
+    assert!(matches!(engine.submit(3, msgs(), greedy(3)), Err(ModelError::Busy)));
 
-    let finish = |mut h: ayush_models::Handle| loop {
-        match h.events.blocking_recv().expect("the engine answers") {
-            Event::Token(_) => {}
-            Event::Done(done) => break done,
-            Event::Failed(e) => panic!("{e}"),
-        }
-    };
-
-    // Stop frees the engine at once: the reply ends as cancelled, well short of its limit.
+    // Stop frees the place at once: the reply ends as cancelled, well short of its limit.
     first.cancel();
-    let cancelled = finish(first);
+    let cancelled = finish_after(first, opening);
     assert_eq!(cancelled.finish, FinishReason::Cancelled);
     assert!(cancelled.usage.completion_tokens < 400);
 
     assert_eq!(finish(second).usage.completion_tokens, 3);
 
     // A client that goes away (drops its handle) cancels too; the next request then runs.
-    drop(engine.submit(msgs(), greedy(400)).unwrap());
-    // The dropped request may still sit in the one queue slot for a moment; poll for the slot.
+    drop(engine.submit(1, msgs(), greedy(400)).unwrap());
+    // The dropped request may still hold its place for a moment; poll for it.
     let next = (0..2000)
-        .find_map(|_| match engine.submit(msgs(), greedy(2)) {
+        .find_map(|_| match engine.submit(1, msgs(), greedy(2)) {
             Err(ModelError::Busy) => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 None
@@ -312,6 +329,90 @@ fn the_engine_streams_cancels_and_refuses_when_full() {
         })
         .expect("the engine took the next request");
     assert_eq!(finish(next).usage.completion_tokens, 2);
+}
+
+#[test]
+fn requests_batched_together_get_the_answers_each_gets_alone() {
+    let Some(path) = model_path(QWEN) else { return };
+    let Some(solo) = shared(QWEN) else { return };
+    let questions = [
+        "What is the capital of France? Answer in one word.",
+        "Write a Python function that adds two numbers.",
+        "Name three primary colours.",
+        "What does HTTP stand for?",
+    ];
+    // Greedy and sampled with a seed alike: batching changes nothing a request sees.
+    let params = |i: usize| match i % 2 {
+        0 => greedy(24),
+        _ => GenerateParams { max_tokens: 24, temperature: 0.8, seed: 7 + i as u64, ..Default::default() },
+    };
+    let alone: Vec<String> = {
+        let mut m = solo.lock().unwrap();
+        questions
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                m.forget_cache();
+                chat(&mut m, &[ChatMessage::new("user", q)], &params(i)).text
+            })
+            .collect()
+    };
+
+    let engine = Engine::start("qwen", LoadedModel::load(&path).unwrap(), limits(4, 4)).unwrap();
+    let handles: Vec<_> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| engine.submit(i as i64, vec![ChatMessage::new("user", q)], params(i)).unwrap())
+        .collect();
+    let together: Vec<_> = handles.into_iter().map(finish).collect();
+    for (i, done) in together.iter().enumerate() {
+        assert_eq!(done.text, alone[i], "request {i} reads the same batched as alone");
+    }
+    assert!(together[0].text.contains("Paris"), "{}", together[0].text);
+    assert!(together[3].text.to_lowercase().replace(' ', "").contains("hypertext"), "{}", together[3].text);
+    // Four streams in far fewer passes than their tokens: they were decoded together.
+    let tokens: usize = together.iter().map(|d| d.usage.completion_tokens).sum();
+    let steps = engine.stats().steps.load(std::sync::atomic::Ordering::Relaxed) as usize;
+    assert!(steps < tokens * 2 / 3, "{steps} steps for {tokens} tokens");
+}
+
+#[test]
+fn a_conversation_picks_up_its_cache_after_others_ran() {
+    let Some(path) = model_path(GEMMA) else { return };
+    let engine = Engine::start("gemma", LoadedModel::load(&path).unwrap(), limits(2, 4)).unwrap();
+    let mut a = vec![ChatMessage::new("user", "Give me a name for a black cat.")];
+    let first = finish(engine.submit(1, a.clone(), greedy(12)).unwrap());
+    assert_eq!(first.usage.cached_prompt_tokens, 0);
+    // Others run in between, together.
+    let others: Vec<_> = ["Name a fruit.", "Name a river in Europe."]
+        .iter()
+        .map(|q| engine.submit(2, vec![ChatMessage::new("user", q)], greedy(12)).unwrap())
+        .collect();
+    others.into_iter().for_each(|h| drop(finish(h)));
+
+    a.push(ChatMessage::new("assistant", &first.text));
+    a.push(ChatMessage::new("user", "And one for a white dog?"));
+    let second = finish(engine.submit(1, a, greedy(12)).unwrap());
+    assert!(
+        second.usage.cached_prompt_tokens >= first.usage.prompt_tokens,
+        "the second turn read its first from the cache: {:?} after {:?}",
+        second.usage,
+        first.usage
+    );
+    let stats = engine.stats();
+    assert!(stats.cache_hits.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn a_request_too_big_for_the_kv_budget_is_refused_with_a_reason() {
+    let Some(path) = model_path(GEMMA) else { return };
+    let tight = EngineLimits { kv_cache_bytes: 1 << 20, ..limits(2, 2) };
+    let engine = Engine::start("gemma", LoadedModel::load(&path).unwrap(), tight).unwrap();
+    let mut h = engine.submit(1, vec![ChatMessage::new("user", "Hello")], greedy(400)).unwrap();
+    match h.events.blocking_recv() {
+        Some(Event::Failed(ModelError::BadRequest(m))) => assert!(m.contains("kv_cache_mib"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     };
     let oidc = crate::auth::oidc::Providers::from_config(&config.oidc.providers, &egress)
         .map_err(StartError::Oidc)?;
-    let catalog = Arc::new(Catalog::new(&config.server.data_dir));
+    let catalog = Arc::new(Catalog::new(&config.server.data_dir).with_engine_limits(config.models.limits()));
     let swept = catalog.sweep_partials(clock.now());
     if swept > 0 {
         tracing::info!(files = swept, "removed files left by model imports that did not finish");

@@ -489,14 +489,25 @@ impl Client {
     /// Starts a JSON request and returns the open response body, to read a stream piece by
     /// piece (and drop it halfway, as a client that goes away would).
     pub fn open_stream(&mut self, path: &str, body: &Value) -> (u16, ureq::Body) {
-        let req = ureq::http::Request::builder()
+        self.open_stream_with(path, &[], body)
+    }
+
+    /// As `open_stream`, with these headers too (an API key, say).
+    pub fn open_stream_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> (u16, ureq::Body) {
+        let mut req = ureq::http::Request::builder()
             .method("POST")
             .uri(format!("{}{path}", self.base))
             .header("Cookie", self.cookie())
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .expect("request");
-        let resp = self.agent.run(req).expect("HTTP request failed");
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self.agent.run(req.body(body.to_string()).expect("request")).expect("HTTP request failed");
         let status = resp.status().as_u16();
         (status, resp.into_body())
     }

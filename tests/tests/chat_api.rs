@@ -192,3 +192,102 @@ fn a_model_allowed_to_a_group_is_listed_and_usable_by_its_members_only() {
     let again = ctl(&["models", "disallow", "gemma", "--group", "hr"]);
     assert!(!again.ok, "{}", again.stdout);
 }
+
+/// Several people at once on one local model: answers are written together, a full queue is
+/// answered 429 with Retry-After, someone waiting sees their place in line in the web chat, a
+/// client that goes away frees its place, and a conversation's next turn reads its earlier
+/// turns from the kept cache, all visible in /metrics.
+#[test]
+fn many_people_share_one_model_at_once() {
+    let Some(gemma) = test_model(GEMMA_FILE) else { return };
+    // Two places and one more waiting.
+    let server = Server::start_with(&[("AYUSH_MODELS__MAX_SEQUENCES", "2"), ("AYUSH_MODELS__QUEUE", "1")]);
+    assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
+    let people = ["ana", "bo", "cy", "di"];
+    for p in people {
+        server.create_user(p, "user", &format!("{p} password 123"));
+    }
+    let keys: Vec<String> =
+        people.iter().map(|p| server.key_signed_in(p, &format!("{p} password 123"))).collect();
+    let ask = |q: &str, max_tokens: u32, stream: bool| {
+        json!({"model": "gemma", "messages": [{"role": "user", "content": q}], "max_tokens": max_tokens,
+               "temperature": 0, "stream": stream})
+    };
+    let metric = |name: &str| -> f64 {
+        let text = Server::client(&server).get("/metrics").body;
+        let line = text.lines().find(|l| l.starts_with(&format!("{name}{{model=\"gemma\"}}")));
+        line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+
+    // Three answers at once: all of them come back whole.
+    let url = server.url.clone();
+    let threads: Vec<_> = (0..3)
+        .map(|i| {
+            let (url, key) = (url.clone(), keys[i].clone());
+            let body = ask(&format!("Name {} colours.", i + 2), 16, false);
+            std::thread::spawn(move || ayush_tests::Client::new(&url).v1_chat(&key, &body))
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.json()["usage"]["completion_tokens"].as_i64().unwrap() > 0, "{}", r.body);
+    }
+
+    // Two long answers take both places; a web chat turn then waits, told its place.
+    let mut streams = Vec::new();
+    for key in &keys[..2] {
+        let mut c = server.client();
+        let auth = format!("Bearer {key}");
+        let (status, body) = c.open_stream_with(
+            "/v1/chat/completions",
+            &[("Authorization", auth.as_str())],
+            &ask("Tell me a long story about a dragon.", 2000, true),
+        );
+        assert_eq!(status, 200);
+        streams.push(body);
+    }
+    let mut web = server.client();
+    assert_eq!(web.login("cy", "cy password 123").status, 200);
+    let conv = web.send_json("POST", "/api/conversations", &json!({"model": "gemma"})).json();
+    let path = format!("/api/conversations/{}/messages", conv["id"]);
+    let waiting = {
+        let (url, session) = (url.clone(), web.session.clone());
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut c = ayush_tests::Client::new(&url);
+            c.session = session;
+            c.send_json("POST", &path, &json!({"content": "Say hello.", "max_tokens": 8, "temperature": 0}))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric("ayush_engine_waiting") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the web chat turn never queued");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Every place and the queue are taken: one more is refused at once, as OpenAI does.
+    let full = Server::client(&server).v1_chat(&keys[3], &ask("Hi", 4, false));
+    assert_eq!(full.status, 429, "{}", full.body);
+    assert!(full.header("Retry-After").is_some(), "{:?}", full.headers);
+    assert_eq!(full.error_code(), "rate_limit_exceeded");
+
+    // The long answers' clients go away: their places free and the waiting turn is answered.
+    drop(streams);
+    let answered = waiting.join().unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let events = sse_events(&answered.body);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"queued"), "{names:?}");
+    assert_eq!(events[0].1["position"], 1);
+    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+
+    // The conversation's second turn reads the first from the kept cache.
+    let hits = metric("ayush_engine_cache_hits_total");
+    let second =
+        web.send_json("POST", &path, &json!({"content": "Again.", "max_tokens": 8, "temperature": 0}));
+    assert_eq!(second.status, 200, "{}", second.body);
+    let done = sse_events(&second.body).into_iter().find(|(n, _)| n == "done").unwrap().1;
+    assert!(done["usage"]["cached_prompt_tokens"].as_i64().unwrap() > 0, "{done}");
+    assert!(metric("ayush_engine_cache_hits_total") > hits);
+    assert!(metric("ayush_engine_cached_prompt_tokens_total") > 0.0);
+}

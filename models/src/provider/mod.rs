@@ -10,7 +10,7 @@ mod openai;
 mod transport;
 
 use crate::ModelError;
-use crate::engine::{Engine, Event, Handle};
+use crate::engine::{Event, Handle};
 use crate::model::{Completion, FinishReason, Usage};
 use crate::sampling::GenerateParams;
 use crate::template::ChatMessage;
@@ -40,22 +40,6 @@ pub trait Provider: Send + Sync {
 
     /// The models the provider offers, as it names them.
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ModelError>>;
-}
-
-impl Provider for Engine {
-    fn chat(
-        &self,
-        _model: &str,
-        messages: Vec<ChatMessage>,
-        params: GenerateParams,
-    ) -> Result<Handle, ModelError> {
-        self.submit(messages, params)
-    }
-
-    fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ModelError>> {
-        let name = self.name.clone();
-        Box::pin(async move { Ok(vec![name]) })
-    }
 }
 
 /// Where outbound connections are allowed: resolves `host:port` to the addresses that may be

@@ -9,7 +9,7 @@ pub mod remote;
 
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
-use ayush_models::{EmbedEngine, Engine, LoadedModel, ModelManifest};
+use ayush_models::{EmbedEngine, Engine, EngineLimits, LoadedModel, ModelManifest};
 use providers::Provider;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 const DEFAULT_FILE: &str = "default";
-/// Requests that may wait behind the one a model is serving.
+/// Requests that may wait behind the one an embedding model is serving.
 const QUEUE_DEPTH: usize = 4;
 
 /// A model people may use: a file or folder in the catalog (a chat or an embedding model), or
@@ -124,9 +124,11 @@ pub fn find(catalog: &Catalog, conn: &mut Conn, name: &str) -> AppResult<ModelEn
 }
 
 /// Starts a chat with `model`, local or remote. The outer error is Ayush's (no such model, a
-/// model that cannot load); the inner one the provider's.
+/// model that cannot load); the inner one the provider's. A local model weighs `user_id`'s
+/// requests against everyone else's when it is busy.
 pub async fn open_chat(
     state: &crate::state::AppState,
+    user_id: i64,
     model: &str,
     messages: Vec<ayush_models::ChatMessage>,
     params: ayush_models::GenerateParams,
@@ -137,7 +139,7 @@ pub async fn open_chat(
             if state.catalog.manifest(model)?.is_embedding() {
                 return Err(AppError::validation(format!("{model} is an embedding model; it does not chat")));
             }
-            Ok(state.catalog.engine(model).await?.chat(model, messages, params))
+            Ok(state.catalog.engine(model).await?.submit(user_id, messages, params))
         }
         Some((provider, upstream)) => {
             let (remote, record) = state.remotes.get(&state.store, provider).await?;
@@ -166,6 +168,8 @@ pub struct Catalog {
     dir: PathBuf,
     engines: Slots<Engine>,
     embedders: Slots<EmbedEngine>,
+    /// How much each chat engine takes on at once (`[models]`).
+    limits: EngineLimits,
 }
 
 /// What an embedding model's folder keeps of a sentence-transformers export.
@@ -188,7 +192,22 @@ impl Catalog {
             dir: data_dir.join("models"),
             engines: Mutex::new(HashMap::new()),
             embedders: Mutex::new(HashMap::new()),
+            limits: EngineLimits::for_machine(),
         }
+    }
+
+    /// Chat engines started from now on take on this much at once.
+    pub fn with_engine_limits(mut self, limits: EngineLimits) -> Catalog {
+        self.limits = limits;
+        self
+    }
+
+    /// The chat engines loaded now, by model name, for metrics and status.
+    pub fn loaded_engines(&self) -> Vec<Engine> {
+        let Ok(engines) = self.engines.lock() else { return Vec::new() };
+        let mut loaded: Vec<Engine> = engines.values().filter_map(|cell| cell.get().cloned()).collect();
+        loaded.sort_by(|a, b| a.name.cmp(&b.name));
+        loaded
     }
 
     pub fn dir(&self) -> &Path {
@@ -514,12 +533,13 @@ impl Catalog {
         };
         let path = self.file(name);
         let model_name = name.to_string();
+        let limits = self.limits;
         slot.get_or_try_init(|| async move {
             tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();
                 let model = LoadedModel::load(&path).map_err(|e| AppError::internal(format!("loading {model_name}: {e}")))?;
                 tracing::info!(model = %model_name, load_ms = started.elapsed().as_millis() as u64, "model loaded");
-                Engine::start(&model_name, model, QUEUE_DEPTH).map_err(AppError::internal)
+                Engine::start(&model_name, model, limits).map_err(AppError::internal)
             })
             .await
             .map_err(AppError::internal)?

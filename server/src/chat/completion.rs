@@ -34,7 +34,7 @@ pub async fn open(
         )));
     }
     let slot = state.generations.start(user_id)?;
-    let opened = crate::catalog::open_chat(state, model, prompt, params).await?;
+    let opened = crate::catalog::open_chat(state, user_id, model, prompt, params).await?;
     Ok(opened.map(|handle| Completion { handle, _slot: slot }))
 }
 

@@ -16,10 +16,12 @@ use serde::Serialize;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// What the client sees, in order: tokens, then one `Done` or `Error`.
+/// What the client sees, in order: its place in line while the model is busy, tokens, then
+/// one `Done` or `Error`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
+    Queued { position: usize },
     Token { text: String },
     Done { message_id: i64, finish_reason: String, usage: UsageOut, html: String, citations: Vec<Citation> },
     Error { code: String, message: String, message_id: Option<i64> },
@@ -255,6 +257,11 @@ async fn relay(
     let mut text = String::new();
     let outcome = loop {
         match handle.events.recv().await {
+            Some(Event::Queued { position }) => {
+                if tx.send(StreamEvent::Queued { position }).await.is_err() {
+                    handle.cancel();
+                }
+            }
             Some(Event::Token(piece)) => {
                 text.push_str(&piece);
                 if tx.send(StreamEvent::Token { text: piece }).await.is_err() {

@@ -35,6 +35,7 @@ pub struct Config {
     pub egress: EgressConfig,
     pub knowledge: KnowledgeConfig,
     pub chat: ChatConfig,
+    pub models: ModelsConfig,
     pub backup: BackupConfig,
 }
 
@@ -118,6 +119,46 @@ pub struct ChatConfig {
 impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig { max_tokens_limit: 4096, max_concurrent_per_user: 2, turn_wait_secs: 30 }
+    }
+}
+
+/// How each local chat model serves many people at once (see docs/admin/models.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Answers one model generates together, in one pass over its weights per token; 0: four
+    /// per CPU core, between 4 and 64.
+    pub max_sequences: usize,
+    /// Requests that may wait for a place beyond those; one more is answered 429.
+    pub queue: usize,
+    /// Memory for each model's KV caches, in MiB, those of answers being written and those kept
+    /// for the next turn of recent conversations; 0: an eighth of the machine's memory, at most
+    /// 4096.
+    pub kv_cache_mib: u64,
+    /// Prompt tokens read per step, shared among new requests, so a long prompt is read in
+    /// pieces between the tokens of answers already streaming.
+    pub prefill_chunk: usize,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { max_sequences: 0, queue: 32, kv_cache_mib: 0, prefill_chunk: 256 }
+    }
+}
+
+impl ModelsConfig {
+    /// The engine's limits: these settings, with the machine's defaults where they say 0.
+    pub fn limits(&self) -> ayush_models::EngineLimits {
+        let machine = ayush_models::EngineLimits::for_machine();
+        ayush_models::EngineLimits {
+            max_sequences: if self.max_sequences == 0 { machine.max_sequences } else { self.max_sequences },
+            queue: self.queue,
+            kv_cache_bytes: match self.kv_cache_mib {
+                0 => machine.kv_cache_bytes,
+                mib => usize::try_from(mib << 20).unwrap_or(usize::MAX),
+            },
+            prefill_chunk: self.prefill_chunk,
+        }
     }
 }
 
@@ -342,6 +383,19 @@ impl Config {
         }
         if !(1..=3600).contains(&c.turn_wait_secs) {
             return bad("chat.turn_wait_secs must be between 1 and 3600".into());
+        }
+        let m = &self.models;
+        if m.max_sequences > 256 {
+            return bad("models.max_sequences must be between 0 (automatic) and 256".into());
+        }
+        if m.queue > 10_000 {
+            return bad("models.queue must be between 0 and 10000".into());
+        }
+        if m.kv_cache_mib > 1 << 20 {
+            return bad("models.kv_cache_mib must be between 0 (automatic) and 1048576".into());
+        }
+        if !(16..=8192).contains(&m.prefill_chunk) {
+            return bad("models.prefill_chunk must be between 16 and 8192".into());
         }
         if self.backup.interval_hours == 0 || self.backup.keep == 0 {
             return bad("backup.interval_hours and backup.keep must be at least 1".into());

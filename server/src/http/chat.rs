@@ -328,6 +328,7 @@ impl futures_core::Stream for Sse {
         self.0.poll_recv(cx).map(|ev| {
             ev.map(|ev| {
                 let name = match &ev {
+                    StreamEvent::Queued { .. } => "queued",
                     StreamEvent::Token { .. } => "token",
                     StreamEvent::Done { .. } => "done",
                     StreamEvent::Error { .. } => "error",

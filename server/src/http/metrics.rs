@@ -92,6 +92,61 @@ impl Metrics {
         out
     }
 
+    /// Each loaded chat model's engine: its load, its KV caches and how often they spare a
+    /// prompt's reading, and the time to first token.
+    pub fn render_engines(out: &mut String, engines: &[ayush_models::Engine]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let gauges: [EngineFigure; 4] = [
+            ("ayush_engine_running", "Answers being generated.", |s| s.running.load(Relaxed) as u64),
+            ("ayush_engine_waiting", "Requests waiting for a place.", |s| s.waiting.load(Relaxed) as u64),
+            ("ayush_engine_kv_cache_bytes", "KV cache memory held.", |s| s.kv_bytes.load(Relaxed) as u64),
+            ("ayush_engine_kept_caches", "KV caches kept for the next turn.", |s| {
+                s.kept_caches.load(Relaxed) as u64
+            }),
+        ];
+        let counters: [EngineFigure; 6] = [
+            ("ayush_engine_requests_total", "Requests started.", |s| s.requests.load(Relaxed)),
+            ("ayush_engine_prompt_tokens_total", "Prompt tokens of started requests.", |s| {
+                s.prompt_tokens.load(Relaxed)
+            }),
+            ("ayush_engine_cached_prompt_tokens_total", "Prompt tokens read from a kept KV cache.", |s| {
+                s.cached_prompt_tokens.load(Relaxed)
+            }),
+            ("ayush_engine_cache_hits_total", "Requests that started from a kept KV cache.", |s| {
+                s.cache_hits.load(Relaxed)
+            }),
+            ("ayush_engine_completion_tokens_total", "Tokens generated.", |s| {
+                s.completion_tokens.load(Relaxed)
+            }),
+            ("ayush_engine_steps_total", "Passes over the weights.", |s| s.steps.load(Relaxed)),
+        ];
+        for (kind, set) in [("gauge", &gauges[..]), ("counter", &counters[..])] {
+            for (name, help, read) in set {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for e in engines {
+                    let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", escape(&e.name), read(e.stats()));
+                }
+            }
+        }
+        let name = "ayush_engine_time_to_first_token_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Submission to first token, queue included.\n# TYPE {name} histogram"
+        );
+        for e in engines {
+            let (model, h) = (escape(&e.name), &e.stats().first_token);
+            for (bound, n) in ayush_models::engine::FIRST_TOKEN_BUCKETS.iter().zip(&h.buckets) {
+                let _ =
+                    writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{bound}\"}} {}", n.load(Relaxed));
+            }
+            let count = h.count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}");
+            let _ =
+                writeln!(out, "{name}_sum{{model=\"{model}\"}} {}", h.sum_micros.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {count}");
+        }
+    }
+
     /// Audit events that could not be written (only without `audit.fail_closed`).
     pub fn render_audit(out: &mut String, write_failures: u64) {
         let name = "ayush_audit_write_failures_total";
@@ -101,6 +156,9 @@ impl Metrics {
         );
     }
 }
+
+/// A figure read off an engine: its metric name, help text, and how to read it.
+type EngineFigure = (&'static str, &'static str, fn(&ayush_models::engine::Stats) -> u64);
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -136,6 +194,7 @@ pub async fn endpoint(state: web::Data<AppState>, req: actix_web::HttpRequest) -
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body({
         let mut out = state.metrics.render(state.store.stats());
         Metrics::render_audit(&mut out, state.store.chain().write_failures());
+        Metrics::render_engines(&mut out, &state.catalog.loaded_engines());
         out
     })
 }

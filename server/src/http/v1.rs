@@ -427,26 +427,30 @@ enum Step {
 /// provider's burst goes out as one chunk and one write instead of one per token; an end
 /// found while joining is `held` for the next call.
 async fn step(handle: &mut Handle, held: &mut Option<EngineEvent>) -> Step {
-    let first = match held.take() {
-        Some(event) => Some(event),
-        None => handle.events.recv().await,
-    };
-    match first {
-        Some(EngineEvent::Token(mut text)) => {
-            while let Ok(next) = handle.events.try_recv() {
-                match next {
-                    EngineEvent::Token(more) => text.push_str(&more),
-                    end => {
-                        *held = Some(end);
-                        break;
+    loop {
+        let first = match held.take() {
+            Some(event) => Some(event),
+            None => handle.events.recv().await,
+        };
+        return match first {
+            // OpenAI's shapes have no place in line: a /v1 client just waits for its first token.
+            Some(EngineEvent::Queued { .. }) => continue,
+            Some(EngineEvent::Token(mut text)) => {
+                while let Ok(next) = handle.events.try_recv() {
+                    match next {
+                        EngineEvent::Token(more) => text.push_str(&more),
+                        end => {
+                            *held = Some(end);
+                            break;
+                        }
                     }
                 }
+                Step::Text(text)
             }
-            Step::Text(text)
-        }
-        Some(EngineEvent::Done(d)) => Step::End(Ok(d)),
-        Some(EngineEvent::Failed(e)) => Step::End(Err(e)),
-        None => Step::End(Err(ModelError::Inference("the engine stopped".into()))),
+            Some(EngineEvent::Done(d)) => Step::End(Ok(d)),
+            Some(EngineEvent::Failed(e)) => Step::End(Err(e)),
+            None => Step::End(Err(ModelError::Inference("the engine stopped".into()))),
+        };
     }
 }
 

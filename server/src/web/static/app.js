@@ -196,7 +196,13 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       if (!data) return;
       const payload = JSON.parse(data);
-      if (event === "token") {
+      if (event === "queued") {
+        // The model is busy: say where we stand until the first token replaces it.
+        target.body.textContent = payload.position === 1
+          ? "The model is busy; you are next in line."
+          : `The model is busy; you are ${payload.position} in line.`;
+        target.body.setAttribute("aria-live", "polite");
+      } else if (event === "token") {
         text += payload.text;
         target.body.textContent = text;
         target.li.scrollIntoView({ block: "end" });
