@@ -14,13 +14,12 @@ Ayush / llama-server. Ayush's RSS is read at the largest N. Each server is measu
 import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+from ayush_server import AyushServer
 
 NEW_TOKENS = 96
 TOPICS = [
@@ -52,12 +51,6 @@ def question(i):
             f"avoid it, and end with a practical first step the reader could take this week. "
             f"Keep the language plain and concrete, avoid jargon where a simpler word will do, "
             f"and do not use headings or bullet symbols; write it as connected prose.")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stream(port, model, headers, i, out):
@@ -119,32 +112,22 @@ def main():
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
     ns = [int(a) for a in sys.argv[5:]] or [1, 4, 8, 16]
     slots = max(ns)
-    ctl = os.path.join(bin_dir, "ayushctl")
-    data = tempfile.mkdtemp(prefix="ayush-conc-")
-    local = [ctl, "--local", "--data-dir", data]
-    subprocess.run(local + ["models", "import", model, "--name", "m"], check=True, capture_output=True)
-    subprocess.run(local + ["user", "create", "bench", "--role", "user", "--password-stdin"],
-                   input=b"bench password 123\n", check=True, capture_output=True)
-    token = json.loads(subprocess.run(local + ["-o", "json", "token", "create", "--user", "bench"],
-                                      check=True, capture_output=True).stdout)["secret"]
-    port = free_port()
-    env = dict(os.environ, AYUSH_LISTEN=f"127.0.0.1:{port}", RAYON_NUM_THREADS=str(threads),
-               AYUSH_MODELS__MAX_SEQUENCES=str(slots), AYUSH_CHAT__MAX_CONCURRENT_PER_USER=str(slots),
-               AYUSH_KNOWLEDGE__BUNDLED_EMBEDDING_MODEL="")
-    server = subprocess.Popen([os.path.join(bin_dir, "ayush"), "serve", "--data-dir", data], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ayush_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    server = AyushServer(bin_dir, model, {
+        "RAYON_NUM_THREADS": str(threads), "AYUSH_MODELS__MAX_SEQUENCES": str(slots),
+        "AYUSH_CHAT__MAX_CONCURRENT_PER_USER": str(slots),
+        "AYUSH_KNOWLEDGE__BUNDLED_EMBEDDING_MODEL": ""})
+    port, ayush_headers = server.port, server.headers
     llama_headers = {"Content-Type": "application/json"}
     try:
-        for _ in range(300):
+        for _ in range(600):
             try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/readyz")
+                c = http.client.HTTPConnection("127.0.0.1", llama_port, timeout=5)
+                c.request("GET", "/health")
                 if c.getresponse().status == 200:
                     break
             except OSError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.5)
         # Warm both up (Ayush loads the model on first use).
         run(port, "m", ayush_headers, 1, 1000)
         run(llama_port, "m", llama_headers, 1, 1000)
@@ -157,18 +140,18 @@ def main():
             # Distinct questions per N, so no run reuses another's cache.
             a = run(port, "m", ayush_headers, n, 100 * n)
             if n == max(ns):
-                rss = rss_mib(server.pid)
+                rss = rss_mib(server.process.pid)
             b = run(llama_port, "m", llama_headers, n, 100 * n)
             for name, r in (("llama-server", b), ("Ayush", a)):
                 print(f"{n:>3} | {name:<12} | {r['agg']:>9.1f} | {r['p50']:>7.2f}s | {r['p95']:>7.2f}s | "
                       f"{r['per']:>12.1f} | {r['refused']}")
-            print(f"{n:>3} | {'ratio A/L':<12} | {a['agg'] / b['agg']:>8.2f}x | "
-                  f"{a['p50'] / b['p50']:>7.2f}x | {a['p95'] / b['p95']:>7.2f}x | "
-                  f"{a['per'] / max(b['per'], 1e-9):>11.2f}x |")
+            ratio = lambda x, y: x / y if y else float("nan")
+            print(f"{n:>3} | {'ratio A/L':<12} | {ratio(a['agg'], b['agg']):>8.2f}x | "
+                  f"{ratio(a['p50'], b['p50']):>7.2f}x | {ratio(a['p95'], b['p95']):>7.2f}x | "
+                  f"{ratio(a['per'], b['per']):>11.2f}x |")
         print(f"Ayush RSS at N={max(ns)}: {rss:.0f} MiB")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -28,15 +28,33 @@ else
   bin=$target/debug
 fi
 
-for model in $(packaging/fetch-models all | grep '\.gguf$'); do
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  bash "$peer" server "$model" "$port" "$threads" "$slots" >/tmp/llama-server-$port.log 2>&1 &
+# Starts llama-server on $1 at port $2 in the background and waits until it answers; 1 if it
+# died. (Some virtual machines report AMX but fault on its tile instructions, which llama.cpp's
+# weight repacking uses: the caller then retries with LLAMA_ARG_REPACK=0.)
+start_peer() {
+  bash "$peer" server "$1" "$2" "$threads" "$slots" >"/tmp/llama-server-$2.log" 2>&1 &
   pid=$!
-  trap 'kill $pid 2>/dev/null || true' EXIT
   for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+    curl -sf "http://127.0.0.1:$2/health" >/dev/null && return 0
+    kill -0 $pid 2>/dev/null || return 1
     sleep 0.5
   done
+  return 1
+}
+
+for model in $(packaging/fetch-models all | grep '\.gguf$'); do
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  start_peer "$model" "$port" || true
+  # It may come up and die on its first request: probe once.
+  if ! curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' \
+      -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}' >/dev/null; then
+    kill $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    echo "llama-server crashed here (see /tmp/llama-server-$port.log); running it with LLAMA_ARG_REPACK=0"
+    export LLAMA_ARG_REPACK=0
+    start_peer "$model" "$port"
+  fi
   echo
   python3 bench/concurrency.py "$bin" "$model" "$port" "$threads" "${ns[@]}"
   kill $pid 2>/dev/null || true

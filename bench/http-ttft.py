@@ -14,36 +14,18 @@ Each is the median of RUNS (default 5), after one warm-up turn that loads the mo
 import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ayush_server import AyushServer
 
 
 def main():
     bin_dir, model = sys.argv[1], sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    ctl = os.path.join(bin_dir, "ayushctl")
-    data = tempfile.mkdtemp(prefix="ayush-ttft-")
-    local = [ctl, "--local", "--data-dir", data]
-    subprocess.run(local + ["models", "import", model, "--name", "m"], check=True, capture_output=True)
-    subprocess.run(local + ["user", "create", "bench", "--role", "user", "--password-stdin"],
-                   input=b"bench password 123\n", check=True, capture_output=True)
-    token = json.loads(subprocess.run(local + ["-o", "json", "token", "create", "--user", "bench"],
-                                      check=True, capture_output=True).stdout)["secret"]
-    port = free_port()
-    env = dict(os.environ, AYUSH_LISTEN=f"127.0.0.1:{port}")
-    server = subprocess.Popen([os.path.join(bin_dir, "ayush"), "serve", "--data-dir", data], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    server = AyushServer(bin_dir, model)
+    port, headers = server.port, server.headers
 
     def call(method, path, body=None):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -51,15 +33,6 @@ def main():
         return conn, conn.getresponse()
 
     try:
-        for _ in range(100):
-            try:
-                _, r = call("GET", "/readyz")
-                if r.status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-
         def turn(conv, text):
             """Seconds to the first token event, then reads the rest of the stream."""
             started = time.perf_counter()
@@ -91,8 +64,7 @@ def main():
         print(f"  first turn (nothing cached)   {ms(first)}")
         print(f"  second turn (history cached)  {ms(second)}")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 if __name__ == "__main__":

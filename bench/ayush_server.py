@@ -1,0 +1,48 @@
+"""A throwaway Ayush for benchmarks: a fresh data directory with one model imported as `m` and
+a service account `bench` with an API key, and the server on a free loopback port."""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AyushServer:
+    def __init__(self, bin_dir, model, env=None):
+        ctl = os.path.join(bin_dir, "ayushctl")
+        self.data = tempfile.mkdtemp(prefix="ayush-bench-")
+        local = [ctl, "--local", "--data-dir", self.data]
+        subprocess.run(local + ["models", "import", model, "--name", "m"], check=True, capture_output=True)
+        # A service account: its key is made by the operator, as a script's would be.
+        subprocess.run(local + ["user", "create", "bench", "--role", "user", "--service"],
+                       check=True, capture_output=True)
+        created = subprocess.run(local + ["-o", "json", "keys", "create", "--user", "bench"],
+                                 check=True, capture_output=True)
+        self.token = json.loads(created.stdout)["secret"]
+        self.port = free_port()
+        full_env = dict(os.environ, AYUSH_LISTEN=f"127.0.0.1:{self.port}", **(env or {}))
+        self.process = subprocess.Popen([os.path.join(bin_dir, "ayush"), "serve", "--data-dir", self.data],
+                                        env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("Ayush did not become ready")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
