@@ -15,6 +15,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until_ok(port, path, tries=600, pause=0.1):
+    """Polls http://127.0.0.1:PORT/PATH until it answers 200; False if it never does."""
+    for _ in range(tries):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(pause)
+    return False
+
+
 class AyushServer:
     def __init__(self, bin_dir, model, env=None):
         ctl = os.path.join(bin_dir, "ayushctl")
@@ -32,16 +46,8 @@ class AyushServer:
         self.process = subprocess.Popen([os.path.join(bin_dir, "ayush"), "serve", "--data-dir", self.data],
                                         env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-        for _ in range(300):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("Ayush did not become ready")
+        if not wait_until_ok(self.port, "/readyz", tries=300):
+            raise RuntimeError("Ayush did not become ready")
 
     def stop(self):
         self.process.terminate()

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from ayush_server import AyushServer
+from ayush_server import AyushServer, wait_until_ok
 
 NEW_TOKENS = 96
 TOPICS = [
@@ -119,15 +119,7 @@ def main():
     port, ayush_headers = server.port, server.headers
     llama_headers = {"Content-Type": "application/json"}
     try:
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", llama_port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
+        wait_until_ok(llama_port, "/health", pause=0.5)
         # Warm both up (Ayush loads the model on first use).
         run(port, "m", ayush_headers, 1, 1000)
         run(llama_port, "m", llama_headers, 1, 1000)
