@@ -273,6 +273,7 @@ impl Scheduler {
     fn run(mut self, jobs: Receiver<Job>) {
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
+                self.publish();
                 // Idle: sleep until a request comes; ends when every `Engine` clone is dropped.
                 match jobs.recv() {
                     Ok(job) => self.waiting.push_back(job),

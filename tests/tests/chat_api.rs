@@ -290,4 +290,10 @@ fn many_people_share_one_model_at_once() {
     assert!(done["usage"]["cached_prompt_tokens"].as_i64().unwrap() > 0, "{done}");
     assert!(metric("ayush_engine_cache_hits_total") > hits);
     assert!(metric("ayush_engine_cached_prompt_tokens_total") > 0.0);
+    // Idle again: nothing running, nothing waiting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric("ayush_engine_running") + metric("ayush_engine_waiting") > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the engine still reports work");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
