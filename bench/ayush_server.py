@@ -31,6 +31,7 @@ def wait_until_ok(port, path, tries=600, pause=0.1):
 
 class AyushServer:
     def __init__(self, bin_dir, model, env=None):
+        self.bin_dir = bin_dir
         ctl = os.path.join(bin_dir, "ayushctl")
         self.data = tempfile.mkdtemp(prefix="ayush-bench-")
         local = [ctl, "--local", "--data-dir", self.data]
@@ -48,6 +49,22 @@ class AyushServer:
         self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         if not wait_until_ok(self.port, "/readyz", tries=300):
             raise RuntimeError("Ayush did not become ready")
+
+    def signed_in_headers(self):
+        """Headers of a person signed in to the web chat (its API takes sessions, not keys):
+        creates the user `asker` and signs in."""
+        local = [os.path.join(self.bin_dir, "ayushctl"), "--local", "--data-dir", self.data]
+        subprocess.run(local + ["user", "create", "asker", "--role", "user", "--password-stdin"],
+                       input=b"asker password 123\n", check=True, capture_output=True)
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request("POST", "/api/auth/login", json.dumps({"username": "asker", "password": "asker password 123"}),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"signing in answered {r.status}")
+        cookies = [v.split(";", 1)[0] for k, v in r.getheaders() if k.lower() == "set-cookie"]
+        return {"Cookie": "; ".join(cookies), "Content-Type": "application/json"}
 
     def stop(self):
         self.process.terminate()

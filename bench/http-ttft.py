@@ -25,7 +25,7 @@ def main():
     bin_dir, model = sys.argv[1], sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     server = AyushServer(bin_dir, model)
-    port, headers = server.port, server.headers
+    port, headers = server.port, server.signed_in_headers()
 
     def call(method, path, body=None):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
