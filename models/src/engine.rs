@@ -237,10 +237,6 @@ impl Engine {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
-
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
 }
 
 /// A request being answered.

@@ -152,16 +152,16 @@ struct StripRow<'a> {
 
 impl StripRow<'_> {
     /// Scales, offsets and the unsigned-read correction, once `q` holds the values.
-    fn finish(self, format: Format, row: &[u8], sums: impl Fn(&[i8; BLOCK]) -> [i32; 2]) {
+    /// `sums(q)` gives the sum of each lane's four values.
+    fn finish(self, format: Format, row: &[u8], sums: impl Fn(&[i8; BLOCK]) -> [i32; 8]) {
         for (b, q) in self.q.iter().enumerate() {
             let ([lo, hi], min) = block_scales(format, row, b);
             self.lanes[b] = [lo, lo, lo, lo, hi, hi, hi, hi];
             self.mins[b][self.r] = min;
-            let [s0, s1] = sums(q);
+            let lane_sums = sums(q);
+            let (s0, s1): (i32, i32) = (lane_sums[..4].iter().sum(), lane_sums[4..].iter().sum());
             self.fix[b][self.r] = -128.0 * (lo * s0 as f32 + hi * s1 as f32);
-            for (l, f) in self.int_fix[b].iter_mut().enumerate() {
-                *f = -128 * q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum::<i32>();
-            }
+            self.int_fix[b] = lane_sums.map(|s| -128 * s);
         }
     }
 }
@@ -219,8 +219,7 @@ impl QMatrix {
             gemv(x, m, &mut [(self, out)]);
         } else {
             let kb = self.cols / BLOCK;
-            let mut acts = vec![ActBlock::default(); m * kb];
-            acts.par_chunks_mut(kb).zip(x.par_chunks(self.cols)).for_each(|(a, x)| quantize_acts(x, a));
+            let acts = quantize_tokens(x, m);
             // A prompt: split the tokens. Each task reads four weight rows at a time out to plain
             // blocks once and runs them against each of its tokens, so the unpacking is paid
             // once per strip rather than once per token: as many tokens per task as keep every
@@ -482,8 +481,7 @@ mod kernel {
             *out = super::block_values(format, row, b);
         }
         strip.finish(format, row, |q| {
-            let half = |h: usize| q[h * 16..(h + 1) * 16].iter().map(|&v| i32::from(v)).sum();
-            [half(0), half(1)]
+            std::array::from_fn(|l| q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum())
         });
     }
 
@@ -646,20 +644,15 @@ mod avx2 {
         _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32))
     }
 
-    /// One row of a strip: the values unpacked with vector code, and the sums of each half
-    /// block for the correction.
+    /// One row of a strip: the values unpacked with vector code, and the sums of each lane's
+    /// four values for the corrections.
     #[target_feature(enable = "avx2,fma")]
     pub fn fill_row(format: Format, row: &[u8], strip: StripRow<'_>) {
         unpack_row(format, row, strip.q);
         strip.finish(format, row, |q| {
             let w: __m256i = bytemuck::cast(*q);
             let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), w);
-            let lanes = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-            let half = |v: __m128i| {
-                let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
-                _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32(v, 1)))
-            };
-            [half(_mm256_castsi256_si128(lanes)), half(_mm256_extracti128_si256(lanes, 1))]
+            bytemuck::cast(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
         });
     }
 
