@@ -70,6 +70,21 @@ fn main() {
             })
             .collect();
 
+        // Several people's answers decoded in the same steps, as the engine serves them.
+        let together: Vec<(usize, f64)> = [4, 8, 16]
+            .into_iter()
+            .map(|n| {
+                let runs: Vec<f64> = (0..RUNS)
+                    .map(|_| {
+                        let t = Instant::now();
+                        model.decode_together(n, 64).unwrap();
+                        (n * 64) as f64 / t.elapsed().as_secs_f64()
+                    })
+                    .collect();
+                (n, median(runs))
+            })
+            .collect();
+
         // Second turn of a chat: time to first token with the first turn's cache, and without.
         // The first reply is generated for real, so the cache holds exactly what the second
         // prompt starts with.
@@ -110,6 +125,9 @@ fn main() {
         println!("  load            {load_s:>8.2} s");
         println!("  pp512           {:>8.1} tok/s", median(pp));
         println!("  tg128           {:>8.1} tok/s", median(tg));
+        for (n, rate) in together {
+            println!("  tg64 × {n:<2}       {rate:>8.1} tok/s, all sequences together");
+        }
         println!(
             "  2nd-turn TTFT   {:>8.0} ms with prefix reuse ({} of {} prompt tokens cached)",
             median(with.iter().map(|w| w.0).collect()),

@@ -752,12 +752,11 @@ fn activate_rows(act: Activation, gate: &mut [f32], up: &[f32]) {
 /// Decoded tokens' gated feed-forward input, `act(gate · x) ⊙ (up · x)`, in one parallel pass
 /// over both matrices' rows.
 fn gemv_gate_up(x: &[f32], m: usize, gate: &QMatrix, up: &QMatrix, act: Activation, out: &mut [f32]) {
-    let acts = quant::quantize_tokens(x, m);
-    let tokens = quant::token_blocks(&acts, m);
+    let tokens = quant::Tokens::new(x, m);
     let mut parts = [((gate, up), gate.rows(), out)];
     quant::by_rows(&mut parts, m, |(gate, up), r, out| {
         let mut u = [0f32; 64];
-        for (out, tokens) in out.chunks_mut(64).zip(tokens.chunks(64)) {
+        for (out, tokens) in out.chunks_mut(64).zip(tokens.all().chunks(64)) {
             gate.dot_row(r, tokens, out);
             up.dot_row(r, tokens, &mut u[..tokens.len()]);
             for (o, u) in out.iter_mut().zip(u) {

@@ -417,13 +417,7 @@ impl LoadedModel {
                 logits: true,
             }]);
             match read.map(|mut l| l.remove(0).unwrap_or_default()) {
-                Ok(logits) => {
-                    next = logits
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map_or(0, |(i, _)| i as u32)
-                }
+                Ok(logits) => next = argmax(&logits),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -434,8 +428,34 @@ impl LoadedModel {
         result
     }
 
+    /// Decoding `n` sequences in the same steps, for benchmarks: each starts from a token of
+    /// its own and takes `steps` greedy steps after it.
+    pub fn decode_together(&mut self, n: usize, steps: usize) -> Result<(), ModelError> {
+        let mut caches: Vec<KvCache> = (0..n).map(|_| KvCache::default()).collect();
+        let mut next: Vec<u32> = (0..n as u32).map(|i| 1000 + 7 * i).collect();
+        for step in 0..=steps {
+            let tokens: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+            let pass = if step == 0 { Pass::Prompt } else { Pass::Decode };
+            let mut feeds: Vec<Feed<'_>> = caches
+                .iter_mut()
+                .zip(&tokens)
+                .map(|(cache, tokens)| Feed { tokens, cache, pass, logits: true })
+                .collect();
+            let logits = self.step(&mut feeds)?;
+            for (next, logits) in next.iter_mut().zip(logits) {
+                *next = argmax(&logits.unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+
     /// Drops the one-sequence cache, so the next request reads its whole prompt.
     pub fn forget_cache(&mut self) {
         self.solo = KvCache::default();
     }
+}
+
+/// The most likely token, for the benchmarks' greedy steps.
+fn argmax(logits: &[f32]) -> u32 {
+    logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32)
 }

@@ -9,8 +9,8 @@
 //! AVX2's `maddubs`, the per-half scales multiply the eight 32-bit lanes (lanes 0-3 hold the
 //! first 16 products, 4-7 the rest), and the offset meets the activation block's sum.
 //!
-//! The AVX2 kernels are picked at run time when the CPU has AVX2 and FMA; the portable loops
-//! run elsewhere and are the reference in tests. The only unsafe code is the call across that
+//! The AVX-512 VNNI kernels are picked at run time where the CPU has them, the AVX2 kernels
+//! where it has AVX2 and FMA; the portable loops run elsewhere and are the reference in tests. The only unsafe code is the call across that
 //! check (`kernel`); vector loads go through `bytemuck`.
 
 use crate::ModelError;
@@ -151,14 +151,14 @@ struct StripRow<'a> {
 }
 
 impl StripRow<'_> {
-    /// Scales, offsets and the unsigned-read correction, once `q` holds the values.
-    /// `sums(q)` gives the sum of each lane's four values.
-    fn finish(self, format: Format, row: &[u8], sums: impl Fn(&[i8; BLOCK]) -> [i32; 8]) {
-        for (b, q) in self.q.iter().enumerate() {
+    /// Scales, offsets and the unsigned-read correction, once `q` holds the values and
+    /// `int_fix` the sum of each lane's four.
+    fn finish(self, format: Format, row: &[u8]) {
+        for b in 0..self.q.len() {
             let ([lo, hi], min) = block_scales(format, row, b);
             self.lanes[b] = [lo, lo, lo, lo, hi, hi, hi, hi];
             self.mins[b][self.r] = min;
-            let lane_sums = sums(q);
+            let lane_sums = self.int_fix[b];
             let (s0, s1): (i32, i32) = (lane_sums[..4].iter().sum(), lane_sums[4..].iter().sum());
             self.fix[b][self.r] = -128.0 * (lo * s0 as f32 + hi * s1 as f32);
             self.int_fix[b] = lane_sums.map(|s| -128 * s);
@@ -206,9 +206,9 @@ impl QMatrix {
         }
     }
 
-    /// Row `j` against several tokens' quantized activations (`quantize_tokens`).
-    pub fn dot_row(&self, j: usize, tokens: &[&[ActBlock]], out: &mut [f32]) {
-        kernel::dot_many(self.format, self.row(j), tokens, out)
+    /// Row `j` against each of `tokens`: `out[t]` for token `t`.
+    pub fn dot_row(&self, j: usize, tokens: TokenSlice<'_>, out: &mut [f32]) {
+        kernel::dot_tokens(self.format, self.row(j), tokens, out)
     }
 
     /// `out[m × rows] = x[m × cols] · selfᵀ`, on the rayon pool.
@@ -219,28 +219,27 @@ impl QMatrix {
             gemv(x, m, &mut [(self, out)]);
         } else {
             let kb = self.cols / BLOCK;
-            let acts = quantize_tokens(x, m);
+            let tokens = Tokens::new(x, m);
             // A prompt: split the tokens. Each task reads four weight rows at a time out to plain
             // blocks once and runs them against each of its tokens, so the unpacking is paid
             // once per strip rather than once per token: as many tokens per task as keep every
             // thread busy twice over, between 64 and 256.
-            let tokens = m.div_ceil(2 * rayon::current_num_threads()).clamp(64, 256);
-            out.par_chunks_mut(tokens * self.rows).zip(acts.par_chunks(tokens * kb)).for_each_init(
+            let per = m.div_ceil(2 * rayon::current_num_threads()).clamp(64, 256);
+            let tasks: Vec<TokenSlice<'_>> = tokens.all().chunks(per).collect();
+            out.par_chunks_mut(per * self.rows).zip(tasks).for_each_init(
                 || Strip::new(kb),
-                |strip, (out, acts)| {
-                    let t = acts.len() / kb;
+                |strip, (out, tokens)| {
                     let mut j = 0;
                     while j + 4 <= self.rows {
                         strip.fill(self, j);
-                        kernel::dot4_strip_tokens(strip, acts, kb, |i, r| {
+                        kernel::dot4_strip_tokens(strip, tokens, |i, r| {
                             out[i * self.rows + j..i * self.rows + j + 4].copy_from_slice(&r)
                         });
                         j += 4;
                     }
                     for j in j..self.rows {
-                        for i in 0..t {
-                            let a = &acts[i * kb..(i + 1) * kb];
-                            out[i * self.rows + j] = kernel::dot(self.format, self.row(j), a);
+                        for i in 0..tokens.len() {
+                            out[i * self.rows + j] = kernel::dot(self.format, self.row(j), tokens.blocks(i));
                         }
                     }
                 },
@@ -352,11 +351,10 @@ pub fn gemv_chunk(rows: usize) -> usize {
 /// reads its rows once for all `m` tokens. A decoding step is short, and each pass costs a
 /// round of waking the pool's threads. `out` of each part holds `m` rows of its outputs.
 pub fn gemv(x: &[f32], m: usize, parts: &mut [(&QMatrix, &mut [f32])]) {
-    let acts = quantize_tokens(x, m);
-    let tokens = token_blocks(&acts, m);
+    let tokens = Tokens::new(x, m);
     let mut outs: Vec<(&QMatrix, usize, &mut [f32])> =
         parts.iter_mut().map(|(w, out)| (*w, w.rows(), &mut **out)).collect();
-    by_rows(&mut outs, m, |w, r, out| w.dot_row(r, &tokens, out));
+    by_rows(&mut outs, m, |w, r, out| w.dot_row(r, tokens.all(), out));
 }
 
 /// Each token's quantized activations, `m` rows of `x` in turn.
@@ -369,9 +367,113 @@ pub fn quantize_tokens(x: &[f32], m: usize) -> Vec<ActBlock> {
     acts
 }
 
-/// Token `t`'s blocks out of `quantize_tokens`.
-pub fn token_blocks(acts: &[ActBlock], m: usize) -> Vec<&[ActBlock]> {
-    acts.chunks(acts.len() / m.max(1)).collect()
+/// Tokens being decoded, quantized once for every matrix that reads them. Where the CPU has
+/// AVX-512 VNNI they are also laid out two blocks to a register (`Pair`).
+pub struct Tokens {
+    acts: Vec<ActBlock>,
+    pairs: Vec<Pair>,
+    /// Each block's `sum`, token after token, for Q4_K's offsets (with the pairs only).
+    sums: Vec<f32>,
+    kb: usize,
+}
+
+/// Some consecutive tokens of a `Tokens`.
+#[derive(Clone, Copy)]
+pub struct TokenSlice<'a> {
+    acts: &'a [ActBlock],
+    /// `kb.div_ceil(2)` per token, or none where the kernels do not read them.
+    pairs: &'a [Pair],
+    sums: &'a [f32],
+    kb: usize,
+}
+
+/// One token as the VNNI kernel reads it.
+#[derive(Clone, Copy)]
+struct VnniToken<'a> {
+    pairs: &'a [Pair],
+    sums: &'a [f32],
+}
+
+/// Two blocks of one token's activations, as VNNI reads them: 128 bytes for 64 values, read
+/// once for every weight row.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Pair {
+    /// The two blocks' values as unsigned bytes, `x + 128`; a missing second block is zeros.
+    x: [u8; 2 * BLOCK],
+    /// Each block's activation scale over its eight lanes.
+    d: [f32; 16],
+}
+
+impl Pair {
+    const ZERO: Pair = Pair { x: [128; 2 * BLOCK], d: [0.0; 16] };
+
+    fn of(blocks: &[ActBlock]) -> Pair {
+        let mut p = Pair::ZERO;
+        for (h, a) in blocks.iter().enumerate() {
+            for (x, &q) in p.x[BLOCK * h..BLOCK * (h + 1)].iter_mut().zip(&a.qs) {
+                *x = q as u8 ^ 0x80;
+            }
+            p.d[8 * h..8 * (h + 1)].fill(a.d);
+        }
+        p
+    }
+}
+
+impl Tokens {
+    /// `m` rows of `x`, quantized.
+    pub fn new(x: &[f32], m: usize) -> Tokens {
+        let acts = quantize_tokens(x, m);
+        let kb = (acts.len() / m.max(1)).max(1);
+        let (pairs, sums) = if kernel::vnni() {
+            let per = kb.div_ceil(2);
+            let mut pairs = vec![Pair::ZERO; per * m];
+            pairs.par_chunks_mut(per).zip(acts.par_chunks(kb)).for_each(|(p, a)| {
+                for (p, two) in p.iter_mut().zip(a.chunks(2)) {
+                    *p = Pair::of(two);
+                }
+            });
+            (pairs, acts.iter().map(|a| a.sum).collect())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Tokens { acts, pairs, sums, kb }
+    }
+
+    pub fn all(&self) -> TokenSlice<'_> {
+        TokenSlice { acts: &self.acts, pairs: &self.pairs, sums: &self.sums, kb: self.kb }
+    }
+}
+
+impl<'a> TokenSlice<'a> {
+    pub fn len(&self) -> usize {
+        self.acts.len() / self.kb
+    }
+
+    /// Token `t`'s blocks.
+    fn blocks(&self, t: usize) -> &'a [ActBlock] {
+        &self.acts[t * self.kb..(t + 1) * self.kb]
+    }
+
+    /// Token `t` for the VNNI kernel, where it was laid out for it.
+    fn vnni(&self, t: usize) -> VnniToken<'a> {
+        let (kb, per) = (self.kb, self.kb.div_ceil(2));
+        VnniToken { pairs: &self.pairs[t * per..(t + 1) * per], sums: &self.sums[t * kb..(t + 1) * kb] }
+    }
+
+    /// The tokens `n` at a time.
+    pub fn chunks(self, n: usize) -> impl Iterator<Item = TokenSlice<'a>> {
+        let (len, kb, per) = (self.len(), self.kb, self.kb.div_ceil(2));
+        (0..len).step_by(n.max(1)).map(move |s| {
+            let e = (s + n).min(len);
+            let (pairs, sums) = if self.pairs.is_empty() {
+                (self.pairs, self.sums)
+            } else {
+                (&self.pairs[s * per..e * per], &self.sums[s * kb..e * kb])
+            };
+            TokenSlice { acts: &self.acts[s * kb..e * kb], pairs, sums, kb }
+        })
+    }
 }
 
 /// Runs `f(part, row, results)` for every row of every part on the pool, in tasks of
@@ -434,7 +536,7 @@ pub fn quantize_acts(x: &[f32], out: &mut [ActBlock]) {
 /// portable loops otherwise: one binary serves every x86-64 server.
 #[allow(unsafe_code)]
 mod kernel {
-    use super::{ActBlock, Format, Strip, StripRow, portable};
+    use super::{ActBlock, Format, Strip, StripRow, TokenSlice, portable};
 
     #[cfg(target_arch = "x86_64")]
     fn avx2() -> bool {
@@ -444,29 +546,54 @@ mod kernel {
 
     pub fn dot(format: Format, row: &[u8], acts: &[ActBlock]) -> f32 {
         let mut out = [0.0];
-        dot_many(format, row, &[acts], &mut out);
+        dot_many(format, row, acts, acts.len(), &mut out);
         out[0]
     }
 
-    /// One row against several tokens: `out[t]` for `tokens[t]`, each exactly as `dot` alone.
-    pub fn dot_many(format: Format, row: &[u8], tokens: &[&[ActBlock]], out: &mut [f32]) {
+    /// One row against several decoded tokens, `out[t]` for token `t`: with VNNI where the
+    /// tokens were laid out for it. Either way a token's result does not depend on the others.
+    pub fn dot_tokens(format: Format, row: &[u8], tokens: TokenSlice<'_>, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // Four tokens a step keep their eight accumulators in registers.
-            let mut groups = tokens.chunks_exact(4).zip(out.chunks_exact_mut(4));
-            for (t, o) in &mut groups {
-                // SAFETY: the CPU was just found to support AVX2 and FMA, all the kernel requires.
-                o.copy_from_slice(&unsafe { super::avx2::dot(format, row, [t[0], t[1], t[2], t[3]]) });
+        if !tokens.pairs.is_empty() {
+            let mut t = 0;
+            while t + 4 <= tokens.len() {
+                let four = [t, t + 1, t + 2, t + 3].map(|t| tokens.vnni(t));
+                // SAFETY: pairs are made only where the CPU has AVX-512 F, BW and VNNI.
+                out[t..t + 4].copy_from_slice(&unsafe { super::avx512::dot(format, row, four) });
+                t += 4;
             }
-            let done = tokens.len() / 4 * 4;
-            for (t, o) in tokens[done..].iter().zip(&mut out[done..]) {
+            for (t, o) in out.iter_mut().enumerate().take(tokens.len()).skip(t) {
                 // SAFETY: as above.
-                *o = unsafe { super::avx2::dot(format, row, [*t]) }[0];
+                *o = unsafe { super::avx512::dot(format, row, [tokens.vnni(t)]) }[0];
             }
             return;
         }
-        for (t, o) in tokens.iter().zip(out) {
-            *o = portable::dot(format, row, t);
+        dot_many(format, row, tokens.acts, tokens.kb, out);
+    }
+
+    /// One row against several tokens of `kb` blocks each: `out[t]` for the `t`-th, each
+    /// exactly as `dot` alone.
+    fn dot_many(format: Format, row: &[u8], acts: &[ActBlock], kb: usize, out: &mut [f32]) {
+        let token = |t: usize| &acts[t * kb..(t + 1) * kb];
+        let n = acts.len() / kb;
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // Four tokens a step keep their eight accumulators in registers.
+            let mut t = 0;
+            while t + 4 <= n {
+                let four = [token(t), token(t + 1), token(t + 2), token(t + 3)];
+                // SAFETY: the CPU was just found to support AVX2 and FMA, all the kernel requires.
+                out[t..t + 4].copy_from_slice(&unsafe { super::avx2::dot(format, row, four) });
+                t += 4;
+            }
+            for (t, o) in out.iter_mut().enumerate().take(n).skip(t) {
+                // SAFETY: as above.
+                *o = unsafe { super::avx2::dot(format, row, [token(t)]) }[0];
+            }
+            return;
+        }
+        for (t, o) in out[..n].iter_mut().enumerate() {
+            *o = portable::dot(format, row, token(t));
         }
     }
 
@@ -477,16 +604,15 @@ mod kernel {
             // SAFETY: as above.
             return unsafe { super::avx2::fill_row(format, row, strip) };
         }
-        for (b, out) in strip.q.iter_mut().enumerate() {
+        for (b, (out, sums)) in strip.q.iter_mut().zip(strip.int_fix.iter_mut()).enumerate() {
             *out = super::block_values(format, row, b);
+            *sums = std::array::from_fn(|l| out[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum());
         }
-        strip.finish(format, row, |q| {
-            std::array::from_fn(|l| q[4 * l..4 * l + 4].iter().map(|&v| i32::from(v)).sum())
-        });
+        strip.finish(format, row);
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn vnni() -> bool {
+    pub fn vnni() -> bool {
         static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *HAS.get_or_init(|| {
             is_x86_feature_detected!("avx512f")
@@ -495,35 +621,34 @@ mod kernel {
         })
     }
 
-    /// A strip's four rows against each of `acts`' tokens (`kb` blocks each), handing
-    /// `put(token, results)`. With AVX-512 VNNI two tokens go through at once, each computed
-    /// exactly as it would be alone.
-    pub fn dot4_strip_tokens(
-        strip: &Strip,
-        acts: &[ActBlock],
-        kb: usize,
-        mut put: impl FnMut(usize, [f32; 4]),
-    ) {
-        let t = acts.len() / kb;
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn vnni() -> bool {
+        false
+    }
+
+    /// A strip's four rows against each of `tokens`, handing `put(token, results)`. With
+    /// AVX-512 VNNI two tokens go through at once, each computed exactly as it would be alone.
+    pub fn dot4_strip_tokens(strip: &Strip, tokens: TokenSlice<'_>, mut put: impl FnMut(usize, [f32; 4])) {
+        let n = tokens.len();
         #[cfg(target_arch = "x86_64")]
-        if vnni() {
-            let token = |i: usize| &acts[i * kb..(i + 1) * kb];
-            let mut i = 0;
-            while i + 2 <= t {
-                // SAFETY: the CPU was just found to support AVX-512 F, BW and VNNI.
-                let [a, b] = unsafe { super::avx512::dot4_strip(strip, [token(i), token(i + 1)]) };
-                put(i, a);
-                put(i + 1, b);
-                i += 2;
+        if !tokens.pairs.is_empty() {
+            let mut t = 0;
+            while t + 2 <= n {
+                let two = [tokens.vnni(t), tokens.vnni(t + 1)];
+                // SAFETY: pairs are made only where the CPU has AVX-512 F, BW and VNNI.
+                let [a, b] = unsafe { super::avx512::dot4_strip(strip, two) };
+                put(t, a);
+                put(t + 1, b);
+                t += 2;
             }
-            if i < t {
+            for t in t..n {
                 // SAFETY: as above.
-                put(i, unsafe { super::avx512::dot4_strip(strip, [token(i)]) }[0]);
+                put(t, unsafe { super::avx512::dot4_strip(strip, [tokens.vnni(t)]) }[0]);
             }
             return;
         }
-        for i in 0..t {
-            put(i, dot4_strip(strip, &acts[i * kb..(i + 1) * kb]));
+        for t in 0..n {
+            put(t, dot4_strip(strip, tokens.blocks(t)));
         }
     }
 
@@ -649,11 +774,12 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub fn fill_row(format: Format, row: &[u8], strip: StripRow<'_>) {
         unpack_row(format, row, strip.q);
-        strip.finish(format, row, |q| {
+        for (q, sums) in strip.q.iter().zip(strip.int_fix.iter_mut()) {
             let w: __m256i = bytemuck::cast(*q);
             let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), w);
-            bytemuck::cast(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-        });
+            *sums = bytemuck::cast(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+        }
+        strip.finish(format, row);
     }
 
     /// A row's values as plain signed bytes, block by block.
@@ -829,38 +955,245 @@ mod avx512 {
     //! bytes (`x + 128`), with the signed weights and sums groups of four in 32 bits onto the
     //! strip's integer correction, two blocks per instruction. Every function needs AVX-512 F,
     //! BW and VNNI; `kernel` checks the CPU before calling in.
-    use super::{ActBlock, Strip};
+    //!
+    //! Decoded tokens likewise read the activations as unsigned bytes, laid out once per
+    //! step (`Pair`); each sum starts from `-128 · Σ w`, worked out once per weight row for
+    //! all the tokens.
+    use super::{Format, Strip, VnniToken, f16_at, q4k_scale_min};
     use std::arch::x86_64::*;
 
-    /// Blocks `b` and `b + 1` of a token (or `b` alone, `pair = false`) as unsigned bytes,
-    /// and each block's scale over the lanes that hold it.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn blocks(a: &[ActBlock], b: usize, pair: bool) -> (__m512i, __m512) {
-        let next = if pair { b + 1 } else { b };
-        let (lo, hi): (__m256i, __m256i) = (bytemuck::cast(a[b].qs), bytemuck::cast(a[next].qs));
-        let x = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        let xu = _mm512_xor_si512(x, _mm512_set1_epi8(0x80u8 as i8));
-        let d = _mm512_insertf64x4(
-            _mm512_castps_pd(_mm512_set1_ps(a[b].d)),
-            _mm256_castps_pd(_mm256_set1_ps(a[next].d)),
-            1,
-        );
-        (xu, _mm512_castpd_ps(d))
+    fn load256(b: &[u8]) -> __m256i {
+        bytemuck::pod_read_unaligned(&b[..32])
     }
 
-    /// A strip's four rows against `T` tokens.
+    /// Sixteen lanes: the first eight `lo`, the rest `hi`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub fn dot4_strip<const T: usize>(strip: &Strip, acts: [&[ActBlock]; T]) -> [[f32; 4]; T] {
-        let kb = acts[0].len();
+    fn halves(lo: f32, hi: f32) -> __m512 {
+        _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(lo), _mm512_set1_ps(hi))
+    }
+
+    /// Two f16 block scales, each over its block's eight lanes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn f16_halves(lo: [u8; 2], hi: [u8; 2]) -> __m512 {
+        let (lo, hi) = (i16::from_le_bytes(lo), i16::from_le_bytes(hi));
+        _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)))
+    }
+
+    /// Thirty-two bytes in both halves of a register.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn twice(v: __m256i) -> __m512i {
+        _mm512_inserti64x4(_mm512_castsi256_si512(v), v, 1)
+    }
+
+    /// One row against `N` decoded tokens, format by format. The row's values are unpacked
+    /// once for all of them; each token's sums take the same steps whatever `N` is, so its
+    /// result does not depend on its batch. (No closures here: the compiler keeps them apart,
+    /// and every call between them would go through memory.)
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub fn dot<const N: usize>(format: Format, row: &[u8], tokens: [VnniToken<'_>; N]) -> [f32; N] {
+        match format {
+            Format::Q8_0 => dot_blocks::<N, Q8_0>(row, tokens),
+            Format::Q5_0 => dot_blocks::<N, Q5_0>(row, tokens),
+            Format::Q4K => dot_q4k(row, tokens),
+            Format::Q6K => dot_q6k(row, tokens),
+        }
+    }
+
+    const Q8_0: u8 = 0;
+    const Q5_0: u8 = 1;
+
+    /// Weights for two blocks: their signed values, where each sum starts (`-128 · Σ w` over
+    /// each lane's four, as the activations come 128 above their worth), and their scales.
+    struct Weights {
+        w: __m512i,
+        start: __m512i,
+        scales: __m512,
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn weights(w: __m512i, scales: __m512) -> Weights {
+        let high = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(0x80u8 as i8), w);
+        Weights { w, start: _mm512_sub_epi32(_mm512_setzero_si512(), high), scales }
+    }
+
+    /// Two blocks (or one, `two = false`) of format `F`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn unpack<const F: u8>(b: &[u8], two: bool) -> Weights {
+        if F == Q8_0 { q8_0_pair(b, two) } else { q5_0_pair(b, two) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn q8_0_pair(b: &[u8], two: bool) -> Weights {
+        let lo = load256(&b[2..]);
+        let (hi, s1) =
+            if two { (load256(&b[36..]), [b[34], b[35]]) } else { (_mm256_setzero_si256(), [0; 2]) };
+        weights(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), f16_halves([b[0], b[1]], s1))
+    }
+
+    /// The nibbles with the fifth bit on top, less 16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn q5_0_pair(b: &[u8], two: bool) -> Weights {
+        let q0: __m128i = bytemuck::pod_read_unaligned(&b[6..22]);
+        let h0 = u64::from(u32::from_le_bytes([b[2], b[3], b[4], b[5]]));
+        let (q1, h1, s1) = if two {
+            let q1: __m128i = bytemuck::pod_read_unaligned(&b[28..44]);
+            (q1, u64::from(u32::from_le_bytes([b[24], b[25], b[26], b[27]])), [b[22], b[23]])
+        } else {
+            (_mm_setzero_si128(), 0, [0; 2])
+        };
+        // Each block's sixteen bytes twice, the second copy for the high nibbles.
+        let both = _mm512_castsi256_si512(_mm256_set_m128i(q1, q0));
+        let v = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), both);
+        let v = _mm512_mask_srli_epi16::<4>(v, 0xff00_ff00, v);
+        let v = _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+        // Bit i of a block's high bits belongs to its value i; where it is clear, take 16.
+        let w = _mm512_mask_sub_epi8(v, !(h0 | h1 << 32), v, _mm512_set1_epi8(16));
+        // A missing second block reads as zeros.
+        let w = if two { w } else { _mm512_maskz_mov_epi8(u64::from(u32::MAX), w) };
+        weights(w, f16_halves([b[0], b[1]], s1))
+    }
+
+    /// Adds one pair of blocks to each token's accumulator.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn add_pair<const N: usize>(acc: &mut [__m512; N], w: &Weights, tokens: &[VnniToken<'_>; N], p: usize) {
+        for (acc, t) in acc.iter_mut().zip(tokens) {
+            let x = &t.pairs[p];
+            let s = _mm512_dpbusd_epi32(w.start, bytemuck::cast(x.x), w.w);
+            let d = _mm512_mul_ps(w.scales, bytemuck::cast(x.d));
+            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *acc);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn reduce<const N: usize>(even: [__m512; N], odd: [__m512; N]) -> [f32; N] {
+        let mut out = [0.0; N];
+        for (o, (e, d)) in out.iter_mut().zip(even.into_iter().zip(odd)) {
+            *o = _mm512_reduce_add_ps(_mm512_add_ps(e, d));
+        }
+        out
+    }
+
+    /// Formats of 32-value blocks, two blocks a step, alternating between two accumulators
+    /// per token so consecutive multiply-adds do not wait on each other.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn dot_blocks<const N: usize, const F: u8>(row: &[u8], tokens: [VnniToken<'_>; N]) -> [f32; N] {
+        let bb = if F == Q8_0 { 34 } else { 22 };
+        let kb = row.len() / bb;
+        let pairs = kb.div_ceil(2);
+        let (mut even, mut odd) = ([_mm512_setzero_ps(); N], [_mm512_setzero_ps(); N]);
+        let mut p = 0;
+        while p < pairs {
+            add_pair(&mut even, &unpack::<F>(&row[2 * p * bb..], 2 * p + 1 < kb), &tokens, p);
+            if p + 1 < pairs {
+                add_pair(&mut odd, &unpack::<F>(&row[2 * (p + 1) * bb..], 2 * p + 3 < kb), &tokens, p + 1);
+            }
+            p += 2;
+        }
+        reduce(even, odd)
+    }
+
+    /// Q4_K: the nibbles as they are; each sub-block's min meets the activation block's sum.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn dot_q4k<const N: usize>(row: &[u8], tokens: [VnniToken<'_>; N]) -> [f32; N] {
+        let (mut even, mut odd) = ([_mm512_setzero_ps(); N], [_mm512_setzero_ps(); N]);
+        let mut offsets = [_mm256_setzero_ps(); N];
+        for (s, sb) in row.chunks_exact(144).enumerate() {
+            for p in [0, 2] {
+                add_pair(&mut even, &q4k_pair(sb, p), &tokens, 4 * s + p);
+                add_pair(&mut odd, &q4k_pair(sb, p + 1), &tokens, 4 * s + p + 1);
+            }
+            let dmin = f16_at(sb, 2);
+            let mins: [f32; 8] = std::array::from_fn(|j| dmin * f32::from(q4k_scale_min(j, &sb[4..16]).1));
+            let mins: __m256 = bytemuck::cast(mins);
+            for (o, t) in offsets.iter_mut().zip(&tokens) {
+                let sums: __m256 =
+                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&t.sums[8 * s..8 * s + 8]));
+                *o = _mm256_fmadd_ps(mins, sums, *o);
+            }
+        }
+        let mut out = reduce(even, odd);
+        for (out, o) in out.iter_mut().zip(offsets) {
+            let o = _mm_add_ps(_mm256_castps256_ps128(o), _mm256_extractf128_ps::<1>(o));
+            let o = _mm_add_ps(o, _mm_movehl_ps(o, o));
+            *out -= _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
+        }
+        out
+    }
+
+    /// Sub-blocks 2p and 2p + 1 of a Q4_K super-block: the low and high nibbles of the same
+    /// 32 bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn q4k_pair(sb: &[u8], p: usize) -> Weights {
+        let d = f16_at(sb, 0);
+        let bytes = twice(load256(&sb[16 + 32 * p..]));
+        let w =
+            _mm512_and_si512(_mm512_mask_srli_epi16::<4>(bytes, 0xffff_0000, bytes), _mm512_set1_epi8(0x0f));
+        let (s0, s1) = (q4k_scale_min(2 * p, &sb[4..16]).0, q4k_scale_min(2 * p + 1, &sb[4..16]).0);
+        weights(w, halves(d * f32::from(s0), d * f32::from(s1)))
+    }
+
+    /// Q6_K: six-bit values less 32; a scale for every sixteen.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn dot_q6k<const N: usize>(row: &[u8], tokens: [VnniToken<'_>; N]) -> [f32; N] {
+        let (mut even, mut odd) = ([_mm512_setzero_ps(); N], [_mm512_setzero_ps(); N]);
+        for (s, sb) in row.chunks_exact(210).enumerate() {
+            for p in [0, 2] {
+                add_pair(&mut even, &q6k_pair(sb, p), &tokens, 4 * s + p);
+                add_pair(&mut odd, &q6k_pair(sb, p + 1), &tokens, 4 * s + p + 1);
+            }
+        }
+        reduce(even, odd)
+    }
+
+    /// Sub-blocks 2p and 2p + 1 of a Q6_K super-block: the low (p even) or high nibbles of
+    /// sixty-four bytes with two bits each from the same thirty-two on top, and their four
+    /// scales over four lanes each.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn q6k_pair(sb: &[u8], p: usize) -> Weights {
+        let half = p / 2;
+        let ql: __m512i = bytemuck::pod_read_unaligned(&sb[64 * half..64 * half + 64]);
+        let ql = if p % 2 == 1 { _mm512_srli_epi16::<4>(ql) } else { ql };
+        let lo = _mm512_and_si512(ql, _mm512_set1_epi8(0x0f));
+        let qh = twice(load256(&sb[128 + 32 * half..]));
+        let by: (i16, i16) = if p % 2 == 1 { (4, 6) } else { (0, 2) };
+        let shifts = _mm512_inserti64x4(_mm512_set1_epi16(by.0), _mm256_set1_epi16(by.1), 1);
+        let hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3));
+        let w = _mm512_sub_epi8(_mm512_or_si512(lo, _mm512_slli_epi16::<4>(hi)), _mm512_set1_epi8(32));
+        let four = i32::from_le_bytes([sb[192 + 4 * p], sb[193 + 4 * p], sb[194 + 4 * p], sb[195 + 4 * p]]);
+        let spread = _mm_shuffle_epi8(
+            _mm_cvtsi32_si128(four),
+            _mm_set_epi8(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+        );
+        let d = _mm512_set1_ps(f16_at(sb, 208));
+        weights(w, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(spread))))
+    }
+
+    /// A strip's four rows against `T` tokens: two blocks a step, the four rows' weights read
+    /// once for all the tokens.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub fn dot4_strip<const T: usize>(strip: &Strip, tokens: [VnniToken<'_>; T]) -> [[f32; 4]; T] {
+        let kb = tokens[0].sums.len();
         let mut acc = [[_mm512_setzero_ps(); 4]; T];
-        let mut b = 0;
-        while b < kb {
-            // Two blocks a step; an odd last one alone, its weights' upper half zero.
-            let pair = b + 1 < kb;
-            let xs: [(__m512i, __m512); T] = std::array::from_fn(|t| blocks(acts[t], b, pair));
+        for p in 0..kb.div_ceil(2) {
+            let b = 2 * p;
+            let mut xs = [(_mm512_setzero_si512(), _mm512_setzero_ps()); T];
+            for (x, t) in xs.iter_mut().zip(&tokens) {
+                let pair = &t.pairs[p];
+                *x = (bytemuck::cast(pair.x), bytemuck::cast(pair.d));
+            }
             for r in 0..4 {
                 let at = r * kb + b;
-                let (w, fix, lanes): (__m512i, __m512i, __m512) = if pair {
+                // An odd last block alone, its weights' upper half zero.
+                let (w, fix, lanes): (__m512i, __m512i, __m512) = if b + 1 < kb {
                     (
                         bytemuck::pod_read_unaligned(bytemuck::cast_slice(&strip.q[at..at + 2])),
                         bytemuck::pod_read_unaligned(bytemuck::cast_slice(&strip.int_fix[at..at + 2])),
@@ -872,26 +1205,29 @@ mod avx512 {
                     let lanes: __m256 = bytemuck::cast(strip.lanes[at]);
                     (_mm512_zextsi256_si512(w), _mm512_zextsi256_si512(fix), _mm512_zextps256_ps512(lanes))
                 };
-                for (acc, (xu, d)) in acc.iter_mut().zip(&xs) {
+                for (acc, (x, d)) in acc.iter_mut().zip(&xs) {
                     // Σ (x + 128) · w, started from -128 · Σ w: Σ x · w exactly.
-                    let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(fix, *xu, w));
+                    let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(fix, *x, w));
                     acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(lanes, *d), s, acc[r]);
                 }
             }
-            b += if pair { 2 } else { 1 };
         }
-        std::array::from_fn(|t| {
+        let mut out = [[0.0; 4]; T];
+        for t in 0..T {
             // Q4_K's offsets, over two chains so the multiply-adds do not wait on each other.
             let mut offsets = [_mm_setzero_ps(); 2];
             if strip.has_mins {
-                for (b, a) in acts[t].iter().enumerate() {
+                for (b, &sum) in tokens[t].sums.iter().enumerate() {
                     let mins: __m128 = bytemuck::cast(strip.mins[b]);
-                    offsets[b % 2] = _mm_fmadd_ps(mins, _mm_set1_ps(a.sum), offsets[b % 2]);
+                    offsets[b % 2] = _mm_fmadd_ps(mins, _mm_set1_ps(sum), offsets[b % 2]);
                 }
             }
             let offsets: [f32; 4] = bytemuck::cast(_mm_add_ps(offsets[0], offsets[1]));
-            [0, 1, 2, 3].map(|r| _mm512_reduce_add_ps(acc[t][r]) + offsets[r])
-        })
+            for r in 0..4 {
+                out[t][r] = _mm512_reduce_add_ps(acc[t][r]) + offsets[r];
+            }
+        }
+        out
     }
 }
 
@@ -998,8 +1334,10 @@ pub(crate) mod tests {
             let w = matrix(format, 9, 480, 13);
             let x = activations(3, 480);
             let mut out = vec![0f32; 3 * 9];
-            w.matmul(&x, 3, &mut out, Pass::Prompt);
-            close(&out, &reference(&w, &x, 3));
+            for pass in [Pass::Prompt, Pass::Decode] {
+                w.matmul(&x, 3, &mut out, pass);
+                close(&out, &reference(&w, &x, 3));
+            }
         }
     }
 
@@ -1033,14 +1371,11 @@ pub(crate) mod tests {
             close(&kernel::dot4_strip(&strip, &acts), &slow);
             close(&portable::dot4_strip(&strip, &acts), &slow);
             // Several tokens at once (two at a time with VNNI, and one left over).
-            let mut three = vec![ActBlock::default(); 3 * 16];
-            let x = activations(3, 512);
-            three.chunks_mut(16).zip(x.chunks(512)).for_each(|(a, x)| quantize_acts(x, a));
+            let three = Tokens::new(&activations(3, 512), 3);
             let mut got = [[0f32; 4]; 3];
-            kernel::dot4_strip_tokens(&strip, &three, 16, |i, r| got[i] = r);
+            kernel::dot4_strip_tokens(&strip, three.all(), |i, r| got[i] = r);
             for (i, got) in got.iter().enumerate() {
-                let want =
-                    [0, 1, 2, 3].map(|r| portable::dot(format, w.row(r), &three[i * 16..(i + 1) * 16]));
+                let want = [0, 1, 2, 3].map(|r| portable::dot(format, w.row(r), three.all().blocks(i)));
                 close(got, &want);
             }
             close(&[0, 1, 2, 3].map(|r| kernel::dot(format, w.row(r), &acts)), &slow);
