@@ -2,7 +2,7 @@
 
 use crate::backend::Backend;
 use ayush_server::audit::query::{Filter, Format};
-use ayush_server::http::encode_component as seg;
+use ayush_server::url::encode_component as seg;
 use serde_json::{Value, json};
 use std::io::Write;
 use ureq::Agent;

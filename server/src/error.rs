@@ -2,6 +2,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use ayush_models::ModelError;
+use ayush_models::provider::UpstreamKind;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,19 +55,80 @@ impl ErrorKind {
     }
 }
 
+/// Why a model could not answer, finer than the kind: a stable word a client can act on. The
+/// JSON API sends it as `error.reason`; `/v1` as OpenAI's `code`, with OpenAI's status for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    ContextLengthExceeded,
+    RateLimitExceeded,
+    ModelNotFound,
+    UpstreamBadRequest,
+    UpstreamAuthFailed,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    EgressRefused,
+    UpstreamError,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::ContextLengthExceeded => "context_length_exceeded",
+            Reason::RateLimitExceeded => "rate_limit_exceeded",
+            Reason::ModelNotFound => "model_not_found",
+            Reason::UpstreamBadRequest => "upstream_bad_request",
+            Reason::UpstreamAuthFailed => "upstream_auth_failed",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UpstreamUnreachable => "upstream_unreachable",
+            Reason::EgressRefused => "egress_refused",
+            Reason::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// How a model's failure reads to a client, the one place it is decided: the kind (the JSON
+/// API's code and status) and, where there is one, the reason. The person can fix a prompt
+/// that is too long; a busy model or provider is worth retrying; a provider that fails
+/// otherwise is unavailable; anything else is a bug.
+pub fn classify(e: &ModelError) -> (ErrorKind, Option<Reason>) {
+    match e {
+        ModelError::Busy => (ErrorKind::Busy, Some(Reason::RateLimitExceeded)),
+        ModelError::ContextTooLong { .. } => (ErrorKind::Validation, Some(Reason::ContextLengthExceeded)),
+        ModelError::BadRequest(_) => (ErrorKind::Validation, None),
+        ModelError::Upstream { kind, .. } => match kind {
+            UpstreamKind::RateLimited => (ErrorKind::Busy, Some(Reason::RateLimitExceeded)),
+            UpstreamKind::ContextTooLong => (ErrorKind::Validation, Some(Reason::ContextLengthExceeded)),
+            UpstreamKind::ModelNotFound => (ErrorKind::Unavailable, Some(Reason::ModelNotFound)),
+            UpstreamKind::BadRequest => (ErrorKind::Unavailable, Some(Reason::UpstreamBadRequest)),
+            UpstreamKind::BadKey => (ErrorKind::Unavailable, Some(Reason::UpstreamAuthFailed)),
+            UpstreamKind::Timeout => (ErrorKind::Unavailable, Some(Reason::UpstreamTimeout)),
+            UpstreamKind::Unreachable => (ErrorKind::Unavailable, Some(Reason::UpstreamUnreachable)),
+            UpstreamKind::Refused => (ErrorKind::Unavailable, Some(Reason::EgressRefused)),
+            UpstreamKind::Failed => (ErrorKind::Unavailable, Some(Reason::UpstreamError)),
+        },
+        ModelError::Gguf(_)
+        | ModelError::Unsupported(_)
+        | ModelError::Tokenizer(_)
+        | ModelError::Template(_)
+        | ModelError::Load(_)
+        | ModelError::Inference(_) => (ErrorKind::Internal, None),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AppError {
     pub kind: ErrorKind,
     pub message: String,
     /// Seconds, sent as `Retry-After` (lockouts, overload).
     pub retry_after: Option<u64>,
+    pub reason: Option<Reason>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        AppError { kind, message: message.into(), retry_after: None }
+        AppError { kind, message: message.into(), retry_after: None, reason: None }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, m)
@@ -89,6 +152,10 @@ impl AppError {
     pub fn internal(detail: impl fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(ErrorKind::Internal, "internal error; see the server log")
+    }
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
     }
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
@@ -117,7 +184,23 @@ impl ResponseError for AppError {
         if let Some(secs) = self.retry_after {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
-        resp.json(serde_json::json!({"error": {"code": self.code(), "message": self.message}}))
+        let mut error = serde_json::json!({"code": self.code(), "message": self.message});
+        if let Some(reason) = self.reason {
+            error["reason"] = reason.code().into();
+        }
+        resp.json(serde_json::json!({ "error": error }))
+    }
+}
+
+impl From<ModelError> for AppError {
+    fn from(e: ModelError) -> Self {
+        match classify(&e) {
+            (ErrorKind::Internal, _) => AppError::internal(e),
+            (kind, reason) => {
+                let error = AppError { kind, message: e.to_string(), retry_after: None, reason };
+                if kind == ErrorKind::Busy { error.with_retry_after(5) } else { error }
+            }
+        }
     }
 }
 
@@ -154,5 +237,37 @@ mod tests {
         let resp = AppError::new(ErrorKind::LockedOut, "wait").with_retry_after(60).error_response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers().get("Retry-After").unwrap(), "60");
+    }
+
+    #[test]
+    fn model_failures_keep_their_reason_and_words() {
+        let long = AppError::from(ModelError::ContextTooLong { tokens: 5000, window: 4096 });
+        assert_eq!((long.kind, long.reason), (ErrorKind::Validation, Some(Reason::ContextLengthExceeded)));
+        assert!(long.message.contains("4096"), "{}", long.message);
+
+        let busy = AppError::from(ModelError::Busy);
+        assert_eq!((busy.kind, busy.retry_after), (ErrorKind::Busy, Some(5)));
+
+        let slow = ModelError::Upstream { kind: UpstreamKind::Timeout, message: "no answer in 60 s".into() };
+        let slow = AppError::from(slow);
+        assert_eq!(
+            (slow.kind, slow.reason, slow.message.as_str()),
+            (ErrorKind::Unavailable, Some(Reason::UpstreamTimeout), "no answer in 60 s")
+        );
+
+        // A bug's detail goes to the log, not to the client.
+        let bug = AppError::from(ModelError::Inference("index out of range".into()));
+        assert_eq!((bug.kind, bug.reason), (ErrorKind::Internal, None));
+        assert!(!bug.message.contains("index"));
+    }
+
+    #[tokio::test]
+    async fn a_reason_rides_along_in_the_json_body() {
+        let resp = AppError::from(ModelError::ContextTooLong { tokens: 9, window: 8 }).error_response();
+        assert_eq!(resp.status(), 422);
+        let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "validation");
+        assert_eq!(v["error"]["reason"], "context_length_exceeded");
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod knowledge;
 pub mod limits;
+pub mod metrics;
 pub mod proxies;
 pub mod sealed;
 pub mod serve;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod store;
 pub mod theme;
 pub mod tls;
+pub mod url;
 pub mod web;
 
 pub use ayush_models as models;

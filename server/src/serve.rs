@@ -6,7 +6,7 @@ use crate::auth::{sessions, throttle};
 use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LogFormat};
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::store::lease::Duty;

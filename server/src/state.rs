@@ -1,7 +1,7 @@
 use crate::catalog::Catalog;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::theme::Theme;
 use std::sync::Arc;

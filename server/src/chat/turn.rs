@@ -10,7 +10,6 @@ use crate::auth::users::User;
 use crate::catalog::access;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::state::AppState;
-use ayush_models::provider::UpstreamKind;
 use ayush_models::{ChatMessage, Event, GenerateParams, ModelError};
 use serde::Serialize;
 use std::time::Instant;
@@ -52,20 +51,6 @@ pub struct Turn {
     pub input: Input,
     pub model: Option<String>,
     pub params: GenerateParams,
-}
-
-fn model_error(e: ModelError) -> AppError {
-    match e {
-        ModelError::Busy => {
-            AppError::new(ErrorKind::Busy, "the model is busy; try again shortly").with_retry_after(5)
-        }
-        ModelError::ContextTooLong { .. } | ModelError::BadRequest(_) => AppError::validation(e.to_string()),
-        ModelError::Upstream { kind: UpstreamKind::RateLimited, message } => {
-            AppError::new(ErrorKind::Busy, message).with_retry_after(5)
-        }
-        ModelError::Upstream { message, .. } => AppError::new(ErrorKind::Unavailable, message),
-        other => AppError::internal(other),
-    }
 }
 
 fn check_content(content: &str) -> AppResult<()> {
@@ -193,7 +178,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     }
     let answer = super::completion::open(state, turn.user.id, &model, prompt, turn.params.clone())
         .await?
-        .map_err(model_error)?;
+        .map_err(AppError::from)?;
 
     // Only now, with the engine committed to answering, is anything stored.
     let now = state.clock.now();
@@ -291,6 +276,7 @@ async fn relay(
             Some(e.to_string()),
         ),
     };
+    let error_code = outcome.as_ref().err().map(|e| crate::error::classify(e).0.code());
     let content = match &outcome {
         Ok(done) => done.text.clone(),
         Err(_) => text,
@@ -351,7 +337,7 @@ async fn relay(
             })
         })
         .await;
-    let last = match (stored, error) {
+    let last = match (stored, error.zip(error_code)) {
         (Ok(id), None) => StreamEvent::Done {
             message_id: id,
             finish_reason: finish,
@@ -359,8 +345,7 @@ async fn relay(
             html: super::markdown::to_html(&content),
             citations: cited,
         },
-        (Ok(id), Some(message)) => {
-            let code = if message.contains("context window") { "validation" } else { "internal" };
+        (Ok(id), Some((message, code))) => {
             StreamEvent::Error { code: code.into(), message, message_id: Some(id) }
         }
         (Err(e), _) => StreamEvent::Error { code: e.code().into(), message: e.message, message_id: None },

@@ -9,10 +9,10 @@ use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, sink
 use crate::auth::guard::{AuditorOnly, Authed};
 use crate::clock::format_time;
 use crate::error::{AppError, AppResult};
-use crate::http::encode_component;
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Page, UiError, check_csrf, render, ui_error};
 use crate::state::AppState;
+use crate::url::encode_component;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};

@@ -257,7 +257,7 @@ async fn original(
     let disposition = format!(
         "attachment; filename=\"{}\"; filename*=UTF-8''{}",
         file_name.replace(|c: char| !c.is_ascii_graphic() || c == '"' || c == '\\', "_"),
-        crate::http::encode_component(&file_name)
+        crate::url::encode_component(&file_name)
     );
     Ok(HttpResponse::Ok()
         .content_type(media)

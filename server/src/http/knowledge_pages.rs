@@ -5,7 +5,6 @@
 
 use crate::auth::guard::{Authed, ChatUser};
 use crate::error::AppResult;
-use crate::http::encode_component;
 use crate::http::knowledge::{answer_queued, read_limited};
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Flash, Page, UiError, check_csrf, render, see_other, ui_error};
@@ -14,6 +13,7 @@ use crate::knowledge::documents::{self, Document};
 use crate::knowledge::jobs::{self, Job};
 use crate::knowledge::{self, Hit};
 use crate::state::AppState;
+use crate::url::encode_component;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;

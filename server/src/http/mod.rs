@@ -30,15 +30,6 @@ use actix_web::{App, web};
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Unreserved characters stay; everything else is escaped.
-const COMPONENT: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-/// Percent-encodes one URL path segment or query value (names may hold spaces or slashes).
-pub fn encode_component(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
-}
-
 /// A streamed response body fed through a channel by a task that produces it (exports, SSE).
 pub struct Chunks(pub tokio::sync::mpsc::Receiver<actix_web::web::Bytes>);
 

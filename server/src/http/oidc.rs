@@ -44,7 +44,7 @@ pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
 }
 
 fn redirect_uri(state: &AppState, req: &HttpRequest, provider: &str) -> String {
-    format!("{}/auth/oidc/{}/callback", base_url(state, req), crate::http::encode_component(provider))
+    format!("{}/auth/oidc/{}/callback", base_url(state, req), crate::url::encode_component(provider))
 }
 
 fn provider(state: &AppState, name: &str) -> AppResult<Arc<Provider>> {

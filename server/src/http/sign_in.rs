@@ -70,7 +70,7 @@ pub(crate) fn login_form(
         username: username.to_string(),
         error,
         show_local: local || state.config.oidc.show_local_login || providers.is_empty(),
-        next_encoded: crate::http::encode_component(&safe_next(next)),
+        next_encoded: crate::url::encode_component(&safe_next(next)),
         providers,
     };
     let mut resp = render(&page, status);

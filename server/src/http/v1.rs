@@ -7,13 +7,12 @@ use crate::audit::{self, Actor, Event, Outcome, content};
 use crate::auth::guard::{ApiUser, Authed};
 use crate::catalog::access;
 use crate::chat::store as chat_store;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorKind, Reason};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
-use ayush_models::provider::UpstreamKind;
 use ayush_models::{
     ChatMessage, Completion, Event as EngineEvent, GenerateParams, Handle, ModelError, Usage,
 };
@@ -128,7 +127,24 @@ impl ResponseError for OaiError {
 }
 
 impl From<AppError> for OaiError {
+    /// The JSON API's kinds as OpenAI's types; a model's failure by its reason, with the
+    /// status and code OpenAI gives it.
     fn from(e: AppError) -> OaiError {
+        if let Some(reason) = e.reason {
+            let (status, kind, param) = match reason {
+                Reason::RateLimitExceeded => (429, "rate_limit_error", None),
+                Reason::ModelNotFound => (404, "invalid_request_error", Some("model")),
+                Reason::ContextLengthExceeded => (400, "invalid_request_error", Some("messages")),
+                Reason::UpstreamBadRequest => (400, "invalid_request_error", None),
+                Reason::UpstreamTimeout => (504, "server_error", None),
+                // Ayush's own link to the provider: nothing the client can fix.
+                Reason::UpstreamAuthFailed
+                | Reason::UpstreamUnreachable
+                | Reason::EgressRefused
+                | Reason::UpstreamError => (502, "server_error", None),
+            };
+            return OaiError { status, message: e.message, kind, param, code: Some(reason.code()) };
+        }
         let (status, kind, code) = match e.kind {
             ErrorKind::Unauthenticated | ErrorKind::InvalidCredentials => {
                 (401, "invalid_request_error", Some("invalid_api_key"))
@@ -148,52 +164,8 @@ impl From<AppError> for OaiError {
 
 impl From<ModelError> for OaiError {
     fn from(e: ModelError) -> OaiError {
-        match e {
-            ModelError::Busy => OaiError {
-                status: 429,
-                message: "The model is busy; retry shortly.".into(),
-                kind: "rate_limit_error",
-                param: None,
-                code: Some("rate_limit_exceeded"),
-            },
-            ModelError::ContextTooLong { .. } => OaiError {
-                status: 400,
-                message: e.to_string(),
-                kind: "invalid_request_error",
-                param: Some("messages"),
-                code: Some("context_length_exceeded"),
-            },
-            ModelError::BadRequest(m) => OaiError::invalid(m, None),
-            ModelError::Upstream { kind, message } => upstream_error(kind, message),
-            other => OaiError {
-                status: 500,
-                message: other.to_string(),
-                kind: "server_error",
-                param: None,
-                code: None,
-            },
-        }
+        AppError::from(e).into()
     }
-}
-
-/// A provider's failure, as the OpenAI API would report it: the status and code say what
-/// kind of failure it was; a problem with Ayush's own link to the provider is a 5xx, since the
-/// client cannot fix it.
-fn upstream_error(kind: UpstreamKind, message: String) -> OaiError {
-    let (status, kind, param, code) = match kind {
-        UpstreamKind::RateLimited => (429, "rate_limit_error", None, "rate_limit_exceeded"),
-        UpstreamKind::ModelNotFound => (404, "invalid_request_error", Some("model"), "model_not_found"),
-        UpstreamKind::ContextTooLong => {
-            (400, "invalid_request_error", Some("messages"), "context_length_exceeded")
-        }
-        UpstreamKind::BadRequest => (400, "invalid_request_error", None, "upstream_bad_request"),
-        UpstreamKind::BadKey => (502, "server_error", None, "upstream_auth_failed"),
-        UpstreamKind::Timeout => (504, "server_error", None, "upstream_timeout"),
-        UpstreamKind::Unreachable => (502, "server_error", None, "upstream_unreachable"),
-        UpstreamKind::Refused => (502, "server_error", None, "egress_refused"),
-        UpstreamKind::Failed => (502, "server_error", None, "upstream_error"),
-    };
-    OaiError { status, message, kind, param, code: Some(code) }
 }
 
 /// The caller, by API key (or session), with errors in the OpenAI shape.

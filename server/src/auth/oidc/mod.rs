@@ -173,7 +173,7 @@ impl Provider {
         verifier: &str,
     ) -> Result<String, String> {
         let meta = self.metadata()?;
-        let q = |s: &str| crate::http::encode_component(s);
+        let q = |s: &str| crate::url::encode_component(s);
         let sep = if meta.authorization_endpoint.contains('?') { '&' } else { '?' };
         Ok(format!(
             "{}{sep}response_type=code&client_id={}&redirect_uri={}&scope={}&state={}&nonce={}&code_challenge={}&code_challenge_method=S256",
@@ -193,8 +193,8 @@ impl Provider {
         self.allowed(&meta.token_endpoint)?;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
-            crate::http::encode_component(&self.cfg.client_id),
-            crate::http::encode_component(&self.secret)
+            crate::url::encode_component(&self.cfg.client_id),
+            crate::url::encode_component(&self.secret)
         ));
         let form = [
             ("grant_type", "authorization_code"),
@@ -234,7 +234,7 @@ impl Provider {
     pub fn logout_url(&self, post_logout_redirect_uri: &str) -> Option<String> {
         let meta = self.metadata().ok()?;
         let end = meta.end_session_endpoint?;
-        let q = crate::http::encode_component;
+        let q = crate::url::encode_component;
         let sep = if end.contains('?') { '&' } else { '?' };
         Some(format!(
             "{end}{sep}client_id={}&post_logout_redirect_uri={}",
