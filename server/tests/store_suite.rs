@@ -11,7 +11,11 @@ use ayush_server::clock::{Clock, ManualClock};
 use ayush_server::config::{AuthConfig, DatabaseConfig};
 use ayush_server::error::ErrorKind;
 use ayush_server::store::lease::{self, Duty};
-use ayush_server::store::{Conn, Store};
+use ayush_server::store::{Conn, Db, Store};
+use diesel::sql_query;
+use diesel::sql_types::{Bool, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+use std::collections::BTreeSet;
 
 mod common;
 
@@ -427,4 +431,108 @@ fn a_lease_has_one_holder_until_it_lapses_or_is_given_up(store: &Store) {
             Ok(())
         })
         .unwrap();
+}
+
+/// Both migration folders describe one schema: the same tables and columns (by kind of type
+/// and nullability) and the same secondary indexes (columns, uniqueness), so code written and
+/// tested on one backend means the same on the other.
+#[test]
+fn both_migration_folders_make_the_same_schema() {
+    let Some(pg) = common::pg_db() else { return };
+    let lite = schema(&common::sqlite_db().store);
+    let post = schema(&pg.store);
+    assert!(lite.len() > 100, "the schema was read: {lite:#?}");
+    let only = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.difference(b).cloned().collect::<Vec<_>>();
+    assert!(
+        lite == post,
+        "only in SQLite: {:#?}\nonly in PostgreSQL: {:#?}",
+        only(&lite, &post),
+        only(&post, &lite)
+    );
+}
+
+#[derive(QueryableByName)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    tbl: String,
+    #[diesel(sql_type = Text)]
+    col: String,
+    #[diesel(sql_type = Text)]
+    ty: String,
+    #[diesel(sql_type = Bool)]
+    nullable: bool,
+}
+
+#[derive(QueryableByName)]
+struct Index {
+    #[diesel(sql_type = Text)]
+    tbl: String,
+    #[diesel(sql_type = Text)]
+    cols: String,
+    #[diesel(sql_type = Bool)]
+    uniq: bool,
+}
+
+/// Diesel's own bookkeeping differs by backend and is not ours. An index on expressions
+/// (`lower(name)`) shows each as `(expression)`: the comparison sees how many, not which.
+const SQLITE_COLUMNS: &str = "SELECT m.name AS tbl, p.name AS col, coalesce(p.type, '') AS ty,
+        (p.\"notnull\" = 0 AND p.pk = 0) AS nullable
+    FROM sqlite_master m JOIN pragma_table_info(m.name) p
+    WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '__diesel_schema_migrations'";
+const SQLITE_INDEXES: &str = "SELECT m.name AS tbl,
+        coalesce((SELECT group_concat(coalesce(ii.name, '(expression)'), ',')
+            FROM pragma_index_info(il.name) ii), '') AS cols,
+        il.\"unique\" AS uniq
+    FROM sqlite_master m JOIN pragma_index_list(m.name) il
+    WHERE m.type = 'table' AND il.origin <> 'pk' AND m.name NOT LIKE 'sqlite_%'
+        AND m.name <> '__diesel_schema_migrations'";
+const PG_COLUMNS: &str = "SELECT table_name::text AS tbl, column_name::text AS col, data_type::text AS ty,
+        (is_nullable = 'YES') AS nullable
+    FROM information_schema.columns
+    WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'";
+const PG_INDEXES: &str = "SELECT t.relname::text AS tbl,
+        string_agg(coalesce(a.attname::text, '(expression)'), ',' ORDER BY k.ord) AS cols,
+        ix.indisunique AS uniq
+    FROM pg_index ix
+        JOIN pg_class t ON t.oid = ix.indrelid
+        JOIN pg_class i ON i.oid = ix.indexrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
+        LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+    WHERE n.nspname = 'public' AND NOT ix.indisprimary AND t.relname <> '__diesel_schema_migrations'
+    GROUP BY t.relname, i.relname, ix.indisunique";
+
+/// The schema as lines that mean the same on either backend.
+fn schema(store: &Store) -> BTreeSet<String> {
+    let (columns, indexes) = store
+        .run_blocking(|c| {
+            let read = match c.db() {
+                Db::Sqlite(c) => sql_query(SQLITE_COLUMNS)
+                    .load::<Column>(c)
+                    .and_then(|columns| Ok((columns, sql_query(SQLITE_INDEXES).load::<Index>(c)?))),
+                Db::Pg(c) => sql_query(PG_COLUMNS)
+                    .load::<Column>(c)
+                    .and_then(|columns| Ok((columns, sql_query(PG_INDEXES).load::<Index>(c)?))),
+            };
+            // The query's own words, not the generic message a database error gets.
+            read.map_err(|e| ayush_server::error::AppError::bad_request(e.to_string()))
+        })
+        .unwrap();
+    let kind = |ty: &str| match ty.to_ascii_lowercase().as_str() {
+        "integer" | "bigint" | "int" | "smallint" => "integer",
+        "text" | "character varying" | "varchar" => "text",
+        "boolean" | "bool" => "boolean",
+        "blob" | "bytea" => "bytes",
+        "real" | "double precision" | "double" | "float" => "float",
+        other => panic!("a column type the comparison does not know: {other}"),
+    };
+    let columns = columns.into_iter().map(|c| {
+        let null = if c.nullable { "null" } else { "not null" };
+        format!("{}.{} {} {null}", c.tbl, c.col, kind(&c.ty))
+    });
+    let indexes = indexes.into_iter().map(|i| {
+        let unique = if i.uniq { "unique index" } else { "index" };
+        format!("{unique} {}({})", i.tbl, i.cols)
+    });
+    columns.chain(indexes).collect()
 }
