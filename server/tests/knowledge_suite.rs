@@ -31,7 +31,11 @@ macro_rules! knowledge_suite {
             $( #[test] fn $name() { super::$name(&super::common::sqlite_db()) } )*
         }
         mod postgres {
-            $( #[test] fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db) } } )*
+            $(
+                #[test]
+                #[cfg_attr(not(ayush_test_postgres), ignore = "set AYUSH_TEST_DATABASE_URL to run it on PostgreSQL")]
+                fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db) } }
+            )*
         }
     };
 }

@@ -27,7 +27,11 @@ macro_rules! store_suite {
             $( #[test] fn $name() { super::$name(&super::common::sqlite_db().store) } )*
         }
         mod postgres {
-            $( #[test] fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db.store) } } )*
+            $(
+                #[test]
+                #[cfg_attr(not(ayush_test_postgres), ignore = "set AYUSH_TEST_DATABASE_URL to run it on PostgreSQL")]
+                fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db.store) } }
+            )*
         }
     };
 }
@@ -437,6 +441,7 @@ fn a_lease_has_one_holder_until_it_lapses_or_is_given_up(store: &Store) {
 /// and nullability) and the same secondary indexes (columns, uniqueness), so code written and
 /// tested on one backend means the same on the other.
 #[test]
+#[cfg_attr(not(ayush_test_postgres), ignore = "set AYUSH_TEST_DATABASE_URL to run it on PostgreSQL")]
 fn both_migration_folders_make_the_same_schema() {
     let Some(pg) = common::pg_db() else { return };
     let lite = schema(&common::sqlite_db().store);

@@ -46,6 +46,17 @@ pub fn sqlite_db() -> TestDb {
     TestDb { store, dir, pg: None }
 }
 
+/// CI names a database and asks for every peer: a PostgreSQL half left out there is a
+/// mistake, not a skip.
+#[test]
+fn postgres_is_named_where_every_peer_is_required() {
+    let required = std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    assert!(
+        !required || cfg!(ayush_test_postgres),
+        "AYUSH_REQUIRE_PEERS=1 but AYUSH_TEST_DATABASE_URL was not set when the suites were built"
+    );
+}
+
 pub fn pg_db() -> Option<TestDb> {
     let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
         if std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
