@@ -358,7 +358,7 @@ pub fn gemv(x: &[f32], m: usize, parts: &mut [(&QMatrix, &mut [f32])]) {
 }
 
 /// Each token's quantized activations, `m` rows of `x` in turn.
-pub fn quantize_tokens(x: &[f32], m: usize) -> Vec<ActBlock> {
+fn quantize_tokens(x: &[f32], m: usize) -> Vec<ActBlock> {
     let mut acts = vec![ActBlock::default(); x.len() / BLOCK];
     let kb = acts.len() / m.max(1);
     acts.par_chunks_mut(kb.max(1))
@@ -367,8 +367,9 @@ pub fn quantize_tokens(x: &[f32], m: usize) -> Vec<ActBlock> {
     acts
 }
 
-/// Tokens being decoded, quantized once for every matrix that reads them. Where the CPU has
-/// AVX-512 VNNI they are also laid out two blocks to a register (`Pair`).
+/// Tokens quantized once for every matrix that reads them (a decoding step's three attention
+/// matrices read one input). Where the CPU has AVX-512 VNNI they are also laid out two blocks
+/// to a register (`Pair`), as both of its kernels read them.
 pub struct Tokens {
     acts: Vec<ActBlock>,
     pairs: Vec<Pair>,
