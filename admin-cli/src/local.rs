@@ -583,22 +583,26 @@ impl Backend for Local {
         self.store.run_blocking(|c| presets::remove(c, self.now(), &self.actor, name)).map_err(err)
     }
 
-    /// What the database says: the index itself lives in the server, which must be asked.
+    /// The server's answer's shape, read off the data directory: the index as its last commit
+    /// left it (a running rebuild and the writer's last error only the server knows), the
+    /// change feed, and the embedding model's progress (`in_memory` only the server knows).
     fn index_status(&self) -> Result<Value, String> {
-        let feed = self.store.run_blocking(ayush_server::knowledge::feed::head).map_err(err)?;
-        let model = self.config.knowledge.embedding_model.clone();
-        let embedding = if model.is_empty() {
-            Value::Null
-        } else {
-            let (passages, embedded) = self
-                .store
-                .run_blocking(|c| ayush_server::knowledge::vectors::progress(c, &model))
-                .map_err(err)?;
-            json!({"model": model, "passages": passages, "embedded": embedded})
+        use ayush_server::knowledge::{feed, index, vectors};
+        let status = index::read_status(&index::dir(&self.config.server.data_dir))?;
+        let mut status = to_json(status)?;
+        status["feed_seq"] = self.store.run_blocking(feed::head).map_err(err)?.into();
+        let model = Some(self.config.knowledge.embedding_model.clone()).filter(|m| !m.is_empty());
+        let progress = match &model {
+            Some(m) => Some(self.store.run_blocking(|c| vectors::progress(c, m)).map_err(err)?),
+            None => None,
         };
-        Ok(
-            json!({"feed_seq": feed, "embedding": embedding, "note": "ask the server (without --local) for the index's own state"}),
-        )
+        status["embedding"] = json!({
+            "model": model,
+            "in_memory": null,
+            "passages": progress.map(|p| p.0),
+            "embedded": progress.map(|p| p.1),
+        });
+        Ok(status)
     }
 
     fn backup_create(

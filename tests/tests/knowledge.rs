@@ -238,6 +238,19 @@ fn collections_are_filled_with_ayushctl_and_searched_within_each_users_rights() 
     let rebuilt = ctl_ok(&server, &token, &["index", "rebuild"]);
     let passages = rebuilt["passages"].as_u64().unwrap();
     assert!(passages >= 6, "{rebuilt}");
+    // The data directory read beside the running server says what the server says, in the
+    // same shape, but for what only the server's process knows.
+    let remote = ctl_ok(&server, &token, &["index", "status"]);
+    let local = server.ctl_local(&["-o", "json", "index", "status"], None);
+    assert!(local.ok, "{}", local.stderr);
+    let local = local.json();
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(&local), keys(&remote), "{local} / {remote}");
+    assert_eq!(keys(&local["embedding"]), keys(&remote["embedding"]));
+    for field in ["applied_seq", "passages", "feed_seq"] {
+        assert_eq!(local[field], remote[field], "{field}: {local} / {remote}");
+    }
+    assert_eq!(remote["passages"].as_u64(), Some(passages));
     assert_eq!(hit_sources(&search(&mut bob, "q=parental")).len(), 1);
     assert_eq!(server.audit_events("document.add", Some("success")).len(), 5);
     assert_eq!(server.audit_events("document.replace", Some("success")).len(), 1);

@@ -312,8 +312,12 @@ fn form_pairs(query: &str) -> AppResult<Vec<(String, String)>> {
         .collect()
 }
 
+/// The index's own state, how far the database's change feed has gone (the index catches up
+/// to it), and the embedding model's progress. `ayushctl --local index status` gives the same
+/// shape.
 async fn index_status(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
     let mut status = serde_json::to_value(state.knowledge.index.status()).map_err(AppError::internal)?;
+    status["feed_seq"] = state.store.run(knowledge::feed::head).await?.into();
     let vectors = state.knowledge.vectors.status();
     let progress = match vectors.model.clone() {
         Some(model) => Some(state.store.run(move |c| knowledge::vectors::progress(c, &model)).await?),

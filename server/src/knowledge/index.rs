@@ -422,6 +422,24 @@ pub(crate) fn lead(text: &str, max: usize) -> String {
     format!("{}…", &text[..cut])
 }
 
+/// How the index in `dir` stands as its last commit left it, read without taking it over:
+/// for `ayushctl --local` beside a running server. Whether a rebuild is running, and the
+/// writer's last error, only the process that holds the index knows; here they read as none.
+pub fn read_status(dir: &Path) -> Result<IndexStatus, String> {
+    if !dir.join("meta.json").exists() {
+        return Ok(IndexStatus::default());
+    }
+    let index =
+        Index::open_in_dir(dir).map_err(|e| format!("reading the index in {}: {e}", dir.display()))?;
+    let reader: IndexReader =
+        index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(|e| e.to_string())?;
+    Ok(IndexStatus {
+        applied_seq: payload_of(&index).map_or(0, |p| p.seq),
+        passages: reader.searcher().num_docs(),
+        ..IndexStatus::default()
+    })
+}
+
 fn open_existing(dir: &Path, schema: &Schema) -> Result<Option<(Index, Payload)>, String> {
     if !dir.join("meta.json").exists() {
         return Ok(None);
