@@ -373,8 +373,6 @@ fn quantize_tokens(x: &[f32], m: usize) -> Vec<ActBlock> {
 pub struct Tokens {
     acts: Vec<ActBlock>,
     pairs: Vec<Pair>,
-    /// Each block's `sum`, token after token, for Q4_K's offsets (with the pairs only).
-    sums: Vec<f32>,
     kb: usize,
 }
 
@@ -384,7 +382,6 @@ pub struct TokenSlice<'a> {
     acts: &'a [ActBlock],
     /// `kb.div_ceil(2)` per token, or none where the kernels do not read them.
     pairs: &'a [Pair],
-    sums: &'a [f32],
     kb: usize,
 }
 
@@ -392,7 +389,8 @@ pub struct TokenSlice<'a> {
 #[derive(Clone, Copy)]
 struct VnniToken<'a> {
     pairs: &'a [Pair],
-    sums: &'a [f32],
+    /// Its blocks, for their `sum` (Q4_K's offsets).
+    acts: &'a [ActBlock],
 }
 
 /// Two blocks of one token's activations, as VNNI reads them: 128 bytes for 64 values, read
@@ -426,7 +424,7 @@ impl Tokens {
     pub fn new(x: &[f32], m: usize) -> Tokens {
         let acts = quantize_tokens(x, m);
         let kb = (acts.len() / m.max(1)).max(1);
-        let (pairs, sums) = if kernel::vnni() {
+        let pairs = if kernel::vnni() {
             let per = kb.div_ceil(2);
             let mut pairs = vec![Pair::ZERO; per * m];
             pairs.par_chunks_mut(per).zip(acts.par_chunks(kb)).for_each(|(p, a)| {
@@ -434,15 +432,15 @@ impl Tokens {
                     *p = Pair::of(two);
                 }
             });
-            (pairs, acts.iter().map(|a| a.sum).collect())
+            pairs
         } else {
-            (Vec::new(), Vec::new())
+            Vec::new()
         };
-        Tokens { acts, pairs, sums, kb }
+        Tokens { acts, pairs, kb }
     }
 
     pub fn all(&self) -> TokenSlice<'_> {
-        TokenSlice { acts: &self.acts, pairs: &self.pairs, sums: &self.sums, kb: self.kb }
+        TokenSlice { acts: &self.acts, pairs: &self.pairs, kb: self.kb }
     }
 }
 
@@ -459,7 +457,7 @@ impl<'a> TokenSlice<'a> {
     /// Token `t` for the VNNI kernel, where it was laid out for it.
     fn vnni(&self, t: usize) -> VnniToken<'a> {
         let (kb, per) = (self.kb, self.kb.div_ceil(2));
-        VnniToken { pairs: &self.pairs[t * per..(t + 1) * per], sums: &self.sums[t * kb..(t + 1) * kb] }
+        VnniToken { pairs: &self.pairs[t * per..(t + 1) * per], acts: &self.acts[t * kb..(t + 1) * kb] }
     }
 
     /// The tokens `n` at a time.
@@ -467,12 +465,8 @@ impl<'a> TokenSlice<'a> {
         let (len, kb, per) = (self.len(), self.kb, self.kb.div_ceil(2));
         (0..len).step_by(n.max(1)).map(move |s| {
             let e = (s + n).min(len);
-            let (pairs, sums) = if self.pairs.is_empty() {
-                (self.pairs, self.sums)
-            } else {
-                (&self.pairs[s * per..e * per], &self.sums[s * kb..e * kb])
-            };
-            TokenSlice { acts: &self.acts[s * kb..e * kb], pairs, sums, kb }
+            let pairs = if self.pairs.is_empty() { self.pairs } else { &self.pairs[s * per..e * per] };
+            TokenSlice { acts: &self.acts[s * kb..e * kb], pairs, kb }
         })
     }
 }
@@ -702,7 +696,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
-    fn load256(b: &[u8]) -> __m256i {
+    pub(super) fn load256(b: &[u8]) -> __m256i {
         bytemuck::pod_read_unaligned(&b[..32])
     }
 
@@ -960,13 +954,9 @@ mod avx512 {
     //! Decoded tokens likewise read the activations as unsigned bytes, laid out once per
     //! step (`Pair`); each sum starts from `-128 · Σ w`, worked out once per weight row for
     //! all the tokens.
+    use super::avx2::load256;
     use super::{Format, Strip, VnniToken, f16_at, q4k_scale_min};
     use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn load256(b: &[u8]) -> __m256i {
-        bytemuck::pod_read_unaligned(&b[..32])
-    }
 
     /// Sixteen lanes: the first eight `lo`, the rest `hi`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -1114,9 +1104,11 @@ mod avx512 {
             let mins: [f32; 8] = std::array::from_fn(|j| dmin * f32::from(q4k_scale_min(j, &sb[4..16]).1));
             let mins: __m256 = bytemuck::cast(mins);
             for (o, t) in offsets.iter_mut().zip(&tokens) {
-                let sums: __m256 =
-                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&t.sums[8 * s..8 * s + 8]));
-                *o = _mm256_fmadd_ps(mins, sums, *o);
+                let mut sums = [0f32; 8];
+                for (sum, a) in sums.iter_mut().zip(&t.acts[8 * s..8 * s + 8]) {
+                    *sum = a.sum;
+                }
+                *o = _mm256_fmadd_ps(mins, bytemuck::cast(sums), *o);
             }
         }
         let mut out = reduce(even, odd);
@@ -1182,7 +1174,7 @@ mod avx512 {
     /// once for all the tokens.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub fn dot4_strip<const T: usize>(strip: &Strip, tokens: [VnniToken<'_>; T]) -> [[f32; 4]; T] {
-        let kb = tokens[0].sums.len();
+        let kb = tokens[0].acts.len();
         let mut acc = [[_mm512_setzero_ps(); 4]; T];
         for p in 0..kb.div_ceil(2) {
             let b = 2 * p;
@@ -1218,9 +1210,9 @@ mod avx512 {
             // Q4_K's offsets, over two chains so the multiply-adds do not wait on each other.
             let mut offsets = [_mm_setzero_ps(); 2];
             if strip.has_mins {
-                for (b, &sum) in tokens[t].sums.iter().enumerate() {
+                for (b, a) in tokens[t].acts.iter().enumerate() {
                     let mins: __m128 = bytemuck::cast(strip.mins[b]);
-                    offsets[b % 2] = _mm_fmadd_ps(mins, _mm_set1_ps(sum), offsets[b % 2]);
+                    offsets[b % 2] = _mm_fmadd_ps(mins, _mm_set1_ps(a.sum), offsets[b % 2]);
                 }
             }
             let offsets: [f32; 4] = bytemuck::cast(_mm_add_ps(offsets[0], offsets[1]));
