@@ -583,26 +583,14 @@ impl Backend for Local {
         self.store.run_blocking(|c| presets::remove(c, self.now(), &self.actor, name)).map_err(err)
     }
 
-    /// The server's answer's shape, read off the data directory: the index as its last commit
-    /// left it (a running rebuild and the writer's last error only the server knows), the
-    /// change feed, and the embedding model's progress (`in_memory` only the server knows).
+    /// The server's report, read off the data directory: the index as its last commit left
+    /// it (a running rebuild, the writer's last error and the vectors in memory only the
+    /// server knows).
     fn index_status(&self) -> Result<Value, String> {
-        use ayush_server::knowledge::{feed, index, vectors};
+        use ayush_server::knowledge::{self, index};
         let status = index::read_status(&index::dir(&self.config.server.data_dir))?;
-        let mut status = to_json(status)?;
-        status["feed_seq"] = self.store.run_blocking(feed::head).map_err(err)?.into();
         let model = Some(self.config.knowledge.embedding_model.clone()).filter(|m| !m.is_empty());
-        let progress = match &model {
-            Some(m) => Some(self.store.run_blocking(|c| vectors::progress(c, m)).map_err(err)?),
-            None => None,
-        };
-        status["embedding"] = json!({
-            "model": model,
-            "in_memory": null,
-            "passages": progress.map(|p| p.0),
-            "embedded": progress.map(|p| p.1),
-        });
-        Ok(status)
+        to_json(self.store.run_blocking(|c| knowledge::report(c, status, model, None)).map_err(err)?)
     }
 
     fn backup_create(

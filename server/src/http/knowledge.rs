@@ -312,24 +312,12 @@ fn form_pairs(query: &str) -> AppResult<Vec<(String, String)>> {
         .collect()
 }
 
-/// The index's own state, how far the database's change feed has gone (the index catches up
-/// to it), and the embedding model's progress. `ayushctl --local index status` gives the same
-/// shape.
+/// `ayushctl --local index status` gives the same report from the data directory.
 async fn index_status(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    let mut status = serde_json::to_value(state.knowledge.index.status()).map_err(AppError::internal)?;
-    status["feed_seq"] = state.store.run(knowledge::feed::head).await?.into();
-    let vectors = state.knowledge.vectors.status();
-    let progress = match vectors.model.clone() {
-        Some(model) => Some(state.store.run(move |c| knowledge::vectors::progress(c, &model)).await?),
-        None => None,
-    };
-    status["embedding"] = json!({
-        "model": vectors.model,
-        "in_memory": vectors.embedded,
-        "passages": progress.map(|p| p.0),
-        "embedded": progress.map(|p| p.1),
-    });
-    Ok(HttpResponse::Ok().json(status))
+    let (index, vectors) = (state.knowledge.index.status(), state.knowledge.vectors.status());
+    let report =
+        state.store.run(move |c| knowledge::report(c, index, vectors.model, Some(vectors.embedded))).await?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 async fn rebuild(state: web::Data<AppState>, who: Authed<AdminOnly>) -> AppResult<HttpResponse> {

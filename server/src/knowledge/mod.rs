@@ -310,6 +310,49 @@ async fn embed_behind(state: AppState) {
     }
 }
 
+/// How the index and the embedding of passages stand: `/api/admin/index` and
+/// `ayushctl index status`, on the server or on its data directory, in one shape.
+#[derive(Debug, Serialize)]
+pub struct IndexReport {
+    #[serde(flatten)]
+    pub index: index::IndexStatus,
+    /// How far the database's change feed has gone: the index has caught up when its
+    /// `applied_seq` equals this.
+    pub feed_seq: i64,
+    pub embedding: EmbeddingProgress,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbeddingProgress {
+    pub model: Option<String>,
+    /// Vectors held in memory: known only to the server process holding them.
+    pub in_memory: Option<usize>,
+    pub passages: Option<i64>,
+    pub embedded: Option<i64>,
+}
+
+/// The report for an index that stands at `index`, reading the feed and the embedding
+/// progress of `model` from the database.
+pub fn report(
+    conn: &mut crate::store::Conn,
+    index: index::IndexStatus,
+    model: Option<String>,
+    in_memory: Option<usize>,
+) -> AppResult<IndexReport> {
+    let feed_seq = feed::head(conn)?;
+    let progress = match &model {
+        Some(m) => Some(vectors::progress(conn, m)?),
+        None => None,
+    };
+    let embedding = EmbeddingProgress {
+        model,
+        in_memory,
+        passages: progress.map(|p| p.0),
+        embedded: progress.map(|p| p.1),
+    };
+    Ok(IndexReport { index, feed_seq, embedding })
+}
+
 /// Queues one file for a collection `caller` manages. A file the collection already holds
 /// unchanged under that name is answered at once, without a job.
 pub async fn queue_file(
