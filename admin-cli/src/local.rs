@@ -4,11 +4,13 @@
 use crate::backend::Backend;
 use ayush_server::audit::query::{self, Filter, Format};
 use ayush_server::audit::{self, Actor, Event, Outcome};
+use ayush_server::auth::accounts::{AccountChanges, Accounts, NewAccount, NewGroup};
 use ayush_server::auth::ldap::Directory;
-use ayush_server::auth::{Role, directory_sync, groups, mapping, password, tokens, users};
-use ayush_server::catalog::{Catalog, access, providers};
+use ayush_server::auth::{Role, directory_sync, mapping, tokens};
+use ayush_server::catalog::models::{ImportFrom, Models};
+use ayush_server::catalog::{Catalog, providers};
 use ayush_server::chat::presets;
-use ayush_server::clock::{Clock, SystemClock};
+use ayush_server::clock::{Clock, SharedClock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
 use ayush_server::knowledge::collections::{self, Caller};
@@ -18,12 +20,17 @@ use ayush_server::store::Store;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Local {
     store: Store,
     config: Config,
     actor: Actor,
     ledger: audit::Ledger,
+    accounts: Accounts,
+    models: Models,
+    /// Runs the services, which are async as the server needs them.
+    rt: tokio::runtime::Runtime,
 }
 
 impl Drop for Local {
@@ -70,7 +77,18 @@ impl Local {
         let (ledger, chain) = audit::Ledger::open(&config).map_err(|e| e.to_string())?;
         let store =
             Store::open(&config.database, &config.server.data_dir, chain).map_err(|e| e.to_string())?;
-        Ok(Local { store, config, actor: Actor::local_cli(), ledger })
+        let clock: SharedClock = Arc::new(SystemClock);
+        let accounts = Accounts::new(store.clone(), clock.clone(), &config);
+        let models = Models::new(store.clone(), clock, Arc::new(Catalog::new(&config.server.data_dir)));
+        let rt = runtime()?;
+        Ok(Local { store, config, actor: Actor::local_cli(), ledger, accounts, models, rt })
+    }
+
+    fn block_on<T>(
+        &self,
+        service: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, String> {
+        self.rt.block_on(service).map_err(err)
     }
 
     fn now(&self) -> i64 {
@@ -80,11 +98,6 @@ impl Local {
     /// The key provider API keys are sealed with (created here if the server never ran).
     fn sealing_key(&self) -> Result<SealingKey, String> {
         SealingKey::load_or_create(&self.config.audit_secrets_dir().join(providers::KEY_FILE))
-    }
-
-    fn hash(&self, username: &str, pw: &str) -> Result<String, String> {
-        password::check_policy(pw, username, self.config.auth.password_min_length).map_err(err)?;
-        password::hash(pw).map_err(err)
     }
 
     /// Signs a checkpoint of the chain head now.
@@ -190,7 +203,7 @@ impl Local {
     /// Each step of a directory sign-in for `username`, and what the mappings would make of it.
     pub fn test_ldap(&self, username: &str, password: Option<&str>) -> Result<(bool, Value), String> {
         let directory = self.directory()?;
-        let (steps, person) = runtime()?.block_on(directory.diagnose(username, password));
+        let (steps, person) = self.rt.block_on(directory.diagnose(username, password));
         let mut ok = steps.iter().all(|s| s.ok);
         let mut report = json!({"steps": steps});
         if let Some(person) = person {
@@ -222,183 +235,101 @@ impl Local {
     fn catalog(&self) -> Catalog {
         Catalog::new(&self.config.server.data_dir)
     }
-
-    /// Records what was done to a model in the audit log.
-    fn audit_model(&self, action: &str, name: &str, details: Value) -> Result<(), String> {
-        let event = Event::new(&self.actor, action, Outcome::Success).target("model", name).details(details);
-        self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)
-    }
 }
 
 impl Backend for Local {
     fn create_user(&self, body: Value) -> Result<Value, String> {
-        let body: ayush_server::http::api::CreateUser =
-            serde_json::from_value(body).map_err(|e| e.to_string())?;
-        users::validate_username(&body.username).map_err(err)?;
-        let hash = body.password.as_deref().map(|pw| self.hash(&body.username, pw)).transpose()?;
-        let new = body.to_new(hash.as_deref());
-        let user =
-            self.store.run_blocking(|c| users::create(c, self.now(), &self.actor, &new)).map_err(err)?;
-        to_json(user)
+        let new: NewAccount = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        to_json(self.block_on(self.accounts.create(self.actor.clone(), new))?)
     }
 
     fn link_user(&self, name: &str, provider: &str, subject: &str) -> Result<Value, String> {
-        let (source, external_id) =
-            ayush_server::auth::oidc::identity_for(&self.config.oidc.providers, provider, subject)
-                .map_err(err)?;
-        to_json(
-            self.store
-                .run_blocking(|c| {
-                    users::link_identity(c, self.now(), &self.actor, name, &source, &external_id)
-                })
-                .map_err(err)?,
-        )
+        to_json(self.block_on(self.accounts.link(self.actor.clone(), name.into(), provider, subject))?)
     }
 
     fn deprovision_user(&self, name: &str) -> Result<Value, String> {
-        to_json(
-            self.store.run_blocking(|c| users::deprovision(c, self.now(), &self.actor, name)).map_err(err)?,
-        )
+        to_json(self.block_on(self.accounts.deprovision(self.actor.clone(), name.into()))?)
     }
 
     fn list_users(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(users::list).map_err(err)?)
+        to_json(self.block_on(self.accounts.list())?)
     }
 
     fn show_user(&self, name: &str) -> Result<Value, String> {
-        let (user, groups) = self
-            .store
-            .run_blocking(|c| {
-                let u = users::get(c, name)?;
-                let g = groups::of_user(c, u.id)?;
-                Ok((u, g))
-            })
-            .map_err(err)?;
-        Ok(json!({"user": to_json(user)?, "groups": groups}))
+        to_json(self.block_on(self.accounts.show(name.into()))?)
     }
 
     fn set_disabled(&self, name: &str, disabled: bool) -> Result<Value, String> {
-        to_json(
-            self.store
-                .run_blocking(|c| users::set_disabled(c, self.now(), &self.actor, name, disabled))
-                .map_err(err)?,
-        )
+        let changes = AccountChanges { disabled: Some(disabled), ..Default::default() };
+        to_json(self.block_on(self.accounts.change(self.actor.clone(), name.into(), changes))?)
     }
 
     fn set_role(&self, name: &str, role: &str) -> Result<Value, String> {
-        let role: Role = role.parse()?;
-        to_json(
-            self.store
-                .run_blocking(|c| users::set_role(c, self.now(), &self.actor, name, role))
-                .map_err(err)?,
-        )
+        let changes = AccountChanges { role: Some(role.parse()?), ..Default::default() };
+        to_json(self.block_on(self.accounts.change(self.actor.clone(), name.into(), changes))?)
     }
 
     fn reset_password(&self, name: &str, pw: String) -> Result<(), String> {
-        let hash = self.hash(name, &pw)?;
-        self.store.run_blocking(|c| users::set_password(c, self.now(), &self.actor, name, &hash)).map_err(err)
+        self.block_on(self.accounts.reset_password(self.actor.clone(), name.into(), pw))
     }
 
     fn create_group(&self, name: &str, description: &str) -> Result<Value, String> {
-        to_json(
-            self.store
-                .run_blocking(|c| groups::create(c, self.now(), &self.actor, name, description))
-                .map_err(err)?,
-        )
+        let new = NewGroup { name: name.into(), description: description.into() };
+        to_json(self.block_on(self.accounts.create_group(self.actor.clone(), new))?)
     }
 
     fn list_groups(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(groups::list).map_err(err)?)
+        to_json(self.block_on(self.accounts.groups())?)
     }
 
     fn show_group(&self, name: &str) -> Result<Value, String> {
-        let (group, members) = self
-            .store
-            .run_blocking(|c| {
-                let g = groups::get(c, name)?;
-                let m = groups::members(c, &g)?;
-                Ok((g, m))
-            })
-            .map_err(err)?;
-        Ok(json!({"group": to_json(group)?, "members": to_json(members)?}))
+        to_json(self.block_on(self.accounts.group(name.into()))?)
     }
 
     fn delete_group(&self, name: &str) -> Result<(), String> {
-        self.store.run_blocking(|c| groups::delete(c, self.now(), &self.actor, name)).map_err(err)
+        self.block_on(self.accounts.delete_group(self.actor.clone(), name.into()))
     }
 
     fn add_member(&self, group: &str, user: &str) -> Result<(), String> {
-        self.store.run_blocking(|c| groups::add_member(c, self.now(), &self.actor, group, user)).map_err(err)
+        self.block_on(self.accounts.add_member(self.actor.clone(), group.into(), user.into()))
     }
 
     fn remove_member(&self, group: &str, user: &str) -> Result<(), String> {
-        self.store
-            .run_blocking(|c| groups::remove_member(c, self.now(), &self.actor, group, user))
-            .map_err(err)
+        self.block_on(self.accounts.remove_member(self.actor.clone(), group.into(), user.into()))
     }
 
     fn list_models(&self) -> Result<Value, String> {
-        let catalog = self.catalog();
-        to_json(
-            self.store
-                .run_blocking(|c| {
-                    let entries = ayush_server::catalog::all(&catalog, c)?;
-                    access::annotate(c, entries)
-                })
-                .map_err(err)?,
-        )
+        to_json(self.block_on(self.models.list())?)
     }
 
     fn allow_model(&self, model: &str, group: &str) -> Result<(), String> {
-        let catalog = self.catalog();
-        self.store
-            .run_blocking(|c| {
-                ayush_server::catalog::find(&catalog, c, model)?;
-                access::allow(c, self.now(), &self.actor, model, group)
-            })
-            .map_err(err)
+        self.block_on(self.models.allow(self.actor.clone(), model.into(), group.into()))
     }
 
     fn disallow_model(&self, model: &str, group: &str) -> Result<bool, String> {
-        self.store
-            .run_blocking(|c| {
-                access::disallow(c, self.now(), &self.actor, model, group)?;
-                Ok(!access::rules(c)?.contains_key(model))
-            })
-            .map_err(err)
+        self.block_on(self.models.disallow(self.actor.clone(), model.into(), group.into()))
     }
 
     fn import_model(&self, file: &Path, name: Option<&str>) -> Result<Value, String> {
         let mut bar = Progress::new("importing");
-        let manifest = self
-            .catalog()
-            .import(file, name, &self.actor.name, self.now(), |d, t| bar.show(d, t))
-            .map_err(err)?;
-        bar.finish();
-        self.audit_model(
-            "model.import",
-            &manifest.name,
-            json!({"sha256": manifest.sha256, "source": manifest.source}),
-        )?;
-        to_json(manifest)
+        let from = ImportFrom::File(file.to_path_buf());
+        let name = name.map(str::to_string);
+        let progress = Box::new(move |done, total| bar.show(done, total));
+        to_json(self.block_on(self.models.import(self.actor.clone(), from, name, progress))?)
     }
 
     fn verify_model(&self, name: &str) -> Result<bool, String> {
         let mut bar = Progress::new("verifying");
-        let ok = self.catalog().verify(name, |d, t| bar.show(d, t)).map_err(err)?;
-        bar.finish();
-        self.audit_model("model.verify", name, json!({"ok": ok}))?;
-        Ok(ok)
+        let progress = Box::new(move |done, total| bar.show(done, total));
+        self.block_on(self.models.verify(self.actor.clone(), name.into(), progress))
     }
 
     fn remove_model(&self, name: &str) -> Result<(), String> {
-        self.catalog().remove(name).map_err(err)?;
-        self.audit_model("model.remove", name, json!({}))
+        self.block_on(self.models.remove(self.actor.clone(), name.into()))
     }
 
     fn set_default_model(&self, name: &str) -> Result<(), String> {
-        self.catalog().set_default(name).map_err(err)?;
-        self.audit_model("model.set_default", name, json!({}))
+        self.block_on(self.models.set_default(self.actor.clone(), name.into()))
     }
 
     fn audit_verify(&self, from_checkpoint: Option<Value>) -> Result<Value, String> {
@@ -628,7 +559,7 @@ impl Backend for Local {
         let tls = ayush_server::tls::client_config(None, "providers")?;
         let remotes =
             Remotes::new(self.sealing_key()?, std::sync::Arc::new(self.egress()), std::sync::Arc::new(tls));
-        let models = runtime()?.block_on(async {
+        let models = self.rt.block_on(async {
             let (remote, _) = remotes.get(&self.store, name).await.map_err(err)?;
             remote.list_models().await.map_err(|e| e.to_string())
         })?;
@@ -638,7 +569,8 @@ impl Backend for Local {
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {
         let directory = self.directory()?;
         let now = self.now();
-        let report = runtime()?
+        let report = self
+            .rt
             .block_on(directory_sync::sync(&self.store, &directory, now, self.default_role(), dry_run))
             .map_err(err)?;
         to_json(report)
@@ -722,9 +654,12 @@ impl Progress {
             eprint!("\r{} {pct:>3}% ({} / {} MB)", self.what, done >> 20, total >> 20);
         }
     }
+}
 
-    pub fn finish(&self) {
-        if self.tty {
+impl Drop for Progress {
+    /// Ends the progress line, so what follows starts on a line of its own.
+    fn drop(&mut self) {
+        if self.tty && self.last != u64::MAX {
             eprintln!();
         }
     }

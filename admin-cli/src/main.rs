@@ -49,7 +49,7 @@ struct Target {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
-    /// An admin API token (make one with `ayushctl --local token create --user NAME`).
+    /// An admin API token (make one with `ayushctl --local keys create --user NAME`).
     #[arg(long, global = true, env = "AYUSH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
 }

@@ -118,7 +118,7 @@ impl Backend for Remote {
             .header("Authorization", &format!("Bearer {}", self.token))
             .header("Content-Type", "application/octet-stream")
             .send(ureq::SendBody::from_reader(&mut body));
-        body.bar.finish();
+        drop(body);
         self.reply(result)
     }
 

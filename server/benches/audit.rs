@@ -50,7 +50,8 @@ fn store_turn(c: &mut Conn, user: i64, conversation: i64, i: usize, audit: Optio
             finish_reason: "stop",
             error: None,
         };
-        let id = chats::add_reply(c, T0 + i as i64, user, conversation, &reply)?;
+        let id = chats::add_reply(c, T0 + i as i64, conversation, &reply)?;
+        chats::add_usage(c, T0 + i as i64, user, 31, 18)?;
         if let Some(keys) = audit {
             let mut details = serde_json::json!({
                 "model": "qwen", "message_id": id, "prompt_tokens": 31, "completion_tokens": 18,

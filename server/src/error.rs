@@ -194,7 +194,13 @@ impl ResponseError for AppError {
 
 impl From<ModelError> for AppError {
     fn from(e: ModelError) -> Self {
-        match classify(&e) {
+        AppError::from(&e)
+    }
+}
+
+impl From<&ModelError> for AppError {
+    fn from(e: &ModelError) -> Self {
+        match classify(e) {
             (ErrorKind::Internal, _) => AppError::internal(e),
             (kind, reason) => {
                 let error = AppError { kind, message: e.to_string(), retry_after: None, reason };

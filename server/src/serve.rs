@@ -110,6 +110,8 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         &crate::auth::secret::random_token()[..8]
     );
     Ok(AppState {
+        accounts: crate::auth::accounts::Accounts::new(store.clone(), clock.clone(), &config),
+        models: crate::catalog::models::Models::new(store.clone(), clock.clone(), catalog.clone()),
         duty: Arc::new(Duty::new(replica)),
         metrics_token,
         generations: Arc::new(generations),

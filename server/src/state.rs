@@ -25,6 +25,10 @@ impl AppState {
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    /// People, service accounts and groups.
+    pub accounts: crate::auth::accounts::Accounts,
+    /// What admins do to the model catalog.
+    pub models: crate::catalog::models::Models,
     pub clock: SharedClock,
     pub theme: Arc<Theme>,
     pub metrics: Arc<Metrics>,

@@ -1,6 +1,7 @@
 //! Users, groups, roles, sessions, local passwords, API tokens and the permission guard.
 //! OIDC and LDAP join here.
 
+pub mod accounts;
 pub mod admission;
 pub mod directory_sync;
 pub mod groups;

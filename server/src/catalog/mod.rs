@@ -4,6 +4,7 @@
 //! `ayushctl --local` appears in the running server without a restart.
 
 pub mod access;
+pub mod models;
 pub mod providers;
 pub mod remote;
 

@@ -1,7 +1,7 @@
 //! Conversations with models: storage, the turn (prompt assembly, streaming, storing the
 //! reply with its usage and audit event), and Markdown rendering of replies.
 
-pub mod completion;
+pub mod complete;
 pub mod markdown;
 pub mod presets;
 pub mod sources;

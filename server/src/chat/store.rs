@@ -267,14 +267,9 @@ pub fn edit_message(conn: &mut Conn, conversation_id: i64, message_id: i64, cont
     Ok(())
 }
 
-/// Stores an assistant reply and adds its tokens to the user's totals for the day.
-pub fn add_reply(
-    conn: &mut Conn,
-    now: i64,
-    user_id: i64,
-    conversation_id: i64,
-    reply: &Reply<'_>,
-) -> AppResult<i64> {
+/// Stores an assistant reply. Its tokens are counted by the completion core, as every
+/// answer's are.
+pub fn add_reply(conn: &mut Conn, now: i64, conversation_id: i64, reply: &Reply<'_>) -> AppResult<i64> {
     let id = with_conn!(&mut *conn, |c| diesel::insert_into(messages::table)
         .values((
             messages::conversation_id.eq(conversation_id),
@@ -293,7 +288,6 @@ pub fn add_reply(
     with_conn!(&mut *conn, |c| diesel::update(conversations::table.find(conversation_id))
         .set(conversations::updated_at.eq(now))
         .execute(c))?;
-    add_usage(conn, now, user_id, reply.prompt_tokens, reply.completion_tokens)?;
     Ok(id)
 }
 

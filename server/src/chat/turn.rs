@@ -1,18 +1,17 @@
-//! One chat turn: assemble the prompt from the conversation, stream the model's reply, then
-//! store the reply, its token usage and its audit event in one transaction. The user's
-//! message is stored before generation starts, so a failed or stopped generation never loses
-//! it; a stopped reply is kept as far as it got.
+//! One chat turn: assemble the prompt from the conversation, stream the model's reply through
+//! the completion core, then store the reply and its sources with the core's usage and audit
+//! event, in one transaction. The user's message is stored before generation starts, so a
+//! failed or stopped generation never loses it; a stopped reply is kept as far as it got.
 
+use super::complete::{self, Asker, Filing, Step};
 use super::sources::{self, Citation};
 use super::store::{self, Conversation, Reply};
-use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
+use crate::audit::{self, Actor};
 use crate::auth::users::User;
-use crate::catalog::access;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use ayush_models::{ChatMessage, Event, GenerateParams, ModelError};
+use ayush_models::{ChatMessage, GenerateParams};
 use serde::Serialize;
-use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// What the client sees, in order: its place in line while the model is busy, tokens, then
@@ -68,32 +67,6 @@ fn check_content(content: &str) -> AppResult<()> {
 
 /// Starts the turn; the receiver yields its events. Errors before generation (unknown model,
 /// empty message, a busy engine) come back here, before anything is stored.
-/// The model a chat uses: the one asked for, else the default; it must be installed and
-/// allowed to the actor's groups (a refusal is audited).
-pub async fn usable_model(state: &AppState, actor: &Actor, asked: Option<String>) -> AppResult<String> {
-    let name = match asked {
-        Some(name) => name,
-        None => state.catalog.default_name().ok_or_else(|| {
-            AppError::validation(
-                "no model is installed yet; an admin imports one with `ayushctl models import`",
-            )
-        })?,
-    };
-    let (now, actor, model, catalog) =
-        (state.clock.now(), actor.clone(), name.clone(), state.catalog.clone());
-    state
-        .store
-        .run(move |c| {
-            crate::catalog::find(&catalog, c, &model).map_err(|e| match e.kind {
-                ErrorKind::NotFound => AppError::validation(format!("there is no model named {model:?}")),
-                _ => e,
-            })?;
-            access::check(c, now, &actor, &model)
-        })
-        .await?;
-    Ok(name)
-}
-
 pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<StreamEvent>> {
     if let Input::Message(c) | Input::Edit { content: c, .. } = &turn.input {
         check_content(c)?;
@@ -112,7 +85,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         })
         .await?;
     let asked = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
-    let model = usable_model(state, &turn.actor, Some(asked)).await?;
+    let model = complete::usable(state, &turn.actor, Some(asked)).await?;
 
     // The history this reply answers, after the edit or regeneration is applied.
     let mut kept = history.clone();
@@ -159,7 +132,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     let question =
         prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     let caller = crate::knowledge::collections::Caller::user(&turn.user);
-    let window = state.catalog.manifest(&model).ok().map(|m| m.context_length);
+    let window = state.catalog.manifest(model.name()).ok().map(|m| m.context_length);
     let cited = sources::retrieve(
         &state.store,
         &state.knowledge,
@@ -176,9 +149,9 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
             None => prompt.insert(0, ChatMessage::new("system", &told)),
         }
     }
-    let answer = super::completion::open(state, turn.user.id, &model, prompt, turn.params.clone())
-        .await?
-        .map_err(AppError::from)?;
+    let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id };
+    let answer =
+        complete::open(state, asker, &model, prompt, turn.params.clone()).await?.map_err(AppError::from)?;
 
     // Only now, with the engine committed to answering, is anything stored.
     let now = state.clock.now();
@@ -210,139 +183,82 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     let (tx, rx) = mpsc::channel(64);
     let state = state.clone();
     tokio::spawn(async move {
-        let asker = Asker { user: turn.user, actor: turn.actor, question, cited };
-        relay(state, conversation, model, asker, answer, tx).await;
+        relay(state, conversation, cited, answer, tx).await;
         drop(in_flight);
     });
     Ok(rx)
 }
 
-/// Forwards the engine's events to the client and stores the outcome. Runs to the end even if
-/// the client goes away (that cancels generation; what was generated is kept).
-/// Who asked what: the turn's user, as the audit log names them, and their question.
-struct Asker {
-    user: User,
-    actor: Actor,
-    question: String,
-    /// The passages the prompt was given.
-    cited: Vec<Citation>,
-}
-
+/// Forwards the answer to the client, then stores it with its sources through the completion
+/// core. Runs to the end even if the client goes away (that stops generation; what was
+/// generated is kept).
 async fn relay(
     state: AppState,
     conversation: Conversation,
-    model: String,
-    asker: Asker,
-    mut answer: super::completion::Completion,
+    cited: Vec<Citation>,
+    mut answer: complete::Answer,
     tx: mpsc::Sender<StreamEvent>,
 ) {
-    let handle = &mut answer.handle;
-    let Asker { user, actor, question, cited } = asker;
-    let started = Instant::now();
-    let mut text = String::new();
-    let outcome = loop {
-        match handle.events.recv().await {
-            Some(Event::Queued { position }) => {
-                if tx.send(StreamEvent::Queued { position }).await.is_err() {
-                    handle.cancel();
-                }
-            }
-            Some(Event::Token(piece)) => {
-                text.push_str(&piece);
-                if tx.send(StreamEvent::Token { text: piece }).await.is_err() {
-                    handle.cancel();
-                }
-            }
-            Some(Event::Done(done)) => break Ok(done),
-            Some(Event::Failed(e)) => break Err(e),
-            None => break Err(ModelError::Inference("the engine stopped".into())),
+    let ended = loop {
+        let event = match answer.next().await {
+            Step::Queued(position) => StreamEvent::Queued { position },
+            Step::Text(text) => StreamEvent::Token { text },
+            Step::End(ended) => break *ended,
+        };
+        if tx.send(event).await.is_err() {
+            answer.cancel();
         }
     };
-    let latency_ms = started.elapsed().as_millis() as i64;
-    let (usage, finish, error) = match &outcome {
-        Ok(done) => (
-            UsageOut {
-                prompt_tokens: done.usage.prompt_tokens as i64,
-                completion_tokens: done.usage.completion_tokens as i64,
-                cached_prompt_tokens: done.usage.cached_prompt_tokens as i64,
-                latency_ms,
-            },
-            done.finish.as_str().to_string(),
-            None,
-        ),
-        Err(e) => (
-            UsageOut { prompt_tokens: 0, completion_tokens: 0, cached_prompt_tokens: 0, latency_ms },
-            "error".to_string(),
-            Some(e.to_string()),
-        ),
+    let usage = ended.usage();
+    let usage = UsageOut {
+        prompt_tokens: usage.prompt_tokens as i64,
+        completion_tokens: usage.completion_tokens as i64,
+        cached_prompt_tokens: usage.cached_prompt_tokens as i64,
+        latency_ms: ended.latency_ms,
     };
-    let error_code = outcome.as_ref().err().map(|e| crate::error::classify(e).0.code());
-    let content = match &outcome {
-        Ok(done) => done.text.clone(),
-        Err(_) => text,
+    let finish = ended.finish_reason();
+    let error = ended.error().map(|e| (e.to_string(), crate::error::classify(e).0.code()));
+    let filing = Filing {
+        action: "chat.message",
+        target: ("conversation", conversation.id.to_string()),
+        binding: audit::content::Binding::Conversation(conversation.id),
+        details: serde_json::json!({}),
     };
-    let now = state.clock.now();
-    let (u, f, e, c, m) = (usage.clone(), finish.clone(), error.clone(), content.clone(), model.clone());
-    let kept = cited.clone();
-    let state_in = state.clone();
-    let stored = state
-        .store
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                let id = store::add_reply(
-                    conn,
-                    now,
-                    user.id,
-                    conversation.id,
-                    &Reply {
-                        content: &c,
-                        model: &m,
-                        prompt_tokens: u.prompt_tokens,
-                        completion_tokens: u.completion_tokens,
-                        latency_ms: u.latency_ms,
-                        finish_reason: &f,
-                        error: e.as_deref(),
-                    },
-                )?;
-                sources::keep(conn, id, &kept)?;
-                let outcome = if e.is_some() { Outcome::Failure } else { Outcome::Success };
-                let mut details = serde_json::json!({
-                    "model": m, "message_id": id, "prompt_tokens": u.prompt_tokens,
-                    "completion_tokens": u.completion_tokens, "finish_reason": f, "error": e,
-                });
-                if !kept.is_empty() {
-                    // Which documents informed the reply, never their text.
-                    details["sources"] = kept
-                        .iter()
-                        .map(|c| {
-                            serde_json::json!({"number": c.number, "collection": c.collection,
-                            "document_id": c.document_id, "chunk_id": c.chunk_id})
-                        })
-                        .collect();
-                }
-                let binding = audit::content::Binding::Conversation(conversation.id);
-                if let Some(sealed) =
-                    super::completion::capture(conn, &state_in, user.id, &binding, &question, &c)?
-                {
-                    details["content"] = sealed;
-                }
-                audit::record(
-                    conn,
-                    now,
-                    &AuditEvent::new(&actor, "chat.message", outcome)
-                        .target("conversation", conversation.id)
-                        .details(details),
-                )?;
-                Ok(id)
-            })
-        })
-        .await;
-    let last = match (stored, error.zip(error_code)) {
+    let (u, kept, now) = (usage.clone(), cited.clone(), state.clock.now());
+    let (content, message) = (ended.text.clone(), error.as_ref().map(|e| e.0.clone()));
+    let model = ended.model().to_string();
+    let stored = complete::record(&state, &ended, filing, move |conn, details| {
+        let reply = Reply {
+            content: &content,
+            model: &model,
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            latency_ms: u.latency_ms,
+            finish_reason: finish,
+            error: message.as_deref(),
+        };
+        let id = store::add_reply(conn, now, conversation.id, &reply)?;
+        sources::keep(conn, id, &kept)?;
+        details["message_id"] = id.into();
+        if !kept.is_empty() {
+            // Which documents informed the reply, never their text.
+            details["sources"] = kept
+                .iter()
+                .map(|c| {
+                    serde_json::json!({"number": c.number, "collection": c.collection,
+                        "document_id": c.document_id, "chunk_id": c.chunk_id})
+                })
+                .collect();
+        }
+        Ok(id)
+    })
+    .await;
+    let last = match (stored, error) {
         (Ok(id), None) => StreamEvent::Done {
             message_id: id,
-            finish_reason: finish,
+            finish_reason: finish.to_string(),
             usage,
-            html: super::markdown::to_html(&content),
+            html: super::markdown::to_html(&ended.text),
             citations: cited,
         },
         (Ok(id), Some((message, code))) => {

@@ -3,7 +3,7 @@
 
 use crate::auth::guard::{Authed, ChatUser};
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
-use crate::chat::{markdown, presets, sources, store};
+use crate::chat::{complete, markdown, presets, sources, store};
 use crate::error::AppError;
 use crate::error::AppResult;
 use crate::http::routes::Routes;
@@ -87,7 +87,7 @@ async fn create(
         }
         None => None,
     };
-    let model = turn::usable_model(&state, &who.actor(), body.model.clone()).await?;
+    let model = complete::usable(&state, &who.actor(), body.model.clone()).await?.name().to_string();
     let (now, uid) = (state.clock.now(), who.user.id);
     let caller = Caller::user(&who.user);
     let (conv, collections) = state
@@ -169,7 +169,7 @@ async fn update(
         None => None,
     };
     if let Some(m) = &body.model {
-        turn::usable_model(&state, &who.actor(), Some(m.clone())).await?;
+        complete::usable(&state, &who.actor(), Some(m.clone())).await?;
     }
     let caller = Caller::user(&who.user);
     let (conv, collections) = state

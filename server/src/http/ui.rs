@@ -1,6 +1,7 @@
 //! Server-rendered pages. Handlers adapt forms to the same auth and admin functions the JSON API
 //! uses; every form carries the session's CSRF token.
 
+use crate::auth::accounts::{AccountChanges, GroupView, NewAccount, NewGroup};
 use crate::auth::groups::{self, Group, GroupSummary};
 use crate::auth::guard::{AdminOnly, AnyUser, Authed, ChatUser, Policy, Via};
 use crate::auth::users::{self, User};
@@ -9,7 +10,6 @@ use crate::catalog::ModelEntry;
 use crate::chat::markdown;
 use crate::chat::store::{self as chat_store, Conversation};
 use crate::error::{AppError, ErrorKind};
-use crate::http::api::{self, CreateUser};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use crate::url::encode_component;
@@ -418,7 +418,7 @@ async fn render_users(
     flash: Option<Flash>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let users = state.store.run(users::list).await.map_err(ui_error(state, "/admin/users"))?;
+    let users = state.accounts.list().await.map_err(ui_error(state, "/admin/users"))?;
     let page = UsersPage {
         chrome: Chrome::for_user(state, who, "users", flash),
         users,
@@ -472,7 +472,7 @@ async fn users_create(
     let result = async {
         check_csrf(&who, &form.csrf)?;
         let role = form.role.parse::<Role>().map_err(AppError::validation)?;
-        let body = CreateUser {
+        let new = NewAccount {
             username: form.username.trim().to_string(),
             role,
             display_name: form.display_name,
@@ -480,7 +480,7 @@ async fn users_create(
             email: Some(form.email).filter(|e| !e.trim().is_empty()),
             kind: users::Kind::Person,
         };
-        api::create_user_with(&state, who.actor(), body).await.map(|_| "created")
+        state.accounts.create(who.actor(), new).await.map(|_| "created")
     }
     .await;
     after_users_form(&state, &who, result).await
@@ -501,8 +501,8 @@ async fn users_set_role(
     let result = async {
         check_csrf(&who, &form.csrf)?;
         let role = form.role.parse::<Role>().map_err(AppError::validation)?;
-        let (now, actor, name) = (state.clock.now(), who.actor(), path.into_inner());
-        state.store.run(move |c| users::set_role(c, now, &actor, &name, role)).await.map(|_| "saved")
+        let changes = AccountChanges { role: Some(role), ..Default::default() };
+        state.accounts.change(who.actor(), path.into_inner(), changes).await.map(|_| "saved")
     }
     .await;
     after_users_form(&state, &who, result).await
@@ -522,8 +522,8 @@ async fn users_set_status(
 ) -> Result<HttpResponse, UiError> {
     let result = async {
         check_csrf(&who, &form.csrf)?;
-        let (now, actor, name, disabled) = (state.clock.now(), who.actor(), path.into_inner(), form.disabled);
-        state.store.run(move |c| users::set_disabled(c, now, &actor, &name, disabled)).await.map(|_| "saved")
+        let changes = AccountChanges { disabled: Some(form.disabled), ..Default::default() };
+        state.accounts.change(who.actor(), path.into_inner(), changes).await.map(|_| "saved")
     }
     .await;
     after_users_form(&state, &who, result).await
@@ -544,9 +544,7 @@ async fn users_reset_password(
     let form = form.into_inner();
     let result = async {
         check_csrf(&who, &form.csrf)?;
-        api::reset_password_with(&state, who.actor(), path.into_inner(), form.password)
-            .await
-            .map(|_| "password")
+        state.accounts.reset_password(who.actor(), path.into_inner(), form.password).await.map(|_| "password")
     }
     .await;
     after_users_form(&state, &who, result).await
@@ -558,7 +556,7 @@ async fn render_groups(
     flash: Option<Flash>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let groups = state.store.run(groups::list).await.map_err(ui_error(state, "/admin/groups"))?;
+    let groups = state.accounts.groups().await.map_err(ui_error(state, "/admin/groups"))?;
     Ok(render(&GroupsPage { chrome: Chrome::for_user(state, who, "groups", flash), groups }, status))
 }
 
@@ -586,9 +584,8 @@ async fn groups_create(
     let form = form.into_inner();
     let result = async {
         check_csrf(&who, &form.csrf)?;
-        let (now, actor) = (state.clock.now(), who.actor());
-        let name = form.name.trim().to_string();
-        state.store.run(move |c| groups::create(c, now, &actor, &name, &form.description)).await
+        let new = NewGroup { name: form.name.trim().to_string(), description: form.description };
+        state.accounts.create_group(who.actor(), new).await
     }
     .await;
     match result {
@@ -613,15 +610,8 @@ async fn render_group(
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
     let path = format!("/admin/groups/{name}");
-    let (group, members, all) = state
-        .store
-        .run(move |c| {
-            let g = groups::get(c, &name)?;
-            let m = groups::members(c, &g)?;
-            Ok((g, m, users::list(c)?))
-        })
-        .await
-        .map_err(ui_error(state, &path))?;
+    let viewed = async { Ok((state.accounts.group(name).await?, state.accounts.list().await?)) };
+    let (GroupView { group, members }, all) = viewed.await.map_err(ui_error(state, &path))?;
     let candidates = all.into_iter().filter(|u| !members.iter().any(|m| m.id == u.id)).collect();
     Ok(render(
         &GroupPage { chrome: Chrome::for_user(state, who, "groups", flash), group, members, candidates },
@@ -669,12 +659,7 @@ async fn group_add_member(
     let form = form.into_inner();
     let result = async {
         check_csrf(&who, &form.csrf)?;
-        let (now, actor, g) = (state.clock.now(), who.actor(), group.clone());
-        state
-            .store
-            .run(move |c| groups::add_member(c, now, &actor, &g, &form.username))
-            .await
-            .map(|_| "added")
+        state.accounts.add_member(who.actor(), group.clone(), form.username).await.map(|_| "added")
     }
     .await;
     after_group_form(&state, &who, group, result).await
@@ -689,12 +674,7 @@ async fn group_remove_member(
     let (group, username) = path.into_inner();
     let result = async {
         check_csrf(&who, &form.csrf)?;
-        let (now, actor, g) = (state.clock.now(), who.actor(), group.clone());
-        state
-            .store
-            .run(move |c| groups::remove_member(c, now, &actor, &g, &username))
-            .await
-            .map(|_| "removed")
+        state.accounts.remove_member(who.actor(), group.clone(), username).await.map(|_| "removed")
     }
     .await;
     after_group_form(&state, &who, group, result).await

@@ -5,7 +5,7 @@
 
 use crate::audit::{self, Actor, Event, Outcome, content};
 use crate::auth::guard::{ApiUser, Authed};
-use crate::catalog::access;
+use crate::chat::complete::{self, Asker, Ended, Filing, Step, Usable};
 use crate::chat::store as chat_store;
 use crate::error::{AppError, ErrorKind, Reason};
 use crate::http::routes::Routes;
@@ -13,9 +13,7 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
-use ayush_models::{
-    ChatMessage, Completion, Event as EngineEvent, GenerateParams, Handle, ModelError, Usage,
-};
+use ayush_models::{ChatMessage, GenerateParams, ModelError, Usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::future::Future;
@@ -307,13 +305,6 @@ impl ChatRequest {
     }
 }
 
-fn finish_reason(f: ayush_models::FinishReason) -> &'static str {
-    match f {
-        ayush_models::FinishReason::Length => "length",
-        _ => "stop",
-    }
-}
-
 fn usage_json(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.prompt_tokens,
@@ -322,64 +313,34 @@ fn usage_json(u: &Usage) -> Value {
     })
 }
 
-/// How a call ended, for the record.
-enum Ended<'a> {
-    Answered { usage: &'a Usage, finish: &'a str, text: &'a str },
-    Embedded { tokens: usize },
-    Failed(String),
-}
-
-/// A `/v1` call to be recorded under its owner: its audit action, who made it (with the key),
-/// and `details` starting with what the request said (model, stream or inputs, user, and for a
-/// chat the completion's id as `call`, which captured content is sealed to).
-struct Call {
-    action: &'static str,
+/// Records an embeddings call: usage, and an audit event with the key that made it.
+/// `details` starts with what the request said; `tokens` is `None` for a failed call, whose
+/// error is in `details`.
+async fn record_embeddings(
+    state: &AppState,
     actor: Actor,
     user_id: i64,
-    details: Value,
-    /// A chat's question, for the chat content policy.
-    question: Option<String>,
-}
-
-/// Records the call: usage, and an audit event with the key that made it.
-async fn record(state: &AppState, call: Call, ended: Ended<'_>) {
-    let Call { action, actor, user_id, mut details, question } = call;
+    mut details: Value,
+    tokens: Option<usize>,
+) {
     let now = state.clock.now();
-    let mut exchange = None;
-    let (tokens, outcome) = match ended {
-        Ended::Answered { usage, finish, text } => {
-            details["prompt_tokens"] = json!(usage.prompt_tokens);
-            details["completion_tokens"] = json!(usage.completion_tokens);
-            details["finish_reason"] = json!(finish);
-            exchange = question.zip(Some(text.to_string()));
-            (Some((usage.prompt_tokens as i64, usage.completion_tokens as i64)), Outcome::Success)
+    let outcome = match tokens {
+        Some(n) => {
+            details["prompt_tokens"] = json!(n);
+            Outcome::Success
         }
-        Ended::Embedded { tokens } => {
-            details["prompt_tokens"] = json!(tokens);
-            (Some((tokens as i64, 0)), Outcome::Success)
-        }
-        Ended::Failed(error) => {
-            details["error"] = json!(error);
-            (None, Outcome::Failure)
-        }
+        None => Outcome::Failure,
     };
     let model = details["model"].as_str().unwrap_or_default().to_string();
-    let binding = details["call"].as_str().map(|id| content::Binding::Call(id.to_string()));
-    let state_in = state.clone();
     let stored = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                if let Some((prompt, completion)) = tokens {
-                    chat_store::add_usage(c, now, user_id, prompt, completion)?;
+                if let Some(n) = tokens {
+                    chat_store::add_usage(c, now, user_id, n as i64, 0)?;
                 }
-                if let (Some((question, answer)), Some(binding)) = (&exchange, &binding)
-                    && let Some(sealed) =
-                        crate::chat::completion::capture(c, &state_in, user_id, binding, question, answer)?
-                {
-                    details["content"] = sealed;
-                }
-                let event = Event::new(&actor, action, outcome).target("model", &model).details(details);
+                let event =
+                    Event::new(&actor, "v1.embeddings", outcome).target("model", &model).details(details);
                 audit::record(c, now, &event)
             })
         })
@@ -389,55 +350,31 @@ async fn record(state: &AppState, call: Call, ended: Ended<'_>) {
     }
 }
 
-/// One step of an answer: a piece of text, or how it ended.
-enum Step {
-    Text(String),
-    End(Result<Completion, ModelError>),
-}
-
-/// The next step. Text already waiting behind the first piece is joined to it, so a fast
-/// provider's burst goes out as one chunk and one write instead of one per token; an end
-/// found while joining is `held` for the next call.
-async fn step(handle: &mut Handle, held: &mut Option<EngineEvent>) -> Step {
-    loop {
-        let first = match held.take() {
-            Some(event) => Some(event),
-            None => handle.events.recv().await,
-        };
-        return match first {
-            // OpenAI's shapes have no place in line: a /v1 client just waits for its first token.
-            Some(EngineEvent::Queued { .. }) => continue,
-            Some(EngineEvent::Token(mut text)) => {
-                while let Ok(next) = handle.events.try_recv() {
-                    match next {
-                        EngineEvent::Token(more) => text.push_str(&more),
-                        end => {
-                            *held = Some(end);
-                            break;
-                        }
-                    }
-                }
-                Step::Text(text)
-            }
-            Some(EngineEvent::Done(d)) => Step::End(Ok(d)),
-            Some(EngineEvent::Failed(e)) => Step::End(Err(e)),
-            None => Step::End(Err(ModelError::Inference("the engine stopped".into()))),
-        };
+/// Records an answer through the completion core; the client has had it already, so a
+/// failure to record is logged, not answered.
+async fn record_answer(state: &AppState, ended: &Ended, filing: Filing) {
+    if let Err(e) = complete::record(state, ended, filing, |_, _| Ok(())).await {
+        tracing::error!(error = %e, "cannot record a /v1 call");
     }
 }
 
 /// A model that exists and the caller may use; any other is "not found", exactly as OpenAI
 /// answers for a model a key cannot see (a denial is still audited).
-async fn usable(state: &AppState, who: &Authed<ApiUser>, model: &str) -> Result<(), OaiError> {
-    let (now, actor, m, catalog) = (state.clock.now(), who.actor(), model.to_string(), state.catalog.clone());
-    let allowed = state
-        .store
-        .run(move |c| {
-            crate::catalog::find(&catalog, c, &m)?;
-            access::check(c, now, &actor, &m)
-        })
-        .await;
-    allowed.map_err(|_| OaiError::model_not_found(model))
+async fn usable(state: &AppState, who: &Authed<ApiUser>, model: &str) -> Result<Usable, OaiError> {
+    complete::usable(state, &who.actor(), Some(model.to_string())).await.map_err(|e| match e.kind {
+        ErrorKind::Validation | ErrorKind::NotFound | ErrorKind::Forbidden => {
+            OaiError::model_not_found(model)
+        }
+        _ => OaiError::from(e),
+    })
+}
+
+/// The answer's end as OpenAI names it (it has no `cancelled`: a stopped answer stopped).
+fn finish_reason(ended: &Ended) -> &'static str {
+    match ended.finish_reason() {
+        "length" => "length",
+        _ => "stop",
+    }
 }
 
 async fn chat_completions(
@@ -447,56 +384,42 @@ async fn chat_completions(
 ) -> Result<HttpResponse, OaiError> {
     let prompt = request.prompt()?;
     let params = request.params()?;
+    let usable = usable(&state, &who, &request.model).await?;
+    let asker = Asker { actor: who.actor(), user_id: who.user.id };
+    let mut answer = complete::open(&state, asker, &usable, prompt, params).await?.map_err(OaiError::from)?;
     let model = request.model.clone();
-    usable(&state, &who, &model).await?;
-    // What the answer answers, for the chat content policy.
-    let question =
-        prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
-    let mut answer = crate::chat::completion::open(&state, who.user.id, &model, prompt, params)
-        .await?
-        .map_err(OaiError::from)?;
-    let handle = &mut answer.handle;
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
     let created = state.clock.now();
-    let call = Call {
+    let filing = Filing {
         action: "v1.chat.completions",
-        actor: who.actor(),
-        user_id: who.user.id,
-        details: json!({"model": model, "stream": request.stream, "user": request.user, "call": id}),
-        question: Some(question),
+        target: ("model", model.clone()),
+        binding: content::Binding::Call(id.clone()),
+        details: json!({"stream": request.stream, "user": request.user, "call": id}),
     };
 
     if !request.stream {
-        let mut held = None;
-        let outcome = loop {
-            if let Step::End(outcome) = step(handle, &mut held).await {
-                break outcome;
+        let ended = loop {
+            if let Step::End(ended) = answer.next().await {
+                break *ended;
             }
         };
-        return match outcome {
-            Ok(d) => {
-                let finish = finish_reason(d.finish);
-                record(&state, call, Ended::Answered { usage: &d.usage, finish, text: &d.text }).await;
-                Ok(HttpResponse::Ok().json(json!({
-                    "id": id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": d.text},
-                        "finish_reason": finish,
-                        "logprobs": null,
-                    }],
-                    "usage": usage_json(&d.usage),
-                    "system_fingerprint": null,
-                })))
-            }
-            Err(e) => {
-                let err = OaiError::from(e);
-                record(&state, call, Ended::Failed(err.message.clone())).await;
-                Err(err)
-            }
+        record_answer(&state, &ended, filing).await;
+        return match ended.outcome {
+            Ok(ref d) => Ok(HttpResponse::Ok().json(json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": d.text},
+                    "finish_reason": finish_reason(&ended),
+                    "logprobs": null,
+                }],
+                "usage": usage_json(&d.usage),
+                "system_fingerprint": null,
+            }))),
+            Err(e) => Err(OaiError::from(e)),
         };
     }
 
@@ -505,7 +428,6 @@ async fn chat_completions(
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let state = state.into_inner();
     tokio::spawn(async move {
-        let handle = &mut answer.handle;
         let chunk = |delta: Value, finish: Option<&str>| {
             let c = json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -515,23 +437,24 @@ async fn chat_completions(
             Bytes::from(format!("data: {c}\n\n"))
         };
         let mut alive = tx.send(chunk(json!({"role": "assistant", "content": ""}), None)).await.is_ok();
-        let mut held = None;
-        let outcome = loop {
-            match step(handle, &mut held).await {
+        let ended = loop {
+            match answer.next().await {
+                // OpenAI's shapes have no place in line: a /v1 client just waits for its first token.
+                Step::Queued(_) => {}
                 Step::Text(piece) => {
                     if alive && tx.send(chunk(json!({"content": piece}), None)).await.is_err() {
                         // The client went away: stop generating.
                         alive = false;
-                        handle.cancel();
+                        answer.cancel();
                     }
                 }
-                Step::End(outcome) => break outcome,
+                Step::End(ended) => break *ended,
             }
         };
-        match outcome {
+        match &ended.outcome {
             Ok(d) => {
                 // The end in one write: the finish reason, the usage if asked, and [DONE].
-                let mut end = chunk(json!({}), Some(finish_reason(d.finish))).to_vec();
+                let mut end = chunk(json!({}), Some(finish_reason(&ended))).to_vec();
                 if include_usage {
                     let u = json!({
                         "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -542,18 +465,15 @@ async fn chat_completions(
                 }
                 end.extend_from_slice(b"data: [DONE]\n\n");
                 let _ = tx.send(Bytes::from(end)).await;
-                // The stream ends here for the client; the record is written after.
-                drop(tx);
-                let finish = if alive { finish_reason(d.finish) } else { "cancelled" };
-                record(&state, call, Ended::Answered { usage: &d.usage, finish, text: &d.text }).await;
             }
             Err(e) => {
-                let err = OaiError::from(e);
+                let err = OaiError::from(AppError::from(e));
                 let _ = tx.send(Bytes::from(format!("data: {}\n\n", err.body()))).await;
-                drop(tx);
-                record(&state, call, Ended::Failed(err.message)).await;
             }
         }
+        // The stream ends here for the client; the record is written after.
+        drop(tx);
+        record_answer(&state, &ended, filing).await;
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -653,23 +573,19 @@ async fn embeddings(
             Some("dimensions"),
         ));
     }
-    let inputs = texts.len();
-    let call = Call {
-        action: "v1.embeddings",
-        actor: who.actor(),
-        user_id: who.user.id,
-        details: json!({"model": model, "inputs": inputs, "user": request.user}),
-        question: None,
-    };
+    let details = json!({"model": model, "inputs": texts.len(), "user": request.user});
+    let (actor, user_id) = (who.actor(), who.user.id);
     let (vectors, tokens) = match engine.embed(texts).await {
         Ok(done) => done,
         Err(e) => {
             let err = OaiError::from(e);
-            record(&state, call, Ended::Failed(err.message.clone())).await;
+            let mut failed = details;
+            failed["error"] = json!(err.message);
+            record_embeddings(&state, actor, user_id, failed, None).await;
             return Err(err);
         }
     };
-    record(&state, call, Ended::Embedded { tokens }).await;
+    record_embeddings(&state, actor, user_id, details, Some(tokens)).await;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()

@@ -1,0 +1,181 @@
+//! `ayushctl` means the same whether it reaches Ayush over the API or opens the data directory
+//! (`--local`): one script of admin commands runs in each mode on its own fresh installation,
+//! and what each command prints, how it fails, and the audit events the script leaves must
+//! match, ids, times and who did it aside.
+
+#![allow(clippy::expect_used)] // helpers here fail the test by panicking
+
+use ayush_tests::{CtlOutput, GEMMA_FILE, Server, test_model};
+use serde_json::{Map, Value};
+
+/// One installation and the way this run reaches it.
+struct Mode {
+    server: Server,
+    /// An admin's API key, for the remote mode.
+    token: Option<String>,
+}
+
+impl Mode {
+    fn start(remote: bool) -> Mode {
+        let server = Server::start();
+        // Both installations are bootstrapped alike, so their audit logs line up.
+        server.create_user("root", "admin", "correct horse battery");
+        let token = server.token_for("root");
+        Mode { token: remote.then_some(token), server }
+    }
+
+    fn ctl(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        match &self.token {
+            Some(token) => self.server.ctl_remote(token, &full, stdin),
+            None => self.server.ctl_local(&full, stdin),
+        }
+    }
+
+    /// The events the script left: everything after the bootstrap's.
+    fn events_after(&self, seq: i64) -> Vec<Value> {
+        let store = self.server.open_store();
+        let filter = ayush_server::audit::query::Filter::default();
+        let events = store
+            .run_blocking(|c| ayush_server::audit::query::page_after(c, &filter.check()?, seq, 500))
+            .expect("audit events");
+        events
+            .into_iter()
+            .map(|e| {
+                let details: Value = serde_json::from_str(&e.details).expect("details are JSON");
+                serde_json::json!({
+                    "action": e.action,
+                    "target": [e.target_type, e.target_id],
+                    "outcome": e.outcome,
+                    "details": normalized(details),
+                })
+            })
+            .collect()
+    }
+
+    fn last_seq(&self) -> i64 {
+        let store = self.server.open_store();
+        let filter = ayush_server::audit::query::Filter::default();
+        store
+            .run_blocking(|c| ayush_server::audit::query::page(c, &filter.check()?, None, 1))
+            .expect("audit events")
+            .first()
+            .map_or(0, |e| e.seq)
+    }
+}
+
+/// Values that differ between two installations by nature: ids and times, the account that
+/// acted, and where a model file came from (a path here, an upload there).
+fn volatile(key: &str) -> bool {
+    key == "id" || key.ends_with("_id") || key.ends_with("_at") || matches!(key, "imported_by" | "source")
+}
+
+fn normalized(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match (volatile(&k), &v) {
+                        (true, Value::Null) => Value::Null,
+                        (true, Value::Number(_)) => Value::String("<number>".into()),
+                        (true, Value::String(_)) => Value::String("<text>".into()),
+                        _ => normalized(v),
+                    };
+                    (k, v)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalized).collect()),
+        other => other,
+    }
+}
+
+/// What a command's run says, comparable across modes: its output's shape and values, or its
+/// error message (a remote error also names its code, in parentheses, which is dropped).
+fn outcome(out: &CtlOutput) -> Value {
+    if !out.ok {
+        let message = out.stderr.trim().trim_start_matches("error: ");
+        let message = match message.rfind(" (") {
+            Some(at) if message.ends_with(')') => &message[..at],
+            _ => message,
+        };
+        return serde_json::json!({"failed": message});
+    }
+    match out.stdout.trim() {
+        "" => Value::Null,
+        text => normalized(serde_json::from_str(text).unwrap_or(Value::String(text.into()))),
+    }
+}
+
+#[test]
+fn local_and_remote_ayushctl_agree_on_accounts_groups_and_models() {
+    let Some(model) = test_model(GEMMA_FILE) else { return };
+    let model = model.to_string_lossy().to_string();
+    let remote = Mode::start(true);
+    let local = Mode::start(false);
+    let (remote_from, local_from) = (remote.last_seq(), local.last_seq());
+
+    let pw = Some("a long enough password");
+    // (command, standard input, whether it must succeed)
+    let script: Vec<(Vec<&str>, Option<&str>, bool)> = vec![
+        (
+            vec!["user", "create", "alice", "--role", "user", "--display-name", "Alice", "--password-stdin"],
+            pw,
+            true,
+        ),
+        (vec!["user", "create", "build-bot", "--role", "user", "--service"], None, true),
+        (
+            vec!["user", "create", "nopw", "--role", "user", "--no-password", "--email", "np@example.com"],
+            None,
+            true,
+        ),
+        (vec!["user", "create", "alice", "--role", "user", "--password-stdin"], pw, false),
+        (vec!["user", "create", "bob", "--role", "user", "--password-stdin"], Some("short"), false),
+        (vec!["user", "create", "no spaces", "--role", "user", "--no-password"], None, false),
+        (vec!["user", "show", "nobody"], None, false),
+        (vec!["user", "set-role", "alice", "auditor"], None, true),
+        (vec!["user", "disable", "alice"], None, true),
+        (vec!["user", "enable", "alice"], None, true),
+        (vec!["user", "reset-password", "alice", "--password-stdin"], Some("another long password"), true),
+        (vec!["user", "reset-password", "alice", "--password-stdin"], Some("alice"), false),
+        (vec!["group", "create", "eng", "--description", "Engineering"], None, true),
+        (vec!["group", "create", "eng"], None, false),
+        (vec!["group", "add-member", "eng", "alice"], None, true),
+        (vec!["group", "add-member", "eng", "nobody"], None, false),
+        (vec!["group", "show", "eng"], None, true),
+        (vec!["group", "list"], None, true),
+        (vec!["user", "show", "alice"], None, true),
+        (vec!["models", "import", &model, "--name", "tiny"], None, true),
+        (vec!["models", "import", &model, "--name", "tiny"], None, false),
+        (vec!["models", "allow", "tiny", "--group", "eng"], None, true),
+        (vec!["models", "allow", "nothere", "--group", "eng"], None, false),
+        (vec!["models", "list"], None, true),
+        (vec!["models", "verify", "tiny"], None, true),
+        (vec!["models", "set-default", "tiny"], None, true),
+        (vec!["models", "disallow", "tiny", "--group", "eng"], None, true),
+        (vec!["models", "remove", "tiny"], None, true),
+        (vec!["models", "list"], None, true),
+        (vec!["group", "remove-member", "eng", "alice"], None, true),
+        (vec!["group", "delete", "eng"], None, true),
+        (vec!["user", "deprovision", "alice"], None, true),
+        (vec!["user", "list"], None, true),
+    ];
+    for (args, stdin, succeeds) in &script {
+        let (r, l) = (remote.ctl(args, *stdin), local.ctl(args, *stdin));
+        let shown = |o: &CtlOutput| format!("{} {}", o.stdout, o.stderr);
+        assert_eq!(l.ok, *succeeds, "`ayushctl --local {}`: {}", args.join(" "), shown(&l));
+        assert_eq!(
+            outcome(&r),
+            outcome(&l),
+            "`ayushctl {}` answers differently\nremote: {}\nlocal: {}",
+            args.join(" "),
+            shown(&r),
+            shown(&l)
+        );
+    }
+
+    let (r, l) = (remote.events_after(remote_from), local.events_after(local_from));
+    assert!(r.iter().any(|e| e["action"] == "model.import"), "{r:#?}");
+    assert_eq!(r, l, "the two modes leave different audit trails");
+}
