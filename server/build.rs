@@ -38,4 +38,15 @@ fn main() {
     if std::env::var_os("AYUSH_TEST_DATABASE_URL").is_some() {
         println!("cargo:rustc-cfg=ayush_test_postgres");
     }
+    // Its TLS test also needs the local cluster's certificate (Debian's ssl-cert snakeoil).
+    let snakeoil = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    println!("cargo:rustc-check-cfg=cfg(ayush_test_postgres_tls)");
+    println!("cargo:rerun-if-changed={snakeoil}");
+    println!("cargo:rerun-if-env-changed=AYUSH_REQUIRE_PEERS");
+    let required = std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    if std::env::var_os("AYUSH_TEST_DATABASE_URL").is_some()
+        && (required || std::path::Path::new(snakeoil).is_file())
+    {
+        println!("cargo:rustc-cfg=ayush_test_postgres_tls");
+    }
 }

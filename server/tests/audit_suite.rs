@@ -25,7 +25,7 @@ macro_rules! audit_suite {
             $(
                 #[test]
                 #[cfg_attr(not(ayush_test_postgres), ignore = "set AYUSH_TEST_DATABASE_URL to run it on PostgreSQL")]
-                fn $name() { if let Some(db) = super::common::pg_db() { super::$name(&db) } }
+                fn $name() { super::$name(&super::common::pg_db()) }
             )*
         }
     };

@@ -19,13 +19,9 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// `None` (after a loud skip message) when Chromium or chromedriver is not installed.
-    pub async fn launch() -> Option<Browser> {
+    pub async fn launch() -> Browser {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-            crate::skip_or_fail(
-                "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
-            );
-            return None;
+            crate::missing_peer("chromium and chromium-driver (apt-get install chromium chromium-driver)");
         }
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
@@ -61,7 +57,7 @@ impl Browser {
                 Err(e) => panic!("cannot start a Chromium session: {e}"),
             }
         };
-        Some(Browser { driver, client, _profile: profile })
+        Browser { driver, client, _profile: profile }
     }
 
     pub async fn close(mut self) {

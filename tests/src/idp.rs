@@ -26,16 +26,15 @@ pub fn free_port() -> u16 {
 }
 
 impl Idp {
-    /// Starts the provider on `port`, or returns `None` after a loud skip (a failure under
-    /// `AYUSH_REQUIRE_PEERS=1`) when node or the package is missing.
-    pub fn start(port: u16, ayush_url: &str, provider_name: &str) -> Option<Idp> {
+    /// Starts the provider on `port`.
+    pub fn start(port: u16, ayush_url: &str, provider_name: &str) -> Idp {
         let callback = format!("{ayush_url}/auth/oidc/{provider_name}/callback");
         Idp::run("provider.mjs", &[port.to_string(), callback, format!("{ayush_url}/login")], port)
     }
 
     /// The deliberately broken provider (`forger.mjs`): it signs ID tokens with the defect
     /// `set_defect` names.
-    pub fn forger(port: u16) -> Option<Idp> {
+    pub fn forger(port: u16) -> Idp {
         Idp::run("forger.mjs", &[port.to_string()], port)
     }
 
@@ -46,12 +45,11 @@ impl Idp {
         agent.post(&format!("{}/defect", self.issuer)).send(defect).expect("set the forger's defect");
     }
 
-    fn run(script: &str, args: &[String], port: u16) -> Option<Idp> {
+    fn run(script: &str, args: &[String], port: u16) -> Idp {
         let installed = dir().join("node_modules/oidc-provider/package.json").exists();
         let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
         if !installed || !node {
-            crate::skip_or_fail("oidc-provider (cd tests/oidc-provider && npm ci)");
-            return None;
+            crate::missing_peer("oidc-provider (cd tests/oidc-provider && npm ci)");
         }
         let mut child = Command::new("node")
             .arg(dir().join(script))
@@ -77,7 +75,7 @@ impl Idp {
                 break;
             }
         }
-        Some(Idp { child, issuer: format!("http://127.0.0.1:{port}") })
+        Idp { child, issuer: format!("http://127.0.0.1:{port}") }
     }
 
     /// The `[oidc]` section for a server using this provider as `name`.

@@ -65,13 +65,10 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A fresh database named for `test` on the test PostgreSQL (`AYUSH_TEST_DATABASE_URL`), or
-/// `None` after a loud skip.
-pub fn fresh_database(test: &str) -> Option<TestDatabase> {
+/// A fresh database named for `test` on the test PostgreSQL (`AYUSH_TEST_DATABASE_URL`).
+pub fn fresh_database(test: &str) -> TestDatabase {
     let Ok(url) = std::env::var("AYUSH_TEST_DATABASE_URL") else {
-        assert!(!peers_required(), "AYUSH_TEST_DATABASE_URL is not set but AYUSH_REQUIRE_PEERS=1");
-        eprintln!("!!! SKIPPED: set AYUSH_TEST_DATABASE_URL to run the PostgreSQL part of this test");
-        return None;
+        missing_peer("PostgreSQL: set AYUSH_TEST_DATABASE_URL");
     };
     let name = format!("ayush_{test}_{}", std::process::id());
     for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
@@ -80,26 +77,21 @@ pub fn fresh_database(test: &str) -> Option<TestDatabase> {
     }
     let base =
         url.split('?').next().expect("url").rsplit_once('/').expect("a database in the url").0.to_string();
-    Some(TestDatabase { url: format!("{base}/{name}"), name, admin_url: url })
+    TestDatabase { url: format!("{base}/{name}"), name, admin_url: url }
 }
 
-pub fn peers_required() -> bool {
-    std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+/// Fails the test for want of a peer. A test whose peer is missing when the suites are built
+/// is compiled as ignored (see `tests/build.rs`), so this is a peer that went away since, or
+/// one `AYUSH_REQUIRE_PEERS=1` demands: either way the test did not run and must not pass.
+pub fn missing_peer(why: &str) -> ! {
+    panic!(
+        "a peer this test needs is missing: {why} (install it, or rebuild the suites to see the test ignored)"
+    );
 }
 
-/// Skips loudly, or fails under `AYUSH_REQUIRE_PEERS=1`.
-pub fn skip_or_fail(why: &str) {
-    if peers_required() {
-        panic!("required peer missing: {why}");
-    }
-    eprintln!("\n!!! SKIPPED: {why} (set AYUSH_REQUIRE_PEERS=1 to make this a failure)\n");
-}
-
-/// A real model file fetched by `packaging/fetch-models`, or `None` after a loud skip.
-/// The test venv's Python (`AYUSH_VENV`, default `~/.cache/ayush-venv`, made by `.ci/peers`)
-/// if it can import `module`; otherwise skips (or fails, when peers are required), naming
-/// `requirements` as what to install.
-pub fn venv_python(module: &str, requirements: &str) -> Option<PathBuf> {
+/// The test venv's Python (`AYUSH_VENV`, default `~/.cache/ayush-venv`, made by `.ci/peers`),
+/// which must import `module`; `requirements` names what to install.
+pub fn venv_python(module: &str, requirements: &str) -> PathBuf {
     let venv = std::env::var("AYUSH_VENV").map(PathBuf::from).unwrap_or_else(|_| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ayush-venv")
     });
@@ -109,24 +101,23 @@ pub fn venv_python(module: &str, requirements: &str) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has {
-        skip_or_fail(&format!(
+        missing_peer(&format!(
             "the Python module {module} (python3 -m venv ~/.cache/ayush-venv && pip install -r {requirements})"
         ));
-        return None;
     }
-    Some(python)
+    python
 }
 
-pub fn test_model(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("AYUSH_TEST_MODELS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ayush-models")))?;
+/// A real model file fetched by `packaging/fetch-models`.
+pub fn test_model(file: &str) -> PathBuf {
+    let dir = std::env::var_os("AYUSH_TEST_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ayush-models")
+    });
     let path = dir.join(file);
-    if path.is_file() {
-        return Some(path);
+    if !path.is_file() {
+        missing_peer(&format!("{} (run packaging/fetch-models all)", path.display()));
     }
-    skip_or_fail(&format!("{} is missing (run packaging/fetch-models)", path.display()));
-    None
+    path
 }
 
 pub const QWEN_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";

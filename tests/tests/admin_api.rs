@@ -375,8 +375,9 @@ fn a_bad_tls_key_stops_start_up_with_a_clear_message() {
 }
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn models_are_imported_verified_and_removed_remotely() {
-    let Some(gemma) = ayush_tests::test_model(ayush_tests::GEMMA_FILE) else { return };
+    let gemma = ayush_tests::test_model(ayush_tests::GEMMA_FILE);
     let server = server_with_admin();
     let token = server.token_for("root-admin");
     let ctl = |args: &[&str]| server.ctl_remote(&token, args, None);

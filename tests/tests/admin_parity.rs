@@ -109,8 +109,9 @@ fn outcome(out: &CtlOutput) -> Value {
 }
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn local_and_remote_ayushctl_agree_on_accounts_groups_and_models() {
-    let Some(model) = test_model(GEMMA_FILE) else { return };
+    let model = test_model(GEMMA_FILE);
     let model = model.to_string_lossy().to_string();
     let remote = Mode::start(true);
     let local = Mode::start(false);

@@ -253,8 +253,9 @@ fn audit_tail_follows_new_events() {
 /// audit log, encrypted; anyone else's chats are recorded without content. The auditor reads a
 /// captured turn, and the reading is recorded.
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn the_content_policy_captures_chats_of_chosen_groups_encrypted() {
-    let Some(gemma) = ayush_tests::test_model(ayush_tests::GEMMA_FILE) else { return };
+    let gemma = ayush_tests::test_model(ayush_tests::GEMMA_FILE);
     let mut server = Server::start_with_config("[audit]\ncapture_chat_content_groups = [\"legal-review\"]\n");
     server.create_user("ada", "auditor", AUDITOR_PW);
     for name in ["lena", "omar"] {

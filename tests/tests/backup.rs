@@ -17,7 +17,7 @@ fn populate(server: &Server) -> String {
     server.create_user("mia", "user", PW);
     assert!(server.ctl_local(&["group", "create", "sales"], None).ok);
     assert!(server.ctl_local(&["group", "add-member", "sales", "mia"], None).ok);
-    let model = test_model(GEMMA_FILE).expect("the gemma test model");
+    let model = test_model(GEMMA_FILE);
     let imported = server.ctl_local(&["models", "import", model.to_str().unwrap(), "--name", "gemma"], None);
     assert!(imported.ok, "{}", imported.stderr);
     let token = server.token_for("root");
@@ -92,6 +92,7 @@ fn check_restored(restored: &Server, before: &Value, token: &str) {
 }
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn a_running_sqlite_installation_round_trips_through_a_backup() {
     let server = Server::start();
     let token = populate(&server);
@@ -166,16 +167,16 @@ fn a_running_sqlite_installation_round_trips_through_a_backup() {
         "model files travel with --with-models only"
     );
     // The admin copies the model file, as the restore's report says.
-    std::fs::copy(test_model(GEMMA_FILE).unwrap(), target.path().join("models/gemma.gguf")).unwrap();
+    std::fs::copy(test_model(GEMMA_FILE), target.path().join("models/gemma.gguf")).unwrap();
     let restored = Server::start_in(target, &[]);
     check_restored(&restored, &before, &token);
 }
 
 #[test]
+#[cfg_attr(not(peer_postgres), ignore = "needs PostgreSQL: set AYUSH_TEST_DATABASE_URL")]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn a_running_postgresql_installation_round_trips_through_a_backup() {
-    let (Some(source), Some(dest)) = (fresh_database("backup_from"), fresh_database("backup_to")) else {
-        return;
-    };
+    let (source, dest) = (fresh_database("backup_from"), fresh_database("backup_to"));
     let server = Server::start_with_config(&format!("[database]\nurl = \"{}\"\n", source.url));
     let token = populate(&server);
     let work = tempfile::tempdir().unwrap();

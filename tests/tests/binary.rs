@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
-use ayush_tests::{bin_path, skip_or_fail};
-use std::path::Path;
+use ayush_tests::{bin_path, missing_peer};
 use std::process::Command;
 
 #[test]
@@ -24,14 +23,14 @@ fn version_names_the_commit_and_the_cpu_the_build_needs() {
 
 /// qemu-user emulating a Nehalem (SSE4.2, no AVX): both binaries say what they need and stop.
 #[test]
+#[cfg_attr(not(peer_qemu), ignore = "needs qemu-user: apt-get install qemu-user")]
 fn an_older_cpu_is_told_what_is_missing() {
     let Some(qemu) = ["/usr/bin/qemu-x86_64", "/usr/bin/qemu-x86_64-static"]
         .into_iter()
         .map(std::path::PathBuf::from)
         .find(|p| p.exists())
     else {
-        skip_or_fail("qemu-user (apt-get install qemu-user), to emulate an older CPU");
-        return;
+        missing_peer("qemu-user (apt-get install qemu-user), to emulate an older CPU");
     };
     for name in ["ayush", "ayushctl"] {
         let out = Command::new(&qemu)
@@ -57,13 +56,11 @@ fn an_older_cpu_is_told_what_is_missing() {
 }
 
 /// Man pages and completions come from the same definitions the binaries parse with: one page
-/// per command and subcommand, each rendering without a warning.
+/// per command and subcommand.
 #[test]
 fn man_pages_and_completions_are_generated_from_the_commands() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = man_pages();
     for name in ["ayush", "ayushctl"] {
-        let out = Command::new(bin_path(name)).arg("man").arg(dir.path()).output().unwrap();
-        assert!(out.status.success(), "{name} man: {}", String::from_utf8_lossy(&out.stderr));
         let bash = Command::new(bin_path(name)).args(["completions", "bash"]).output().unwrap();
         assert!(String::from_utf8_lossy(&bash.stdout).contains(&format!("_{name}()")), "{name} completions");
     }
@@ -79,15 +76,32 @@ fn man_pages_and_completions_are_generated_from_the_commands() {
     }
     let create = std::fs::read_to_string(dir.path().join("ayushctl-user-create.1")).unwrap();
     assert!(create.contains(".SH NAME") && create.contains("\\-\\-service"), "{create}");
-    let pages: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(pages.len() > 50, "{} pages", pages.len());
-    if !Path::new("/usr/bin/groff").exists() {
-        skip_or_fail("groff (apt-get install groff-base), to render the man pages");
-        return;
-    }
-    for page in pages {
-        let out = Command::new("groff").args(["-man", "-Tutf8", "-z", "-ww"]).arg(&page).output().unwrap();
+    assert!(pages(&dir).len() > 50, "{} pages", pages(&dir).len());
+}
+
+/// Each page renders without a warning.
+#[test]
+#[cfg_attr(not(peer_groff), ignore = "needs groff: apt-get install groff-base")]
+fn man_pages_render_without_a_warning() {
+    let dir = man_pages();
+    for page in pages(&dir) {
+        let out = Command::new("groff").args(["-man", "-Tutf8", "-z", "-ww"]).arg(&page).output();
+        let out = out.unwrap_or_else(|e| missing_peer(&format!("groff ({e})")));
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && said.is_empty(), "{}: {said}", page.display());
     }
+}
+
+/// Both binaries' man pages, written to a fresh folder.
+fn man_pages() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ayush", "ayushctl"] {
+        let out = Command::new(bin_path(name)).arg("man").arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{name} man: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dir
+}
+
+fn pages(dir: &tempfile::TempDir) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect()
 }

@@ -8,10 +8,11 @@ use ayush_tests::browser::{Browser, fill, sign_in, snap, text_of, text_when, wai
 use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn admin_creates_a_user_who_then_signs_in() {
     let server = Server::start();
     server.create_user("boss", "admin", "boss password 123");
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
 
@@ -56,12 +57,13 @@ async fn admin_creates_a_user_who_then_signs_in() {
 /// A compliance officer signs in, lands on the audit log, verifies it, filters it, follows a
 /// user's timeline and places a legal hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn auditor_reviews_the_audit_log() {
     let server = Server::start();
     server.create_user("boss", "admin", "boss password 123");
     server.create_user("ada", "auditor", "auditor password 1");
     server.create_user("bob", "user", "bob password 1234");
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
     sign_in(c, &base, "bob", "wrong password!!").await;
@@ -101,11 +103,12 @@ async fn auditor_reviews_the_audit_log() {
 
 /// An admin maps directory groups to a role and to an Ayush group on the Sign-in page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn admin_maps_directory_groups_on_the_sign_in_page() {
     let server = Server::start();
     server.create_user("boss", "admin", "boss password 123");
     assert!(server.ctl_local(&["group", "create", "hr"], None).ok);
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
     sign_in(c, &base, "boss", "boss password 123").await;
@@ -134,10 +137,11 @@ async fn admin_maps_directory_groups_on_the_sign_in_page() {
 
 /// Someone creates an API key on their page, sees it once, and revokes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn a_user_creates_and_revokes_an_api_key() {
     let server = Server::start();
     server.create_user("kim", "user", "kim password 1234");
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
     sign_in(c, &base, "kim", "kim password 1234").await;
@@ -168,12 +172,13 @@ async fn a_user_creates_and_revokes_an_api_key() {
 /// An admin adds a provider on the Providers page (the key field is a password field and the
 /// key is never shown back), tests its connection, and chats with its model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn admin_adds_a_provider_and_chats_with_its_model() {
     use ayush_tests::upstream::{KEY, Upstream};
     let upstream = Upstream::start(1);
     let server = Server::start();
     server.create_user("boss", "admin", "boss password 123");
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
     sign_in(c, &base, "boss", "boss password 123").await;

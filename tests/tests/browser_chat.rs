@@ -33,13 +33,15 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn send_stream_stop_and_answer() {
-    let Some(qwen) = test_model(QWEN_FILE) else { return };
+    let qwen = test_model(QWEN_FILE);
     let server = Server::start();
     server.create_user("lena", "user", "lena password 12");
     let out = server.ctl_local(&["models", "import", qwen.to_str().unwrap(), "--name", "qwen"], None);
     assert!(out.ok, "{}", out.stderr);
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
 

@@ -11,6 +11,8 @@ use ayush_tests::{QWEN_FILE, Server, test_model};
 use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
     let server = Server::start();
     server.create_user("kim", "user", "kim password 1234");
@@ -24,7 +26,7 @@ async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
     let broken = files.path().join("broken.pdf");
     std::fs::write(&broken, "%PDF-1.7\nnot really a PDF").unwrap();
 
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
     sign_in(c, &base, "kim", "kim password 1234").await;
@@ -68,10 +70,7 @@ async fn a_user_uploads_files_to_a_personal_collection_and_finds_them() {
     snap(c, "search").await;
 
     // A chat that answers from the collection: the reply comes with its source.
-    let Some(qwen) = test_model(QWEN_FILE) else {
-        browser.close().await;
-        return;
-    };
+    let qwen = test_model(QWEN_FILE);
     let out = server.ctl_local(&["models", "import", qwen.to_str().unwrap(), "--name", "qwen"], None);
     assert!(out.ok, "{}", out.stderr);
     c.find(Locator::Css("a.new-chat")).await.unwrap().click().await.unwrap();

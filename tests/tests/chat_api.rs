@@ -10,8 +10,9 @@ use std::io::Read;
 const PW: &str = "chat password 1";
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn chat_with_the_local_model_over_http() {
-    let Some(qwen) = test_model(QWEN_FILE) else { return };
+    let qwen = test_model(QWEN_FILE);
     let server = Server::start();
     server.create_user("amira", "user", PW);
     server.create_user("other", "user", PW);
@@ -137,8 +138,9 @@ fn chat_with_the_local_model_over_http() {
 }
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn a_model_allowed_to_a_group_is_listed_and_usable_by_its_members_only() {
-    let Some(gemma) = test_model(GEMMA_FILE) else { return };
+    let gemma = test_model(GEMMA_FILE);
     let server = Server::start();
     server.create_user("root", "admin", PW);
     server.create_user("hana", "user", PW);
@@ -198,8 +200,9 @@ fn a_model_allowed_to_a_group_is_listed_and_usable_by_its_members_only() {
 /// client that goes away frees its place, and a conversation's next turn reads its earlier
 /// turns from the kept cache, all visible in /metrics.
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn many_people_share_one_model_at_once() {
-    let Some(gemma) = test_model(GEMMA_FILE) else { return };
+    let gemma = test_model(GEMMA_FILE);
     // Two places and one more waiting.
     let server = Server::start_with(&[("AYUSH_MODELS__MAX_SEQUENCES", "2"), ("AYUSH_MODELS__QUEUE", "1")]);
     assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);

@@ -344,8 +344,9 @@ fn a_killed_server_loses_no_acknowledged_document_and_the_ingest_resumes() {
 /// 100,000 deep, a password-protected PDF, one claiming 5,001 pages, one without a text layer)
 /// each fail alone with a reason, and the server goes on serving.
 #[test]
+#[cfg_attr(not(peer_python), ignore = "needs the test venv: run .ci/peers")]
 fn office_and_pdf_files_are_read_and_hostile_ones_fail_alone() {
-    let Some(python) = ayush_tests::venv_python("docx", "tests/documents/requirements.txt") else { return };
+    let python = ayush_tests::venv_python("docx", "tests/documents/requirements.txt");
     let docs = tempfile::tempdir().unwrap();
     let made = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/documents/make_documents.py"))
@@ -514,8 +515,9 @@ fn chat_answers_cite_only_passages_the_user_may_read() {
 /// the ranking: a question that shares no word with a passage still finds it by meaning, and
 /// the meaning-based scan keeps to the collections the user may read, as the word index does.
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn passages_are_found_by_meaning_once_embedded_and_only_where_readable() {
-    let Some(minilm) = ayush_tests::test_model("all-MiniLM-L6-v2/model.safetensors") else { return };
+    let minilm = ayush_tests::test_model("all-MiniLM-L6-v2/model.safetensors");
     let server = Server::start();
     for (user, role) in [("ada", "admin"), ("bob", "user")] {
         server.create_user(user, role, PW);
@@ -580,8 +582,9 @@ fn passages_are_found_by_meaning_once_embedded_and_only_where_readable() {
 /// package, the bundle and the image do) has it in the catalog after its first start, with an
 /// audit event; once the admin removes it, a restart does not bring it back.
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn the_bundled_embedding_model_is_taken_in_once_and_stays_removed_when_removed() {
-    let Some(minilm) = ayush_tests::test_model("all-MiniLM-L6-v2/model.safetensors") else { return };
+    let minilm = ayush_tests::test_model("all-MiniLM-L6-v2/model.safetensors");
     let folder = minilm.parent().unwrap().to_str().unwrap().to_string();
     let server = Server::start_with(&[("AYUSH_KNOWLEDGE__BUNDLED_EMBEDDING_MODEL", &folder)]);
     let listed = |server: &Server| {

@@ -9,13 +9,15 @@ use ayush_tests::{GEMMA_FILE, Server, test_model, venv_python};
 use serde_json::Value;
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+#[cfg_attr(not(peer_python), ignore = "needs the test venv: run .ci/peers")]
 fn the_official_openai_sdk_works_against_ayush() {
-    let Some(gemma) = test_model(GEMMA_FILE) else { return };
-    let Some(python) = venv_python("openai", "tests/openai/requirements.txt") else { return };
+    let gemma = test_model(GEMMA_FILE);
+    let python = venv_python("openai", "tests/openai/requirements.txt");
     let server = Server::start();
     server.create_user("amira", "user", "amira password 1");
     assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
-    let Some(minilm) = test_model("all-MiniLM-L6-v2/model.safetensors") else { return };
+    let minilm = test_model("all-MiniLM-L6-v2/model.safetensors");
     let minilm = minilm.parent().unwrap().to_str().unwrap().to_string();
     let out = server.ctl_local(&["-o", "json", "models", "import", &minilm, "--name", "minilm"], None);
     assert!(out.ok, "{}", out.stderr);

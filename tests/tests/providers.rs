@@ -336,8 +336,9 @@ fn the_egress_policy_holds_at_save_and_at_connect() {
 }
 
 #[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn another_ayush_is_an_openai_compatible_provider() {
-    let Some(gemma) = test_model(GEMMA_FILE) else { return };
+    let gemma = test_model(GEMMA_FILE);
     // The upstream: a second, real Ayush serving gemma.
     let peer = Server::start();
     peer.create_user("svc", "user", "service password 1");

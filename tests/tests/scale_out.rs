@@ -12,9 +12,10 @@ use std::process::Command;
 const PW: &str = "replica password 1";
 
 #[test]
+#[cfg_attr(not(peer_postgres), ignore = "needs PostgreSQL: set AYUSH_TEST_DATABASE_URL")]
 fn two_replicas_on_one_postgresql_share_sessions_accounts_and_one_audit_chain() {
     // Declared first, so dropped last: after both servers let go of it.
-    let Some(database) = fresh_database("replicas") else { return };
+    let database = fresh_database("replicas");
     let db = database.url.clone();
     let a = Server::start_with_config(&format!("[database]\nurl = \"{db}\"\n"));
     // The second replica shares the database and the first one's keys, as the chart mounts them.
@@ -109,8 +110,9 @@ fn psql(url: &str, sql: &str) -> String {
 /// work (checkpoints, retention, directory sync) is held by one replica and passes to the
 /// survivor.
 #[test]
+#[cfg_attr(not(peer_postgres), ignore = "needs PostgreSQL: set AYUSH_TEST_DATABASE_URL")]
 fn a_replica_killed_mid_ingestion_loses_no_acknowledged_document() {
-    let Some(database) = fresh_database("takeover") else { return };
+    let database = fresh_database("takeover");
     let db = database.url.clone();
     let config = format!("[database]\nurl = \"{db}\"\n");
     let mut a = Server::start_with_config(&config);

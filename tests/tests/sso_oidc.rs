@@ -12,6 +12,8 @@ use ayush_tests::idp::{self, Idp};
 use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_oidc), ignore = "needs node and oidc-provider: run .ci/peers")]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
 async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     let port = idp::free_port();
     let icons = tempfile::tempdir().unwrap();
@@ -31,13 +33,13 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
     assert!(server.ctl_local(&["sso", "map", "ayush-admins", "--role", "admin"], None).ok);
     let down = server.ctl_local(&["sso", "test-oidc"], None);
     assert!(!down.ok && down.stdout.contains("FAIL discovery"), "{}", down.stdout);
-    let Some(_idp) = Idp::start(port, &server.url, "corp") else { return };
+    let _idp = Idp::start(port, &server.url, "corp");
     let diagnosed = server.ctl_local(&["sso", "test-oidc", "corp"], None);
     assert!(diagnosed.ok, "{}{}", diagnosed.stdout, diagnosed.stderr);
     for step in ["ok   discovery", "ok   keys", "ok   endpoints", "/auth/oidc/corp/callback"] {
         assert!(diagnosed.stdout.contains(step), "{step}: {}", diagnosed.stdout);
     }
-    let Some(browser) = Browser::launch().await else { return };
+    let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
 
@@ -98,6 +100,7 @@ async fn a_person_signs_in_through_the_provider_with_groups_mapped_to_roles() {
 /// A provider that signs broken ID tokens (forger.mjs): each defect is refused with a clear
 /// message and an audit event naming it; nobody is signed in.
 #[test]
+#[cfg_attr(not(peer_oidc), ignore = "needs node and oidc-provider: run .ci/peers")]
 fn every_bad_id_token_is_refused_with_its_reason() {
     let port = idp::free_port();
     let config = format!(
@@ -110,7 +113,7 @@ client_secret = \"whatever\"
 "
     );
     let server = Server::start_with_config(&config);
-    let Some(forger) = Idp::forger(port) else { return };
+    let forger = Idp::forger(port);
     let raw: ureq::Agent =
         ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
     let sign_in = |defect: &str| -> (String, ayush_tests::Reply) {
@@ -160,6 +163,7 @@ client_secret = \"whatever\"
 /// start; an endpoint its discovery document names off loopback is refused at connect time and
 /// recorded as egress.refused.
 #[test]
+#[cfg_attr(not(peer_oidc), ignore = "needs node and oidc-provider: run .ci/peers")]
 fn the_egress_policy_keeps_an_air_gapped_ayush_on_loopback() {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("ayush.toml");
@@ -183,7 +187,7 @@ fn the_egress_policy_keeps_an_air_gapped_ayush_on_loopback() {
     let server = Server::start_with_config(&format!(
         "[[oidc.providers]]\nname = \"forged\"\nbutton_text = \"Forged\"\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"ayush\"\nclient_secret = \"x\"\n"
     ));
-    let Some(forger) = Idp::forger(port) else { return };
+    let forger = Idp::forger(port);
     forger.set_defect("foreign_token_endpoint");
     let raw: ureq::Agent =
         ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
@@ -209,13 +213,14 @@ fn the_egress_policy_keeps_an_air_gapped_ayush_on_loopback() {
 /// - a sign-in whose `preferred_username` names an existing account does not take it over; an
 ///   admin's explicit link does.
 #[test]
+#[cfg_attr(not(peer_oidc), ignore = "needs node and oidc-provider: run .ci/peers")]
 fn sign_in_answers_are_bound_to_their_browser_and_never_lock_anyone_out() {
     let port = idp::free_port();
     let server = Server::start_with_config(&format!(
         "[auth]\nlockout_max_failures = 5\n[[oidc.providers]]\nname = \"forged\"\nbutton_text = \"Forged\"\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"ayush\"\nclient_secret = \"x\"\n"
     ));
     server.create_user("root", "admin", "break glass pw 1");
-    let Some(forger) = Idp::forger(port) else { return };
+    let forger = Idp::forger(port);
     forger.set_defect("none");
 
     let mut noisy = server.client();
