@@ -197,6 +197,13 @@ fn cross_site_and_non_json_requests_are_refused() {
     assert_eq!(r.status, 403, "forms are guarded too");
     let r = c.raw("POST", "/logout", &[("Content-Type", "application/x-www-form-urlencoded")], "csrf=wrong");
     assert_eq!(r.status, 403, "a form without the session's token is refused");
+    // An admin page's form with a wrong or missing token changes nothing, whatever it carries.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for body in ["csrf=wrong&name=forged", "name=forged"] {
+        let r = c.raw("POST", "/admin/groups", &form, body);
+        assert_eq!(r.status, 403, "{body}: {}", r.body);
+    }
+    assert_eq!(c.get("/api/admin/groups/forged").status, 404, "no group was made");
     let r = c.raw("POST", "/api/admin/groups", &[("Content-Type", "application/json")], "{not json");
     assert_eq!((r.status, r.error_code().as_str()), (400, "request.invalid"));
     let r = c.raw(

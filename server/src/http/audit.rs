@@ -10,7 +10,7 @@ use crate::auth::guard::{AuditorOnly, Authed};
 use crate::clock::format_time;
 use crate::error::{AppError, AppResult};
 use crate::http::routes::Routes;
-use crate::http::ui::{Chrome, CsrfForm, Page, UiError, check_csrf, render, ui_error};
+use crate::http::ui::{Chrome, CsrfForm, Page, UiError, render, ui_error};
 use crate::state::AppState;
 use crate::url::encode_component;
 use actix_web::http::StatusCode;
@@ -213,19 +213,16 @@ async fn release_hold_json(
 
 #[derive(Deserialize)]
 struct HoldForm {
-    csrf: String,
     username: String,
     reason: String,
 }
 
 async fn place_hold_form(
     state: web::Data<AppState>,
-    Page(who): Page<AuditorOnly>,
-    form: web::Form<HoldForm>,
+    CsrfForm { who, form }: CsrfForm<AuditorOnly, HoldForm>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/audit");
-    let HoldForm { csrf, username, reason } = form.into_inner();
-    check_csrf(&who, &csrf).map_err(&err)?;
+    let HoldForm { username, reason } = form;
     let (actor, now) = (who.actor(), state.clock.now());
     let name = username.trim().to_string();
     state.store.run(move |c| retention::place(c, now, &actor, &name, &reason)).await.map_err(&err)?;
@@ -234,12 +231,10 @@ async fn place_hold_form(
 
 async fn release_hold_form(
     state: web::Data<AppState>,
-    Page(who): Page<AuditorOnly>,
+    CsrfForm { who, .. }: CsrfForm<AuditorOnly>,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/audit");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     let (actor, now, name) = (who.actor(), state.clock.now(), path.into_inner());
     state.store.run(move |c| retention::release(c, now, &actor, &name)).await.map_err(&err)?;
     Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
@@ -502,11 +497,9 @@ async fn viewer(
 
 async fn verify_form(
     state: web::Data<AppState>,
-    Page(who): Page<AuditorOnly>,
-    form: web::Form<CsrfForm>,
+    CsrfForm { who, .. }: CsrfForm<AuditorOnly>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/audit");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     run_verify(&state, &who, None).await.map_err(&err)?;
     Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
 }

@@ -8,7 +8,7 @@ use crate::auth::tokens::{self, ApiToken};
 use crate::error::{AppError, AppResult};
 use crate::http::routes::Routes;
 use crate::http::ui::{
-    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,
 };
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -174,7 +174,6 @@ async fn page(
 
 #[derive(Deserialize)]
 struct KeyForm {
-    csrf: String,
     name: String,
     #[serde(default)]
     expires_days: String,
@@ -182,12 +181,9 @@ struct KeyForm {
 
 async fn page_create(
     state: web::Data<AppState>,
-    Page(who): Page<AnyUser>,
-    form: web::Form<KeyForm>,
+    CsrfForm { who, form }: CsrfForm<AnyUser, KeyForm>,
 ) -> Result<HttpResponse, UiError> {
-    let form = form.into_inner();
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         let days = match form.expires_days.trim() {
             "" => None,
             d => Some(d.parse::<u32>().map_err(|_| AppError::validation("expiry must be a number of days"))?),
@@ -220,12 +216,10 @@ async fn page_create(
 
 async fn page_revoke(
     state: web::Data<AppState>,
-    Page(who): Page<AnyUser>,
+    CsrfForm { who, .. }: CsrfForm<AnyUser>,
     path: web::Path<i64>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/keys");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     let (now, actor, uid, id) = (state.clock.now(), who.actor(), who.user.id, path.into_inner());
     state.store.run(move |c| tokens::revoke_own(c, now, &actor, uid, id)).await.map_err(&err)?;
     Ok(see_other("/keys?done=revoked"))

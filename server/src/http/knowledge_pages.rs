@@ -58,7 +58,6 @@ async fn list_page(state: web::Data<AppState>, Page(who): Page<ChatUser>) -> Res
 
 #[derive(Deserialize)]
 struct NewForm {
-    csrf: String,
     name: String,
     #[serde(default)]
     description: String,
@@ -72,13 +71,11 @@ struct NewForm {
 
 async fn create(
     state: web::Data<AppState>,
-    Page(who): Page<ChatUser>,
-    form: web::Form<NewForm>,
+    CsrfForm { who, form }: CsrfForm<ChatUser, NewForm>,
 ) -> Result<HttpResponse, UiError> {
-    let f = form.into_inner();
+    let f = form;
     let (now, actor, caller) = (state.clock.now(), who.actor(), Caller::user(&who.user));
     let result = async {
-        check_csrf(&who, &f.csrf)?;
         let new = NewCollection {
             name: f.name.trim().to_string(),
             description: f.description.trim().to_string(),
@@ -217,13 +214,11 @@ async fn attach_to_chat(
 
 async fn remove_collection(
     state: web::Data<AppState>,
-    Page(who): Page<ChatUser>,
+    CsrfForm { who, .. }: CsrfForm<ChatUser>,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let name = path.into_inner();
     let err = ui_error(&state, "/collections");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     let (now, actor, caller) = (state.clock.now(), who.actor(), Caller::user(&who.user));
     state.store.run(move |c| collections::remove(c, now, &actor, caller, &name)).await.map_err(&err)?;
     state.knowledge.index.notify();
@@ -232,14 +227,12 @@ async fn remove_collection(
 
 async fn remove_document(
     state: web::Data<AppState>,
-    Page(who): Page<ChatUser>,
+    CsrfForm { who, .. }: CsrfForm<ChatUser>,
     path: web::Path<(String, i64)>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let (name, id) = path.into_inner();
     let here = format!("/collections/{}", encode_component(&name));
     let err = ui_error(&state, &here);
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     let (now, actor, caller) = (state.clock.now(), who.actor(), Caller::user(&who.user));
     state
         .store

@@ -76,6 +76,8 @@ pub fn build_app(
                 .limit(BODY_LIMIT)
                 .error_handler(|e, _| AppError::bad_request(format!("invalid form: {e}")).into()),
         )
+        // Pages' forms are read whole (`ui::CsrfForm`), under the same limit as `web::Form`.
+        .app_data(web::PayloadConfig::new(BODY_LIMIT))
         .app_data(
             web::PathConfig::default()
                 .error_handler(|e, _| AppError::bad_request(format!("invalid path: {e}")).into()),

@@ -8,7 +8,7 @@ use crate::catalog::providers::{self, Change, NewProvider, Provider};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::http::routes::Routes;
 use crate::http::ui::{
-    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,
 };
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -171,7 +171,6 @@ fn timeout_of(text: &str) -> AppResult<Option<i64>> {
 
 #[derive(Deserialize)]
 struct NewForm {
-    csrf: String,
     name: String,
     kind: String,
     #[serde(default)]
@@ -190,12 +189,10 @@ async fn error_page(state: &AppState, who: &Authed<AdminOnly>, e: AppError) -> R
 
 async fn page_create(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
-    form: web::Form<NewForm>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, NewForm>,
 ) -> Result<HttpResponse, UiError> {
-    let f = form.into_inner();
+    let f = form;
     let result = async {
-        check_csrf(&who, &f.csrf)?;
         let new = NewProvider {
             name: f.name.trim().to_string(),
             kind: f.kind,
@@ -215,7 +212,6 @@ async fn page_create(
 
 #[derive(Deserialize)]
 struct ChangeForm {
-    csrf: String,
     base_url: String,
     models: String,
     #[serde(default)]
@@ -229,13 +225,11 @@ struct ChangeForm {
 
 async fn page_change(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, ChangeForm>,
     path: web::Path<String>,
-    form: web::Form<ChangeForm>,
 ) -> Result<HttpResponse, UiError> {
-    let f = form.into_inner();
+    let f = form;
     let result = async {
-        check_csrf(&who, &f.csrf)?;
         let api_key = match (f.remove_key.is_some(), f.api_key.trim()) {
             (true, _) => Some(String::new()),
             (false, "") => None,
@@ -258,23 +252,19 @@ async fn page_change(
 
 async fn page_remove(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, .. }: CsrfForm<AdminOnly>,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/admin/providers");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     do_remove(&state, who.actor(), path.into_inner()).await.map_err(&err)?;
     Ok(see_other("/admin/providers?done=provider-removed"))
 }
 
 async fn page_test(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, .. }: CsrfForm<AdminOnly>,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    check_csrf(&who, &form.csrf).map_err(ui_error(&state, "/admin/providers"))?;
     let name = path.into_inner();
     let flash = match do_test(&state, &name).await {
         Ok(models) if models.is_empty() => {

@@ -4,7 +4,7 @@ use crate::auth::guard::{AnyUser, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::{login, secret};
 use crate::http::api;
 use crate::http::routes::Routes;
-use crate::http::ui::{Chrome, CsrfForm, Page, UiError, check_csrf, render, safe_next, see_other, ui_error};
+use crate::http::ui::{Chrome, CsrfForm, UiError, render, safe_next, see_other, ui_error};
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
@@ -133,11 +133,9 @@ async fn login_submit(
 async fn logout_submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Page(who): Page<AnyUser>,
-    form: web::Form<CsrfForm>,
+    CsrfForm { who, .. }: CsrfForm<AnyUser>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/logout");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     let mut next = "/login".to_string();
     if let Via::Session { token, .. } = &who.via {
         let t = token.clone();

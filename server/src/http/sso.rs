@@ -6,7 +6,7 @@ use crate::auth::{Role, directory_sync, groups, mapping};
 use crate::error::{AppError, AppResult};
 use crate::http::routes::Routes;
 use crate::http::ui::{
-    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, check_csrf, done_flash, render, see_other, ui_error,
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,
 };
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -162,7 +162,6 @@ async fn page(
 
 #[derive(Deserialize)]
 struct MappingForm {
-    csrf: String,
     directory_group: String,
     #[serde(default)]
     role: String,
@@ -172,12 +171,9 @@ struct MappingForm {
 
 async fn page_create(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
-    form: web::Form<MappingForm>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, MappingForm>,
 ) -> Result<HttpResponse, UiError> {
-    let form = form.into_inner();
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         let role = Some(form.role.as_str())
             .filter(|r| !r.is_empty())
             .map(str::parse::<Role>)
@@ -202,12 +198,10 @@ async fn page_create(
 
 async fn page_remove(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, .. }: CsrfForm<AdminOnly>,
     path: web::Path<i64>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/admin/sso");
-    check_csrf(&who, &form.csrf).map_err(&err)?;
     let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
     state.store.run(move |c| mapping::remove(c, now, &actor, id)).await.map_err(&err)?;
     Ok(see_other("/admin/sso?done=unmapped"))

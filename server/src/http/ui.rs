@@ -15,9 +15,10 @@ use crate::state::AppState;
 use crate::url::encode_component;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -274,6 +275,54 @@ pub(crate) fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError>
     }
 }
 
+/// A form posted from one of Ayush's pages: the signed-in person under policy `P` and the
+/// form's fields `T`, once the session's form token it carries (`csrf`) has been checked. A
+/// form without the right token (a page left open past its session, or a forged one) is
+/// refused before the handler runs.
+pub(crate) struct CsrfForm<P, T = NoFields> {
+    pub who: Authed<P>,
+    pub form: T,
+}
+
+/// The fields of a form that is only a button.
+#[derive(Deserialize)]
+pub(crate) struct NoFields {}
+
+#[derive(Deserialize)]
+struct FormToken {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<P: Policy + 'static, T: DeserializeOwned + 'static> FromRequest for CsrfForm<P, T> {
+    type Error = UiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, UiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let page = Page::<P>::from_request(req, payload);
+        let body = web::Bytes::from_request(req, payload);
+        let is_form = req.content_type().eq_ignore_ascii_case("application/x-www-form-urlencoded");
+        let product =
+            req.app_data::<web::Data<AppState>>().map(|s| s.theme.product_name.clone()).unwrap_or_default();
+        Box::pin(async move {
+            let Page(who) = page.await?;
+            let refuse = |error| UiError { error, product: product.clone(), path: "/".into() };
+            let body = body.await.map_err(|e| refuse(AppError::bad_request(format!("invalid form: {e}"))))?;
+            if !is_form {
+                return Err(refuse(AppError::bad_request(
+                    "invalid form: send application/x-www-form-urlencoded",
+                )));
+            }
+            let token: FormToken = serde_urlencoded::from_bytes(&body)
+                .map_err(|e| refuse(AppError::bad_request(format!("invalid form: {e}"))))?;
+            check_csrf(&who, &token.csrf).map_err(refuse)?;
+            let form = serde_urlencoded::from_bytes(&body)
+                .map_err(|e| refuse(AppError::bad_request(format!("invalid form: {e}"))))?;
+            Ok(CsrfForm { who, form })
+        })
+    }
+}
+
 /// Where to go after signing in: a path on this site, never elsewhere, so the sign-in page
 /// cannot be used to send people away. The value is read as a browser reads it (WHATWG URL
 /// parsing, which drops tabs and newlines and takes `\` for `/`) relative to this site, and kept
@@ -304,12 +353,6 @@ pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
         _ => return None,
     };
     Some(Flash { kind: "ok", text: text.into() })
-}
-
-/// A form that carries only the session's CSRF token (buttons that act).
-#[derive(Deserialize)]
-pub(crate) struct CsrfForm {
-    pub csrf: String,
 }
 
 #[derive(Deserialize)]
@@ -453,7 +496,6 @@ async fn after_users_form(
 
 #[derive(Deserialize)]
 struct NewUserForm {
-    csrf: String,
     username: String,
     #[serde(default)]
     display_name: String,
@@ -465,12 +507,9 @@ struct NewUserForm {
 
 async fn users_create(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
-    form: web::Form<NewUserForm>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, NewUserForm>,
 ) -> Result<HttpResponse, UiError> {
-    let form = form.into_inner();
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         let role = form.role.parse::<Role>().map_err(AppError::validation)?;
         let new = NewAccount {
             username: form.username.trim().to_string(),
@@ -488,18 +527,15 @@ async fn users_create(
 
 #[derive(Deserialize)]
 struct RoleForm {
-    csrf: String,
     role: String,
 }
 
 async fn users_set_role(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, RoleForm>,
     path: web::Path<String>,
-    form: web::Form<RoleForm>,
 ) -> Result<HttpResponse, UiError> {
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         let role = form.role.parse::<Role>().map_err(AppError::validation)?;
         let changes = AccountChanges { role: Some(role), ..Default::default() };
         state.accounts.change(who.actor(), path.into_inner(), changes).await.map(|_| "saved")
@@ -510,18 +546,15 @@ async fn users_set_role(
 
 #[derive(Deserialize)]
 struct StatusForm {
-    csrf: String,
     disabled: bool,
 }
 
 async fn users_set_status(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, StatusForm>,
     path: web::Path<String>,
-    form: web::Form<StatusForm>,
 ) -> Result<HttpResponse, UiError> {
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         let changes = AccountChanges { disabled: Some(form.disabled), ..Default::default() };
         state.accounts.change(who.actor(), path.into_inner(), changes).await.map(|_| "saved")
     }
@@ -531,19 +564,15 @@ async fn users_set_status(
 
 #[derive(Deserialize)]
 struct PasswordForm {
-    csrf: String,
     password: String,
 }
 
 async fn users_reset_password(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, PasswordForm>,
     path: web::Path<String>,
-    form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, UiError> {
-    let form = form.into_inner();
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         state.accounts.reset_password(who.actor(), path.into_inner(), form.password).await.map(|_| "password")
     }
     .await;
@@ -570,7 +599,6 @@ async fn groups_page(
 
 #[derive(Deserialize)]
 struct NewGroupForm {
-    csrf: String,
     name: String,
     #[serde(default)]
     description: String,
@@ -578,12 +606,9 @@ struct NewGroupForm {
 
 async fn groups_create(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
-    form: web::Form<NewGroupForm>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, NewGroupForm>,
 ) -> Result<HttpResponse, UiError> {
-    let form = form.into_inner();
     let result = async {
-        check_csrf(&who, &form.csrf)?;
         let new = NewGroup { name: form.name.trim().to_string(), description: form.description };
         state.accounts.create_group(who.actor(), new).await
     }
@@ -645,38 +670,30 @@ async fn after_group_form(
 
 #[derive(Deserialize)]
 struct MemberForm {
-    csrf: String,
     username: String,
 }
 
 async fn group_add_member(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, form }: CsrfForm<AdminOnly, MemberForm>,
     path: web::Path<String>,
-    form: web::Form<MemberForm>,
 ) -> Result<HttpResponse, UiError> {
     let group = path.into_inner();
-    let form = form.into_inner();
-    let result = async {
-        check_csrf(&who, &form.csrf)?;
-        state.accounts.add_member(who.actor(), group.clone(), form.username).await.map(|_| "added")
-    }
-    .await;
+    let result =
+        async { state.accounts.add_member(who.actor(), group.clone(), form.username).await.map(|_| "added") }
+            .await;
     after_group_form(&state, &who, group, result).await
 }
 
 async fn group_remove_member(
     state: web::Data<AppState>,
-    Page(who): Page<AdminOnly>,
+    CsrfForm { who, .. }: CsrfForm<AdminOnly>,
     path: web::Path<(String, String)>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     let (group, username) = path.into_inner();
-    let result = async {
-        check_csrf(&who, &form.csrf)?;
-        state.accounts.remove_member(who.actor(), group.clone(), username).await.map(|_| "removed")
-    }
-    .await;
+    let result =
+        async { state.accounts.remove_member(who.actor(), group.clone(), username).await.map(|_| "removed") }
+            .await;
     after_group_form(&state, &who, group, result).await
 }
 
