@@ -9,7 +9,7 @@ mod common;
 use ayush_server::audit::anchor::{Anchor, AnchorError, Checkpoint};
 use ayush_server::audit::verify::{self, ProblemKind, Report, Witnesses};
 use ayush_server::audit::{self, Actor, Event, Keys, Outcome};
-use ayush_server::store::{Conn, Store};
+use ayush_server::store::{Conn, Journal, Store};
 use ayush_server::with_conn;
 use common::TestDb;
 use diesel::RunQueryDsl;
@@ -366,7 +366,8 @@ fn events_from_before_the_chain_are_sealed(db: &TestDb) {
             "UPDATE audit_head SET seq = 2, hash = ''",
         ],
     );
-    let sealed = db.store.run_blocking(|c| Ok(audit::chain::seal_unsealed(c)?)).unwrap();
+    let sealed = db.store.journal().clone();
+    let sealed = db.store.run_blocking(|c| Ok(sealed.catch_up(c).unwrap())).unwrap();
     assert_eq!(sealed, 2);
     write_events(&db.store, 2);
     let report = verify(db);

@@ -11,11 +11,13 @@
 
 use super::AuditEvent;
 use super::keys::Keys;
-use crate::store::Conn;
+use crate::error::{AppError, AppResult};
 use crate::store::schema::{audit_events, audit_head};
+use crate::store::{Conn, Journal};
 use crate::with_conn;
 use diesel::prelude::*;
 use ring::hmac;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The `prev_hash` of the first event.
@@ -57,8 +59,22 @@ impl Chain {
         self.write_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The chain `conn` seals into: the journal its store was opened with.
+    pub fn of(conn: &Conn) -> AppResult<Arc<Chain>> {
+        let journal: Arc<dyn std::any::Any + Send + Sync> = conn.journal().clone();
+        journal
+            .downcast::<Chain>()
+            .map_err(|_| AppError::internal("the store was opened without the audit chain"))
+    }
+}
+
+impl Journal for Chain {
+    fn catch_up(&self, conn: &mut Conn) -> Result<usize, String> {
+        seal_unsealed(conn, self).map_err(|e| e.to_string())
+    }
+
     /// Events that could not be written since start-up (only without `fail_closed`).
-    pub fn write_failures(&self) -> u64 {
+    fn write_failures(&self) -> u64 {
         self.write_failures.load(Ordering::Relaxed)
     }
 }
@@ -155,8 +171,7 @@ pub fn head(conn: &mut Conn) -> QueryResult<(i64, String)> {
 
 /// Seals events written before the chain existed (numbered by the migration, in id order).
 /// Returns how many were sealed.
-pub fn seal_unsealed(conn: &mut Conn) -> QueryResult<usize> {
-    let chain = conn.chain().clone();
+pub fn seal_unsealed(conn: &mut Conn, chain: &Chain) -> QueryResult<usize> {
     conn.transaction(|conn| {
         let (head_seq, _) = lock_head(conn)?;
         let rows: Vec<AuditEvent> = with_conn!(conn, |c| audit_events::table

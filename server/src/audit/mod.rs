@@ -164,7 +164,7 @@ struct NewAuditEvent<'a> {
 /// change is not made. Without it the event is written in a savepoint, and a failure is logged
 /// and counted while the change goes through.
 pub fn record(conn: &mut Conn, now: i64, event: &Event<'_>) -> AppResult<()> {
-    let chain = conn.chain().clone();
+    let chain = Chain::of(conn)?;
     // Always its own transaction (a savepoint inside the caller's): the head moves, the event is
     // stored and the head takes its MAC together, or none of them, so a reader never sees one
     // without the others. fail_closed only decides whether a failure fails the caller's change.

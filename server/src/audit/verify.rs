@@ -108,7 +108,7 @@ struct Expect {
 
 pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult<Report> {
     let started = std::time::Instant::now();
-    let chain = conn.chain().clone();
+    let chain = super::Chain::of(conn)?;
     let mut report = Report {
         ok: false,
         events: 0,

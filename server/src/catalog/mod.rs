@@ -124,11 +124,18 @@ pub fn find(catalog: &Catalog, conn: &mut Conn, name: &str) -> AppResult<ModelEn
     Ok(ModelEntry::remote(&p, model))
 }
 
+/// Where chats are opened: the local catalog, and the remote providers recorded in the store.
+pub struct Chats<'a> {
+    pub catalog: &'a Catalog,
+    pub remotes: &'a remote::Remotes,
+    pub store: &'a crate::store::Store,
+}
+
 /// Starts a chat with `model`, local or remote. The outer error is Ayush's (no such model, a
 /// model that cannot load); the inner one the provider's. A local model weighs `user_id`'s
 /// requests against everyone else's when it is busy.
 pub async fn open_chat(
-    state: &crate::state::AppState,
+    at: Chats<'_>,
     user_id: i64,
     model: &str,
     messages: Vec<ayush_models::ChatMessage>,
@@ -137,13 +144,13 @@ pub async fn open_chat(
     use ayush_models::provider::Provider as _;
     match model.split_once('/') {
         None => {
-            if state.catalog.manifest(model)?.is_embedding() {
+            if at.catalog.manifest(model)?.is_embedding() {
                 return Err(AppError::validation(format!("{model} is an embedding model; it does not chat")));
             }
-            Ok(state.catalog.engine(model).await?.submit(user_id, messages, params))
+            Ok(at.catalog.engine(model).await?.submit(user_id, messages, params))
         }
         Some((provider, upstream)) => {
-            let (remote, record) = state.remotes.get(&state.store, provider).await?;
+            let (remote, record) = at.remotes.get(at.store, provider).await?;
             if !record.models.iter().any(|m| m == upstream) {
                 return Err(AppError::not_found(format!("no model named {model:?}")));
             }

@@ -5,7 +5,7 @@
 
 use crate::audit::content::{self, Binding, Captured};
 use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
-use crate::catalog::access;
+use crate::catalog::{Chats, access};
 use crate::chat::store as chat_store;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::limits::Slot;
@@ -140,7 +140,8 @@ pub async fn open(
     let question =
         prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
     let slot = state.generations.start(asker.user_id)?;
-    let opened = crate::catalog::open_chat(state, asker.user_id, model.name(), prompt, params).await?;
+    let at = Chats { catalog: &state.catalog, remotes: &state.remotes, store: &state.store };
+    let opened = crate::catalog::open_chat(at, asker.user_id, model.name(), prompt, params).await?;
     Ok(opened.map(|handle| Answer {
         handle,
         _slot: slot,

@@ -169,7 +169,7 @@ async fn status_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> A
         "head": {"seq": seq, "hash": hash},
         "sinks": sinks,
         "signing_key_id": state.audit.keys().key_id(),
-        "write_failures": state.store.chain().write_failures(),
+        "write_failures": state.store.journal().write_failures(),
         "status": status,
     })))
 }

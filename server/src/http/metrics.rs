@@ -37,7 +37,7 @@ pub async fn endpoint(state: web::Data<AppState>, req: actix_web::HttpRequest) -
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body({
         let mut out = state.metrics.render(state.store.stats());
-        Metrics::render_audit(&mut out, state.store.chain().write_failures());
+        Metrics::render_audit(&mut out, state.store.journal().write_failures());
         Metrics::render_engines(&mut out, &state.catalog.loaded_engines());
         out
     })

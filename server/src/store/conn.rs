@@ -1,8 +1,8 @@
 //! The two backends behind one connection type, the pool manager that opens them, and the
 //! embedded migrations for each.
 
+use super::Journal;
 use super::StoreError;
-use crate::audit::Chain;
 use crate::config::DatabaseConfig;
 use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::result::QueryResult;
@@ -27,11 +27,11 @@ pub enum Db {
     Pg(PgConn),
 }
 
-/// A pooled connection and the audit chain every event written on it is sealed into: holding
-/// the chain here is what lets `audit::record` run inside any caller's transaction.
+/// A pooled connection and the journal (the audit chain) every event written on it is sealed
+/// into: holding it here is what lets `audit::record` run inside any caller's transaction.
 pub struct Conn {
     db: Db,
-    chain: Arc<Chain>,
+    journal: Arc<dyn Journal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +124,8 @@ impl Conn {
         &mut self.db
     }
 
-    pub fn chain(&self) -> &Arc<Chain> {
-        &self.chain
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
     }
 }
 
@@ -242,11 +242,11 @@ impl Drop for PgRuntime {
 pub(super) struct Manager {
     target: Target,
     pg: Option<(Arc<PgRuntime>, tokio_postgres_rustls::MakeRustlsConnect)>,
-    chain: Arc<Chain>,
+    journal: Arc<dyn Journal>,
 }
 
 impl Manager {
-    pub(super) fn new(target: Target, chain: Arc<Chain>) -> Result<Manager, StoreError> {
+    pub(super) fn new(target: Target, journal: Arc<dyn Journal>) -> Result<Manager, StoreError> {
         let pg = match &target {
             Target::Sqlite(_) => None,
             Target::Postgres { ca_file, .. } => {
@@ -259,7 +259,7 @@ impl Manager {
                 Some((Arc::new(PgRuntime(Some(rt))), tls_connector(ca_file.as_deref())?))
             }
         };
-        Ok(Manager { target, pg, chain })
+        Ok(Manager { target, pg, journal })
     }
 
     fn connect_pg(&self, url: &str) -> Result<Db, diesel::ConnectionError> {
@@ -406,7 +406,7 @@ impl r2d2::ManageConnection for Manager {
             }
             Target::Postgres { url, .. } => self.connect_pg(url)?,
         };
-        Ok(Conn { db, chain: self.chain.clone() })
+        Ok(Conn { db, journal: self.journal.clone() })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {

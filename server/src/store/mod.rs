@@ -10,12 +10,13 @@
 //! is used only for single queries, while transactions and everything above take `&mut Conn`.
 
 mod conn;
+mod journal;
 pub mod lease;
 pub mod schema;
 
 pub use conn::{Backend, Conn, Db, PgConn, schema_versions};
+pub use journal::Journal;
 
-use crate::audit::Chain;
 use crate::config::DatabaseConfig;
 use crate::error::{AppError, AppResult};
 use std::path::Path;
@@ -41,7 +42,7 @@ pub struct Store {
     /// parking hundreds of blocking threads on the pool.
     permits: Arc<Semaphore>,
     backend: Backend,
-    chain: Arc<Chain>,
+    journal: Arc<dyn Journal>,
     /// Alive while any clone of this store is: the SQLite checkpointer stops when it is gone.
     alive: Arc<()>,
     /// PostgreSQL: how to listen for other replicas' notifications.
@@ -79,7 +80,7 @@ pub fn sqlite_file(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Option<std::
 pub fn holds_installation(
     cfg: &DatabaseConfig,
     data_dir: &Path,
-    chain: Arc<Chain>,
+    journal: Arc<dyn Journal>,
 ) -> Result<bool, StoreError> {
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -87,7 +88,7 @@ pub fn holds_installation(
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let manager = conn::Manager::new(conn::Target::from_config(cfg, data_dir)?, chain)?;
+    let manager = conn::Manager::new(conn::Target::from_config(cfg, data_dir)?, journal)?;
     let mut c = r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Connect(e.to_string()))?;
     let count = |c: &mut Conn, sql: &str| -> Result<i64, StoreError> {
         let n: diesel::QueryResult<Count> = crate::with_conn!(c, |db| diesel::sql_query(sql).get_result(db));
@@ -121,8 +122,12 @@ impl Store {
         }
     }
 
-    pub fn open(cfg: &DatabaseConfig, data_dir: &Path, chain: Arc<Chain>) -> Result<Store, StoreError> {
-        Store::open_upto(cfg, data_dir, chain, None)
+    pub fn open(
+        cfg: &DatabaseConfig,
+        data_dir: &Path,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Store, StoreError> {
+        Store::open_upto(cfg, data_dir, journal, None)
     }
 
     /// As [`Store::open`], with the schema brought only up to version `upto` when given (a
@@ -130,12 +135,12 @@ impl Store {
     pub fn open_upto(
         cfg: &DatabaseConfig,
         data_dir: &Path,
-        chain: Arc<Chain>,
+        journal: Arc<dyn Journal>,
         upto: Option<&str>,
     ) -> Result<Store, StoreError> {
         let target = conn::Target::from_config(cfg, data_dir)?;
         let backend = target.backend();
-        let manager = conn::Manager::new(target, chain.clone())?;
+        let manager = conn::Manager::new(target, journal.clone())?;
         let listener = manager.listener().map(Arc::new);
         // One direct connection first: its error names the cause, where the pool's would only
         // say that it timed out.
@@ -149,10 +154,10 @@ impl Store {
             .build(manager)
             .map_err(|e| StoreError::Connect(e.to_string()))?;
         let permits = Arc::new(Semaphore::new(cfg.pool_size as usize));
-        let store = Store { pool, permits, backend, chain, alive: Arc::new(()), listener };
+        let store = Store { pool, permits, backend, journal, alive: Arc::new(()), listener };
         let mut c = store.pool.get().map_err(|e| StoreError::Connect(e.to_string()))?;
         conn::run_migrations_upto(&mut c, upto).map_err(|e| StoreError::Migrate(e.to_string()))?;
-        let sealed = crate::audit::chain::seal_unsealed(&mut c).map_err(|e| {
+        let sealed = store.journal.catch_up(&mut c).map_err(|e| {
             StoreError::Migrate(format!("sealing the audit events written before the chain: {e}"))
         })?;
         if sealed > 0 {
@@ -188,9 +193,9 @@ impl Store {
         self.backend
     }
 
-    /// The audit chain every connection seals events into.
-    pub fn chain(&self) -> &Arc<Chain> {
-        &self.chain
+    /// The journal (the audit chain) every connection seals events into.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
     }
 
     /// Runs `f` with a pooled connection on the blocking pool. The one way async code touches
