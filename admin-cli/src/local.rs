@@ -14,7 +14,7 @@ use ayush_server::clock::{Clock, SharedClock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
 use ayush_server::knowledge::collections::{self, Caller};
-use ayush_server::knowledge::{Knowledge, documents};
+use ayush_server::knowledge::{Knowledge, Queued, documents, jobs};
 use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
 use serde_json::{Value, json};
@@ -229,6 +229,62 @@ impl Local {
         match pruned {
             Some(p) => to_json(p),
             None => Ok(json!({"pruned": 0, "message": "no event is old enough to prune"})),
+        }
+    }
+
+    /// Runs a job this process claimed, renewing its claim while the file is read, as a
+    /// server's worker does (a server that saw no heartbeat would take the job over).
+    fn run_job(&self, mut claimed: jobs::Claimed) -> Result<Value, String> {
+        let (id, bytes) = (claimed.id, std::mem::take(&mut claimed.bytes));
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let prepared = std::thread::scope(|s| {
+            s.spawn(|| {
+                let beat = std::time::Duration::from_secs(jobs::HEARTBEAT_SECS);
+                let tick = std::time::Duration::from_millis(100);
+                let mut last = std::time::Instant::now();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    if last.elapsed() >= beat {
+                        last = std::time::Instant::now();
+                        let _ = self.store.run_blocking(|c| jobs::beat(c, self.now(), id, &claimed.replica));
+                    }
+                }
+            });
+            let prepared = documents::prepare(&claimed.source, bytes);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            prepared
+        });
+        let stored =
+            prepared.and_then(|p| self.store.run_blocking(|c| jobs::complete(c, self.now(), &claimed, &p)));
+        match stored {
+            Ok(Some(ingested)) => to_json(ingested),
+            Ok(None) => self.wait_job(id),
+            Err(e) => {
+                self.store.run_blocking(|c| jobs::fail(c, self.now(), id, &e.message)).map_err(err)?;
+                Err(e.message)
+            }
+        }
+    }
+
+    /// Waits for a job another process runs, and answers as if it had run here.
+    fn wait_job(&self, id: i64) -> Result<Value, String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        loop {
+            let (job, ended) = self
+                .store
+                .run_blocking(|c| {
+                    let job = jobs::get(c, id)?;
+                    let ended = jobs::outcome(c, &job)?;
+                    Ok((job, ended))
+                })
+                .map_err(err)?;
+            match ended {
+                Some(ingested) => return to_json(ingested),
+                None if std::time::Instant::now() > deadline => {
+                    return Err(format!("job {id} is still {} after ten minutes", job.status));
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(200)),
+            }
         }
     }
 
@@ -468,22 +524,30 @@ impl Backend for Local {
         to_json(docs)
     }
 
-    /// Stored here; the server's index picks the change up from the feed within seconds.
+    /// Queued exactly as the server queues an upload, then run here at once, so the job history
+    /// shows it; the server's index picks the document up from the feed within seconds.
     fn add_document(&self, collection: &str, source: &str, bytes: Vec<u8>) -> Result<Value, String> {
         let limit = self.config.knowledge.max_file_mib * 1024 * 1024;
         if bytes.len() as u64 > limit {
             return Err(format!("{source}: larger than knowledge.max_file_mib ({} MiB)", limit >> 20));
         }
-        let row = self
+        let (now, caller) = (self.now(), Caller::local_admin());
+        let queued = self
             .store
-            .run_blocking(|c| collections::managed(c, Caller::local_admin(), collection))
+            .run_blocking(|c| jobs::queue(c, now, &self.actor, caller, collection, source, &bytes))
             .map_err(err)?;
-        let prepared = documents::prepare(source, bytes).map_err(err)?;
-        to_json(
-            self.store
-                .run_blocking(|c| documents::store(c, self.now(), &self.actor, &row, &prepared))
-                .map_err(err)?,
-        )
+        let job = match queued {
+            Queued::Unchanged(ingested) => return to_json(ingested),
+            Queued::Job(job) => job,
+        };
+        let replica =
+            format!("ayushctl:{}:{}", ayush_server::audit::sink::syslog::hostname(), std::process::id());
+        let claimed = self.store.run_blocking(|c| jobs::claim_job(c, now, &replica, job.id)).map_err(err)?;
+        match claimed {
+            Some(claimed) => self.run_job(claimed),
+            // A running server's worker took it first: it ingests the file.
+            None => self.wait_job(job.id),
+        }
     }
 
     fn list_presets(&self) -> Result<Value, String> {

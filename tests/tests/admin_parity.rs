@@ -1,5 +1,6 @@
 //! `ayushctl` means the same whether it reaches Ayush over the API or opens the data directory
-//! (`--local`): one script of admin commands runs in each mode on its own fresh installation,
+//! (`--local`): one script of admin commands (accounts, groups, collections and their
+//! documents, models) runs in each mode on its own fresh installation,
 //! and what each command prints, how it fails, and the audit events the script leaves must
 //! match, ids, times and who did it aside.
 
@@ -11,8 +12,9 @@ use serde_json::{Map, Value};
 /// One installation and the way this run reaches it.
 struct Mode {
     server: Server,
-    /// An admin's API key, for the remote mode.
-    token: Option<String>,
+    /// An admin's API key.
+    token: String,
+    remote: bool,
 }
 
 impl Mode {
@@ -21,15 +23,15 @@ impl Mode {
         // Both installations are bootstrapped alike, so their audit logs line up.
         server.create_user("root", "admin", "correct horse battery");
         let token = server.token_for("root");
-        Mode { token: remote.then_some(token), server }
+        Mode { token, server, remote }
     }
 
     fn ctl(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
         let mut full = vec!["-o", "json"];
         full.extend_from_slice(args);
-        match &self.token {
-            Some(token) => self.server.ctl_remote(token, &full, stdin),
-            None => self.server.ctl_local(&full, stdin),
+        match self.remote {
+            true => self.server.ctl_remote(&self.token, &full, stdin),
+            false => self.server.ctl_local(&full, stdin),
         }
     }
 
@@ -68,7 +70,10 @@ impl Mode {
 /// Values that differ between two installations by nature: ids and times, the account that
 /// acted, and where a model file came from (a path here, an upload there).
 fn volatile(key: &str) -> bool {
-    key == "id" || key.ends_with("_id") || key.ends_with("_at") || matches!(key, "imported_by" | "source")
+    key == "id"
+        || key.ends_with("_id")
+        || key.ends_with("_at")
+        || matches!(key, "imported_by" | "created_by" | "source")
 }
 
 fn normalized(v: Value) -> Value {
@@ -110,9 +115,15 @@ fn outcome(out: &CtlOutput) -> Value {
 
 #[test]
 #[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
-fn local_and_remote_ayushctl_agree_on_accounts_groups_and_models() {
+fn local_and_remote_ayushctl_agree_on_accounts_groups_collections_and_models() {
     let model = test_model(GEMMA_FILE);
     let model = model.to_string_lossy().to_string();
+    let folder = tempfile::tempdir().expect("temp dir");
+    std::fs::write(folder.path().join("leave.md"), "# Leave\n\nTwenty-six weeks of parental leave.\n")
+        .expect("write");
+    std::fs::write(folder.path().join("parking.txt"), "Parking\n\nThe car park closes at midnight.\n")
+        .expect("write");
+    let docs = folder.path().to_string_lossy().to_string();
     let remote = Mode::start(true);
     let local = Mode::start(false);
     let (remote_from, local_from) = (remote.last_seq(), local.last_seq());
@@ -147,6 +158,12 @@ fn local_and_remote_ayushctl_agree_on_accounts_groups_and_models() {
         (vec!["group", "show", "eng"], None, true),
         (vec!["group", "list"], None, true),
         (vec!["user", "show", "alice"], None, true),
+        (vec!["collections", "create", "handbook", "--group", "eng"], None, true),
+        (vec!["collections", "ingest", "handbook", &docs], None, true),
+        (vec!["collections", "ingest", "handbook", &docs], None, true),
+        (vec!["collections", "ingest", "nothere", &docs], None, false),
+        (vec!["collections", "documents", "handbook"], None, true),
+        (vec!["collections", "list"], None, true),
         (vec!["models", "import", &model, "--name", "tiny"], None, true),
         (vec!["models", "import", &model, "--name", "tiny"], None, false),
         (vec!["models", "allow", "tiny", "--group", "eng"], None, true),
@@ -175,6 +192,17 @@ fn local_and_remote_ayushctl_agree_on_accounts_groups_and_models() {
             shown(&l)
         );
     }
+
+    // A local ingest goes through the job queue the server uses: its jobs are in the history.
+    let mut admin = local.server.client();
+    let jobs = admin.raw("GET", "/api/jobs", &[("Authorization", &format!("Bearer {}", local.token))], "");
+    let jobs = jobs.json();
+    let done: Vec<&Value> = jobs.as_array().expect("jobs").iter().filter(|j| j["status"] == "done").collect();
+    assert_eq!(done.len(), 2, "{jobs:#}");
+    assert!(
+        done.iter().all(|j| j["created_by"].as_str().is_some_and(|b| b.starts_with("local:"))),
+        "{jobs:#}"
+    );
 
     let (r, l) = (remote.events_after(remote_from), local.events_after(local_from));
     assert!(r.iter().any(|e| e["action"] == "model.import"), "{r:#?}");

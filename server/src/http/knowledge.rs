@@ -155,27 +155,12 @@ pub(crate) async fn answer_queued(state: &AppState, queued: Queued, wait: bool) 
         Queued::Job(job) if !wait => return Ok(HttpResponse::Accepted().json(job)),
         Queued::Job(job) => knowledge::wait_job(state, job.id, JOB_WAIT).await?,
     };
-    match (job.status.as_str(), job.document_id) {
-        ("done", Some(id)) => {
-            let document = state.store.run(move |c| documents::get(c, id)).await?;
-            let status = match job.outcome.as_deref() {
-                Some("replaced") => Status::Replaced,
-                Some("unchanged") => Status::Unchanged,
-                _ => Status::Added,
-            };
-            let ingested = documents::Ingested { status, document };
-            Ok(if status == Status::Unchanged {
-                HttpResponse::Ok().json(ingested)
-            } else {
-                HttpResponse::Created().json(ingested)
-            })
-        }
-        ("failed", _) => {
-            Err(AppError::validation(job.error.unwrap_or_else(|| "the file could not be added".into())))
-        }
-        ("cancelled", _) => Err(AppError::conflict(format!("job {} was cancelled", job.id))),
-        _ => Ok(HttpResponse::Accepted().json(job)),
-    }
+    let ended = job.clone();
+    Ok(match state.store.run(move |c| jobs::outcome(c, &ended)).await? {
+        Some(ingested) if ingested.status == Status::Unchanged => HttpResponse::Ok().json(ingested),
+        Some(ingested) => HttpResponse::Created().json(ingested),
+        None => HttpResponse::Accepted().json(job),
+    })
 }
 
 /// A file received whole, with what it holds of the server (one of its sender's upload places,

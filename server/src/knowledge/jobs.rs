@@ -4,8 +4,9 @@
 //! stores the document and marks the job done, or failed with the reason. A queued job can be
 //! cancelled; a running one stops before its document is stored.
 
+use super::collections::Caller;
 use super::collections::Row as CollectionRow;
-use super::documents::{self, Ingested};
+use super::documents::{self, Ingested, Status};
 use crate::audit::Actor;
 use crate::error::{AppError, AppResult};
 use crate::store::Conn;
@@ -114,6 +115,32 @@ pub fn list(conn: &mut Conn, scope: Scope, limit: i64) -> AppResult<Vec<Job>> {
     })?)
 }
 
+/// What queueing a file did.
+pub enum Queued {
+    /// The collection holds this file, unchanged, under that name: no job was needed.
+    Unchanged(Ingested),
+    Job(Job),
+}
+
+/// Queues one file for a collection `caller` manages. A file the collection already holds
+/// unchanged under that name is answered at once, without a job.
+pub fn queue(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    caller: Caller,
+    collection: &str,
+    source: &str,
+    bytes: &[u8],
+) -> AppResult<Queued> {
+    documents::validate_source(source)?;
+    let row = super::collections::managed(conn, caller, collection)?;
+    if let Some(document) = documents::unchanged(conn, &row, source, &documents::sha256_hex(bytes))? {
+        return Ok(Queued::Unchanged(Ingested { status: Status::Unchanged, document }));
+    }
+    Ok(Queued::Job(enqueue(conn, now, actor, &row, source, bytes)?))
+}
+
 /// Queues a file for `collection` (which the caller may change: checked by the caller).
 pub fn enqueue(
     conn: &mut Conn,
@@ -145,6 +172,26 @@ pub fn enqueue(
             .execute(c))?;
         get(conn, id)
     })
+}
+
+/// What a job did once it ended: the document it added, replaced or found unchanged; its
+/// failure as the error it was; `None` while it has not ended.
+pub fn outcome(conn: &mut Conn, job: &Job) -> AppResult<Option<Ingested>> {
+    match (job.status.as_str(), job.document_id) {
+        ("done", Some(id)) => {
+            let status = match job.outcome.as_deref() {
+                Some("replaced") => Status::Replaced,
+                Some("unchanged") => Status::Unchanged,
+                _ => Status::Added,
+            };
+            Ok(Some(Ingested { status, document: documents::get(conn, id)? }))
+        }
+        ("failed", _) => Err(AppError::validation(
+            job.error.clone().unwrap_or_else(|| "the file could not be added".into()),
+        )),
+        ("cancelled", _) => Err(AppError::conflict(format!("job {} was cancelled", job.id))),
+        _ => Ok(None),
+    }
 }
 
 /// Cancels a job: a queued one at once, a running one before it stores its document.
@@ -192,44 +239,51 @@ pub fn claim(conn: &mut Conn, now: i64, replica: &str) -> AppResult<Option<Claim
             .first(c))
         .optional()?;
         let Some(id) = next else { return Ok(None) };
-        let took = with_conn!(&mut *conn, |c| diesel::update(
-            ingest_jobs::table.filter(ingest_jobs::id.eq(id)).filter(ingest_jobs::status.eq("queued"))
-        )
-        .set((ingest_jobs::status.eq("running"), ingest_jobs::started_at.eq(now)))
-        .execute(c))?;
-        if took == 0 {
-            continue; // another worker was quicker
+        // None: another worker was quicker, or the file was gone; look again.
+        if let Some(claimed) = claim_job(conn, now, replica, id)? {
+            return Ok(Some(claimed));
         }
-        with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(id)).execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::insert_into(ingest_claims::table)
-            .values((
-                ingest_claims::job_id.eq(id),
-                ingest_claims::replica.eq(replica),
-                ingest_claims::heartbeat_at.eq(now)
-            ))
-            .execute(c))?;
-        let (collection_id, source, actor): (i64, String, String) =
-            with_conn!(&mut *conn, |c| ingest_jobs::table
-                .find(id)
-                .select((ingest_jobs::collection_id, ingest_jobs::source, ingest_jobs::actor))
-                .first(c))?;
-        let bytes: Option<Vec<u8>> = with_conn!(&mut *conn, |c| ingest_uploads::table
-            .find(id)
-            .select(ingest_uploads::content)
-            .first(c))
-        .optional()?;
-        let collection = with_conn!(&mut *conn, |c| collections::table
-            .find(collection_id)
-            .select(CollectionRow::as_select())
-            .first::<CollectionRow>(c))?;
-        let Some(bytes) = bytes else {
-            fail(conn, now, id, "the uploaded file is gone")?;
-            continue;
-        };
-        let actor = serde_json::from_str(&actor)
-            .unwrap_or_else(|_| Actor { name: "unknown".into(), ..Default::default() });
-        return Ok(Some(Claimed { id, replica: replica.to_string(), collection, actor, source, bytes }));
     }
+}
+
+/// Takes job `id` for `replica` if it is still queued (`ayushctl --local` runs the job it
+/// queued itself this way).
+pub fn claim_job(conn: &mut Conn, now: i64, replica: &str, id: i64) -> AppResult<Option<Claimed>> {
+    let took = with_conn!(&mut *conn, |c| diesel::update(
+        ingest_jobs::table.filter(ingest_jobs::id.eq(id)).filter(ingest_jobs::status.eq("queued"))
+    )
+    .set((ingest_jobs::status.eq("running"), ingest_jobs::started_at.eq(now)))
+    .execute(c))?;
+    if took == 0 {
+        return Ok(None);
+    }
+    with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(id)).execute(c))?;
+    with_conn!(&mut *conn, |c| diesel::insert_into(ingest_claims::table)
+        .values((
+            ingest_claims::job_id.eq(id),
+            ingest_claims::replica.eq(replica),
+            ingest_claims::heartbeat_at.eq(now)
+        ))
+        .execute(c))?;
+    let (collection_id, source, actor): (i64, String, String) =
+        with_conn!(&mut *conn, |c| ingest_jobs::table
+            .find(id)
+            .select((ingest_jobs::collection_id, ingest_jobs::source, ingest_jobs::actor))
+            .first(c))?;
+    let bytes: Option<Vec<u8>> =
+        with_conn!(&mut *conn, |c| ingest_uploads::table.find(id).select(ingest_uploads::content).first(c))
+            .optional()?;
+    let collection = with_conn!(&mut *conn, |c| collections::table
+        .find(collection_id)
+        .select(CollectionRow::as_select())
+        .first::<CollectionRow>(c))?;
+    let Some(bytes) = bytes else {
+        fail(conn, now, id, "the uploaded file is gone")?;
+        return Ok(None);
+    };
+    let actor = serde_json::from_str(&actor)
+        .unwrap_or_else(|_| Actor { name: "unknown".into(), ..Default::default() });
+    Ok(Some(Claimed { id, replica: replica.to_string(), collection, actor, source, bytes }))
 }
 
 /// Running jobs whose replica stopped beating before `stale` go back to the queue. (A job

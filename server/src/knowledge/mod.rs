@@ -21,7 +21,6 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::Store;
 use collections::Caller;
-use documents::{Ingested, Status};
 use index::{IndexError, Language, SearchIndex};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -353,8 +352,10 @@ pub fn report(
     Ok(IndexReport { index, feed_seq, embedding })
 }
 
-/// Queues one file for a collection `caller` manages. A file the collection already holds
-/// unchanged under that name is answered at once, without a job.
+pub use jobs::Queued;
+
+/// Queues one file for a collection `caller` manages (see [`jobs::queue`]) and wakes this
+/// replica's workers.
 pub async fn queue_file(
     state: &AppState,
     actor: Actor,
@@ -363,27 +364,11 @@ pub async fn queue_file(
     source: String,
     bytes: Vec<u8>,
 ) -> AppResult<Queued> {
-    documents::validate_source(&source)?;
-    let sha = documents::sha256_hex(&bytes);
     let now = state.clock.now();
-    let queued = state
-        .store
-        .run(move |c| {
-            let row = collections::managed(c, caller, &collection)?;
-            if let Some(document) = documents::unchanged(c, &row, &source, &sha)? {
-                return Ok(Queued::Unchanged(Ingested { status: Status::Unchanged, document }));
-            }
-            Ok(Queued::Job(jobs::enqueue(c, now, &actor, &row, &source, &bytes)?))
-        })
-        .await?;
+    let queued =
+        state.store.run(move |c| jobs::queue(c, now, &actor, caller, &collection, &source, &bytes)).await?;
     state.knowledge.queued.notify_waiters();
     Ok(queued)
-}
-
-/// What queueing a file did.
-pub enum Queued {
-    Unchanged(Ingested),
-    Job(jobs::Job),
 }
 
 /// Waits for a job to end (at most `timeout`), and then for the index to hold its document.
