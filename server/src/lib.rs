@@ -17,6 +17,7 @@ pub mod knowledge;
 pub mod limits;
 pub mod metrics;
 pub mod proxies;
+pub mod role;
 pub mod sealed;
 pub mod serve;
 pub mod service_manager;

@@ -12,11 +12,10 @@ pub mod mapping;
 pub mod noise;
 pub mod oidc;
 pub mod password;
-mod role;
 pub mod secret;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
 
-pub use role::Role;
+pub use crate::role::Role;

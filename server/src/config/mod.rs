@@ -430,7 +430,7 @@ impl Config {
             ("theme.primary_color", &self.theme.primary_color),
             ("theme.accent_color", &self.theme.accent_color),
         ] {
-            if !crate::theme::is_hex_colour(colour) {
+            if !is_hex_colour(colour) {
                 return bad(format!("{key} = {colour:?} is not a #rgb or #rrggbb colour"));
             }
         }
@@ -442,11 +442,11 @@ impl Config {
             self.ldap.check().map_err(ConfigError::Invalid)?;
         }
         self.oidc.check().map_err(ConfigError::Invalid)?;
-        if crate::knowledge::index::Language::parse(&self.knowledge.language).is_none() {
+        if !KNOWLEDGE_LANGUAGES.contains(&self.knowledge.language.as_str()) {
             return bad(format!(
                 "knowledge.language = {:?} is not one of: {}",
                 self.knowledge.language,
-                crate::knowledge::index::Language::NAMES.join(", ")
+                KNOWLEDGE_LANGUAGES.join(", ")
             ));
         }
         if !(1..=1024).contains(&self.knowledge.max_file_mib) {
@@ -579,8 +579,44 @@ pub fn mask_url_password(url: &str) -> String {
     }
 }
 
+/// The languages `knowledge.language` may name: those the index has a stemmer and stop words
+/// for (`knowledge::index::Language`).
+pub const KNOWLEDGE_LANGUAGES: [&str; 18] = [
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+];
+
+/// `#rgb` or `#rrggbb`: what a theme colour may be, so it cannot break out of the CSS.
+fn is_hex_colour(s: &str) -> bool {
+    let Some(hex) = s.strip_prefix('#') else { return false };
+    matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn colours() {
+        use super::is_hex_colour;
+        assert!(is_hex_colour("#fff") && is_hex_colour("#3b5bdb"));
+        assert!(!is_hex_colour("red") && !is_hex_colour("#12345") && !is_hex_colour("#fff;}"));
+    }
+
     use super::*;
 
     const SHIPPED: &str = include_str!("../../../packaging/ayush.toml");

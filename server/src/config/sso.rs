@@ -187,7 +187,7 @@ impl LdapConfig {
         }
         if let Some(role) = &self.default_role
             && role != "none"
-            && role.parse::<crate::auth::Role>().is_err()
+            && role.parse::<crate::role::Role>().is_err()
         {
             return Err(format!("ldap.default_role = {role:?}: expected user, admin, auditor or none"));
         }
@@ -223,7 +223,7 @@ impl OidcConfig {
             {
                 return Err(format!("oidc provider {name}: groups_regex is not a regular expression: {e}"));
             }
-            if p.default_role != "none" && p.default_role.parse::<crate::auth::Role>().is_err() {
+            if p.default_role != "none" && p.default_role.parse::<crate::role::Role>().is_err() {
                 return Err(format!(
                     "oidc provider {name}: default_role must be user, admin, auditor or none"
                 ));

@@ -53,26 +53,8 @@ pub struct Language(tantivy::tokenizer::Language);
 
 impl Language {
     pub const ENGLISH: Language = Language(tantivy::tokenizer::Language::English);
-    pub const NAMES: [&'static str; 18] = [
-        "arabic",
-        "danish",
-        "dutch",
-        "english",
-        "finnish",
-        "french",
-        "german",
-        "greek",
-        "hungarian",
-        "italian",
-        "norwegian",
-        "portuguese",
-        "romanian",
-        "russian",
-        "spanish",
-        "swedish",
-        "tamil",
-        "turkish",
-    ];
+    /// In the order of `ALL` below.
+    pub const NAMES: [&'static str; 18] = crate::config::KNOWLEDGE_LANGUAGES;
 
     pub fn parse(name: &str) -> Option<Language> {
         use tantivy::tokenizer::Language as L;

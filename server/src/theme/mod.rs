@@ -77,20 +77,9 @@ impl Theme {
     }
 }
 
-pub fn is_hex_colour(s: &str) -> bool {
-    let Some(hex) = s.strip_prefix('#') else { return false };
-    matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn colours() {
-        assert!(is_hex_colour("#fff") && is_hex_colour("#3b5bdb"));
-        assert!(!is_hex_colour("red") && !is_hex_colour("#12345") && !is_hex_colour("#fff;}"));
-    }
 
     #[test]
     fn css_carries_the_brand() {
