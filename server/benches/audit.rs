@@ -58,7 +58,7 @@ fn store_turn(c: &mut Conn, user: i64, conversation: i64, i: usize, audit: Optio
                 "finish_reason": "stop", "error": null,
             });
             if let Some(keys) = keys
-                && content::captures(c, &["legal-review".to_string()], user)?
+                && content::captures(&["legal-review".to_string()], &groups::of_user(c, user)?)
             {
                 let captured = content::Captured {
                     question: "What is the capital of France?".into(),

@@ -190,6 +190,12 @@ impl ureq::unversioned::resolver::Resolver for Resolver {
     }
 }
 
+impl audit::sink::Gate for Egress {
+    fn check(&self, what: &str, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        Egress::check(self, what, host, port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

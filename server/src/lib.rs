@@ -13,6 +13,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod http;
+pub mod key_file;
 pub mod knowledge;
 pub mod limits;
 pub mod metrics;

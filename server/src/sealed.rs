@@ -28,9 +28,9 @@ impl SealingKey {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            crate::audit::keys::write_secret(path, &key).map_err(|e| e.to_string())?;
+            crate::key_file::write(path, &key).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        let bytes = crate::audit::keys::read_secret(path).map_err(|e| e.to_string())?;
+        let bytes = crate::key_file::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let key: [u8; 32] =
             bytes.try_into().map_err(|_| format!("{} is damaged: expected 32 bytes", path.display()))?;
         Ok(SealingKey::from_bytes(&key))

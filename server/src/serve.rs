@@ -214,8 +214,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
             actix_web::rt::spawn(scheduled_backups(state.clone()));
         }
         actix_web::rt::spawn(keep_audit_log(state.clone()));
-        crate::knowledge::start_workers(&state);
-        crate::audit::sink::start(&state);
+        crate::knowledge::start_workers(&state.workshop());
+        let forwarder = crate::audit::sink::Forwarder {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            egress: Arc::new(state.egress.clone()),
+            ledger: state.audit.clone(),
+            replica: state.duty.replica.clone(),
+        };
+        crate::audit::sink::start(&state.config.audit.sinks, forwarder);
         if state.directory.is_some() {
             actix_web::rt::spawn(sync_directory(state.clone()));
         }

@@ -7,6 +7,18 @@ use crate::theme::Theme;
 use std::sync::Arc;
 
 impl AppState {
+    /// What the knowledge workers, and the handlers that queue files and wait on them, need.
+    pub fn workshop(&self) -> crate::knowledge::Workshop {
+        crate::knowledge::Workshop {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            knowledge: self.knowledge.clone(),
+            catalog: self.catalog.clone(),
+            config: self.config.clone(),
+            replica: self.duty.replica.clone(),
+        }
+    }
+
     /// How sign-ins are checked here.
     pub fn authority(&self) -> crate::auth::login::Authority<'_> {
         crate::auth::login::Authority {

@@ -7,9 +7,7 @@
 //! Auditors read a captured turn in the viewer; each reading is itself recorded.
 
 use super::keys::Keys;
-use crate::auth::groups;
 use crate::error::AppResult;
-use crate::store::Conn;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -21,12 +19,9 @@ pub struct Captured {
     pub answer: String,
 }
 
-/// Whether the policy captures `user_id`'s chats.
-pub fn captures(conn: &mut Conn, policy_groups: &[String], user_id: i64) -> AppResult<bool> {
-    if policy_groups.is_empty() {
-        return Ok(false);
-    }
-    Ok(groups::of_user(conn, user_id)?.iter().any(|g| policy_groups.contains(g)))
+/// Whether the policy captures the chats of someone in the groups `member_of`.
+pub fn captures(policy_groups: &[String], member_of: &[String]) -> bool {
+    member_of.iter().any(|g| policy_groups.contains(g))
 }
 
 /// What a captured turn is sealed to.
@@ -74,17 +69,16 @@ pub fn seal(keys: &Keys, binding: &Binding, captured: &Captured) -> Result<Value
     Ok(json!({"alg": "A256GCM", "nonce": STANDARD.encode(nonce), "ciphertext": STANDARD.encode(sealed)}))
 }
 
-/// The sealed question and answer for an event's details, when the policy captures
-/// `user_id`'s chats; `None` when it does not.
+/// The sealed question and answer for an event's details, when the policy captures the chats
+/// of someone in the groups `member_of`; `None` when it does not.
 pub fn capture(
-    conn: &mut Conn,
     keys: &Keys,
     policy_groups: &[String],
-    user_id: i64,
+    member_of: &[String],
     binding: &Binding,
     captured: &Captured,
 ) -> AppResult<Option<Value>> {
-    if !captures(conn, policy_groups, user_id)? {
+    if !captures(policy_groups, member_of) {
         return Ok(None);
     }
     seal(keys, binding, captured)

@@ -4,12 +4,9 @@
 //! policy captures. All are created on first start, readable only by the server's user (0600).
 //! Every replica of a scale-out install mounts the same set.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAC_FILE: &str = "audit-mac.key";
@@ -147,24 +144,15 @@ pub fn signature_valid(public_key: &[u8], message: &[u8], signature: &[u8]) -> b
     UnparsedPublicKey::new(&ED25519, public_key).verify(message, signature).is_ok()
 }
 
-pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| KeyError::Io(path.to_path_buf(), e))?;
-    let text = format!("{}\n", STANDARD.encode(bytes));
-    file.write_all(text.as_bytes())
-        .and_then(|_| file.sync_all())
-        .map_err(|e| KeyError::Io(path.to_path_buf(), e))
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    crate::key_file::write(path, bytes).map_err(|e| KeyError::Io(path.to_path_buf(), e))
 }
 
-pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.to_path_buf(), e))?;
-    STANDARD.decode(text.trim()).map_err(|e| KeyError::Damaged(path.to_path_buf(), e.to_string()))
+fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+    crate::key_file::read(path).map_err(|e| match e {
+        crate::key_file::KeyFileError::Io(e) => KeyError::Io(path.to_path_buf(), e),
+        crate::key_file::KeyFileError::Damaged(why) => KeyError::Damaged(path.to_path_buf(), why),
+    })
 }
 
 fn restrict_dir(dir: &Path) {

@@ -5,7 +5,6 @@ pub mod accounts;
 pub mod admission;
 pub mod directory_sync;
 pub mod groups;
-pub mod guard;
 pub mod ldap;
 pub mod login;
 pub mod mapping;

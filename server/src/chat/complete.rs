@@ -248,7 +248,10 @@ pub async fn record<T: Send + 'static>(
                     usage.completion_tokens as i64,
                 )?;
                 let kept = keep(c, &mut details)?;
-                if let Some(sealed) = content::capture(c, keys.keys(), &groups, user_id, &binding, &captured)?
+                // Whose chats are captured is decided by group; no policy, no lookup.
+                let member_of =
+                    if groups.is_empty() { Vec::new() } else { crate::auth::groups::of_user(c, user_id)? };
+                if let Some(sealed) = content::capture(keys.keys(), &groups, &member_of, &binding, &captured)?
                 {
                     details["content"] = sealed;
                 }

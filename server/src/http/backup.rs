@@ -1,9 +1,9 @@
 //! `POST /api/admin/backup`: the server takes a backup of itself (as `ayushctl --local backup
 //! create` does on the data directory) and sends it. The rules live in `backup`.
 
-use crate::auth::guard::{AdminOnly, Authed};
 use crate::backup::{self, CreateOptions};
 use crate::error::{AppError, AppResult};
+use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};

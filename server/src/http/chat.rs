@@ -1,11 +1,11 @@
 //! The UI's chat API: conversations, messages streamed as server-sent events, and the models
 //! the signed-in user may use.
 
-use crate::auth::guard::{Authed, ChatUser};
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
 use crate::chat::{complete, markdown, presets, sources, store};
 use crate::error::AppError;
 use crate::error::AppResult;
+use crate::http::guard::{Authed, ChatUser};
 use crate::http::routes::Routes;
 use crate::knowledge::collections::Caller;
 use crate::state::AppState;
@@ -377,7 +377,7 @@ pub(crate) async fn queue_chat_file(
             sources::ensure_files_collection(c, now, &actor, caller, conversation_id)
         })
         .await?;
-    crate::knowledge::queue_file(state, who.actor(), caller, collection, source, bytes).await
+    crate::knowledge::queue_file(&state.workshop(), who.actor(), caller, collection, source, bytes).await
 }
 
 /// `POST /api/conversations/{id}/files?source=NAME`: the file is the body (API keys; the web UI

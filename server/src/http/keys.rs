@@ -3,9 +3,9 @@
 //! another person: see `tokens::Issuer`). A key is shown once; only its SHA-256 is stored, and
 //! it carries its owner's permissions.
 
-use crate::auth::guard::{AdminOnly, AnyUser, Authed};
 use crate::auth::tokens::{self, ApiToken};
 use crate::error::{AppError, AppResult};
+use crate::http::guard::{AdminOnly, AnyUser, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,

@@ -1,8 +1,8 @@
 //! Collections, their documents and search over HTTP: `/api/collections…`, `/api/search`, and
 //! the index's state for admins. The rules live in `knowledge`; this only translates.
 
-use crate::auth::guard::{AdminOnly, Authed, ChatUser};
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::http::guard::{AdminOnly, Authed, ChatUser};
 use crate::http::routes::Routes;
 use crate::knowledge::collections::{self, Caller, NewCollection};
 use crate::knowledge::documents::{self, Status};
@@ -141,8 +141,15 @@ async fn add_document(
     // The upload's place and memory are freed once it is queued, not after waiting for its job.
     let queued = {
         let upload = read_limited(&state, who.user.id, body).await?;
-        knowledge::queue_file(&state, who.actor(), caller(&who), path.into_inner(), source, upload.bytes)
-            .await?
+        knowledge::queue_file(
+            &state.workshop(),
+            who.actor(),
+            caller(&who),
+            path.into_inner(),
+            source,
+            upload.bytes,
+        )
+        .await?
     };
     answer_queued(&state, queued, wait).await
 }
@@ -153,7 +160,7 @@ pub(crate) async fn answer_queued(state: &AppState, queued: Queued, wait: bool) 
     let job = match queued {
         Queued::Unchanged(ingested) => return Ok(HttpResponse::Ok().json(ingested)),
         Queued::Job(job) if !wait => return Ok(HttpResponse::Accepted().json(job)),
-        Queued::Job(job) => knowledge::wait_job(state, job.id, JOB_WAIT).await?,
+        Queued::Job(job) => knowledge::wait_job(&state.workshop(), job.id, JOB_WAIT).await?,
     };
     let ended = job.clone();
     Ok(match state.store.run(move |c| jobs::outcome(c, &ended)).await? {

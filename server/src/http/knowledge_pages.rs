@@ -3,8 +3,8 @@
 //! ingestion jobs) and `/search`. The JSON API in `knowledge.rs` does the work; uploads from
 //! the page come through `/collections/{name}/upload` with the session's CSRF token.
 
-use crate::auth::guard::{Authed, ChatUser};
 use crate::error::AppResult;
+use crate::http::guard::{Authed, ChatUser};
 use crate::http::knowledge::{answer_queued, read_limited};
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Flash, Page, UiError, check_csrf, render, see_other, ui_error};
@@ -179,7 +179,7 @@ async fn upload(
     check_csrf_header(&who, &req)?;
     let upload = read_limited(&state, who.user.id, body).await?;
     let queued = knowledge::queue_file(
-        &state,
+        &state.workshop(),
         who.actor(),
         Caller::user(&who.user),
         path.into_inner(),

@@ -27,7 +27,7 @@ pub async fn track(
 /// figures name routes, models and error rates that are nobody else's business.
 pub async fn endpoint(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
     if let Some(token) = &state.metrics_token {
-        let presented = crate::auth::guard::bearer(&req).unwrap_or_default();
+        let presented = crate::http::guard::bearer(&req).unwrap_or_default();
         if !crate::auth::secret::constant_time_eq(&presented, token) {
             return HttpResponse::Unauthorized()
                 .insert_header(("WWW-Authenticate", "Bearer realm=\"metrics\""))

@@ -2,10 +2,12 @@
 //! Rules live in the capability modules; handlers here only translate.
 
 pub mod api;
+pub mod assets;
 pub mod audit;
 pub mod backup;
 pub mod chat;
 pub mod csrf;
+pub mod guard;
 pub mod health;
 pub mod keys;
 pub mod knowledge;
@@ -86,7 +88,7 @@ pub fn build_app(
             web::QueryConfig::default()
                 .error_handler(|e, _| AppError::bad_request(format!("invalid query: {e}")).into()),
         )
-        .wrap(from_fn(crate::auth::guard::identify))
+        .wrap(from_fn(crate::http::guard::identify))
         .wrap(from_fn(csrf::guard))
         .wrap(
             DefaultHeaders::new()

@@ -5,10 +5,10 @@
 
 use crate::audit::Actor;
 use crate::auth::admission::{Admission, Client, Refusal, SignedIn, admit, refuse};
-use crate::auth::guard::{SESSION_COOKIE, client_ip, header_values, user_agent};
 use crate::auth::oidc::{self, Flow, Provider, token};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::http::api;
+use crate::http::guard::{SESSION_COOKIE, client_ip, header_values, user_agent};
 use crate::http::routes::Routes;
 use crate::http::sign_in::login_form;
 use crate::http::ui::safe_next;

@@ -1,9 +1,9 @@
 //! Assistants (model presets) over HTTP: `/api/presets` lists those one may chat with;
 //! `/api/admin/presets…` lets admins make, change and remove them.
 
-use crate::auth::guard::{AdminOnly, Authed, ChatUser};
 use crate::chat::presets::{self, PresetBody};
 use crate::error::AppResult;
+use crate::http::guard::{AdminOnly, Authed, ChatUser};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};

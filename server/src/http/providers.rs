@@ -3,9 +3,9 @@
 //! URL, the egress policy and the key in one go.
 
 use crate::audit::Actor;
-use crate::auth::guard::{AdminOnly, Authed};
 use crate::catalog::providers::{self, Change, NewProvider, Provider};
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,

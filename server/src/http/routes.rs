@@ -46,7 +46,7 @@ fn register(r: &mut Routes) {
     r.get("/livez", super::health::livez)
         .get("/readyz", super::health::readyz)
         .get("/metrics", super::metrics::endpoint);
-    crate::web::routes(r);
+    super::assets::routes(r);
     super::chat::routes(r);
     super::audit::routes(r);
     super::backup::routes(r);

@@ -1,8 +1,8 @@
 //! The sign-in page (local form, a button per OIDC provider) and signing out.
 
-use crate::auth::guard::{AnyUser, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::{login, secret};
 use crate::http::api;
+use crate::http::guard::{AnyUser, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, UiError, render, safe_next, see_other, ui_error};
 use crate::state::AppState;

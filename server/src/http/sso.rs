@@ -1,9 +1,9 @@
 //! Single sign-on administration: directory group mappings (the JSON API and the admin page)
 //! and the directory sync.
 
-use crate::auth::guard::{AdminOnly, Authed};
 use crate::auth::{Role, directory_sync, groups, mapping};
 use crate::error::{AppError, AppResult};
+use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,

@@ -3,13 +3,13 @@
 
 use crate::auth::accounts::{AccountChanges, GroupView, NewAccount, NewGroup};
 use crate::auth::groups::{self, Group, GroupSummary};
-use crate::auth::guard::{AdminOnly, AnyUser, Authed, ChatUser, Policy, Via};
 use crate::auth::users::{self, User};
 use crate::auth::{Role, secret};
 use crate::catalog::ModelEntry;
 use crate::chat::markdown;
 use crate::chat::store::{self as chat_store, Conversation};
 use crate::error::{AppError, ErrorKind};
+use crate::http::guard::{AdminOnly, AnyUser, Authed, ChatUser, Policy, Via};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use crate::url::encode_component;

@@ -4,10 +4,10 @@
 //! and audit as the web UI. A key carries its owner's permissions and no more.
 
 use crate::audit::{self, Actor, Event, Outcome, content};
-use crate::auth::guard::{ApiUser, Authed};
 use crate::chat::complete::{self, Asker, Ended, Filing, Step, Usable};
 use crate::chat::store as chat_store;
 use crate::error::{AppError, ErrorKind, Reason};
+use crate::http::guard::{ApiUser, Authed};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::http::StatusCode;

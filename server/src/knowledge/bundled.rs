@@ -7,9 +7,9 @@
 //! who removes the model (to rank by words alone, or to import another) is not overruled at the
 //! next start. The import is an audit event like an admin's.
 
+use super::Workshop;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::AppResult;
-use crate::state::AppState;
 use std::path::{Path, PathBuf};
 
 const MARKER: &str = ".bundled-embedding-offered";
@@ -25,7 +25,7 @@ pub enum Adopted {
     Imported(String),
 }
 
-pub async fn adopt(state: &AppState) -> AppResult<Adopted> {
+pub async fn adopt(state: &Workshop) -> AppResult<Adopted> {
     let folder = state.config.knowledge.bundled_embedding_model.trim();
     if folder.is_empty() {
         return Ok(Adopted::Nothing);

@@ -18,7 +18,6 @@ pub mod vectors;
 use crate::audit::Actor;
 use crate::config::KnowledgeConfig;
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
 use crate::store::Store;
 use collections::Caller;
 use index::{IndexError, Language, SearchIndex};
@@ -229,7 +228,7 @@ impl Knowledge {
 
 /// The embedding model passages are embedded with: the configured one, else the first
 /// installed; none means ranking by words alone.
-fn embedding_model(state: &AppState) -> Option<(String, usize)> {
+fn embedding_model(state: &Workshop) -> Option<(String, usize)> {
     let entries = state.catalog.list().ok()?;
     let usable = |e: &&crate::catalog::ModelEntry| e.manifest.as_ref().is_some_and(|m| m.is_embedding());
     let wanted = &state.knowledge.embedding_model;
@@ -244,7 +243,7 @@ fn embedding_model(state: &AppState) -> Option<(String, usize)> {
 
 /// Embeds passages behind ingestion, a batch at a time, and keeps this replica's vectors in
 /// step with the database.
-async fn embed_behind(state: AppState) {
+async fn embed_behind(state: Workshop) {
     const BATCH: i64 = 32;
     match bundled::adopt(&state).await {
         Ok(bundled::Adopted::Imported(name)) => {
@@ -357,7 +356,7 @@ pub use jobs::Queued;
 /// Queues one file for a collection `caller` manages (see [`jobs::queue`]) and wakes this
 /// replica's workers.
 pub async fn queue_file(
-    state: &AppState,
+    state: &Workshop,
     actor: Actor,
     caller: Caller,
     collection: String,
@@ -372,7 +371,7 @@ pub async fn queue_file(
 }
 
 /// Waits for a job to end (at most `timeout`), and then for the index to hold its document.
-pub async fn wait_job(state: &AppState, id: i64, timeout: Duration) -> AppResult<jobs::Job> {
+pub async fn wait_job(state: &Workshop, id: i64, timeout: Duration) -> AppResult<jobs::Job> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Registered before the look, so an ending in between still wakes this.
@@ -394,18 +393,18 @@ pub async fn wait_job(state: &AppState, id: i64, timeout: Duration) -> AppResult
 }
 
 /// Starts this replica's ingestion workers (`knowledge.ingest_workers`).
-pub fn start_workers(state: &AppState) {
+pub fn start_workers(state: &Workshop) {
     for _ in 0..state.knowledge.workers {
         actix_web::rt::spawn(worker(state.clone()));
     }
     actix_web::rt::spawn(embed_behind(state.clone()));
 }
 
-async fn worker(state: AppState) {
+async fn worker(state: Workshop) {
     loop {
         let waiting = state.knowledge.queued.notified();
         let now = state.clock.now();
-        let replica = state.duty.replica.clone();
+        let replica = state.replica.clone();
         match state.store.run(move |c| jobs::claim(c, now, &replica)).await {
             Ok(Some(job)) => run_job(&state, job).await,
             Ok(None) => {
@@ -420,7 +419,7 @@ async fn worker(state: AppState) {
     }
 }
 
-async fn run_job(state: &AppState, mut job: jobs::Claimed) {
+async fn run_job(state: &Workshop, mut job: jobs::Claimed) {
     let (id, source, bytes) = (job.id, job.source.clone(), std::mem::take(&mut job.bytes));
     let heartbeat = actix_web::rt::spawn(beat(state.clone(), id));
     let prepared = tokio::task::spawn_blocking(move || documents::prepare(&source, bytes))
@@ -444,13 +443,13 @@ async fn run_job(state: &AppState, mut job: jobs::Claimed) {
 }
 
 /// Tells the other replicas, every [`jobs::HEARTBEAT_SECS`], that job `id` is still running here.
-async fn beat(state: AppState, id: i64) {
+async fn beat(state: Workshop, id: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(jobs::HEARTBEAT_SECS));
     tick.tick().await;
     loop {
         tick.tick().await;
         let now = state.clock.now();
-        let replica = state.duty.replica.clone();
+        let replica = state.replica.clone();
         match state.store.run(move |c| jobs::beat(c, now, id, &replica)).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -460,7 +459,7 @@ async fn beat(state: AppState, id: i64) {
 }
 
 /// Waits until the index holds feed entry `seq`, for at most [`INDEX_WAIT`].
-pub async fn wait_indexed(state: &AppState, seq: i64) {
+pub async fn wait_indexed(state: &Workshop, seq: i64) {
     let knowledge = state.knowledge.clone();
     let held = tokio::task::spawn_blocking(move || knowledge.index.wait_for(seq, INDEX_WAIT)).await;
     if !matches!(held, Ok(true)) {
@@ -469,3 +468,15 @@ pub async fn wait_indexed(state: &AppState, seq: i64) {
 }
 
 pub type SharedKnowledge = Arc<Knowledge>;
+
+/// What ingestion, embedding and waiting on them need of the server; each worker holds a clone.
+#[derive(Clone)]
+pub struct Workshop {
+    pub store: Store,
+    pub clock: crate::clock::SharedClock,
+    pub knowledge: SharedKnowledge,
+    pub catalog: Arc<crate::catalog::Catalog>,
+    pub config: Arc<crate::config::Config>,
+    /// This replica's name, for job claims.
+    pub replica: Arc<str>,
+}

@@ -1,38 +1,5 @@
 //! Templates (compiled in by askama) and static assets, embedded in the binary at build time:
-//! nothing is fetched from a CDN, and no web fonts come from outside.
+//! nothing is fetched from a CDN, and no web fonts come from outside. `http::assets` serves them.
 
-use crate::http::routes::Routes;
-use crate::state::AppState;
-use actix_web::{HttpResponse, web};
-
-const APP_CSS: &str = include_str!("static/app.css");
-const APP_JS: &str = include_str!("static/app.js");
-
-pub fn routes(r: &mut Routes) {
-    r.get("/static/app.css", || async { asset(APP_CSS, "text/css; charset=utf-8") })
-        .get("/static/app.js", || async { asset(APP_JS, "text/javascript; charset=utf-8") })
-        .get("/theme.css", theme_css)
-        .get("/theme/logo", logo);
-}
-
-fn asset(body: &'static str, content_type: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(("Cache-Control", "public, max-age=3600"))
-        .body(body)
-}
-
-async fn theme_css(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header(("Cache-Control", "no-cache"))
-        .body(state.theme.css())
-}
-
-async fn logo(state: web::Data<AppState>) -> HttpResponse {
-    let (bytes, content_type) = state.theme.logo();
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(("Cache-Control", "no-cache"))
-        .body(bytes.to_vec())
-}
+pub const APP_CSS: &str = include_str!("static/app.css");
+pub const APP_JS: &str = include_str!("static/app.js");

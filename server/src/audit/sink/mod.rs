@@ -10,10 +10,11 @@ pub mod syslog;
 pub mod transport;
 
 use super::{Actor, AuditEvent, Event, Outcome, chain};
+use crate::clock::SharedClock;
 use crate::config::SinkConfig;
 use crate::error::AppResult;
-use crate::state::AppState;
 use crate::store::Conn;
+use crate::store::Store;
 use crate::store::schema::{audit_events, audit_sinks};
 use crate::with_conn;
 use diesel::prelude::*;
@@ -127,10 +128,27 @@ fn advance(conn: &mut Conn, name: &str, owner: &str, seq: i64) -> QueryResult<()
     Ok(())
 }
 
+/// Where a sink may connect: the egress policy (`egress::Egress`), which records a refusal.
+pub trait Gate: Send + Sync {
+    /// The addresses `host:port` may be reached at, or why not.
+    fn check(&self, what: &str, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, String>;
+}
+
+/// What the forwarding threads need: where the log is, the time, the way out, where to report
+/// each sink's state, and this replica's name for the sinks' leases.
+#[derive(Clone)]
+pub struct Forwarder {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub egress: std::sync::Arc<dyn Gate>,
+    pub ledger: std::sync::Arc<super::Ledger>,
+    pub replica: std::sync::Arc<str>,
+}
+
 /// Starts one forwarding thread per configured sink.
-pub fn start(state: &AppState) {
-    for cfg in state.config.audit.sinks.clone() {
-        let state = state.clone();
+pub fn start(sinks: &[SinkConfig], forwarder: Forwarder) {
+    for cfg in sinks.iter().cloned() {
+        let state = forwarder.clone();
         let name = format!("audit-sink-{}", cfg.name);
         let spawned = std::thread::Builder::new().name(name).spawn(move || forward(state, cfg));
         if let Err(e) = spawned {
@@ -139,9 +157,9 @@ pub fn start(state: &AppState) {
     }
 }
 
-fn forward(state: AppState, cfg: SinkConfig) {
+fn forward(state: Forwarder, cfg: SinkConfig) {
     let hostname = syslog::hostname();
-    let owner = state.duty.replica.to_string();
+    let owner = state.replica.to_string();
     let mut link: Option<Transport> = None;
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
@@ -163,7 +181,7 @@ fn forward(state: AppState, cfg: SinkConfig) {
         let last = events.last().map_or(0, |e| e.seq);
         let sent = match link.as_mut() {
             Some(l) => l.send(&events, &hostname),
-            None => Transport::open(&cfg, &state.egress).and_then(|mut l| {
+            None => Transport::open(&cfg, state.egress.as_ref()).and_then(|mut l| {
                 let r = l.send(&events, &hostname);
                 link = Some(l);
                 r
@@ -182,7 +200,7 @@ fn forward(state: AppState, cfg: SinkConfig) {
                 }
                 failing = false;
                 backoff = Duration::from_secs(1);
-                state.audit.note_sink(&cfg.name, Some(last), None, now);
+                state.ledger.note_sink(&cfg.name, Some(last), None, now);
             }
             Err(e) => {
                 link = None;
@@ -190,7 +208,7 @@ fn forward(state: AppState, cfg: SinkConfig) {
                     tracing::warn!(sink = %cfg.name, error = %e, "audit sink unreachable; events wait in the log");
                 }
                 failing = true;
-                state.audit.note_sink(&cfg.name, None, Some(e), now);
+                state.ledger.note_sink(&cfg.name, None, Some(e), now);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }

@@ -1,11 +1,11 @@
 //! The wire to one sink: blocking sockets on the sink's own thread, with timeouts, so a slow or
 //! dead SIEM never holds up a request.
 
+use super::Gate;
 use super::syslog;
 use crate::audit::AuditEvent;
 use crate::audit::query::{self, Format};
 use crate::config::{SinkConfig, SinkKind};
-use crate::egress::Egress;
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub enum Transport {
 }
 
 /// The addresses the egress policy lets this sink reach (connect to these, not the name).
-fn allowed(cfg: &SinkConfig, egress: &Egress, address: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+fn allowed(cfg: &SinkConfig, egress: &dyn Gate, address: &str) -> Result<Vec<std::net::SocketAddr>, String> {
     let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("{address} is not host:port"))?;
     let port: u16 = port.parse().map_err(|_| format!("{address}: bad port"))?;
     egress.check(&format!("audit sink {}", cfg.name), host, port)
@@ -43,7 +43,7 @@ fn connect_tcp(address: &str, addrs: Vec<std::net::SocketAddr>) -> Result<TcpStr
 }
 
 impl Transport {
-    pub fn open(cfg: &SinkConfig, egress: &Egress) -> Result<Transport, String> {
+    pub fn open(cfg: &SinkConfig, egress: &dyn Gate) -> Result<Transport, String> {
         let address = cfg.address.as_deref().unwrap_or_default();
         match cfg.kind {
             SinkKind::SyslogTcp => connect_tcp(address, allowed(cfg, egress, address)?).map(Transport::Tcp),

@@ -1,8 +1,8 @@
 //! `/api/admin/users` and `/api/admin/groups`, over the Accounts service.
 
 use crate::auth::accounts::{AccountChanges, NewAccount, NewGroup};
-use crate::auth::guard::{AdminOnly, Authed};
 use crate::error::AppResult;
+use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};

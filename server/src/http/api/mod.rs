@@ -4,9 +4,9 @@
 mod accounts;
 mod models;
 
-use crate::auth::guard::{AnyUser, Authed, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::auth::{groups, login};
 use crate::error::{AppError, AppResult};
+use crate::http::guard::{AnyUser, Authed, SESSION_COOKIE, Via, client_ip, user_agent};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};

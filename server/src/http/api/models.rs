@@ -1,9 +1,9 @@
 //! `/api/admin/models`, over the Models service.
 
-use crate::auth::guard::{AdminOnly, Authed};
 use crate::catalog::Upload;
 use crate::catalog::models::ImportFrom;
 use crate::error::{AppError, AppResult};
+use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};

@@ -1,9 +1,9 @@
 //! The permission guard lives in the extractor's type: a handler that takes `Authed<AdminOnly>`
 //! cannot run for anyone but an enabled admin, and cannot forget to check.
 
-use super::users::User;
-use super::{Role, sessions, tokens};
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::auth::users::User;
+use crate::auth::{Role, sessions, tokens};
 use crate::error::{AppError, ErrorKind};
 use crate::state::AppState;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -84,11 +84,11 @@ impl<P> Authed<P> {
     }
 
     /// Who is asking for a key, for the rules on keys.
-    pub fn issuer(&self) -> super::tokens::Issuer {
+    pub fn issuer(&self) -> tokens::Issuer {
         let (user_id, admin) = (self.user.id, self.user.role == Role::Admin);
         match self.via {
-            Via::Session { .. } => super::tokens::Issuer::Session { user_id, admin },
-            Via::ApiToken { expires_at, .. } => super::tokens::Issuer::Key { user_id, admin, expires_at },
+            Via::Session { .. } => tokens::Issuer::Session { user_id, admin },
+            Via::ApiToken { expires_at, .. } => tokens::Issuer::Key { user_id, admin, expires_at },
         }
     }
 
