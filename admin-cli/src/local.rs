@@ -236,22 +236,18 @@ impl Local {
     /// server's worker does (a server that saw no heartbeat would take the job over).
     fn run_job(&self, mut claimed: jobs::Claimed) -> Result<Value, String> {
         let (id, bytes) = (claimed.id, std::mem::take(&mut claimed.bytes));
-        let done = std::sync::atomic::AtomicBool::new(false);
+        // The heartbeat beats until `done` is dropped, when the file has been read.
+        let (done, ended) = std::sync::mpsc::channel::<()>();
+        let replica = &claimed.replica;
         let prepared = std::thread::scope(|s| {
-            s.spawn(|| {
-                let beat = std::time::Duration::from_secs(jobs::HEARTBEAT_SECS);
-                let tick = std::time::Duration::from_millis(100);
-                let mut last = std::time::Instant::now();
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    if last.elapsed() >= beat {
-                        last = std::time::Instant::now();
-                        let _ = self.store.run_blocking(|c| jobs::beat(c, self.now(), id, &claimed.replica));
-                    }
+            s.spawn(move || {
+                let every = std::time::Duration::from_secs(jobs::HEARTBEAT_SECS);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(every) {
+                    let _ = self.store.run_blocking(|c| jobs::beat(c, self.now(), id, replica));
                 }
             });
             let prepared = documents::prepare(&claimed.source, bytes);
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(done);
             prepared
         });
         let stored =

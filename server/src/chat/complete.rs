@@ -52,6 +52,12 @@ pub async fn usable(state: &AppState, actor: &Actor, asked: Option<String>) -> A
     Ok(Usable(name))
 }
 
+/// What a prompt asks: its last user message. The chat content policy captures it, and the
+/// web chat searches the person's documents for it.
+pub fn question(prompt: &[ChatMessage]) -> String {
+    prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default()
+}
+
 /// Who asks, as the audit log and the usage counts name them.
 #[derive(Debug, Clone)]
 pub struct Asker {
@@ -136,9 +142,7 @@ pub async fn open(
             params.max_tokens
         )));
     }
-    // What the answer answers, for the chat content policy.
-    let question =
-        prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+    let question = question(&prompt);
     let slot = state.generations.start(asker.user_id)?;
     let at = Chats { catalog: &state.catalog, remotes: &state.remotes, store: &state.store };
     let opened = crate::catalog::open_chat(at, asker.user_id, model.name(), prompt, params).await?;

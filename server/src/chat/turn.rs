@@ -128,9 +128,8 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         prompt.push(ChatMessage::new("user", content));
     }
 
-    // What this reply answers: for the content policy, and the search for its sources.
-    let question =
-        prompt.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default();
+    // What this reply answers: the search for its sources looks for it.
+    let question = complete::question(&prompt);
     let caller = crate::knowledge::collections::Caller::user(&turn.user);
     let window = state.catalog.manifest(model.name()).ok().map(|m| m.context_length);
     let cited = sources::retrieve(

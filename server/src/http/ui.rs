@@ -307,17 +307,14 @@ impl<P: Policy + 'static, T: DeserializeOwned + 'static> FromRequest for CsrfFor
         Box::pin(async move {
             let Page(who) = page.await?;
             let refuse = |error| UiError { error, product: product.clone(), path: "/".into() };
-            let body = body.await.map_err(|e| refuse(AppError::bad_request(format!("invalid form: {e}"))))?;
+            let invalid = |why: String| refuse(AppError::bad_request(format!("invalid form: {why}")));
+            let body = body.await.map_err(|e| invalid(e.to_string()))?;
             if !is_form {
-                return Err(refuse(AppError::bad_request(
-                    "invalid form: send application/x-www-form-urlencoded",
-                )));
+                return Err(invalid("send application/x-www-form-urlencoded".into()));
             }
-            let token: FormToken = serde_urlencoded::from_bytes(&body)
-                .map_err(|e| refuse(AppError::bad_request(format!("invalid form: {e}"))))?;
+            let token: FormToken = serde_urlencoded::from_bytes(&body).map_err(|e| invalid(e.to_string()))?;
             check_csrf(&who, &token.csrf).map_err(refuse)?;
-            let form = serde_urlencoded::from_bytes(&body)
-                .map_err(|e| refuse(AppError::bad_request(format!("invalid form: {e}"))))?;
+            let form = serde_urlencoded::from_bytes(&body).map_err(|e| invalid(e.to_string()))?;
             Ok(CsrfForm { who, form })
         })
     }
