@@ -2,19 +2,26 @@
 //! Every change is audited with the operating-system user as the actor.
 
 use crate::backend::Backend;
+use ayush_server::assistants::{Assistants, PresetBody};
+use ayush_server::audit::log::{self, AuditLog};
 use ayush_server::audit::query::{self, Filter, Format};
-use ayush_server::audit::{self, Actor, Event, Outcome};
+use ayush_server::audit::{self, Actor};
 use ayush_server::auth::accounts::{AccountChanges, Accounts, NewAccount, NewGroup};
+use ayush_server::auth::keys::{Keys, NewKey};
 use ayush_server::auth::ldap::Directory;
-use ayush_server::auth::{Role, directory_sync, mapping, tokens};
+use ayush_server::auth::sso::{NewRule, Sso};
+use ayush_server::auth::tokens::Issuer;
+use ayush_server::auth::{Role, mapping};
 use ayush_server::catalog::models::{ImportFrom, Models};
+use ayush_server::catalog::provider_admin::Providers;
+use ayush_server::catalog::remote::Remotes;
 use ayush_server::catalog::{Catalog, providers};
-use ayush_server::chat::presets;
 use ayush_server::clock::{Clock, SharedClock, SystemClock};
 use ayush_server::config::{Config, Overrides};
 use ayush_server::error::AppError;
 use ayush_server::knowledge::collections::{self, Caller};
-use ayush_server::knowledge::{Knowledge, Queued, documents, jobs};
+use ayush_server::knowledge::library::Settled;
+use ayush_server::knowledge::{Knowledge, Library, Queued, documents, jobs};
 use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
 use serde_json::{Value, json};
@@ -26,9 +33,13 @@ pub struct Local {
     store: Store,
     config: Config,
     actor: Actor,
-    ledger: audit::Ledger,
+    ledger: Arc<audit::Ledger>,
+    audit_log: AuditLog,
     accounts: Accounts,
     models: Models,
+    library: Library,
+    keys: Keys,
+    assistants: Assistants,
     /// Runs the services, which are async as the server needs them.
     rt: tokio::runtime::Runtime,
 }
@@ -75,13 +86,33 @@ impl Local {
     pub fn open(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Local, String> {
         let config = Local::config(config, data_dir)?;
         let (ledger, chain) = audit::Ledger::open(&config).map_err(|e| e.to_string())?;
+        let ledger = Arc::new(ledger);
         let store =
             Store::open(&config.database, &config.server.data_dir, chain).map_err(|e| e.to_string())?;
         let clock: SharedClock = Arc::new(SystemClock);
         let accounts = Accounts::new(store.clone(), clock.clone(), &config);
-        let models = Models::new(store.clone(), clock, Arc::new(Catalog::new(&config.server.data_dir)));
+        let models =
+            Models::new(store.clone(), clock.clone(), Arc::new(Catalog::new(&config.server.data_dir)));
+        // No index and no workers here: a running server finds the changes on the feed.
+        let library = Library::new(store.clone(), clock.clone(), &config.knowledge, None);
+        let keys = Keys::new(store.clone(), clock.clone());
+        let assistants =
+            Assistants::new(store.clone(), clock, Arc::new(Catalog::new(&config.server.data_dir)));
+        let audit_log = AuditLog::new(store.clone(), Arc::new(SystemClock), ledger.clone());
         let rt = runtime()?;
-        Ok(Local { store, config, actor: Actor::local_cli(), ledger, accounts, models, rt })
+        Ok(Local {
+            audit_log,
+            store,
+            config,
+            actor: Actor::local_cli(),
+            ledger,
+            accounts,
+            models,
+            library,
+            keys,
+            assistants,
+            rt,
+        })
     }
 
     fn block_on<T>(
@@ -102,9 +133,7 @@ impl Local {
 
     /// Signs a checkpoint of the chain head now.
     pub fn audit_checkpoint(&self) -> Result<Value, String> {
-        let now = self.now();
-        let made = self.store.run_blocking(|c| self.ledger.checkpoint(c, now, "manual")).map_err(err)?;
-        match made {
+        match self.block_on(self.audit_log.checkpoint())? {
             Some(cp) => to_json(cp),
             None => Err("the audit log holds no events yet: there is nothing to sign".into()),
         }
@@ -121,6 +150,26 @@ impl Local {
     fn egress(&self) -> ayush_server::egress::Egress {
         let clock: ayush_server::clock::SharedClock = std::sync::Arc::new(SystemClock);
         ayush_server::egress::Egress::new(&self.config.egress).recording(self.store.clone(), clock)
+    }
+
+    /// Providers are reached with the server's sealing key and egress policy.
+    fn providers(&self) -> Result<Providers, String> {
+        let tls = ayush_server::tls::client_config(None, "providers")?;
+        let remotes = Remotes::new(self.sealing_key()?, Arc::new(self.egress()), Arc::new(tls));
+        Ok(Providers::new(self.store.clone(), self.clock(), Arc::new(remotes), self.egress()))
+    }
+
+    /// The mapping rules, and (`with_directory`, where `[ldap]` is enabled) the directory.
+    fn sso(&self, with_directory: bool) -> Result<Sso, String> {
+        let directory = match with_directory && self.config.ldap.enabled {
+            true => Some(Arc::new(self.directory()?)),
+            false => None,
+        };
+        Ok(Sso::new(self.store.clone(), self.clock(), directory, self.default_role()))
+    }
+
+    fn clock(&self) -> SharedClock {
+        Arc::new(SystemClock)
     }
 
     fn default_role(&self) -> Option<Role> {
@@ -223,10 +272,7 @@ impl Local {
 
     /// Prunes old events now (retention), behind a signed checkpoint.
     pub fn audit_prune(&self, days: Option<u64>) -> Result<Value, String> {
-        let now = self.now();
-        let pruned =
-            self.store.run_blocking(|c| self.ledger.prune(c, now, days, &self.actor)).map_err(err)?;
-        match pruned {
+        match self.block_on(self.audit_log.prune(self.actor.clone(), days))? {
             Some(p) => to_json(p),
             None => Ok(json!({"pruned": 0, "message": "no event is old enough to prune"})),
         }
@@ -254,7 +300,8 @@ impl Local {
             prepared.and_then(|p| self.store.run_blocking(|c| jobs::complete(c, self.now(), &claimed, &p)));
         match stored {
             Ok(Some(ingested)) => to_json(ingested),
-            Ok(None) => self.wait_job(id),
+            // The claim was lost to a server that took the job over: it finishes it.
+            Ok(None) => self.settle(Queued::Job(self.store.run_blocking(|c| jobs::get(c, id)).map_err(err)?)),
             Err(e) => {
                 self.store.run_blocking(|c| jobs::fail(c, self.now(), id, &e.message)).map_err(err)?;
                 Err(e.message)
@@ -263,29 +310,12 @@ impl Local {
     }
 
     /// Waits for a job another process runs, and answers as if it had run here.
-    fn wait_job(&self, id: i64) -> Result<Value, String> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-        loop {
-            let (job, ended) = self
-                .store
-                .run_blocking(|c| {
-                    let job = jobs::get(c, id)?;
-                    let ended = jobs::outcome(c, &job)?;
-                    Ok((job, ended))
-                })
-                .map_err(err)?;
-            match ended {
-                Some(ingested) => return to_json(ingested),
-                None if std::time::Instant::now() > deadline => {
-                    return Err(format!("job {id} is still {} after ten minutes", job.status));
-                }
-                None => std::thread::sleep(std::time::Duration::from_millis(200)),
-            }
+    fn settle(&self, queued: Queued) -> Result<Value, String> {
+        let wait = Some(std::time::Duration::from_secs(600));
+        match self.block_on(self.library.settle(queued, wait))? {
+            Settled::Unchanged(ingested) | Settled::Stored(ingested) => to_json(ingested),
+            Settled::Pending(job) => Err(format!("job {} is still {} after ten minutes", job.id, job.status)),
         }
-    }
-
-    fn catalog(&self) -> Catalog {
-        Catalog::new(&self.config.server.data_dir)
     }
 }
 
@@ -389,31 +419,19 @@ impl Backend for Local {
             .map(serde_json::from_value::<audit::anchor::Checkpoint>)
             .transpose()
             .map_err(|e| format!("not an audit checkpoint: {e}"))?;
-        let now = self.now();
-        let report = self
-            .store
-            .run_blocking(|c| self.ledger.verify(c, now, from.as_ref(), Some(&self.actor)))
-            .map_err(err)?;
-        to_json(report)
+        to_json(self.block_on(self.audit_log.verify(self.actor.clone(), from))?)
     }
 
     fn audit_export(&self, filter: &Filter, format: Format, out: &mut dyn Write) -> Result<(), String> {
-        let checked = filter.check().map_err(err)?;
-        let now = self.now();
-        let upto = self
-            .store
-            .run_blocking(|c| query::record_export(c, now, &self.actor, filter, format))
-            .map_err(err)?;
+        let export = self.block_on(self.audit_log.export(self.actor.clone(), filter.clone(), format))?;
         let mut io_error = None;
-        self.store
-            .run_blocking(|c| {
-                query::export(c, &checked, format, upto, |chunk| match out.write_all(chunk.as_bytes()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        io_error = Some(e);
-                        false
-                    }
-                })
+        export
+            .write_blocking(|chunk| match out.write_all(chunk.as_bytes()) {
+                Ok(()) => true,
+                Err(e) => {
+                    io_error = Some(e);
+                    false
+                }
             })
             .map_err(err)?;
         match io_error {
@@ -423,155 +441,102 @@ impl Backend for Local {
     }
 
     fn create_key(&self, user: &str, name: &str, expires_days: Option<u32>) -> Result<Value, String> {
-        let now = self.now();
-        let (token, secret) = self
-            .store
-            .run_blocking(|c| {
-                tokens::create_for_days(c, now, &self.actor, tokens::Issuer::Local, user, name, expires_days)
-            })
-            .map_err(err)?;
-        Ok(json!({"key": to_json(token)?, "secret": secret}))
+        let new = NewKey { user: user.into(), name: name.into(), expires_days };
+        to_json(self.block_on(self.keys.create(self.actor.clone(), Issuer::Local, new))?)
     }
 
     fn list_keys(&self, user: Option<&str>) -> Result<Value, String> {
-        let rows = self.store.run_blocking(|c| tokens::list(c, user)).map_err(err)?;
-        let rows: Vec<Value> = rows
-            .into_iter()
-            .map(|(t, username)| {
-                let mut v = to_json(t)?;
-                v["user"] = Value::String(username);
-                Ok(v)
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(Value::Array(rows))
+        to_json(self.block_on(self.keys.list(user.map(str::to_string)))?)
     }
 
     fn revoke_key(&self, id: i64) -> Result<(), String> {
-        self.store.run_blocking(|c| tokens::revoke(c, self.now(), &self.actor, id)).map_err(err)
+        self.block_on(self.keys.revoke(self.actor.clone(), id))
     }
 
     fn list_providers(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(providers::list).map_err(err)?)
+        to_json(self.block_on(self.providers()?.list())?)
     }
 
     fn add_provider(&self, body: Value) -> Result<Value, String> {
         let new: providers::NewProvider = serde_json::from_value(body).map_err(|e| e.to_string())?;
-        let (key, egress) = (self.sealing_key()?, self.egress());
-        to_json(
-            self.store
-                .run_blocking(|c| providers::create(c, self.now(), &self.actor, &key, &egress, new))
-                .map_err(err)?,
-        )
+        to_json(self.block_on(self.providers()?.create(self.actor.clone(), new))?)
     }
 
     fn change_provider(&self, name: &str, body: Value) -> Result<Value, String> {
         let change: providers::Change = serde_json::from_value(body).map_err(|e| e.to_string())?;
-        let (key, egress) = (self.sealing_key()?, self.egress());
-        to_json(
-            self.store
-                .run_blocking(|c| providers::change(c, self.now(), &self.actor, &key, &egress, name, change))
-                .map_err(err)?,
-        )
+        to_json(self.block_on(self.providers()?.change(self.actor.clone(), name.into(), change))?)
     }
 
     fn remove_provider(&self, name: &str) -> Result<(), String> {
-        self.store.run_blocking(|c| providers::remove(c, self.now(), &self.actor, name)).map_err(err)
+        self.block_on(self.providers()?.remove(self.actor.clone(), name.into()))
     }
 
     fn list_collections(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(|c| collections::list(c, Caller::local_admin())).map_err(err)?)
+        to_json(self.block_on(self.library.list(Caller::local_admin()))?)
     }
 
     fn create_collection(&self, body: Value) -> Result<Value, String> {
         let new: collections::NewCollection = serde_json::from_value(body).map_err(|e| e.to_string())?;
-        let created = self
-            .store
-            .run_blocking(|c| collections::create(c, self.now(), &self.actor, Caller::local_admin(), new))
-            .map_err(err)?;
-        to_json(created)
+        to_json(self.block_on(self.library.create(self.actor.clone(), Caller::local_admin(), new))?)
     }
 
     fn remove_collection(&self, name: &str) -> Result<(), String> {
-        self.store
-            .run_blocking(|c| collections::remove(c, self.now(), &self.actor, Caller::local_admin(), name))
-            .map_err(err)
+        self.block_on(self.library.remove(self.actor.clone(), Caller::local_admin(), name.into()))
     }
 
     fn grant_collection(&self, name: &str, group: &str) -> Result<(), String> {
-        self.store
-            .run_blocking(|c| collections::grant_read(c, self.now(), &self.actor, name, group))
-            .map_err(err)
+        self.block_on(self.library.grant(self.actor.clone(), name.into(), group.into()))
     }
 
     fn revoke_collection(&self, name: &str, group: &str) -> Result<(), String> {
-        self.store
-            .run_blocking(|c| collections::revoke_read(c, self.now(), &self.actor, name, group))
-            .map_err(err)
+        self.block_on(self.library.revoke(self.actor.clone(), name.into(), group.into()))
     }
 
     fn list_documents(&self, collection: &str) -> Result<Value, String> {
-        let docs = self
-            .store
-            .run_blocking(|c| {
-                let row = collections::managed(c, Caller::local_admin(), collection)?;
-                documents::list(c, &row)
-            })
-            .map_err(err)?;
-        to_json(docs)
+        to_json(self.block_on(self.library.documents(Caller::local_admin(), collection.into()))?)
     }
 
     /// Queued exactly as the server queues an upload, then run here at once, so the job history
     /// shows it; the server's index picks the document up from the feed within seconds.
     fn add_document(&self, collection: &str, source: &str, bytes: Vec<u8>) -> Result<Value, String> {
-        let limit = self.config.knowledge.max_file_mib * 1024 * 1024;
-        if bytes.len() as u64 > limit {
-            return Err(format!("{source}: larger than knowledge.max_file_mib ({} MiB)", limit >> 20));
-        }
-        let (now, caller) = (self.now(), Caller::local_admin());
-        let queued = self
-            .store
-            .run_blocking(|c| jobs::queue(c, now, &self.actor, caller, collection, source, &bytes))
-            .map_err(err)?;
+        let queued = self.block_on(self.library.queue(
+            self.actor.clone(),
+            Caller::local_admin(),
+            collection.into(),
+            source.into(),
+            bytes,
+        ))?;
         let job = match queued {
             Queued::Unchanged(ingested) => return to_json(ingested),
             Queued::Job(job) => job,
         };
         let replica =
             format!("ayushctl:{}:{}", ayush_server::audit::sink::syslog::hostname(), std::process::id());
-        let claimed = self.store.run_blocking(|c| jobs::claim_job(c, now, &replica, job.id)).map_err(err)?;
+        let claimed =
+            self.store.run_blocking(|c| jobs::claim_job(c, self.now(), &replica, job.id)).map_err(err)?;
         match claimed {
             Some(claimed) => self.run_job(claimed),
             // A running server's worker took it first: it ingests the file.
-            None => self.wait_job(job.id),
+            None => self.settle(Queued::Job(job)),
         }
     }
 
     fn list_presets(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(presets::list).map_err(err)?)
+        to_json(self.block_on(self.assistants.list())?)
     }
 
     fn create_preset(&self, body: Value) -> Result<Value, String> {
-        let body: presets::PresetBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
-        let catalog = self.catalog();
-        to_json(
-            self.store
-                .run_blocking(|c| presets::create(c, self.now(), &self.actor, &catalog, body))
-                .map_err(err)?,
-        )
+        let body: PresetBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        to_json(self.block_on(self.assistants.create(self.actor.clone(), body))?)
     }
 
     fn change_preset(&self, name: &str, body: Value) -> Result<Value, String> {
-        let body: presets::PresetBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
-        let catalog = self.catalog();
-        to_json(
-            self.store
-                .run_blocking(|c| presets::change(c, self.now(), &self.actor, &catalog, name, body))
-                .map_err(err)?,
-        )
+        let body: PresetBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        to_json(self.block_on(self.assistants.change(self.actor.clone(), name.into(), body))?)
     }
 
     fn remove_preset(&self, name: &str) -> Result<(), String> {
-        self.store.run_blocking(|c| presets::remove(c, self.now(), &self.actor, name)).map_err(err)
+        self.block_on(self.assistants.remove(self.actor.clone(), name.into()))
     }
 
     /// The server's report, read off the data directory: the index as its last commit left
@@ -603,41 +568,28 @@ impl Backend for Local {
     }
 
     fn rebuild_index(&self) -> Result<Value, String> {
+        // Opening the index takes its writer lock, so this fails while a server holds it.
         let knowledge =
             Knowledge::open(&self.config.knowledge, &self.config.server.data_dir, self.store.clone())
                 .map_err(|e| e.to_string())?;
-        let passages = knowledge.index.rebuild()?;
-        let event =
-            Event::new(&self.actor, "index.rebuild", Outcome::Success).details(json!({"passages": passages}));
-        self.store.run_blocking(|c| audit::record(c, self.now(), &event)).map_err(err)?;
+        let clock: SharedClock = Arc::new(SystemClock);
+        let library =
+            Library::new(self.store.clone(), clock, &self.config.knowledge, Some(Arc::new(knowledge)));
+        let passages = self.block_on(library.rebuild(self.actor.clone()))?;
         Ok(json!({"passages": passages}))
     }
 
     fn test_provider(&self, name: &str) -> Result<Value, String> {
-        use ayush_server::catalog::remote::Remotes;
-        use ayush_server::models::provider::Provider as _;
-        let tls = ayush_server::tls::client_config(None, "providers")?;
-        let remotes =
-            Remotes::new(self.sealing_key()?, std::sync::Arc::new(self.egress()), std::sync::Arc::new(tls));
-        let models = self.rt.block_on(async {
-            let (remote, _) = remotes.get(&self.store, name).await.map_err(err)?;
-            remote.list_models().await.map_err(|e| e.to_string())
-        })?;
+        let models = self.block_on(self.providers()?.test(name.into()))?;
         Ok(json!({"models": models}))
     }
 
     fn directory_sync(&self, dry_run: bool) -> Result<Value, String> {
-        let directory = self.directory()?;
-        let now = self.now();
-        let report = self
-            .rt
-            .block_on(directory_sync::sync(&self.store, &directory, now, self.default_role(), dry_run))
-            .map_err(err)?;
-        to_json(report)
+        to_json(self.block_on(self.sso(true)?.sync(dry_run))?)
     }
 
     fn list_mappings(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(mapping::rules).map_err(err)?)
+        to_json(self.block_on(self.sso(false)?.rules())?)
     }
 
     fn add_mapping(
@@ -646,47 +598,33 @@ impl Backend for Local {
         role: Option<&str>,
         group: Option<&str>,
     ) -> Result<Value, String> {
-        let role = role.map(|r| r.parse::<Role>()).transpose()?;
-        let now = self.now();
-        to_json(
-            self.store
-                .run_blocking(|c| mapping::add(c, now, &self.actor, directory_group, role, group))
-                .map_err(err)?,
-        )
+        let new = NewRule {
+            directory_group: directory_group.into(),
+            role: role.map(str::to_string),
+            group: group.map(str::to_string),
+        };
+        to_json(self.block_on(self.sso(false)?.map(self.actor.clone(), new))?)
     }
 
     fn remove_mapping(&self, id: i64) -> Result<(), String> {
-        let now = self.now();
-        self.store.run_blocking(|c| mapping::remove(c, now, &self.actor, id)).map_err(err)
+        self.block_on(self.sso(false)?.unmap(self.actor.clone(), id))
     }
 
     fn audit_holds(&self) -> Result<Value, String> {
-        to_json(self.store.run_blocking(audit::retention::holds).map_err(err)?)
+        to_json(self.block_on(self.audit_log.holds())?)
     }
 
     fn audit_hold(&self, user: &str, reason: &str) -> Result<Value, String> {
-        let now = self.now();
-        to_json(
-            self.store
-                .run_blocking(|c| audit::retention::place(c, now, &self.actor, user, reason))
-                .map_err(err)?,
-        )
+        to_json(self.block_on(self.audit_log.hold(self.actor.clone(), user.into(), reason.into()))?)
     }
 
     fn audit_release(&self, user: &str) -> Result<(), String> {
-        let now = self.now();
-        self.store.run_blocking(|c| audit::retention::release(c, now, &self.actor, user)).map_err(err)
+        self.block_on(self.audit_log.release(self.actor.clone(), user.into()))
     }
 
     fn audit_events(&self, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Value>, String> {
-        let checked = filter.check().map_err(err)?;
-        let events = self
-            .store
-            .run_blocking(|c| match after {
-                Some(after) => query::page_after(c, &checked, after, limit),
-                None => query::page(c, &checked, None, limit),
-            })
-            .map_err(err)?;
+        let paging = log::Paging { before: None, after, limit };
+        let events = self.block_on(self.audit_log.events(filter, paging))?;
         Ok(events.iter().map(query::to_json).collect())
     }
 

@@ -1,6 +1,7 @@
 //! The Ayush appliance: web UI, JSON API, auth, audit and theming over one database.
 //! `build_app` is the one app builder; `main.rs` and the tests both use it.
 
+pub mod assistants;
 pub mod audit;
 pub mod auth;
 pub mod backup;

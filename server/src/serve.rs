@@ -85,7 +85,8 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     )
     .map_err(StartError::Secrets)?;
     let tls = crate::tls::client_config(None, "providers").map_err(StartError::Tls)?;
-    let remotes = crate::catalog::remote::Remotes::new(sealing, Arc::new(egress.clone()), Arc::new(tls));
+    let remotes =
+        Arc::new(crate::catalog::remote::Remotes::new(sealing, Arc::new(egress.clone()), Arc::new(tls)));
     let knowledge =
         crate::knowledge::Knowledge::open(&config.knowledge, &config.server.data_dir, store.clone())
             .map_err(|e| StartError::Index(e.to_string()))?;
@@ -109,9 +110,31 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         std::process::id(),
         &crate::auth::secret::random_token()[..8]
     );
+    let ledger = Arc::new(ledger);
     Ok(AppState {
+        audit_log: crate::audit::log::AuditLog::new(store.clone(), clock.clone(), ledger.clone()),
         accounts: crate::auth::accounts::Accounts::new(store.clone(), clock.clone(), &config),
         models: crate::catalog::models::Models::new(store.clone(), clock.clone(), catalog.clone()),
+        providers: crate::catalog::provider_admin::Providers::new(
+            store.clone(),
+            clock.clone(),
+            remotes.clone(),
+            egress.clone(),
+        ),
+        sso: crate::auth::sso::Sso::new(
+            store.clone(),
+            clock.clone(),
+            directory.clone(),
+            config.ldap.default_role.as_deref().and_then(|r| r.parse().ok()),
+        ),
+        keys: crate::auth::keys::Keys::new(store.clone(), clock.clone()),
+        assistants: crate::assistants::Assistants::new(store.clone(), clock.clone(), catalog.clone()),
+        library: crate::knowledge::Library::new(
+            store.clone(),
+            clock.clone(),
+            &config.knowledge,
+            Some(knowledge.clone()),
+        ),
         duty: Arc::new(Duty::new(replica)),
         metrics_token,
         generations: Arc::new(generations),
@@ -120,7 +143,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         proxies: Arc::new(proxies),
         noise: Default::default(),
         knowledge,
-        remotes: Arc::new(remotes),
+        remotes,
         config: Arc::new(config),
         store,
         clock,
@@ -128,7 +151,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         metrics: Arc::new(Metrics::default()),
         catalog,
         turns: Default::default(),
-        audit: Arc::new(ledger),
+        audit: ledger,
         directory,
         oidc: Arc::new(oidc),
         egress,

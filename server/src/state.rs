@@ -41,6 +41,14 @@ pub struct AppState {
     pub accounts: crate::auth::accounts::Accounts,
     /// What admins do to the model catalog.
     pub models: crate::catalog::models::Models,
+    /// The remote providers admins connect.
+    pub providers: crate::catalog::provider_admin::Providers,
+    /// Directory group mappings and the directory sync.
+    pub sso: crate::auth::sso::Sso,
+    /// API keys.
+    pub keys: crate::auth::keys::Keys,
+    /// The assistants (presets) admins offer.
+    pub assistants: crate::assistants::Assistants,
     pub clock: SharedClock,
     pub theme: Arc<Theme>,
     pub metrics: Arc<Metrics>,
@@ -53,6 +61,8 @@ pub struct AppState {
     /// The memory all uploads being received share.
     pub upload_memory: Arc<crate::limits::UploadMemory>,
     pub audit: Arc<crate::audit::Ledger>,
+    /// Reading, exporting, verifying and pruning the audit log, and holds on it.
+    pub audit_log: crate::audit::log::AuditLog,
     /// The LDAP directory, when `[ldap]` is enabled.
     pub directory: Option<Arc<crate::auth::ldap::Directory>>,
     /// The OpenID Connect providers people may sign in with.
@@ -61,8 +71,10 @@ pub struct AppState {
     pub egress: crate::egress::Egress,
     /// Remote providers, connected on first use.
     pub remotes: Arc<crate::catalog::remote::Remotes>,
-    /// Collections, documents and the full-text index.
+    /// The full-text index, the passage vectors and the ingestion workers' bells.
     pub knowledge: crate::knowledge::SharedKnowledge,
+    /// Collections, their readers, documents and ingestion jobs.
+    pub library: crate::knowledge::Library,
     /// Unauthenticated sign-in noise, counted and summarised.
     pub noise: Arc<crate::auth::noise::Noise>,
     /// What Prometheus must present to read `/metrics`, when set.

@@ -8,9 +8,8 @@
 use super::chain;
 use super::keys::{self, Keys};
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{audit_checkpoints, audit_events};
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use diesel::prelude::*;
@@ -134,11 +133,9 @@ impl Anchor {
             if db_seq < kept.seq {
                 return Err(AnchorError::Behind { kept: kept.clone(), db_seq });
             }
-            let at_kept: Option<Option<String>> = with_conn!(conn, |c| audit_events::table
-                .filter(audit_events::seq.eq(kept.seq))
-                .select(audit_events::hash)
-                .first(c)
-                .optional())?;
+            let at_kept: Option<Option<String>> = conn
+                .first(audit_events::table.filter(audit_events::seq.eq(kept.seq)).select(audit_events::hash))
+                .optional()?;
             if at_kept.flatten().as_deref() != Some(kept.hash.as_str()) {
                 return Err(AnchorError::Diverged { seq: kept.seq });
             }
@@ -240,32 +237,26 @@ pub fn checkpoint_at(
     reason: &str,
 ) -> AppResult<Checkpoint> {
     let cp = Checkpoint::sign(keys, seq, head, now, reason);
-    with_conn!(conn, |c| diesel::insert_into(audit_checkpoints::table)
-        .values((
-            audit_checkpoints::seq.eq(cp.seq),
-            audit_checkpoints::head.eq(&cp.head),
-            audit_checkpoints::at.eq(cp.at),
-            audit_checkpoints::reason.eq(&cp.reason),
-            audit_checkpoints::key_id.eq(&cp.key_id),
-            audit_checkpoints::signature.eq(&cp.signature),
-        ))
-        .execute(c))?;
+    conn.execute(diesel::insert_into(audit_checkpoints::table).values((
+        audit_checkpoints::seq.eq(cp.seq),
+        audit_checkpoints::head.eq(&cp.head),
+        audit_checkpoints::at.eq(cp.at),
+        audit_checkpoints::reason.eq(&cp.reason),
+        audit_checkpoints::key_id.eq(&cp.key_id),
+        audit_checkpoints::signature.eq(&cp.signature),
+    )))?;
     anchor.append_checkpoint(&cp).map_err(|e| AppError::internal(e.to_string()))?;
     Ok(cp)
 }
 
 pub fn latest_checkpoint(conn: &mut Conn) -> AppResult<Option<Checkpoint>> {
-    Ok(with_conn!(conn, |c| audit_checkpoints::table
-        .order(audit_checkpoints::id.desc())
-        .select(Checkpoint::as_select())
-        .first(c)
-        .optional())?)
+    Ok(conn
+        .first(audit_checkpoints::table.order(audit_checkpoints::id.desc()).select(columns::<Checkpoint>()))
+        .optional()?)
 }
 
 /// The checkpoints stored in the database, oldest first.
 pub fn stored_checkpoints(conn: &mut Conn) -> AppResult<Vec<Checkpoint>> {
-    Ok(with_conn!(conn, |c| audit_checkpoints::table
-        .order(audit_checkpoints::id.asc())
-        .select(Checkpoint::as_select())
-        .load(c))?)
+    Ok(conn
+        .load(audit_checkpoints::table.order(audit_checkpoints::id.asc()).select(columns::<Checkpoint>()))?)
 }

@@ -13,8 +13,7 @@ use super::AuditEvent;
 use super::keys::Keys;
 use crate::error::{AppError, AppResult};
 use crate::store::schema::{audit_events, audit_head};
-use crate::store::{Conn, Journal};
-use crate::with_conn;
+use crate::store::{Conn, Journal, columns};
 use diesel::prelude::*;
 use ring::hmac;
 use std::sync::Arc;
@@ -141,32 +140,32 @@ impl Fields<'_> {
 /// Takes the next sequence number and the previous MAC. The update locks the head row until the
 /// caller's transaction ends, so concurrent writers queue here and number in commit order.
 pub(super) fn advance_head(conn: &mut Conn) -> QueryResult<(i64, String)> {
-    let (seq, prev) = with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
-        .set(audit_head::seq.eq(audit_head::seq + 1))
-        .returning((audit_head::seq, audit_head::hash))
-        .get_result::<(i64, String)>(c))?;
+    let (seq, prev) = conn.get_result::<_, (i64, String)>(
+        diesel::update(audit_head::table.find(1))
+            .set(audit_head::seq.eq(audit_head::seq + 1))
+            .returning((audit_head::seq, audit_head::hash)),
+    )?;
     Ok((seq, if prev.is_empty() { GENESIS.to_string() } else { prev }))
 }
 
 /// Locks the head row without moving it, as writers do, and returns it: whoever holds it has
 /// the chain to themselves until their transaction ends.
 pub fn lock_head(conn: &mut Conn) -> QueryResult<(i64, String)> {
-    with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
-        .set(audit_head::seq.eq(audit_head::seq))
-        .returning((audit_head::seq, audit_head::hash))
-        .get_result::<(i64, String)>(c))
+    conn.get_result::<_, (i64, String)>(
+        diesel::update(audit_head::table.find(1))
+            .set(audit_head::seq.eq(audit_head::seq))
+            .returning((audit_head::seq, audit_head::hash)),
+    )
 }
 
 pub(super) fn set_head_hash(conn: &mut Conn, hash: &str) -> QueryResult<()> {
-    with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
-        .set(audit_head::hash.eq(hash))
-        .execute(c))?;
+    conn.execute(diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(hash)))?;
     Ok(())
 }
 
 /// The head as the database has it: the last sequence number and its MAC.
 pub fn head(conn: &mut Conn) -> QueryResult<(i64, String)> {
-    with_conn!(conn, |c| audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).first(c))
+    conn.first(audit_head::table.find(1).select((audit_head::seq, audit_head::hash)))
 }
 
 /// Seals events written before the chain existed (numbered by the migration, in id order).
@@ -174,31 +173,32 @@ pub fn head(conn: &mut Conn) -> QueryResult<(i64, String)> {
 pub fn seal_unsealed(conn: &mut Conn, chain: &Chain) -> QueryResult<usize> {
     conn.transaction(|conn| {
         let (head_seq, _) = lock_head(conn)?;
-        let rows: Vec<AuditEvent> = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::hash.is_null())
-            .order(audit_events::seq.asc())
-            .select(AuditEvent::as_select())
-            .load(c))?;
+        let rows: Vec<AuditEvent> = conn.load(
+            audit_events::table
+                .filter(audit_events::hash.is_null())
+                .order(audit_events::seq.asc())
+                .select(columns::<AuditEvent>()),
+        )?;
         let Some(first) = rows.first() else { return Ok(0) };
-        let before: Option<Option<String>> = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::seq.eq(first.seq - 1))
-            .select(audit_events::hash)
-            .first(c)
-            .optional())?;
+        let before: Option<Option<String>> = conn
+            .first(audit_events::table.filter(audit_events::seq.eq(first.seq - 1)).select(audit_events::hash))
+            .optional()?;
         let mut prev = before.flatten().unwrap_or_else(|| GENESIS.to_string());
         let mut scratch = Vec::new();
         let mut last_seq = head_seq;
         for row in &rows {
             let hash = chain.seal(&Fields { prev_hash: &prev, ..row.fields() }, &mut scratch);
-            with_conn!(conn, |c| diesel::update(audit_events::table.find(row.id))
-                .set((audit_events::prev_hash.eq(&prev), audit_events::hash.eq(&hash)))
-                .execute(c))?;
+            conn.execute(
+                diesel::update(audit_events::table.find(row.id))
+                    .set((audit_events::prev_hash.eq(&prev), audit_events::hash.eq(&hash))),
+            )?;
             prev = hash;
             last_seq = last_seq.max(row.seq);
         }
-        with_conn!(conn, |c| diesel::update(audit_head::table.find(1))
-            .set((audit_head::seq.eq(last_seq), audit_head::hash.eq(&prev)))
-            .execute(c))?;
+        conn.execute(
+            diesel::update(audit_head::table.find(1))
+                .set((audit_head::seq.eq(last_seq), audit_head::hash.eq(&prev))),
+        )?;
         Ok(rows.len())
     })
 }

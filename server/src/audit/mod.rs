@@ -8,6 +8,7 @@ pub mod chain;
 pub mod content;
 pub mod keys;
 pub mod ledger;
+pub mod log;
 pub mod query;
 pub mod retention;
 pub mod sink;
@@ -18,9 +19,8 @@ pub use keys::Keys;
 pub use ledger::Ledger;
 
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::Conn;
 use crate::store::schema::audit_events;
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -208,17 +208,15 @@ fn write(conn: &mut Conn, chain: &Chain, now: i64, event: &Event<'_>) -> QueryRe
     };
     let hash = chain.seal(&fields, &mut Vec::with_capacity(256));
     let row = NewAuditEvent { fields, hash };
-    with_conn!(conn, |c| diesel::insert_into(audit_events::table).values(&row).execute(c))?;
+    conn.execute(diesel::insert_into(audit_events::table).values(&row))?;
     chain::set_head_hash(conn, &row.hash)
 }
 
 /// The newest events first.
 pub fn recent(conn: &mut Conn, limit: i64) -> AppResult<Vec<AuditEvent>> {
-    Ok(with_conn!(conn, |c| (audit_events::table
-        .order(audit_events::seq.desc())
-        .limit(limit)
-        .select(AuditEvent::as_select()))
-    .load(c))?)
+    Ok(conn.load(
+        audit_events::table.order(audit_events::seq.desc()).limit(limit).select(columns::<AuditEvent>()),
+    )?)
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -3,8 +3,8 @@
 
 use super::AuditEvent;
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{audit_events, users};
+use crate::store::{Conn, columns};
 use crate::with_conn;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -204,23 +204,17 @@ macro_rules! filtered {
 fn resolve_user(conn: &mut Conn, mut f: Checked) -> AppResult<Checked> {
     if let Some((name, _)) = &f.user {
         let name = name.clone();
-        let id: Option<i64> = with_conn!(conn, |c| users::table
-            .filter(users::username.eq(&name))
-            .select(users::id)
-            .first(c)
-            .optional())?;
+        let id: Option<i64> =
+            conn.first(users::table.filter(users::username.eq(&name)).select(users::id)).optional()?;
         f.user = Some((name, id));
     }
     Ok(f)
 }
 
 pub fn by_seq(conn: &mut Conn, seq: i64) -> AppResult<AuditEvent> {
-    with_conn!(conn, |c| audit_events::table
-        .filter(audit_events::seq.eq(seq))
-        .select(AuditEvent::as_select())
-        .first(c)
-        .optional())?
-    .ok_or_else(|| AppError::not_found(format!("no audit event {seq}")))
+    conn.first(audit_events::table.filter(audit_events::seq.eq(seq)).select(columns::<AuditEvent>()))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("no audit event {seq}")))
 }
 
 /// One page, newest first, of events before `before` (a seq).
@@ -237,7 +231,7 @@ pub fn page(
         if let Some(before) = before {
             q = q.filter(audit_events::seq.lt(before));
         }
-        q.order(audit_events::seq.desc()).limit(limit).select(AuditEvent::as_select()).load(c)
+        q.order(audit_events::seq.desc()).limit(limit).select(columns::<AuditEvent>()).load(c)
     })?)
 }
 
@@ -245,11 +239,12 @@ pub fn page(
 pub fn page_after(conn: &mut Conn, filter: &Checked, after: i64, limit: i64) -> AppResult<Vec<AuditEvent>> {
     let f = resolve_user(conn, filter.clone())?;
     let limit = limit.clamp(1, 500);
+    // A boxed query is built for one backend: `with_conn!` builds it for each.
     Ok(with_conn!(conn, |c| filtered!(&f)
         .filter(audit_events::seq.gt(after))
         .order(audit_events::seq.asc())
         .limit(limit)
-        .select(AuditEvent::as_select())
+        .select(columns::<AuditEvent>())
         .load(c))?)
 }
 
@@ -265,11 +260,12 @@ pub fn scan(
     let mut cursor = after;
     let mut count = 0;
     loop {
-        let rows: Vec<AuditEvent> = with_conn!(conn, |c| filtered!(&f)
+        // A boxed query is built for one backend: `with_conn!` builds it for each.
+        let rows: Vec<AuditEvent> = with_conn!(&mut *conn, |c| filtered!(&f)
             .filter(audit_events::seq.gt(cursor))
             .order(audit_events::seq.asc())
             .limit(2000)
-            .select(AuditEvent::as_select())
+            .select(columns::<AuditEvent>())
             .load(c))?;
         let Some(last) = rows.last() else { return Ok(count) };
         cursor = last.seq;

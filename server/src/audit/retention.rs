@@ -10,7 +10,6 @@ use super::{Actor, Event, Outcome, chain};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
 use crate::store::schema::{audit_events, legal_holds, users};
-use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -32,29 +31,24 @@ impl Hold {
 }
 
 pub fn holds(conn: &mut Conn) -> AppResult<Vec<Hold>> {
-    Ok(with_conn!(conn, |c| legal_holds::table
-        .inner_join(users::table)
-        .order(users::username.asc())
-        .select((users::username, legal_holds::reason, legal_holds::placed_by, legal_holds::placed_at))
-        .load(c))?)
+    Ok(conn.load(legal_holds::table.inner_join(users::table).order(users::username.asc()).select((
+        users::username,
+        legal_holds::reason,
+        legal_holds::placed_by,
+        legal_holds::placed_at,
+    )))?)
 }
 
 pub fn is_held(conn: &mut Conn, user_id: i64) -> AppResult<bool> {
-    let found: Option<i64> = with_conn!(conn, |c| legal_holds::table
-        .find(user_id)
-        .select(legal_holds::user_id)
-        .first(c)
-        .optional())?;
+    let found: Option<i64> =
+        conn.first(legal_holds::table.find(user_id).select(legal_holds::user_id)).optional()?;
     Ok(found.is_some())
 }
 
 fn user_id(conn: &mut Conn, username: &str) -> AppResult<i64> {
-    with_conn!(conn, |c| users::table
-        .filter(users::username.eq(username))
-        .select(users::id)
-        .first(c)
-        .optional())?
-    .ok_or_else(|| AppError::not_found(format!("no user {username:?}")))
+    conn.first(users::table.filter(users::username.eq(username)).select(users::id))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("no user {username:?}")))
 }
 
 /// Places (or updates the reason of) a hold on a user.
@@ -68,15 +62,13 @@ pub fn place(conn: &mut Conn, now: i64, actor: &Actor, username: &str, reason: &
     }
     conn.transaction(|conn| {
         let id = user_id(conn, username)?;
-        with_conn!(conn, |c| diesel::delete(legal_holds::table.find(id)).execute(c))?;
-        with_conn!(conn, |c| diesel::insert_into(legal_holds::table)
-            .values((
-                legal_holds::user_id.eq(id),
-                legal_holds::reason.eq(reason),
-                legal_holds::placed_by.eq(&actor.name),
-                legal_holds::placed_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::delete(legal_holds::table.find(id)))?;
+        conn.execute(diesel::insert_into(legal_holds::table).values((
+            legal_holds::user_id.eq(id),
+            legal_holds::reason.eq(reason),
+            legal_holds::placed_by.eq(&actor.name),
+            legal_holds::placed_at.eq(now),
+        )))?;
         let event = Event::new(actor, "audit.hold_place", Outcome::Success)
             .target("user", username)
             .details(serde_json::json!({"reason": reason}));
@@ -93,7 +85,7 @@ pub fn place(conn: &mut Conn, now: i64, actor: &Actor, username: &str, reason: &
 pub fn release(conn: &mut Conn, now: i64, actor: &Actor, username: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let id = user_id(conn, username)?;
-        let removed = with_conn!(conn, |c| diesel::delete(legal_holds::table.find(id)).execute(c))?;
+        let removed = conn.execute(diesel::delete(legal_holds::table.find(id)))?;
         if removed == 0 {
             return Err(AppError::not_found(format!("{username} is not under legal hold")));
         }
@@ -137,10 +129,11 @@ pub fn prune(
     let cutoff = now.saturating_sub(keep_days as i64 * 86_400);
     conn.transaction(|conn| {
         let (head_seq, _) = chain::lock_head(conn)?;
-        let first_young: Option<i64> = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::at.ge(cutoff))
-            .select(diesel::dsl::min(audit_events::seq))
-            .first(c))?;
+        let first_young: Option<i64> = conn.first(
+            audit_events::table
+                .filter(audit_events::at.ge(cutoff))
+                .select(diesel::dsl::min(audit_events::seq)),
+        )?;
         let through =
             first_young.map_or(head_seq, |s| s - 1).min(head_seq - 1).min(not_after.unwrap_or(i64::MAX));
         let stored = anchor::stored_checkpoints(conn)?;
@@ -148,23 +141,19 @@ pub fn prune(
         if through <= already {
             return Ok(None);
         }
-        let head: Option<Option<String>> = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::seq.eq(through))
-            .select(audit_events::hash)
-            .first(c)
-            .optional())?;
+        let head: Option<Option<String>> = conn
+            .first(audit_events::table.filter(audit_events::seq.eq(through)).select(audit_events::hash))
+            .optional()?;
         let Some(Some(head)) = head else {
             return Err(AppError::internal(format!(
                 "cannot prune: audit event {through} is missing; run ayushctl audit verify"
             )));
         };
         let checkpoint = anchor::checkpoint_at(conn, keys, anchor, through, &head, now, RETENTION)?;
-        let held: Vec<(i64, String)> = with_conn!(conn, |c| legal_holds::table
-            .inner_join(users::table)
-            .select((users::id, users::username))
-            .load(c))?;
+        let held: Vec<(i64, String)> =
+            conn.load(legal_holds::table.inner_join(users::table).select((users::id, users::username)))?;
         let (ids, names): (Vec<i64>, Vec<String>) = held.into_iter().unzip();
-        let pruned = with_conn!(conn, |c| diesel::delete(
+        let pruned = conn.execute(diesel::delete(
             audit_events::table
                 .filter(audit_events::seq.le(through))
                 .filter(audit_events::actor_id.is_null().or(audit_events::actor_id.ne_all(ids.clone())))
@@ -175,12 +164,9 @@ pub fn prune(
                         .or(audit_events::target_id.is_null())
                         .or(audit_events::target_id.ne_all(names.clone())),
                 ),
-        )
-        .execute(c))? as u64;
-        let kept_on_hold: i64 = with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::seq.le(through))
-            .count()
-            .get_result(c))?;
+        ))? as u64;
+        let kept_on_hold: i64 =
+            conn.get_result(audit_events::table.filter(audit_events::seq.le(through)).count())?;
         let result = Pruned { through_seq: through, pruned, kept_on_hold: kept_on_hold as u64, checkpoint };
         let details = serde_json::json!({
             "keep_days": keep_days,

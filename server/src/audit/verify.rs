@@ -8,9 +8,8 @@ use super::chain::{self, GENESIS};
 use super::{AuditEvent, Chain};
 use crate::clock::format_time;
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::audit_events;
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -250,7 +249,7 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
     // Events past the head we walked to were appended since, each with its head; one that no
     // head accounts for even now was put there without the chain.
     let appended: Option<i64> =
-        with_conn!(conn, |c| audit_events::table.select(diesel::dsl::max(audit_events::seq)).first(c))?;
+        conn.first(audit_events::table.select(diesel::dsl::max(audit_events::seq)))?;
     if let Some(top) = appended.filter(|top| *top > head_seq) {
         let (head_now, _) = chain::head(conn)?;
         if top > head_now {
@@ -270,13 +269,14 @@ pub fn verify(conn: &mut Conn, witnesses: &Witnesses<'_>, now: i64) -> AppResult
 
 /// The next page of events after `cursor` up to `upto`, in sequence order.
 fn events_after(conn: &mut Conn, cursor: i64, upto: i64) -> AppResult<Vec<AuditEvent>> {
-    Ok(with_conn!(conn, |c| audit_events::table
-        .filter(audit_events::seq.gt(cursor))
-        .filter(audit_events::seq.le(upto))
-        .order(audit_events::seq.asc())
-        .limit(PAGE)
-        .select(AuditEvent::as_select())
-        .load(c))?)
+    Ok(conn.load(
+        audit_events::table
+            .filter(audit_events::seq.gt(cursor))
+            .filter(audit_events::seq.le(upto))
+            .order(audit_events::seq.asc())
+            .limit(PAGE)
+            .select(columns::<AuditEvent>()),
+    )?)
 }
 
 fn missing(from: i64, to_exclusive: i64, where_: &str) -> Problem {
@@ -362,12 +362,12 @@ fn explain_bad_mac(
     // Is the event it was written after still in the log? Then the two were swapped;
     // otherwise something before it was deleted and the rest renumbered to hide the gap.
     let predecessor_present = match event.prev_hash.as_deref() {
-        Some(prev) if prev != GENESIS => with_conn!(conn, |c| audit_events::table
-            .filter(audit_events::hash.eq(prev))
-            .select(audit_events::seq)
-            .first::<i64>(c)
-            .optional())?
-        .is_some(),
+        Some(prev) if prev != GENESIS => conn
+            .first::<_, i64>(
+                audit_events::table.filter(audit_events::hash.eq(prev)).select(audit_events::seq),
+            )
+            .optional()?
+            .is_some(),
         _ => true,
     };
     Ok(if predecessor_present {

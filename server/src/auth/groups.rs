@@ -4,9 +4,8 @@
 use super::users::{self, User};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{group_members, groups, users as users_t};
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -49,22 +48,18 @@ pub fn create(conn: &mut Conn, now: i64, actor: &Actor, name: &str, description:
         if find(conn, name)?.is_some() {
             return Err(AppError::conflict(format!("a group named {name:?} already exists")));
         }
-        with_conn!(&mut *conn, |c| diesel::insert_into(groups::table)
-            .values((
-                groups::name.eq(name),
-                groups::description.eq(description.trim()),
-                groups::created_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::insert_into(groups::table).values((
+            groups::name.eq(name),
+            groups::description.eq(description.trim()),
+            groups::created_at.eq(now),
+        )))?;
         audit::record(conn, now, &Event::new(actor, "group.create", Outcome::Success).target("group", name))?;
         get(conn, name)
     })
 }
 
 pub fn find(conn: &mut Conn, name: &str) -> AppResult<Option<Group>> {
-    Ok(with_conn!(conn, |c| (groups::table.filter(groups::name.eq(name)).select(Group::as_select()))
-        .first(c)
-        .optional())?)
+    Ok(conn.first(groups::table.filter(groups::name.eq(name)).select(columns::<Group>())).optional()?)
 }
 
 pub fn get(conn: &mut Conn, name: &str) -> AppResult<Group> {
@@ -72,13 +67,12 @@ pub fn get(conn: &mut Conn, name: &str) -> AppResult<Group> {
 }
 
 pub fn list(conn: &mut Conn) -> AppResult<Vec<GroupSummary>> {
-    let all: Vec<Group> =
-        with_conn!(&mut *conn, |c| (groups::table.order(groups::name.asc()).select(Group::as_select()))
-            .load(c))?;
-    let counts: Vec<(i64, i64)> = with_conn!(conn, |c| group_members::table
-        .group_by(group_members::group_id)
-        .select((group_members::group_id, diesel::dsl::count_star()))
-        .load(c))?;
+    let all: Vec<Group> = conn.load(groups::table.order(groups::name.asc()).select(columns::<Group>()))?;
+    let counts: Vec<(i64, i64)> = conn.load(
+        group_members::table
+            .group_by(group_members::group_id)
+            .select((group_members::group_id, diesel::dsl::count_star())),
+    )?;
     Ok(all
         .into_iter()
         .map(|group| {
@@ -89,24 +83,26 @@ pub fn list(conn: &mut Conn) -> AppResult<Vec<GroupSummary>> {
 }
 
 pub fn members(conn: &mut Conn, group: &Group) -> AppResult<Vec<User>> {
-    with_conn!(conn, |c| (users_t::table
-        .inner_join(group_members::table)
-        .filter(group_members::group_id.eq(group.id))
-        .order(users_t::username.asc())
-        .select(users::UserRow::as_select()))
-    .load(c))?
+    conn.load::<_, users::UserRow>(
+        users_t::table
+            .inner_join(group_members::table)
+            .filter(group_members::group_id.eq(group.id))
+            .order(users_t::username.asc())
+            .select(columns::<users::UserRow>()),
+    )?
     .into_iter()
     .map(User::try_from)
     .collect()
 }
 
 pub fn of_user(conn: &mut Conn, user_id: i64) -> AppResult<Vec<String>> {
-    Ok(with_conn!(conn, |c| (groups::table
-        .inner_join(group_members::table)
-        .filter(group_members::user_id.eq(user_id))
-        .order(groups::name.asc())
-        .select(groups::name))
-    .load(c))?)
+    Ok(conn.load(
+        groups::table
+            .inner_join(group_members::table)
+            .filter(group_members::user_id.eq(user_id))
+            .order(groups::name.asc())
+            .select(groups::name),
+    )?)
 }
 
 pub fn add_member(conn: &mut Conn, now: i64, actor: &Actor, group: &str, username: &str) -> AppResult<()> {
@@ -114,16 +110,14 @@ pub fn add_member(conn: &mut Conn, now: i64, actor: &Actor, group: &str, usernam
         let g = get(conn, group)?;
         let u = users::get(conn, username)?;
         let exists = group_members::table.find((g.id, u.id)).count();
-        if with_conn!(&mut *conn, |c| exists.get_result::<i64>(c))? > 0 {
+        if conn.get_result::<_, i64>(exists)? > 0 {
             return Ok(());
         }
-        with_conn!(&mut *conn, |c| diesel::insert_into(group_members::table)
-            .values((
-                group_members::group_id.eq(g.id),
-                group_members::user_id.eq(u.id),
-                group_members::added_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::insert_into(group_members::table).values((
+            group_members::group_id.eq(g.id),
+            group_members::user_id.eq(u.id),
+            group_members::added_at.eq(now),
+        )))?;
         audit::record(
             conn,
             now,
@@ -138,8 +132,7 @@ pub fn remove_member(conn: &mut Conn, now: i64, actor: &Actor, group: &str, user
     conn.transaction(|conn| {
         let g = get(conn, group)?;
         let u = users::get(conn, username)?;
-        let removed =
-            with_conn!(&mut *conn, |c| diesel::delete(group_members::table.find((g.id, u.id))).execute(c))?;
+        let removed = conn.execute(diesel::delete(group_members::table.find((g.id, u.id))))?;
         if removed == 0 {
             return Err(AppError::not_found(format!("{username} is not a member of {group}")));
         }
@@ -156,7 +149,7 @@ pub fn remove_member(conn: &mut Conn, now: i64, actor: &Actor, group: &str, user
 pub fn delete(conn: &mut Conn, now: i64, actor: &Actor, name: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let g = get(conn, name)?;
-        with_conn!(&mut *conn, |c| diesel::delete(groups::table.find(g.id)).execute(c))?;
+        conn.execute(diesel::delete(groups::table.find(g.id)))?;
         audit::record(conn, now, &Event::new(actor, "group.delete", Outcome::Success).target("group", name))
     })
 }

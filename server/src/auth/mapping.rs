@@ -9,7 +9,6 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
 use crate::store::schema::{directory_mappings, groups as groups_table};
-use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -69,17 +68,16 @@ pub fn decide(rules: &[Rule], directory_groups: &BTreeSet<String>, default_role:
 }
 
 pub fn rules(conn: &mut Conn) -> AppResult<Vec<Rule>> {
-    let rows: Vec<(i64, String, Option<String>, Option<String>)> =
-        with_conn!(conn, |c| directory_mappings::table
-            .left_join(groups_table::table)
-            .order(directory_mappings::id.asc())
-            .select((
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = conn.load(
+        directory_mappings::table.left_join(groups_table::table).order(directory_mappings::id.asc()).select(
+            (
                 directory_mappings::id,
                 directory_mappings::directory_group,
                 directory_mappings::role,
                 groups_table::name.nullable(),
-            ))
-            .load(c))?;
+            ),
+        ),
+    )?;
     rows.into_iter()
         .map(|(id, directory_group, role, group)| {
             let role = role.map(|r| r.parse::<Role>().map_err(AppError::internal)).transpose()?;
@@ -117,15 +115,16 @@ pub fn add(
         if exists {
             return Err(AppError::conflict("this mapping exists already"));
         }
-        let id: i64 = with_conn!(conn, |c| diesel::insert_into(directory_mappings::table)
-            .values((
-                directory_mappings::directory_group.eq(directory_group),
-                directory_mappings::role.eq(role.map(Role::as_str)),
-                directory_mappings::group_id.eq(group_id),
-                directory_mappings::created_at.eq(now),
-            ))
-            .returning(directory_mappings::id)
-            .get_result(c))?;
+        let id: i64 = conn.get_result(
+            diesel::insert_into(directory_mappings::table)
+                .values((
+                    directory_mappings::directory_group.eq(directory_group),
+                    directory_mappings::role.eq(role.map(Role::as_str)),
+                    directory_mappings::group_id.eq(group_id),
+                    directory_mappings::created_at.eq(now),
+                ))
+                .returning(directory_mappings::id),
+        )?;
         let details = serde_json::json!({"directory_group": directory_group, "role": role, "group": group});
         audit::record(
             conn,
@@ -139,7 +138,7 @@ pub fn add(
 pub fn remove(conn: &mut Conn, now: i64, actor: &Actor, id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let rule = rules(conn)?.into_iter().find(|r| r.id == id).ok_or_else(|| AppError::not_found(format!("no mapping {id}")))?;
-        with_conn!(conn, |c| diesel::delete(directory_mappings::table.find(id)).execute(c))?;
+        conn.execute(diesel::delete(directory_mappings::table.find(id)))?;
         let details = serde_json::json!({"directory_group": rule.directory_group, "role": rule.role, "group": rule.group});
         audit::record(conn, now, &Event::new(actor, "mapping.delete", Outcome::Success).target("mapping", id).details(details))
     })

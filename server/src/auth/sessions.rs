@@ -5,9 +5,8 @@ use super::secret;
 use super::users::{User, UserRow};
 use crate::config::AuthConfig;
 use crate::error::AppResult;
-use crate::store::Conn;
 use crate::store::schema::{sessions, users};
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 
 /// `last_seen_at` is written at most this often, so reads do not all become writes.
@@ -47,18 +46,16 @@ pub fn create(
         last_seen_at: now,
         expires_at: now + (cfg.session_absolute_timeout_mins as i64) * 60,
     };
-    with_conn!(conn, |c| diesel::insert_into(sessions::table)
-        .values((
-            sessions::id_hash.eq(&session.id_hash),
-            sessions::user_id.eq(user_id),
-            sessions::csrf_token.eq(&session.csrf_token),
-            sessions::created_at.eq(now),
-            sessions::last_seen_at.eq(now),
-            sessions::expires_at.eq(session.expires_at),
-            sessions::ip.eq(ip),
-            sessions::user_agent.eq(user_agent.map(|ua| ua.chars().take(512).collect::<String>())),
-        ))
-        .execute(c))?;
+    conn.execute(diesel::insert_into(sessions::table).values((
+        sessions::id_hash.eq(&session.id_hash),
+        sessions::user_id.eq(user_id),
+        sessions::csrf_token.eq(&session.csrf_token),
+        sessions::created_at.eq(now),
+        sessions::last_seen_at.eq(now),
+        sessions::expires_at.eq(session.expires_at),
+        sessions::ip.eq(ip),
+        sessions::user_agent.eq(user_agent.map(|ua| ua.chars().take(512).collect::<String>())),
+    )))?;
     Ok(Issued { token, session })
 }
 
@@ -86,12 +83,14 @@ pub enum Lookup {
 /// Expired sessions are deleted as they are found.
 pub fn resolve(conn: &mut Conn, now: i64, cfg: &AuthConfig, token: &str) -> AppResult<Lookup> {
     let hash = secret::digest(token);
-    let Some((session, row)) = with_conn!(&mut *conn, |c| (sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id_hash.eq(&hash))
-        .select((Session::as_select(), UserRow::as_select())))
-    .first(c)
-    .optional())?
+    let Some((session, row)) = conn
+        .first::<_, (Session, UserRow)>(
+            sessions::table
+                .inner_join(users::table)
+                .filter(sessions::id_hash.eq(&hash))
+                .select((columns::<Session>(), columns::<UserRow>())),
+        )
+        .optional()?
     else {
         return Ok(Lookup::Refused { why: Refusal::Unknown, user_id: None });
     };
@@ -109,25 +108,23 @@ pub fn resolve(conn: &mut Conn, now: i64, cfg: &AuthConfig, token: &str) -> AppR
         return Ok(Lookup::Refused { why, user_id: Some(row.id) });
     }
     if now - session.last_seen_at >= TOUCH_EVERY_SECS {
-        with_conn!(&mut *conn, |c| diesel::update(sessions::table.find(&hash))
-            .set(sessions::last_seen_at.eq(now))
-            .execute(c))?;
+        conn.execute(diesel::update(sessions::table.find(&hash)).set(sessions::last_seen_at.eq(now)))?;
     }
     Ok(Lookup::Live(session, User::try_from(row)?))
 }
 
 pub fn delete(conn: &mut Conn, token: &str) -> AppResult<bool> {
     let hash = secret::digest(token);
-    Ok(with_conn!(conn, |c| diesel::delete(sessions::table.find(&hash)).execute(c))? > 0)
+    Ok(conn.execute(diesel::delete(sessions::table.find(&hash)))? > 0)
 }
 
 pub fn count_for_user(conn: &mut Conn, user_id: i64) -> AppResult<i64> {
-    Ok(with_conn!(conn, |c| (sessions::table.filter(sessions::user_id.eq(user_id)).count()).get_result(c))?)
+    Ok(conn.get_result(sessions::table.filter(sessions::user_id.eq(user_id)).count())?)
 }
 
 /// Removes sessions past their absolute expiry; run periodically.
 pub fn purge_expired(conn: &mut Conn, now: i64) -> AppResult<usize> {
-    Ok(with_conn!(conn, |c| diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(c))?)
+    Ok(conn.execute(diesel::delete(sessions::table.filter(sessions::expires_at.le(now))))?)
 }
 
 impl Lookup {
@@ -145,9 +142,7 @@ impl Lookup {
 
 /// Notes the OIDC provider a session signed in through (for RP-initiated logout).
 pub fn set_sso_provider(conn: &mut Conn, id_hash: &str, provider: &str) -> AppResult<()> {
-    with_conn!(conn, |c| diesel::update(sessions::table.find(id_hash))
-        .set(sessions::sso_provider.eq(provider))
-        .execute(c))?;
+    conn.execute(diesel::update(sessions::table.find(id_hash)).set(sessions::sso_provider.eq(provider)))?;
     Ok(())
 }
 
@@ -155,6 +150,6 @@ pub fn set_sso_provider(conn: &mut Conn, id_hash: &str, provider: &str) -> AppRe
 pub fn sso_provider(conn: &mut Conn, token: &str) -> AppResult<Option<String>> {
     let hash = secret::digest(token);
     let found: Option<Option<String>> =
-        with_conn!(conn, |c| sessions::table.find(&hash).select(sessions::sso_provider).first(c).optional())?;
+        conn.first(sessions::table.find(&hash).select(sessions::sso_provider)).optional()?;
     Ok(found.flatten())
 }

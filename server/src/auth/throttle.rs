@@ -6,7 +6,6 @@ use crate::config::AuthConfig;
 use crate::error::AppResult;
 use crate::store::Conn;
 use crate::store::schema::login_failures;
-use crate::with_conn;
 use diesel::prelude::*;
 
 /// One address may fail this many times more often than one account: a NAT or proxy puts many
@@ -53,17 +52,17 @@ pub fn locked_for(
     for (limit, by_account) in [(max, true), (max * IP_FACTOR, false)] {
         let recent = login_failures::table.filter(login_failures::at.gt(since));
         let times: Vec<i64> = if by_account {
-            with_conn!(&mut *conn, |c| (recent
-                .filter(login_failures::username.eq(username))
-                .select(login_failures::at))
-            .order(login_failures::at.desc())
-            .limit(limit)
-            .load(c))?
+            conn.load(
+                (recent.filter(login_failures::username.eq(username)).select(login_failures::at))
+                    .order(login_failures::at.desc())
+                    .limit(limit),
+            )?
         } else {
-            with_conn!(&mut *conn, |c| (recent.filter(login_failures::ip.eq(ip)).select(login_failures::at))
-                .order(login_failures::at.desc())
-                .limit(limit)
-                .load(c))?
+            conn.load(
+                (recent.filter(login_failures::ip.eq(ip)).select(login_failures::at))
+                    .order(login_failures::at.desc())
+                    .limit(limit),
+            )?
         };
         if times.len() as i64 >= limit {
             // Allowed again once the oldest of the last `limit` failures leaves the window.
@@ -75,30 +74,26 @@ pub fn locked_for(
 }
 
 pub fn record_failure(conn: &mut Conn, now: i64, account: &Account, ip: &str) -> AppResult<()> {
-    with_conn!(conn, |c| diesel::insert_into(login_failures::table)
-        .values((
-            login_failures::username.eq(account.as_str()),
-            login_failures::ip.eq(ip),
-            login_failures::at.eq(now)
-        ))
-        .execute(c))?;
+    conn.execute(diesel::insert_into(login_failures::table).values((
+        login_failures::username.eq(account.as_str()),
+        login_failures::ip.eq(ip),
+        login_failures::at.eq(now),
+    )))?;
     Ok(())
 }
 
 /// A successful sign-in clears the account's failures (not the address's).
 pub fn clear_account(conn: &mut Conn, account: &Account) -> AppResult<()> {
-    with_conn!(conn, |c| diesel::delete(
-        login_failures::table.filter(login_failures::username.eq(account.as_str()))
-    )
-    .execute(c))?;
+    conn.execute(diesel::delete(
+        login_failures::table.filter(login_failures::username.eq(account.as_str())),
+    ))?;
     Ok(())
 }
 
 /// Drops failures older than the window; run periodically.
 pub fn purge(conn: &mut Conn, now: i64, cfg: &AuthConfig) -> AppResult<usize> {
     let since = now - (cfg.lockout_window_mins as i64) * 60;
-    Ok(with_conn!(conn, |c| diesel::delete(login_failures::table.filter(login_failures::at.le(since)))
-        .execute(c))?)
+    Ok(conn.execute(diesel::delete(login_failures::table.filter(login_failures::at.le(since))))?)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use super::secret;
 use super::users::{self, User, UserRow};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{api_tokens, users as users_t};
+use crate::store::{Conn, columns};
 use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -124,17 +124,18 @@ pub fn create(
         if user.disabled {
             return Err(AppError::validation(format!("{username} is disabled; enable the account first")));
         }
-        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(api_tokens::table)
-            .values((
-                api_tokens::user_id.eq(user.id),
-                api_tokens::name.eq(name),
-                api_tokens::token_hash.eq(secret::digest(&secret)),
-                api_tokens::prefix.eq(&shown_prefix),
-                api_tokens::created_at.eq(now),
-                api_tokens::expires_at.eq(expires_at),
-            ))
-            .returning(api_tokens::id)
-            .get_result(c))?;
+        let id: i64 = conn.get_result(
+            diesel::insert_into(api_tokens::table)
+                .values((
+                    api_tokens::user_id.eq(user.id),
+                    api_tokens::name.eq(name),
+                    api_tokens::token_hash.eq(secret::digest(&secret)),
+                    api_tokens::prefix.eq(&shown_prefix),
+                    api_tokens::created_at.eq(now),
+                    api_tokens::expires_at.eq(expires_at),
+                ))
+                .returning(api_tokens::id),
+        )?;
         audit::record(
             conn,
             now,
@@ -142,8 +143,7 @@ pub fn create(
                 .target("api_token", id)
                 .details(serde_json::json!({"user": username, "name": name, "expires_at": expires_at})),
         )?;
-        let token =
-            with_conn!(conn, |c| (api_tokens::table.find(id).select(ApiToken::as_select())).first(c))?;
+        let token = conn.first(api_tokens::table.find(id).select(columns::<ApiToken>()))?;
         Ok((token, secret.clone()))
     })
 }
@@ -153,12 +153,14 @@ pub fn resolve(conn: &mut Conn, now: i64, secret: &str) -> AppResult<Option<(Api
     if !secret.starts_with(PREFIX) {
         return Ok(None);
     }
-    let Some((token, row)) = with_conn!(&mut *conn, |c| (api_tokens::table
-        .inner_join(users_t::table)
-        .filter(api_tokens::token_hash.eq(secret::digest(secret)))
-        .select((ApiToken::as_select(), UserRow::as_select())))
-    .first(c)
-    .optional())?
+    let Some((token, row)) = conn
+        .first::<_, (ApiToken, UserRow)>(
+            api_tokens::table
+                .inner_join(users_t::table)
+                .filter(api_tokens::token_hash.eq(secret::digest(secret)))
+                .select((columns::<ApiToken>(), columns::<UserRow>())),
+        )
+        .optional()?
     else {
         return Ok(None);
     };
@@ -166,9 +168,7 @@ pub fn resolve(conn: &mut Conn, now: i64, secret: &str) -> AppResult<Option<(Api
         return Ok(None);
     }
     if token.last_used_at.is_none_or(|t| now - t >= 60) {
-        with_conn!(&mut *conn, |c| diesel::update(api_tokens::table.find(token.id))
-            .set(api_tokens::last_used_at.eq(now))
-            .execute(c))?;
+        conn.execute(diesel::update(api_tokens::table.find(token.id)).set(api_tokens::last_used_at.eq(now)))?;
     }
     Ok(Some((token, User::try_from(row)?)))
 }
@@ -179,7 +179,7 @@ pub fn list(conn: &mut Conn, username: Option<&str>) -> AppResult<Vec<(ApiToken,
         let all = api_tokens::table
             .inner_join(users_t::table)
             .order(api_tokens::id.asc())
-            .select((ApiToken::as_select(), users_t::username));
+            .select((columns::<ApiToken>(), users_t::username));
         match &name {
             Some(name) => all.filter(users_t::username.eq(name)).load(c),
             None => all.load(c),
@@ -191,11 +191,14 @@ pub fn list(conn: &mut Conn, username: Option<&str>) -> AppResult<Vec<(ApiToken,
 /// deprovisioned); returns how many.
 pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, reason: &str) -> AppResult<usize> {
     conn.transaction(|conn| {
-        let n = with_conn!(&mut *conn, |c| diesel::update(
-            api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked.eq(false))
-        )
-        .set(api_tokens::revoked.eq(true))
-        .execute(c))?;
+        let n = conn.execute(
+            diesel::update(
+                api_tokens::table
+                    .filter(api_tokens::user_id.eq(user_id))
+                    .filter(api_tokens::revoked.eq(false)),
+            )
+            .set(api_tokens::revoked.eq(true)),
+        )?;
         if n > 0 {
             let event = Event::new(actor, "token.revoke", Outcome::Success)
                 .target("user_tokens", user_id)
@@ -208,11 +211,7 @@ pub fn revoke_all(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, reason
 
 /// Revokes one of `user_id`'s own tokens; someone else's is "not found".
 pub fn revoke_own(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, id: i64) -> AppResult<()> {
-    let owner: Option<i64> = with_conn!(&mut *conn, |c| api_tokens::table
-        .find(id)
-        .select(api_tokens::user_id)
-        .first(c)
-        .optional())?;
+    let owner: Option<i64> = conn.first(api_tokens::table.find(id).select(api_tokens::user_id)).optional()?;
     if owner != Some(user_id) {
         return Err(AppError::not_found(format!("no API key of yours with id {id}")));
     }
@@ -221,9 +220,7 @@ pub fn revoke_own(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, id: i6
 
 pub fn revoke(conn: &mut Conn, now: i64, actor: &Actor, id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
-        let n = with_conn!(&mut *conn, |c| diesel::update(api_tokens::table.find(id))
-            .set(api_tokens::revoked.eq(true))
-            .execute(c))?;
+        let n = conn.execute(diesel::update(api_tokens::table.find(id)).set(api_tokens::revoked.eq(true)))?;
         if n == 0 {
             return Err(AppError::not_found(format!("no API token with id {id}")));
         }

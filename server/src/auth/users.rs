@@ -3,9 +3,8 @@
 use super::Role;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{sessions, users};
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -207,10 +206,7 @@ pub fn create(conn: &mut Conn, now: i64, actor: &Actor, new: &NewUser<'_>) -> Ap
         if find_row(conn, new.username)?.is_some() {
             return Err(AppError::conflict(format!("a user named {:?} already exists", new.username)));
         }
-        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(users::table)
-            .values(&row)
-            .returning(users::id)
-            .get_result(c))?;
+        let id: i64 = conn.get_result(diesel::insert_into(users::table).values(&row).returning(users::id))?;
         audit::record(
             conn,
             now,
@@ -247,7 +243,7 @@ pub fn create_from_directory(
         if find_row(conn, account.username)?.is_some() {
             return Err(AppError::conflict(format!("a user named {:?} already exists", account.username)));
         }
-        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(users::table)
+        let id: i64 = conn.get_result(diesel::insert_into(users::table)
             .values((
                 users::username.eq(account.username),
                 users::display_name.eq(display_name.trim()),
@@ -259,8 +255,7 @@ pub fn create_from_directory(
                 users::created_at.eq(now),
                 users::updated_at.eq(now),
             ))
-            .returning(users::id)
-            .get_result(c))?;
+            .returning(users::id))?;
         audit::record(
             conn,
             now,
@@ -277,16 +272,14 @@ pub fn create_from_directory(
 pub fn link_directory(conn: &mut Conn, now: i64, id: i64, account: &DirectoryAccount<'_>) -> AppResult<()> {
     let display_name: String = account.display_name.chars().filter(|c| !c.is_control()).take(128).collect();
     let email = account.email.and_then(|e| normalize_email(e).ok());
-    with_conn!(conn, |c| diesel::update(users::table.find(id))
-        .set((
-            users::auth_source.eq(account.source),
-            users::external_id.eq(account.external_id),
-            users::display_name.eq(display_name.trim()),
-            users::updated_at.eq(now),
-        ))
-        .execute(c))?;
+    conn.execute(diesel::update(users::table.find(id)).set((
+        users::auth_source.eq(account.source),
+        users::external_id.eq(account.external_id),
+        users::display_name.eq(display_name.trim()),
+        users::updated_at.eq(now),
+    )))?;
     if let Some(email) = email {
-        with_conn!(conn, |c| diesel::update(users::table.find(id)).set(users::email.eq(email)).execute(c))?;
+        conn.execute(diesel::update(users::table.find(id)).set(users::email.eq(email)))?;
     }
     Ok(())
 }
@@ -294,34 +287,35 @@ pub fn link_directory(conn: &mut Conn, now: i64, id: i64, account: &DirectoryAcc
 /// Notes a successful sign-in (directory accounts a provider stops vouching for are disabled
 /// when this grows old).
 pub fn note_sign_in(conn: &mut Conn, now: i64, id: i64) -> AppResult<()> {
-    with_conn!(conn, |c| diesel::update(users::table.find(id))
-        .set(users::last_sign_in_at.eq(now))
-        .execute(c))?;
+    conn.execute(diesel::update(users::table.find(id)).set(users::last_sign_in_at.eq(now)))?;
     Ok(())
 }
 
 /// The account that holds this sign-in identity (`oidc:<provider>` and `issuer|subject`).
 pub fn find_by_identity(conn: &mut Conn, source: &str, external_id: &str) -> AppResult<Option<UserRow>> {
-    Ok(with_conn!(conn, |c| users::table
-        .filter(users::auth_source.eq(source))
-        .filter(users::external_id.eq(external_id))
-        .select(UserRow::as_select())
-        .first(c)
-        .optional())?)
+    Ok(conn
+        .first(
+            users::table
+                .filter(users::auth_source.eq(source))
+                .filter(users::external_id.eq(external_id))
+                .select(columns::<UserRow>()),
+        )
+        .optional()?)
 }
 
 /// People's accounts with this email that no sign-in identity holds yet and that have no
 /// local password: those a provider's verified email may be linked to.
 pub fn unlinked_with_email(conn: &mut Conn, email: &str) -> AppResult<Vec<UserRow>> {
     let Ok(email) = normalize_email(email) else { return Ok(Vec::new()) };
-    Ok(with_conn!(conn, |c| users::table
-        .filter(users::email.eq(&email))
-        .filter(users::auth_source.eq("local"))
-        .filter(users::password_hash.is_null())
-        .filter(users::external_id.is_null())
-        .filter(users::kind.eq(Kind::Person.as_str()))
-        .select(UserRow::as_select())
-        .load(c))?)
+    Ok(conn.load(
+        users::table
+            .filter(users::email.eq(&email))
+            .filter(users::auth_source.eq("local"))
+            .filter(users::password_hash.is_null())
+            .filter(users::external_id.is_null())
+            .filter(users::kind.eq(Kind::Person.as_str()))
+            .select(columns::<UserRow>()),
+    )?)
 }
 
 /// An admin joins a sign-in identity to an existing account (`ayushctl user link`): from then
@@ -355,13 +349,12 @@ pub fn link_identity(
                 holder.username
             )));
         }
-        with_conn!(&mut *conn, |c| diesel::update(users::table.find(row.id))
+        conn.execute(diesel::update(users::table.find(row.id))
             .set((
                 users::auth_source.eq(source),
                 users::external_id.eq(external_id),
                 users::updated_at.eq(now),
-            ))
-            .execute(c))?;
+            )))?;
         let details = serde_json::json!({"source": source, "external_id": external_id,
             "previous_source": row.auth_source, "previous_external_id": row.external_id});
         audit::record(
@@ -374,11 +367,9 @@ pub fn link_identity(
 }
 
 pub fn find_row(conn: &mut Conn, username: &str) -> AppResult<Option<UserRow>> {
-    Ok(with_conn!(conn, |c| (users::table
-        .filter(users::username.eq(username))
-        .select(UserRow::as_select()))
-    .first(c)
-    .optional())?)
+    Ok(conn
+        .first(users::table.filter(users::username.eq(username)).select(columns::<UserRow>()))
+        .optional()?)
 }
 
 pub fn get(conn: &mut Conn, username: &str) -> AppResult<User> {
@@ -388,26 +379,24 @@ pub fn get(conn: &mut Conn, username: &str) -> AppResult<User> {
 }
 
 pub fn get_by_id(conn: &mut Conn, id: i64) -> AppResult<User> {
-    with_conn!(conn, |c| (users::table.find(id).select(UserRow::as_select())).first(c))?.try_into()
+    conn.first::<_, UserRow>(users::table.find(id).select(columns::<UserRow>()))?.try_into()
 }
 
 pub fn list(conn: &mut Conn) -> AppResult<Vec<User>> {
-    with_conn!(conn, |c| (users::table.order(users::username.asc()).select(UserRow::as_select())).load(c))?
+    conn.load::<_, UserRow>(users::table.order(users::username.asc()).select(columns::<UserRow>()))?
         .into_iter()
         .map(User::try_from)
         .collect()
 }
 
 pub fn count(conn: &mut Conn) -> AppResult<i64> {
-    Ok(with_conn!(conn, |c| users::table.count().get_result(c))?)
+    Ok(conn.get_result(users::table.count())?)
 }
 
 fn count_active_admins(conn: &mut Conn) -> AppResult<i64> {
-    Ok(with_conn!(conn, |c| (users::table
-        .filter(users::role.eq(Role::Admin.as_str()))
-        .filter(users::disabled.eq(false))
-        .count())
-    .get_result(c))?)
+    Ok(conn.get_result(
+        users::table.filter(users::role.eq(Role::Admin.as_str())).filter(users::disabled.eq(false)).count(),
+    )?)
 }
 
 /// Refuses a change that would leave no enabled admin: recovery then needs `ayushctl --local`.
@@ -430,9 +419,10 @@ pub fn set_role(conn: &mut Conn, now: i64, actor: &Actor, username: &str, role: 
             return Err(AppError::validation("a service account is a user or an admin, never an auditor"));
         }
         keep_an_admin(conn, &user, role == Role::Admin)?;
-        with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-            .set((users::role.eq(role.as_str()), users::updated_at.eq(now)))
-            .execute(c))?;
+        conn.execute(
+            diesel::update(users::table.find(user.id))
+                .set((users::role.eq(role.as_str()), users::updated_at.eq(now))),
+        )?;
         audit::record(
             conn,
             now,
@@ -464,9 +454,10 @@ pub fn set_disabled(
             let event = Event::new(actor, "user.disable", Outcome::Success).target("user", username);
             take_out_of_use(conn, now, actor, user.id, "disabled", |_| event)?;
         } else {
-            with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-                .set((users::disabled.eq(false), users::updated_at.eq(now)))
-                .execute(c))?;
+            conn.execute(
+                diesel::update(users::table.find(user.id))
+                    .set((users::disabled.eq(false), users::updated_at.eq(now))),
+            )?;
             let event = Event::new(actor, "user.enable", Outcome::Success).target("user", username);
             audit::record(conn, now, &event)?;
         }
@@ -485,9 +476,9 @@ fn take_out_of_use<'a>(
     reason: &str,
     event: impl FnOnce(usize) -> Event<'a>,
 ) -> AppResult<usize> {
-    with_conn!(&mut *conn, |c| diesel::update(users::table.find(user_id))
-        .set((users::disabled.eq(true), users::updated_at.eq(now)))
-        .execute(c))?;
+    conn.execute(
+        diesel::update(users::table.find(user_id)).set((users::disabled.eq(true), users::updated_at.eq(now))),
+    )?;
     let ended = end_sessions(conn, user_id)?;
     audit::record(conn, now, &event(ended))?;
     super::tokens::revoke_all(conn, now, actor, user_id, reason)?;
@@ -495,8 +486,7 @@ fn take_out_of_use<'a>(
 }
 
 fn end_sessions(conn: &mut Conn, user_id: i64) -> AppResult<usize> {
-    Ok(with_conn!(conn, |c| diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)))
-        .execute(c))?)
+    Ok(conn.execute(diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))))?)
 }
 
 /// Takes an account out of use for good, as when it left the directory: disabled, signed out,
@@ -508,8 +498,7 @@ pub fn deprovision(conn: &mut Conn, now: i64, actor: &Actor, username: &str) -> 
         let user = get(conn, username)?;
         keep_an_admin(conn, &user, false)?;
         let groups = super::groups::of_user(conn, user.id)?;
-        with_conn!(&mut *conn, |c| diesel::delete(group_members::table.filter(group_members::user_id.eq(user.id)))
-            .execute(c))?;
+        conn.execute(diesel::delete(group_members::table.filter(group_members::user_id.eq(user.id))))?;
         take_out_of_use(conn, now, actor, user.id, "deprovisioned", |sessions| {
             let details =
                 serde_json::json!({"source": user.auth_source, "sessions_ended": sessions, "groups_left": groups});
@@ -522,11 +511,13 @@ pub fn deprovision(conn: &mut Conn, now: i64, actor: &Actor, username: &str) -> 
 /// Disables accounts of OpenID Connect providers that have not signed in since `cutoff`: only a
 /// sign-in shows the provider still vouches for them. Their names.
 pub fn disable_inactive_sso(conn: &mut Conn, now: i64, actor: &Actor, cutoff: i64) -> AppResult<Vec<String>> {
-    let stale: Vec<(String, Option<i64>, i64)> = with_conn!(&mut *conn, |c| users::table
-        .filter(users::auth_source.like("oidc:%"))
-        .filter(users::disabled.eq(false))
-        .select((users::username, users::last_sign_in_at, users::created_at))
-        .load(c))?;
+    let stale: Vec<(String, Option<i64>, i64)> = conn.load(
+        users::table.filter(users::auth_source.like("oidc:%")).filter(users::disabled.eq(false)).select((
+            users::username,
+            users::last_sign_in_at,
+            users::created_at,
+        )),
+    )?;
     let mut disabled = Vec::new();
     for (username, last, created) in stale {
         let seen = last.unwrap_or(created);
@@ -559,9 +550,10 @@ pub fn set_display_name(
     validate_display_name(name)?;
     conn.transaction(|conn| {
         let user = get(conn, username)?;
-        with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-            .set((users::display_name.eq(name.trim()), users::updated_at.eq(now)))
-            .execute(c))?;
+        conn.execute(
+            diesel::update(users::table.find(user.id))
+                .set((users::display_name.eq(name.trim()), users::updated_at.eq(now))),
+        )?;
         audit::record(
             conn,
             now,
@@ -581,9 +573,10 @@ pub fn set_password(conn: &mut Conn, now: i64, actor: &Actor, username: &str, ha
                 "{username} is a service account: it has no password, only API keys"
             )));
         }
-        with_conn!(&mut *conn, |c| diesel::update(users::table.find(user.id))
-            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
-            .execute(c))?;
+        conn.execute(
+            diesel::update(users::table.find(user.id))
+                .set((users::password_hash.eq(hash), users::updated_at.eq(now))),
+        )?;
         end_sessions(conn, user.id)?;
         audit::record(
             conn,

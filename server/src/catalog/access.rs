@@ -10,17 +10,17 @@ use crate::auth::groups;
 use crate::error::{AppError, AppResult};
 use crate::store::Conn;
 use crate::store::schema::{group_members, groups as groups_t, model_access};
-use crate::with_conn;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 
 /// Every rule: model name to the names of the groups allowed, sorted.
 pub fn rules(conn: &mut Conn) -> AppResult<BTreeMap<String, Vec<String>>> {
-    let rows: Vec<(String, String)> = with_conn!(conn, |c| model_access::table
-        .inner_join(groups_t::table)
-        .select((model_access::model, groups_t::name))
-        .order((model_access::model.asc(), groups_t::name.asc()))
-        .load(c))?;
+    let rows: Vec<(String, String)> = conn.load(
+        model_access::table
+            .inner_join(groups_t::table)
+            .select((model_access::model, groups_t::name))
+            .order((model_access::model.asc(), groups_t::name.asc())),
+    )?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (model, group) in rows {
         out.entry(model).or_default().push(group);
@@ -29,17 +29,13 @@ pub fn rules(conn: &mut Conn) -> AppResult<BTreeMap<String, Vec<String>>> {
 }
 
 fn user_group_ids(conn: &mut Conn, user_id: i64) -> AppResult<Vec<i64>> {
-    Ok(with_conn!(conn, |c| group_members::table
-        .filter(group_members::user_id.eq(user_id))
-        .select(group_members::group_id)
-        .load(c))?)
+    Ok(conn.load(
+        group_members::table.filter(group_members::user_id.eq(user_id)).select(group_members::group_id),
+    )?)
 }
 
 fn allowed_group_ids(conn: &mut Conn, model: &str) -> AppResult<Vec<i64>> {
-    Ok(with_conn!(conn, |c| model_access::table
-        .filter(model_access::model.eq(model))
-        .select(model_access::group_id)
-        .load(c))?)
+    Ok(conn.load(model_access::table.filter(model_access::model.eq(model)).select(model_access::group_id))?)
 }
 
 pub fn may_use(conn: &mut Conn, user_id: i64, model: &str) -> AppResult<bool> {
@@ -71,7 +67,7 @@ pub fn visible(conn: &mut Conn, user_id: i64, entries: Vec<ModelEntry>) -> AppRe
     }
     let mine: Vec<String> = {
         let ids = user_group_ids(conn, user_id)?;
-        with_conn!(conn, |c| groups_t::table.filter(groups_t::id.eq_any(ids)).select(groups_t::name).load(c))?
+        conn.load(groups_t::table.filter(groups_t::id.eq_any(ids)).select(groups_t::name))?
     };
     Ok(entries
         .into_iter()
@@ -92,16 +88,14 @@ pub fn allow(conn: &mut Conn, now: i64, actor: &Actor, model: &str, group: &str)
     conn.transaction(|conn| {
         let g = groups::get(conn, group)?;
         let exists = model_access::table.find((model, g.id)).count();
-        if with_conn!(&mut *conn, |c| exists.get_result::<i64>(c))? > 0 {
+        if conn.get_result::<_, i64>(exists)? > 0 {
             return Ok(());
         }
-        with_conn!(&mut *conn, |c| diesel::insert_into(model_access::table)
-            .values((
-                model_access::model.eq(model),
-                model_access::group_id.eq(g.id),
-                model_access::granted_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::insert_into(model_access::table).values((
+            model_access::model.eq(model),
+            model_access::group_id.eq(g.id),
+            model_access::granted_at.eq(now),
+        )))?;
         audit::record(
             conn,
             now,
@@ -115,8 +109,7 @@ pub fn allow(conn: &mut Conn, now: i64, actor: &Actor, model: &str, group: &str)
 pub fn disallow(conn: &mut Conn, now: i64, actor: &Actor, model: &str, group: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let g = groups::get(conn, group)?;
-        let removed =
-            with_conn!(&mut *conn, |c| diesel::delete(model_access::table.find((model, g.id))).execute(c))?;
+        let removed = conn.execute(diesel::delete(model_access::table.find((model, g.id))))?;
         if removed == 0 {
             return Err(AppError::not_found(format!(
                 "the model {model:?} is not allowed to the group {group:?}"

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod models;
+pub mod provider_admin;
 pub mod providers;
 pub mod remote;
 

@@ -7,9 +7,8 @@
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::sealed::SealingKey;
-use crate::store::Conn;
 use crate::store::schema::providers;
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use ayush_models::provider::{Kind, check_base_url, origin_of};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -166,17 +165,13 @@ fn check_url(egress: &crate::egress::Egress, name: &str, url: &str) -> AppResult
 }
 
 fn row(conn: &mut Conn, name: &str) -> AppResult<Row> {
-    with_conn!(conn, |c| providers::table
-        .filter(providers::name.eq(name))
-        .select(Row::as_select())
-        .first::<Row>(c))
-    .optional()?
-    .ok_or_else(|| AppError::not_found(format!("there is no provider named {name:?}")))
+    conn.first::<_, Row>(providers::table.filter(providers::name.eq(name)).select(columns::<Row>()))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("there is no provider named {name:?}")))
 }
 
 pub fn list(conn: &mut Conn) -> AppResult<Vec<Provider>> {
-    let rows: Vec<Row> =
-        with_conn!(conn, |c| providers::table.select(Row::as_select()).order(providers::name.asc()).load(c))?;
+    let rows: Vec<Row> = conn.load(providers::table.select(columns::<Row>()).order(providers::name.asc()))?;
     Ok(rows.iter().map(Row::public).collect())
 }
 
@@ -225,26 +220,21 @@ pub fn create(
     };
     let models = serde_json::to_string(&new.models).map_err(AppError::internal)?;
     conn.transaction(|conn| {
-        let exists: i64 = with_conn!(&mut *conn, |c| providers::table
-            .filter(providers::name.eq(&new.name))
-            .count()
-            .get_result(c))?;
+        let exists: i64 = conn.get_result(providers::table.filter(providers::name.eq(&new.name)).count())?;
         if exists > 0 {
             return Err(AppError::conflict(format!("a provider named {:?} exists", new.name)));
         }
-        with_conn!(&mut *conn, |c| diesel::insert_into(providers::table)
-            .values((
-                providers::name.eq(&new.name),
-                providers::kind.eq(kind.as_str()),
-                providers::base_url.eq(&base_url),
-                providers::api_key_sealed.eq(&sealed),
-                providers::models.eq(&models),
-                providers::timeout_secs.eq(timeout),
-                providers::created_by.eq(&actor.name),
-                providers::created_at.eq(now),
-                providers::updated_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::insert_into(providers::table).values((
+            providers::name.eq(&new.name),
+            providers::kind.eq(kind.as_str()),
+            providers::base_url.eq(&base_url),
+            providers::api_key_sealed.eq(&sealed),
+            providers::models.eq(&models),
+            providers::timeout_secs.eq(timeout),
+            providers::created_by.eq(&actor.name),
+            providers::created_at.eq(now),
+            providers::updated_at.eq(now),
+        )))?;
         let details = json!({
             "kind": kind.as_str(), "base_url": base_url, "models": new.models,
             "timeout_secs": timeout, "api_key": if sealed.is_some() { "set" } else { "none" },
@@ -303,9 +293,7 @@ pub fn change(
             api_key_sealed: sealed.clone(),
             updated_at: now,
         };
-        with_conn!(&mut *conn, |c| diesel::update(providers::table.filter(providers::name.eq(name)))
-            .set(&update)
-            .execute(c))?;
+        conn.execute(diesel::update(providers::table.filter(providers::name.eq(name))).set(&update))?;
         let mut details = serde_json::Map::new();
         if let Some(url) = &change.base_url {
             details.insert("base_url".into(), json!({"from": before.base_url, "to": url}));
@@ -338,8 +326,7 @@ pub fn change(
 pub fn remove(conn: &mut Conn, now: i64, actor: &Actor, name: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let before = row(conn, name)?;
-        with_conn!(&mut *conn, |c| diesel::delete(providers::table.filter(providers::name.eq(name)))
-            .execute(c))?;
+        conn.execute(diesel::delete(providers::table.filter(providers::name.eq(name))))?;
         audit::record(
             conn,
             now,

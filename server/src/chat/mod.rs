@@ -3,7 +3,6 @@
 
 pub mod complete;
 pub mod markdown;
-pub mod presets;
 pub mod sources;
 pub mod store;
 pub mod turn;

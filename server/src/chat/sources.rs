@@ -9,7 +9,6 @@ use crate::knowledge::collections::{self, Caller};
 use crate::knowledge::{self, SharedKnowledge};
 use crate::store::schema::{collections as collections_t, conversation_collections, message_citations};
 use crate::store::{Conn, Store};
-use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -68,12 +67,13 @@ fn place(title: &str, heading: &str, page: Option<i64>) -> String {
 
 /// The names of the collections a conversation answers from.
 pub fn attached(conn: &mut Conn, conversation_id: i64) -> AppResult<Vec<(i64, String)>> {
-    Ok(with_conn!(conn, |c| conversation_collections::table
-        .inner_join(collections_t::table)
-        .filter(conversation_collections::conversation_id.eq(conversation_id))
-        .select((collections_t::id, collections_t::name))
-        .order(collections_t::name.asc())
-        .load(c))?)
+    Ok(conn.load(
+        conversation_collections::table
+            .inner_join(collections_t::table)
+            .filter(conversation_collections::conversation_id.eq(conversation_id))
+            .select((collections_t::id, collections_t::name))
+            .order(collections_t::name.asc()),
+    )?)
 }
 
 /// The personal collection that keeps the files attached to one chat: its owner may also tick
@@ -134,18 +134,15 @@ pub fn attach(conn: &mut Conn, caller: Caller, conversation_id: i64, names: &[St
         }
         ids.sort_unstable();
         ids.dedup();
-        with_conn!(&mut *conn, |c| diesel::delete(
+        conn.execute(diesel::delete(
             conversation_collections::table
-                .filter(conversation_collections::conversation_id.eq(conversation_id))
-        )
-        .execute(c))?;
+                .filter(conversation_collections::conversation_id.eq(conversation_id)),
+        ))?;
         for id in ids {
-            with_conn!(&mut *conn, |c| diesel::insert_into(conversation_collections::table)
-                .values((
-                    conversation_collections::conversation_id.eq(conversation_id),
-                    conversation_collections::collection_id.eq(id),
-                ))
-                .execute(c))?;
+            conn.execute(diesel::insert_into(conversation_collections::table).values((
+                conversation_collections::conversation_id.eq(conversation_id),
+                conversation_collections::collection_id.eq(id),
+            )))?;
         }
         Ok(())
     })
@@ -171,8 +168,8 @@ pub async fn retrieve(
                 .map(|(_, name)| name)
                 .collect();
             // An admin's preset adds its collections, read with this user's rights all the same.
-            if let Some(preset) = super::presets::of_conversation(c, conversation_id)? {
-                let ids = super::presets::collection_ids(c, preset.id)?;
+            if let Some(preset) = crate::assistants::of_conversation(c, conversation_id)? {
+                let ids = crate::assistants::collection_ids(c, preset.id)?;
                 let theirs = collections::names(c, &ids)?;
                 names.extend(theirs.into_iter().filter(|(id, _)| readable.contains(id)).map(|(_, n)| n));
             }
@@ -246,7 +243,7 @@ pub fn keep(conn: &mut Conn, message_id: i64, sources: &[Citation]) -> AppResult
         })
         .collect();
     if !rows.is_empty() {
-        with_conn!(conn, |c| diesel::insert_into(message_citations::table).values(&rows).execute(c))?;
+        conn.execute(diesel::insert_into(message_citations::table).values(&rows))?;
     }
     Ok(())
 }
@@ -258,22 +255,23 @@ pub fn of_messages(
     message_ids: &[i64],
 ) -> AppResult<HashMap<i64, Vec<Citation>>> {
     type Row = (i64, i64, i64, i64, i64, String, String, String, Option<i64>, String);
-    let rows: Vec<Row> = with_conn!(&mut *conn, |c| message_citations::table
-        .filter(message_citations::message_id.eq_any(message_ids))
-        .order((message_citations::message_id.asc(), message_citations::number.asc()))
-        .select((
-            message_citations::message_id,
-            message_citations::number,
-            message_citations::collection_id,
-            message_citations::document_id,
-            message_citations::chunk_id,
-            message_citations::title,
-            message_citations::source,
-            message_citations::heading,
-            message_citations::page,
-            message_citations::body,
-        ))
-        .load(c))?;
+    let rows: Vec<Row> = conn.load(
+        message_citations::table
+            .filter(message_citations::message_id.eq_any(message_ids))
+            .order((message_citations::message_id.asc(), message_citations::number.asc()))
+            .select((
+                message_citations::message_id,
+                message_citations::number,
+                message_citations::collection_id,
+                message_citations::document_id,
+                message_citations::chunk_id,
+                message_citations::title,
+                message_citations::source,
+                message_citations::heading,
+                message_citations::page,
+                message_citations::body,
+            )),
+    )?;
     let readable = collections::readable_ids(conn, user_id)?;
     let names: BTreeMap<i64, String> = collections::names(conn, &readable)?;
     let mut out: HashMap<i64, Vec<Citation>> = HashMap::new();

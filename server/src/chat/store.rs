@@ -2,14 +2,12 @@
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::Conn;
 use crate::store::schema::{conversations, messages, usage_totals};
+use crate::store::{Conn, columns};
 use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 
-pub const MAX_TITLE_CHARS: usize = 120;
-pub const MAX_SYSTEM_PROMPT_CHARS: usize = 8_000;
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -55,19 +53,12 @@ pub struct Reply<'a> {
     pub error: Option<&'a str>,
 }
 
+pub const MAX_TITLE_CHARS: usize = 120;
+
 pub fn check_title(title: &str) -> AppResult<()> {
     if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
         return Err(AppError::validation(format!(
             "a title is at most {MAX_TITLE_CHARS} characters, on one line"
-        )));
-    }
-    Ok(())
-}
-
-pub fn check_system_prompt(prompt: &str) -> AppResult<()> {
-    if prompt.chars().count() > MAX_SYSTEM_PROMPT_CHARS {
-        return Err(AppError::validation(format!(
-            "a system prompt is at most {MAX_SYSTEM_PROMPT_CHARS} characters"
         )));
     }
     Ok(())
@@ -82,49 +73,50 @@ pub fn create(
     system_prompt: &str,
 ) -> AppResult<Conversation> {
     check_title(title)?;
-    check_system_prompt(system_prompt)?;
-    let id: i64 = with_conn!(conn, |c| diesel::insert_into(conversations::table)
-        .values((
-            conversations::user_id.eq(user_id),
-            conversations::title.eq(title.trim()),
-            conversations::model.eq(model),
-            conversations::system_prompt.eq(system_prompt),
-            conversations::created_at.eq(now),
-            conversations::updated_at.eq(now),
-        ))
-        .returning(conversations::id)
-        .get_result(c))?;
+    crate::assistants::check_system_prompt(system_prompt)?;
+    let id: i64 = conn.get_result(
+        diesel::insert_into(conversations::table)
+            .values((
+                conversations::user_id.eq(user_id),
+                conversations::title.eq(title.trim()),
+                conversations::model.eq(model),
+                conversations::system_prompt.eq(system_prompt),
+                conversations::created_at.eq(now),
+                conversations::updated_at.eq(now),
+            ))
+            .returning(conversations::id),
+    )?;
     get(conn, user_id, id)
 }
 
 /// Starts (or stops) a conversation following an admin's preset.
 pub fn set_preset(conn: &mut Conn, id: i64, preset_id: Option<i64>) -> AppResult<()> {
-    with_conn!(conn, |c| diesel::update(conversations::table.find(id))
-        .set(conversations::preset_id.eq(preset_id))
-        .execute(c))?;
+    conn.execute(diesel::update(conversations::table.find(id)).set(conversations::preset_id.eq(preset_id)))?;
     Ok(())
 }
 
 /// The conversation if it belongs to `user_id`; someone else's is "not found", never "forbidden".
 pub fn get(conn: &mut Conn, user_id: i64, id: i64) -> AppResult<Conversation> {
-    with_conn!(conn, |c| conversations::table
-        .filter(conversations::id.eq(id))
-        .filter(conversations::user_id.eq(user_id))
-        .select(Conversation::as_select())
-        .first(c)
-        .optional())?
+    conn.first(
+        conversations::table
+            .filter(conversations::id.eq(id))
+            .filter(conversations::user_id.eq(user_id))
+            .select(columns::<Conversation>()),
+    )
+    .optional()?
     .ok_or_else(|| AppError::not_found("no such conversation"))
 }
 
 /// Newest first; `query` matches titles and message text.
 pub fn list(conn: &mut Conn, user_id: i64, query: Option<&str>) -> AppResult<Vec<Conversation>> {
     let rows = match query.map(str::trim).filter(|q| !q.is_empty()) {
-        None => with_conn!(conn, |c| conversations::table
-            .filter(conversations::user_id.eq(user_id))
-            .order((conversations::updated_at.desc(), conversations::id.desc()))
-            .select(Conversation::as_select())
-            .limit(500)
-            .load(c))?,
+        None => conn.load(
+            conversations::table
+                .filter(conversations::user_id.eq(user_id))
+                .order((conversations::updated_at.desc(), conversations::id.desc()))
+                .select(columns::<Conversation>())
+                .limit(500),
+        )?,
         Some(q) => {
             let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
             with_conn!(conn, |c| {
@@ -140,7 +132,7 @@ pub fn list(conn: &mut Conn, user_id: i64, query: Option<&str>) -> AppResult<Vec
                             .or(conversations::id.eq_any(in_messages)),
                     )
                     .order((conversations::updated_at.desc(), conversations::id.desc()))
-                    .select(Conversation::as_select())
+                    .select(columns::<Conversation>())
                     .limit(500)
                     .load(c)
             })?
@@ -163,15 +155,13 @@ pub fn update(
     let model = model.unwrap_or(&current.model);
     let system_prompt = system_prompt.unwrap_or(&current.system_prompt);
     check_title(title)?;
-    check_system_prompt(system_prompt)?;
-    with_conn!(&mut *conn, |c| diesel::update(conversations::table.find(id))
-        .set((
-            conversations::title.eq(title.trim()),
-            conversations::model.eq(model),
-            conversations::system_prompt.eq(system_prompt),
-            conversations::updated_at.eq(now),
-        ))
-        .execute(c))?;
+    crate::assistants::check_system_prompt(system_prompt)?;
+    conn.execute(diesel::update(conversations::table.find(id)).set((
+        conversations::title.eq(title.trim()),
+        conversations::model.eq(model),
+        conversations::system_prompt.eq(system_prompt),
+        conversations::updated_at.eq(now),
+    )))?;
     get(conn, user_id, id)
 }
 
@@ -187,7 +177,7 @@ pub fn delete(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, id: i64) -
             audit::record(conn, now, &event)?;
             return Ok(true);
         }
-        with_conn!(conn, |c| diesel::delete(conversations::table.find(id)).execute(c))?;
+        conn.execute(diesel::delete(conversations::table.find(id)))?;
         let event = Event::new(actor, "conversation.delete", Outcome::Success)
             .target("conversation", id)
             .details(serde_json::json!({"title": conversation.title}));
@@ -204,11 +194,12 @@ pub fn delete(conn: &mut Conn, now: i64, actor: &Actor, user_id: i64, id: i64) -
 }
 
 pub fn messages(conn: &mut Conn, conversation_id: i64) -> AppResult<Vec<Message>> {
-    Ok(with_conn!(conn, |c| messages::table
-        .filter(messages::conversation_id.eq(conversation_id))
-        .order(messages::id.asc())
-        .select(Message::as_select())
-        .load(c))?)
+    Ok(conn.load(
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .order(messages::id.asc())
+            .select(columns::<Message>()),
+    )?)
 }
 
 pub fn add_user_message(
@@ -217,19 +208,21 @@ pub fn add_user_message(
     conversation: &Conversation,
     content: &str,
 ) -> AppResult<i64> {
-    let id = with_conn!(&mut *conn, |c| diesel::insert_into(messages::table)
-        .values((
-            messages::conversation_id.eq(conversation.id),
-            messages::role.eq("user"),
-            messages::content.eq(content),
-            messages::created_at.eq(now),
-        ))
-        .returning(messages::id)
-        .get_result(c))?;
+    let id = conn.get_result(
+        diesel::insert_into(messages::table)
+            .values((
+                messages::conversation_id.eq(conversation.id),
+                messages::role.eq("user"),
+                messages::content.eq(content),
+                messages::created_at.eq(now),
+            ))
+            .returning(messages::id),
+    )?;
     let title = if conversation.title.is_empty() { first_line(content) } else { conversation.title.clone() };
-    with_conn!(conn, |c| diesel::update(conversations::table.find(conversation.id))
-        .set((conversations::updated_at.eq(now), conversations::title.eq(title)))
-        .execute(c))?;
+    conn.execute(
+        diesel::update(conversations::table.find(conversation.id))
+            .set((conversations::updated_at.eq(now), conversations::title.eq(title))),
+    )?;
     Ok(id)
 }
 
@@ -244,23 +237,23 @@ fn first_line(text: &str) -> String {
 
 /// Deletes the messages after `message_id` (to regenerate or edit and resend from there).
 pub fn truncate_after(conn: &mut Conn, conversation_id: i64, message_id: i64) -> AppResult<usize> {
-    Ok(with_conn!(conn, |c| diesel::delete(
+    Ok(conn.execute(diesel::delete(
         messages::table
             .filter(messages::conversation_id.eq(conversation_id))
-            .filter(messages::id.gt(message_id))
-    )
-    .execute(c))?)
+            .filter(messages::id.gt(message_id)),
+    ))?)
 }
 
 pub fn edit_message(conn: &mut Conn, conversation_id: i64, message_id: i64, content: &str) -> AppResult<()> {
-    let n = with_conn!(conn, |c| diesel::update(
-        messages::table
-            .filter(messages::conversation_id.eq(conversation_id))
-            .filter(messages::id.eq(message_id))
-            .filter(messages::role.eq("user"))
-    )
-    .set(messages::content.eq(content))
-    .execute(c))?;
+    let n = conn.execute(
+        diesel::update(
+            messages::table
+                .filter(messages::conversation_id.eq(conversation_id))
+                .filter(messages::id.eq(message_id))
+                .filter(messages::role.eq("user")),
+        )
+        .set(messages::content.eq(content)),
+    )?;
     if n == 0 {
         return Err(AppError::not_found("no such message of yours in this conversation"));
     }
@@ -270,24 +263,25 @@ pub fn edit_message(conn: &mut Conn, conversation_id: i64, message_id: i64, cont
 /// Stores an assistant reply. Its tokens are counted by the completion core, as every
 /// answer's are.
 pub fn add_reply(conn: &mut Conn, now: i64, conversation_id: i64, reply: &Reply<'_>) -> AppResult<i64> {
-    let id = with_conn!(&mut *conn, |c| diesel::insert_into(messages::table)
-        .values((
-            messages::conversation_id.eq(conversation_id),
-            messages::role.eq("assistant"),
-            messages::content.eq(reply.content),
-            messages::model.eq(reply.model),
-            messages::prompt_tokens.eq(reply.prompt_tokens),
-            messages::completion_tokens.eq(reply.completion_tokens),
-            messages::latency_ms.eq(reply.latency_ms),
-            messages::finish_reason.eq(reply.finish_reason),
-            messages::error.eq(reply.error),
-            messages::created_at.eq(now),
-        ))
-        .returning(messages::id)
-        .get_result(c))?;
-    with_conn!(&mut *conn, |c| diesel::update(conversations::table.find(conversation_id))
-        .set(conversations::updated_at.eq(now))
-        .execute(c))?;
+    let id = conn.get_result(
+        diesel::insert_into(messages::table)
+            .values((
+                messages::conversation_id.eq(conversation_id),
+                messages::role.eq("assistant"),
+                messages::content.eq(reply.content),
+                messages::model.eq(reply.model),
+                messages::prompt_tokens.eq(reply.prompt_tokens),
+                messages::completion_tokens.eq(reply.completion_tokens),
+                messages::latency_ms.eq(reply.latency_ms),
+                messages::finish_reason.eq(reply.finish_reason),
+                messages::error.eq(reply.error),
+                messages::created_at.eq(now),
+            ))
+            .returning(messages::id),
+    )?;
+    conn.execute(
+        diesel::update(conversations::table.find(conversation_id)).set(conversations::updated_at.eq(now)),
+    )?;
     Ok(id)
 }
 
@@ -300,22 +294,23 @@ pub fn add_usage(
     completion_tokens: i64,
 ) -> AppResult<()> {
     let day = now.div_euclid(86_400);
-    with_conn!(conn, |c| diesel::insert_into(usage_totals::table)
-        .values((
-            usage_totals::user_id.eq(user_id),
-            usage_totals::day.eq(day),
-            usage_totals::requests.eq(1),
-            usage_totals::prompt_tokens.eq(prompt_tokens),
-            usage_totals::completion_tokens.eq(completion_tokens),
-        ))
-        .on_conflict((usage_totals::user_id, usage_totals::day))
-        .do_update()
-        .set((
-            usage_totals::requests.eq(usage_totals::requests + 1),
-            usage_totals::prompt_tokens.eq(usage_totals::prompt_tokens + prompt_tokens),
-            usage_totals::completion_tokens.eq(usage_totals::completion_tokens + completion_tokens),
-        ))
-        .execute(c))?;
+    conn.execute(
+        diesel::insert_into(usage_totals::table)
+            .values((
+                usage_totals::user_id.eq(user_id),
+                usage_totals::day.eq(day),
+                usage_totals::requests.eq(1),
+                usage_totals::prompt_tokens.eq(prompt_tokens),
+                usage_totals::completion_tokens.eq(completion_tokens),
+            ))
+            .on_conflict((usage_totals::user_id, usage_totals::day))
+            .do_update()
+            .set((
+                usage_totals::requests.eq(usage_totals::requests + 1),
+                usage_totals::prompt_tokens.eq(usage_totals::prompt_tokens + prompt_tokens),
+                usage_totals::completion_tokens.eq(usage_totals::completion_tokens + completion_tokens),
+            )),
+    )?;
     Ok(())
 }
 
@@ -328,11 +323,12 @@ pub struct UsageTotals {
 
 /// A user's totals since `since_day` (days since the epoch).
 pub fn usage_since(conn: &mut Conn, user_id: i64, since_day: i64) -> AppResult<UsageTotals> {
-    let rows: Vec<(i64, i64, i64)> = with_conn!(conn, |c| usage_totals::table
-        .filter(usage_totals::user_id.eq(user_id))
-        .filter(usage_totals::day.ge(since_day))
-        .select((usage_totals::requests, usage_totals::prompt_tokens, usage_totals::completion_tokens))
-        .load(c))?;
+    let rows: Vec<(i64, i64, i64)> = conn.load(
+        usage_totals::table
+            .filter(usage_totals::user_id.eq(user_id))
+            .filter(usage_totals::day.ge(since_day))
+            .select((usage_totals::requests, usage_totals::prompt_tokens, usage_totals::completion_tokens)),
+    )?;
     Ok(rows.into_iter().fold(UsageTotals::default(), |t, (r, p, c)| UsageTotals {
         requests: t.requests + r,
         prompt_tokens: t.prompt_tokens + p,

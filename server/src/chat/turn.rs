@@ -81,7 +81,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         .run(move |c| {
             let conv = store::get(c, user_id, conv_id)?;
             let msgs = store::messages(c, conv.id)?;
-            Ok((conv, msgs, super::presets::of_conversation(c, conv_id)?))
+            Ok((conv, msgs, crate::assistants::of_conversation(c, conv_id)?))
         })
         .await?;
     let asked = turn.model.clone().unwrap_or_else(|| conversation.model.clone());

@@ -5,9 +5,9 @@ use crate::audit::anchor::{self, Checkpoint};
 use crate::audit::content::{self, Captured};
 use crate::audit::query::{self, Checked, Filter, Format};
 use crate::audit::retention::{self, Hold};
-use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, sink, verify::Report};
+use crate::audit::{self, AuditEvent, Event, Outcome, chain, ledger::Status, log, sink};
 use crate::clock::format_time;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::http::guard::{AuditorOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Page, UiError, render, ui_error};
@@ -59,19 +59,9 @@ async fn events_json(
     filter: web::Query<Filter>,
     paging: web::Query<Paging>,
 ) -> AppResult<HttpResponse> {
-    let checked = filter.check()?;
     let (before, after, limit) = (paging.before, paging.after, paging.limit.unwrap_or(PAGE));
-    if before.is_some() && after.is_some() {
-        return Err(AppError::bad_request("give before or after, not both"));
-    }
-    let events = state
-        .store
-        .run(move |c| match after {
-            Some(after) => query::page_after(c, &checked, after, limit),
-            None => query::page(c, &checked, before, limit),
-        })
-        .await?;
-    let full = events.len() as i64 == limit.clamp(1, 500);
+    let events = state.audit_log.events(&filter, log::Paging { before, after, limit }).await?;
+    let full = events.len() as i64 == limit.clamp(1, log::MAX_PAGE);
     let next_before = (full && after.is_none()).then(|| events.last().map(|e| e.seq)).flatten();
     let events: Vec<_> = events.iter().map(query::to_json).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({"events": events, "next_before": next_before})))
@@ -85,20 +75,12 @@ async fn export(
     filter: web::Query<Filter>,
     params: web::Query<ExportParams>,
 ) -> AppResult<HttpResponse> {
-    let filter = filter.into_inner();
-    let checked = filter.check()?;
     let format = params.format;
-    let actor = who.actor();
+    let export = state.audit_log.export(who.actor(), filter.into_inner(), format).await?;
     let now = state.clock.now();
-    let upto = state.store.run(move |c| query::record_export(c, now, &actor, &filter, format)).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let store = state.store.clone();
     actix_web::rt::spawn(async move {
-        let sent = store
-            .run(move |c| {
-                query::export(c, &checked, format, upto, |chunk| tx.blocking_send(Bytes::from(chunk)).is_ok())
-            })
-            .await;
+        let sent = export.write(move |chunk| tx.blocking_send(Bytes::from(chunk)).is_ok()).await;
         if let Err(e) = sent {
             tracing::error!(error = %e, "audit export failed part-way");
         }
@@ -117,31 +99,13 @@ struct VerifyBody {
     from_checkpoint: Option<Checkpoint>,
 }
 
-async fn run_verify(
-    state: &AppState,
-    who: &Authed<AuditorOnly>,
-    from: Option<Checkpoint>,
-) -> AppResult<Report> {
-    let ledger = state.audit.clone();
-    let actor = who.actor();
-    let now = state.clock.now();
-    state.store.run(move |c| ledger.verify(c, now, from.as_ref(), Some(&actor))).await
-}
-
 async fn verify_json(
     state: web::Data<AppState>,
     who: Authed<AuditorOnly>,
     body: Option<web::Json<VerifyBody>>,
 ) -> AppResult<HttpResponse> {
     let from = body.and_then(|b| b.into_inner().from_checkpoint);
-    if let Some(cp) = &from
-        && !cp.signature_valid(state.audit.keys().public_key())
-    {
-        return Err(AppError::bad_request(
-            "from_checkpoint does not carry a valid signature of this server's key",
-        ));
-    }
-    Ok(HttpResponse::Ok().json(run_verify(&state, &who, from).await?))
+    Ok(HttpResponse::Ok().json(state.audit_log.verify(who.actor(), from).await?))
 }
 
 async fn status_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> AppResult<HttpResponse> {
@@ -180,7 +144,7 @@ async fn checkpoints_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>)
 }
 
 async fn holds_json(state: web::Data<AppState>, _who: Authed<AuditorOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.store.run(retention::holds).await?))
+    Ok(HttpResponse::Ok().json(state.audit_log.holds().await?))
 }
 
 #[derive(Deserialize)]
@@ -195,9 +159,7 @@ async fn place_hold_json(
     path: web::Path<String>,
     body: web::Json<HoldBody>,
 ) -> AppResult<HttpResponse> {
-    let (actor, now, name, reason) =
-        (who.actor(), state.clock.now(), path.into_inner(), body.into_inner().reason);
-    let hold = state.store.run(move |c| retention::place(c, now, &actor, &name, &reason)).await?;
+    let hold = state.audit_log.hold(who.actor(), path.into_inner(), body.into_inner().reason).await?;
     Ok(HttpResponse::Ok().json(hold))
 }
 
@@ -206,8 +168,7 @@ async fn release_hold_json(
     who: Authed<AuditorOnly>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let (actor, now, name) = (who.actor(), state.clock.now(), path.into_inner());
-    state.store.run(move |c| retention::release(c, now, &actor, &name)).await?;
+    state.audit_log.release(who.actor(), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -223,9 +184,7 @@ async fn place_hold_form(
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/audit");
     let HoldForm { username, reason } = form;
-    let (actor, now) = (who.actor(), state.clock.now());
-    let name = username.trim().to_string();
-    state.store.run(move |c| retention::place(c, now, &actor, &name, &reason)).await.map_err(&err)?;
+    state.audit_log.hold(who.actor(), username, reason).await.map_err(&err)?;
     Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
 }
 
@@ -235,8 +194,7 @@ async fn release_hold_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/audit");
-    let (actor, now, name) = (who.actor(), state.clock.now(), path.into_inner());
-    state.store.run(move |c| retention::release(c, now, &actor, &name)).await.map_err(&err)?;
+    state.audit_log.release(who.actor(), path.into_inner()).await.map_err(&err)?;
     Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
 }
 
@@ -500,6 +458,6 @@ async fn verify_form(
     CsrfForm { who, .. }: CsrfForm<AuditorOnly>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/audit");
-    run_verify(&state, &who, None).await.map_err(&err)?;
+    state.audit_log.verify(who.actor(), None).await.map_err(&err)?;
     Ok(HttpResponse::SeeOther().insert_header(("Location", "/audit")).finish())
 }

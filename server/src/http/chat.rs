@@ -2,7 +2,7 @@
 //! the signed-in user may use.
 
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
-use crate::chat::{complete, markdown, presets, sources, store};
+use crate::chat::{complete, markdown, sources, store};
 use crate::error::AppError;
 use crate::error::AppResult;
 use crate::http::guard::{Authed, ChatUser};
@@ -75,7 +75,7 @@ async fn create(
     let mut body = body.into_inner();
     let preset = match body.preset.take() {
         Some(name) => {
-            let preset = state.store.run(move |c| presets::get(c, &name)).await?;
+            let preset = state.assistants.show(name).await?;
             if body.model.as_ref().is_some_and(|m| *m != preset.model) {
                 return Err(AppError::validation(format!(
                     "the assistant {} chats with {}; leave model out",
@@ -161,7 +161,7 @@ async fn update(
     // Some(Some(id)): follow that preset; Some(None): leave the one followed; None: no change.
     let preset_change = match body.preset.take() {
         Some(name) => {
-            let preset = state.store.run(move |c| presets::get(c, &name)).await?;
+            let preset = state.assistants.show(name).await?;
             body.model = Some(preset.model.clone());
             Some(Some(preset.id))
         }
@@ -357,7 +357,7 @@ fn with_collections(
 }
 
 fn preset_name(c: &mut crate::store::Conn, conversation_id: i64) -> AppResult<Option<String>> {
-    Ok(presets::of_conversation(c, conversation_id)?.map(|p| p.name))
+    Ok(crate::assistants::of_conversation(c, conversation_id)?.map(|p| p.name))
 }
 
 /// Stores a file for one chat in the chat's files collection (made on first use, owned by the
@@ -377,7 +377,7 @@ pub(crate) async fn queue_chat_file(
             sources::ensure_files_collection(c, now, &actor, caller, conversation_id)
         })
         .await?;
-    crate::knowledge::queue_file(&state.workshop(), who.actor(), caller, collection, source, bytes).await
+    state.library.queue(who.actor(), caller, collection, source, bytes).await
 }
 
 /// `POST /api/conversations/{id}/files?source=NAME`: the file is the body (API keys; the web UI

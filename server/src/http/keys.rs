@@ -3,7 +3,8 @@
 //! another person: see `tokens::Issuer`). A key is shown once; only its SHA-256 is stored, and
 //! it carries its owner's permissions.
 
-use crate::auth::tokens::{self, ApiToken};
+use crate::auth::keys::{Issued, NewKey};
+use crate::auth::tokens::ApiToken;
 use crate::error::{AppError, AppResult};
 use crate::http::guard::{AdminOnly, AnyUser, Authed};
 use crate::http::routes::Routes;
@@ -15,7 +16,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::json;
 
 pub fn routes(r: &mut Routes) {
     r.get("/keys", page)
@@ -31,32 +31,29 @@ pub fn routes(r: &mut Routes) {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+struct NewOwnKey {
     name: String,
     /// Days until it expires (default: never).
     expires_days: Option<u32>,
 }
 
+async fn own_keys(state: &AppState, who: &Authed<AnyUser>) -> AppResult<Vec<ApiToken>> {
+    let keys = state.keys.list(Some(who.user.username.clone())).await?;
+    Ok(keys.into_iter().map(|k| k.key).collect())
+}
+
 async fn mine(state: web::Data<AppState>, who: Authed<AnyUser>) -> AppResult<HttpResponse> {
-    let name = who.user.username.clone();
-    let keys: Vec<ApiToken> =
-        state.store.run(move |c| tokens::list(c, Some(&name))).await?.into_iter().map(|(t, _)| t).collect();
-    Ok(HttpResponse::Ok().json(keys))
+    Ok(HttpResponse::Ok().json(own_keys(&state, &who).await?))
 }
 
 async fn create_mine(
     state: web::Data<AppState>,
     who: Authed<AnyUser>,
-    body: web::Json<NewKey>,
+    body: web::Json<NewOwnKey>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
-    let (now, actor, issuer, user) =
-        (state.clock.now(), who.actor(), who.issuer(), who.user.username.clone());
-    let (key, secret) = state
-        .store
-        .run(move |c| tokens::create_for_days(c, now, &actor, issuer, &user, &body.name, body.expires_days))
-        .await?;
-    Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
+    let NewOwnKey { name, expires_days } = body.into_inner();
+    let new = NewKey { user: who.user.username.clone(), name, expires_days };
+    Ok(HttpResponse::Created().json(state.keys.create(who.actor(), who.issuer(), new).await?))
 }
 
 async fn revoke_mine(
@@ -64,8 +61,7 @@ async fn revoke_mine(
     who: Authed<AnyUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, uid, id) = (state.clock.now(), who.actor(), who.user.id, path.into_inner());
-    state.store.run(move |c| tokens::revoke_own(c, now, &actor, uid, id)).await?;
+    state.keys.revoke_own(who.actor(), who.user.id, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -79,41 +75,15 @@ async fn all(
     _who: Authed<AdminOnly>,
     q: web::Query<UserQuery>,
 ) -> AppResult<HttpResponse> {
-    let user = q.into_inner().user;
-    let rows = state.store.run(move |c| tokens::list(c, user.as_deref())).await?;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .map(|(t, user)| {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            v["user"] = json!(user);
-            v
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(rows))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKeyFor {
-    user: String,
-    name: String,
-    expires_days: Option<u32>,
+    Ok(HttpResponse::Ok().json(state.keys.list(q.into_inner().user).await?))
 }
 
 async fn create_for(
     state: web::Data<AppState>,
     who: Authed<AdminOnly>,
-    body: web::Json<NewKeyFor>,
+    body: web::Json<NewKey>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
-    let (now, actor, issuer) = (state.clock.now(), who.actor(), who.issuer());
-    let (key, secret) = state
-        .store
-        .run(move |c| {
-            tokens::create_for_days(c, now, &actor, issuer, &body.user, &body.name, body.expires_days)
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(json!({"key": key, "secret": secret})))
+    Ok(HttpResponse::Created().json(state.keys.create(who.actor(), who.issuer(), body.into_inner()).await?))
 }
 
 async fn revoke_any(
@@ -121,8 +91,7 @@ async fn revoke_any(
     who: Authed<AdminOnly>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
-    state.store.run(move |c| tokens::revoke(c, now, &actor, id)).await?;
+    state.keys.revoke(who.actor(), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -148,12 +117,7 @@ async fn render_page(
     created: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let name = who.user.username.clone();
-    let keys = state
-        .store
-        .run(move |c| Ok(tokens::list(c, Some(&name))?.into_iter().map(|(t, _)| t).collect()))
-        .await
-        .map_err(ui_error(state, "/keys"))?;
+    let keys = own_keys(state, who).await.map_err(ui_error(state, "/keys"))?;
     let page = KeysPage { chrome: Chrome::for_user(state, who, "keys", flash), keys, created };
     let mut resp = render(&page, status);
     // The page may hold a secret: never cache it.
@@ -188,16 +152,12 @@ async fn page_create(
             "" => None,
             d => Some(d.parse::<u32>().map_err(|_| AppError::validation("expiry must be a number of days"))?),
         };
-        let (now, actor, issuer, user) =
-            (state.clock.now(), who.actor(), who.issuer(), who.user.username.clone());
-        state
-            .store
-            .run(move |c| tokens::create_for_days(c, now, &actor, issuer, &user, &form.name, days))
-            .await
+        let new = NewKey { user: who.user.username.clone(), name: form.name, expires_days: days };
+        state.keys.create(who.actor(), who.issuer(), new).await
     }
     .await;
     match result {
-        Ok((_, secret)) => {
+        Ok(Issued { secret, .. }) => {
             let flash = Flash { kind: "ok", text: "Key created. Copy it now: it is not shown again.".into() };
             render_page(&state, &who, Some(flash), Some(secret), StatusCode::CREATED).await
         }
@@ -220,7 +180,6 @@ async fn page_revoke(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/keys");
-    let (now, actor, uid, id) = (state.clock.now(), who.actor(), who.user.id, path.into_inner());
-    state.store.run(move |c| tokens::revoke_own(c, now, &actor, uid, id)).await.map_err(&err)?;
+    state.keys.revoke_own(who.actor(), who.user.id, path.into_inner()).await.map_err(&err)?;
     Ok(see_other("/keys?done=revoked"))
 }

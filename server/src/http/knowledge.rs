@@ -4,9 +4,8 @@
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::http::guard::{AdminOnly, Authed, ChatUser};
 use crate::http::routes::Routes;
-use crate::knowledge::collections::{self, Caller, NewCollection};
-use crate::knowledge::documents::{self, Status};
-use crate::knowledge::jobs;
+use crate::knowledge::collections::{Caller, NewCollection};
+use crate::knowledge::library::Settled;
 use crate::knowledge::{self, MAX_LIMIT, Queued};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,8 +36,7 @@ fn caller<P>(who: &Authed<P>) -> Caller {
 }
 
 async fn list(state: web::Data<AppState>, who: Authed<ChatUser>) -> AppResult<HttpResponse> {
-    let caller = caller(&who);
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| collections::list(c, caller)).await?))
+    Ok(HttpResponse::Ok().json(state.library.list(caller(&who)).await?))
 }
 
 async fn create(
@@ -46,9 +44,7 @@ async fn create(
     who: Authed<ChatUser>,
     body: web::Json<NewCollection>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, caller) = (state.clock.now(), who.actor(), caller(&who));
-    let new = body.into_inner();
-    let created = state.store.run(move |c| collections::create(c, now, &actor, caller, new)).await?;
+    let created = state.library.create(who.actor(), caller(&who), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -57,8 +53,7 @@ async fn show(
     who: Authed<ChatUser>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let (caller, name) = (caller(&who), path.into_inner());
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| collections::get(c, caller, &name)).await?))
+    Ok(HttpResponse::Ok().json(state.library.show(caller(&who), path.into_inner()).await?))
 }
 
 async fn remove(
@@ -66,9 +61,7 @@ async fn remove(
     who: Authed<ChatUser>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, caller, name) = (state.clock.now(), who.actor(), caller(&who), path.into_inner());
-    state.store.run(move |c| collections::remove(c, now, &actor, caller, &name)).await?;
-    state.knowledge.index.notify();
+    state.library.remove(who.actor(), caller(&who), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -77,8 +70,8 @@ async fn grant(
     who: Authed<AdminOnly>,
     path: web::Path<(String, String)>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, (name, group)) = (state.clock.now(), who.actor(), path.into_inner());
-    state.store.run(move |c| collections::grant_read(c, now, &actor, &name, &group)).await?;
+    let (name, group) = path.into_inner();
+    state.library.grant(who.actor(), name, group).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -87,8 +80,8 @@ async fn revoke(
     who: Authed<AdminOnly>,
     path: web::Path<(String, String)>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, (name, group)) = (state.clock.now(), who.actor(), path.into_inner());
-    state.store.run(move |c| collections::revoke_read(c, now, &actor, &name, &group)).await?;
+    let (name, group) = path.into_inner();
+    state.library.revoke(who.actor(), name, group).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -98,15 +91,7 @@ async fn list_documents(
     who: Authed<ChatUser>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let (caller, name) = (caller(&who), path.into_inner());
-    let docs = state
-        .store
-        .run(move |c| {
-            let (row, _) = collections::opened(c, caller, &name)?;
-            documents::list(c, &row)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(docs))
+    Ok(HttpResponse::Ok().json(state.library.documents(caller(&who), path.into_inner()).await?))
 }
 
 /// How a file is added through the API: under which name, and whether to wait for its job.
@@ -141,15 +126,7 @@ async fn add_document(
     // The upload's place and memory are freed once it is queued, not after waiting for its job.
     let queued = {
         let upload = read_limited(&state, who.user.id, body).await?;
-        knowledge::queue_file(
-            &state.workshop(),
-            who.actor(),
-            caller(&who),
-            path.into_inner(),
-            source,
-            upload.bytes,
-        )
-        .await?
+        state.library.queue(who.actor(), caller(&who), path.into_inner(), source, upload.bytes).await?
     };
     answer_queued(&state, queued, wait).await
 }
@@ -157,16 +134,10 @@ async fn add_document(
 /// Answers a queued file: 200 unchanged; 201 added or replaced once its job is done (when
 /// waiting); 202 with the job otherwise; the job's failure as the error it was.
 pub(crate) async fn answer_queued(state: &AppState, queued: Queued, wait: bool) -> AppResult<HttpResponse> {
-    let job = match queued {
-        Queued::Unchanged(ingested) => return Ok(HttpResponse::Ok().json(ingested)),
-        Queued::Job(job) if !wait => return Ok(HttpResponse::Accepted().json(job)),
-        Queued::Job(job) => knowledge::wait_job(&state.workshop(), job.id, JOB_WAIT).await?,
-    };
-    let ended = job.clone();
-    Ok(match state.store.run(move |c| jobs::outcome(c, &ended)).await? {
-        Some(ingested) if ingested.status == Status::Unchanged => HttpResponse::Ok().json(ingested),
-        Some(ingested) => HttpResponse::Created().json(ingested),
-        None => HttpResponse::Accepted().json(job),
+    Ok(match state.library.settle(queued, wait.then_some(JOB_WAIT)).await? {
+        Settled::Unchanged(ingested) => HttpResponse::Ok().json(ingested),
+        Settled::Stored(ingested) => HttpResponse::Created().json(ingested),
+        Settled::Pending(job) => HttpResponse::Accepted().json(job),
     })
 }
 
@@ -186,7 +157,7 @@ pub(crate) async fn read_limited(
     user_id: i64,
     mut body: web::Payload,
 ) -> AppResult<Upload> {
-    let limit = state.knowledge.max_file_bytes;
+    let limit = state.library.max_file_bytes();
     let place = state.uploads.start(user_id)?;
     let mut memory = crate::limits::Reserved::default();
     let mut out = Vec::new();
@@ -210,15 +181,8 @@ async fn remove_document(
     who: Authed<ChatUser>,
     path: web::Path<(String, i64)>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, caller, (name, id)) = (state.clock.now(), who.actor(), caller(&who), path.into_inner());
-    state
-        .store
-        .run(move |c| {
-            let row = collections::managed(c, caller, &name)?;
-            documents::remove(c, now, &actor, &row, id)
-        })
-        .await?;
-    state.knowledge.index.notify();
+    let (name, id) = path.into_inner();
+    state.library.remove_document(who.actor(), caller(&who), name, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -229,15 +193,8 @@ async fn original(
     who: Authed<ChatUser>,
     path: web::Path<(String, i64)>,
 ) -> AppResult<HttpResponse> {
-    let (caller, (name, id)) = (caller(&who), path.into_inner());
-    let (doc, bytes) = state
-        .store
-        .run(move |c| {
-            let row = collections::readable(c, caller, &name)?;
-            let doc = documents::get_in(c, &row, id)?;
-            Ok((doc, documents::file(c, id)?))
-        })
-        .await?;
+    let (name, id) = path.into_inner();
+    let (doc, bytes) = state.library.original(caller(&who), name, id).await?;
     let media = match doc.format.as_str() {
         "pdf" => "application/pdf",
         "markdown" => "text/markdown; charset=utf-8",
@@ -313,23 +270,7 @@ async fn index_status(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> Ap
 }
 
 async fn rebuild(state: web::Data<AppState>, who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    let knowledge = state.knowledge.clone();
-    let passages = tokio::task::spawn_blocking(move || knowledge.index.rebuild())
-        .await
-        .map_err(AppError::internal)?
-        .map_err(|e| AppError::new(ErrorKind::Unavailable, format!("the rebuild failed: {e}")))?;
-    let (now, actor) = (state.clock.now(), who.actor());
-    state
-        .store
-        .run(move |c| {
-            crate::audit::record(
-                c,
-                now,
-                &crate::audit::Event::new(&actor, "index.rebuild", crate::audit::Outcome::Success)
-                    .details(json!({"passages": passages})),
-            )
-        })
-        .await?;
+    let passages = state.library.rebuild(who.actor()).await?;
     Ok(HttpResponse::Ok().json(json!({"passages": passages})))
 }
 
@@ -353,27 +294,7 @@ async fn list_jobs(
     query: web::Query<JobsQuery>,
 ) -> AppResult<HttpResponse> {
     let JobsQuery { collection, limit } = query.into_inner();
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::validation("limit must be between 1 and 500"));
-    }
-    let caller = caller(&who);
-    let listed = state
-        .store
-        .run(move |c| {
-            let scope = match (&collection, caller.user_id) {
-                (Some(name), _) => jobs::Scope::Collection(collections::opened(c, caller, name)?.0.id),
-                (None, user_id) if caller.admin => jobs::Scope::Admin { user_id },
-                (None, Some(user)) => jobs::Scope::Own(user),
-                (None, None) => return Ok(Vec::new()),
-            };
-            jobs::list(c, scope, limit)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(listed))
-}
-
-async fn visible_job(state: &AppState, caller: Caller, id: i64) -> AppResult<jobs::Job> {
-    state.store.run(move |c| jobs::visible(c, caller, id)).await
+    Ok(HttpResponse::Ok().json(state.library.jobs(caller(&who), collection, limit).await?))
 }
 
 async fn show_job(
@@ -381,7 +302,7 @@ async fn show_job(
     who: Authed<ChatUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(visible_job(&state, caller(&who), path.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(state.library.job(caller(&who), path.into_inner()).await?))
 }
 
 async fn cancel_job(
@@ -389,8 +310,5 @@ async fn cancel_job(
     who: Authed<ChatUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    visible_job(&state, caller(&who), id).await?;
-    let now = state.clock.now();
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| jobs::cancel(c, now, id)).await?))
+    Ok(HttpResponse::Ok().json(state.library.cancel_job(caller(&who), path.into_inner()).await?))
 }

@@ -8,9 +8,10 @@ use crate::http::guard::{Authed, ChatUser};
 use crate::http::knowledge::{answer_queued, read_limited};
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Flash, Page, UiError, check_csrf, render, see_other, ui_error};
-use crate::knowledge::collections::{self, Caller, Collection, NewCollection};
-use crate::knowledge::documents::{self, Document};
-use crate::knowledge::jobs::{self, Job};
+use crate::knowledge::collections::{Caller, Collection, NewCollection};
+use crate::knowledge::documents::Document;
+use crate::knowledge::jobs::Job;
+use crate::knowledge::library::Overview;
 use crate::knowledge::{self, Hit};
 use crate::state::AppState;
 use crate::url::encode_component;
@@ -43,12 +44,8 @@ async fn render_list(
     flash: Option<Flash>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let caller = Caller::user(&who.user);
-    let collections = state
-        .store
-        .run(move |c| collections::list(c, caller))
-        .await
-        .map_err(ui_error(state, "/collections"))?;
+    let collections =
+        state.library.list(Caller::user(&who.user)).await.map_err(ui_error(state, "/collections"))?;
     Ok(render(&ListPage { chrome: Chrome::for_user(state, who, "collections", flash), collections }, status))
 }
 
@@ -74,24 +71,14 @@ async fn create(
     CsrfForm { who, form }: CsrfForm<ChatUser, NewForm>,
 ) -> Result<HttpResponse, UiError> {
     let f = form;
-    let (now, actor, caller) = (state.clock.now(), who.actor(), Caller::user(&who.user));
-    let result = async {
-        let new = NewCollection {
-            name: f.name.trim().to_string(),
-            description: f.description.trim().to_string(),
-            personal: f.kind != "shared",
-            owner: None,
-            readers: f
-                .readers
-                .split(',')
-                .map(str::trim)
-                .filter(|g| !g.is_empty())
-                .map(str::to_string)
-                .collect(),
-        };
-        state.store.run(move |c| collections::create(c, now, &actor, caller, new)).await
-    }
-    .await;
+    let new = NewCollection {
+        name: f.name.trim().to_string(),
+        description: f.description.trim().to_string(),
+        personal: f.kind != "shared",
+        owner: None,
+        readers: f.readers.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect(),
+    };
+    let result = state.library.create(who.actor(), Caller::user(&who.user), new).await;
     match result {
         Ok(made) => Ok(see_other(&format!("/collections/{}", encode_component(&made.name)))),
         Err(e) => {
@@ -130,17 +117,8 @@ async fn collection_page(
 ) -> Result<HttpResponse, UiError> {
     let name = path.into_inner();
     let here = format!("/collections/{}", encode_component(&name));
-    let caller = Caller::user(&who.user);
-    let (collection, documents, jobs, manage) = state
-        .store
-        .run(move |c| {
-            let (row, manage) = collections::opened(c, caller, &name)?;
-            let jobs = jobs::list(c, jobs::Scope::Collection(row.id), 30)?;
-            let documents = documents::list(c, &row)?;
-            Ok((collections::describe_one(c, row)?, documents, jobs, manage))
-        })
-        .await
-        .map_err(ui_error(&state, &here))?;
+    let Overview { collection, documents, jobs, manage } =
+        state.library.overview(Caller::user(&who.user), name, 30).await.map_err(ui_error(&state, &here))?;
     let page = CollectionPage {
         chrome: Chrome::for_user(&state, &who, "collections", None),
         path: here,
@@ -148,7 +126,7 @@ async fn collection_page(
         documents,
         jobs,
         manage,
-        max_mib: state.knowledge.max_file_bytes >> 20,
+        max_mib: state.library.max_file_bytes() >> 20,
     };
     Ok(render(&page, StatusCode::OK))
 }
@@ -178,15 +156,16 @@ async fn upload(
 ) -> AppResult<HttpResponse> {
     check_csrf_header(&who, &req)?;
     let upload = read_limited(&state, who.user.id, body).await?;
-    let queued = knowledge::queue_file(
-        &state.workshop(),
-        who.actor(),
-        Caller::user(&who.user),
-        path.into_inner(),
-        query.into_inner().source,
-        upload.bytes,
-    )
-    .await?;
+    let queued = state
+        .library
+        .queue(
+            who.actor(),
+            Caller::user(&who.user),
+            path.into_inner(),
+            query.into_inner().source,
+            upload.bytes,
+        )
+        .await?;
     answer_queued(&state, queued, false).await
 }
 
@@ -219,9 +198,7 @@ async fn remove_collection(
 ) -> Result<HttpResponse, UiError> {
     let name = path.into_inner();
     let err = ui_error(&state, "/collections");
-    let (now, actor, caller) = (state.clock.now(), who.actor(), Caller::user(&who.user));
-    state.store.run(move |c| collections::remove(c, now, &actor, caller, &name)).await.map_err(&err)?;
-    state.knowledge.index.notify();
+    state.library.remove(who.actor(), Caller::user(&who.user), name).await.map_err(&err)?;
     Ok(see_other("/collections"))
 }
 
@@ -233,16 +210,7 @@ async fn remove_document(
     let (name, id) = path.into_inner();
     let here = format!("/collections/{}", encode_component(&name));
     let err = ui_error(&state, &here);
-    let (now, actor, caller) = (state.clock.now(), who.actor(), Caller::user(&who.user));
-    state
-        .store
-        .run(move |c| {
-            let row = collections::managed(c, caller, &name)?;
-            documents::remove(c, now, &actor, &row, id)
-        })
-        .await
-        .map_err(&err)?;
-    state.knowledge.index.notify();
+    state.library.remove_document(who.actor(), Caller::user(&who.user), name, id).await.map_err(&err)?;
     Ok(see_other(&here))
 }
 
@@ -308,12 +276,7 @@ async fn search_page(
 ) -> Result<HttpResponse, UiError> {
     let SearchQuery { q, collection } = query.into_inner();
     let caller = Caller::user(&who.user);
-    let uid = who.user.id;
-    let collections = state
-        .store
-        .run(move |c| collections::readable_names(c, uid))
-        .await
-        .map_err(ui_error(&state, "/search"))?;
+    let collections = state.library.readable_names(caller).await.map_err(ui_error(&state, "/search"))?;
     let mut flash = None;
     let hits = if q.trim().is_empty() {
         None

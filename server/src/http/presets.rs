@@ -1,7 +1,7 @@
 //! Assistants (model presets) over HTTP: `/api/presets` lists those one may chat with;
 //! `/api/admin/presets…` lets admins make, change and remove them.
 
-use crate::chat::presets::{self, PresetBody};
+use crate::assistants::PresetBody;
 use crate::error::AppResult;
 use crate::http::guard::{AdminOnly, Authed, ChatUser};
 use crate::http::routes::Routes;
@@ -18,12 +18,11 @@ pub fn routes(r: &mut Routes) {
 }
 
 async fn offered(state: web::Data<AppState>, who: Authed<ChatUser>) -> AppResult<HttpResponse> {
-    let uid = who.user.id;
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| presets::offered_to(c, uid)).await?))
+    Ok(HttpResponse::Ok().json(state.assistants.offered_to(who.user.id).await?))
 }
 
 async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.store.run(presets::list).await?))
+    Ok(HttpResponse::Ok().json(state.assistants.list().await?))
 }
 
 async fn show(
@@ -31,8 +30,7 @@ async fn show(
     _who: Authed<AdminOnly>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let name = path.into_inner();
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| presets::get(c, &name)).await?))
+    Ok(HttpResponse::Ok().json(state.assistants.show(path.into_inner()).await?))
 }
 
 async fn create(
@@ -40,10 +38,7 @@ async fn create(
     who: Authed<AdminOnly>,
     body: web::Json<PresetBody>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, catalog, body) =
-        (state.clock.now(), who.actor(), state.catalog.clone(), body.into_inner());
-    let made = state.store.run(move |c| presets::create(c, now, &actor, &catalog, body)).await?;
-    Ok(HttpResponse::Created().json(made))
+    Ok(HttpResponse::Created().json(state.assistants.create(who.actor(), body.into_inner()).await?))
 }
 
 async fn change(
@@ -52,10 +47,8 @@ async fn change(
     path: web::Path<String>,
     body: web::Json<PresetBody>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, catalog, name, body) =
-        (state.clock.now(), who.actor(), state.catalog.clone(), path.into_inner(), body.into_inner());
-    Ok(HttpResponse::Ok()
-        .json(state.store.run(move |c| presets::change(c, now, &actor, &catalog, &name, body)).await?))
+    let changed = state.assistants.change(who.actor(), path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(changed))
 }
 
 async fn remove(
@@ -63,7 +56,6 @@ async fn remove(
     who: Authed<AdminOnly>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, name) = (state.clock.now(), who.actor(), path.into_inner());
-    state.store.run(move |c| presets::remove(c, now, &actor, &name)).await?;
+    state.assistants.remove(who.actor(), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

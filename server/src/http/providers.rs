@@ -2,9 +2,8 @@
 //! taken once and never shown again; `test` asks the provider for its models, which checks the
 //! URL, the egress policy and the key in one go.
 
-use crate::audit::Actor;
-use crate::catalog::providers::{self, Change, NewProvider, Provider};
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::catalog::providers::{Change, NewProvider, Provider};
+use crate::error::{AppError, AppResult};
 use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
@@ -14,7 +13,7 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use ayush_models::provider::{Kind, Provider as _};
+use ayush_models::provider::Kind;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,41 +31,8 @@ pub fn routes(r: &mut Routes) {
         .get("/api/admin/providers/{name}/upstream-models", upstream_models);
 }
 
-async fn do_create(state: &AppState, actor: Actor, new: NewProvider) -> AppResult<Provider> {
-    let (now, remotes, egress) = (state.clock.now(), state.remotes.clone(), state.egress.clone());
-    let name = new.name.clone();
-    let created =
-        state.store.run(move |c| providers::create(c, now, &actor, remotes.key(), &egress, new)).await?;
-    state.remotes.forget(&name);
-    Ok(created)
-}
-
-async fn do_change(state: &AppState, actor: Actor, name: String, change: Change) -> AppResult<Provider> {
-    let (now, remotes, egress, n) =
-        (state.clock.now(), state.remotes.clone(), state.egress.clone(), name.clone());
-    let changed = state
-        .store
-        .run(move |c| providers::change(c, now, &actor, remotes.key(), &egress, &n, change))
-        .await?;
-    state.remotes.forget(&name);
-    Ok(changed)
-}
-
-async fn do_remove(state: &AppState, actor: Actor, name: String) -> AppResult<()> {
-    let (now, n) = (state.clock.now(), name.clone());
-    state.store.run(move |c| providers::remove(c, now, &actor, &n)).await?;
-    state.remotes.forget(&name);
-    Ok(())
-}
-
-/// The provider's own list of models: proof that Ayush can reach it with its key.
-async fn do_test(state: &AppState, name: &str) -> AppResult<Vec<String>> {
-    let (remote, _) = state.remotes.get(&state.store, name).await?;
-    remote.list_models().await.map_err(|e| AppError::new(ErrorKind::Unavailable, e.to_string()))
-}
-
 async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.store.run(providers::list).await?))
+    Ok(HttpResponse::Ok().json(state.providers.list().await?))
 }
 
 async fn show(
@@ -75,7 +41,7 @@ async fn show(
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let name = path.into_inner();
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| providers::get(c, &name)).await?))
+    Ok(HttpResponse::Ok().json(state.providers.show(name).await?))
 }
 
 async fn create(
@@ -83,7 +49,7 @@ async fn create(
     who: Authed<AdminOnly>,
     body: web::Json<NewProvider>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Created().json(do_create(&state, who.actor(), body.into_inner()).await?))
+    Ok(HttpResponse::Created().json(state.providers.create(who.actor(), body.into_inner()).await?))
 }
 
 async fn change(
@@ -92,7 +58,8 @@ async fn change(
     path: web::Path<String>,
     body: web::Json<Change>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(do_change(&state, who.actor(), path.into_inner(), body.into_inner()).await?))
+    Ok(HttpResponse::Ok()
+        .json(state.providers.change(who.actor(), path.into_inner(), body.into_inner()).await?))
 }
 
 async fn remove(
@@ -100,7 +67,7 @@ async fn remove(
     who: Authed<AdminOnly>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    do_remove(&state, who.actor(), path.into_inner()).await?;
+    state.providers.remove(who.actor(), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -109,7 +76,7 @@ async fn upstream_models(
     _who: Authed<AdminOnly>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    let models = do_test(&state, &path.into_inner()).await?;
+    let models = state.providers.test(path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(json!({"models": models})))
 }
 
@@ -128,7 +95,7 @@ async fn render_page(
     flash: Option<Flash>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let list = state.store.run(providers::list).await.map_err(ui_error(state, "/admin/providers"))?;
+    let list = state.providers.list().await.map_err(ui_error(state, "/admin/providers"))?;
     let egress = &state.config.egress;
     let egress_note = match (egress.airgap, egress.allow_hosts.is_empty()) {
         (false, _) => "The egress policy is off: providers may be anywhere.".to_string(),
@@ -201,7 +168,7 @@ async fn page_create(
             models: models_of(&f.models),
             timeout_secs: timeout_of(&f.timeout_secs)?,
         };
-        do_create(&state, who.actor(), new).await
+        state.providers.create(who.actor(), new).await
     }
     .await;
     match result {
@@ -241,7 +208,7 @@ async fn page_change(
             models: Some(models_of(&f.models)),
             timeout_secs: timeout_of(&f.timeout_secs)?,
         };
-        do_change(&state, who.actor(), path.into_inner(), change).await
+        state.providers.change(who.actor(), path.into_inner(), change).await
     }
     .await;
     match result {
@@ -256,7 +223,7 @@ async fn page_remove(
     path: web::Path<String>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/admin/providers");
-    do_remove(&state, who.actor(), path.into_inner()).await.map_err(&err)?;
+    state.providers.remove(who.actor(), path.into_inner()).await.map_err(&err)?;
     Ok(see_other("/admin/providers?done=provider-removed"))
 }
 
@@ -266,7 +233,7 @@ async fn page_test(
     path: web::Path<String>,
 ) -> Result<HttpResponse, UiError> {
     let name = path.into_inner();
-    let flash = match do_test(&state, &name).await {
+    let flash = match state.providers.test(name.clone()).await {
         Ok(models) if models.is_empty() => {
             Flash { kind: "ok", text: format!("{name} answered, but lists no models.") }
         }

@@ -1,8 +1,9 @@
 //! Single sign-on administration: directory group mappings (the JSON API and the admin page)
 //! and the directory sync.
 
-use crate::auth::{Role, directory_sync, groups, mapping};
-use crate::error::{AppError, AppResult};
+use crate::auth::sso::NewRule;
+use crate::auth::{Role, mapping};
+use crate::error::AppResult;
 use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
@@ -25,30 +26,15 @@ pub fn routes(r: &mut Routes) {
 }
 
 async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.store.run(mapping::rules).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewMapping {
-    directory_group: String,
-    role: Option<String>,
-    group: Option<String>,
+    Ok(HttpResponse::Ok().json(state.sso.rules().await?))
 }
 
 async fn create(
     state: web::Data<AppState>,
     who: Authed<AdminOnly>,
-    body: web::Json<NewMapping>,
+    body: web::Json<NewRule>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
-    let role = body.role.map(|r| r.parse::<Role>().map_err(AppError::validation)).transpose()?;
-    let (now, actor) = (state.clock.now(), who.actor());
-    let rule = state
-        .store
-        .run(move |c| mapping::add(c, now, &actor, &body.directory_group, role, body.group.as_deref()))
-        .await?;
-    Ok(HttpResponse::Created().json(rule))
+    Ok(HttpResponse::Created().json(state.sso.map(who.actor(), body.into_inner()).await?))
 }
 
 async fn remove(
@@ -56,8 +42,7 @@ async fn remove(
     who: Authed<AdminOnly>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
-    state.store.run(move |c| mapping::remove(c, now, &actor, id)).await?;
+    state.sso.unmap(who.actor(), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -75,19 +60,7 @@ async fn sync(
     body: Option<web::Json<SyncBody>>,
 ) -> AppResult<HttpResponse> {
     let dry_run = body.map(|b| b.dry_run).unwrap_or_default();
-    let directory = state
-        .directory
-        .clone()
-        .ok_or_else(|| AppError::validation("no directory is configured ([ldap] enabled = false)"))?;
-    let report = directory_sync::sync(
-        &state.store,
-        &directory,
-        state.clock.now(),
-        state.authority().default_role,
-        dry_run,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(state.sso.sync(dry_run).await?))
 }
 
 /// A configured sign-in source, for the page's summary.
@@ -122,11 +95,9 @@ async fn render_page(
     flash: Option<Flash>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let (rules, groups) = state
-        .store
-        .run(|c| Ok((mapping::rules(c)?, groups::list(c)?.into_iter().map(|g| g.group.name).collect())))
-        .await
-        .map_err(ui_error(state, "/admin/sso"))?;
+    let err = ui_error(state, "/admin/sso");
+    let rules = state.sso.rules().await.map_err(&err)?;
+    let groups = state.accounts.groups().await.map_err(&err)?.into_iter().map(|g| g.group.name).collect();
     let mut sources: Vec<Source> = state
         .config
         .oidc
@@ -173,20 +144,12 @@ async fn page_create(
     state: web::Data<AppState>,
     CsrfForm { who, form }: CsrfForm<AdminOnly, MappingForm>,
 ) -> Result<HttpResponse, UiError> {
-    let result = async {
-        let role = Some(form.role.as_str())
-            .filter(|r| !r.is_empty())
-            .map(str::parse::<Role>)
-            .transpose()
-            .map_err(AppError::validation)?;
-        let group = Some(form.group).filter(|g| !g.is_empty());
-        let (now, actor) = (state.clock.now(), who.actor());
-        state
-            .store
-            .run(move |c| mapping::add(c, now, &actor, &form.directory_group, role, group.as_deref()))
-            .await
-    }
-    .await;
+    let new = NewRule {
+        directory_group: form.directory_group,
+        role: Some(form.role).filter(|r| !r.is_empty()),
+        group: Some(form.group).filter(|g| !g.is_empty()),
+    };
+    let result = state.sso.map(who.actor(), new).await;
     match result {
         Ok(_) => Ok(see_other("/admin/sso?done=created")),
         Err(e) => {
@@ -202,7 +165,6 @@ async fn page_remove(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, UiError> {
     let err = ui_error(&state, "/admin/sso");
-    let (now, actor, id) = (state.clock.now(), who.actor(), path.into_inner());
-    state.store.run(move |c| mapping::remove(c, now, &actor, id)).await.map_err(&err)?;
+    state.sso.unmap(who.actor(), path.into_inner()).await.map_err(&err)?;
     Ok(see_other("/admin/sso?done=unmapped"))
 }

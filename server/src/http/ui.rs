@@ -144,7 +144,7 @@ struct ChatPage {
     /// The collections the viewer may read, and whether the chat answers from each.
     collections: Vec<(String, bool)>,
     /// Admins' assistants the viewer may chat with, and the one this chat follows.
-    presets: Vec<crate::chat::presets::Preset>,
+    presets: Vec<crate::assistants::Preset>,
     selected_preset: Option<String>,
 }
 
@@ -390,7 +390,7 @@ async fn chat_page(
         .run(move |c| crate::knowledge::collections::readable_names(c, uid))
         .await
         .map_err(&err)?;
-    let presets = state.store.run(move |c| crate::chat::presets::offered_to(c, uid)).await.map_err(&err)?;
+    let presets = state.assistants.offered_to(uid).await.map_err(&err)?;
     let (conversation, messages, attached) = match c {
         Some(id) => {
             let (conv, msgs, attached, mut citations) = state

@@ -9,11 +9,10 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::auth::users::User;
 use crate::auth::{Role, groups};
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{
     chunks, collection_readers, collections, documents, group_members, groups as groups_t, users,
 };
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -97,28 +96,24 @@ pub fn validate_name(name: &str) -> AppResult<()> {
 }
 
 pub fn row(conn: &mut Conn, name: &str) -> AppResult<Row> {
-    with_conn!(conn, |c| collections::table
-        .filter(collections::name.eq(name))
-        .select(Row::as_select())
-        .first::<Row>(c))
-    .optional()?
-    .ok_or_else(|| AppError::not_found(format!("there is no collection named {name:?}")))
+    conn.first::<_, Row>(collections::table.filter(collections::name.eq(name)).select(columns::<Row>()))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("there is no collection named {name:?}")))
 }
 
 /// The ids of every collection `user_id` may read: the ones it owns and the shared ones one of
 /// its groups reads. Retrieval filters the index by exactly this set.
 pub fn readable_ids(conn: &mut Conn, user_id: i64) -> AppResult<Vec<i64>> {
-    let mut ids: Vec<i64> = with_conn!(&mut *conn, |c| collections::table
-        .filter(collections::owner_id.eq(user_id))
-        .select(collections::id)
-        .load(c))?;
-    let shared: Vec<i64> = with_conn!(conn, |c| collection_readers::table
-        .inner_join(group_members::table.on(group_members::group_id.eq(collection_readers::group_id)))
-        .inner_join(collections::table)
-        .filter(group_members::user_id.eq(user_id))
-        .filter(collections::owner_id.is_null())
-        .select(collection_readers::collection_id)
-        .load(c))?;
+    let mut ids: Vec<i64> =
+        conn.load(collections::table.filter(collections::owner_id.eq(user_id)).select(collections::id))?;
+    let shared: Vec<i64> = conn.load(
+        collection_readers::table
+            .inner_join(group_members::table.on(group_members::group_id.eq(collection_readers::group_id)))
+            .inner_join(collections::table)
+            .filter(group_members::user_id.eq(user_id))
+            .filter(collections::owner_id.is_null())
+            .select(collection_readers::collection_id),
+    )?;
     ids.extend(shared);
     ids.sort_unstable();
     ids.dedup();
@@ -186,10 +181,8 @@ pub fn readable_names(conn: &mut Conn, user_id: i64) -> AppResult<Vec<String>> {
 /// The collections `caller` may see: admins see all of them (personal ones by name and owner
 /// only: reading them is another matter); others see the ones they may read.
 pub fn list(conn: &mut Conn, caller: Caller) -> AppResult<Vec<Collection>> {
-    let mut rows: Vec<Row> = with_conn!(&mut *conn, |c| collections::table
-        .select(Row::as_select())
-        .order(collections::name.asc())
-        .load(c))?;
+    let mut rows: Vec<Row> =
+        conn.load(collections::table.select(columns::<Row>()).order(collections::name.asc()))?;
     if !caller.admin {
         let readable = match caller.user_id {
             Some(id) => readable_ids(conn, id)?,
@@ -212,31 +205,34 @@ pub fn describe_one(conn: &mut Conn, row: Row) -> AppResult<Collection> {
 
 fn describe(conn: &mut Conn, rows: Vec<Row>) -> AppResult<Vec<Collection>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let readers: Vec<(i64, String)> = with_conn!(&mut *conn, |c| collection_readers::table
-        .inner_join(groups_t::table)
-        .filter(collection_readers::collection_id.eq_any(&ids))
-        .select((collection_readers::collection_id, groups_t::name))
-        .order(groups_t::name.asc())
-        .load(c))?;
-    let doc_counts: Vec<(i64, i64)> = with_conn!(&mut *conn, |c| documents::table
-        .filter(documents::collection_id.eq_any(&ids))
-        .group_by(documents::collection_id)
-        .select((documents::collection_id, diesel::dsl::count_star()))
-        .load(c))?;
-    let chunk_counts: Vec<(i64, i64)> = with_conn!(&mut *conn, |c| chunks::table
-        .inner_join(documents::table)
-        .filter(documents::collection_id.eq_any(&ids))
-        .group_by(documents::collection_id)
-        .select((documents::collection_id, diesel::dsl::count_star()))
-        .load(c))?;
+    let readers: Vec<(i64, String)> = conn.load(
+        collection_readers::table
+            .inner_join(groups_t::table)
+            .filter(collection_readers::collection_id.eq_any(&ids))
+            .select((collection_readers::collection_id, groups_t::name))
+            .order(groups_t::name.asc()),
+    )?;
+    let doc_counts: Vec<(i64, i64)> = conn.load(
+        documents::table
+            .filter(documents::collection_id.eq_any(&ids))
+            .group_by(documents::collection_id)
+            .select((documents::collection_id, diesel::dsl::count_star())),
+    )?;
+    let chunk_counts: Vec<(i64, i64)> = conn.load(
+        chunks::table
+            .inner_join(documents::table)
+            .filter(documents::collection_id.eq_any(&ids))
+            .group_by(documents::collection_id)
+            .select((documents::collection_id, diesel::dsl::count_star())),
+    )?;
     let count = |counts: &[(i64, i64)], id| counts.iter().find(|(c, _)| *c == id).map_or(0, |(_, n)| *n);
     let owner_ids: Vec<i64> = rows.iter().filter_map(|r| r.owner_id).collect();
-    let owners: BTreeMap<i64, String> = with_conn!(conn, |c| users::table
-        .filter(users::id.eq_any(&owner_ids))
-        .select((users::id, users::username))
-        .load::<(i64, String)>(c))?
-    .into_iter()
-    .collect();
+    let owners: BTreeMap<i64, String> = conn
+        .load::<_, (i64, String)>(
+            users::table.filter(users::id.eq_any(&owner_ids)).select((users::id, users::username)),
+        )?
+        .into_iter()
+        .collect();
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -283,10 +279,9 @@ pub fn create(
         let owner_id = match (new.personal, &new.owner) {
             (false, _) => None,
             (true, Some(username)) => Some(
-                with_conn!(&mut *conn, |c| users::table
+                conn.first::<_, i64>(users::table
                     .filter(users::username.eq(username))
-                    .select(users::id)
-                    .first::<i64>(c))
+                    .select(users::id))
                 .optional()?
                 .ok_or_else(|| AppError::not_found(format!("there is no user named {username:?}")))?,
             ),
@@ -294,14 +289,13 @@ pub fn create(
                 AppError::validation("a personal collection made on the data directory needs an owner (--owner USER)")
             })?),
         };
-        let taken: i64 = with_conn!(&mut *conn, |c| collections::table
+        let taken: i64 = conn.get_result(collections::table
             .filter(collections::name.eq(&new.name))
-            .count()
-            .get_result(c))?;
+            .count())?;
         if taken > 0 {
             return Err(AppError::conflict(format!("a collection named {:?} exists", new.name)));
         }
-        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(collections::table)
+        let id: i64 = conn.get_result(diesel::insert_into(collections::table)
             .values((
                 collections::name.eq(&new.name),
                 collections::description.eq(&new.description),
@@ -309,20 +303,18 @@ pub fn create(
                 collections::created_by.eq(&actor.name),
                 collections::created_at.eq(now),
             ))
-            .returning(collections::id)
-            .get_result(c))?;
+            .returning(collections::id))?;
         let mut readers = new.readers.clone();
         readers.sort();
         readers.dedup();
         for group in &readers {
             let g = groups::get(conn, group)?;
-            with_conn!(&mut *conn, |c| diesel::insert_into(collection_readers::table)
+            conn.execute(diesel::insert_into(collection_readers::table)
                 .values((
                     collection_readers::collection_id.eq(id),
                     collection_readers::group_id.eq(g.id),
                     collection_readers::granted_at.eq(now),
-                ))
-                .execute(c))?;
+                )))?;
         }
         audit::record(
             conn,
@@ -351,18 +343,15 @@ pub fn grant_read(conn: &mut Conn, now: i64, actor: &Actor, name: &str, group: &
     conn.transaction(|conn| {
         let row = shared(conn, name)?;
         let g = groups::get(conn, group)?;
-        let exists: i64 =
-            with_conn!(&mut *conn, |c| collection_readers::table.find((row.id, g.id)).count().get_result(c))?;
+        let exists: i64 = conn.get_result(collection_readers::table.find((row.id, g.id)).count())?;
         if exists > 0 {
             return Ok(());
         }
-        with_conn!(&mut *conn, |c| diesel::insert_into(collection_readers::table)
-            .values((
-                collection_readers::collection_id.eq(row.id),
-                collection_readers::group_id.eq(g.id),
-                collection_readers::granted_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::insert_into(collection_readers::table).values((
+            collection_readers::collection_id.eq(row.id),
+            collection_readers::group_id.eq(g.id),
+            collection_readers::granted_at.eq(now),
+        )))?;
         audit::record(
             conn,
             now,
@@ -377,9 +366,7 @@ pub fn revoke_read(conn: &mut Conn, now: i64, actor: &Actor, name: &str, group: 
     conn.transaction(|conn| {
         let row = shared(conn, name)?;
         let g = groups::get(conn, group)?;
-        let removed =
-            with_conn!(&mut *conn, |c| diesel::delete(collection_readers::table.find((row.id, g.id)))
-                .execute(c))?;
+        let removed = conn.execute(diesel::delete(collection_readers::table.find((row.id, g.id))))?;
         if removed == 0 {
             return Err(AppError::not_found(format!("the group {group:?} does not read {name:?}")));
         }
@@ -400,11 +387,9 @@ pub fn remove(conn: &mut Conn, now: i64, actor: &Actor, caller: Caller, name: &s
         if !(caller.admin || may_manage(caller, &row)) {
             return Err(AppError::forbidden(format!("only its owner or an admin removes {name:?}")));
         }
-        let docs: i64 = with_conn!(&mut *conn, |c| documents::table
-            .filter(documents::collection_id.eq(row.id))
-            .count()
-            .get_result(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(collections::table.find(row.id)).execute(c))?;
+        let docs: i64 =
+            conn.get_result(documents::table.filter(documents::collection_id.eq(row.id)).count())?;
+        conn.execute(diesel::delete(collections::table.find(row.id)))?;
         feed::changed(conn, now, row.id, None)?;
         audit::record(
             conn,
@@ -418,10 +403,12 @@ pub fn remove(conn: &mut Conn, now: i64, actor: &Actor, caller: Caller, name: &s
 
 /// The names of the collections with these ids.
 pub fn names(conn: &mut Conn, ids: &[i64]) -> AppResult<BTreeMap<i64, String>> {
-    Ok(with_conn!(conn, |c| collections::table
-        .filter(collections::id.eq_any(ids))
-        .select((collections::id, collections::name))
-        .load::<(i64, String)>(c))?
-    .into_iter()
-    .collect())
+    Ok(conn
+        .load::<_, (i64, String)>(
+            collections::table
+                .filter(collections::id.eq_any(ids))
+                .select((collections::id, collections::name)),
+        )?
+        .into_iter()
+        .collect())
 }

@@ -10,7 +10,6 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::store::Conn;
 use crate::store::schema::{chunk_embeddings, chunks, collections, document_files, documents};
-use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::json;
@@ -61,11 +60,12 @@ pub struct Prepared {
 
 /// The vectors of a document's passages, by passage key: (key, model, vector).
 fn vectors_by_key(conn: &mut Conn, document_id: i64) -> AppResult<Vec<(String, String, Vec<u8>)>> {
-    Ok(with_conn!(conn, |c| chunk_embeddings::table
-        .inner_join(chunks::table)
-        .filter(chunks::document_id.eq(document_id))
-        .select((chunks::chunk_key, chunk_embeddings::model, chunk_embeddings::vector))
-        .load(c))?)
+    Ok(conn.load(
+        chunk_embeddings::table
+            .inner_join(chunks::table)
+            .filter(chunks::document_id.eq(document_id))
+            .select((chunks::chunk_key, chunk_embeddings::model, chunk_embeddings::vector)),
+    )?)
 }
 
 /// Gives the new passages of a replaced document the vectors their unchanged predecessors had
@@ -74,10 +74,9 @@ fn reuse_vectors(conn: &mut Conn, document_id: i64, kept: Vec<(String, String, V
     if kept.is_empty() {
         return Ok(());
     }
-    let fresh: Vec<(i64, String)> = with_conn!(&mut *conn, |c| chunks::table
-        .filter(chunks::document_id.eq(document_id))
-        .select((chunks::id, chunks::chunk_key))
-        .load(c))?;
+    let fresh: Vec<(i64, String)> = conn.load(
+        chunks::table.filter(chunks::document_id.eq(document_id)).select((chunks::id, chunks::chunk_key)),
+    )?;
     let ids: std::collections::HashMap<&str, i64> =
         fresh.iter().map(|(id, key)| (key.as_str(), *id)).collect();
     let rows: Vec<_> = kept
@@ -92,7 +91,7 @@ fn reuse_vectors(conn: &mut Conn, document_id: i64, kept: Vec<(String, String, V
         })
         .collect();
     for batch in rows.chunks(300) {
-        with_conn!(&mut *conn, |c| diesel::insert_into(chunk_embeddings::table).values(batch).execute(c))?;
+        conn.execute(diesel::insert_into(chunk_embeddings::table).values(batch))?;
     }
     Ok(())
 }
@@ -167,17 +166,16 @@ fn listed() -> _ {
 }
 
 pub fn get(conn: &mut Conn, id: i64) -> AppResult<Document> {
-    with_conn!(conn, |c| listed().filter(documents::id.eq(id)).first::<Document>(c))
+    conn.first::<_, Document>(listed().filter(documents::id.eq(id)))
         .optional()?
         .ok_or_else(|| AppError::not_found(format!("there is no document {id}")))
 }
 
 /// A document of `collection`, by id.
 pub fn get_in(conn: &mut Conn, collection: &CollectionRow, id: i64) -> AppResult<Document> {
-    with_conn!(conn, |c| listed()
-        .filter(documents::id.eq(id))
-        .filter(documents::collection_id.eq(collection.id))
-        .first::<Document>(c))
+    conn.first::<_, Document>(
+        listed().filter(documents::id.eq(id)).filter(documents::collection_id.eq(collection.id)),
+    )
     .optional()?
     .ok_or_else(|| {
         AppError::not_found(format!("the collection {:?} holds no document {id}", collection.name))
@@ -185,10 +183,8 @@ pub fn get_in(conn: &mut Conn, collection: &CollectionRow, id: i64) -> AppResult
 }
 
 pub fn list(conn: &mut Conn, collection: &CollectionRow) -> AppResult<Vec<Document>> {
-    Ok(with_conn!(conn, |c| listed()
-        .filter(documents::collection_id.eq(collection.id))
-        .order(documents::source.asc())
-        .load(c))?)
+    Ok(conn
+        .load(listed().filter(documents::collection_id.eq(collection.id)).order(documents::source.asc()))?)
 }
 
 /// The stored document under this name with these exact bytes, if there is one: adding it
@@ -199,12 +195,14 @@ pub fn unchanged(
     source: &str,
     sha256: &str,
 ) -> AppResult<Option<Document>> {
-    Ok(with_conn!(conn, |c| listed()
-        .filter(documents::collection_id.eq(collection.id))
-        .filter(documents::source.eq(source))
-        .filter(documents::sha256.eq(sha256))
-        .first::<Document>(c))
-    .optional()?)
+    Ok(conn
+        .first::<_, Document>(
+            listed()
+                .filter(documents::collection_id.eq(collection.id))
+                .filter(documents::source.eq(source))
+                .filter(documents::sha256.eq(sha256)),
+        )
+        .optional()?)
 }
 
 /// Stores a prepared file in `collection`: added, replacing the document of the same name, or,
@@ -217,12 +215,14 @@ pub fn store(
     p: &Prepared,
 ) -> AppResult<Ingested> {
     conn.transaction(|conn| {
-        let existing: Option<(i64, String)> = with_conn!(&mut *conn, |c| documents::table
-            .filter(documents::collection_id.eq(collection.id))
-            .filter(documents::source.eq(&p.source))
-            .select((documents::id, documents::sha256))
-            .first(c))
-        .optional()?;
+        let existing: Option<(i64, String)> = conn
+            .first(
+                documents::table
+                    .filter(documents::collection_id.eq(collection.id))
+                    .filter(documents::source.eq(&p.source))
+                    .select((documents::id, documents::sha256)),
+            )
+            .optional()?;
         let pages = p.pages.map(i64::from);
         let count = p.chunks.len() as i64;
         let mut kept_vectors = Vec::new();
@@ -232,39 +232,37 @@ pub fn store(
             }
             Some((id, _)) => {
                 kept_vectors = vectors_by_key(conn, id)?;
-                with_conn!(&mut *conn, |c| diesel::delete(chunks::table.filter(chunks::document_id.eq(id)))
-                    .execute(c))?;
-                with_conn!(&mut *conn, |c| diesel::delete(document_files::table.find(id)).execute(c))?;
-                with_conn!(&mut *conn, |c| diesel::update(documents::table.find(id))
-                    .set((
-                        documents::title.eq(&p.title),
-                        documents::format.eq(p.format.as_str()),
-                        documents::sha256.eq(&p.sha256),
-                        documents::bytes.eq(p.bytes.len() as i64),
-                        documents::pages.eq(pages),
-                        documents::chunks.eq(count),
-                        documents::updated_at.eq(now),
-                    ))
-                    .execute(c))?;
+                conn.execute(diesel::delete(chunks::table.filter(chunks::document_id.eq(id))))?;
+                conn.execute(diesel::delete(document_files::table.find(id)))?;
+                conn.execute(diesel::update(documents::table.find(id)).set((
+                    documents::title.eq(&p.title),
+                    documents::format.eq(p.format.as_str()),
+                    documents::sha256.eq(&p.sha256),
+                    documents::bytes.eq(p.bytes.len() as i64),
+                    documents::pages.eq(pages),
+                    documents::chunks.eq(count),
+                    documents::updated_at.eq(now),
+                )))?;
                 (id, Status::Replaced)
             }
             None => {
-                let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(documents::table)
-                    .values((
-                        documents::collection_id.eq(collection.id),
-                        documents::source.eq(&p.source),
-                        documents::title.eq(&p.title),
-                        documents::format.eq(p.format.as_str()),
-                        documents::sha256.eq(&p.sha256),
-                        documents::bytes.eq(p.bytes.len() as i64),
-                        documents::pages.eq(pages),
-                        documents::chunks.eq(count),
-                        documents::created_by.eq(&actor.name),
-                        documents::created_at.eq(now),
-                        documents::updated_at.eq(now),
-                    ))
-                    .returning(documents::id)
-                    .get_result(c))?;
+                let id: i64 = conn.get_result(
+                    diesel::insert_into(documents::table)
+                        .values((
+                            documents::collection_id.eq(collection.id),
+                            documents::source.eq(&p.source),
+                            documents::title.eq(&p.title),
+                            documents::format.eq(p.format.as_str()),
+                            documents::sha256.eq(&p.sha256),
+                            documents::bytes.eq(p.bytes.len() as i64),
+                            documents::pages.eq(pages),
+                            documents::chunks.eq(count),
+                            documents::created_by.eq(&actor.name),
+                            documents::created_at.eq(now),
+                            documents::updated_at.eq(now),
+                        ))
+                        .returning(documents::id),
+                )?;
                 (id, Status::Added)
             }
         };
@@ -284,12 +282,13 @@ pub fn store(
                     )
                 })
                 .collect();
-            with_conn!(&mut *conn, |c| diesel::insert_into(chunks::table).values(&rows).execute(c))?;
+            conn.execute(diesel::insert_into(chunks::table).values(&rows))?;
         }
         reuse_vectors(conn, id, kept_vectors)?;
-        with_conn!(&mut *conn, |c| diesel::insert_into(document_files::table)
-            .values((document_files::document_id.eq(id), document_files::content.eq(&p.bytes)))
-            .execute(c))?;
+        conn.execute(
+            diesel::insert_into(document_files::table)
+                .values((document_files::document_id.eq(id), document_files::content.eq(&p.bytes))),
+        )?;
         feed::changed(conn, now, collection.id, Some(id))?;
         let action = if status == Status::Added { "document.add" } else { "document.replace" };
         audit::record(
@@ -315,7 +314,7 @@ pub fn remove(
 ) -> AppResult<()> {
     conn.transaction(|conn| {
         let doc = get_in(conn, collection, id)?;
-        with_conn!(&mut *conn, |c| diesel::delete(documents::table.find(id)).execute(c))?;
+        conn.execute(diesel::delete(documents::table.find(id)))?;
         feed::changed(conn, now, collection.id, Some(id))?;
         audit::record(
             conn,
@@ -329,7 +328,7 @@ pub fn remove(
 
 /// The original bytes of a document.
 pub fn file(conn: &mut Conn, id: i64) -> AppResult<Vec<u8>> {
-    with_conn!(conn, |c| document_files::table.find(id).select(document_files::content).first::<Vec<u8>>(c))
+    conn.first::<_, Vec<u8>>(document_files::table.find(id).select(document_files::content))
         .optional()?
         .ok_or_else(|| AppError::not_found(format!("the original of document {id} is not stored")))
 }
@@ -350,22 +349,15 @@ fn passages() -> _ {
 
 /// The passages of one document, for the index.
 pub fn passages_of(conn: &mut Conn, document_id: i64) -> AppResult<Vec<Passage>> {
-    Ok(with_conn!(conn, |c| passages()
-        .filter(chunks::document_id.eq(document_id))
-        .order(chunks::ordinal.asc())
-        .load(c))?)
+    Ok(conn.load(passages().filter(chunks::document_id.eq(document_id)).order(chunks::ordinal.asc()))?)
 }
 
 /// Up to `limit` passages with ids above `after`, for a rebuild.
 pub fn passages_after(conn: &mut Conn, after: i64, limit: i64) -> AppResult<Vec<Passage>> {
-    Ok(with_conn!(conn, |c| passages()
-        .filter(chunks::id.gt(after))
-        .order(chunks::id.asc())
-        .limit(limit)
-        .load(c))?)
+    Ok(conn.load(passages().filter(chunks::id.gt(after)).order(chunks::id.asc()).limit(limit))?)
 }
 
 /// These passages, in no particular order; those since removed are not there.
 pub fn passages_by_ids(conn: &mut Conn, ids: &[i64]) -> AppResult<Vec<Passage>> {
-    Ok(with_conn!(conn, |c| passages().filter(chunks::id.eq_any(ids)).load(c))?)
+    Ok(conn.load(passages().filter(chunks::id.eq_any(ids)))?)
 }

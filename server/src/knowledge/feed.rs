@@ -5,7 +5,6 @@
 use crate::error::AppResult;
 use crate::store::schema::index_changes;
 use crate::store::{Backend, Conn};
-use crate::with_conn;
 use diesel::prelude::*;
 
 /// One change: a document written or removed (`document_id` set), or a whole collection removed.
@@ -26,39 +25,34 @@ pub fn changed(conn: &mut Conn, now: i64, collection_id: i64, document_id: Optio
         // Sequence values are handed out before commit, so without this a reader could see seq 8
         // committed while 7 is still in flight, move past 7 and never apply it. Writers of the
         // feed take turns instead; readers are not blocked.
-        with_conn!(&mut *conn, |c| diesel::sql_query(
-            "LOCK TABLE index_changes IN SHARE ROW EXCLUSIVE MODE"
-        )
-        .execute(c))?;
+        conn.execute(diesel::sql_query("LOCK TABLE index_changes IN SHARE ROW EXCLUSIVE MODE"))?;
     }
-    with_conn!(&mut *conn, |c| diesel::insert_into(index_changes::table)
-        .values((
-            index_changes::collection_id.eq(collection_id),
-            index_changes::document_id.eq(document_id),
-            index_changes::created_at.eq(now),
-        ))
-        .execute(c))?;
+    conn.execute(diesel::insert_into(index_changes::table).values((
+        index_changes::collection_id.eq(collection_id),
+        index_changes::document_id.eq(document_id),
+        index_changes::created_at.eq(now),
+    )))?;
     if conn.backend() == Backend::Postgres {
         // Delivered at commit to every replica listening, so their indexes follow at once
         // rather than at their next look.
-        with_conn!(conn, |c| diesel::sql_query(format!("NOTIFY {CHANNEL}")).execute(c))?;
+        conn.execute(diesel::sql_query(format!("NOTIFY {CHANNEL}")))?;
     }
     Ok(())
 }
 
 /// Up to `limit` changes after `seq`, oldest first.
 pub fn after(conn: &mut Conn, seq: i64, limit: i64) -> AppResult<Vec<Change>> {
-    Ok(with_conn!(conn, |c| index_changes::table
-        .filter(index_changes::seq.gt(seq))
-        .order(index_changes::seq.asc())
-        .limit(limit)
-        .select((index_changes::seq, index_changes::collection_id, index_changes::document_id))
-        .load(c))?)
+    Ok(conn.load(
+        index_changes::table
+            .filter(index_changes::seq.gt(seq))
+            .order(index_changes::seq.asc())
+            .limit(limit)
+            .select((index_changes::seq, index_changes::collection_id, index_changes::document_id)),
+    )?)
 }
 
 /// The newest seq (0 for none).
 pub fn head(conn: &mut Conn) -> AppResult<i64> {
-    let max: Option<i64> =
-        with_conn!(conn, |c| index_changes::table.select(diesel::dsl::max(index_changes::seq)).first(c))?;
+    let max: Option<i64> = conn.first(index_changes::table.select(diesel::dsl::max(index_changes::seq)))?;
     Ok(max.unwrap_or(0))
 }

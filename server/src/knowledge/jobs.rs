@@ -9,8 +9,8 @@ use super::collections::Row as CollectionRow;
 use super::documents::{self, Ingested, Status};
 use crate::audit::Actor;
 use crate::error::{AppError, AppResult};
-use crate::store::Conn;
 use crate::store::schema::{collections, ingest_claims, ingest_jobs, ingest_uploads};
+use crate::store::{Conn, columns};
 use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -64,7 +64,7 @@ fn listed() -> _ {
 }
 
 pub fn get(conn: &mut Conn, id: i64) -> AppResult<Job> {
-    with_conn!(conn, |c| listed().filter(ingest_jobs::id.eq(id)).first::<Job>(c))
+    conn.first::<_, Job>(listed().filter(ingest_jobs::id.eq(id)))
         .optional()?
         .ok_or_else(|| AppError::not_found(format!("there is no ingestion job {id}")))
 }
@@ -85,13 +85,15 @@ pub enum Scope {
 /// shared collection. Anyone else is told it does not exist.
 pub fn visible(conn: &mut Conn, caller: super::collections::Caller, id: i64) -> AppResult<Job> {
     let missing = || AppError::not_found(format!("there is no ingestion job {id}"));
-    let (maker, owner): (Option<i64>, Option<i64>) = with_conn!(conn, |c| ingest_jobs::table
-        .inner_join(collections::table)
-        .filter(ingest_jobs::id.eq(id))
-        .select((ingest_jobs::user_id, collections::owner_id))
-        .first(c))
-    .optional()?
-    .ok_or_else(missing)?;
+    let (maker, owner): (Option<i64>, Option<i64>) = conn
+        .first(
+            ingest_jobs::table
+                .inner_join(collections::table)
+                .filter(ingest_jobs::id.eq(id))
+                .select((ingest_jobs::user_id, collections::owner_id)),
+        )
+        .optional()?
+        .ok_or_else(missing)?;
     let mine = maker.is_some() && maker == caller.user_id;
     if !(mine || (caller.admin && owner.is_none())) {
         return Err(missing());
@@ -153,23 +155,25 @@ pub fn enqueue(
     documents::validate_source(source)?;
     let actor_json = serde_json::to_string(actor).map_err(AppError::internal)?;
     conn.transaction(|conn| {
-        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(ingest_jobs::table)
-            .values((
-                ingest_jobs::collection_id.eq(collection.id),
-                ingest_jobs::source.eq(source),
-                ingest_jobs::bytes.eq(bytes.len() as i64),
-                ingest_jobs::status.eq("queued"),
-                ingest_jobs::cancel_requested.eq(false),
-                ingest_jobs::actor.eq(&actor_json),
-                ingest_jobs::user_id.eq(actor.user_id),
-                ingest_jobs::created_by.eq(&actor.name),
-                ingest_jobs::created_at.eq(now),
-            ))
-            .returning(ingest_jobs::id)
-            .get_result(c))?;
-        with_conn!(&mut *conn, |c| diesel::insert_into(ingest_uploads::table)
-            .values((ingest_uploads::job_id.eq(id), ingest_uploads::content.eq(bytes)))
-            .execute(c))?;
+        let id: i64 = conn.get_result(
+            diesel::insert_into(ingest_jobs::table)
+                .values((
+                    ingest_jobs::collection_id.eq(collection.id),
+                    ingest_jobs::source.eq(source),
+                    ingest_jobs::bytes.eq(bytes.len() as i64),
+                    ingest_jobs::status.eq("queued"),
+                    ingest_jobs::cancel_requested.eq(false),
+                    ingest_jobs::actor.eq(&actor_json),
+                    ingest_jobs::user_id.eq(actor.user_id),
+                    ingest_jobs::created_by.eq(&actor.name),
+                    ingest_jobs::created_at.eq(now),
+                ))
+                .returning(ingest_jobs::id),
+        )?;
+        conn.execute(
+            diesel::insert_into(ingest_uploads::table)
+                .values((ingest_uploads::job_id.eq(id), ingest_uploads::content.eq(bytes))),
+        )?;
         get(conn, id)
     })
 }
@@ -200,15 +204,16 @@ pub fn cancel(conn: &mut Conn, now: i64, id: i64) -> AppResult<Job> {
         let job = get(conn, id)?;
         match job.status.as_str() {
             "queued" => {
-                with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(id))
-                    .set((ingest_jobs::status.eq("cancelled"), ingest_jobs::finished_at.eq(now)))
-                    .execute(c))?;
-                with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(id)).execute(c))?;
+                conn.execute(
+                    diesel::update(ingest_jobs::table.find(id))
+                        .set((ingest_jobs::status.eq("cancelled"), ingest_jobs::finished_at.eq(now))),
+                )?;
+                conn.execute(diesel::delete(ingest_uploads::table.find(id)))?;
             }
             "running" => {
-                with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(id))
-                    .set(ingest_jobs::cancel_requested.eq(true))
-                    .execute(c))?;
+                conn.execute(
+                    diesel::update(ingest_jobs::table.find(id)).set(ingest_jobs::cancel_requested.eq(true)),
+                )?;
             }
             other => return Err(AppError::conflict(format!("job {id} is {other} already"))),
         }
@@ -232,12 +237,14 @@ pub struct Claimed {
 pub fn claim(conn: &mut Conn, now: i64, replica: &str) -> AppResult<Option<Claimed>> {
     requeue_stale(conn, now - STALE_SECS)?;
     loop {
-        let next: Option<i64> = with_conn!(&mut *conn, |c| ingest_jobs::table
-            .filter(ingest_jobs::status.eq("queued"))
-            .order(ingest_jobs::id.asc())
-            .select(ingest_jobs::id)
-            .first(c))
-        .optional()?;
+        let next: Option<i64> = conn
+            .first(
+                ingest_jobs::table
+                    .filter(ingest_jobs::status.eq("queued"))
+                    .order(ingest_jobs::id.asc())
+                    .select(ingest_jobs::id),
+            )
+            .optional()?;
         let Some(id) = next else { return Ok(None) };
         // None: another worker was quicker, or the file was gone; look again.
         if let Some(claimed) = claim_job(conn, now, replica, id)? {
@@ -249,34 +256,32 @@ pub fn claim(conn: &mut Conn, now: i64, replica: &str) -> AppResult<Option<Claim
 /// Takes job `id` for `replica` if it is still queued (`ayushctl --local` runs the job it
 /// queued itself this way).
 pub fn claim_job(conn: &mut Conn, now: i64, replica: &str, id: i64) -> AppResult<Option<Claimed>> {
-    let took = with_conn!(&mut *conn, |c| diesel::update(
-        ingest_jobs::table.filter(ingest_jobs::id.eq(id)).filter(ingest_jobs::status.eq("queued"))
-    )
-    .set((ingest_jobs::status.eq("running"), ingest_jobs::started_at.eq(now)))
-    .execute(c))?;
+    let took = conn.execute(
+        diesel::update(
+            ingest_jobs::table.filter(ingest_jobs::id.eq(id)).filter(ingest_jobs::status.eq("queued")),
+        )
+        .set((ingest_jobs::status.eq("running"), ingest_jobs::started_at.eq(now))),
+    )?;
     if took == 0 {
         return Ok(None);
     }
-    with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(id)).execute(c))?;
-    with_conn!(&mut *conn, |c| diesel::insert_into(ingest_claims::table)
-        .values((
-            ingest_claims::job_id.eq(id),
-            ingest_claims::replica.eq(replica),
-            ingest_claims::heartbeat_at.eq(now)
-        ))
-        .execute(c))?;
+    conn.execute(diesel::delete(ingest_claims::table.find(id)))?;
+    conn.execute(diesel::insert_into(ingest_claims::table).values((
+        ingest_claims::job_id.eq(id),
+        ingest_claims::replica.eq(replica),
+        ingest_claims::heartbeat_at.eq(now),
+    )))?;
     let (collection_id, source, actor): (i64, String, String) =
-        with_conn!(&mut *conn, |c| ingest_jobs::table
-            .find(id)
-            .select((ingest_jobs::collection_id, ingest_jobs::source, ingest_jobs::actor))
-            .first(c))?;
+        conn.first(ingest_jobs::table.find(id).select((
+            ingest_jobs::collection_id,
+            ingest_jobs::source,
+            ingest_jobs::actor,
+        )))?;
     let bytes: Option<Vec<u8>> =
-        with_conn!(&mut *conn, |c| ingest_uploads::table.find(id).select(ingest_uploads::content).first(c))
-            .optional()?;
-    let collection = with_conn!(&mut *conn, |c| collections::table
-        .find(collection_id)
-        .select(CollectionRow::as_select())
-        .first::<CollectionRow>(c))?;
+        conn.first(ingest_uploads::table.find(id).select(ingest_uploads::content)).optional()?;
+    let collection = conn.first::<_, CollectionRow>(
+        collections::table.find(collection_id).select(columns::<CollectionRow>()),
+    )?;
     let Some(bytes) = bytes else {
         fail(conn, now, id, "the uploaded file is gone")?;
         return Ok(None);
@@ -289,32 +294,32 @@ pub fn claim_job(conn: &mut Conn, now: i64, replica: &str, id: i64) -> AppResult
 /// Running jobs whose replica stopped beating before `stale` go back to the queue. (A job
 /// claimed before heartbeats existed has only its start time.)
 fn requeue_stale(conn: &mut Conn, stale: i64) -> AppResult<()> {
-    let mut ids: Vec<i64> = with_conn!(&mut *conn, |c| ingest_claims::table
-        .filter(ingest_claims::heartbeat_at.lt(stale))
-        .select(ingest_claims::job_id)
-        .load(c))?;
-    let unclaimed: Vec<i64> = with_conn!(&mut *conn, |c| ingest_jobs::table
-        .filter(ingest_jobs::status.eq("running"))
-        .filter(ingest_jobs::started_at.lt(stale))
-        .filter(diesel::dsl::not(diesel::dsl::exists(
-            ingest_claims::table.filter(ingest_claims::job_id.eq(ingest_jobs::id))
-        )))
-        .select(ingest_jobs::id)
-        .load(c))?;
+    let mut ids: Vec<i64> = conn.load(
+        ingest_claims::table.filter(ingest_claims::heartbeat_at.lt(stale)).select(ingest_claims::job_id),
+    )?;
+    let unclaimed: Vec<i64> = conn.load(
+        ingest_jobs::table
+            .filter(ingest_jobs::status.eq("running"))
+            .filter(ingest_jobs::started_at.lt(stale))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                ingest_claims::table.filter(ingest_claims::job_id.eq(ingest_jobs::id)),
+            )))
+            .select(ingest_jobs::id),
+    )?;
     ids.extend(unclaimed);
     if ids.is_empty() {
         return Ok(());
     }
     conn.transaction(|conn| {
-        with_conn!(&mut *conn, |c| diesel::update(
-            ingest_jobs::table.filter(ingest_jobs::id.eq_any(&ids)).filter(ingest_jobs::status.eq("running"))
-        )
-        .set(ingest_jobs::status.eq("queued"))
-        .execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(
-            ingest_claims::table.filter(ingest_claims::job_id.eq_any(&ids))
-        )
-        .execute(c))?;
+        conn.execute(
+            diesel::update(
+                ingest_jobs::table
+                    .filter(ingest_jobs::id.eq_any(&ids))
+                    .filter(ingest_jobs::status.eq("running")),
+            )
+            .set(ingest_jobs::status.eq("queued")),
+        )?;
+        conn.execute(diesel::delete(ingest_claims::table.filter(ingest_claims::job_id.eq_any(&ids))))?;
         Ok(())
     })
 }
@@ -322,25 +327,26 @@ fn requeue_stale(conn: &mut Conn, stale: i64) -> AppResult<()> {
 /// Renews a running job's heartbeat; false once the job is no longer this replica's (it was
 /// queued again after a pause longer than [`STALE_SECS`], or it ended).
 pub fn beat(conn: &mut Conn, now: i64, id: i64, replica: &str) -> AppResult<bool> {
-    let renewed = with_conn!(conn, |c| diesel::update(
-        ingest_claims::table.filter(ingest_claims::job_id.eq(id)).filter(ingest_claims::replica.eq(replica))
-    )
-    .set(ingest_claims::heartbeat_at.eq(now))
-    .execute(c))?;
+    let renewed = conn.execute(
+        diesel::update(
+            ingest_claims::table
+                .filter(ingest_claims::job_id.eq(id))
+                .filter(ingest_claims::replica.eq(replica)),
+        )
+        .set(ingest_claims::heartbeat_at.eq(now)),
+    )?;
     Ok(renewed == 1)
 }
 
 pub fn fail(conn: &mut Conn, now: i64, id: i64, why: &str) -> AppResult<()> {
     conn.transaction(|conn| {
-        with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(id))
-            .set((
-                ingest_jobs::status.eq("failed"),
-                ingest_jobs::error.eq(why),
-                ingest_jobs::finished_at.eq(now)
-            ))
-            .execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(id)).execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(id)).execute(c))?;
+        conn.execute(diesel::update(ingest_jobs::table.find(id)).set((
+            ingest_jobs::status.eq("failed"),
+            ingest_jobs::error.eq(why),
+            ingest_jobs::finished_at.eq(now),
+        )))?;
+        conn.execute(diesel::delete(ingest_uploads::table.find(id)))?;
+        conn.execute(diesel::delete(ingest_claims::table.find(id)))?;
         Ok(())
     })
 }
@@ -355,15 +361,11 @@ pub fn complete(
     prepared: &documents::Prepared,
 ) -> AppResult<Option<Ingested>> {
     conn.transaction(|conn| {
-        let (cancel, status): (bool, String) = with_conn!(&mut *conn, |c| ingest_jobs::table
-            .find(job.id)
-            .select((ingest_jobs::cancel_requested, ingest_jobs::status))
-            .first(c))?;
-        let holder: Option<String> = with_conn!(&mut *conn, |c| ingest_claims::table
-            .find(job.id)
-            .select(ingest_claims::replica)
-            .first(c)
-            .optional())?;
+        let (cancel, status): (bool, String) = conn.first(
+            ingest_jobs::table.find(job.id).select((ingest_jobs::cancel_requested, ingest_jobs::status)),
+        )?;
+        let holder: Option<String> =
+            conn.first(ingest_claims::table.find(job.id).select(ingest_claims::replica)).optional()?;
         if status != "running" || holder.as_deref() != Some(job.replica.as_str()) {
             tracing::warn!(job = job.id, "an ingestion job moved to another replica while this one ran it");
             return Ok(None);
@@ -376,16 +378,14 @@ pub fn complete(
                 serde_json::to_value(ingested.status).ok().and_then(|v| v.as_str().map(str::to_string));
             ("done", outcome, Some(ingested.document.id), Some(ingested))
         };
-        with_conn!(&mut *conn, |c| diesel::update(ingest_jobs::table.find(job.id))
-            .set((
-                ingest_jobs::status.eq(status),
-                ingest_jobs::outcome.eq(outcome),
-                ingest_jobs::document_id.eq(document_id),
-                ingest_jobs::finished_at.eq(now),
-            ))
-            .execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(ingest_uploads::table.find(job.id)).execute(c))?;
-        with_conn!(&mut *conn, |c| diesel::delete(ingest_claims::table.find(job.id)).execute(c))?;
+        conn.execute(diesel::update(ingest_jobs::table.find(job.id)).set((
+            ingest_jobs::status.eq(status),
+            ingest_jobs::outcome.eq(outcome),
+            ingest_jobs::document_id.eq(document_id),
+            ingest_jobs::finished_at.eq(now),
+        )))?;
+        conn.execute(diesel::delete(ingest_uploads::table.find(job.id)))?;
+        conn.execute(diesel::delete(ingest_claims::table.find(job.id)))?;
         Ok(ingested)
     })
 }

@@ -13,9 +13,9 @@ pub mod extract;
 pub mod feed;
 pub mod index;
 pub mod jobs;
+pub mod library;
 pub mod vectors;
 
-use crate::audit::Actor;
 use crate::config::KnowledgeConfig;
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
@@ -37,7 +37,6 @@ const JOB_POLL: Duration = Duration::from_secs(2);
 
 pub struct Knowledge {
     pub index: SearchIndex,
-    pub max_file_bytes: u64,
     workers: usize,
     /// Rung when a job is queued, so an idle worker takes it at once.
     queued: tokio::sync::Notify,
@@ -59,7 +58,6 @@ impl Knowledge {
         let index = SearchIndex::open(&index::dir(data_dir), language, store)?;
         Ok(Knowledge {
             index,
-            max_file_bytes: cfg.max_file_mib * 1024 * 1024,
             workers: cfg.ingest_workers,
             queued: tokio::sync::Notify::new(),
             ended: tokio::sync::Notify::new(),
@@ -352,45 +350,7 @@ pub fn report(
 }
 
 pub use jobs::Queued;
-
-/// Queues one file for a collection `caller` manages (see [`jobs::queue`]) and wakes this
-/// replica's workers.
-pub async fn queue_file(
-    state: &Workshop,
-    actor: Actor,
-    caller: Caller,
-    collection: String,
-    source: String,
-    bytes: Vec<u8>,
-) -> AppResult<Queued> {
-    let now = state.clock.now();
-    let queued =
-        state.store.run(move |c| jobs::queue(c, now, &actor, caller, &collection, &source, &bytes)).await?;
-    state.knowledge.queued.notify_waiters();
-    Ok(queued)
-}
-
-/// Waits for a job to end (at most `timeout`), and then for the index to hold its document.
-pub async fn wait_job(state: &Workshop, id: i64, timeout: Duration) -> AppResult<jobs::Job> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        // Registered before the look, so an ending in between still wakes this.
-        let ended = state.knowledge.ended.notified();
-        let job = state.store.run(move |c| jobs::get(c, id)).await?;
-        if job.finished() {
-            if job.status == "done" {
-                let head = state.store.run(feed::head).await?;
-                wait_indexed(state, head).await;
-            }
-            return Ok(job);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(job);
-        }
-        // Jobs run by another replica end without ringing here: look again now and then.
-        let _ = tokio::time::timeout(Duration::from_millis(500), ended).await;
-    }
-}
+pub use library::Library;
 
 /// Starts this replica's ingestion workers (`knowledge.ingest_workers`).
 pub fn start_workers(state: &Workshop) {
@@ -459,8 +419,8 @@ async fn beat(state: Workshop, id: i64) {
 }
 
 /// Waits until the index holds feed entry `seq`, for at most [`INDEX_WAIT`].
-pub async fn wait_indexed(state: &Workshop, seq: i64) {
-    let knowledge = state.knowledge.clone();
+pub async fn wait_indexed(knowledge: &SharedKnowledge, seq: i64) {
+    let knowledge = knowledge.clone();
     let held = tokio::task::spawn_blocking(move || knowledge.index.wait_for(seq, INDEX_WAIT)).await;
     if !matches!(held, Ok(true)) {
         tracing::warn!(seq, "the index has not caught up yet; it will on its own");

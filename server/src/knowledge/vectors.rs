@@ -9,7 +9,6 @@ use super::feed;
 use crate::error::{AppError, AppResult};
 use crate::store::schema::{chunk_embeddings, chunks, documents};
 use crate::store::{Conn, Store};
-use crate::with_conn;
 use diesel::prelude::*;
 use serde::Serialize;
 use std::collections::{BinaryHeap, HashSet};
@@ -130,10 +129,9 @@ impl Vectors {
             for d in docs {
                 let m = model.to_string();
                 let rows: Vec<Loaded> = store.run_blocking(|c| {
-                    Ok(with_conn!(c, |c| with_places()
-                        .filter(documents::id.eq(d))
-                        .filter(chunk_embeddings::model.eq(&m))
-                        .load(c))?)
+                    Ok(c.load(
+                        with_places().filter(documents::id.eq(d)).filter(chunk_embeddings::model.eq(&m)),
+                    )?)
                 })?;
                 let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
                 for (_, chunk, doc, coll, bytes) in rows {
@@ -146,12 +144,13 @@ impl Vectors {
             let after = self.table.read().unwrap_or_else(|p| p.into_inner()).loaded_seq;
             let m = model.to_string();
             let rows: Vec<Loaded> = store.run_blocking(|c| {
-                Ok(with_conn!(c, |c| with_places()
-                    .filter(chunk_embeddings::seq.gt(after))
-                    .filter(chunk_embeddings::model.eq(&m))
-                    .order(chunk_embeddings::seq.asc())
-                    .limit(LOAD_BATCH)
-                    .load(c))?)
+                Ok(c.load(
+                    with_places()
+                        .filter(chunk_embeddings::seq.gt(after))
+                        .filter(chunk_embeddings::model.eq(&m))
+                        .order(chunk_embeddings::seq.asc())
+                        .limit(LOAD_BATCH),
+                )?)
             })?;
             let Some(last) = rows.last().map(|r| r.0) else { return Ok(()) };
             let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
@@ -220,16 +219,17 @@ impl Ord for Score {
 
 /// Up to `limit` passages without a vector from `model`: (chunk id, text to embed).
 pub fn missing(conn: &mut Conn, model: &str, limit: i64) -> AppResult<Vec<(i64, String)>> {
-    let rows: Vec<(i64, String, String)> = with_conn!(conn, |c| chunks::table
-        .left_join(
-            chunk_embeddings::table
-                .on(chunk_embeddings::chunk_id.eq(chunks::id).and(chunk_embeddings::model.eq(model))),
-        )
-        .filter(chunk_embeddings::seq.is_null())
-        .order(chunks::id.asc())
-        .limit(limit)
-        .select((chunks::id, chunks::heading, chunks::body))
-        .load(c))?;
+    let rows: Vec<(i64, String, String)> = conn.load(
+        chunks::table
+            .left_join(
+                chunk_embeddings::table
+                    .on(chunk_embeddings::chunk_id.eq(chunks::id).and(chunk_embeddings::model.eq(model))),
+            )
+            .filter(chunk_embeddings::seq.is_null())
+            .order(chunks::id.asc())
+            .limit(limit)
+            .select((chunks::id, chunks::heading, chunks::body)),
+    )?;
     // The heading says what a short passage is about.
     Ok(rows
         .into_iter()
@@ -239,25 +239,24 @@ pub fn missing(conn: &mut Conn, model: &str, limit: i64) -> AppResult<Vec<(i64, 
 
 /// How many passages there are, and how many have a vector from `model`.
 pub fn progress(conn: &mut Conn, model: &str) -> AppResult<(i64, i64)> {
-    let total: i64 = with_conn!(&mut *conn, |c| chunks::table.count().get_result(c))?;
-    let done: i64 = with_conn!(conn, |c| chunk_embeddings::table
-        .filter(chunk_embeddings::model.eq(model))
-        .count()
-        .get_result(c))?;
+    let total: i64 = conn.get_result(chunks::table.count())?;
+    let done: i64 =
+        conn.get_result(chunk_embeddings::table.filter(chunk_embeddings::model.eq(model)).count())?;
     Ok((total, done))
 }
 
 /// Keeps vectors; a passage removed meanwhile, or embedded by another replica, is skipped.
 pub fn keep(conn: &mut Conn, model: &str, vectors: &[(i64, Vec<f32>)]) -> AppResult<()> {
     for (chunk, v) in vectors {
-        let inserted = with_conn!(&mut *conn, |c| diesel::insert_into(chunk_embeddings::table)
-            .values((
-                chunk_embeddings::chunk_id.eq(chunk),
-                chunk_embeddings::model.eq(model),
-                chunk_embeddings::vector.eq(to_bytes(v)),
-            ))
-            .on_conflict_do_nothing()
-            .execute(c));
+        let inserted = conn.execute(
+            diesel::insert_into(chunk_embeddings::table)
+                .values((
+                    chunk_embeddings::chunk_id.eq(chunk),
+                    chunk_embeddings::model.eq(model),
+                    chunk_embeddings::vector.eq(to_bytes(v)),
+                ))
+                .on_conflict_do_nothing(),
+        );
         match inserted {
             Ok(_) => {}
             // The passage went away between reading it and now (its document was replaced).

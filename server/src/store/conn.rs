@@ -5,8 +5,10 @@ use super::Journal;
 use super::StoreError;
 use crate::config::DatabaseConfig;
 use diesel::connection::{SimpleConnection, TransactionManager};
+use diesel::dsl::Limit;
+use diesel::query_dsl::methods::{ExecuteDsl, LimitDsl, LoadQuery};
 use diesel::result::QueryResult;
-use diesel::{Connection, SqliteConnection};
+use diesel::{Connection, RunQueryDsl, SqliteConnection};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -116,6 +118,61 @@ impl Conn {
         match self.db {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Pg(_) => Backend::Postgres,
+        }
+    }
+
+    /// Every row a query returns, on whichever backend this connection holds.
+    pub fn load<'q, Q, U>(&mut self, query: Q) -> QueryResult<Vec<U>>
+    where
+        Q: RunQueryDsl<SqliteConnection>
+            + RunQueryDsl<PgConn>
+            + LoadQuery<'q, SqliteConnection, U>
+            + LoadQuery<'q, PgConn, U>,
+    {
+        match &mut self.db {
+            Db::Sqlite(c) => <Q as RunQueryDsl<SqliteConnection>>::load(query, c),
+            Db::Pg(c) => <Q as RunQueryDsl<PgConn>>::load(query, c),
+        }
+    }
+
+    /// The one row a query returns (an error when there is none: `.optional()` turns that into
+    /// `None`).
+    pub fn get_result<'q, Q, U>(&mut self, query: Q) -> QueryResult<U>
+    where
+        Q: RunQueryDsl<SqliteConnection>
+            + RunQueryDsl<PgConn>
+            + LoadQuery<'q, SqliteConnection, U>
+            + LoadQuery<'q, PgConn, U>,
+    {
+        match &mut self.db {
+            Db::Sqlite(c) => <Q as RunQueryDsl<SqliteConnection>>::get_result(query, c),
+            Db::Pg(c) => <Q as RunQueryDsl<PgConn>>::get_result(query, c),
+        }
+    }
+
+    /// The first row of a query (`LIMIT 1`).
+    pub fn first<'q, Q, U>(&mut self, query: Q) -> QueryResult<U>
+    where
+        Q: RunQueryDsl<SqliteConnection> + RunQueryDsl<PgConn> + LimitDsl,
+        Limit<Q>: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConn, U>,
+    {
+        match &mut self.db {
+            Db::Sqlite(c) => <Q as RunQueryDsl<SqliteConnection>>::first(query, c),
+            Db::Pg(c) => <Q as RunQueryDsl<PgConn>>::first(query, c),
+        }
+    }
+
+    /// Runs an insert, update or delete; the number of rows it touched.
+    pub fn execute<Q>(&mut self, query: Q) -> QueryResult<usize>
+    where
+        Q: RunQueryDsl<SqliteConnection>
+            + RunQueryDsl<PgConn>
+            + ExecuteDsl<SqliteConnection>
+            + ExecuteDsl<PgConn>,
+    {
+        match &mut self.db {
+            Db::Sqlite(c) => <Q as RunQueryDsl<SqliteConnection>>::execute(query, c),
+            Db::Pg(c) => <Q as RunQueryDsl<PgConn>>::execute(query, c),
         }
     }
 

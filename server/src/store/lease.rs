@@ -5,7 +5,6 @@
 
 use crate::store::Conn;
 use crate::store::schema::leases;
-use crate::with_conn;
 use diesel::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,38 +12,39 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Takes lease `name` for `holder` until `now + secs`, or renews it; false while another
 /// holder's lease has time left.
 pub fn take(conn: &mut Conn, name: &str, holder: &str, now: i64, secs: i64) -> QueryResult<bool> {
-    let inserted = with_conn!(conn, |c| diesel::insert_into(leases::table)
-        .values((leases::name.eq(name), leases::holder.eq(holder), leases::until.eq(now + secs)))
-        .on_conflict_do_nothing()
-        .execute(c))?;
+    let inserted = conn.execute(
+        diesel::insert_into(leases::table)
+            .values((leases::name.eq(name), leases::holder.eq(holder), leases::until.eq(now + secs)))
+            .on_conflict_do_nothing(),
+    )?;
     if inserted == 1 {
         return Ok(true);
     }
     // One statement decides: two replicas racing for a lapsed lease cannot both match.
-    let updated = with_conn!(conn, |c| diesel::update(
-        leases::table
-            .filter(leases::name.eq(name))
-            .filter(leases::holder.eq(holder).or(leases::until.lt(now)))
-    )
-    .set((leases::holder.eq(holder), leases::until.eq(now + secs)))
-    .execute(c))?;
+    let updated = conn.execute(
+        diesel::update(
+            leases::table
+                .filter(leases::name.eq(name))
+                .filter(leases::holder.eq(holder).or(leases::until.lt(now))),
+        )
+        .set((leases::holder.eq(holder), leases::until.eq(now + secs))),
+    )?;
     Ok(updated == 1)
 }
 
 /// Gives lease `name` up at once if `holder` has it, so another replica need not wait for it
 /// to lapse (a clean shutdown).
 pub fn give_up(conn: &mut Conn, name: &str, holder: &str) -> QueryResult<()> {
-    with_conn!(conn, |c| diesel::update(
-        leases::table.filter(leases::name.eq(name)).filter(leases::holder.eq(holder))
-    )
-    .set(leases::until.eq(0))
-    .execute(c))?;
+    conn.execute(
+        diesel::update(leases::table.filter(leases::name.eq(name)).filter(leases::holder.eq(holder)))
+            .set(leases::until.eq(0)),
+    )?;
     Ok(())
 }
 
 /// Who holds a lease, and until when.
 pub fn holder(conn: &mut Conn, name: &str) -> QueryResult<Option<(String, i64)>> {
-    with_conn!(conn, |c| leases::table.find(name).select((leases::holder, leases::until)).first(c).optional())
+    conn.first(leases::table.find(name).select((leases::holder, leases::until))).optional()
 }
 
 /// This replica's part in the installation-wide work: whether it holds the lease named

@@ -6,8 +6,10 @@
 //! reached without libpq or OpenSSL and over TLS, which means diesel-async's `AsyncPgConnection`
 //! (tokio-postgres + rustls) behind its sync `AsyncConnectionWrapper`. The derive needs diesel's
 //! `MultiConnectionHelper` on every variant, and diesel-async 0.9.2 (the released version) does
-//! not implement it for the wrapper. `with_conn!` expands one query body for both backends; it
-//! is used only for single queries, while transactions and everything above take `&mut Conn`.
+//! not implement it for the wrapper. Instead `Conn::{load, first, get_result, execute}` take any
+//! query both backends can run and run it on the one the connection holds (select a struct's
+//! columns with [`columns`], not `as_select()`, which names one backend). `with_conn!` expands
+//! one query body for each backend: it remains for boxed queries, which are built for one.
 
 mod conn;
 mod journal;
@@ -33,6 +35,14 @@ macro_rules! with_conn {
             $crate::store::Db::Pg($c) => $body,
         }
     };
+}
+
+/// The columns of `T`, in the order of its fields, for a query that runs on either backend.
+/// `T::as_select()` names the one backend it is built for, which a query handed to
+/// [`Conn::load`] and the others cannot: they run it on whichever the connection holds. `T`
+/// derives `Queryable` as well, and loads from these columns by position.
+pub fn columns<T: diesel::Selectable<diesel::sqlite::Sqlite>>() -> T::SelectExpression {
+    T::construct_selection()
 }
 
 #[derive(Clone)]

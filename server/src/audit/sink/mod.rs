@@ -13,10 +13,9 @@ use super::{Actor, AuditEvent, Event, Outcome, chain};
 use crate::clock::SharedClock;
 use crate::config::SinkConfig;
 use crate::error::AppResult;
-use crate::store::Conn;
 use crate::store::Store;
 use crate::store::schema::{audit_events, audit_sinks};
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::Serialize;
 use std::time::Duration;
@@ -37,21 +36,24 @@ pub struct SinkState {
 
 /// Each sink's cursor, by name.
 pub fn cursors(conn: &mut Conn) -> AppResult<Vec<(String, i64)>> {
-    Ok(with_conn!(conn, |c| audit_sinks::table
-        .select((audit_sinks::name, audit_sinks::delivered_seq))
-        .order(audit_sinks::name.asc())
-        .load(c))?)
+    Ok(conn.load(
+        audit_sinks::table
+            .select((audit_sinks::name, audit_sinks::delivered_seq))
+            .order(audit_sinks::name.asc()),
+    )?)
 }
 
 /// Takes (or renews) the lease on a sink and returns its cursor; `None` while another replica
 /// holds it.
 fn claim(conn: &mut Conn, name: &str, owner: &str, now: i64) -> QueryResult<Option<i64>> {
     // Polling is reads only while our lease has time left: no write lock taken for nothing.
-    let held: Option<(i64, Option<String>, i64)> = with_conn!(conn, |c| audit_sinks::table
-        .find(name)
-        .select((audit_sinks::delivered_seq, audit_sinks::owner, audit_sinks::lease_until))
-        .first(c)
-        .optional())?;
+    let held: Option<(i64, Option<String>, i64)> = conn
+        .first(audit_sinks::table.find(name).select((
+            audit_sinks::delivered_seq,
+            audit_sinks::owner,
+            audit_sinks::lease_until,
+        )))
+        .optional()?;
     match &held {
         Some((delivered, Some(who), until)) if who == owner && *until > now + LEASE_SECS / 2 => {
             return Ok(Some(*delivered));
@@ -59,23 +61,25 @@ fn claim(conn: &mut Conn, name: &str, owner: &str, now: i64) -> QueryResult<Opti
         Some((_, Some(who), until)) if who != owner && *until >= now => return Ok(None),
         _ => {}
     }
-    with_conn!(conn, |c| diesel::insert_into(audit_sinks::table)
-        .values((
-            audit_sinks::name.eq(name),
-            audit_sinks::delivered_seq.eq(0),
-            audit_sinks::lease_until.eq(0)
-        ))
-        .on_conflict_do_nothing()
-        .execute(c))?;
-    with_conn!(conn, |c| diesel::update(
-        audit_sinks::table
-            .filter(audit_sinks::name.eq(name))
-            .filter(audit_sinks::owner.eq(owner).or(audit_sinks::lease_until.lt(now))),
+    conn.execute(
+        diesel::insert_into(audit_sinks::table)
+            .values((
+                audit_sinks::name.eq(name),
+                audit_sinks::delivered_seq.eq(0),
+                audit_sinks::lease_until.eq(0),
+            ))
+            .on_conflict_do_nothing(),
+    )?;
+    conn.get_result::<_, i64>(
+        diesel::update(
+            audit_sinks::table
+                .filter(audit_sinks::name.eq(name))
+                .filter(audit_sinks::owner.eq(owner).or(audit_sinks::lease_until.lt(now))),
+        )
+        .set((audit_sinks::owner.eq(owner), audit_sinks::lease_until.eq(now + LEASE_SECS)))
+        .returning(audit_sinks::delivered_seq),
     )
-    .set((audit_sinks::owner.eq(owner), audit_sinks::lease_until.eq(now + LEASE_SECS)))
-    .returning(audit_sinks::delivered_seq)
-    .get_result::<i64>(c)
-    .optional())
+    .optional()
 }
 
 /// The next batch for a sink, skipping ahead (and recording it) when it fell too far behind.
@@ -110,21 +114,23 @@ fn next_batch(
         // Caught up: the idle poll stops here, without reading events.
         return Ok(Some(Vec::new()));
     }
-    let events = with_conn!(conn, |c| audit_events::table
-        .filter(audit_events::seq.gt(delivered))
-        .order(audit_events::seq.asc())
-        .limit(BATCH)
-        .select(AuditEvent::as_select())
-        .load(c))?;
+    let events = conn.load(
+        audit_events::table
+            .filter(audit_events::seq.gt(delivered))
+            .order(audit_events::seq.asc())
+            .limit(BATCH)
+            .select(columns::<AuditEvent>()),
+    )?;
     Ok(Some(events))
 }
 
 fn advance(conn: &mut Conn, name: &str, owner: &str, seq: i64) -> QueryResult<()> {
-    with_conn!(conn, |c| diesel::update(
-        audit_sinks::table.filter(audit_sinks::name.eq(name)).filter(audit_sinks::owner.eq(owner)),
-    )
-    .set(audit_sinks::delivered_seq.eq(seq))
-    .execute(c))?;
+    conn.execute(
+        diesel::update(
+            audit_sinks::table.filter(audit_sinks::name.eq(name)).filter(audit_sinks::owner.eq(owner)),
+        )
+        .set(audit_sinks::delivered_seq.eq(seq)),
+    )?;
     Ok(())
 }
 

@@ -296,20 +296,17 @@ pub const FLOW_TTL: i64 = 600;
 pub fn save_flow(conn: &mut crate::store::Conn, state: &str, flow: &Flow) -> crate::error::AppResult<()> {
     use crate::store::schema::oidc_flows;
     use diesel::prelude::*;
-    crate::with_conn!(conn, |c| diesel::delete(
-        oidc_flows::table.filter(oidc_flows::created_at.lt(flow.created_at - FLOW_TTL))
-    )
-    .execute(c))?;
-    crate::with_conn!(conn, |c| diesel::insert_into(oidc_flows::table)
-        .values((
-            oidc_flows::state_hash.eq(crate::auth::secret::digest(state)),
-            oidc_flows::provider.eq(&flow.provider),
-            oidc_flows::nonce.eq(&flow.nonce),
-            oidc_flows::verifier.eq(&flow.verifier),
-            oidc_flows::next.eq(&flow.next),
-            oidc_flows::created_at.eq(flow.created_at),
-        ))
-        .execute(c))?;
+    conn.execute(diesel::delete(
+        oidc_flows::table.filter(oidc_flows::created_at.lt(flow.created_at - FLOW_TTL)),
+    ))?;
+    conn.execute(diesel::insert_into(oidc_flows::table).values((
+        oidc_flows::state_hash.eq(crate::auth::secret::digest(state)),
+        oidc_flows::provider.eq(&flow.provider),
+        oidc_flows::nonce.eq(&flow.nonce),
+        oidc_flows::verifier.eq(&flow.verifier),
+        oidc_flows::next.eq(&flow.next),
+        oidc_flows::created_at.eq(flow.created_at),
+    )))?;
     Ok(())
 }
 
@@ -319,19 +316,16 @@ pub fn take_flow(conn: &mut crate::store::Conn, state: &str) -> crate::error::Ap
     use diesel::prelude::*;
     let hash = crate::auth::secret::digest(state);
     conn.transaction(|conn| {
-        let row: Option<(String, String, String, String, i64)> =
-            crate::with_conn!(conn, |c| oidc_flows::table
-                .find(&hash)
-                .select((
-                    oidc_flows::provider,
-                    oidc_flows::nonce,
-                    oidc_flows::verifier,
-                    oidc_flows::next,
-                    oidc_flows::created_at
-                ))
-                .first(c)
-                .optional())?;
-        crate::with_conn!(conn, |c| diesel::delete(oidc_flows::table.find(&hash)).execute(c))?;
+        let row: Option<(String, String, String, String, i64)> = conn
+            .first(oidc_flows::table.find(&hash).select((
+                oidc_flows::provider,
+                oidc_flows::nonce,
+                oidc_flows::verifier,
+                oidc_flows::next,
+                oidc_flows::created_at,
+            )))
+            .optional()?;
+        conn.execute(diesel::delete(oidc_flows::table.find(&hash)))?;
         Ok(row.map(|(provider, nonce, verifier, next, created_at)| Flow {
             provider,
             nonce,

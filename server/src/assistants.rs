@@ -8,12 +8,23 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::catalog::{self, Catalog, access};
 use crate::error::{AppError, AppResult};
 use crate::knowledge::collections;
-use crate::store::Conn;
 use crate::store::schema::{collections as collections_t, conversations, preset_collections, presets};
-use crate::with_conn;
+use crate::store::{Conn, columns};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 8_000;
+
+/// Standing instructions, an assistant's or a chat's own, are bounded.
+pub fn check_system_prompt(prompt: &str) -> AppResult<()> {
+    if prompt.chars().count() > MAX_SYSTEM_PROMPT_CHARS {
+        return Err(AppError::validation(format!(
+            "a system prompt is at most {MAX_SYSTEM_PROMPT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Preset {
@@ -60,12 +71,13 @@ pub struct PresetBody {
 
 fn rows_to_presets(conn: &mut Conn, rows: Vec<Row>) -> AppResult<Vec<Preset>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let attached: Vec<(i64, String)> = with_conn!(conn, |c| preset_collections::table
-        .inner_join(collections_t::table)
-        .filter(preset_collections::preset_id.eq_any(&ids))
-        .select((preset_collections::preset_id, collections_t::name))
-        .order(collections_t::name.asc())
-        .load(c))?;
+    let attached: Vec<(i64, String)> = conn.load(
+        preset_collections::table
+            .inner_join(collections_t::table)
+            .filter(preset_collections::preset_id.eq_any(&ids))
+            .select((preset_collections::preset_id, collections_t::name))
+            .order(collections_t::name.asc()),
+    )?;
     Ok(rows
         .into_iter()
         .map(|r| Preset {
@@ -83,10 +95,7 @@ fn rows_to_presets(conn: &mut Conn, rows: Vec<Row>) -> AppResult<Vec<Preset>> {
 }
 
 pub fn list(conn: &mut Conn) -> AppResult<Vec<Preset>> {
-    let rows: Vec<Row> = with_conn!(&mut *conn, |c| presets::table
-        .select(Row::as_select())
-        .order(presets::name.asc())
-        .load(c))?;
+    let rows: Vec<Row> = conn.load(presets::table.select(columns::<Row>()).order(presets::name.asc()))?;
     rows_to_presets(conn, rows)
 }
 
@@ -106,23 +115,23 @@ pub fn offered_to(conn: &mut Conn, user_id: i64) -> AppResult<Vec<Preset>> {
 }
 
 pub fn get(conn: &mut Conn, name: &str) -> AppResult<Preset> {
-    let row: Row = with_conn!(&mut *conn, |c| presets::table
-        .filter(presets::name.eq(name))
-        .select(Row::as_select())
-        .first(c))
-    .optional()?
-    .ok_or_else(|| AppError::not_found(format!("there is no assistant named {name:?}")))?;
+    let row: Row = conn
+        .first(presets::table.filter(presets::name.eq(name)).select(columns::<Row>()))
+        .optional()?
+        .ok_or_else(|| AppError::not_found(format!("there is no assistant named {name:?}")))?;
     Ok(rows_to_presets(conn, vec![row])?.remove(0))
 }
 
 /// The preset a conversation was started with, if it still exists.
 pub fn of_conversation(conn: &mut Conn, conversation_id: i64) -> AppResult<Option<Preset>> {
-    let row: Option<Row> = with_conn!(&mut *conn, |c| conversations::table
-        .inner_join(presets::table)
-        .filter(conversations::id.eq(conversation_id))
-        .select(Row::as_select())
-        .first(c))
-    .optional()?;
+    let row: Option<Row> = conn
+        .first(
+            conversations::table
+                .inner_join(presets::table)
+                .filter(conversations::id.eq(conversation_id))
+                .select(columns::<Row>()),
+        )
+        .optional()?;
     match row {
         Some(r) => Ok(Some(rows_to_presets(conn, vec![r])?.remove(0))),
         None => Ok(None),
@@ -131,10 +140,11 @@ pub fn of_conversation(conn: &mut Conn, conversation_id: i64) -> AppResult<Optio
 
 /// The ids of a preset's collections.
 pub fn collection_ids(conn: &mut Conn, preset_id: i64) -> AppResult<Vec<i64>> {
-    Ok(with_conn!(conn, |c| preset_collections::table
-        .filter(preset_collections::preset_id.eq(preset_id))
-        .select(preset_collections::collection_id)
-        .load(c))?)
+    Ok(conn.load(
+        preset_collections::table
+            .filter(preset_collections::preset_id.eq(preset_id))
+            .select(preset_collections::collection_id),
+    )?)
 }
 
 fn check_fields(
@@ -147,7 +157,7 @@ fn check_fields(
     catalog::find(catalog, conn, model).map_err(|_| {
         AppError::validation(format!("there is no model named {model:?}; `ayushctl models list` shows them"))
     })?;
-    super::store::check_system_prompt(system_prompt)?;
+    check_system_prompt(system_prompt)?;
     if description.chars().count() > 500 {
         return Err(AppError::validation("an assistant's description is at most 500 characters"));
     }
@@ -156,10 +166,9 @@ fn check_fields(
 
 /// Sets a preset's collections: shared ones only (a personal collection is its owner's alone).
 fn set_collections(conn: &mut Conn, preset_id: i64, names: &[String]) -> AppResult<()> {
-    with_conn!(&mut *conn, |c| diesel::delete(
-        preset_collections::table.filter(preset_collections::preset_id.eq(preset_id))
-    )
-    .execute(c))?;
+    conn.execute(diesel::delete(
+        preset_collections::table.filter(preset_collections::preset_id.eq(preset_id)),
+    ))?;
     let mut ids = Vec::new();
     for name in names {
         let row = collections::row(conn, name)?;
@@ -173,9 +182,10 @@ fn set_collections(conn: &mut Conn, preset_id: i64, names: &[String]) -> AppResu
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        with_conn!(&mut *conn, |c| diesel::insert_into(preset_collections::table)
-            .values((preset_collections::preset_id.eq(preset_id), preset_collections::collection_id.eq(id)))
-            .execute(c))?;
+        conn.execute(diesel::insert_into(preset_collections::table).values((
+            preset_collections::preset_id.eq(preset_id),
+            preset_collections::collection_id.eq(id),
+        )))?;
     }
     Ok(())
 }
@@ -200,11 +210,11 @@ pub fn create(
     conn.transaction(|conn| {
         check_fields(catalog, conn, &model, &system_prompt, &description)?;
         let taken: i64 =
-            with_conn!(&mut *conn, |c| presets::table.filter(presets::name.eq(&name)).count().get_result(c))?;
+            conn.get_result(presets::table.filter(presets::name.eq(&name)).count())?;
         if taken > 0 {
             return Err(AppError::conflict(format!("an assistant named {name:?} exists")));
         }
-        let id: i64 = with_conn!(&mut *conn, |c| diesel::insert_into(presets::table)
+        let id: i64 = conn.get_result(diesel::insert_into(presets::table)
             .values((
                 presets::name.eq(&name),
                 presets::model.eq(&model),
@@ -214,8 +224,7 @@ pub fn create(
                 presets::created_at.eq(now),
                 presets::updated_at.eq(now),
             ))
-            .returning(presets::id)
-            .get_result(c))?;
+            .returning(presets::id))?;
         set_collections(conn, id, &collections)?;
         audit::record(
             conn,
@@ -245,14 +254,12 @@ pub fn change(
         let system_prompt = body.system_prompt.clone().unwrap_or(before.system_prompt.clone());
         let description = body.description.clone().unwrap_or(before.description.clone());
         check_fields(catalog, conn, &model, &system_prompt, &description)?;
-        with_conn!(&mut *conn, |c| diesel::update(presets::table.find(before.id))
-            .set((
-                presets::model.eq(&model),
-                presets::system_prompt.eq(&system_prompt),
-                presets::description.eq(&description),
-                presets::updated_at.eq(now),
-            ))
-            .execute(c))?;
+        conn.execute(diesel::update(presets::table.find(before.id)).set((
+            presets::model.eq(&model),
+            presets::system_prompt.eq(&system_prompt),
+            presets::description.eq(&description),
+            presets::updated_at.eq(now),
+        )))?;
         if let Some(names) = &body.collections {
             set_collections(conn, before.id, names)?;
         }
@@ -272,7 +279,56 @@ pub fn change(
 pub fn remove(conn: &mut Conn, now: i64, actor: &Actor, name: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let before = get(conn, name)?;
-        with_conn!(&mut *conn, |c| diesel::delete(presets::table.find(before.id)).execute(c))?;
+        conn.execute(diesel::delete(presets::table.find(before.id)))?;
         audit::record(conn, now, &Event::new(actor, "preset.remove", Outcome::Success).target("preset", name))
     })
+}
+
+/// The Assistants service: what admins offer and people choose from. The JSON API, the chat
+/// page's picker and `ayushctl --local` call these methods; the checks and the audit event of
+/// each change live once, in the functions above.
+#[derive(Clone)]
+pub struct Assistants {
+    store: crate::store::Store,
+    clock: crate::clock::SharedClock,
+    /// For checking that an assistant's model is installed or offered by a provider.
+    catalog: std::sync::Arc<Catalog>,
+}
+
+impl Assistants {
+    pub fn new(
+        store: crate::store::Store,
+        clock: crate::clock::SharedClock,
+        catalog: std::sync::Arc<Catalog>,
+    ) -> Assistants {
+        Assistants { store, clock, catalog }
+    }
+
+    pub async fn list(&self) -> AppResult<Vec<Preset>> {
+        self.store.run(list).await
+    }
+
+    /// Those `user_id` may chat with: the ones whose model they may use.
+    pub async fn offered_to(&self, user_id: i64) -> AppResult<Vec<Preset>> {
+        self.store.run(move |c| offered_to(c, user_id)).await
+    }
+
+    pub async fn show(&self, name: String) -> AppResult<Preset> {
+        self.store.run(move |c| get(c, &name)).await
+    }
+
+    pub async fn create(&self, actor: Actor, body: PresetBody) -> AppResult<Preset> {
+        let (now, catalog) = (self.clock.now(), self.catalog.clone());
+        self.store.run(move |c| create(c, now, &actor, &catalog, body)).await
+    }
+
+    pub async fn change(&self, actor: Actor, name: String, body: PresetBody) -> AppResult<Preset> {
+        let (now, catalog) = (self.clock.now(), self.catalog.clone());
+        self.store.run(move |c| change(c, now, &actor, &catalog, &name, body)).await
+    }
+
+    pub async fn remove(&self, actor: Actor, name: String) -> AppResult<()> {
+        let now = self.clock.now();
+        self.store.run(move |c| remove(c, now, &actor, &name)).await
+    }
 }
