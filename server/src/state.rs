@@ -19,6 +19,21 @@ impl AppState {
         }
     }
 
+    /// What answering needs: the web chat's turns and `/v1` go through it.
+    pub fn chat(&self) -> crate::chat::Chat {
+        crate::chat::Chat {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            remotes: self.remotes.clone(),
+            knowledge: self.knowledge.clone(),
+            audit: self.audit.clone(),
+            turns: self.turns.clone(),
+            generations: self.generations.clone(),
+        }
+    }
+
     /// How sign-ins are checked here.
     pub fn authority(&self) -> crate::auth::login::Authority<'_> {
         crate::auth::login::Authority {

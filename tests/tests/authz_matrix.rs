@@ -108,7 +108,7 @@ const ROWS: &[Row] = &[
     api("GET", "/readyz", Open),
     api("GET", "/metrics", Open),
     api("GET", "/static/app.css", Open),
-    api("GET", "/static/app.js", Open),
+    api("GET", "/static/js/{name}", Open),
     api("GET", "/theme.css", Open),
     api("GET", "/theme/logo", Open),
     api("POST", "/api/auth/login", Open),

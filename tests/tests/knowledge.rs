@@ -486,6 +486,10 @@ fn chat_answers_cite_only_passages_the_user_may_read() {
         page.body
     );
     assert!(page.body.contains("value=\"HR policies\" checked"));
+    // A streamed reply is put in place already rendered, by the partial the page renders with.
+    let item = done["item"].as_str().unwrap();
+    assert!(item.contains(&format!("data-id=\"{}\"", done["message_id"])), "{item}");
+    assert!(page.body.contains(item), "the streamed reply and the page's differ:\n{item}");
 
     // Eve may not attach what she may not read.
     let mut eve = signed_in(&server, "eve");

@@ -3,13 +3,13 @@
 //! usage, the chat content capture and the audit event cannot apply to one and not the other.
 //! Callers only shape what they stream and add what they keep beside the answer.
 
+use super::Chat;
 use crate::audit::content::{self, Binding, Captured};
 use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
 use crate::catalog::{Chats, access};
 use crate::chat::store as chat_store;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::limits::Slot;
-use crate::state::AppState;
 use crate::store::Conn;
 use ayush_models::{ChatMessage, Completion, Event, GenerateParams, Handle, ModelError, Usage};
 use serde_json::{Value, json};
@@ -28,19 +28,17 @@ impl Usable {
 
 /// The model asked for, else the default; it must exist and be allowed to the actor's groups
 /// (a refusal is audited).
-pub async fn usable(state: &AppState, actor: &Actor, asked: Option<String>) -> AppResult<Usable> {
+pub async fn usable(chat: &Chat, actor: &Actor, asked: Option<String>) -> AppResult<Usable> {
     let name = match asked {
         Some(name) => name,
-        None => state.catalog.default_name().ok_or_else(|| {
+        None => chat.catalog.default_name().ok_or_else(|| {
             AppError::validation(
                 "no model is installed yet; an admin imports one with `ayushctl models import`",
             )
         })?,
     };
-    let (now, actor, model, catalog) =
-        (state.clock.now(), actor.clone(), name.clone(), state.catalog.clone());
-    state
-        .store
+    let (now, actor, model, catalog) = (chat.clock.now(), actor.clone(), name.clone(), chat.catalog.clone());
+    chat.store
         .run(move |c| {
             crate::catalog::find(&catalog, c, &model).map_err(|e| match e.kind {
                 ErrorKind::NotFound => AppError::validation(format!("there is no model named {model:?}")),
@@ -128,14 +126,14 @@ impl Ended {
 /// answering `prompt`. The outer error is Ayush's (over a limit, a model that does not chat);
 /// the inner one the model's or provider's.
 pub async fn open(
-    state: &AppState,
+    chat: &Chat,
     asker: Asker,
     model: &Usable,
     prompt: Vec<ChatMessage>,
     params: GenerateParams,
 ) -> AppResult<Result<Answer, ModelError>> {
     params.validate().map_err(AppError::validation)?;
-    let limit = state.config.chat.max_tokens_limit;
+    let limit = chat.config.chat.max_tokens_limit;
     if params.max_tokens > limit {
         return Err(AppError::validation(format!(
             "max_tokens is at most {limit} here (asked for {})",
@@ -143,8 +141,8 @@ pub async fn open(
         )));
     }
     let question = question(&prompt);
-    let slot = state.generations.start(asker.user_id)?;
-    let at = Chats { catalog: &state.catalog, remotes: &state.remotes, store: &state.store };
+    let slot = chat.generations.start(asker.user_id)?;
+    let at = Chats { catalog: &chat.catalog, remotes: &chat.remotes, store: &chat.store };
     let opened = crate::catalog::open_chat(at, asker.user_id, model.name(), prompt, params).await?;
     Ok(opened.map(|handle| Answer {
         handle,
@@ -223,7 +221,7 @@ pub struct Filing {
 /// (`keep`, which may add to the event's details), its content where the capture policy says
 /// so, and its audit event.
 pub async fn record<T: Send + 'static>(
-    state: &AppState,
+    chat: &Chat,
     ended: &Ended,
     filing: Filing,
     keep: impl FnOnce(&mut Conn, &mut Value) -> AppResult<T> + Send + 'static,
@@ -236,12 +234,11 @@ pub async fn record<T: Send + 'static>(
     details["finish_reason"] = json!(ended.finish_reason());
     details["error"] = json!(ended.error().map(ModelError::to_string));
     let outcome = if ended.error().is_some() { Outcome::Failure } else { Outcome::Success };
-    let now = state.clock.now();
+    let now = chat.clock.now();
     let Asker { actor, user_id } = ended.asker.clone();
     let captured = Captured { question: ended.question.clone(), answer: ended.text.clone() };
-    let (keys, groups) = (state.audit.clone(), state.config.audit.capture_chat_content_groups.clone());
-    state
-        .store
+    let (keys, groups) = (chat.audit.clone(), chat.config.audit.capture_chat_content_groups.clone());
+    chat.store
         .run(move |c| {
             c.transaction(|c| {
                 chat_store::add_usage(

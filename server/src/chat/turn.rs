@@ -3,13 +3,13 @@
 //! event, in one transaction. The user's message is stored before generation starts, so a
 //! failed or stopped generation never loses it; a stopped reply is kept as far as it got.
 
+use super::Chat;
 use super::complete::{self, Asker, Filing, Step};
 use super::sources::{self, Citation};
 use super::store::{self, Conversation, Reply};
 use crate::audit::{self, Actor};
 use crate::auth::users::User;
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
 use ayush_models::{ChatMessage, GenerateParams};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -19,10 +19,26 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
-    Queued { position: usize },
-    Token { text: String },
-    Done { message_id: i64, finish_reason: String, usage: UsageOut, html: String, citations: Vec<Citation> },
-    Error { code: String, message: String, message_id: Option<i64> },
+    Queued {
+        position: usize,
+    },
+    Token {
+        text: String,
+    },
+    Done {
+        message_id: i64,
+        /// The model that answered.
+        model: String,
+        finish_reason: String,
+        usage: UsageOut,
+        html: String,
+        citations: Vec<Citation>,
+    },
+    Error {
+        code: String,
+        message: String,
+        message_id: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,16 +83,16 @@ fn check_content(content: &str) -> AppResult<()> {
 
 /// Starts the turn; the receiver yields its events. Errors before generation (unknown model,
 /// empty message, a busy engine) come back here, before anything is stored.
-pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<StreamEvent>> {
+pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEvent>> {
     if let Input::Message(c) | Input::Edit { content: c, .. } = &turn.input {
         check_content(c)?;
     }
     let (user_id, conv_id) = (turn.user.id, turn.conversation_id);
     // Only the owner waits on a conversation, and only so long: nobody else's turn is held up.
-    state.store.run(move |c| store::get(c, user_id, conv_id)).await?;
-    let wait = std::time::Duration::from_secs(state.config.chat.turn_wait_secs);
-    let in_flight = state.turns.lock(conv_id, wait).await?;
-    let (conversation, history, preset) = state
+    chat.store.run(move |c| store::get(c, user_id, conv_id)).await?;
+    let wait = std::time::Duration::from_secs(chat.config.chat.turn_wait_secs);
+    let in_flight = chat.turns.lock(conv_id, wait).await?;
+    let (conversation, history, preset) = chat
         .store
         .run(move |c| {
             let conv = store::get(c, user_id, conv_id)?;
@@ -85,7 +101,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         })
         .await?;
     let asked = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
-    let model = complete::usable(state, &turn.actor, Some(asked)).await?;
+    let model = complete::usable(chat, &turn.actor, Some(asked)).await?;
 
     // The history this reply answers, after the edit or regeneration is applied.
     let mut kept = history.clone();
@@ -131,16 +147,10 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     // What this reply answers: the search for its sources looks for it.
     let question = complete::question(&prompt);
     let caller = crate::knowledge::collections::Caller::user(&turn.user);
-    let window = state.catalog.manifest(model.name()).ok().map(|m| m.context_length);
-    let cited = sources::retrieve(
-        &state.store,
-        &state.knowledge,
-        caller,
-        conv_id,
-        &question,
-        sources::budget(window),
-    )
-    .await?;
+    let window = chat.catalog.manifest(model.name()).ok().map(|m| m.context_length);
+    let cited =
+        sources::retrieve(&chat.store, &chat.knowledge, caller, conv_id, &question, sources::budget(window))
+            .await?;
     if !cited.is_empty() {
         let told = sources::instructions(&cited);
         match prompt.first_mut().filter(|m| m.role == "system") {
@@ -150,10 +160,10 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
     }
     let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id };
     let answer =
-        complete::open(state, asker, &model, prompt, turn.params.clone()).await?.map_err(AppError::from)?;
+        complete::open(chat, asker, &model, prompt, turn.params.clone()).await?.map_err(AppError::from)?;
 
     // Only now, with the engine committed to answering, is anything stored.
-    let now = state.clock.now();
+    let now = chat.clock.now();
     let conv = conversation.clone();
     let input = match turn.input {
         Input::Message(c) => Some(c),
@@ -164,8 +174,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         _ => None,
     };
     let edited = kept.last().map(|m| (m.id, m.content.clone()));
-    state
-        .store
+    chat.store
         .run(move |c| {
             c.transaction(|c| {
                 if let Some(content) = &input {
@@ -180,9 +189,9 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
         .await?;
 
     let (tx, rx) = mpsc::channel(64);
-    let state = state.clone();
+    let chat = chat.clone();
     tokio::spawn(async move {
-        relay(state, conversation, cited, answer, tx).await;
+        relay(chat, conversation, cited, answer, tx).await;
         drop(in_flight);
     });
     Ok(rx)
@@ -192,7 +201,7 @@ pub async fn start(state: &AppState, turn: Turn) -> AppResult<mpsc::Receiver<Str
 /// core. Runs to the end even if the client goes away (that stops generation; what was
 /// generated is kept).
 async fn relay(
-    state: AppState,
+    chat: Chat,
     conversation: Conversation,
     cited: Vec<Citation>,
     mut answer: complete::Answer,
@@ -223,10 +232,10 @@ async fn relay(
         binding: audit::content::Binding::Conversation(conversation.id),
         details: serde_json::json!({}),
     };
-    let (u, kept, now) = (usage.clone(), cited.clone(), state.clock.now());
+    let (u, kept, now) = (usage.clone(), cited.clone(), chat.clock.now());
     let (content, message) = (ended.text.clone(), error.as_ref().map(|e| e.0.clone()));
     let model = ended.model().to_string();
-    let stored = complete::record(&state, &ended, filing, move |conn, details| {
+    let stored = complete::record(&chat, &ended, filing, move |conn, details| {
         let reply = Reply {
             content: &content,
             model: &model,
@@ -255,6 +264,7 @@ async fn relay(
     let last = match (stored, error) {
         (Ok(id), None) => StreamEvent::Done {
             message_id: id,
+            model: ended.model().to_string(),
             finish_reason: finish.to_string(),
             usage,
             html: super::markdown::to_html(&ended.text),

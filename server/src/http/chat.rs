@@ -1,11 +1,12 @@
 //! The UI's chat API: conversations, messages streamed as server-sent events, and the models
 //! the signed-in user may use.
 
+use crate::chat::conversations::{ConversationChanges, NewConversation, Owner};
 use crate::chat::turn::{self, Input, StreamEvent, Turn};
-use crate::chat::{complete, markdown, sources, store};
-use crate::error::AppError;
+use crate::chat::{sources, store};
 use crate::error::AppResult;
 use crate::http::guard::{Authed, ChatUser};
+use crate::http::message::MessageView;
 use crate::http::routes::Routes;
 use crate::knowledge::collections::Caller;
 use crate::state::AppState;
@@ -48,63 +49,19 @@ async fn list(
     who: Authed<ChatUser>,
     q: web::Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
-    let (uid, query) = (who.user.id, q.into_inner().q);
-    Ok(HttpResponse::Ok().json(state.store.run(move |c| store::list(c, uid, query.as_deref())).await?))
+    Ok(HttpResponse::Ok().json(state.chat().conversations(who.user.id, q.into_inner().q).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    model: Option<String>,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    system_prompt: String,
-    /// Collections the conversation answers from (each must be readable).
-    #[serde(default)]
-    collections: Vec<String>,
-    /// An admin's assistant to chat with: its model, instructions and collections.
-    preset: Option<String>,
+fn owner(who: &Authed<ChatUser>) -> Owner {
+    Owner { actor: who.actor(), user_id: who.user.id, caller: Caller::user(&who.user) }
 }
 
 async fn create(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
-    body: web::Json<CreateBody>,
+    body: web::Json<NewConversation>,
 ) -> AppResult<HttpResponse> {
-    let mut body = body.into_inner();
-    let preset = match body.preset.take() {
-        Some(name) => {
-            let preset = state.assistants.show(name).await?;
-            if body.model.as_ref().is_some_and(|m| *m != preset.model) {
-                return Err(AppError::validation(format!(
-                    "the assistant {} chats with {}; leave model out",
-                    preset.name, preset.model
-                )));
-            }
-            body.model = Some(preset.model.clone());
-            Some(preset)
-        }
-        None => None,
-    };
-    let model = complete::usable(&state, &who.actor(), body.model.clone()).await?.name().to_string();
-    let (now, uid) = (state.clock.now(), who.user.id);
-    let caller = Caller::user(&who.user);
-    let (conv, collections) = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let conv = store::create(c, now, uid, &body.title, &model, &body.system_prompt)?;
-                sources::attach(c, caller, conv.id, &body.collections)?;
-                if let Some(p) = &preset {
-                    store::set_preset(c, conv.id, Some(p.id))?;
-                }
-                let conv = store::get(c, uid, conv.id)?;
-                Ok(((conv.clone(), preset_name(c, conv.id)?), names(sources::attached(c, conv.id)?)))
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(with_collections(&conv, collections)))
+    Ok(HttpResponse::Created().json(state.chat().start(owner(&who), body.into_inner()).await?))
 }
 
 async fn get(
@@ -112,91 +69,19 @@ async fn get(
     who: Authed<ChatUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let (uid, id) = (who.user.id, path.into_inner());
-    let (conv, msgs, collections, mut citations) = state
-        .store
-        .run(move |c| {
-            let conv = store::get(c, uid, id)?;
-            let msgs = store::messages(c, id)?;
-            let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
-            let citations = sources::of_messages(c, uid, &ids)?;
-            Ok(((conv, preset_name(c, id)?), msgs, names(sources::attached(c, id)?), citations))
-        })
-        .await?;
-    let messages: Vec<serde_json::Value> = msgs
-        .into_iter()
-        .map(|m| {
-            let html = (m.role == "assistant").then(|| markdown::to_html(&m.content));
-            let cited = citations.remove(&m.id).unwrap_or_default();
-            let mut v = serde_json::to_value(&m).unwrap_or_default();
-            v["html"] = serde_json::json!(html);
-            v["citations"] = serde_json::json!(cited);
-            v
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "conversation": with_collections(&conv, collections), "messages": messages,
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    title: Option<String>,
-    model: Option<String>,
-    system_prompt: Option<String>,
-    collections: Option<Vec<String>>,
-    /// Follow this assistant from now on (its model too); choosing a `model` alone leaves it.
-    preset: Option<String>,
+    let opened = state.chat().conversation(who.user.id, path.into_inner()).await?;
+    let (conversation, messages) = opened.messages_out();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"conversation": conversation, "messages": messages})))
 }
 
 async fn update(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
     path: web::Path<i64>,
-    body: web::Json<UpdateBody>,
+    body: web::Json<ConversationChanges>,
 ) -> AppResult<HttpResponse> {
-    let mut body = body.into_inner();
-    let (now, uid, id) = (state.clock.now(), who.user.id, path.into_inner());
-    // Some(Some(id)): follow that preset; Some(None): leave the one followed; None: no change.
-    let preset_change = match body.preset.take() {
-        Some(name) => {
-            let preset = state.assistants.show(name).await?;
-            body.model = Some(preset.model.clone());
-            Some(Some(preset.id))
-        }
-        None if body.model.is_some() => Some(None),
-        None => None,
-    };
-    if let Some(m) = &body.model {
-        complete::usable(&state, &who.actor(), Some(m.clone())).await?;
-    }
-    let caller = Caller::user(&who.user);
-    let (conv, collections) = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let conv = store::update(
-                    c,
-                    now,
-                    uid,
-                    id,
-                    body.title.as_deref(),
-                    body.model.as_deref(),
-                    body.system_prompt.as_deref(),
-                )?;
-                if let Some(names) = &body.collections {
-                    sources::attach(c, caller, conv.id, names)?;
-                }
-                if let Some(preset) = preset_change {
-                    store::set_preset(c, conv.id, preset)?;
-                }
-                let conv = store::get(c, uid, conv.id)?;
-                Ok(((conv.clone(), preset_name(c, conv.id)?), names(sources::attached(c, conv.id)?)))
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(with_collections(&conv, collections)))
+    let changed = state.chat().change(owner(&who), path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(changed))
 }
 
 async fn delete(
@@ -204,8 +89,7 @@ async fn delete(
     who: Authed<ChatUser>,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    let (uid, id, actor, now) = (who.user.id, path.into_inner(), who.actor(), state.clock.now());
-    state.store.run(move |c| store::delete(c, now, &actor, uid, id)).await?;
+    state.chat().remove(owner(&who), path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -262,7 +146,7 @@ async fn stream_turn(
         model,
         params: options.params(),
     };
-    let rx = turn::start(state, turn).await?;
+    let rx = turn::start(&state.chat(), turn).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
@@ -333,31 +217,25 @@ impl futures_core::Stream for Sse {
                     StreamEvent::Done { .. } => "done",
                     StreamEvent::Error { .. } => "error",
                 };
-                let data = serde_json::to_string(&ev).unwrap_or_default();
+                let mut data = serde_json::to_value(&ev).unwrap_or_default();
+                if let StreamEvent::Done { message_id, model, finish_reason, html, citations, .. } = ev {
+                    // The reply as the chat page shows it, for the page to put in place.
+                    let shown = MessageView {
+                        id: message_id,
+                        role: "assistant".into(),
+                        content: String::new(),
+                        html,
+                        model: Some(model),
+                        error: None,
+                        finish_reason: Some(finish_reason),
+                        citations,
+                    };
+                    data["item"] = shown.render().into();
+                }
                 Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
             })
         })
     }
-}
-
-fn names(attached: Vec<(i64, String)>) -> Vec<String> {
-    attached.into_iter().map(|(_, n)| n).collect()
-}
-
-/// A conversation as the API shows it: with the collections it answers from, and the
-/// assistant it follows (`preset`), if any.
-fn with_collections(
-    conv: &(store::Conversation, Option<String>),
-    collections: Vec<String>,
-) -> serde_json::Value {
-    let mut v = serde_json::to_value(&conv.0).unwrap_or_default();
-    v["collections"] = serde_json::json!(collections);
-    v["preset"] = serde_json::json!(conv.1);
-    v
-}
-
-fn preset_name(c: &mut crate::store::Conn, conversation_id: i64) -> AppResult<Option<String>> {
-    Ok(crate::assistants::of_conversation(c, conversation_id)?.map(|p| p.name))
 }
 
 /// Stores a file for one chat in the chat's files collection (made on first use, owned by the

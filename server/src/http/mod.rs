@@ -12,6 +12,7 @@ pub mod health;
 pub mod keys;
 pub mod knowledge;
 pub mod knowledge_pages;
+pub mod message;
 pub mod metrics;
 pub mod oidc;
 pub mod presets;

@@ -6,10 +6,11 @@ use crate::auth::groups::{self, Group, GroupSummary};
 use crate::auth::users::{self, User};
 use crate::auth::{Role, secret};
 use crate::catalog::ModelEntry;
-use crate::chat::markdown;
-use crate::chat::store::{self as chat_store, Conversation};
+use crate::chat::conversations::Opened;
+use crate::chat::store::Conversation;
 use crate::error::{AppError, ErrorKind};
 use crate::http::guard::{AdminOnly, AnyUser, Authed, ChatUser, Policy, Via};
+use crate::http::message::MessageView;
 use crate::http::routes::Routes;
 use crate::state::AppState;
 use crate::url::encode_component;
@@ -86,8 +87,7 @@ impl Chrome {
         search: Option<String>,
         current: Option<i64>,
     ) -> Result<Chrome, AppError> {
-        let q = search.clone();
-        self.conversations = state.store.run(move |c| chat_store::list(c, user_id, q.as_deref())).await?;
+        self.conversations = state.chat().conversations(user_id, search.clone()).await?;
         self.search = search.unwrap_or_default();
         self.current = current;
         Ok(self)
@@ -120,19 +120,6 @@ struct HomePage {
     groups: Vec<String>,
 }
 
-/// A message as the chat page shows it.
-pub struct MessageView {
-    pub id: i64,
-    pub role: String,
-    pub content: String,
-    pub html: String,
-    pub model: Option<String>,
-    pub error: Option<String>,
-    pub finish_reason: Option<String>,
-    /// The passages the reply was given (those the viewer may still read).
-    pub citations: Vec<crate::chat::sources::Citation>,
-}
-
 #[derive(Template)]
 #[template(path = "chat.html")]
 struct ChatPage {
@@ -152,10 +139,6 @@ impl ChatPage {
     /// How many collections the chat answers from.
     fn answering(&self) -> usize {
         self.collections.iter().filter(|c| c.1).count()
-    }
-
-    fn file_url(&self, c: &crate::chat::sources::Citation) -> String {
-        format!("/api/collections/{}/documents/{}/file", encode_component(&c.collection), c.document_id)
     }
 }
 
@@ -393,32 +376,17 @@ async fn chat_page(
     let presets = state.assistants.offered_to(uid).await.map_err(&err)?;
     let (conversation, messages, attached) = match c {
         Some(id) => {
-            let (conv, msgs, attached, mut citations) = state
-                .store
-                .run(move |c| {
-                    let conv = chat_store::get(c, uid, id)?;
-                    let msgs = chat_store::messages(c, id)?;
-                    let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
-                    let citations = crate::chat::sources::of_messages(c, uid, &ids)?;
-                    let attached: Vec<String> =
-                        crate::chat::sources::attached(c, id)?.into_iter().map(|(_, n)| n).collect();
-                    Ok((conv, msgs, attached, citations))
-                })
-                .await
-                .map_err(&err)?;
-            let views = msgs
+            let opened = state.chat().conversation(uid, id).await.map_err(&err)?;
+            let Opened { conversation, messages, mut citations } = opened;
+            let views = messages
                 .into_iter()
-                .map(|m| MessageView {
-                    citations: citations.remove(&m.id).unwrap_or_default(),
-                    html: if m.role == "assistant" { markdown::to_html(&m.content) } else { String::new() },
-                    id: m.id,
-                    role: m.role,
-                    content: m.content,
-                    model: m.model,
-                    error: m.error,
-                    finish_reason: m.finish_reason,
+                .map(|m| {
+                    let cited = citations.remove(&m.id).unwrap_or_default();
+                    MessageView::of(m, cited)
                 })
                 .collect();
+            let attached = conversation.collections;
+            let conv = conversation.conversation;
             (Some(conv), views, attached)
         }
         None => (None, Vec::new(), Vec::new()),

@@ -353,7 +353,7 @@ async fn record_embeddings(
 /// Records an answer through the completion core; the client has had it already, so a
 /// failure to record is logged, not answered.
 async fn record_answer(state: &AppState, ended: &Ended, filing: Filing) {
-    if let Err(e) = complete::record(state, ended, filing, |_, _| Ok(())).await {
+    if let Err(e) = complete::record(&state.chat(), ended, filing, |_, _| Ok(())).await {
         tracing::error!(error = %e, "cannot record a /v1 call");
     }
 }
@@ -361,7 +361,7 @@ async fn record_answer(state: &AppState, ended: &Ended, filing: Filing) {
 /// A model that exists and the caller may use; any other is "not found", exactly as OpenAI
 /// answers for a model a key cannot see (a denial is still audited).
 async fn usable(state: &AppState, who: &Authed<ApiUser>, model: &str) -> Result<Usable, OaiError> {
-    complete::usable(state, &who.actor(), Some(model.to_string())).await.map_err(|e| match e.kind {
+    complete::usable(&state.chat(), &who.actor(), Some(model.to_string())).await.map_err(|e| match e.kind {
         ErrorKind::Validation | ErrorKind::NotFound | ErrorKind::Forbidden => {
             OaiError::model_not_found(model)
         }
@@ -386,7 +386,8 @@ async fn chat_completions(
     let params = request.params()?;
     let usable = usable(&state, &who, &request.model).await?;
     let asker = Asker { actor: who.actor(), user_id: who.user.id };
-    let mut answer = complete::open(&state, asker, &usable, prompt, params).await?.map_err(OaiError::from)?;
+    let mut answer =
+        complete::open(&state.chat(), asker, &usable, prompt, params).await?.map_err(OaiError::from)?;
     let model = request.model.clone();
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
     let created = state.clock.now();

@@ -2,4 +2,15 @@
 //! nothing is fetched from a CDN, and no web fonts come from outside. `http::assets` serves them.
 
 pub const APP_CSS: &str = include_str!("static/app.css");
-pub const APP_JS: &str = include_str!("static/app.js");
+
+/// The pages' scripts: ES modules, one per concern, loaded from `main.js` with no build step
+/// (`/static/js/NAME`, under the CSP's `script-src 'self'`).
+pub const JS_MODULES: &[(&str, &str)] = &[
+    ("main.js", include_str!("static/js/main.js")),
+    ("forms.js", include_str!("static/js/forms.js")),
+    ("http.js", include_str!("static/js/http.js")),
+    ("stream.js", include_str!("static/js/stream.js")),
+    ("replies.js", include_str!("static/js/replies.js")),
+    ("chat.js", include_str!("static/js/chat.js")),
+    ("uploads.js", include_str!("static/js/uploads.js")),
+];

@@ -1,0 +1,57 @@
+//! One chat message as the pages show it, rendered by the `message.html` partial: the chat
+//! page lists them, and a streamed reply's `done` event carries the reply rendered the same
+//! way (`item`), so a reply looks alike whether it was streamed or loaded.
+
+use crate::chat::markdown;
+use crate::chat::sources::Citation;
+use crate::chat::store::Message;
+use crate::url::encode_component;
+use askama::Template;
+
+/// A message as the chat page shows it.
+pub struct MessageView {
+    pub id: i64,
+    pub role: String,
+    pub content: String,
+    /// A reply's Markdown, rendered and sanitised.
+    pub html: String,
+    pub model: Option<String>,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+    /// The passages the reply was given (those the viewer may still read).
+    pub citations: Vec<Citation>,
+}
+
+impl MessageView {
+    /// A stored message, with the sources it cites that the viewer may still read.
+    pub fn of(m: Message, citations: Vec<Citation>) -> MessageView {
+        MessageView {
+            html: if m.role == "assistant" { markdown::to_html(&m.content) } else { String::new() },
+            id: m.id,
+            role: m.role,
+            content: m.content,
+            model: m.model,
+            error: m.error,
+            finish_reason: m.finish_reason,
+            citations,
+        }
+    }
+
+    pub fn file_url(&self, c: &Citation) -> String {
+        format!("/api/collections/{}/documents/{}/file", encode_component(&c.collection), c.document_id)
+    }
+
+    /// The `<li>` of this message.
+    pub fn render(&self) -> String {
+        Item { m: self }.render().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot render a chat message");
+            String::new()
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct Item<'a> {
+    m: &'a MessageView,
+}

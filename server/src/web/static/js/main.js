@@ -1,0 +1,9 @@
+// Small progressive enhancements; every page works without JavaScript. Each module enhances
+// the page it finds its elements on, and does nothing elsewhere.
+import { enhanceForms } from "./forms.js";
+import { enhanceChat } from "./chat.js";
+import { enhanceUploads } from "./uploads.js";
+
+enhanceForms();
+enhanceChat();
+enhanceUploads();

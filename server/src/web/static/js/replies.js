@@ -1,0 +1,59 @@
+// What a rendered reply gains in the browser: "[2]" becomes a link that opens source 2, and
+// code blocks get a copy button. The markup itself comes from the server (the message partial).
+
+/// Links the "[n]" markers of a reply to its sources.
+export function linkCitations(li) {
+  const id = li.dataset.id;
+  const body = li.querySelector(".body");
+  if (!body || !li.querySelector(".citations")) return;
+  const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+  const nodes = [];
+  while (walker.nextNode()) nodes.push(walker.currentNode);
+  for (const node of nodes) {
+    const parts = node.textContent.split(/(\[\d+\])/);
+    if (parts.length === 1) continue;
+    const frag = document.createDocumentFragment();
+    for (const part of parts) {
+      const n = /^\[(\d+)\]$/.exec(part);
+      const target = n && li.querySelector(`#cite-${id}-${n[1]}`);
+      if (!target) {
+        frag.append(part);
+        continue;
+      }
+      const a = document.createElement("a");
+      a.className = "cite";
+      a.href = `#${target.id}`;
+      a.textContent = part;
+      a.addEventListener("click", () => {
+        target.querySelector("details").open = true;
+      });
+      frag.append(a);
+    }
+    node.replaceWith(frag);
+  }
+}
+
+export function addCopyButtons(scope) {
+  for (const pre of scope.querySelectorAll(".markdown pre")) {
+    if (pre.querySelector(".copy")) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy";
+    button.textContent = "Copy";
+    button.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(pre.querySelector("code")?.textContent ?? pre.textContent);
+      button.textContent = "Copied";
+      setTimeout(() => {
+        button.textContent = "Copy";
+      }, 1500);
+    });
+    pre.append(button);
+  }
+}
+
+/// A reply as the server rendered it (one `<li>`), as an element.
+export function fromMarkup(markup) {
+  const template = document.createElement("template");
+  template.innerHTML = markup; // rendered and sanitised by the server
+  return template.content.firstElementChild;
+}
