@@ -90,6 +90,11 @@ async fn an_api_key_stops_working_when_it_expires() {
     // A person makes their own keys, signed in.
     let signed = test::call_service(&app, login(PASSWORD).to_request()).await;
     let cookie = signed.response().cookies().find(|c| c.name() == "ayush_session").unwrap().into_owned();
+    let page =
+        test::call_service(&app, TestRequest::get().uri("/keys").cookie(cookie.clone()).to_request()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let cache = page.headers().get("cache-control").and_then(|v| v.to_str().ok());
+    assert_eq!(cache, Some("no-store"), "the keys page, which shows a new key once, is never cached");
     let make = TestRequest::post()
         .uri("/api/keys")
         .cookie(cookie)

@@ -4,10 +4,11 @@
 //! is itself recorded, once, here or in the functions these call.
 
 use super::anchor::Checkpoint;
+use super::content::{self, Captured};
 use super::query::{self, Checked, Filter, Format};
 use super::retention::{self, Hold, Pruned};
 use super::verify::Report;
-use super::{Actor, AuditEvent, Ledger};
+use super::{Actor, AuditEvent, Event, Ledger, Outcome};
 use crate::clock::SharedClock;
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
@@ -99,6 +100,37 @@ impl AuditLog {
     pub async fn prune(&self, actor: Actor, keep_days: Option<u64>) -> AppResult<Option<Pruned>> {
         let (ledger, now) = (self.ledger.clone(), self.clock.now());
         self.store.run(move |c| ledger.prune(c, now, keep_days, &actor)).await
+    }
+
+    /// One event, with the chat content the policy captured for it, decrypted (or why it could
+    /// not be). Reading captured content is itself recorded, as `audit.content_view`.
+    pub async fn event(
+        &self,
+        actor: Actor,
+        seq: i64,
+    ) -> AppResult<(AuditEvent, Option<Result<Captured, String>>)> {
+        let (ledger, now) = (self.ledger.clone(), self.clock.now());
+        self.store
+            .run(move |c| {
+                let event = query::by_seq(c, seq)?;
+                let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
+                let binding =
+                    content::Binding::of(event.target_type.as_deref(), event.target_id.as_deref(), &details);
+                let captured = match (details.get("content"), binding) {
+                    (Some(_), Some(binding)) => {
+                        let opened = content::open(ledger.keys(), &details, &binding);
+                        let outcome = if opened.is_ok() { Outcome::Success } else { Outcome::Failure };
+                        let seen = Event::new(&actor, "audit.content_view", outcome)
+                            .target("audit_event", seq)
+                            .details(binding.to_json());
+                        super::record(c, now, &seen)?;
+                        Some(opened)
+                    }
+                    _ => None,
+                };
+                Ok((event, captured))
+            })
+            .await
     }
 
     pub async fn holds(&self) -> AppResult<Vec<Hold>> {

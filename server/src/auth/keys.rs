@@ -52,6 +52,11 @@ impl Keys {
         Ok(rows.into_iter().map(|(key, user)| OwnedKey { key, user }).collect())
     }
 
+    /// One's own keys.
+    pub async fn own(&self, username: String) -> AppResult<Vec<ApiToken>> {
+        Ok(self.list(Some(username)).await?.into_iter().map(|k| k.key).collect())
+    }
+
     pub async fn create(&self, actor: Actor, issuer: Issuer, new: NewKey) -> AppResult<Issued> {
         let now = self.clock.now();
         let (key, secret) = self

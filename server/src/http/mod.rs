@@ -1,25 +1,17 @@
-//! actix-web adapters: `ui` (HTML pages), `api` (JSON for the UI and admin), health and metrics.
-//! Rules live in the capability modules; handlers here only translate.
+//! actix-web adapters: `api/<capability>.rs` (JSON for the UI, scripts and `ayushctl`),
+//! `ui/<capability>.rs` (HTML pages), `v1` (the OpenAI-compatible API), sign-in (`sign_in`,
+//! `oidc`), health and metrics. Rules live in the services; handlers here only translate.
 
 pub mod api;
 pub mod assets;
-pub mod audit;
-pub mod backup;
-pub mod chat;
 pub mod csrf;
 pub mod guard;
 pub mod health;
-pub mod keys;
-pub mod knowledge;
-pub mod knowledge_pages;
 pub mod message;
 pub mod metrics;
 pub mod oidc;
-pub mod presets;
-pub mod providers;
 pub mod routes;
 pub mod sign_in;
-pub mod sso;
 pub mod ui;
 pub mod v1;
 

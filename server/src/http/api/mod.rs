@@ -1,8 +1,16 @@
 //! JSON API for the web UI, scripts and `ayushctl` in remote mode: sign-in here, each
 //! capability's routes in a module of its own. Handlers only adapt HTTP to the services.
 
-mod accounts;
-mod models;
+pub mod accounts;
+pub mod assistants;
+pub mod audit;
+pub mod backup;
+pub mod chat;
+pub mod keys;
+pub mod knowledge;
+pub mod models;
+pub mod providers;
+pub mod sso;
 
 use crate::auth::{groups, login};
 use crate::error::{AppError, AppResult};

@@ -1,13 +1,12 @@
-//! Remote providers for admins: the JSON API and the page at `/admin/providers`. An API key is
-//! taken once and never shown again; `test` asks the provider for its models, which checks the
-//! URL, the egress policy and the key in one go.
+//! The providers page for admins (`/admin/providers`): add, change, remove and test remote
+//! providers, adapted to the Providers service as the JSON API is.
 
 use crate::catalog::providers::{Change, NewProvider, Provider};
 use crate::error::{AppError, AppResult};
 use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
-    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render, see_other, ui_error,
+    Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render_uncached, see_other, ui_error,
 };
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -15,69 +14,13 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use ayush_models::provider::Kind;
 use serde::Deserialize;
-use serde_json::json;
 
 pub fn routes(r: &mut Routes) {
     r.get("/admin/providers", page)
         .post("/admin/providers", page_create)
         .post("/admin/providers/{name}", page_change)
         .post("/admin/providers/{name}/remove", page_remove)
-        .post("/admin/providers/{name}/test", page_test)
-        .get("/api/admin/providers", list)
-        .post("/api/admin/providers", create)
-        .get("/api/admin/providers/{name}", show)
-        .patch("/api/admin/providers/{name}", change)
-        .delete("/api/admin/providers/{name}", remove)
-        .get("/api/admin/providers/{name}/upstream-models", upstream_models);
-}
-
-async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.providers.list().await?))
-}
-
-async fn show(
-    state: web::Data<AppState>,
-    _who: Authed<AdminOnly>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    let name = path.into_inner();
-    Ok(HttpResponse::Ok().json(state.providers.show(name).await?))
-}
-
-async fn create(
-    state: web::Data<AppState>,
-    who: Authed<AdminOnly>,
-    body: web::Json<NewProvider>,
-) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Created().json(state.providers.create(who.actor(), body.into_inner()).await?))
-}
-
-async fn change(
-    state: web::Data<AppState>,
-    who: Authed<AdminOnly>,
-    path: web::Path<String>,
-    body: web::Json<Change>,
-) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok()
-        .json(state.providers.change(who.actor(), path.into_inner(), body.into_inner()).await?))
-}
-
-async fn remove(
-    state: web::Data<AppState>,
-    who: Authed<AdminOnly>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    state.providers.remove(who.actor(), path.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-async fn upstream_models(
-    state: web::Data<AppState>,
-    _who: Authed<AdminOnly>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    let models = state.providers.test(path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(json!({"models": models})))
+        .post("/admin/providers/{name}/test", page_test);
 }
 
 #[derive(Template)]
@@ -108,12 +51,7 @@ async fn render_page(
         kinds: Kind::ALL.iter().map(|k| (k.as_str(), k.default_base_url())).collect(),
         egress_note,
     };
-    let mut resp = render(&page, status);
-    resp.headers_mut().insert(
-        actix_web::http::header::CACHE_CONTROL,
-        actix_web::http::header::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
+    Ok(render_uncached(&page, status))
 }
 
 async fn page(

@@ -1,11 +1,12 @@
 //! The pages of company knowledge: `/collections` (those one may read, and making one),
 //! `/collections/{name}` (its documents, uploads by drag and drop with per-file progress, its
-//! ingestion jobs) and `/search`. The JSON API in `knowledge.rs` does the work; uploads from
-//! the page come through `/collections/{name}/upload` with the session's CSRF token.
+//! ingestion jobs) and `/search`. They adapt to the Knowledge service (`knowledge::Library`) as
+//! the JSON API does; uploads from the page come through `/collections/{name}/upload` with the
+//! session's CSRF token.
 
 use crate::error::AppResult;
+use crate::http::api::knowledge::{answer_queued, read_limited};
 use crate::http::guard::{Authed, ChatUser};
-use crate::http::knowledge::{answer_queued, read_limited};
 use crate::http::routes::Routes;
 use crate::http::ui::{Chrome, CsrfForm, Flash, Page, UiError, check_csrf, render, see_other, ui_error};
 use crate::knowledge::collections::{Caller, Collection, NewCollection};
@@ -180,7 +181,7 @@ async fn attach_to_chat(
 ) -> AppResult<HttpResponse> {
     check_csrf_header(&who, &req)?;
     let upload = read_limited(&state, who.user.id, body).await?;
-    let queued = crate::http::chat::queue_chat_file(
+    let queued = crate::http::api::chat::queue_chat_file(
         &state,
         &who,
         path.into_inner(),

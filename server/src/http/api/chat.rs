@@ -264,14 +264,14 @@ async fn attach_file(
     state: web::Data<AppState>,
     who: Authed<ChatUser>,
     path: web::Path<i64>,
-    query: web::Query<crate::http::knowledge::AddQuery>,
+    query: web::Query<crate::http::api::knowledge::AddQuery>,
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
-    let crate::http::knowledge::AddQuery { source, wait } = query.into_inner();
+    let crate::http::api::knowledge::AddQuery { source, wait } = query.into_inner();
     // The upload's place and memory are freed once it is queued, not after waiting for its job.
     let queued = {
-        let upload = crate::http::knowledge::read_limited(&state, who.user.id, body).await?;
+        let upload = crate::http::api::knowledge::read_limited(&state, who.user.id, body).await?;
         queue_chat_file(&state, &who, path.into_inner(), source, upload.bytes).await?
     };
-    crate::http::knowledge::answer_queued(&state, queued, wait).await
+    crate::http::api::knowledge::answer_queued(&state, queued, wait).await
 }

@@ -1,9 +1,8 @@
-//! Single sign-on administration: directory group mappings (the JSON API and the admin page)
-//! and the directory sync.
+//! The SSO page for admins: the sign-in sources configured, and the directory group mappings,
+//! adapted to the Sso service as the JSON API is.
 
 use crate::auth::sso::NewRule;
 use crate::auth::{Role, mapping};
-use crate::error::AppResult;
 use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
@@ -18,49 +17,7 @@ use serde::Deserialize;
 pub fn routes(r: &mut Routes) {
     r.get("/admin/sso", page)
         .post("/admin/sso/mappings", page_create)
-        .post("/admin/sso/mappings/{id}/remove", page_remove)
-        .get("/api/admin/mappings", list)
-        .post("/api/admin/mappings", create)
-        .delete("/api/admin/mappings/{id}", remove)
-        .post("/api/admin/directory/sync", sync);
-}
-
-async fn list(state: web::Data<AppState>, _who: Authed<AdminOnly>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.sso.rules().await?))
-}
-
-async fn create(
-    state: web::Data<AppState>,
-    who: Authed<AdminOnly>,
-    body: web::Json<NewRule>,
-) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Created().json(state.sso.map(who.actor(), body.into_inner()).await?))
-}
-
-async fn remove(
-    state: web::Data<AppState>,
-    who: Authed<AdminOnly>,
-    path: web::Path<i64>,
-) -> AppResult<HttpResponse> {
-    state.sso.unmap(who.actor(), path.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SyncBody {
-    #[serde(default)]
-    dry_run: bool,
-}
-
-/// Runs the directory sync now (or, with `dry_run`, says what it would change).
-async fn sync(
-    state: web::Data<AppState>,
-    _who: Authed<AdminOnly>,
-    body: Option<web::Json<SyncBody>>,
-) -> AppResult<HttpResponse> {
-    let dry_run = body.map(|b| b.dry_run).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(state.sso.sync(dry_run).await?))
+        .post("/admin/sso/mappings/{id}/remove", page_remove);
 }
 
 /// A configured sign-in source, for the page's summary.
