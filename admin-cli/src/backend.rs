@@ -87,6 +87,8 @@ pub trait Backend {
     fn remove_preset(&self, name: &str) -> Result<(), String>;
     /// How far the index and the embedding of passages have got (`GET /api/admin/index`).
     fn index_status(&self) -> Result<Value, String>;
+    /// Usage over a span (`from`, `to` as the API takes them), broken down `by`.
+    fn usage_report(&self, from: Option<&str>, to: Option<&str>, by: &str) -> Result<Value, String>;
     /// Empties the full-text index and builds it again from the database.
     fn rebuild_index(&self) -> Result<Value, String>;
     /// Writes a backup to `output` (remotely: the server takes it and sends it).

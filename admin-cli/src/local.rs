@@ -24,6 +24,7 @@ use ayush_server::knowledge::library::Settled;
 use ayush_server::knowledge::{Knowledge, Library, Queued, documents, jobs};
 use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
+use ayush_server::usage::{ReportQuery, Usage};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub struct Local {
     library: Library,
     keys: Keys,
     assistants: Assistants,
+    usage: Usage,
     /// Runs the services, which are async as the server needs them.
     rt: tokio::runtime::Runtime,
 }
@@ -96,6 +98,7 @@ impl Local {
         // No index and no workers here: a running server finds the changes on the feed.
         let library = Library::new(store.clone(), clock.clone(), &config.knowledge, None);
         let keys = Keys::new(store.clone(), clock.clone());
+        let usage = Usage::new(store.clone(), clock.clone());
         let assistants =
             Assistants::new(store.clone(), clock, Arc::new(Catalog::new(&config.server.data_dir)));
         let audit_log = AuditLog::new(store.clone(), Arc::new(SystemClock), ledger.clone());
@@ -111,6 +114,7 @@ impl Local {
             library,
             keys,
             assistants,
+            usage,
             rt,
         })
     }
@@ -537,6 +541,12 @@ impl Backend for Local {
 
     fn remove_preset(&self, name: &str) -> Result<(), String> {
         self.block_on(self.assistants.remove(self.actor.clone(), name.into()))
+    }
+
+    fn usage_report(&self, from: Option<&str>, to: Option<&str>, by: &str) -> Result<Value, String> {
+        let query =
+            ReportQuery { from: from.map(str::to_string), to: to.map(str::to_string), by: by.parse()? };
+        to_json(self.block_on(self.usage.report(query))?)
     }
 
     /// The server's report, read off the data directory: the index as its last commit left

@@ -93,6 +93,10 @@ enum Command {
     /// Read and verify the audit log (an auditor's API token, or --local).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// How much the models are used: tokens, requests, errors and timings, by user, group,
+    /// model, provider or API key.
+    #[command(subcommand)]
+    Usage(UsageCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -338,6 +342,44 @@ enum PresetsCommand {
     },
     /// Remove an assistant; chats started with it go on with its model alone.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Tokens, requests, errors and timings over a span of time (the last 30 days by
+    /// default), one line per user, group, model, provider or API key, most tokens first.
+    Report {
+        /// From this time on (inclusive): unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC.
+        #[arg(long)]
+        from: Option<String>,
+        /// Before this time (exclusive), same forms.
+        #[arg(long)]
+        to: Option<String>,
+        /// One line per user, group, model, provider or key.
+        #[arg(long, value_enum, default_value_t = ByArg::User)]
+        by: ByArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ByArg {
+    User,
+    Group,
+    Model,
+    Provider,
+    Key,
+}
+
+impl ByArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            ByArg::User => "user",
+            ByArg::Group => "group",
+            ByArg::Model => "model",
+            ByArg::Provider => "provider",
+            ByArg::Key => "key",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -868,6 +910,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.done(&format!("removed collection {name}"))
             }
         },
+        Command::Usage(UsageCommand::Report { from, to, by }) => {
+            let report = backend.usage_report(from.as_deref(), to.as_deref(), by.as_str())?;
+            out.list(&report, output::USAGE_COLUMNS)
+        }
         Command::Index(IndexCommand::Rebuild) => out.object(&backend.rebuild_index()?),
         Command::Index(IndexCommand::Status) => out.object(&backend.index_status()?),
         Command::Assistants(cmd) => match cmd {
@@ -904,7 +950,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 let (ok, report) = local.test_oidc(provider.as_deref())?;
                 match out {
                     Output::Json => out.object(&report)?,
-                    Output::Table => {
+                    Output::Table | Output::Csv => {
                         for p in report.as_array().into_iter().flatten() {
                             println!("{}:", p["provider"].as_str().unwrap_or_default());
                             print!("{}", output::diagnosis(p));
@@ -922,7 +968,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 let (ok, report) = local.test_ldap(&user, password.as_deref())?;
                 match out {
                     Output::Json => out.object(&report)?,
-                    Output::Table => print!("{}", output::diagnosis(&report)),
+                    Output::Table | Output::Csv => print!("{}", output::diagnosis(&report)),
                 }
                 if ok {
                     Ok(())
@@ -935,7 +981,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let report = backend.directory_sync(dry_run)?;
             match out {
                 Output::Json => out.object(&report),
-                Output::Table => {
+                Output::Table | Output::Csv => {
                     print!("{}", output::sync_report(&report));
                     Ok(())
                 }
@@ -962,7 +1008,7 @@ fn audit_command(backend: &dyn Backend, out: Output, cmd: AuditCommand) -> Resul
             let intact = report["ok"].as_bool() == Some(true);
             match out {
                 Output::Json => out.object(&report)?,
-                Output::Table => println!("{}", output::verification(&report)),
+                Output::Table | Output::Csv => println!("{}", output::verification(&report)),
             }
             if intact { Ok(()) } else { Err("the audit log is NOT intact".into()) }
         }

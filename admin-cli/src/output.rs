@@ -5,6 +5,8 @@ use serde_json::Value;
 pub enum Output {
     Table,
     Json,
+    /// Lists as CSV with a header row (for spreadsheets); anything else as a table.
+    Csv,
 }
 
 pub const USER_COLUMNS: &[&str] = &["id", "username", "display_name", "role", "disabled", "auth_source"];
@@ -18,6 +20,17 @@ pub const DOCUMENT_COLUMNS: &[&str] = &["id", "source", "title", "format", "byte
 pub const PRESET_COLUMNS: &[&str] = &["name", "model", "collections", "description"];
 pub const MAPPING_COLUMNS: &[&str] = &["id", "directory_group", "role", "group"];
 pub const HOLD_COLUMNS: &[&str] = &["username", "reason", "placed_by", "placed_at"];
+pub const USAGE_COLUMNS: &[&str] = &[
+    "key",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "errors",
+    "cancelled",
+    "refused",
+    "mean_ttft_ms",
+    "mean_duration_ms",
+];
 pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];
 
 fn cell(v: Option<&Value>) -> String {
@@ -36,6 +49,14 @@ impl Output {
             return print_json(rows);
         }
         let rows = rows.as_array().cloned().unwrap_or_default();
+        if let Output::Csv = self {
+            println!("{}", columns.join(","));
+            for row in &rows {
+                let cells: Vec<String> = columns.iter().map(|c| csv_cell(&cell(row.get(*c)))).collect();
+                println!("{}", cells.join(","));
+            }
+            return Ok(());
+        }
         let cells: Vec<Vec<String>> =
             rows.iter().map(|r| columns.iter().map(|c| cell(r.get(*c))).collect()).collect();
         let widths: Vec<usize> = columns
@@ -65,12 +86,24 @@ impl Output {
     pub fn done(self, message: &str) -> Result<(), String> {
         match self {
             Output::Json => print_json(&serde_json::json!({"ok": true, "message": message})),
-            Output::Table => {
+            Output::Table | Output::Csv => {
                 println!("{message}");
                 Ok(())
             }
         }
     }
+}
+
+/// A CSV field, quoted where it must be (RFC 4180). A leading `=`, `+`, `-` or `@` is kept
+/// from being read as a formula by a spreadsheet.
+fn csv_cell(text: &str) -> String {
+    let text = match text.starts_with(['=', '+', '@'])
+        || (text.starts_with('-') && text.len() > 1 && text[1..].parse::<f64>().is_err())
+    {
+        true => format!("'{text}"),
+        false => text.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
 fn print_fields(value: &Value, indent: &str) {
@@ -107,7 +140,7 @@ pub fn audit_line(out: Output, event: &Value) {
     use std::io::Write;
     let line = match out {
         Output::Json => event.to_string(),
-        Output::Table => {
+        Output::Table | Output::Csv => {
             let target = match (event["target_type"].as_str(), event["target_id"].as_str()) {
                 (Some(t), Some(id)) => format!("{t}:{id}"),
                 _ => "-".into(),

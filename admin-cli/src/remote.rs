@@ -326,6 +326,16 @@ impl Backend for Remote {
         self.call("DELETE", &format!("/api/admin/presets/{}", seg(name)), Body::None).map(drop)
     }
 
+    fn usage_report(&self, from: Option<&str>, to: Option<&str>, by: &str) -> Result<Value, String> {
+        let mut query = format!("?by={}", seg(by));
+        for (name, value) in [("from", from), ("to", to)] {
+            if let Some(v) = value {
+                query.push_str(&format!("&{name}={}", seg(v)));
+            }
+        }
+        self.call("GET", &format!("/api/admin/usage{query}"), Body::None)
+    }
+
     fn index_status(&self) -> Result<Value, String> {
         self.call("GET", "/api/admin/index", Body::None)
     }

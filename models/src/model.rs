@@ -155,11 +155,17 @@ fn describe(content: &candle_core::quantized::gguf_file::Content) -> Result<Mode
         .ok_or_else(|| ModelError::Unsupported("the file names no general.architecture".into()))?;
     let arch = Arch::from_gguf_name(arch_name)?;
     let context_length = meta.u32(&format!("{arch_name}.context_length")).unwrap_or(4096) as usize;
-    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-    for t in content.tensor_infos.values() {
-        *counts.entry(format!("{:?}", t.ggml_dtype)).or_default() += 1;
-    }
-    let quantization = counts.iter().max_by_key(|(_, n)| **n).map(|(k, _)| k.clone()).unwrap_or_default();
+    let quantization = match meta.u32("general.file_type").and_then(file_type_name) {
+        Some(declared) => declared.to_string(),
+        // Older files declare nothing: the type most tensors have is the best guess.
+        None => {
+            let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+            for t in content.tensor_infos.values() {
+                *counts.entry(format!("{:?}", t.ggml_dtype)).or_default() += 1;
+            }
+            counts.iter().max_by_key(|(_, n)| **n).map(|(k, _)| k.clone()).unwrap_or_default()
+        }
+    };
     Ok(ModelInfo {
         arch,
         name: meta.str("general.name").map(str::to_string),
@@ -167,6 +173,49 @@ fn describe(content: &candle_core::quantized::gguf_file::Content) -> Result<Mode
         quantization,
         has_chat_template: meta.str("tokenizer.chat_template").is_some(),
         tensors: content.tensor_infos.len(),
+    })
+}
+
+/// The quantization a GGUF file declares (`general.file_type`, llama.cpp's `llama_ftype`), named
+/// as llama.cpp and the model hubs name it. A Q4_K_M file mixes tensor types (Q4_K, Q6_K, Q5_0
+/// where a row does not split into 256, F32 for norms), so counting tensors would name the wrong
+/// one.
+fn file_type_name(code: u32) -> Option<&'static str> {
+    Some(match code {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4_MOE",
+        _ => return None,
     })
 }
 

@@ -275,6 +275,8 @@ fn corrupt_and_foreign_files_are_refused_clearly() {
 
     let info = ayush_models::inspect(&gemma).unwrap();
     assert_eq!((info.arch.name(), info.has_chat_template), ("gemma3", false));
+    // What the file declares (general.file_type), not the type most of its tensors have.
+    assert_eq!(info.quantization, "Q4_K_M");
 }
 
 fn limits(max_sequences: usize, queue: usize) -> EngineLimits {

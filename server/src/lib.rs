@@ -28,6 +28,7 @@ pub mod store;
 pub mod theme;
 pub mod tls;
 pub mod url;
+pub mod usage;
 pub mod web;
 
 pub use ayush_models as models;

@@ -128,6 +128,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
             config.ldap.default_role.as_deref().and_then(|r| r.parse().ok()),
         ),
         keys: crate::auth::keys::Keys::new(store.clone(), clock.clone()),
+        usage: crate::usage::Usage::new(store.clone(), clock.clone()),
         assistants: crate::assistants::Assistants::new(store.clone(), clock.clone(), catalog.clone()),
         library: crate::knowledge::Library::new(
             store.clone(),
@@ -283,17 +284,10 @@ async fn sync_directory(state: AppState) {
         if !state.duty.mine() {
             continue; // another replica syncs
         }
-        let Some(directory) = state.directory.clone() else { return };
-        let default_role = state.authority().default_role;
-        match crate::auth::directory_sync::sync(
-            &state.store,
-            &directory,
-            state.clock.now(),
-            default_role,
-            false,
-        )
-        .await
-        {
+        if state.directory.is_none() {
+            return;
+        }
+        match state.sso.sync(false).await {
             Ok(report) => tracing::info!(
                 checked = report.checked,
                 changed = report.changed.len(),

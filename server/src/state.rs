@@ -62,6 +62,8 @@ pub struct AppState {
     pub sso: crate::auth::sso::Sso,
     /// API keys.
     pub keys: crate::auth::keys::Keys,
+    /// Usage reports.
+    pub usage: crate::usage::Usage,
     /// The assistants (presets) admins offer.
     pub assistants: crate::assistants::Assistants,
     pub clock: SharedClock,

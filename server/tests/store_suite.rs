@@ -49,6 +49,7 @@ store_suite!(
     api_tokens_resolve_until_revoked_or_expired,
     throttle_locks_an_account_for_the_window,
     a_lease_has_one_holder_until_it_lapses_or_is_given_up,
+    usage_reports_break_answers_down_by_each_dimension,
 );
 
 fn actor() -> Actor {
@@ -431,6 +432,65 @@ fn a_lease_has_one_holder_until_it_lapses_or_is_given_up(store: &Store) {
             one.give_up(c)?;
             assert!(!one.mine());
             assert!(two.renew(c, t + 2)? && two.mine());
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
+    use ayush_server::usage::{self, By, Outcome, Record, Span};
+    let answer =
+        |at: i64, user: &str, groups: &[&str], key: Option<i64>, model: &str, tokens: i64, outcome| Record {
+            at,
+            user_id: None,
+            username: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            api_key_id: key,
+            source: "v1.chat",
+            model: model.into(),
+            provider: usage::provider_of(model).into(),
+            prompt_tokens: tokens,
+            completion_tokens: tokens / 2,
+            ttft_ms: (outcome == Outcome::Ok).then_some(100),
+            duration_ms: 1_000,
+            outcome,
+        };
+    store
+        .run_blocking(|c| {
+            for r in [
+                answer(T0, "ana", &["eng", "ops"], None, "qwen", 100, Outcome::Ok),
+                answer(T0 + 10, "ana", &["eng", "ops"], Some(7), "openai/gpt-4o", 1_000, Outcome::Ok),
+                answer(T0 + 20, "bo", &["eng"], None, "qwen", 10, Outcome::Error),
+                answer(T0 + 30, "cy", &[], None, "qwen", 0, Outcome::Cancelled),
+                answer(T0 + 86_400, "ana", &["eng"], None, "qwen", 5, Outcome::Ok),
+            ] {
+                usage::record(c, &r)?;
+            }
+            let day = Span { from: T0, to: T0 + 86_400 };
+            let lines = |c: &mut Conn, by| -> Vec<(String, i64, i64)> {
+                usage::report(c, day, by)
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| (l.key, l.requests, l.prompt_tokens + l.completion_tokens))
+                    .collect()
+            };
+            assert_eq!(
+                lines(c, By::User),
+                [("ana".to_string(), 2, 1_650), ("bo".to_string(), 1, 15), ("cy".to_string(), 1, 0)],
+                "the next day's answer is outside the span; most tokens first"
+            );
+            assert_eq!(
+                lines(c, By::Group),
+                [("eng".to_string(), 3, 1_665), ("ops".to_string(), 2, 1_650), ("-".to_string(), 1, 0),],
+                "an answer counts in each of its asker's groups"
+            );
+            assert_eq!(
+                lines(c, By::Provider),
+                [("openai".to_string(), 1, 1_500), ("local".to_string(), 3, 165)]
+            );
+            assert_eq!(lines(c, By::Key), [("#7".to_string(), 1, 1_500), ("-".to_string(), 3, 165)]);
+            let qwen = usage::report(c, day, By::Model)?.into_iter().find(|l| l.key == "qwen").unwrap();
+            assert_eq!((qwen.errors, qwen.cancelled, qwen.mean_ttft_ms), (1, 1, Some(100)));
             Ok(())
         })
         .unwrap();

@@ -216,6 +216,7 @@ const ROWS: &[Row] = &[
     api("GET", "/api/presets", Chat),
     api("GET", "/api/admin/presets", Admin),
     api("POST", "/api/admin/presets", Admin),
+    api("GET", "/api/admin/usage", Admin),
     api("GET", "/api/admin/presets/{name}", Admin),
     api("PATCH", "/api/admin/presets/{name}", Admin),
     api("DELETE", "/api/admin/presets/{name}", Admin),

@@ -110,6 +110,21 @@ fn chat_with_the_local_model_over_http() {
     assert_eq!(r.status, 422);
     assert_eq!(c.get(&format!("/api/conversations/{id}")).json()["messages"].as_array().unwrap().len(), 6);
 
+    // Each answer asked of the model is in the usage report: four here (one stopped); the
+    // refused requests above never reached the model.
+    let report = server.ctl_local(&["-o", "json", "usage", "report", "--by", "user"], None);
+    assert!(report.ok, "{}", report.stderr);
+    let lines = report.json();
+    let amira = lines.as_array().unwrap().iter().find(|l| l["key"] == "amira").expect("amira's line");
+    assert_eq!((amira["requests"].as_i64(), amira["cancelled"].as_i64()), (Some(4), Some(1)), "{lines}");
+    assert!(amira["completion_tokens"].as_i64().unwrap() > 0 && amira["mean_ttft_ms"].as_i64().is_some());
+    let by_provider = server.ctl_local(&["-o", "json", "usage", "report", "--by", "provider"], None).json();
+    assert_eq!(by_provider[0]["key"], "local", "{by_provider}");
+    let csv = server.ctl_local(&["-o", "csv", "usage", "report", "--by", "model"], None);
+    let mut rows = csv.stdout.lines();
+    assert_eq!(rows.next(), Some(output_header()), "{}", csv.stdout);
+    assert!(rows.next().is_some_and(|r| r.starts_with("qwen,4,")), "{}", csv.stdout);
+
     // Conversations are private, listed newest first, searchable, renamable and deletable.
     let mut other = server.client();
     other.login("other", PW);
@@ -299,4 +314,9 @@ fn many_people_share_one_model_at_once() {
         assert!(std::time::Instant::now() < deadline, "the engine still reports work");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The header of `ayushctl usage report -o csv`.
+fn output_header() -> &'static str {
+    "key,requests,prompt_tokens,completion_tokens,errors,cancelled,refused,mean_ttft_ms,mean_duration_ms"
 }

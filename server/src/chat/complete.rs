@@ -11,6 +11,7 @@ use crate::chat::store as chat_store;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::limits::Slot;
 use crate::store::Conn;
+use crate::usage;
 use ayush_models::{ChatMessage, Completion, Event, GenerateParams, Handle, ModelError, Usage};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -73,6 +74,8 @@ pub struct Answer {
     text: String,
     cancelled: bool,
     started: Instant,
+    /// When the first piece of text came.
+    first_text: Option<Instant>,
     asker: Asker,
     model: String,
     question: String,
@@ -94,6 +97,8 @@ pub struct Ended {
     /// The caller stopped it (the client went away or pressed stop).
     pub cancelled: bool,
     pub latency_ms: i64,
+    /// Time to the first piece of text, when there was one.
+    pub ttft_ms: Option<i64>,
     asker: Asker,
     model: String,
     question: String,
@@ -151,6 +156,7 @@ pub async fn open(
         text: String::new(),
         cancelled: false,
         started: Instant::now(),
+        first_text: None,
         asker,
         model: model.name().to_string(),
         question,
@@ -178,6 +184,7 @@ impl Answer {
                     }
                 }
                 self.text.push_str(&text);
+                self.first_text.get_or_insert_with(Instant::now);
                 return Step::Text(text);
             }
             Some(Event::Done(done)) => Ok(done),
@@ -193,6 +200,7 @@ impl Answer {
             text,
             cancelled: self.cancelled,
             latency_ms: self.started.elapsed().as_millis() as i64,
+            ttft_ms: self.first_text.map(|t| t.duration_since(self.started).as_millis() as i64),
             asker: self.asker.clone(),
             model: self.model.clone(),
             question: self.question.clone(),
@@ -209,6 +217,8 @@ impl Answer {
 /// How the caller files an answer in the audit log.
 pub struct Filing {
     pub action: &'static str,
+    /// Where the answer was asked for, for usage: `chat` or `v1.chat`.
+    pub source: &'static str,
     pub target: (&'static str, String),
     /// What captured content is sealed to.
     pub binding: Binding,
@@ -226,7 +236,7 @@ pub async fn record<T: Send + 'static>(
     filing: Filing,
     keep: impl FnOnce(&mut Conn, &mut Value) -> AppResult<T> + Send + 'static,
 ) -> AppResult<T> {
-    let Filing { action, target, binding, mut details } = filing;
+    let Filing { action, source, target, binding, mut details } = filing;
     let usage = ended.usage();
     details["model"] = json!(ended.model);
     details["prompt_tokens"] = json!(usage.prompt_tokens);
@@ -238,6 +248,19 @@ pub async fn record<T: Send + 'static>(
     let Asker { actor, user_id } = ended.asker.clone();
     let captured = Captured { question: ended.question.clone(), answer: ended.text.clone() };
     let (keys, groups) = (chat.audit.clone(), chat.config.audit.capture_chat_content_groups.clone());
+    let mut used = usage::Record {
+        user_id: Some(user_id),
+        prompt_tokens: usage.prompt_tokens as i64,
+        completion_tokens: usage.completion_tokens as i64,
+        ttft_ms: ended.ttft_ms,
+        duration_ms: ended.latency_ms,
+        outcome: match ended.finish_reason() {
+            "error" => usage::Outcome::Error,
+            "cancelled" => usage::Outcome::Cancelled,
+            _ => usage::Outcome::Ok,
+        },
+        ..usage::Record::new(now, &actor, source, &ended.model)
+    };
     chat.store
         .run(move |c| {
             c.transaction(|c| {
@@ -249,9 +272,9 @@ pub async fn record<T: Send + 'static>(
                     usage.completion_tokens as i64,
                 )?;
                 let kept = keep(c, &mut details)?;
-                // Whose chats are captured is decided by group; no policy, no lookup.
-                let member_of =
-                    if groups.is_empty() { Vec::new() } else { crate::auth::groups::of_user(c, user_id)? };
+                let member_of = crate::auth::groups::of_user(c, user_id)?;
+                used.groups = member_of.clone();
+                usage::record(c, &used)?;
                 if let Some(sealed) = content::capture(keys.keys(), &groups, &member_of, &binding, &captured)?
                 {
                     details["content"] = sealed;

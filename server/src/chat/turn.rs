@@ -228,6 +228,7 @@ async fn relay(
     let error = ended.error().map(|e| (e.to_string(), crate::error::classify(e).0.code()));
     let filing = Filing {
         action: "chat.message",
+        source: "chat",
         target: ("conversation", conversation.id.to_string()),
         binding: audit::content::Binding::Conversation(conversation.id),
         details: serde_json::json!({}),

@@ -10,6 +10,7 @@ use crate::error::{AppError, ErrorKind, Reason};
 use crate::http::guard::{ApiUser, Authed};
 use crate::http::routes::Routes;
 use crate::state::AppState;
+use crate::usage;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
@@ -322,8 +323,17 @@ async fn record_embeddings(
     user_id: i64,
     mut details: Value,
     tokens: Option<usize>,
+    started: std::time::Instant,
 ) {
     let now = state.clock.now();
+    let model = details["model"].as_str().unwrap_or_default().to_string();
+    let mut used = usage::Record {
+        user_id: Some(user_id),
+        prompt_tokens: tokens.unwrap_or(0) as i64,
+        duration_ms: started.elapsed().as_millis() as i64,
+        outcome: if tokens.is_some() { usage::Outcome::Ok } else { usage::Outcome::Error },
+        ..usage::Record::new(now, &actor, "v1.embeddings", &model)
+    };
     let outcome = match tokens {
         Some(n) => {
             details["prompt_tokens"] = json!(n);
@@ -331,7 +341,6 @@ async fn record_embeddings(
         }
         None => Outcome::Failure,
     };
-    let model = details["model"].as_str().unwrap_or_default().to_string();
     let stored = state
         .store
         .run(move |c| {
@@ -339,6 +348,8 @@ async fn record_embeddings(
                 if let Some(n) = tokens {
                     chat_store::add_usage(c, now, user_id, n as i64, 0)?;
                 }
+                used.groups = crate::auth::groups::of_user(c, user_id)?;
+                usage::record(c, &used)?;
                 let event =
                     Event::new(&actor, "v1.embeddings", outcome).target("model", &model).details(details);
                 audit::record(c, now, &event)
@@ -393,6 +404,7 @@ async fn chat_completions(
     let created = state.clock.now();
     let filing = Filing {
         action: "v1.chat.completions",
+        source: "v1.chat",
         target: ("model", model.clone()),
         binding: content::Binding::Call(id.clone()),
         details: json!({"stream": request.stream, "user": request.user, "call": id}),
@@ -575,18 +587,18 @@ async fn embeddings(
         ));
     }
     let details = json!({"model": model, "inputs": texts.len(), "user": request.user});
-    let (actor, user_id) = (who.actor(), who.user.id);
+    let (actor, user_id, started) = (who.actor(), who.user.id, std::time::Instant::now());
     let (vectors, tokens) = match engine.embed(texts).await {
         Ok(done) => done,
         Err(e) => {
             let err = OaiError::from(e);
             let mut failed = details;
             failed["error"] = json!(err.message);
-            record_embeddings(&state, actor, user_id, failed, None).await;
+            record_embeddings(&state, actor, user_id, failed, None, started).await;
             return Err(err);
         }
     };
-    record_embeddings(&state, actor, user_id, details, Some(tokens)).await;
+    record_embeddings(&state, actor, user_id, details, Some(tokens), started).await;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()

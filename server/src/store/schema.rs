@@ -193,6 +193,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_records (id) {
+        id -> BigInt,
+        at -> BigInt,
+        user_id -> Nullable<BigInt>,
+        username -> Text,
+        groups -> Text,
+        api_key_id -> Nullable<BigInt>,
+        source -> Text,
+        model -> Text,
+        provider -> Text,
+        prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        ttft_ms -> Nullable<BigInt>,
+        duration_ms -> BigInt,
+        outcome -> Text,
+    }
+}
+
+diesel::table! {
     model_access (model, group_id) {
         model -> Text,
         group_id -> BigInt,
@@ -407,6 +426,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     usage_totals,
+    usage_records,
     model_access,
     legal_holds,
     directory_mappings,

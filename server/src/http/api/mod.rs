@@ -11,6 +11,7 @@ pub mod knowledge;
 pub mod models;
 pub mod providers;
 pub mod sso;
+pub mod usage;
 
 use crate::auth::{groups, login};
 use crate::error::{AppError, AppResult};
@@ -30,6 +31,7 @@ pub fn routes(r: &mut Routes) {
     r.post("/api/auth/login", login_json).post("/api/auth/logout", logout_json).get("/api/me", me);
     accounts::routes(r);
     models::routes(r);
+    usage::routes(r);
 }
 
 pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
