@@ -333,7 +333,7 @@ async fn keep_audit_log(state: AppState) {
 /// Every minute: the summary of the sign-in noise this replica counted but did not record. On
 /// the replica that holds the duty, every five minutes: expired sessions and old sign-in
 /// failures dropped; every hour: accounts of OIDC providers that have not signed in for
-/// `oidc.inactive_days` disabled.
+/// `oidc.inactive_days` disabled, and usage records past `usage.retention_days` deleted.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -365,6 +365,12 @@ async fn housekeeping(state: AppState) {
         }
         if minute.is_multiple_of(60) {
             disable_inactive_sso(&state, now).await;
+            let keep_days = state.config.usage.retention_days;
+            match state.store.run(move |c| crate::usage::prune(c, now, keep_days)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, keep_days, "old usage records deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete old usage records"),
+            }
         }
     }
 }

@@ -97,6 +97,15 @@ pub fn record(conn: &mut Conn, r: &Record) -> AppResult<()> {
     Ok(())
 }
 
+/// Deletes the records older than `keep_days` (none when it is 0); how many went.
+pub fn prune(conn: &mut Conn, now: i64, keep_days: u64) -> AppResult<usize> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now.saturating_sub(keep_days as i64 * 86_400);
+    Ok(conn.execute(diesel::delete(usage_records::table.filter(usage_records::at.lt(cutoff))))?)
+}
+
 /// Where a model runs: `local`, or the provider of a `provider/model` name.
 pub fn provider_of(model: &str) -> &str {
     model.split_once('/').map_or("local", |(provider, _)| provider)

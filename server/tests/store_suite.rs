@@ -491,6 +491,12 @@ fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
             assert_eq!(lines(c, By::Key), [("#7".to_string(), 1, 1_500), ("-".to_string(), 3, 165)]);
             let qwen = usage::report(c, day, By::Model)?.into_iter().find(|l| l.key == "qwen").unwrap();
             assert_eq!((qwen.errors, qwen.cancelled, qwen.mean_ttft_ms), (1, 1, Some(100)));
+
+            // Retention: 0 keeps everything; otherwise what is older than the days kept goes.
+            assert_eq!(usage::prune(c, T0 + 400 * 86_400, 0)?, 0);
+            assert_eq!(usage::prune(c, T0 + 31 * 86_400, 30)?, 4, "the four answers of the first day");
+            let left = usage::report(c, Span { from: 0, to: i64::MAX }, By::User)?;
+            assert_eq!(left.iter().map(|l| (l.key.as_str(), l.requests)).collect::<Vec<_>>(), [("ana", 1)]);
             Ok(())
         })
         .unwrap();

@@ -227,9 +227,9 @@ pub struct Filing {
     pub details: Value,
 }
 
-/// Records an ended answer in one transaction: its usage, what the caller keeps beside it
-/// (`keep`, which may add to the event's details), its content where the capture policy says
-/// so, and its audit event.
+/// Records an ended answer in one transaction: its usage (the day's totals and the answer's
+/// usage record), what the caller keeps beside it (`keep`, which may add to the event's
+/// details), its content where the capture policy says so, and its audit event.
 pub async fn record<T: Send + 'static>(
     chat: &Chat,
     ended: &Ended,
@@ -273,12 +273,12 @@ pub async fn record<T: Send + 'static>(
                 )?;
                 let kept = keep(c, &mut details)?;
                 let member_of = crate::auth::groups::of_user(c, user_id)?;
-                used.groups = member_of.clone();
-                usage::record(c, &used)?;
                 if let Some(sealed) = content::capture(keys.keys(), &groups, &member_of, &binding, &captured)?
                 {
                     details["content"] = sealed;
                 }
+                used.groups = member_of;
+                usage::record(c, &used)?;
                 let event =
                     AuditEvent::new(&actor, action, outcome).target(target.0, &target.1).details(details);
                 audit::record(c, now, &event)?;

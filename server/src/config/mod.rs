@@ -35,6 +35,7 @@ pub struct Config {
     pub egress: EgressConfig,
     pub knowledge: KnowledgeConfig,
     pub chat: ChatConfig,
+    pub usage: UsageConfig,
     pub models: ModelsConfig,
     pub backup: BackupConfig,
 }
@@ -120,6 +121,14 @@ impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig { max_tokens_limit: 4096, max_concurrent_per_user: 2, turn_wait_secs: 30 }
     }
+}
+
+/// The usage records every answer leaves (see docs/admin/usage.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// Days a usage record is kept; 0 keeps them all.
+    pub retention_days: u64,
 }
 
 /// How each local chat model serves many people at once (see docs/admin/models.md).
