@@ -93,15 +93,14 @@ impl Local {
             Store::open(&config.database, &config.server.data_dir, chain).map_err(|e| e.to_string())?;
         let clock: SharedClock = Arc::new(SystemClock);
         let accounts = Accounts::new(store.clone(), clock.clone(), &config);
-        let models =
-            Models::new(store.clone(), clock.clone(), Arc::new(Catalog::new(&config.server.data_dir)));
+        let catalog = Arc::new(Catalog::new(&config.server.data_dir));
+        let models = Models::new(store.clone(), clock.clone(), catalog.clone());
         // No index and no workers here: a running server finds the changes on the feed.
         let library = Library::new(store.clone(), clock.clone(), &config.knowledge, None);
         let keys = Keys::new(store.clone(), clock.clone());
         let usage = Usage::new(store.clone(), clock.clone());
-        let assistants =
-            Assistants::new(store.clone(), clock, Arc::new(Catalog::new(&config.server.data_dir)));
-        let audit_log = AuditLog::new(store.clone(), Arc::new(SystemClock), ledger.clone());
+        let assistants = Assistants::new(store.clone(), clock.clone(), catalog);
+        let audit_log = AuditLog::new(store.clone(), clock, ledger.clone());
         let rt = runtime()?;
         Ok(Local {
             audit_log,
@@ -152,8 +151,7 @@ impl Local {
 
     /// The server's egress policy; refusals are recorded as the server would.
     fn egress(&self) -> ayush_server::egress::Egress {
-        let clock: ayush_server::clock::SharedClock = std::sync::Arc::new(SystemClock);
-        ayush_server::egress::Egress::new(&self.config.egress).recording(self.store.clone(), clock)
+        ayush_server::egress::Egress::new(&self.config.egress).recording(self.store.clone(), self.clock())
     }
 
     /// Providers are reached with the server's sealing key and egress policy.
@@ -582,9 +580,8 @@ impl Backend for Local {
         let knowledge =
             Knowledge::open(&self.config.knowledge, &self.config.server.data_dir, self.store.clone())
                 .map_err(|e| e.to_string())?;
-        let clock: SharedClock = Arc::new(SystemClock);
         let library =
-            Library::new(self.store.clone(), clock, &self.config.knowledge, Some(Arc::new(knowledge)));
+            Library::new(self.store.clone(), self.clock(), &self.config.knowledge, Some(Arc::new(knowledge)));
         let passages = self.block_on(library.rebuild(self.actor.clone()))?;
         Ok(json!({"passages": passages}))
     }

@@ -14,8 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::Store;
 use std::sync::Arc;
 
-/// The most events one page holds.
-pub const MAX_PAGE: i64 = 500;
+pub use super::query::{MAX_PAGE, PAGE};
 
 #[derive(Clone)]
 pub struct AuditLog {

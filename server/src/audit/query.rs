@@ -217,6 +217,11 @@ pub fn by_seq(conn: &mut Conn, seq: i64) -> AppResult<AuditEvent> {
         .ok_or_else(|| AppError::not_found(format!("no audit event {seq}")))
 }
 
+/// The events one page holds unless asked for another number.
+pub const PAGE: i64 = 100;
+/// The most events one page holds; larger asks are cut to it.
+pub const MAX_PAGE: i64 = 500;
+
 /// One page, newest first, of events before `before` (a seq).
 pub fn page(
     conn: &mut Conn,
@@ -225,7 +230,7 @@ pub fn page(
     limit: i64,
 ) -> AppResult<Vec<AuditEvent>> {
     let f = resolve_user(conn, filter.clone())?;
-    let limit = limit.clamp(1, 500);
+    let limit = limit.clamp(1, MAX_PAGE);
     Ok(with_conn!(conn, |c| {
         let mut q = filtered!(&f);
         if let Some(before) = before {
@@ -238,7 +243,7 @@ pub fn page(
 /// Up to `limit` events after `after` (a seq), oldest first: for following the log.
 pub fn page_after(conn: &mut Conn, filter: &Checked, after: i64, limit: i64) -> AppResult<Vec<AuditEvent>> {
     let f = resolve_user(conn, filter.clone())?;
-    let limit = limit.clamp(1, 500);
+    let limit = limit.clamp(1, MAX_PAGE);
     // A boxed query is built for one backend: `with_conn!` builds it for each.
     Ok(with_conn!(conn, |c| filtered!(&f)
         .filter(audit_events::seq.gt(after))

@@ -41,15 +41,13 @@ struct ExportParams {
     format: Format,
 }
 
-const PAGE: i64 = 100;
-
 async fn events_json(
     state: web::Data<AppState>,
     _who: Authed<AuditorOnly>,
     filter: web::Query<Filter>,
     paging: web::Query<Paging>,
 ) -> AppResult<HttpResponse> {
-    let (before, after, limit) = (paging.before, paging.after, paging.limit.unwrap_or(PAGE));
+    let (before, after, limit) = (paging.before, paging.after, paging.limit.unwrap_or(log::PAGE));
     let events = state.audit_log.events(&filter, log::Paging { before, after, limit }).await?;
     let full = events.len() as i64 == limit.clamp(1, log::MAX_PAGE);
     let next_before = (full && after.is_none()).then(|| events.last().map(|e| e.seq)).flatten();

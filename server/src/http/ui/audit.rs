@@ -31,9 +31,6 @@ struct Paging {
     before: Option<i64>,
 }
 
-/// Events on one page of the viewer.
-const PAGE: i64 = 100;
-
 #[derive(Deserialize)]
 struct HoldForm {
     username: String,
@@ -246,10 +243,12 @@ async fn viewer(
     let before = paging.before;
     let (events, head, holds) = state
         .store
-        .run(move |c| Ok((query::page(c, &checked, before, PAGE)?, chain::head(c)?.0, retention::holds(c)?)))
+        .run(move |c| {
+            Ok((query::page(c, &checked, before, query::PAGE)?, chain::head(c)?.0, retention::holds(c)?))
+        })
         .await
         .map_err(&err)?;
-    let older = (events.len() as i64 == PAGE).then(|| events.last().map(|e| e.seq)).flatten();
+    let older = (events.len() as i64 == query::PAGE).then(|| events.last().map(|e| e.seq)).flatten();
     let rows = events.iter().map(Row::from).collect();
     let health = Health::from(&state.audit.status(), head);
     let chrome = Chrome::for_user(&state, &who, "audit", flash);
