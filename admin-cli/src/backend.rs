@@ -89,6 +89,14 @@ pub trait Backend {
     fn index_status(&self) -> Result<Value, String>;
     /// Usage over a span (`from`, `to` as the API takes them), broken down `by`.
     fn usage_report(&self, from: Option<&str>, to: Option<&str>, by: &str) -> Result<Value, String>;
+    /// Sets a model's price from the body `PUT /api/admin/prices` takes.
+    fn set_price(&self, body: Value) -> Result<Value, String>;
+    fn list_prices(&self) -> Result<Value, String>;
+    fn remove_price(&self, provider: &str, model: &str) -> Result<(), String>;
+    /// Sets a quota from the body `PUT /api/admin/quotas` takes.
+    fn set_quota(&self, body: Value) -> Result<Value, String>;
+    fn list_quotas(&self) -> Result<Value, String>;
+    fn remove_quota(&self, user: Option<&str>, group: Option<&str>, pool: &str) -> Result<(), String>;
     /// Empties the full-text index and builds it again from the database.
     fn rebuild_index(&self) -> Result<Value, String>;
     /// Writes a backup to `output` (remotely: the server takes it and sends it).

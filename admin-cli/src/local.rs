@@ -24,7 +24,8 @@ use ayush_server::knowledge::library::Settled;
 use ayush_server::knowledge::{Knowledge, Library, Queued, documents, jobs};
 use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
-use ayush_server::usage::{ReportQuery, Usage};
+use ayush_server::usage::quotas::{QuotaOf, SetQuota};
+use ayush_server::usage::{ReportQuery, SetPrice, Usage};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -98,7 +99,7 @@ impl Local {
         // No index and no workers here: a running server finds the changes on the feed.
         let library = Library::new(store.clone(), clock.clone(), &config.knowledge, None);
         let keys = Keys::new(store.clone(), clock.clone());
-        let usage = Usage::new(store.clone(), clock.clone());
+        let usage = Usage::new(store.clone(), clock.clone(), catalog.clone(), config.usage.clone());
         let assistants = Assistants::new(store.clone(), clock.clone(), catalog);
         let audit_log = AuditLog::new(store.clone(), clock, ledger.clone());
         let rt = runtime()?;
@@ -545,6 +546,37 @@ impl Backend for Local {
         let query =
             ReportQuery { from: from.map(str::to_string), to: to.map(str::to_string), by: by.parse()? };
         to_json(self.block_on(self.usage.report(query))?)
+    }
+
+    fn set_price(&self, body: Value) -> Result<Value, String> {
+        let set: SetPrice = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        to_json(self.block_on(self.usage.set_price(self.actor.clone(), set))?)
+    }
+
+    fn list_prices(&self) -> Result<Value, String> {
+        to_json(self.block_on(self.usage.prices())?)
+    }
+
+    fn remove_price(&self, provider: &str, model: &str) -> Result<(), String> {
+        self.block_on(self.usage.remove_price(self.actor.clone(), provider.into(), model.into()))
+    }
+
+    fn set_quota(&self, body: Value) -> Result<Value, String> {
+        let set: SetQuota = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        to_json(self.block_on(self.usage.set_quota(self.actor.clone(), set))?)
+    }
+
+    fn list_quotas(&self) -> Result<Value, String> {
+        to_json(self.block_on(self.usage.quotas())?)
+    }
+
+    fn remove_quota(&self, user: Option<&str>, group: Option<&str>, pool: &str) -> Result<(), String> {
+        let of = QuotaOf {
+            user: user.map(str::to_string),
+            group: group.map(str::to_string),
+            pool: Some(pool.into()),
+        };
+        self.block_on(self.usage.remove_quota(self.actor.clone(), of))
     }
 
     /// The server's report, read off the data directory: the index as its last commit left

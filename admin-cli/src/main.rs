@@ -74,6 +74,9 @@ enum Command {
     /// Remote model providers (OpenAI-compatible, Anthropic, Gemini) and the models each offers.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Quotas and rate limits per user and per group.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Document collections: who reads them, and the files in them.
     #[command(subcommand)]
     Collections(CollectionsCommand),
@@ -433,6 +436,68 @@ enum ProvidersCommand {
     /// Ask the provider for its models with the key Ayush holds: checks the URL, the egress
     /// policy and the key.
     Test { name: String },
+    /// Set what a model costs, per million tokens in the installation's currency
+    /// (usage.currency); answers are costed at the price of their day. PROVIDER `local` gives a
+    /// local model a notional price, for chargeback.
+    Price {
+        provider: String,
+        /// The provider's own name for the model (or the local model's name).
+        model: String,
+        /// Per million prompt tokens, e.g. 2.50.
+        #[arg(long, value_name = "AMOUNT")]
+        input_per_mtok: String,
+        /// Per million completion tokens, e.g. 10.
+        #[arg(long, value_name = "AMOUNT")]
+        output_per_mtok: String,
+    },
+    /// List the prices set.
+    Prices,
+    /// Remove a model's price: its answers cost nothing from now on.
+    Unprice { provider: String, model: String },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Set a user's or a group's quota for a pool of models; the limits given replace the ones
+    /// it had (one left out is no limit). A user's own quota holds over their groups'; without
+    /// one, the most generous of their groups' quotas holds, limit by limit.
+    Set {
+        #[command(flatten)]
+        whose: QuotaWhose,
+        /// Tokens (prompt and completion) per UTC day.
+        #[arg(long, value_name = "N")]
+        tokens_per_day: Option<i64>,
+        /// Tokens per calendar month (UTC).
+        #[arg(long, value_name = "N")]
+        tokens_per_month: Option<i64>,
+        #[arg(long, value_name = "N")]
+        requests_per_minute: Option<i64>,
+        /// Answers being written at once, across replicas.
+        #[arg(long, value_name = "N")]
+        concurrent: Option<i64>,
+        /// Spending on remote models per calendar month, in the installation's currency.
+        #[arg(long, value_name = "AMOUNT")]
+        spend_per_month: Option<String>,
+    },
+    /// List every quota.
+    List,
+    /// Remove a user's or a group's quota for a pool.
+    Remove {
+        #[command(flatten)]
+        whose: QuotaWhose,
+    },
+}
+
+#[derive(clap::Args)]
+struct QuotaWhose {
+    #[arg(long, value_name = "NAME", conflicts_with = "group", required_unless_present = "group")]
+    user: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// Which answers the quota counts: all, local (models on this server) or remote
+    /// (providers').
+    #[arg(long, default_value = "all")]
+    pool: String,
 }
 
 #[derive(Subcommand)]
@@ -836,6 +901,45 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.done(&format!("provider {name} removed"))
             }
             ProvidersCommand::Test { name } => out.object(&backend.test_provider(&name)?),
+            ProvidersCommand::Price { provider, model, input_per_mtok, output_per_mtok } => {
+                let body = serde_json::json!({
+                    "provider": provider, "model": model,
+                    "input_per_mtok": input_per_mtok, "output_per_mtok": output_per_mtok,
+                });
+                out.object(&backend.set_price(body)?)
+            }
+            ProvidersCommand::Prices => out.list(&backend.list_prices()?, output::PRICE_COLUMNS),
+            ProvidersCommand::Unprice { provider, model } => {
+                backend.remove_price(&provider, &model)?;
+                out.done(&format!("{provider}/{model} has no price now"))
+            }
+        },
+        Command::Quota(cmd) => match cmd {
+            QuotaCommand::Set {
+                whose,
+                tokens_per_day,
+                tokens_per_month,
+                requests_per_minute,
+                concurrent,
+                spend_per_month,
+            } => {
+                let body = serde_json::json!({
+                    "user": whose.user, "group": whose.group, "pool": whose.pool,
+                    "tokens_per_day": tokens_per_day, "tokens_per_month": tokens_per_month,
+                    "requests_per_minute": requests_per_minute, "concurrent": concurrent,
+                    "spend_per_month": spend_per_month,
+                });
+                out.object(&backend.set_quota(body)?)
+            }
+            QuotaCommand::List => out.list(&backend.list_quotas()?, output::QUOTA_COLUMNS),
+            QuotaCommand::Remove { whose } => {
+                backend.remove_quota(whose.user.as_deref(), whose.group.as_deref(), &whose.pool)?;
+                let who = whose.user.map_or_else(
+                    || format!("group {}", whose.group.unwrap_or_default()),
+                    |u| format!("user {u}"),
+                );
+                out.done(&format!("{who} has no {} quota now", whose.pool))
+            }
         },
         Command::Models(cmd) => match cmd {
             ModelsCommand::List => out.list(&backend.list_models()?, output::MODEL_COLUMNS),

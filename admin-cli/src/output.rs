@@ -28,8 +28,20 @@ pub const USAGE_COLUMNS: &[&str] = &[
     "errors",
     "cancelled",
     "refused",
+    "cost",
     "mean_ttft_ms",
     "mean_duration_ms",
+];
+pub const PRICE_COLUMNS: &[&str] = &["provider", "model", "input_per_mtok", "output_per_mtok"];
+pub const QUOTA_COLUMNS: &[&str] = &[
+    "user",
+    "group",
+    "pool",
+    "tokens_per_day",
+    "tokens_per_month",
+    "requests_per_minute",
+    "concurrent",
+    "spend_per_month",
 ];
 pub const TOKEN_COLUMNS: &[&str] = &["id", "user", "name", "prefix", "revoked", "expires_at", "last_used_at"];
 

@@ -336,6 +336,37 @@ impl Backend for Remote {
         self.call("GET", &format!("/api/admin/usage{query}"), Body::None)
     }
 
+    fn set_price(&self, body: Value) -> Result<Value, String> {
+        self.call("PUT", "/api/admin/prices", Body::Json(&body))
+    }
+
+    fn list_prices(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/prices", Body::None)
+    }
+
+    fn remove_price(&self, provider: &str, model: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/api/admin/prices/{}/{}", seg(provider), seg(model)), Body::None)
+            .map(drop)
+    }
+
+    fn set_quota(&self, body: Value) -> Result<Value, String> {
+        self.call("PUT", "/api/admin/quotas", Body::Json(&body))
+    }
+
+    fn list_quotas(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/quotas", Body::None)
+    }
+
+    fn remove_quota(&self, user: Option<&str>, group: Option<&str>, pool: &str) -> Result<(), String> {
+        let mut query = format!("?pool={}", seg(pool));
+        for (name, value) in [("user", user), ("group", group)] {
+            if let Some(v) = value {
+                query.push_str(&format!("&{name}={}", seg(v)));
+            }
+        }
+        self.call("DELETE", &format!("/api/admin/quotas{query}"), Body::None).map(drop)
+    }
+
     fn index_status(&self) -> Result<Value, String> {
         self.call("GET", "/api/admin/index", Body::None)
     }

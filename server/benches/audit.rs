@@ -14,6 +14,7 @@ use ayush_server::auth::{Role, groups, users};
 use ayush_server::chat::store::{self as chats, Reply};
 use ayush_server::config::DatabaseConfig;
 use ayush_server::store::{Conn, Store};
+use ayush_server::usage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +52,9 @@ fn store_turn(c: &mut Conn, user: i64, conversation: i64, i: usize, audit: Optio
             error: None,
         };
         let id = chats::add_reply(c, T0 + i as i64, conversation, &reply)?;
-        chats::add_usage(c, T0 + i as i64, user, 31, 18)?;
+        let mut used = usage::Record::new(T0 + i as i64, &actor, "chat", "qwen");
+        (used.prompt_tokens, used.completion_tokens, used.duration_ms) = (31, 18, 240);
+        usage::record(c, &used)?;
         if let Some(keys) = audit {
             let mut details = serde_json::json!({
                 "model": "qwen", "message_id": id, "prompt_tokens": 31, "completion_tokens": 18,

@@ -21,12 +21,14 @@ pub enum ErrorKind {
     WeakPassword,
     Unavailable,
     Busy,
+    /// A quota or rate limit an admin set (the reason says which kind).
+    OverQuota,
     TooLarge,
     Internal,
 }
 
 /// The one table: kind -> (stable code, HTTP status). Codes are part of the API contract.
-const TABLE: [(ErrorKind, &str, u16); 15] = [
+const TABLE: [(ErrorKind, &str, u16); 16] = [
     (ErrorKind::BadRequest, "request.invalid", 400),
     (ErrorKind::UnsupportedMediaType, "request.unsupported_media_type", 415),
     (ErrorKind::CrossSite, "request.cross_site", 403),
@@ -40,6 +42,7 @@ const TABLE: [(ErrorKind, &str, u16); 15] = [
     (ErrorKind::WeakPassword, "auth.weak_password", 422),
     (ErrorKind::Unavailable, "service.unavailable", 503),
     (ErrorKind::Busy, "service.busy", 429),
+    (ErrorKind::OverQuota, "quota.exceeded", 429),
     (ErrorKind::TooLarge, "request.too_large", 413),
     (ErrorKind::Internal, "internal", 500),
 ];
@@ -61,6 +64,8 @@ impl ErrorKind {
 pub enum Reason {
     ContextLengthExceeded,
     RateLimitExceeded,
+    /// A month's tokens or spending, which waiting a moment does not fix.
+    QuotaExceeded,
     ModelNotFound,
     UpstreamBadRequest,
     UpstreamAuthFailed,
@@ -75,6 +80,7 @@ impl Reason {
         match self {
             Reason::ContextLengthExceeded => "context_length_exceeded",
             Reason::RateLimitExceeded => "rate_limit_exceeded",
+            Reason::QuotaExceeded => "insufficient_quota",
             Reason::ModelNotFound => "model_not_found",
             Reason::UpstreamBadRequest => "upstream_bad_request",
             Reason::UpstreamAuthFailed => "upstream_auth_failed",
@@ -122,13 +128,15 @@ pub struct AppError {
     /// Seconds, sent as `Retry-After` (lockouts, overload).
     pub retry_after: Option<u64>,
     pub reason: Option<Reason>,
+    /// Headers that say more, sent with the error (a limit's `x-ratelimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        AppError { kind, message: message.into(), retry_after: None, reason: None }
+        AppError { kind, message: message.into(), retry_after: None, reason: None, headers: Vec::new() }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, m)
@@ -184,6 +192,9 @@ impl ResponseError for AppError {
         if let Some(secs) = self.retry_after {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
+        for (name, value) in &self.headers {
+            resp.insert_header((*name, value.as_str()));
+        }
         let mut error = serde_json::json!({"code": self.code(), "message": self.message});
         if let Some(reason) = self.reason {
             error["reason"] = reason.code().into();
@@ -203,7 +214,8 @@ impl From<&ModelError> for AppError {
         match classify(e) {
             (ErrorKind::Internal, _) => AppError::internal(e),
             (kind, reason) => {
-                let error = AppError { kind, message: e.to_string(), retry_after: None, reason };
+                let mut error = AppError::new(kind, e.to_string());
+                error.reason = reason;
                 if kind == ErrorKind::Busy { error.with_retry_after(5) } else { error }
             }
         }

@@ -128,7 +128,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
             config.ldap.default_role.as_deref().and_then(|r| r.parse().ok()),
         ),
         keys: crate::auth::keys::Keys::new(store.clone(), clock.clone()),
-        usage: crate::usage::Usage::new(store.clone(), clock.clone()),
+        usage: crate::usage::Usage::new(store.clone(), clock.clone(), catalog.clone(), config.usage.clone()),
         assistants: crate::assistants::Assistants::new(store.clone(), clock.clone(), catalog.clone()),
         library: crate::knowledge::Library::new(
             store.clone(),
@@ -332,7 +332,8 @@ async fn keep_audit_log(state: AppState) {
 
 /// Every minute: the summary of the sign-in noise this replica counted but did not record. On
 /// the replica that holds the duty, every five minutes: expired sessions and old sign-in
-/// failures dropped; every hour: accounts of OIDC providers that have not signed in for
+/// failures dropped, past rate windows and lapsed generation slots swept, and each finished
+/// hour's quota refusals summarised (one audit event per person); every hour: accounts of OIDC providers that have not signed in for
 /// `oidc.inactive_days` disabled, and usage records past `usage.retention_days` deleted.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -361,6 +362,15 @@ async fn housekeeping(state: AppState) {
                 Ok((s, f)) if s + f > 0 => tracing::debug!(sessions = s, failures = f, "housekeeping"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+            let quotas = state.store.run(move |c| {
+                crate::usage::quotas::sweep(c, now)?;
+                crate::usage::quotas::summarize_refusals(c, now)
+            });
+            match quotas.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(people = n, "quota refusals summarised in the audit log"),
+                Err(e) => tracing::warn!(error = %e, "cannot summarise quota refusals"),
             }
         }
         if minute.is_multiple_of(60) {

@@ -31,6 +31,7 @@ impl AppState {
             audit: self.audit.clone(),
             turns: self.turns.clone(),
             generations: self.generations.clone(),
+            usage: self.usage.clone(),
         }
     }
 

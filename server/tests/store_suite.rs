@@ -50,6 +50,8 @@ store_suite!(
     throttle_locks_an_account_for_the_window,
     a_lease_has_one_holder_until_it_lapses_or_is_given_up,
     usage_reports_break_answers_down_by_each_dimension,
+    answers_are_costed_at_their_models_price,
+    quotas_refuse_past_a_limit_and_say_when_it_resets,
 );
 
 fn actor() -> Actor {
@@ -497,6 +499,168 @@ fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
             assert_eq!(usage::prune(c, T0 + 31 * 86_400, 30)?, 4, "the four answers of the first day");
             let left = usage::report(c, Span { from: 0, to: i64::MAX }, By::User)?;
             assert_eq!(left.iter().map(|l| (l.key.as_str(), l.requests)).collect::<Vec<_>>(), [("ana", 1)]);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn answers_are_costed_at_their_models_price(store: &Store) {
+    use ayush_server::usage::{self, By, Outcome, Record, Span, prices, quotas};
+    store
+        .run_blocking(|c| {
+            let ana = add_user(c, "ana", Role::User);
+            let answer = |model: &str, prompt, completion, outcome| Record {
+                user_id: Some(ana.id),
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                outcome,
+                ..Record::new(T0, &actor(), "v1.chat", model)
+            };
+            prices::set(c, T0, &actor(), "openai", "gpt-4o", 2_500_000, 10_000_000)?;
+            prices::set(c, T0, &actor(), "local", "qwen", 100_000, 100_000)?;
+            // A price set again replaces the old one.
+            prices::set(c, T0, &actor(), "openai", "gpt-4o", 2_500_000, 10_000_000)?;
+            assert_eq!(prices::list(c)?.len(), 2);
+            usage::record(c, &answer("openai/gpt-4o", 1_000, 500, Outcome::Ok))?;
+            usage::record(c, &answer("qwen", 10_000, 0, Outcome::Ok))?;
+            usage::record(c, &answer("openai/unpriced", 1_000_000, 0, Outcome::Ok))?;
+            usage::record(c, &answer("openai/gpt-4o", 0, 0, Outcome::Refused))?;
+            let lines = usage::report(c, Span { from: T0, to: T0 + 1 }, By::Model)?;
+            let cost = |m: &str| lines.iter().find(|l| l.key == m).unwrap().cost;
+            assert!((cost("openai/gpt-4o") - 0.0075).abs() < 1e-12, "{lines:?}");
+            assert!((cost("qwen") - 0.001).abs() < 1e-12, "a local model's notional price");
+            assert_eq!(cost("openai/unpriced"), 0.0);
+            let refused = lines.iter().find(|l| l.key == "openai/gpt-4o").unwrap().refused;
+            assert_eq!(refused, 1, "the refusal is in the report, costing nothing");
+
+            // The day counters quotas read: local and remote apart, refusals not counted.
+            let used = quotas::used(c, ana.id, &quotas::Periods::at(T0))?;
+            assert_eq!(used["remote"].tokens_today, 1_001_500);
+            assert_eq!(used["remote"].requests_today, 2);
+            assert_eq!(used["remote"].cost_nanos_this_month, 7_500_000);
+            assert_eq!(used["local"].tokens_this_month, 10_000);
+
+            prices::remove(c, T0, &actor(), "local", "qwen")?;
+            assert_eq!(
+                prices::remove(c, T0, &actor(), "local", "qwen").unwrap_err().kind,
+                ErrorKind::NotFound
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn quotas_refuse_past_a_limit_and_say_when_it_resets(store: &Store) {
+    use ayush_server::usage::quotas::{self, Limit, QuotaOf, SetQuota};
+    use ayush_server::usage::{self, Record};
+    // 2027-01-15 10:00:30 UTC.
+    let now = 1_800_007_230;
+    store
+        .run_blocking(|c| {
+            let ana = add_user(c, "ana", Role::User);
+            let bo = add_user(c, "bo", Role::Admin);
+            groups::create(c, T0, &actor(), "eng", "")?;
+            groups::create(c, T0, &actor(), "ops", "")?;
+            for (g, u) in [("eng", "ana"), ("ops", "ana"), ("eng", "bo")] {
+                groups::add_member(c, T0, &actor(), g, u)?;
+            }
+            let set = |c: &mut Conn, body: serde_json::Value| {
+                quotas::set(c, now, &actor(), serde_json::from_value::<SetQuota>(body).unwrap())
+            };
+            // Bad quotas are refused with a reason.
+            for bad in [
+                serde_json::json!({"user": "ana"}),
+                serde_json::json!({"user": "ana", "group": "eng", "concurrent": 1}),
+                serde_json::json!({"user": "ana", "pool": "gpu", "concurrent": 1}),
+                serde_json::json!({"user": "ana", "tokens_per_day": -1}),
+                serde_json::json!({"user": "ana", "pool": "local", "spend_per_month": "5"}),
+                serde_json::json!({"user": "nobody", "concurrent": 1}),
+            ] {
+                assert!(set(c, bad.clone()).is_err(), "{bad}");
+            }
+            set(c, serde_json::json!({"group": "eng", "tokens_per_day": 1_000, "requests_per_minute": 2}))?;
+            set(c, serde_json::json!({"group": "ops", "tokens_per_day": 5_000, "concurrent": 1}))?;
+            // The most generous of ana's groups, limit by limit: ops has no minute limit.
+            let local = quotas::effective(c, ana.id, "local")?;
+            assert_eq!(local.len(), 1);
+            assert_eq!((local[0].1.tokens_per_day, local[0].1.requests_per_minute), (Some(5_000), None));
+            assert_eq!(local[0].1.concurrent, None, "eng has no concurrent limit");
+
+            // A user's own quota holds over their groups'.
+            set(c, serde_json::json!({"user": "ana", "tokens_per_day": 100, "concurrent": 1}))?;
+            let answered = |c: &mut Conn, user: i64, model: &str, tokens: i64| {
+                let r = Record {
+                    user_id: Some(user),
+                    prompt_tokens: tokens,
+                    ..Record::new(now, &actor(), "chat", model)
+                };
+                usage::record(c, &r)
+            };
+            let first = quotas::check(c, now, ana.id, "local", false)?.expect("under every limit");
+            let slot = first.slot.expect("a concurrent limit takes a slot");
+            let busy = quotas::check(c, now, ana.id, "local", false)?.expect_err("one answer at a time");
+            assert_eq!((busy.limit, busy.used, busy.allowed), (Limit::Concurrent, 1, 1));
+            quotas::free(c, slot)?;
+            answered(c, ana.id, "qwen", 150)?;
+            let spent = quotas::check(c, now, ana.id, "local", false)?.expect_err("over today's tokens");
+            assert_eq!((spent.limit, spent.used, spent.allowed), (Limit::TokensPerDay, 150, 100));
+            let message = spent.message(now, "USD");
+            assert!(message.contains("150 of your 100 tokens for today"), "{message}");
+            assert!(message.contains("2027-01-16 00:00 UTC"), "{message}");
+            let error = spent.error(now, "USD");
+            assert_eq!(error.kind.status().as_u16(), 429);
+            assert_eq!(error.retry_after, Some(14 * 3600 - 30));
+            assert!(
+                error.headers.contains(&("x-ratelimit-remaining-tokens", "0".into())),
+                "{:?}",
+                error.headers
+            );
+            // Remote answers are not limited by a quota on local ones, but by pool all.
+            let remote = quotas::check(c, now, ana.id, "remote", false)?;
+            assert!(remote.is_err(), "ana's pool-all quota counts local and remote together");
+            quotas::remove(c, now, &actor(), QuotaOf { user: Some("ana".into()), ..Default::default() })?;
+            assert!(quotas::check(c, now, ana.id, "local", false)?.is_ok(), "the groups' 5,000 hold again");
+
+            // Requests per minute, counted in the database; the window turns with the minute.
+            let checked = quotas::check(c, now, bo.id, "local", false)?.unwrap();
+            assert!(
+                checked.headers.contains(&("x-ratelimit-remaining-requests", "1".into())),
+                "{:?}",
+                checked.headers
+            );
+            assert!(quotas::check(c, now, bo.id, "local", false)?.is_ok());
+            let fast =
+                quotas::check(c, now, bo.id, "local", false)?.expect_err("a third request this minute");
+            assert_eq!(fast.limit, Limit::RequestsPerMinute);
+            assert!(quotas::check(c, now + 30, bo.id, "local", false)?.is_ok(), "a new minute");
+            assert!(quotas::check(c, now + 30, bo.id, "local", true)?.is_ok(), "an admin exempt when chosen");
+
+            // A spending cap counts remote cost only.
+            set(c, serde_json::json!({"user": "bo", "pool": "remote", "spend_per_month": "0.01"}))?;
+            usage::prices::set(c, now, &actor(), "openai", "gpt-4o", 100_000_000, 100_000_000)?;
+            answered(c, bo.id, "openai/gpt-4o", 500)?;
+            let broke = quotas::check(c, now + 60, bo.id, "remote", false)?.expect_err("0.01 spent");
+            assert_eq!(broke.limit, Limit::SpendPerMonth);
+            assert_eq!(broke.error(now, "USD").reason.map(|r| r.code()), Some("insufficient_quota"));
+
+            // Refusals: counted per person per hour, then one audit event each.
+            let refused = Record { user_id: Some(ana.id), ..Record::new(now, &actor(), "chat", "qwen") };
+            quotas::count_refusal(c, now, &refused, Limit::TokensPerDay)?;
+            quotas::count_refusal(c, now, &refused, Limit::TokensPerDay)?;
+            quotas::count_refusal(c, now, &refused, Limit::Concurrent)?;
+            assert_eq!(quotas::summarize_refusals(c, now)?, 0, "the hour is not over");
+            assert_eq!(quotas::summarize_refusals(c, now + 3600)?, 1, "one event for ana's hour");
+            assert_eq!(quotas::summarize_refusals(c, now + 7200)?, 0, "and only once");
+            let refusals = ayush_server::audit::query::Filter {
+                action: Some("quota.refused".into()),
+                ..Default::default()
+            };
+            let events = ayush_server::audit::query::page(c, &refusals.check()?, None, 10)?;
+            let summary = events.iter().find(|e| e.action == "quota.refused").expect("the summary");
+            let details: serde_json::Value = serde_json::from_str(&summary.details).unwrap();
+            assert_eq!(details["refusals"], 3);
+            assert_eq!(details["by_limit"]["tokens_per_day"], 2);
+            quotas::sweep(c, now + 7200)?;
             Ok(())
         })
         .unwrap();

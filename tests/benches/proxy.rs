@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
+#[derive(Clone)]
 struct Target {
     url: String,
     key: String,
@@ -146,6 +147,52 @@ fn main() {
             );
         });
     }
+
+    // The quota check: the same requests by someone a quota holds for (a day's and a month's
+    // tokens, requests per minute and concurrent answers, none of them reached: every count is
+    // read and written in the database) against someone none holds for, interleaved.
+    server.create_user("limited", "user", "bench password 1");
+    let limited_key = server.key_signed_in("limited", "bench password 1");
+    let out = server.ctl_remote(
+        &admin,
+        &[
+            "quota",
+            "set",
+            "--user",
+            "limited",
+            "--tokens-per-day",
+            "1000000000",
+            "--tokens-per-month",
+            "1000000000",
+            "--requests-per-minute",
+            "1000000",
+            "--concurrent",
+            "1000",
+        ],
+        None,
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let limited = Arc::new(Target { key: limited_key, ..Target::clone(&proxied) });
+    println!("\nthe quota check: 1 stream, no quota against every limit counted (ms)");
+    println!("{:>8} {:>12} {:>12} {:>10}", "requests", "no quota p50", "quota p50", "added p50");
+    runtime.block_on(async {
+        run(&client, proxied.clone(), 1, 50).await;
+        run(&client, limited.clone(), 1, 50).await;
+        let (mut free, mut held) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            free.extend(run(&client, proxied.clone(), 1, 200).await);
+            held.extend(run(&client, limited.clone(), 1, 200).await);
+        }
+        free.sort();
+        held.sort();
+        println!(
+            "{:>8} {:>12.3} {:>12.3} {:>10.3}",
+            free.len(),
+            pct(&free, 0.5),
+            pct(&held, 0.5),
+            pct(&held, 0.5) - pct(&free, 0.5)
+        );
+    });
 
     let secs: u64 = std::env::var("AYUSH_BENCH_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     println!("\nmemory: 64 streams through Ayush for {secs} s (resident set of the ayush process)");

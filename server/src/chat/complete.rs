@@ -7,7 +7,6 @@ use super::Chat;
 use crate::audit::content::{self, Binding, Captured};
 use crate::audit::{self, Actor, Event as AuditEvent, Outcome};
 use crate::catalog::{Chats, access};
-use crate::chat::store as chat_store;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::limits::Slot;
 use crate::store::Conn;
@@ -62,12 +61,16 @@ pub fn question(prompt: &[ChatMessage]) -> String {
 pub struct Asker {
     pub actor: Actor,
     pub user_id: i64,
+    /// Where the answer is asked for, for usage: `chat` or `v1.chat`.
+    pub source: &'static str,
 }
 
 /// An answer being generated. It holds one of its asker's places until dropped.
 pub struct Answer {
     handle: Handle,
     _slot: Slot,
+    /// The asker's place under their quota, and what its headers say.
+    admission: usage::Admission,
     /// An end found while joining text, given out by the next call.
     held: Option<Event>,
     /// What has come so far: a failed or stopped answer is kept as far as it got.
@@ -99,6 +102,8 @@ pub struct Ended {
     pub latency_ms: i64,
     /// Time to the first piece of text, when there was one.
     pub ttft_ms: Option<i64>,
+    /// The generation slot a concurrent limit holds, freed when the answer is recorded.
+    slot: Option<i64>,
     asker: Asker,
     model: String,
     question: String,
@@ -146,12 +151,16 @@ pub async fn open(
         )));
     }
     let question = question(&prompt);
+    let mut asked = usage::Record::new(chat.clock.now(), &asker.actor, asker.source, model.name());
+    asked.user_id = Some(asker.user_id);
+    let admission = chat.usage.admit(asked).await?;
     let slot = chat.generations.start(asker.user_id)?;
     let at = Chats { catalog: &chat.catalog, remotes: &chat.remotes, store: &chat.store };
     let opened = crate::catalog::open_chat(at, asker.user_id, model.name(), prompt, params).await?;
     Ok(opened.map(|handle| Answer {
         handle,
         _slot: slot,
+        admission,
         held: None,
         text: String::new(),
         cancelled: false,
@@ -164,6 +173,11 @@ pub async fn open(
 }
 
 impl Answer {
+    /// The `x-ratelimit-*` headers of the asker's limits, as this request left them.
+    pub fn rate_limit_headers(&self) -> &[(&'static str, String)] {
+        &self.admission.headers
+    }
+
     /// The next step. Text already waiting behind the first piece is joined to it, so a fast
     /// provider's burst goes out as one chunk and one write instead of one per token.
     pub async fn next(&mut self) -> Step {
@@ -201,6 +215,7 @@ impl Answer {
             cancelled: self.cancelled,
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: self.first_text.map(|t| t.duration_since(self.started).as_millis() as i64),
+            slot: self.admission.slot(),
             asker: self.asker.clone(),
             model: self.model.clone(),
             question: self.question.clone(),
@@ -217,8 +232,6 @@ impl Answer {
 /// How the caller files an answer in the audit log.
 pub struct Filing {
     pub action: &'static str,
-    /// Where the answer was asked for, for usage: `chat` or `v1.chat`.
-    pub source: &'static str,
     pub target: (&'static str, String),
     /// What captured content is sealed to.
     pub binding: Binding,
@@ -227,8 +240,8 @@ pub struct Filing {
     pub details: Value,
 }
 
-/// Records an ended answer in one transaction: its usage (the day's totals and the answer's
-/// usage record), what the caller keeps beside it (`keep`, which may add to the event's
+/// Records an ended answer in one transaction: its usage (the answer's usage record, with its
+/// cost, and the asker's day counter), what the caller keeps beside it (`keep`, which may add to the event's
 /// details), its content where the capture policy says so, and its audit event.
 pub async fn record<T: Send + 'static>(
     chat: &Chat,
@@ -236,7 +249,7 @@ pub async fn record<T: Send + 'static>(
     filing: Filing,
     keep: impl FnOnce(&mut Conn, &mut Value) -> AppResult<T> + Send + 'static,
 ) -> AppResult<T> {
-    let Filing { action, source, target, binding, mut details } = filing;
+    let Filing { action, target, binding, mut details } = filing;
     let usage = ended.usage();
     details["model"] = json!(ended.model);
     details["prompt_tokens"] = json!(usage.prompt_tokens);
@@ -245,7 +258,8 @@ pub async fn record<T: Send + 'static>(
     details["error"] = json!(ended.error().map(ModelError::to_string));
     let outcome = if ended.error().is_some() { Outcome::Failure } else { Outcome::Success };
     let now = chat.clock.now();
-    let Asker { actor, user_id } = ended.asker.clone();
+    let Asker { actor, user_id, source } = ended.asker.clone();
+    let slot = ended.slot;
     let captured = Captured { question: ended.question.clone(), answer: ended.text.clone() };
     let (keys, groups) = (chat.audit.clone(), chat.config.audit.capture_chat_content_groups.clone());
     let mut used = usage::Record {
@@ -264,13 +278,6 @@ pub async fn record<T: Send + 'static>(
     chat.store
         .run(move |c| {
             c.transaction(|c| {
-                chat_store::add_usage(
-                    c,
-                    now,
-                    user_id,
-                    usage.prompt_tokens as i64,
-                    usage.completion_tokens as i64,
-                )?;
                 let kept = keep(c, &mut details)?;
                 let member_of = crate::auth::groups::of_user(c, user_id)?;
                 if let Some(sealed) = content::capture(keys.keys(), &groups, &member_of, &binding, &captured)?
@@ -279,6 +286,9 @@ pub async fn record<T: Send + 'static>(
                 }
                 used.groups = member_of;
                 usage::record(c, &used)?;
+                if let Some(slot) = slot {
+                    usage::quotas::free(c, slot)?;
+                }
                 let event =
                     AuditEvent::new(&actor, action, outcome).target(target.0, &target.1).details(details);
                 audit::record(c, now, &event)?;

@@ -36,4 +36,6 @@ pub struct Chat {
     pub turns: Arc<TurnLocks>,
     /// How many answers each person has generating.
     pub generations: Arc<PerPerson>,
+    /// Quotas every answer is checked against.
+    pub usage: crate::usage::Usage,
 }

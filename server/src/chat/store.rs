@@ -2,7 +2,7 @@
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::schema::{conversations, messages, usage_totals};
+use crate::store::schema::{conversations, messages};
 use crate::store::{Conn, columns};
 use crate::with_conn;
 use diesel::prelude::*;
@@ -283,55 +283,4 @@ pub fn add_reply(conn: &mut Conn, now: i64, conversation_id: i64, reply: &Reply<
         diesel::update(conversations::table.find(conversation_id)).set(conversations::updated_at.eq(now)),
     )?;
     Ok(id)
-}
-
-/// Counts one request and its tokens against the user's day (chat turns and `/v1` calls).
-pub fn add_usage(
-    conn: &mut Conn,
-    now: i64,
-    user_id: i64,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-) -> AppResult<()> {
-    let day = now.div_euclid(86_400);
-    conn.execute(
-        diesel::insert_into(usage_totals::table)
-            .values((
-                usage_totals::user_id.eq(user_id),
-                usage_totals::day.eq(day),
-                usage_totals::requests.eq(1),
-                usage_totals::prompt_tokens.eq(prompt_tokens),
-                usage_totals::completion_tokens.eq(completion_tokens),
-            ))
-            .on_conflict((usage_totals::user_id, usage_totals::day))
-            .do_update()
-            .set((
-                usage_totals::requests.eq(usage_totals::requests + 1),
-                usage_totals::prompt_tokens.eq(usage_totals::prompt_tokens + prompt_tokens),
-                usage_totals::completion_tokens.eq(usage_totals::completion_tokens + completion_tokens),
-            )),
-    )?;
-    Ok(())
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct UsageTotals {
-    pub requests: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-}
-
-/// A user's totals since `since_day` (days since the epoch).
-pub fn usage_since(conn: &mut Conn, user_id: i64, since_day: i64) -> AppResult<UsageTotals> {
-    let rows: Vec<(i64, i64, i64)> = conn.load(
-        usage_totals::table
-            .filter(usage_totals::user_id.eq(user_id))
-            .filter(usage_totals::day.ge(since_day))
-            .select((usage_totals::requests, usage_totals::prompt_tokens, usage_totals::completion_tokens)),
-    )?;
-    Ok(rows.into_iter().fold(UsageTotals::default(), |t, (r, p, c)| UsageTotals {
-        requests: t.requests + r,
-        prompt_tokens: t.prompt_tokens + p,
-        completion_tokens: t.completion_tokens + c,
-    }))
 }

@@ -158,7 +158,7 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
             None => prompt.insert(0, ChatMessage::new("system", &told)),
         }
     }
-    let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id };
+    let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id, source: "chat" };
     let answer =
         complete::open(chat, asker, &model, prompt, turn.params.clone()).await?.map_err(AppError::from)?;
 
@@ -228,7 +228,6 @@ async fn relay(
     let error = ended.error().map(|e| (e.to_string(), crate::error::classify(e).0.code()));
     let filing = Filing {
         action: "chat.message",
-        source: "chat",
         target: ("conversation", conversation.id.to_string()),
         binding: audit::content::Binding::Conversation(conversation.id),
         details: serde_json::json!({}),

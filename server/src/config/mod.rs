@@ -123,12 +123,22 @@ impl Default for ChatConfig {
     }
 }
 
-/// The usage records every answer leaves (see docs/admin/usage.md).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The usage records every answer leaves, their cost, and quotas (see docs/admin/usage.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UsageConfig {
     /// Days a usage record is kept; 0 keeps them all.
     pub retention_days: u64,
+    /// The currency prices and spending caps are in, as reports and pages name it.
+    pub currency: String,
+    /// Whether admins answer without regard to quotas (theirs and their groups').
+    pub exempt_admins: bool,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig { retention_days: 0, currency: "USD".into(), exempt_admins: false }
+    }
 }
 
 /// How each local chat model serves many people at once (see docs/admin/models.md).
@@ -386,6 +396,13 @@ impl Config {
         let c = &self.chat;
         if !(1..=1_000_000).contains(&c.max_tokens_limit) {
             return bad("chat.max_tokens_limit must be between 1 and 1000000".into());
+        }
+        let currency = self.usage.currency.trim();
+        if currency.is_empty() || currency.len() > 8 || !currency.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return bad(format!(
+                "usage.currency = {:?} is not a currency code: use up to 8 letters, like USD or EUR",
+                self.usage.currency
+            ));
         }
         if !(1..=1000).contains(&c.max_concurrent_per_user) {
             return bad("chat.max_concurrent_per_user must be between 1 and 1000".into());

@@ -5,7 +5,6 @@
 
 use crate::audit::{self, Actor, Event, Outcome, content};
 use crate::chat::complete::{self, Asker, Ended, Filing, Step, Usable};
-use crate::chat::store as chat_store;
 use crate::error::{AppError, ErrorKind, Reason};
 use crate::http::guard::{ApiUser, Authed};
 use crate::http::routes::Routes;
@@ -35,6 +34,8 @@ pub async fn unknown_endpoint() -> Result<HttpResponse, OaiError> {
         kind: "invalid_request_error",
         param: None,
         code: Some("unknown_url"),
+        retry_after: None,
+        headers: Vec::new(),
     })
 }
 
@@ -62,6 +63,8 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for OaiJson<T> {
                         kind: "invalid_request_error",
                         param: None,
                         code: None,
+                        retry_after: None,
+                        headers: Vec::new(),
                     });
                 }
                 body.extend_from_slice(&chunk);
@@ -81,11 +84,22 @@ pub struct OaiError {
     kind: &'static str,
     param: Option<&'static str>,
     code: Option<&'static str>,
+    /// What the error carried over: its `Retry-After` and `x-ratelimit-*` headers.
+    retry_after: Option<u64>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl OaiError {
     fn invalid(message: impl Into<String>, param: Option<&'static str>) -> OaiError {
-        OaiError { status: 400, message: message.into(), kind: "invalid_request_error", param, code: None }
+        OaiError {
+            status: 400,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param,
+            code: None,
+            retry_after: None,
+            headers: Vec::new(),
+        }
     }
 
     fn model_not_found(model: &str) -> OaiError {
@@ -95,6 +109,8 @@ impl OaiError {
             kind: "invalid_request_error",
             param: Some("model"),
             code: Some("model_not_found"),
+            retry_after: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -118,8 +134,11 @@ impl ResponseError for OaiError {
     fn error_response(&self) -> HttpResponse {
         let body = self.body();
         let mut resp = HttpResponse::build(self.status_code());
-        if self.status == 429 {
-            resp.insert_header(("Retry-After", "5"));
+        if let Some(secs) = self.retry_after {
+            resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        for (name, value) in &self.headers {
+            resp.insert_header((*name, value.as_str()));
         }
         resp.json(body)
     }
@@ -132,6 +151,7 @@ impl From<AppError> for OaiError {
         if let Some(reason) = e.reason {
             let (status, kind, param) = match reason {
                 Reason::RateLimitExceeded => (429, "rate_limit_error", None),
+                Reason::QuotaExceeded => (429, "insufficient_quota", None),
                 Reason::ModelNotFound => (404, "invalid_request_error", Some("model")),
                 Reason::ContextLengthExceeded => (400, "invalid_request_error", Some("messages")),
                 Reason::UpstreamBadRequest => (400, "invalid_request_error", None),
@@ -142,7 +162,15 @@ impl From<AppError> for OaiError {
                 | Reason::EgressRefused
                 | Reason::UpstreamError => (502, "server_error", None),
             };
-            return OaiError { status, message: e.message, kind, param, code: Some(reason.code()) };
+            return OaiError {
+                status,
+                message: e.message,
+                kind,
+                param,
+                code: Some(reason.code()),
+                retry_after: e.retry_after.or((status == 429).then_some(5)),
+                headers: e.headers,
+            };
         }
         let (status, kind, code) = match e.kind {
             ErrorKind::Unauthenticated | ErrorKind::InvalidCredentials => {
@@ -153,11 +181,14 @@ impl From<AppError> for OaiError {
             ErrorKind::BadRequest | ErrorKind::Validation | ErrorKind::UnsupportedMediaType => {
                 (400, "invalid_request_error", None)
             }
-            ErrorKind::Busy | ErrorKind::LockedOut => (429, "rate_limit_error", Some("rate_limit_exceeded")),
+            ErrorKind::Busy | ErrorKind::LockedOut | ErrorKind::OverQuota => {
+                (429, "rate_limit_error", Some("rate_limit_exceeded"))
+            }
             ErrorKind::Unavailable => (503, "server_error", None),
             _ => (500, "server_error", None),
         };
-        OaiError { status, message: e.message, kind, param: None, code }
+        let retry_after = e.retry_after.or((status == 429).then_some(5));
+        OaiError { status, message: e.message, kind, param: None, code, retry_after, headers: e.headers }
     }
 }
 
@@ -345,9 +376,6 @@ async fn record_embeddings(
         .store
         .run(move |c| {
             c.transaction(|c| {
-                if let Some(n) = tokens {
-                    chat_store::add_usage(c, now, user_id, n as i64, 0)?;
-                }
                 used.groups = crate::auth::groups::of_user(c, user_id)?;
                 usage::record(c, &used)?;
                 let event =
@@ -396,15 +424,21 @@ async fn chat_completions(
     let prompt = request.prompt()?;
     let params = request.params()?;
     let usable = usable(&state, &who, &request.model).await?;
-    let asker = Asker { actor: who.actor(), user_id: who.user.id };
+    let asker = Asker { actor: who.actor(), user_id: who.user.id, source: "v1.chat" };
     let mut answer =
         complete::open(&state.chat(), asker, &usable, prompt, params).await?.map_err(OaiError::from)?;
     let model = request.model.clone();
+    let limit_headers = answer.rate_limit_headers().to_vec();
+    let with_limits = |mut response: actix_web::HttpResponseBuilder| {
+        for (name, value) in &limit_headers {
+            response.insert_header((*name, value.as_str()));
+        }
+        response
+    };
     let id = format!("chatcmpl-{}", crate::auth::secret::random_token());
     let created = state.clock.now();
     let filing = Filing {
         action: "v1.chat.completions",
-        source: "v1.chat",
         target: ("model", model.clone()),
         binding: content::Binding::Call(id.clone()),
         details: json!({"stream": request.stream, "user": request.user, "call": id}),
@@ -418,7 +452,7 @@ async fn chat_completions(
         };
         record_answer(&state, &ended, filing).await;
         return match ended.outcome {
-            Ok(ref d) => Ok(HttpResponse::Ok().json(json!({
+            Ok(ref d) => Ok(with_limits(HttpResponse::Ok()).json(json!({
                 "id": id,
                 "object": "chat.completion",
                 "created": created,
@@ -488,7 +522,7 @@ async fn chat_completions(
         drop(tx);
         record_answer(&state, &ended, filing).await;
     });
-    Ok(HttpResponse::Ok()
+    Ok(with_limits(HttpResponse::Ok())
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
@@ -588,6 +622,9 @@ async fn embeddings(
     }
     let details = json!({"model": model, "inputs": texts.len(), "user": request.user});
     let (actor, user_id, started) = (who.actor(), who.user.id, std::time::Instant::now());
+    let mut asked = usage::Record::new(state.clock.now(), &actor, "v1.embeddings", &model);
+    asked.user_id = Some(user_id);
+    let admission = state.usage.admit(asked).await?;
     let (vectors, tokens) = match engine.embed(texts).await {
         Ok(done) => done,
         Err(e) => {
@@ -607,7 +644,11 @@ async fn embeddings(
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
+    let mut response = HttpResponse::Ok();
+    for (name, value) in &admission.headers {
+        response.insert_header((*name, value.as_str()));
+    }
+    Ok(response.json(json!({
         "object": "list",
         "data": data,
         "model": model,

@@ -183,16 +183,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    usage_totals (user_id, day) {
-        user_id -> BigInt,
-        day -> BigInt,
-        requests -> BigInt,
-        prompt_tokens -> BigInt,
-        completion_tokens -> BigInt,
-    }
-}
-
-diesel::table! {
     usage_records (id) {
         id -> BigInt,
         at -> BigInt,
@@ -208,6 +198,71 @@ diesel::table! {
         ttft_ms -> Nullable<BigInt>,
         duration_ms -> BigInt,
         outcome -> Text,
+        cost_nanos -> BigInt,
+    }
+}
+
+diesel::table! {
+    model_prices (provider, model) {
+        provider -> Text,
+        model -> Text,
+        input_micros_per_mtok -> BigInt,
+        output_micros_per_mtok -> BigInt,
+        set_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_counters (user_id, pool, day) {
+        user_id -> BigInt,
+        pool -> Text,
+        day -> BigInt,
+        requests -> BigInt,
+        tokens -> BigInt,
+        cost_nanos -> BigInt,
+    }
+}
+
+diesel::table! {
+    quotas (id) {
+        id -> BigInt,
+        user_id -> Nullable<BigInt>,
+        group_id -> Nullable<BigInt>,
+        pool -> Text,
+        tokens_per_day -> Nullable<BigInt>,
+        tokens_per_month -> Nullable<BigInt>,
+        requests_per_minute -> Nullable<BigInt>,
+        concurrent -> Nullable<BigInt>,
+        spend_micros_per_month -> Nullable<BigInt>,
+        set_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    request_windows (user_id, pool, minute) {
+        user_id -> BigInt,
+        pool -> Text,
+        minute -> BigInt,
+        requests -> BigInt,
+    }
+}
+
+diesel::table! {
+    generation_slots (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        pool -> Text,
+        until -> BigInt,
+    }
+}
+
+diesel::table! {
+    quota_refusals (user_id, hour, limit_name) {
+        user_id -> BigInt,
+        hour -> BigInt,
+        limit_name -> Text,
+        refusals -> BigInt,
+        summarized -> Bool,
     }
 }
 
@@ -425,7 +480,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     conversations,
     messages,
-    usage_totals,
+    usage_counters,
+    model_prices,
+    quotas,
+    request_windows,
+    generation_slots,
+    quota_refusals,
     usage_records,
     model_access,
     legal_holds,

@@ -26,6 +26,7 @@ pub mod audit;
 pub mod chat;
 pub mod keys;
 pub mod knowledge;
+pub mod me;
 pub mod providers;
 pub mod sso;
 
@@ -33,6 +34,7 @@ pub fn routes(r: &mut Routes) {
     r.get("/", home);
     chat::routes(r);
     accounts::routes(r);
+    me::routes(r);
 }
 
 pub struct Flash {

@@ -1,0 +1,598 @@
+//! Usage: one record per answer asked of a model (a web chat turn, a `/v1` call), written in the
+//! same transaction as the answer's audit event, with its cost at the model's price; the day
+//! counters quotas are checked against; and the reports admins read from them (by user, group,
+//! model, provider or API key, over a span of time).
+
+pub mod prices;
+pub mod quotas;
+
+use crate::audit::Actor;
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::config::UsageConfig;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::store::schema::{api_tokens, usage_counters, usage_records};
+use crate::store::{Conn, Store};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How an answer ended, as usage counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Cancelled,
+    Error,
+    /// Refused before a model was asked (a limit, a quota).
+    Refused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Error => "error",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// One answer's usage.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub at: i64,
+    pub user_id: Option<i64>,
+    pub username: String,
+    /// The user's groups when the answer was asked for.
+    pub groups: Vec<String>,
+    pub api_key_id: Option<i64>,
+    /// `chat`, `v1.chat` or `v1.embeddings`.
+    pub source: &'static str,
+    pub model: String,
+    /// `local`, or the remote provider's name.
+    pub provider: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Time to the first token, for streamed answers that produced one.
+    pub ttft_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub outcome: Outcome,
+}
+
+impl Record {
+    /// An answer `actor` asked of `model` at `at`, with nothing counted yet; the groups are
+    /// filled in where the answer is recorded.
+    pub fn new(at: i64, actor: &crate::audit::Actor, source: &'static str, model: &str) -> Record {
+        Record {
+            at,
+            user_id: actor.user_id,
+            username: actor.name.clone(),
+            groups: Vec::new(),
+            api_key_id: actor.api_key_id,
+            source,
+            model: model.to_string(),
+            provider: provider_of(model).to_string(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            ttft_ms: None,
+            duration_ms: 0,
+            outcome: Outcome::Ok,
+        }
+    }
+}
+
+/// Writes one record at its model's price, and adds it to the asker's day counter (a refused
+/// request costs nothing and counts only in the report); callers do so inside the transaction
+/// that records the answer.
+pub fn record(conn: &mut Conn, r: &Record) -> AppResult<()> {
+    let groups = serde_json::to_string(&r.groups).map_err(AppError::internal)?;
+    let answered = r.outcome != Outcome::Refused;
+    let cost = match answered {
+        true => prices::of(conn, &r.model)?.map_or(0, |(input, output)| {
+            prices::cost_nanos(input, output, r.prompt_tokens, r.completion_tokens)
+        }),
+        false => 0,
+    };
+    if let Some(user_id) = r.user_id.filter(|_| answered) {
+        let tokens = r.prompt_tokens + r.completion_tokens;
+        conn.execute(
+            diesel::insert_into(usage_counters::table)
+                .values((
+                    usage_counters::user_id.eq(user_id),
+                    usage_counters::pool.eq(pool_of(&r.model)),
+                    usage_counters::day.eq(r.at.div_euclid(86_400)),
+                    usage_counters::requests.eq(1),
+                    usage_counters::tokens.eq(tokens),
+                    usage_counters::cost_nanos.eq(cost),
+                ))
+                .on_conflict((usage_counters::user_id, usage_counters::pool, usage_counters::day))
+                .do_update()
+                .set((
+                    usage_counters::requests.eq(usage_counters::requests + 1),
+                    usage_counters::tokens.eq(usage_counters::tokens + tokens),
+                    usage_counters::cost_nanos.eq(usage_counters::cost_nanos + cost),
+                )),
+        )?;
+    }
+    conn.execute(diesel::insert_into(usage_records::table).values((
+        usage_records::at.eq(r.at),
+        usage_records::user_id.eq(r.user_id),
+        usage_records::username.eq(&r.username),
+        usage_records::groups.eq(groups),
+        usage_records::api_key_id.eq(r.api_key_id),
+        usage_records::source.eq(r.source),
+        usage_records::model.eq(&r.model),
+        usage_records::provider.eq(&r.provider),
+        usage_records::prompt_tokens.eq(r.prompt_tokens),
+        usage_records::completion_tokens.eq(r.completion_tokens),
+        usage_records::ttft_ms.eq(r.ttft_ms),
+        usage_records::duration_ms.eq(r.duration_ms),
+        usage_records::outcome.eq(r.outcome.as_str()),
+        usage_records::cost_nanos.eq(cost),
+    )))?;
+    Ok(())
+}
+
+/// Deletes the records older than `keep_days` (none when it is 0); how many went.
+pub fn prune(conn: &mut Conn, now: i64, keep_days: u64) -> AppResult<usize> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now.saturating_sub(keep_days as i64 * 86_400);
+    Ok(conn.execute(diesel::delete(usage_records::table.filter(usage_records::at.lt(cutoff))))?)
+}
+
+/// Where a model runs: `local`, or the provider of a `provider/model` name.
+pub fn provider_of(model: &str) -> &str {
+    prices::key_of(model).0
+}
+
+/// Which counters a model's answers go to, as quotas count them: `local` or `remote`.
+pub fn pool_of(model: &str) -> &'static str {
+    if model.contains('/') { "remote" } else { "local" }
+}
+
+/// What a report is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    #[default]
+    User,
+    /// Each group its members' answers count towards (an answer of someone in two groups
+    /// counts in both; one of someone in none counts under `-`).
+    Group,
+    Model,
+    Provider,
+    /// The API key answers were asked with (`-`: a signed-in session, not a key).
+    Key,
+}
+
+impl std::str::FromStr for By {
+    type Err = String;
+    fn from_str(s: &str) -> Result<By, String> {
+        Ok(match s {
+            "user" => By::User,
+            "group" => By::Group,
+            "model" => By::Model,
+            "provider" => By::Provider,
+            "key" => By::Key,
+            other => {
+                return Err(format!("{other:?} is not a breakdown: user, group, model, provider or key"));
+            }
+        })
+    }
+}
+
+/// What a report covers: answers from `from` (inclusive) to `to` (exclusive), unix seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// One line of a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Line {
+    /// The user, group, model, provider or key (`#ID name`).
+    pub key: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub errors: i64,
+    pub cancelled: i64,
+    pub refused: i64,
+    /// In the installation's currency, at the prices of the answers' days.
+    pub cost: f64,
+    /// Mean time to the first token over the answers that had one.
+    pub mean_ttft_ms: Option<i64>,
+    pub mean_duration_ms: i64,
+}
+
+#[derive(Default)]
+struct Tally {
+    line: Line,
+    ttft_sum: i64,
+    ttft_count: i64,
+    duration_sum: i64,
+    cost_nanos: i64,
+}
+
+impl Tally {
+    fn add(&mut self, row: &Row) {
+        let l = &mut self.line;
+        l.requests += 1;
+        l.prompt_tokens += row.prompt_tokens;
+        l.completion_tokens += row.completion_tokens;
+        match row.outcome.as_str() {
+            "error" => l.errors += 1,
+            "cancelled" => l.cancelled += 1,
+            "refused" => l.refused += 1,
+            _ => {}
+        }
+        if let Some(t) = row.ttft_ms {
+            self.ttft_sum += t;
+            self.ttft_count += 1;
+        }
+        self.duration_sum += row.duration_ms;
+        self.cost_nanos += row.cost_nanos;
+    }
+
+    fn finish(mut self, key: String) -> Line {
+        self.line.key = key;
+        self.line.mean_ttft_ms = (self.ttft_count > 0).then(|| self.ttft_sum / self.ttft_count);
+        self.line.mean_duration_ms = self.duration_sum / self.line.requests.max(1);
+        self.line.cost = prices::nanos_to_f64(self.cost_nanos);
+        self.line
+    }
+}
+
+#[derive(Queryable)]
+struct Row {
+    id: i64,
+    username: String,
+    groups: String,
+    api_key_id: Option<i64>,
+    model: String,
+    provider: String,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    ttft_ms: Option<i64>,
+    duration_ms: i64,
+    outcome: String,
+    cost_nanos: i64,
+}
+
+/// How many records a report reads at a time: memory stays bounded by the number of lines.
+const PAGE: i64 = 5_000;
+
+/// The answers in `span`, broken down `by`, most tokens first.
+pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let rows: Vec<Row> = conn.load(
+            usage_records::table
+                .filter(usage_records::at.ge(span.from))
+                .filter(usage_records::at.lt(span.to))
+                .filter(usage_records::id.gt(after))
+                .order(usage_records::id.asc())
+                .limit(PAGE)
+                .select((
+                    usage_records::id,
+                    usage_records::username,
+                    usage_records::groups,
+                    usage_records::api_key_id,
+                    usage_records::model,
+                    usage_records::provider,
+                    usage_records::prompt_tokens,
+                    usage_records::completion_tokens,
+                    usage_records::ttft_ms,
+                    usage_records::duration_ms,
+                    usage_records::outcome,
+                    usage_records::cost_nanos,
+                )),
+        )?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in &rows {
+            let keys = match by {
+                By::User => vec![row.username.clone()],
+                By::Model => vec![row.model.clone()],
+                By::Provider => vec![row.provider.clone()],
+                By::Key => vec![row.api_key_id.map_or("-".to_string(), |id| format!("#{id}"))],
+                By::Group => {
+                    let groups: Vec<String> = serde_json::from_str(&row.groups).unwrap_or_default();
+                    if groups.is_empty() { vec!["-".to_string()] } else { groups }
+                }
+            };
+            for key in keys {
+                tallies.entry(key).or_default().add(row);
+            }
+        }
+    }
+    let mut lines: Vec<Line> = tallies.into_iter().map(|(key, t)| t.finish(key)).collect();
+    if by == By::Key {
+        name_keys(conn, &mut lines)?;
+    }
+    lines.sort_by(|a, b| {
+        (b.prompt_tokens + b.completion_tokens)
+            .cmp(&(a.prompt_tokens + a.completion_tokens))
+            .then(a.key.cmp(&b.key))
+    });
+    Ok(lines)
+}
+
+/// `#12` becomes `#12 ci-deploy` where the key still exists.
+fn name_keys(conn: &mut Conn, lines: &mut [Line]) -> AppResult<()> {
+    let ids: Vec<i64> = lines.iter().filter_map(|l| l.key.strip_prefix('#')?.parse().ok()).collect();
+    let names: BTreeMap<i64, String> = conn
+        .load(
+            api_tokens::table.filter(api_tokens::id.eq_any(&ids)).select((api_tokens::id, api_tokens::name)),
+        )?
+        .into_iter()
+        .collect();
+    for line in lines {
+        if let Some(name) =
+            line.key.strip_prefix('#').and_then(|id| id.parse().ok()).and_then(|id| names.get(&id))
+        {
+            line.key = format!("{} {name}", line.key);
+        }
+    }
+    Ok(())
+}
+
+/// The Usage service: reports over the records, prices, quotas and the check each answer
+/// passes, for the admin API, the console, the account page and `ayushctl`.
+#[derive(Clone)]
+pub struct Usage {
+    store: Store,
+    clock: SharedClock,
+    /// Which models exist, so a price names one.
+    catalog: Arc<Catalog>,
+    config: UsageConfig,
+}
+
+/// A report's span as people write it: `from` and `to` as unix seconds, `YYYY-MM-DD` or
+/// `YYYY-MM-DDTHH:MM[:SS]` (UTC); by default the last 30 days up to now.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[serde(default)]
+    pub by: By,
+}
+
+/// What `PUT /api/admin/prices` and `ayushctl providers price` take: amounts per million
+/// tokens, as numbers or strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPrice {
+    /// A provider's name, or `local` for a local model's notional price.
+    pub provider: String,
+    /// The provider's own name for the model (or the local model's name).
+    pub model: String,
+    pub input_per_mtok: serde_json::Value,
+    pub output_per_mtok: serde_json::Value,
+}
+
+/// One limit that holds for a person, with how much of it they have used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Allowance {
+    /// `all`, `local` or `remote`: which answers it counts.
+    pub pool: &'static str,
+    /// `tokens_per_day`, `tokens_per_month`, `requests_per_minute`, `concurrent` or
+    /// `spend_per_month` (in the currency).
+    pub limit: &'static str,
+    pub allowed: f64,
+    /// Used in the current period (not counted for `requests_per_minute` and `concurrent`).
+    pub used: Option<f64>,
+    pub resets_at: Option<i64>,
+}
+
+/// A person's own usage and what is left of their quota: the account page, `GET /api/me/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mine {
+    pub currency: String,
+    /// Today and this month, by pool (`local`, `remote`).
+    pub pools: BTreeMap<String, quotas::Used>,
+    pub cost_this_month: f64,
+    pub allowances: Vec<Allowance>,
+    /// Admins answer regardless of quotas here (`usage.exempt_admins`).
+    pub exempt: bool,
+}
+
+/// A request let through: the generation slot it holds until dropped, and the
+/// `x-ratelimit-*` headers of the limits it met.
+pub struct Admission {
+    slot: Option<(Store, i64)>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Admission {
+    /// The generation slot held, for the answer's record to free in its transaction.
+    pub fn slot(&self) -> Option<i64> {
+        self.slot.as_ref().map(|(_, id)| *id)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let Some((store, id)) = self.slot.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = store.run(move |c| quotas::free(c, id)).await {
+                        tracing::warn!(error = %e, "cannot free a generation slot; it lapses by itself");
+                    }
+                });
+            }
+            Err(_) => {
+                let _ = store.run_blocking(|c| quotas::free(c, id));
+            }
+        }
+    }
+}
+
+impl Usage {
+    pub fn new(store: Store, clock: SharedClock, catalog: Arc<Catalog>, config: UsageConfig) -> Usage {
+        Usage { store, clock, catalog, config }
+    }
+
+    pub async fn report(&self, query: ReportQuery) -> AppResult<Vec<Line>> {
+        let now = self.clock.now();
+        let time = |name: &str, raw: &Option<String>, default: i64| match raw.as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(raw) => crate::audit::query::parse_time(raw).ok_or_else(|| {
+                AppError::validation(format!(
+                    "{name} = {raw:?} is not a time: use unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)"
+                ))
+            }),
+        };
+        let to = time("to", &query.to, now + 1)?;
+        let from = time("from", &query.from, now - 30 * 86_400)?;
+        if from >= to {
+            return Err(AppError::validation("from must be before to"));
+        }
+        let by = query.by;
+        self.store.run(move |c| report(c, Span { from, to }, by)).await
+    }
+
+    pub async fn prices(&self) -> AppResult<Vec<prices::Price>> {
+        self.store.run(prices::list).await
+    }
+
+    /// Sets a model's price; the model must be one the catalog (or the provider) offers.
+    pub async fn set_price(&self, actor: Actor, set: SetPrice) -> AppResult<prices::Price> {
+        let input = prices::amount_of_json("input_per_mtok", &set.input_per_mtok)?;
+        let output = prices::amount_of_json("output_per_mtok", &set.output_per_mtok)?;
+        let (provider, model) = (set.provider.trim().to_string(), set.model.trim().to_string());
+        if provider.is_empty() || model.is_empty() {
+            return Err(AppError::validation("name the provider (or local) and the model"));
+        }
+        let (now, catalog) = (self.clock.now(), self.catalog.clone());
+        self.store
+            .run(move |c| {
+                let name = if provider == prices::LOCAL { model.clone() } else { format!("{provider}/{model}") };
+                crate::catalog::find(&catalog, c, &name).map_err(|e| match e.kind {
+                    ErrorKind::NotFound if provider == prices::LOCAL => {
+                        AppError::validation(format!("there is no local model named {model:?}"))
+                    }
+                    ErrorKind::NotFound => AppError::validation(format!(
+                        "provider {provider:?} offers no model named {model:?} (see `ayushctl providers list`)"
+                    )),
+                    _ => e,
+                })?;
+                prices::set(c, now, &actor, &provider, &model, input, output)
+            })
+            .await
+    }
+
+    pub async fn remove_price(&self, actor: Actor, provider: String, model: String) -> AppResult<()> {
+        let now = self.clock.now();
+        self.store.run(move |c| prices::remove(c, now, &actor, provider.trim(), model.trim())).await
+    }
+
+    pub async fn quotas(&self) -> AppResult<Vec<quotas::Quota>> {
+        self.store.run(quotas::list).await
+    }
+
+    pub async fn set_quota(&self, actor: Actor, set: quotas::SetQuota) -> AppResult<quotas::Quota> {
+        let now = self.clock.now();
+        self.store.run(move |c| quotas::set(c, now, &actor, set)).await
+    }
+
+    pub async fn remove_quota(&self, actor: Actor, of: quotas::QuotaOf) -> AppResult<()> {
+        let now = self.clock.now();
+        self.store.run(move |c| quotas::remove(c, now, &actor, of)).await
+    }
+
+    /// What `user_id` has used today and this month, and what their quotas leave them.
+    pub async fn mine(&self, user_id: i64, admin: bool) -> AppResult<Mine> {
+        let (now, currency) = (self.clock.now(), self.config.currency.clone());
+        let exempt = admin && self.config.exempt_admins;
+        self.store
+            .run(move |c| {
+                let periods = quotas::Periods::at(now);
+                let pools = quotas::used(c, user_id, &periods)?;
+                let mut holding = quotas::effective(c, user_id, "local")?;
+                for (covering, limits) in quotas::effective(c, user_id, "remote")? {
+                    if !holding.iter().any(|(p, _)| *p == covering) {
+                        holding.push((covering, limits));
+                    }
+                }
+                let sum = |covering: &str, f: fn(&quotas::Used) -> i64| -> i64 {
+                    pools
+                        .iter()
+                        .filter(|(p, _)| covering == "all" || p.as_str() == covering)
+                        .map(|(_, u)| f(u))
+                        .sum()
+                };
+                let mut allowances = Vec::new();
+                for (pool, l) in holding {
+                    let mut add = |limit, allowed: Option<i64>, used: Option<f64>, resets_at| {
+                        if let Some(allowed) = allowed {
+                            allowances.push(Allowance {
+                                pool,
+                                limit,
+                                allowed: allowed as f64,
+                                used,
+                                resets_at,
+                            });
+                        }
+                    };
+                    let today = sum(pool, |u| u.tokens_today) as f64;
+                    let month = sum(pool, |u| u.tokens_this_month) as f64;
+                    add("tokens_per_day", l.tokens_per_day, Some(today), Some(periods.next_day_at));
+                    add("tokens_per_month", l.tokens_per_month, Some(month), Some(periods.next_month_at));
+                    add("requests_per_minute", l.requests_per_minute, None, None);
+                    add("concurrent", l.concurrent, None, None);
+                    if let Some(cap) = l.spend_micros_per_month {
+                        let spent = sum("remote", |u| u.cost_nanos_this_month);
+                        allowances.push(Allowance {
+                            pool,
+                            limit: "spend_per_month",
+                            allowed: cap as f64 / 1e6,
+                            used: Some(prices::nanos_to_f64(spent)),
+                            resets_at: Some(periods.next_month_at),
+                        });
+                    }
+                }
+                let cost_this_month = prices::nanos_to_f64(sum("all", |u| u.cost_nanos_this_month));
+                Ok(Mine { currency, pools, cost_this_month, allowances, exempt })
+            })
+            .await
+    }
+
+    /// Checks a request against its asker's quotas and counts it. Refused, the refusal is
+    /// counted and recorded (outcome `refused`) and the error says which limit, what was used
+    /// and when it resets.
+    pub async fn admit(&self, record: Record) -> AppResult<Admission> {
+        let Some(user_id) = record.user_id else {
+            return Ok(Admission { slot: None, headers: Vec::new() });
+        };
+        let (now, exempt, currency) =
+            (self.clock.now(), self.config.exempt_admins, self.config.currency.clone());
+        let pool = pool_of(&record.model);
+        let store = self.store.clone();
+        let checked = self
+            .store
+            .run(move |c| match quotas::check(c, now, user_id, pool, exempt)? {
+                Ok(checked) => Ok(Ok(checked)),
+                Err(refusal) => {
+                    quotas::count_refusal(c, now, &record, refusal.limit)?;
+                    Ok(Err(refusal))
+                }
+            })
+            .await?;
+        match checked {
+            Ok(checked) => {
+                Ok(Admission { slot: checked.slot.map(|id| (store, id)), headers: checked.headers })
+            }
+            Err(refusal) => Err(refusal.error(now, &currency)),
+        }
+    }
+}
