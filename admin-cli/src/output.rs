@@ -30,7 +30,9 @@ pub const USAGE_COLUMNS: &[&str] = &[
     "refused",
     "cost",
     "mean_ttft_ms",
+    "p95_ttft_ms",
     "mean_duration_ms",
+    "p95_duration_ms",
 ];
 pub const PRICE_COLUMNS: &[&str] = &["provider", "model", "input_per_mtok", "output_per_mtok"];
 pub const QUOTA_COLUMNS: &[&str] = &[
@@ -106,16 +108,12 @@ impl Output {
     }
 }
 
-/// A CSV field, quoted where it must be (RFC 4180). A leading `=`, `+`, `-` or `@` is kept
-/// from being read as a formula by a spreadsheet.
+/// A CSV field as the server's exports write it: quoted where it must be, and kept from being
+/// read as a formula by a spreadsheet.
 fn csv_cell(text: &str) -> String {
-    let text = match text.starts_with(['=', '+', '@'])
-        || (text.starts_with('-') && text.len() > 1 && text[1..].parse::<f64>().is_err())
-    {
-        true => format!("'{text}"),
-        false => text.to_string(),
-    };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+    let mut out = String::new();
+    ayush_server::audit::query::csv_field(&mut out, text);
+    out
 }
 
 fn print_fields(value: &Value, indent: &str) {

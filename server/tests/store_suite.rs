@@ -494,11 +494,35 @@ fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
             let qwen = usage::report(c, day, By::Model)?.into_iter().find(|l| l.key == "qwen").unwrap();
             assert_eq!((qwen.errors, qwen.cancelled, qwen.mean_ttft_ms), (1, 1, Some(100)));
 
-            // Retention: 0 keeps everything; otherwise what is older than the days kept goes.
+            // Retention: 0 keeps everything; otherwise the records of whole days older than the
+            // days kept are rolled up by day, and go.
+            let all = Span { from: 0, to: i64::MAX / 2 };
+            let before: Vec<_> = By::ALL.iter().map(|by| usage::report(c, all, *by).unwrap()).collect();
             assert_eq!(usage::prune(c, T0 + 400 * 86_400, 0)?, 0);
             assert_eq!(usage::prune(c, T0 + 31 * 86_400, 30)?, 4, "the four answers of the first day");
-            let left = usage::report(c, Span { from: 0, to: i64::MAX }, By::User)?;
-            assert_eq!(left.iter().map(|l| (l.key.as_str(), l.requests)).collect::<Vec<_>>(), [("ana", 1)]);
+            assert_eq!(usage::prune(c, T0 + 31 * 86_400, 30)?, 0, "rolled up once");
+            let after: Vec<_> = By::ALL.iter().map(|by| usage::report(c, all, *by).unwrap()).collect();
+            let counts = |lines: &Vec<Vec<usage::Line>>| -> Vec<String> {
+                let line = |l: &usage::Line| {
+                    let tokens = l.prompt_tokens + l.completion_tokens;
+                    format!("{} {} {tokens} {} {} {}", l.key, l.requests, l.errors, l.cancelled, l.cost)
+                };
+                lines.iter().flatten().map(line).collect()
+            };
+            assert_eq!(counts(&after), counts(&before), "every breakdown keeps its totals");
+            let ana = &after[0].iter().find(|l| l.key == "ana").unwrap();
+            assert_eq!(
+                (ana.mean_ttft_ms, ana.p95_ttft_ms),
+                (Some(100), Some(100)),
+                "the mean over both; p95 over the records kept"
+            );
+            let (days, total) = usage::days(c, Span { from: T0 - 86_400, to: T0 + 2 * 86_400 })?;
+            assert_eq!(
+                days.iter().map(|d| d.requests).collect::<Vec<_>>(),
+                [0, 4, 1, 0],
+                "four days, two in part"
+            );
+            assert_eq!(total.requests, 5);
             Ok(())
         })
         .unwrap();

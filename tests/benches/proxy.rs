@@ -40,7 +40,11 @@ async fn one(client: &Http, t: &Target) -> Duration {
         .unwrap();
     let started = Instant::now();
     let resp = client.request(req).await.expect("request");
-    assert_eq!(resp.status(), 200);
+    if resp.status() != 200 {
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        panic!("{status}: {}", String::from_utf8_lossy(&body));
+    }
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let elapsed = started.elapsed();
     assert!(bytes.ends_with(b"data: [DONE]\n\n"), "{}", String::from_utf8_lossy(&bytes));
@@ -86,7 +90,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     let upstream = Upstream::start(1);
-    let server = Server::start();
+    // One person's many streams: the bound on each person's answers at once (2 by default)
+    // would turn all but two away.
+    let server = Server::start_with_config("[chat]\nmax_concurrent_per_user = 1000\n");
     server.create_user("root", "admin", "root password 1");
     server.create_user("bench", "user", "bench password 1");
     let admin = server.token_for("root");

@@ -33,6 +33,8 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = serde_json::json!({
             "browserName": "chrome",
+            // What the pages log (errors, CSP violations), for `console_errors`.
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -134,4 +136,30 @@ pub async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
     fill(c, "#username", user).await;
     fill(c, "#password", password).await;
     c.find(Locator::Css("form[action='/login'] button[type=submit]")).await.unwrap().click().await.unwrap();
+}
+
+/// ChromeDriver's log of the page's console since the last ask.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
+        (hyper::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// The errors the pages wrote to the console (a failed script, a refused resource, a CSP
+/// violation) since the last call.
+pub async fn console_errors(c: &Client) -> Vec<String> {
+    let log = c.issue_cmd(BrowserLog).await.expect("the browser's console log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .map(|entry| entry["message"].as_str().unwrap_or_default().to_string())
+        .collect()
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
 
 use ayush_tests::Server;
-use ayush_tests::browser::{Browser, fill, sign_in, snap, text_of, text_when, wait_for_url};
+use ayush_tests::browser::{Browser, console_errors, fill, sign_in, snap, text_of, text_when, wait_for_url};
 use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,5 +233,103 @@ async fn admin_adds_a_provider_and_chats_with_its_model() {
     c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
     let answer = text_when(c, ".msg.assistant .body", "Echo: hello from the browser").await;
     assert!(answer.contains("Echo: hello from the browser"), "{answer}");
+    browser.close().await;
+}
+
+/// An admin prices a provider's model, reads the usage it brought on the console's usage page
+/// (charts, figures, the breakdown and its CSV), and sets a quota by keyboard alone; the person
+/// it holds for sees it on their account page. No page logs an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+async fn admin_reads_usage_and_sets_prices_and_quotas_in_the_console() {
+    use ayush_tests::upstream::{KEY, Upstream};
+    use fantoccini::key::Key;
+    let upstream = Upstream::start(1);
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    server.create_user("ana", "user", "ana password 1234");
+    let base_url = format!("{}/v1", upstream.url());
+    let add = [
+        "providers",
+        "add",
+        "lab",
+        "--kind",
+        "openai",
+        "--base-url",
+        &base_url,
+        "--model",
+        "echo",
+        "--api-key-stdin",
+    ];
+    assert!(server.ctl_local(&add, Some(KEY)).ok);
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_when(c, "h1", "Welcome, boss").await.contains("Welcome, boss"));
+
+    // A price, set on the providers page.
+    c.find(Locator::LinkText("Providers")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Providers").await, "Providers");
+    c.find(Locator::Css("#pr-model")).await.unwrap().select_by_value("lab/echo").await.unwrap();
+    fill(c, "#pr-in", "1000").await;
+    fill(c, "#pr-out", "2000").await;
+    c.find(Locator::Css("form[action='/admin/prices'] button")).await.unwrap().click().await.unwrap();
+    assert!(text_of(c, "[role=status]").await.contains("Saved"));
+    assert!(text_of(c, "tr[data-price='lab/echo']").await.contains("1000"));
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+
+    // Some answers to count.
+    let key = server.key_signed_in("ana", "ana password 1234");
+    let mut api = server.client();
+    for _ in 0..3 {
+        let ask = serde_json::json!({"model": "lab/echo", "messages": [{"role": "user", "content": "hello there"}]});
+        assert_eq!(api.v1_chat(&key, &ask).status, 200);
+    }
+
+    c.find(Locator::LinkText("Usage")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Usage").await, "Usage");
+    assert_eq!(text_of(c, "[data-figure=requests]").await, "3");
+    assert!(text_of(c, "[data-figure=cost]").await.ends_with("USD"));
+    assert_eq!(c.find_all(Locator::Css("svg.chart")).await.unwrap().len(), 3, "tokens, cost, errors");
+    assert!(c.find_all(Locator::Css("svg.chart rect")).await.unwrap().len() >= 2, "today has bars");
+    assert!(text_of(c, "tr[data-key=ana]").await.contains("0.0 %"), "ana's line, no errors");
+    assert!(text_of(c, "li[data-user=ana]").await.contains("tokens"));
+    snap(c, "admin-usage").await;
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+    let csv =
+        c.find(Locator::LinkText("Download as CSV")).await.unwrap().attr("href").await.unwrap().unwrap();
+    let mut admin = server.client();
+    admin.login("boss", "boss password 123");
+    let export = admin.get(&csv);
+    assert_eq!(export.status, 200);
+    assert!(export.body.starts_with("key,requests,"), "{}", export.body);
+    assert!(export.body.contains("\r\nana,3,"), "{}", export.body);
+
+    // A quota, set with the keyboard alone: type, tab, choose with the arrow keys, Enter.
+    c.find(Locator::LinkText("Quotas")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Quotas").await, "Quotas");
+    let kind = c.find(Locator::Css("#q-kind")).await.unwrap();
+    kind.send_keys(&Key::Down.to_string()).await.unwrap();
+    c.find(Locator::Css("#q-name")).await.unwrap().send_keys("ana").await.unwrap();
+    let keys = format!("{tab}{tab}5000{tab}{tab}{tab}2{enter}", tab = Key::Tab, enter = Key::Enter);
+    c.find(Locator::Css("#q-name")).await.unwrap().send_keys(&keys).await.unwrap();
+    assert!(text_when(c, "[role=status]", "Saved").await.contains("Saved"));
+    let row =
+        text_of(c, "#all-quotas ~ .table-wrap tbody tr, section[aria-labelledby=all-quotas] tbody tr").await;
+    assert!(row.to_lowercase().contains("user ana") && row.contains("5,000") && row.contains("2"), "{row}");
+    snap(c, "admin-quotas").await;
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+
+    // Ana sees it on her account page.
+    c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+    sign_in(c, &base, "ana", "ana password 1234").await;
+    c.find(Locator::LinkText("Account and usage")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Your account").await, "Your account");
+    let limit = text_of(c, "tr[data-limit=tokens_per_day]").await;
+    assert!(limit.to_lowercase().contains("tokens today") && limit.contains("5,000"), "{limit}");
+    assert!(text_of(c, "tr[data-pool=remote]").await.contains("3"), "three remote answers today");
+    snap(c, "account").await;
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
     browser.close().await;
 }

@@ -318,5 +318,5 @@ fn many_people_share_one_model_at_once() {
 
 /// The header of `ayushctl usage report -o csv`.
 fn output_header() -> &'static str {
-    "key,requests,prompt_tokens,completion_tokens,errors,cancelled,refused,cost,mean_ttft_ms,mean_duration_ms"
+    "key,requests,prompt_tokens,completion_tokens,errors,cancelled,refused,cost,mean_ttft_ms,p95_ttft_ms,mean_duration_ms,p95_duration_ms"
 }

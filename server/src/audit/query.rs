@@ -428,10 +428,11 @@ pub fn write_event(out: &mut String, format: Format, e: &AuditEvent) {
 }
 
 /// RFC 4180 quoting. A value a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
-/// carriage return first) gets a leading `'`, so opening an export cannot execute what an
-/// attacker typed into a username or a document title.
-fn csv_field(out: &mut String, value: &str) {
-    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value.parse::<f64>().is_err();
+/// carriage return first; not a number, not a lone `-`) gets a leading `'`, so opening an
+/// export cannot execute what an attacker typed into a username or a document title.
+pub fn csv_field(out: &mut String, value: &str) {
+    let formula =
+        value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value != "-" && value.parse::<f64>().is_err();
     let needs_quotes = formula || value.contains([',', '"', '\n', '\r']);
     if !needs_quotes {
         out.push_str(value);

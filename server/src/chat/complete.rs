@@ -65,10 +65,10 @@ pub struct Asker {
     pub source: &'static str,
 }
 
-/// An answer being generated. It holds one of its asker's places until dropped.
+/// An answer being generated. It holds one of its asker's places until it ends (or is dropped).
 pub struct Answer {
     handle: Handle,
-    _slot: Slot,
+    slot: Option<Slot>,
     /// The asker's place under their quota, and what its headers say.
     admission: usage::Admission,
     /// An end found while joining text, given out by the next call.
@@ -102,8 +102,6 @@ pub struct Ended {
     pub latency_ms: i64,
     /// Time to the first piece of text, when there was one.
     pub ttft_ms: Option<i64>,
-    /// The generation slot a concurrent limit holds, freed when the answer is recorded.
-    slot: Option<i64>,
     asker: Asker,
     model: String,
     question: String,
@@ -159,7 +157,7 @@ pub async fn open(
     let opened = crate::catalog::open_chat(at, asker.user_id, model.name(), prompt, params).await?;
     Ok(opened.map(|handle| Answer {
         handle,
-        _slot: slot,
+        slot: Some(slot),
         admission,
         held: None,
         text: String::new(),
@@ -209,13 +207,16 @@ impl Answer {
             Ok(done) => done.text.clone(),
             Err(_) => std::mem::take(&mut self.text),
         };
+        // Generating is over: the asker's places are free before the client hears the end, so
+        // their next request does not meet this one's (the record is written after).
+        self.slot = None;
+        self.admission.release();
         Step::End(Box::new(Ended {
             outcome,
             text,
             cancelled: self.cancelled,
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: self.first_text.map(|t| t.duration_since(self.started).as_millis() as i64),
-            slot: self.admission.slot(),
             asker: self.asker.clone(),
             model: self.model.clone(),
             question: self.question.clone(),
@@ -259,7 +260,6 @@ pub async fn record<T: Send + 'static>(
     let outcome = if ended.error().is_some() { Outcome::Failure } else { Outcome::Success };
     let now = chat.clock.now();
     let Asker { actor, user_id, source } = ended.asker.clone();
-    let slot = ended.slot;
     let captured = Captured { question: ended.question.clone(), answer: ended.text.clone() };
     let (keys, groups) = (chat.audit.clone(), chat.config.audit.capture_chat_content_groups.clone());
     let mut used = usage::Record {
@@ -286,9 +286,7 @@ pub async fn record<T: Send + 'static>(
                 }
                 used.groups = member_of;
                 usage::record(c, &used)?;
-                if let Some(slot) = slot {
-                    usage::quotas::free(c, slot)?;
-                }
+
                 let event =
                     AuditEvent::new(&actor, action, outcome).target(target.0, &target.1).details(details);
                 audit::record(c, now, &event)?;

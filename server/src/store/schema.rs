@@ -203,6 +203,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_daily (day, username, groups, api_key_id, model) {
+        day -> BigInt,
+        username -> Text,
+        groups -> Text,
+        api_key_id -> BigInt,
+        model -> Text,
+        provider -> Text,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        errors -> BigInt,
+        cancelled -> BigInt,
+        refused -> BigInt,
+        cost_nanos -> BigInt,
+        ttft_sum -> BigInt,
+        ttft_count -> BigInt,
+        duration_sum -> BigInt,
+    }
+}
+
+diesel::table! {
     model_prices (provider, model) {
         provider -> Text,
         model -> Text,
@@ -481,6 +502,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     usage_counters,
+    usage_daily,
     model_prices,
     quotas,
     request_windows,

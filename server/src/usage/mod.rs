@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::clock::SharedClock;
 use crate::config::UsageConfig;
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::schema::{api_tokens, usage_counters, usage_records};
+use crate::store::schema::{api_tokens, usage_counters, usage_daily, usage_records};
 use crate::store::{Conn, Store};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -136,13 +136,33 @@ pub fn record(conn: &mut Conn, r: &Record) -> AppResult<()> {
     Ok(())
 }
 
-/// Deletes the records older than `keep_days` (none when it is 0); how many went.
+/// Rolls the records of the whole UTC days older than `keep_days` up into `usage_daily` and
+/// deletes them, in one transaction (nothing when it is 0); how many records went. Whole days
+/// only, so each day is rolled up once.
 pub fn prune(conn: &mut Conn, now: i64, keep_days: u64) -> AppResult<usize> {
     if keep_days == 0 {
         return Ok(0);
     }
-    let cutoff = now.saturating_sub(keep_days as i64 * 86_400);
-    Ok(conn.execute(diesel::delete(usage_records::table.filter(usage_records::at.lt(cutoff))))?)
+    let cutoff = now.saturating_sub(keep_days as i64 * 86_400).div_euclid(86_400) * 86_400;
+    conn.transaction(|c| {
+        // The cutoff is a number computed here, written into the statement: the two backends
+        // spell bind parameters differently.
+        c.execute(diesel::sql_query(format!(
+            "INSERT INTO usage_daily (day, username, groups, api_key_id, model, provider, requests, \
+             prompt_tokens, completion_tokens, errors, cancelled, refused, cost_nanos, ttft_sum, \
+             ttft_count, duration_sum) \
+             SELECT at / 86400, username, groups, COALESCE(api_key_id, 0), model, provider, COUNT(*), \
+             SUM(prompt_tokens), SUM(completion_tokens), \
+             SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN outcome = 'refused' THEN 1 ELSE 0 END), \
+             SUM(cost_nanos), SUM(COALESCE(ttft_ms, 0)), SUM(CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END), \
+             SUM(CASE WHEN outcome = 'refused' THEN 0 ELSE duration_ms END) \
+             FROM usage_records WHERE at < {cutoff} \
+             GROUP BY at / 86400, username, groups, COALESCE(api_key_id, 0), model, provider"
+        )))?;
+        Ok(c.execute(diesel::delete(usage_records::table.filter(usage_records::at.lt(cutoff))))?)
+    })
 }
 
 /// Where a model runs: `local`, or the provider of a `provider/model` name.
@@ -168,6 +188,20 @@ pub enum By {
     Provider,
     /// The API key answers were asked with (`-`: a signed-in session, not a key).
     Key,
+}
+
+impl By {
+    pub const ALL: [By; 5] = [By::User, By::Group, By::Model, By::Provider, By::Key];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::User => "user",
+            By::Group => "group",
+            By::Model => "model",
+            By::Provider => "provider",
+            By::Key => "key",
+        }
+    }
 }
 
 impl std::str::FromStr for By {
@@ -206,17 +240,55 @@ pub struct Line {
     pub refused: i64,
     /// In the installation's currency, at the prices of the answers' days.
     pub cost: f64,
-    /// Mean time to the first token over the answers that had one.
+    /// Time to the first token over the answers that had one.
     pub mean_ttft_ms: Option<i64>,
-    pub mean_duration_ms: i64,
+    pub p50_ttft_ms: Option<i64>,
+    pub p95_ttft_ms: Option<i64>,
+    /// Duration over the answers a model was asked for (not the refused).
+    pub mean_duration_ms: Option<i64>,
+    pub p50_duration_ms: Option<i64>,
+    pub p95_duration_ms: Option<i64>,
+}
+
+/// Times in milliseconds, for their mean and percentiles: each one of the records, and the
+/// sums of rolled-up days, which count in the mean only.
+#[derive(Default)]
+pub struct Times {
+    each: Vec<i64>,
+    rolled_sum: i64,
+    rolled_count: i64,
+}
+
+impl Times {
+    pub fn add(&mut self, ms: i64) {
+        self.each.push(ms);
+    }
+
+    fn add_rolled(&mut self, sum: i64, count: i64) {
+        self.rolled_sum += sum;
+        self.rolled_count += count;
+    }
+
+    /// The mean, p50 and p95 (nearest rank, over the records not rolled up); none without a
+    /// time.
+    pub fn summary(&mut self) -> (Option<i64>, Option<i64>, Option<i64>) {
+        let count = self.each.len() as i64 + self.rolled_count;
+        let mean = (count > 0).then(|| (self.each.iter().sum::<i64>() + self.rolled_sum) / count);
+        let n = self.each.len();
+        if n == 0 {
+            return (mean, None, None);
+        }
+        self.each.sort_unstable();
+        let rank = |p: f64| self.each[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        (mean, Some(rank(0.50)), Some(rank(0.95)))
+    }
 }
 
 #[derive(Default)]
 struct Tally {
     line: Line,
-    ttft_sum: i64,
-    ttft_count: i64,
-    duration_sum: i64,
+    ttft: Times,
+    duration: Times,
     cost_nanos: i64,
 }
 
@@ -233,17 +305,32 @@ impl Tally {
             _ => {}
         }
         if let Some(t) = row.ttft_ms {
-            self.ttft_sum += t;
-            self.ttft_count += 1;
+            self.ttft.add(t);
         }
-        self.duration_sum += row.duration_ms;
+        if row.outcome != "refused" {
+            self.duration.add(row.duration_ms);
+        }
         self.cost_nanos += row.cost_nanos;
+    }
+
+    fn add_rolled(&mut self, d: &Daily) {
+        let l = &mut self.line;
+        l.requests += d.requests;
+        l.prompt_tokens += d.prompt_tokens;
+        l.completion_tokens += d.completion_tokens;
+        l.errors += d.errors;
+        l.cancelled += d.cancelled;
+        l.refused += d.refused;
+        self.ttft.add_rolled(d.ttft_sum, d.ttft_count);
+        self.duration.add_rolled(d.duration_sum, d.requests - d.refused);
+        self.cost_nanos += d.cost_nanos;
     }
 
     fn finish(mut self, key: String) -> Line {
         self.line.key = key;
-        self.line.mean_ttft_ms = (self.ttft_count > 0).then(|| self.ttft_sum / self.ttft_count);
-        self.line.mean_duration_ms = self.duration_sum / self.line.requests.max(1);
+        (self.line.mean_ttft_ms, self.line.p50_ttft_ms, self.line.p95_ttft_ms) = self.ttft.summary();
+        (self.line.mean_duration_ms, self.line.p50_duration_ms, self.line.p95_duration_ms) =
+            self.duration.summary();
         self.line.cost = prices::nanos_to_f64(self.cost_nanos);
         self.line
     }
@@ -252,6 +339,7 @@ impl Tally {
 #[derive(Queryable)]
 struct Row {
     id: i64,
+    at: i64,
     username: String,
     groups: String,
     api_key_id: Option<i64>,
@@ -265,12 +353,11 @@ struct Row {
     cost_nanos: i64,
 }
 
-/// How many records a report reads at a time: memory stays bounded by the number of lines.
+/// How many records a report reads at a time: memory stays bounded by what is kept per line.
 const PAGE: i64 = 5_000;
 
-/// The answers in `span`, broken down `by`, most tokens first.
-pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+/// Hands each record in `span` to `each`, oldest first, a page at a time.
+fn scan(conn: &mut Conn, span: Span, mut each: impl FnMut(&Row)) -> AppResult<()> {
     let mut after = 0;
     loop {
         let rows: Vec<Row> = conn.load(
@@ -282,6 +369,7 @@ pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
                 .limit(PAGE)
                 .select((
                     usage_records::id,
+                    usage_records::at,
                     usage_records::username,
                     usage_records::groups,
                     usage_records::api_key_id,
@@ -295,24 +383,91 @@ pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
                     usage_records::cost_nanos,
                 )),
         )?;
-        let Some(last) = rows.last() else { break };
+        let Some(last) = rows.last() else { return Ok(()) };
         after = last.id;
-        for row in &rows {
-            let keys = match by {
-                By::User => vec![row.username.clone()],
-                By::Model => vec![row.model.clone()],
-                By::Provider => vec![row.provider.clone()],
-                By::Key => vec![row.api_key_id.map_or("-".to_string(), |id| format!("#{id}"))],
-                By::Group => {
-                    let groups: Vec<String> = serde_json::from_str(&row.groups).unwrap_or_default();
-                    if groups.is_empty() { vec!["-".to_string()] } else { groups }
-                }
-            };
-            for key in keys {
-                tallies.entry(key).or_default().add(row);
-            }
+        rows.iter().for_each(&mut each);
+    }
+}
+
+/// A day's records of one user, key and model, rolled up by `prune`.
+#[derive(Queryable)]
+struct Daily {
+    day: i64,
+    username: String,
+    groups: String,
+    api_key_id: i64,
+    model: String,
+    provider: String,
+    requests: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    errors: i64,
+    cancelled: i64,
+    refused: i64,
+    cost_nanos: i64,
+    ttft_sum: i64,
+    ttft_count: i64,
+    duration_sum: i64,
+}
+
+/// Hands each rolled-up day whose start is in `span` to `each`, a week at a time.
+fn scan_rolled(conn: &mut Conn, span: Span, mut each: impl FnMut(&Daily)) -> AppResult<()> {
+    let ceil_day = |t: i64| t.div_euclid(86_400) + i64::from(t.rem_euclid(86_400) > 0);
+    let in_span = usage_daily::table
+        .filter(usage_daily::day.ge(ceil_day(span.from)))
+        .filter(usage_daily::day.lt(ceil_day(span.to)));
+    let bounds = in_span.select((diesel::dsl::min(usage_daily::day), diesel::dsl::max(usage_daily::day)));
+    let found: Vec<(Option<i64>, Option<i64>)> = conn.load(bounds)?;
+    let Some((Some(mut day), Some(last))) = found.into_iter().next() else { return Ok(()) };
+    while day <= last {
+        let week = day + 7;
+        let rows: Vec<Daily> = conn.load(
+            in_span
+                .filter(usage_daily::day.ge(day))
+                .filter(usage_daily::day.lt(week))
+                .select(usage_daily::all_columns),
+        )?;
+        rows.iter().for_each(&mut each);
+        day = week;
+    }
+    Ok(())
+}
+
+/// What a record or a rolled-up day counts towards in a breakdown `by`.
+fn keys_of(
+    by: By,
+    username: &str,
+    groups: &str,
+    api_key_id: Option<i64>,
+    model: &str,
+    provider: &str,
+) -> Vec<String> {
+    match by {
+        By::User => vec![username.to_string()],
+        By::Model => vec![model.to_string()],
+        By::Provider => vec![provider.to_string()],
+        By::Key => vec![api_key_id.filter(|id| *id > 0).map_or("-".to_string(), |id| format!("#{id}"))],
+        By::Group => {
+            let groups: Vec<String> = serde_json::from_str(groups).unwrap_or_default();
+            if groups.is_empty() { vec!["-".to_string()] } else { groups }
         }
     }
+}
+
+/// The answers in `span`, broken down `by`, most tokens first. Days rolled up count whole, by
+/// the day they fall in.
+pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    scan(conn, span, |row| {
+        for key in keys_of(by, &row.username, &row.groups, row.api_key_id, &row.model, &row.provider) {
+            tallies.entry(key).or_default().add(row);
+        }
+    })?;
+    scan_rolled(conn, span, |d| {
+        for key in keys_of(by, &d.username, &d.groups, Some(d.api_key_id), &d.model, &d.provider) {
+            tallies.entry(key).or_default().add_rolled(d);
+        }
+    })?;
     let mut lines: Vec<Line> = tallies.into_iter().map(|(key, t)| t.finish(key)).collect();
     if by == By::Key {
         name_keys(conn, &mut lines)?;
@@ -324,6 +479,73 @@ pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
     });
     Ok(lines)
 }
+
+/// One UTC day of answers, for the dashboard's charts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Day {
+    /// Its first second.
+    pub start: i64,
+    pub requests: i64,
+    pub local_tokens: i64,
+    pub remote_tokens: i64,
+    pub cost: f64,
+    pub errors: i64,
+    pub refused: i64,
+}
+
+/// Every day of `span` (days without answers too) and the span's totals in one line.
+pub fn days(conn: &mut Conn, span: Span) -> AppResult<(Vec<Day>, Line)> {
+    let first = span.from.div_euclid(86_400);
+    let count = (span.to - 1).div_euclid(86_400) - first + 1;
+    if !(1..=MAX_DAYS).contains(&count) {
+        return Err(AppError::validation(format!("a chart covers 1 to {MAX_DAYS} days")));
+    }
+    let mut days: Vec<(Day, i64)> =
+        (0..count).map(|i| (Day { start: (first + i) * 86_400, ..Day::default() }, 0)).collect();
+    let mut total = Tally::default();
+    scan(conn, span, |row| {
+        total.add(row);
+        let (day, cost) = &mut days[(row.at.div_euclid(86_400) - first) as usize];
+        day.requests += 1;
+        let tokens = row.prompt_tokens + row.completion_tokens;
+        if row.provider == prices::LOCAL {
+            day.local_tokens += tokens
+        } else {
+            day.remote_tokens += tokens
+        }
+        *cost += row.cost_nanos;
+        match row.outcome.as_str() {
+            "error" => day.errors += 1,
+            "refused" => day.refused += 1,
+            _ => {}
+        }
+    })?;
+    scan_rolled(conn, span, |d| {
+        total.add_rolled(d);
+        let (day, cost) = &mut days[(d.day - first) as usize];
+        day.requests += d.requests;
+        let tokens = d.prompt_tokens + d.completion_tokens;
+        if d.provider == prices::LOCAL {
+            day.local_tokens += tokens
+        } else {
+            day.remote_tokens += tokens
+        }
+        *cost += d.cost_nanos;
+        day.errors += d.errors;
+        day.refused += d.refused;
+    })?;
+    let days = days
+        .into_iter()
+        .map(|(mut day, cost)| {
+            day.cost = prices::nanos_to_f64(cost);
+            day
+        })
+        .collect();
+    Ok((days, total.finish("all".into())))
+}
+
+/// The longest span a chart draws, a day per bar.
+pub const MAX_DAYS: i64 = 366;
 
 /// `#12` becomes `#12 ci-deploy` where the key still exists.
 fn name_keys(conn: &mut Conn, lines: &mut [Line]) -> AppResult<()> {
@@ -364,6 +586,19 @@ pub struct ReportQuery {
     pub to: Option<String>,
     #[serde(default)]
     pub by: By,
+}
+
+/// The console's usage page, over one span.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub span: Span,
+    pub by: By,
+    pub currency: String,
+    pub days: Vec<Day>,
+    pub total: Line,
+    pub lines: Vec<Line>,
+    /// The ten with the most tokens.
+    pub top_users: Vec<Line>,
 }
 
 /// What `PUT /api/admin/prices` and `ayushctl providers price` take: amounts per million
@@ -413,14 +648,9 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// The generation slot held, for the answer's record to free in its transaction.
-    pub fn slot(&self) -> Option<i64> {
-        self.slot.as_ref().map(|(_, id)| *id)
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
+    /// Frees the generation slot held, without waiting for the database: the next request's
+    /// check gives a full concurrent limit a moment before refusing.
+    pub fn release(&mut self) {
         let Some((store, id)) = self.slot.take() else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -437,12 +667,19 @@ impl Drop for Admission {
     }
 }
 
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl Usage {
     pub fn new(store: Store, clock: SharedClock, catalog: Arc<Catalog>, config: UsageConfig) -> Usage {
         Usage { store, clock, catalog, config }
     }
 
-    pub async fn report(&self, query: ReportQuery) -> AppResult<Vec<Line>> {
+    /// The span a query asks for, checked.
+    fn span(&self, query: &ReportQuery) -> AppResult<Span> {
         let now = self.clock.now();
         let time = |name: &str, raw: &Option<String>, default: i64| match raw.as_deref().map(str::trim) {
             None | Some("") => Ok(default),
@@ -457,8 +694,27 @@ impl Usage {
         if from >= to {
             return Err(AppError::validation("from must be before to"));
         }
-        let by = query.by;
-        self.store.run(move |c| report(c, Span { from, to }, by)).await
+        Ok(Span { from, to })
+    }
+
+    pub async fn report(&self, query: ReportQuery) -> AppResult<Vec<Line>> {
+        let (span, by) = (self.span(&query)?, query.by);
+        self.store.run(move |c| report(c, span, by)).await
+    }
+
+    /// What the console's usage page shows: each day's tokens, cost, errors and refusals, the
+    /// span's totals, the breakdown asked for and the top users.
+    pub async fn dashboard(&self, query: ReportQuery) -> AppResult<Dashboard> {
+        let (span, by, currency) = (self.span(&query)?, query.by, self.config.currency.clone());
+        self.store
+            .run(move |c| {
+                let (days, total) = days(c, span)?;
+                let lines = report(c, span, by)?;
+                let mut top_users = if by == By::User { lines.clone() } else { report(c, span, By::User)? };
+                top_users.truncate(10);
+                Ok(Dashboard { span, by, currency, days, total, lines, top_users })
+            })
+            .await
     }
 
     pub async fn prices(&self) -> AppResult<Vec<prices::Price>> {

@@ -531,7 +531,7 @@ pub fn check(
     let minute = now.div_euclid(60);
     for (covering, limits) in &holding {
         let Some(allowed) = limits.requests_per_minute else { continue };
-        conn.execute(
+        let sent: i64 = conn.get_result(
             diesel::insert_into(request_windows::table)
                 .values((
                     request_windows::user_id.eq(user_id),
@@ -541,10 +541,8 @@ pub fn check(
                 ))
                 .on_conflict((request_windows::user_id, request_windows::pool, request_windows::minute))
                 .do_update()
-                .set(request_windows::requests.eq(request_windows::requests + 1)),
-        )?;
-        let sent: i64 = conn.first(
-            request_windows::table.find((user_id, *covering, minute)).select(request_windows::requests),
+                .set(request_windows::requests.eq(request_windows::requests + 1))
+                .returning(request_windows::requests),
         )?;
         if sent > allowed {
             return Ok(Err(Refusal {
@@ -576,13 +574,16 @@ pub fn check(
         slot = Some(id);
         for (covering, limits) in &holding {
             let Some(allowed) = limits.concurrent else { continue };
-            let mine = generation_slots::table
-                .filter(generation_slots::user_id.eq(user_id))
-                .filter(generation_slots::until.gt(now));
-            let running: i64 = match *covering {
-                "all" => conn.get_result(mine.count())?,
-                only => conn.get_result(mine.filter(generation_slots::pool.eq(only)).count())?,
-            };
+            let mut running = running_slots(conn, now, user_id, covering)?;
+            // The asker's previous answer may be freeing its slot this very moment (which is
+            // not waited for): give it a moment before refusing.
+            for _ in 0..SLOT_RETRIES {
+                if running <= allowed {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(SLOT_RETRY_MS));
+                running = running_slots(conn, now, user_id, covering)?;
+            }
             if running > allowed {
                 free(conn, id)?;
                 return Ok(Err(Refusal {
@@ -608,6 +609,22 @@ pub fn check(
     }
     Ok(Ok(Checked { slot, headers }))
 }
+
+/// Answers `user_id` is writing that `covering` counts, this request's included.
+fn running_slots(conn: &mut Conn, now: i64, user_id: i64, covering: &str) -> AppResult<i64> {
+    let mine = generation_slots::table
+        .filter(generation_slots::user_id.eq(user_id))
+        .filter(generation_slots::until.gt(now));
+    Ok(match covering {
+        "all" => conn.get_result(mine.count())?,
+        only => conn.get_result(mine.filter(generation_slots::pool.eq(only)).count())?,
+    })
+}
+
+/// How many times, and how long apart, a full concurrent limit is counted again before a
+/// refusal.
+const SLOT_RETRIES: usize = 3;
+const SLOT_RETRY_MS: u64 = 20;
 
 /// Frees a generation slot.
 pub fn free(conn: &mut Conn, slot: i64) -> AppResult<()> {

@@ -89,3 +89,28 @@ CREATE TABLE quota_refusals (
     summarized BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (user_id, hour, limit_name)
 );
+
+-- Usage records rolled up by UTC day once usage.retention_days prunes them, so reports and the
+-- console's charts keep their history: one row per day, user (with their groups), key and
+-- model. Times keep their sums (means), not their percentiles.
+CREATE TABLE usage_daily (
+    day BIGINT NOT NULL,
+    username TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    -- 0: no key (the web chat, a signed-in session).
+    api_key_id BIGINT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    cancelled BIGINT NOT NULL,
+    refused BIGINT NOT NULL,
+    cost_nanos BIGINT NOT NULL,
+    ttft_sum BIGINT NOT NULL,
+    ttft_count BIGINT NOT NULL,
+    -- Over the requests not refused.
+    duration_sum BIGINT NOT NULL,
+    PRIMARY KEY (day, username, groups, api_key_id, model)
+);

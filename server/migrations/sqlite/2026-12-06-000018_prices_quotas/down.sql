@@ -1,3 +1,4 @@
+DROP TABLE usage_daily;
 DROP TABLE quota_refusals;
 DROP TABLE generation_slots;
 DROP TABLE request_windows;

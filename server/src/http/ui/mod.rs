@@ -23,18 +23,21 @@ use std::pin::Pin;
 
 pub mod accounts;
 pub mod audit;
+pub mod chart;
 pub mod chat;
 pub mod keys;
 pub mod knowledge;
 pub mod me;
 pub mod providers;
 pub mod sso;
+pub mod usage;
 
 pub fn routes(r: &mut Routes) {
     r.get("/", home);
     chat::routes(r);
     accounts::routes(r);
     me::routes(r);
+    usage::routes(r);
 }
 
 pub struct Flash {
@@ -293,6 +296,8 @@ pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
         "revoked" => "Key revoked.",
         "unmapped" => "Mapping removed.",
         "provider-removed" => "Provider removed.",
+        "quota-removed" => "Quota removed.",
+        "price-removed" => "Price removed.",
         _ => return None,
     };
     Some(Flash { kind: "ok", text: text.into() })

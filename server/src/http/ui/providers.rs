@@ -1,5 +1,6 @@
 //! The providers page for admins (`/admin/providers`): add, change, remove and test remote
-//! providers, adapted to the Providers service as the JSON API is.
+//! providers, adapted to the Providers service as the JSON API is; and the prices of models,
+//! remote and local, adapted to the Usage service.
 
 use crate::catalog::providers::{Change, NewProvider, Provider};
 use crate::error::{AppError, AppResult};
@@ -9,6 +10,8 @@ use crate::http::ui::{
     Chrome, CsrfForm, DoneQuery, Flash, Page, UiError, done_flash, render_uncached, see_other, ui_error,
 };
 use crate::state::AppState;
+use crate::usage::SetPrice;
+use crate::usage::prices::Price;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -20,7 +23,9 @@ pub fn routes(r: &mut Routes) {
         .post("/admin/providers", page_create)
         .post("/admin/providers/{name}", page_change)
         .post("/admin/providers/{name}/remove", page_remove)
-        .post("/admin/providers/{name}/test", page_test);
+        .post("/admin/providers/{name}/test", page_test)
+        .post("/admin/prices", price_set)
+        .post("/admin/prices/remove", price_remove);
 }
 
 #[derive(Template)]
@@ -30,6 +35,10 @@ struct ProvidersPage {
     providers: Vec<Provider>,
     kinds: Vec<(&'static str, &'static str)>,
     egress_note: String,
+    prices: Vec<Price>,
+    /// Local models, which a notional price can be set for.
+    local_models: Vec<String>,
+    currency: String,
 }
 
 async fn render_page(
@@ -39,6 +48,9 @@ async fn render_page(
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
     let list = state.providers.list().await.map_err(ui_error(state, "/admin/providers"))?;
+    let prices = state.usage.prices().await.map_err(ui_error(state, "/admin/providers"))?;
+    let local_models =
+        state.catalog.list().map(|l| l.into_iter().map(|m| m.name).collect()).unwrap_or_default();
     let egress = &state.config.egress;
     let egress_note = match (egress.airgap, egress.allow_hosts.is_empty()) {
         (false, _) => "The egress policy is off: providers may be anywhere.".to_string(),
@@ -50,6 +62,9 @@ async fn render_page(
         providers: list,
         kinds: Kind::ALL.iter().map(|k| (k.as_str(), k.default_base_url())).collect(),
         egress_note,
+        prices,
+        local_models,
+        currency: state.config.usage.currency.clone(),
     };
     Ok(render_uncached(&page, status))
 }
@@ -181,4 +196,50 @@ async fn page_test(
         Err(e) => Flash { kind: "error", text: e.message },
     };
     render_page(&state, &who, Some(flash), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct PriceForm {
+    /// `PROVIDER/MODEL`, or `local/MODEL`, as the form's list offers them.
+    model: String,
+    input_per_mtok: String,
+    output_per_mtok: String,
+}
+
+async fn price_set(
+    state: web::Data<AppState>,
+    CsrfForm { who, form: f }: CsrfForm<AdminOnly, PriceForm>,
+) -> Result<HttpResponse, UiError> {
+    let result = async {
+        let (provider, model) =
+            f.model.split_once('/').ok_or_else(|| AppError::validation("choose a model from the list"))?;
+        let set = SetPrice {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            input_per_mtok: serde_json::Value::String(f.input_per_mtok),
+            output_per_mtok: serde_json::Value::String(f.output_per_mtok),
+        };
+        state.usage.set_price(who.actor(), set).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(see_other("/admin/providers?done=saved")),
+        Err(e) => error_page(&state, &who, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct PriceOf {
+    provider: String,
+    model: String,
+}
+
+async fn price_remove(
+    state: web::Data<AppState>,
+    CsrfForm { who, form: f }: CsrfForm<AdminOnly, PriceOf>,
+) -> Result<HttpResponse, UiError> {
+    match state.usage.remove_price(who.actor(), f.provider, f.model).await {
+        Ok(()) => Ok(see_other("/admin/providers?done=price-removed")),
+        Err(e) => error_page(&state, &who, e).await,
+    }
 }
