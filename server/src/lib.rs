@@ -24,6 +24,7 @@ pub mod sealed;
 pub mod serve;
 pub mod service_manager;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod theme;
 pub mod tls;

@@ -137,6 +137,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
             Some(knowledge.clone()),
         ),
         duty: Arc::new(Duty::new(replica)),
+        started_at: clock.now(),
         metrics_token,
         generations: Arc::new(generations),
         uploads: Arc::new(uploads),

@@ -68,6 +68,8 @@ pub struct AppState {
     /// The assistants (presets) admins offer.
     pub assistants: crate::assistants::Assistants,
     pub clock: SharedClock,
+    /// When this process started serving (unix seconds), for the status page's uptime.
+    pub started_at: i64,
     pub theme: Arc<Theme>,
     pub metrics: Arc<Metrics>,
     pub catalog: Arc<Catalog>,

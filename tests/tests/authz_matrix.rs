@@ -162,6 +162,8 @@ const ROWS: &[Row] = &[
     page("GET", "/admin/usage", Admin),
     page("GET", "/admin/usage/export.csv", Admin),
     page("GET", "/admin/quotas", Admin),
+    page("GET", "/admin/status", Admin),
+    api("GET", "/api/admin/status", Admin),
     page("POST", "/admin/prices", Admin),
     page("POST", "/admin/prices/remove", Admin),
     page("POST", "/admin/quotas", Admin),

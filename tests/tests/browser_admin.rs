@@ -321,6 +321,20 @@ async fn admin_reads_usage_and_sets_prices_and_quotas_in_the_console() {
     snap(c, "admin-quotas").await;
     assert_eq!(console_errors(c).await, Vec::<String>::new());
 
+    // The status page says how the server stands.
+    c.find(Locator::LinkText("Status")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Status").await, "Status");
+    assert!(text_of(c, "[data-status=database]").await.starts_with("answers in"));
+    assert!(text_of(c, "[data-status=disk-free]").await.contains(" of "), "statvfs answered");
+    assert_eq!(text_of(c, "[data-status=audit-failures]").await, "0");
+    snap(c, "admin-status").await;
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+    let status = admin.get("/api/admin/status").json();
+    assert!(
+        status["uptime_secs"].as_i64().unwrap() >= 0 && status["database"]["reachable"] == true,
+        "{status}"
+    );
+
     // Ana sees it on her account page.
     c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
     sign_in(c, &base, "ana", "ana password 1234").await;

@@ -484,8 +484,7 @@ pub fn check(
         return Ok(Ok(Checked::default()));
     }
     let periods = Periods::at(now);
-    let mut tokens_header: Option<(i64, i64, i64)> = None; // (limit, remaining, resets_at)
-    let mut requests_header: Option<(i64, i64, i64)> = None;
+    let mut tokens_header: Header = None;
     let counts_tokens = holding.iter().any(|(_, l)| {
         l.tokens_per_day.is_some() || l.tokens_per_month.is_some() || l.spend_micros_per_month.is_some()
     });
@@ -528,50 +527,20 @@ pub fn check(
             }
         }
     }
-    let minute = now.div_euclid(60);
-    for (covering, limits) in &holding {
-        let Some(allowed) = limits.requests_per_minute else { continue };
-        let sent: i64 = conn.get_result(
-            diesel::insert_into(request_windows::table)
-                .values((
-                    request_windows::user_id.eq(user_id),
-                    request_windows::pool.eq(*covering),
-                    request_windows::minute.eq(minute),
-                    request_windows::requests.eq(1),
-                ))
-                .on_conflict((request_windows::user_id, request_windows::pool, request_windows::minute))
-                .do_update()
-                .set(request_windows::requests.eq(request_windows::requests + 1))
-                .returning(request_windows::requests),
-        )?;
-        if sent > allowed {
-            return Ok(Err(Refusal {
-                limit: Limit::RequestsPerMinute,
-                covering,
-                used: sent - 1,
-                allowed,
-                resets_at: Some(periods.next_minute_at),
-            }));
-        }
-        let remaining = allowed - sent;
-        if requests_header.is_none_or(|(_, r, _)| remaining < r) {
-            requests_header = Some((allowed, remaining, periods.next_minute_at));
-        }
-    }
-    let mut slot = None;
-    if holding.iter().any(|(_, l)| l.concurrent.is_some()) {
-        // Taken first and counted after, committed: of two replicas racing for the last place,
-        // at least one sees the other's row, so the limit is never passed.
-        let id: i64 = conn.get_result(
-            diesel::insert_into(generation_slots::table)
-                .values((
-                    generation_slots::user_id.eq(user_id),
-                    generation_slots::pool.eq(pool),
-                    generation_slots::until.eq(now + SLOT_LAPSE_SECS),
-                ))
-                .returning(generation_slots::id),
-        )?;
-        slot = Some(id);
+    // What the request takes: a place in each minute's window and, under a concurrent limit, a
+    // generation slot. On SQLite (one writer at a time) in one transaction, one commit; on
+    // PostgreSQL each committed at once, so of two replicas racing for the last place at least
+    // one sees the other's row when it counts.
+    let taking = |c: &mut Conn| take(c, now, user_id, pool, &holding, &periods);
+    let taken = match conn.backend() {
+        crate::store::Backend::Sqlite => conn.transaction(taking)?,
+        _ => taking(conn)?,
+    };
+    let (slot, requests_header) = match taken {
+        Ok(taken) => taken,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Some(id) = slot {
         for (covering, limits) in &holding {
             let Some(allowed) = limits.concurrent else { continue };
             let mut running = running_slots(conn, now, user_id, covering)?;
@@ -608,6 +577,65 @@ pub fn check(
         headers.push(("x-ratelimit-reset-tokens", duration(at - now)));
     }
     Ok(Ok(Checked { slot, headers }))
+}
+
+/// A limit's figures for its `x-ratelimit-*` headers: the limit, what is left, when it resets.
+type Header = Option<(i64, i64, i64)>;
+
+/// Counts the request in each minute's window and takes a generation slot where a concurrent
+/// limit holds: the slot, and the tightest minute window; or the window it is refused by.
+fn take(
+    conn: &mut Conn,
+    now: i64,
+    user_id: i64,
+    pool: &str,
+    holding: &[(&'static str, Limits)],
+    periods: &Periods,
+) -> AppResult<Result<(Option<i64>, Header), Refusal>> {
+    let minute = now.div_euclid(60);
+    let mut header: Header = None;
+    for (covering, limits) in holding {
+        let Some(allowed) = limits.requests_per_minute else { continue };
+        let sent: i64 = conn.get_result(
+            diesel::insert_into(request_windows::table)
+                .values((
+                    request_windows::user_id.eq(user_id),
+                    request_windows::pool.eq(*covering),
+                    request_windows::minute.eq(minute),
+                    request_windows::requests.eq(1),
+                ))
+                .on_conflict((request_windows::user_id, request_windows::pool, request_windows::minute))
+                .do_update()
+                .set(request_windows::requests.eq(request_windows::requests + 1))
+                .returning(request_windows::requests),
+        )?;
+        if sent > allowed {
+            return Ok(Err(Refusal {
+                limit: Limit::RequestsPerMinute,
+                covering,
+                used: sent - 1,
+                allowed,
+                resets_at: Some(periods.next_minute_at),
+            }));
+        }
+        let remaining = allowed - sent;
+        if header.is_none_or(|(_, r, _)| remaining < r) {
+            header = Some((allowed, remaining, periods.next_minute_at));
+        }
+    }
+    if !holding.iter().any(|(_, l)| l.concurrent.is_some()) {
+        return Ok(Ok((None, header)));
+    }
+    let id: i64 = conn.get_result(
+        diesel::insert_into(generation_slots::table)
+            .values((
+                generation_slots::user_id.eq(user_id),
+                generation_slots::pool.eq(pool),
+                generation_slots::until.eq(now + SLOT_LAPSE_SECS),
+            ))
+            .returning(generation_slots::id),
+    )?;
+    Ok(Ok((Some(id), header)))
 }
 
 /// Answers `user_id` is writing that `covering` counts, this request's included.

@@ -11,6 +11,7 @@ pub mod knowledge;
 pub mod models;
 pub mod providers;
 pub mod sso;
+pub mod status;
 pub mod usage;
 
 use crate::auth::{groups, login};
@@ -32,6 +33,7 @@ pub fn routes(r: &mut Routes) {
     accounts::routes(r);
     models::routes(r);
     usage::routes(r);
+    status::routes(r);
 }
 
 pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {

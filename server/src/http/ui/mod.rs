@@ -30,6 +30,7 @@ pub mod knowledge;
 pub mod me;
 pub mod providers;
 pub mod sso;
+pub mod status;
 pub mod usage;
 
 pub fn routes(r: &mut Routes) {
@@ -38,6 +39,7 @@ pub fn routes(r: &mut Routes) {
     accounts::routes(r);
     me::routes(r);
     usage::routes(r);
+    status::routes(r);
 }
 
 pub struct Flash {
