@@ -1,6 +1,7 @@
 //! The completion core. Every answer, whoever asks for it (the web chat's turn or
-//! `/v1/chat/completions`), is checked, opened, streamed and recorded here, so access, limits,
-//! usage, the chat content capture and the audit event cannot apply to one and not the other.
+//! `/v1/chat/completions`), is checked (`usable`, then `admit` against the quotas), opened,
+//! streamed and recorded here, so access, quotas, limits, usage, the chat content capture and
+//! the audit event cannot apply to one and not the other.
 //! Callers only shape what they stream and add what they keep beside the answer.
 
 use super::Chat;
@@ -130,12 +131,22 @@ impl Ended {
     }
 }
 
+/// Checks the asker's quotas for an answer of `model` and counts the request: before anything
+/// is searched or asked for it. The admission holds the asker's place under a concurrent limit
+/// until the answer it opens ends, or until it is dropped.
+pub async fn admit(chat: &Chat, asker: &Asker, model: &Usable) -> AppResult<usage::Admission> {
+    let mut asked = usage::Record::new(chat.clock.now(), &asker.actor, asker.source, model.name());
+    asked.user_id = Some(asker.user_id);
+    chat.usage.admit(asked).await
+}
+
 /// Checks the request against the limits, takes one of the asker's places, and starts `model`
-/// answering `prompt`. The outer error is Ayush's (over a limit, a model that does not chat);
-/// the inner one the model's or provider's.
+/// answering `prompt` under the quotas `admission` passed. The outer error is Ayush's (over a
+/// limit, a model that does not chat); the inner one the model's or provider's.
 pub async fn open(
     chat: &Chat,
     asker: Asker,
+    admission: usage::Admission,
     model: &Usable,
     prompt: Vec<ChatMessage>,
     params: GenerateParams,
@@ -149,9 +160,6 @@ pub async fn open(
         )));
     }
     let question = question(&prompt);
-    let mut asked = usage::Record::new(chat.clock.now(), &asker.actor, asker.source, model.name());
-    asked.user_id = Some(asker.user_id);
-    let admission = chat.usage.admit(asked).await?;
     let slot = chat.generations.start(asker.user_id)?;
     let at = Chats { catalog: &chat.catalog, remotes: &chat.remotes, store: &chat.store };
     let opened = crate::catalog::open_chat(at, asker.user_id, model.name(), prompt, params).await?;

@@ -144,6 +144,10 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
         prompt.push(ChatMessage::new("user", content));
     }
 
+    // The quotas first: a refused turn searches nothing and stores nothing.
+    let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id, source: "chat" };
+    let admission = complete::admit(chat, &asker, &model).await?;
+
     // What this reply answers: the search for its sources looks for it.
     let question = complete::question(&prompt);
     let caller = crate::knowledge::collections::Caller::user(&turn.user);
@@ -158,9 +162,9 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
             None => prompt.insert(0, ChatMessage::new("system", &told)),
         }
     }
-    let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id, source: "chat" };
-    let answer =
-        complete::open(chat, asker, &model, prompt, turn.params.clone()).await?.map_err(AppError::from)?;
+    let answer = complete::open(chat, asker, admission, &model, prompt, turn.params.clone())
+        .await?
+        .map_err(AppError::from)?;
 
     // Only now, with the engine committed to answering, is anything stored.
     let now = chat.clock.now();

@@ -425,8 +425,10 @@ async fn chat_completions(
     let params = request.params()?;
     let usable = usable(&state, &who, &request.model).await?;
     let asker = Asker { actor: who.actor(), user_id: who.user.id, source: "v1.chat" };
+    let chat = state.chat();
+    let admission = complete::admit(&chat, &asker, &usable).await?;
     let mut answer =
-        complete::open(&state.chat(), asker, &usable, prompt, params).await?.map_err(OaiError::from)?;
+        complete::open(&chat, asker, admission, &usable, prompt, params).await?.map_err(OaiError::from)?;
     let model = request.model.clone();
     let limit_headers = answer.rate_limit_headers().to_vec();
     let with_limits = |mut response: actix_web::HttpResponseBuilder| {
