@@ -25,6 +25,10 @@ fn quotas_hold_over_v1_and_the_chat_and_people_see_their_own() {
     ctl(&["quota", "set", "--user", "ana", "--requests-per-minute", "2", "--tokens-per-day", "1000000"]);
     let key = server.key_signed_in("ana", PW);
     let mut c = server.client();
+    // A local model is the installation's own, under its product name.
+    let auth = format!("Bearer {key}");
+    let models = c.raw("GET", "/v1/models", &[("Authorization", auth.as_str())], "").json();
+    assert_eq!(models["data"][0]["owned_by"], "Ayush", "{models}");
     let ask =
         json!({"model": "gemma", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4});
 

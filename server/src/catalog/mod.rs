@@ -94,8 +94,10 @@ impl ModelEntry {
         self.manifest.as_ref().is_none_or(|m| !m.is_embedding())
     }
 
-    pub fn owned_by(&self) -> &str {
-        self.remote.as_ref().map_or("ayush", |r| r.provider.as_str())
+    /// Who runs it, as `/v1/models` says: the provider's name for a remote model, else
+    /// `local`, which the caller gives (the installation's product name).
+    pub fn owned_by<'a>(&'a self, local: &'a str) -> &'a str {
+        self.remote.as_ref().map_or(local, |r| r.provider.as_str())
     }
 }
 
