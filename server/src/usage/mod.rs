@@ -454,30 +454,51 @@ fn keys_of(
     }
 }
 
+/// A breakdown being tallied: one line per user, group, model, provider or key.
+struct Breakdown {
+    by: By,
+    tallies: BTreeMap<String, Tally>,
+}
+
+impl Breakdown {
+    fn new(by: By) -> Breakdown {
+        Breakdown { by, tallies: BTreeMap::new() }
+    }
+
+    fn add(&mut self, row: &Row) {
+        for key in keys_of(self.by, &row.username, &row.groups, row.api_key_id, &row.model, &row.provider) {
+            self.tallies.entry(key).or_default().add(row);
+        }
+    }
+
+    fn add_rolled(&mut self, d: &Daily) {
+        for key in keys_of(self.by, &d.username, &d.groups, Some(d.api_key_id), &d.model, &d.provider) {
+            self.tallies.entry(key).or_default().add_rolled(d);
+        }
+    }
+
+    /// The lines, most tokens first.
+    fn finish(self, conn: &mut Conn) -> AppResult<Vec<Line>> {
+        let mut lines: Vec<Line> = self.tallies.into_iter().map(|(key, t)| t.finish(key)).collect();
+        if self.by == By::Key {
+            name_keys(conn, &mut lines)?;
+        }
+        lines.sort_by(|a, b| {
+            (b.prompt_tokens + b.completion_tokens)
+                .cmp(&(a.prompt_tokens + a.completion_tokens))
+                .then(a.key.cmp(&b.key))
+        });
+        Ok(lines)
+    }
+}
+
 /// The answers in `span`, broken down `by`, most tokens first. Days rolled up count whole, by
 /// the day they fall in.
 pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    scan(conn, span, |row| {
-        for key in keys_of(by, &row.username, &row.groups, row.api_key_id, &row.model, &row.provider) {
-            tallies.entry(key).or_default().add(row);
-        }
-    })?;
-    scan_rolled(conn, span, |d| {
-        for key in keys_of(by, &d.username, &d.groups, Some(d.api_key_id), &d.model, &d.provider) {
-            tallies.entry(key).or_default().add_rolled(d);
-        }
-    })?;
-    let mut lines: Vec<Line> = tallies.into_iter().map(|(key, t)| t.finish(key)).collect();
-    if by == By::Key {
-        name_keys(conn, &mut lines)?;
-    }
-    lines.sort_by(|a, b| {
-        (b.prompt_tokens + b.completion_tokens)
-            .cmp(&(a.prompt_tokens + a.completion_tokens))
-            .then(a.key.cmp(&b.key))
-    });
-    Ok(lines)
+    let mut breakdown = Breakdown::new(by);
+    scan(conn, span, |row| breakdown.add(row))?;
+    scan_rolled(conn, span, |d| breakdown.add_rolled(d))?;
+    breakdown.finish(conn)
 }
 
 /// One UTC day of answers, for the dashboard's charts.
@@ -493,8 +514,38 @@ pub struct Day {
     pub refused: i64,
 }
 
+impl Day {
+    /// Adds `requests` answers of `provider`; `cost` gathers the day's billionths.
+    #[allow(clippy::too_many_arguments)] // each is one of a record's or a rolled-up day's figures
+    fn add(
+        &mut self,
+        cost: &mut i64,
+        requests: i64,
+        provider: &str,
+        tokens: i64,
+        cost_nanos: i64,
+        errors: i64,
+        refused: i64,
+    ) {
+        self.requests += requests;
+        if provider == prices::LOCAL {
+            self.local_tokens += tokens;
+        } else {
+            self.remote_tokens += tokens;
+        }
+        *cost += cost_nanos;
+        self.errors += errors;
+        self.refused += refused;
+    }
+}
+
 /// Every day of `span` (days without answers too) and the span's totals in one line.
 pub fn days(conn: &mut Conn, span: Span) -> AppResult<(Vec<Day>, Line)> {
+    chart(conn, span, &mut [])
+}
+
+/// The days and totals of `span`, feeding `breakdowns` from the same reading of the records.
+fn chart(conn: &mut Conn, span: Span, breakdowns: &mut [Breakdown]) -> AppResult<(Vec<Day>, Line)> {
     let first = span.from.div_euclid(86_400);
     let count = (span.to - 1).div_euclid(86_400) - first + 1;
     if !(1..=MAX_DAYS).contains(&count) {
@@ -505,34 +556,18 @@ pub fn days(conn: &mut Conn, span: Span) -> AppResult<(Vec<Day>, Line)> {
     let mut total = Tally::default();
     scan(conn, span, |row| {
         total.add(row);
+        breakdowns.iter_mut().for_each(|b| b.add(row));
         let (day, cost) = &mut days[(row.at.div_euclid(86_400) - first) as usize];
-        day.requests += 1;
         let tokens = row.prompt_tokens + row.completion_tokens;
-        if row.provider == prices::LOCAL {
-            day.local_tokens += tokens
-        } else {
-            day.remote_tokens += tokens
-        }
-        *cost += row.cost_nanos;
-        match row.outcome.as_str() {
-            "error" => day.errors += 1,
-            "refused" => day.refused += 1,
-            _ => {}
-        }
+        let is = |outcome: &str| i64::from(row.outcome == outcome);
+        day.add(cost, 1, &row.provider, tokens, row.cost_nanos, is("error"), is("refused"));
     })?;
     scan_rolled(conn, span, |d| {
         total.add_rolled(d);
+        breakdowns.iter_mut().for_each(|b| b.add_rolled(d));
         let (day, cost) = &mut days[(d.day - first) as usize];
-        day.requests += d.requests;
         let tokens = d.prompt_tokens + d.completion_tokens;
-        if d.provider == prices::LOCAL {
-            day.local_tokens += tokens
-        } else {
-            day.remote_tokens += tokens
-        }
-        *cost += d.cost_nanos;
-        day.errors += d.errors;
-        day.refused += d.refused;
+        day.add(cost, d.requests, &d.provider, tokens, d.cost_nanos, d.errors, d.refused);
     })?;
     let days = days
         .into_iter()
@@ -708,9 +743,18 @@ impl Usage {
         let (span, by, currency) = (self.span(&query)?, query.by, self.config.currency.clone());
         self.store
             .run(move |c| {
-                let (days, total) = days(c, span)?;
-                let lines = report(c, span, by)?;
-                let mut top_users = if by == By::User { lines.clone() } else { report(c, span, By::User)? };
+                // One reading of the records for the charts, the breakdown and the top users.
+                let mut breakdowns = vec![Breakdown::new(by)];
+                if by != By::User {
+                    breakdowns.push(Breakdown::new(By::User));
+                }
+                let (days, total) = chart(c, span, &mut breakdowns)?;
+                let mut finished = breakdowns.into_iter().map(|b| b.finish(c));
+                let lines = finished.next().unwrap_or(Ok(Vec::new()))?;
+                let mut top_users = match finished.next() {
+                    Some(users) => users?,
+                    None => lines.clone(),
+                };
                 top_users.truncate(10);
                 Ok(Dashboard { span, by, currency, days, total, lines, top_users })
             })
@@ -780,13 +824,6 @@ impl Usage {
                         holding.push((covering, limits));
                     }
                 }
-                let sum = |covering: &str, f: fn(&quotas::Used) -> i64| -> i64 {
-                    pools
-                        .iter()
-                        .filter(|(p, _)| covering == "all" || p.as_str() == covering)
-                        .map(|(_, u)| f(u))
-                        .sum()
-                };
                 let mut allowances = Vec::new();
                 for (pool, l) in holding {
                     let mut add = |limit, allowed: Option<i64>, used: Option<f64>, resets_at| {
@@ -800,24 +837,24 @@ impl Usage {
                             });
                         }
                     };
-                    let today = sum(pool, |u| u.tokens_today) as f64;
-                    let month = sum(pool, |u| u.tokens_this_month) as f64;
+                    let counted = quotas::in_pool(&pools, pool);
+                    let today = counted.tokens_today as f64;
+                    let month = counted.tokens_this_month as f64;
                     add("tokens_per_day", l.tokens_per_day, Some(today), Some(periods.next_day_at));
                     add("tokens_per_month", l.tokens_per_month, Some(month), Some(periods.next_month_at));
                     add("requests_per_minute", l.requests_per_minute, None, None);
                     add("concurrent", l.concurrent, None, None);
                     if let Some(cap) = l.spend_micros_per_month {
-                        let spent = sum("remote", |u| u.cost_nanos_this_month);
                         allowances.push(Allowance {
                             pool,
                             limit: "spend_per_month",
-                            allowed: cap as f64 / 1e6,
-                            used: Some(prices::nanos_to_f64(spent)),
+                            allowed: prices::micros_to_f64(cap),
+                            used: Some(quotas::in_pool(&pools, "remote").cost()),
                             resets_at: Some(periods.next_month_at),
                         });
                     }
                 }
-                let cost_this_month = prices::nanos_to_f64(sum("all", |u| u.cost_nanos_this_month));
+                let cost_this_month = quotas::in_pool(&pools, "all").cost();
                 Ok(Mine { currency, pools, cost_this_month, allowances, exempt })
             })
             .await

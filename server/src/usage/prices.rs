@@ -47,7 +47,8 @@ impl From<Row> for Price {
     }
 }
 
-fn micros_to_f64(micros: i64) -> f64 {
+/// An amount in millionths as a number of the currency.
+pub fn micros_to_f64(micros: i64) -> f64 {
     micros as f64 / 1e6
 }
 

@@ -177,7 +177,7 @@ pub fn list(conn: &mut Conn) -> AppResult<Vec<Quota>> {
             tokens_per_month: r.tokens_per_month,
             requests_per_minute: r.requests_per_minute,
             concurrent: r.concurrent,
-            spend_per_month: r.spend_micros_per_month.map(|m| m as f64 / 1e6),
+            spend_per_month: r.spend_micros_per_month.map(super::prices::micros_to_f64),
             set_at: r.set_at,
         })
         .collect();
@@ -276,7 +276,7 @@ pub fn set(conn: &mut Conn, now: i64, actor: &Actor, set: SetQuota) -> AppResult
             tokens_per_month: limits.tokens_per_month,
             requests_per_minute: limits.requests_per_minute,
             concurrent: limits.concurrent,
-            spend_per_month: limits.spend_micros_per_month.map(|m| m as f64 / 1e6),
+            spend_per_month: limits.spend_micros_per_month.map(super::prices::micros_to_f64),
             set_at: now,
         };
         let mut details = serde_json::to_value(&quota).map_err(AppError::internal)?;
@@ -430,7 +430,8 @@ impl Used {
     }
 }
 
-fn in_pool(used: &BTreeMap<String, Used>, covering: &str) -> Used {
+/// What `covering` counts of a person's usage: one pool's, or (`all`) both together.
+pub fn in_pool(used: &BTreeMap<String, Used>, covering: &str) -> Used {
     used.iter().filter(|(p, _)| covering == "all" || p.as_str() == covering).fold(
         Used::default(),
         |a, (_, u)| Used {
