@@ -97,6 +97,10 @@ pub trait Backend {
     fn set_quota(&self, body: Value) -> Result<Value, String>;
     fn list_quotas(&self) -> Result<Value, String>;
     fn remove_quota(&self, user: Option<&str>, group: Option<&str>, pool: &str) -> Result<(), String>;
+    /// The theme as `GET /api/admin/theme` shows it.
+    fn show_theme(&self) -> Result<Value, String>;
+    /// Changes the theme with the body `PUT /api/admin/theme` takes.
+    fn set_theme(&self, body: Value) -> Result<Value, String>;
     /// Empties the full-text index and builds it again from the database.
     fn rebuild_index(&self) -> Result<Value, String>;
     /// Writes a backup to `output` (remotely: the server takes it and sends it).

@@ -24,6 +24,7 @@ use ayush_server::knowledge::library::Settled;
 use ayush_server::knowledge::{Knowledge, Library, Queued, documents, jobs};
 use ayush_server::sealed::SealingKey;
 use ayush_server::store::Store;
+use ayush_server::theme::{Change, Themes};
 use ayush_server::usage::quotas::{QuotaOf, SetQuota};
 use ayush_server::usage::{ReportQuery, SetPrice, Usage};
 use serde_json::{Value, json};
@@ -43,6 +44,7 @@ pub struct Local {
     keys: Keys,
     assistants: Assistants,
     usage: Usage,
+    themes: Themes,
     /// Runs the services, which are async as the server needs them.
     rt: tokio::runtime::Runtime,
 }
@@ -101,6 +103,7 @@ impl Local {
         let keys = Keys::new(store.clone(), clock.clone());
         let usage = Usage::new(store.clone(), clock.clone(), catalog.clone(), config.usage.clone());
         let assistants = Assistants::new(store.clone(), clock.clone(), catalog);
+        let themes = Themes::new(&config.theme, store.clone(), clock.clone()).map_err(|e| e.to_string())?;
         let audit_log = AuditLog::new(store.clone(), clock, ledger.clone());
         let rt = runtime()?;
         Ok(Local {
@@ -115,6 +118,7 @@ impl Local {
             keys,
             assistants,
             usage,
+            themes,
             rt,
         })
     }
@@ -559,6 +563,15 @@ impl Backend for Local {
 
     fn remove_price(&self, provider: &str, model: &str) -> Result<(), String> {
         self.block_on(self.usage.remove_price(self.actor.clone(), provider.into(), model.into()))
+    }
+
+    fn show_theme(&self) -> Result<Value, String> {
+        to_json(self.block_on(self.themes.show())?)
+    }
+
+    fn set_theme(&self, body: Value) -> Result<Value, String> {
+        let change: Change = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        to_json(self.block_on(self.themes.set(self.actor.clone(), change))?)
     }
 
     fn set_quota(&self, body: Value) -> Result<Value, String> {

@@ -7,6 +7,7 @@ mod ingest;
 mod local;
 mod output;
 mod remote;
+mod theme;
 
 use backend::Backend;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -77,6 +78,11 @@ enum Command {
     /// Quotas and rate limits per user and per group.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// The white-label theme: product name, colours, logo and favicon, the notice people
+    /// accept after signing in, footer links and custom CSS. A change applies at once on every
+    /// server, without a restart.
+    #[command(subcommand)]
+    Theme(ThemeCommand),
     /// Document collections: who reads them, and the files in them.
     #[command(subcommand)]
     Collections(CollectionsCommand),
@@ -486,6 +492,57 @@ enum QuotaCommand {
         #[command(flatten)]
         whose: QuotaWhose,
     },
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run: the size of a variant costs nothing
+enum ThemeCommand {
+    /// Change the theme; what is not given stays as it is.
+    Set {
+        /// The name shown in page titles, on the sign-in page and as the owner of local models
+        /// in /v1/models.
+        #[arg(long, value_name = "NAME")]
+        product_name: Option<String>,
+        /// #rgb or #rrggbb, for links and buttons; checked for WCAG AA contrast.
+        #[arg(long, value_name = "COLOUR")]
+        primary_color: Option<String>,
+        /// #rgb or #rrggbb, for charts and highlights; checked for WCAG AA contrast.
+        #[arg(long, value_name = "COLOUR")]
+        accent_color: Option<String>,
+        /// auto (each person's system setting), light or dark.
+        #[arg(long, value_name = "MODE", value_parser = ["auto", "light", "dark"])]
+        mode: Option<String>,
+        /// An SVG or PNG file of at most 512 KiB (an SVG with scripts, event handlers or
+        /// references to other files is refused).
+        #[arg(long, value_name = "FILE")]
+        logo: Option<PathBuf>,
+        /// An SVG or PNG file; without one, the logo serves.
+        #[arg(long, value_name = "FILE")]
+        favicon: Option<PathBuf>,
+        /// The notice people accept after signing in, once per text ("" removes it).
+        #[arg(long, value_name = "TEXT")]
+        banner: Option<String>,
+        /// A footer link as LABEL=URL; repeat for more. Replaces the links there were.
+        #[arg(long = "footer-link", value_name = "LABEL=URL")]
+        footer_links: Vec<String>,
+        /// Remove every footer link.
+        #[arg(long, conflicts_with = "footer_links")]
+        no_footer_links: bool,
+        /// A CSS file, loaded after the built-in stylesheet.
+        #[arg(long, value_name = "FILE")]
+        css: Option<PathBuf>,
+        /// Go back to the configuration file's value (or to none) for a setting: product-name,
+        /// primary-color, accent-color, mode, logo, favicon, banner, footer-links or css.
+        #[arg(long, value_name = "SETTING")]
+        reset: Vec<String>,
+    },
+    /// The theme in effect, and where each part comes from.
+    Show,
+    /// Write the theme as set here (with its images) as JSON, to FILE or standard output, for
+    /// `theme import` on another installation.
+    Export { file: Option<PathBuf> },
+    /// Make the theme exactly the one a `theme export` wrote.
+    Import { file: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -941,6 +998,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.done(&format!("{who} has no {} quota now", whose.pool))
             }
         },
+        Command::Theme(cmd) => theme::run(backend.as_ref(), out, cmd),
         Command::Models(cmd) => match cmd {
             ModelsCommand::List => out.list(&backend.list_models()?, output::MODEL_COLUMNS),
             ModelsCommand::Allow { name, group } => {

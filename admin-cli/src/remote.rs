@@ -349,6 +349,14 @@ impl Backend for Remote {
             .map(drop)
     }
 
+    fn show_theme(&self) -> Result<Value, String> {
+        self.call("GET", "/api/admin/theme", Body::None)
+    }
+
+    fn set_theme(&self, body: Value) -> Result<Value, String> {
+        self.call("PUT", "/api/admin/theme", Body::Json(&body))
+    }
+
     fn set_quota(&self, body: Value) -> Result<Value, String> {
         self.call("PUT", "/api/admin/quotas", Body::Json(&body))
     }

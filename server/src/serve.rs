@@ -10,7 +10,6 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::store::lease::Duty;
-use crate::theme::Theme;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +65,6 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
     let (ledger, chain) = Ledger::open(&config)?;
     let store = Store::open(&config.database, &config.server.data_dir, chain)?;
     let egress = crate::egress::Egress::new(&config.egress).recording(store.clone(), clock.clone());
-    let theme = Theme::from_config(&config.theme)?;
     let directory = match config.ldap.enabled {
         true => Some(Arc::new(
             crate::auth::ldap::Directory::new(&config.ldap, egress.clone()).map_err(StartError::Ldap)?,
@@ -111,6 +109,8 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         &crate::auth::secret::random_token()[..8]
     );
     let ledger = Arc::new(ledger);
+    let themes = crate::theme::Themes::new(&config.theme, store.clone(), clock.clone())?;
+    themes.load_now().map_err(|e| StartError::Config(format!("the stored theme: {e}")))?;
     Ok(AppState {
         audit_log: crate::audit::log::AuditLog::new(store.clone(), clock.clone(), ledger.clone()),
         accounts: crate::auth::accounts::Accounts::new(store.clone(), clock.clone(), &config),
@@ -149,7 +149,7 @@ pub fn open_state(config: Config, clock: SharedClock) -> Result<AppState, StartE
         config: Arc::new(config),
         store,
         clock,
-        theme: Arc::new(theme),
+        themes,
         metrics: Arc::new(Metrics::default()),
         catalog,
         turns: Default::default(),
@@ -239,6 +239,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             actix_web::rt::spawn(scheduled_backups(state.clone()));
         }
         actix_web::rt::spawn(keep_audit_log(state.clone()));
+        state.themes.follow();
         crate::knowledge::start_workers(&state.workshop());
         let forwarder = crate::audit::sink::Forwarder {
             store: state.store.clone(),

@@ -3,7 +3,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::theme::Theme;
+use crate::theme::Themes;
 use std::sync::Arc;
 
 impl AppState {
@@ -70,7 +70,7 @@ pub struct AppState {
     pub clock: SharedClock,
     /// When this process started serving (unix seconds), for the status page's uptime.
     pub started_at: i64,
-    pub theme: Arc<Theme>,
+    pub themes: Themes,
     pub metrics: Arc<Metrics>,
     pub catalog: Arc<Catalog>,
     pub turns: Arc<crate::limits::TurnLocks>,

@@ -52,6 +52,7 @@ store_suite!(
     usage_reports_break_answers_down_by_each_dimension,
     answers_are_costed_at_their_models_price,
     quotas_refuse_past_a_limit_and_say_when_it_resets,
+    a_theme_is_stored_whole_and_its_notice_accepted_once,
 );
 
 fn actor() -> Actor {
@@ -688,6 +689,66 @@ fn quotas_refuse_past_a_limit_and_say_when_it_resets(store: &Store) {
             Ok(())
         })
         .unwrap();
+}
+
+fn a_theme_is_stored_whole_and_its_notice_accepted_once(store: &Store) {
+    use ayush_server::config::ThemeConfig;
+    use ayush_server::theme::{Change, ImageBody, Themes};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let clock = ManualClock::at(T0);
+    let themes = Themes::new(&ThemeConfig::default(), store.clone(), clock.clone()).unwrap();
+    // Another replica on the same database.
+    let other = Themes::new(&ThemeConfig::default(), store.clone(), clock).unwrap();
+    let ana = store.run_blocking(|c| Ok(add_user(c, "ana", Role::User))).unwrap();
+    let as_ana = Actor { user_id: Some(ana.id), name: "ana".into(), ..actor() };
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x20\0\0\0\x20\x08\x06\0\0\0\0\0\0\0".to_vec();
+    png.extend(b"\0\0\0\0IEND\xaeB`\x82");
+    rt.block_on(async {
+        let change = Change {
+            product_name: Some(Some("Acme Assist".into())),
+            logo: Some(Some(ImageBody::of("image/png", &png))),
+            banner: Some(Some("Authorised use only.".into())),
+            ..Default::default()
+        };
+        let shown = themes.set(actor(), change).await.unwrap();
+        assert_eq!((shown.revision, shown.effective.logo), (1, "set"));
+        other.refresh().await.unwrap();
+        let seen = other.current();
+        assert_eq!((seen.product_name.as_str(), &*seen.logo().bytes), ("Acme Assist", png.as_slice()));
+
+        // Refused whole: nothing of it is stored.
+        let bad = Change {
+            product_name: Some(Some("Changed".into())),
+            primary_color: Some(Some("#fafafa".into())),
+            ..Default::default()
+        };
+        let refused = themes.set(actor(), bad).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Validation, "{}", refused.message);
+        assert_eq!(themes.show().await.unwrap().settings.product_name.as_deref(), Some("Acme Assist"));
+
+        // The notice: pending until accepted, then accepted on every replica; a stale one is not.
+        let pending = other.notice_for(ana.id).await.unwrap().unwrap();
+        assert_eq!(pending.revision, 1);
+        assert!(themes.acknowledge(as_ana.clone(), ana.id, 0).await.is_err());
+        themes.acknowledge(as_ana.clone(), ana.id, 1).await.unwrap();
+        assert_eq!(other.notice_for(ana.id).await.unwrap(), None);
+        // A new text is a new notice; the same text again is not.
+        let again = Change { banner: Some(Some("Authorised use only.".into())), ..Default::default() };
+        themes.set(actor(), again).await.unwrap();
+        assert_eq!(themes.notice_for(ana.id).await.unwrap(), None);
+        let new = Change { banner: Some(Some("New rules.".into())), ..Default::default() };
+        themes.set(actor(), new).await.unwrap();
+        other.refresh().await.unwrap();
+        assert_eq!(other.notice_for(ana.id).await.unwrap().map(|b| b.revision), Some(2));
+    });
+    let acks = store
+        .run_blocking(|c| {
+            let filter =
+                audit::query::Filter { action: Some("notice.acknowledged".into()), ..Default::default() };
+            audit::query::page(c, &filter.check()?, None, 10)
+        })
+        .unwrap();
+    assert_eq!(acks.len(), 1);
 }
 
 /// Both migration folders describe one schema: the same tables and columns (by kind of type

@@ -1,6 +1,6 @@
 //! `ayushctl` means the same whether it reaches Ayush over the API or opens the data directory
 //! (`--local`): one script of admin commands (accounts, groups, collections and their
-//! documents, models, assistants, API keys, providers, SSO mappings, audit holds) runs in each mode on its
+//! documents, models, assistants, API keys, providers, SSO mappings, audit holds, the theme) runs in each mode on its
 //! own fresh installation,
 //! and what each command prints, how it fails, and the audit events the script leaves must
 //! match, ids, times and who did it aside.
@@ -267,6 +267,26 @@ fn local_and_remote_ayushctl_agree_on_every_admin_capability() {
         (vec!["quota", "remove", "--user", "alice", "--pool", "remote"], None, true),
         (vec!["quota", "remove", "--user", "alice", "--pool", "remote"], None, false),
         (vec!["quota", "list"], None, true),
+        (
+            vec![
+                "theme",
+                "set",
+                "--product-name",
+                "Acme Assist",
+                "--primary-color",
+                "#0b7285",
+                "--mode",
+                "light",
+                "--footer-link",
+                "Help=https://intranet.example/help",
+            ],
+            None,
+            true,
+        ),
+        (vec!["theme", "set", "--primary-color", "#ffe066"], None, false),
+        (vec!["theme", "set", "--mode", "dusk"], None, false),
+        (vec!["theme", "set", "--reset", "product-name"], None, true),
+        (vec!["theme", "show"], None, true),
         (vec!["models", "allow", "nothere", "--group", "eng"], None, false),
         (vec!["models", "list"], None, true),
         (vec!["assistants", "create", "helper", "--model", "tiny", "--collection", "handbook"], None, true),

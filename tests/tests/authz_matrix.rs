@@ -111,6 +111,17 @@ const ROWS: &[Row] = &[
     api("GET", "/static/js/{name}", Open),
     api("GET", "/theme.css", Open),
     api("GET", "/theme/logo", Open),
+    api("GET", "/theme/favicon", Open),
+    // 404 without a custom stylesheet: past the guard all the same.
+    api("GET", "/theme/custom.css", Open),
+    page("GET", "/notice", Any),
+    page("POST", "/notice", Any),
+    page("GET", "/admin/theme", Admin),
+    page("POST", "/admin/theme", Admin),
+    api("PUT", "/admin/theme/{image}", Admin),
+    page("POST", "/admin/theme/{image}/remove", Admin),
+    api("GET", "/api/admin/theme", Admin),
+    api("PUT", "/api/admin/theme", Admin),
     api("POST", "/api/auth/login", Open),
     api("POST", "/api/auth/logout", Any),
     api("GET", "/api/me", Any),
@@ -497,6 +508,7 @@ fn every_route_answers_every_caller_as_the_rules_say() {
             ("{seq}", "1"),
             ("{message_id}", "987654"),
             ("{provider}", "nope"),
+            ("{image}", "favicon"),
         ] {
             path = path.replace(param, value);
         }

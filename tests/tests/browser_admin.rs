@@ -347,3 +347,108 @@ async fn admin_reads_usage_and_sets_prices_and_quotas_in_the_console() {
     assert_eq!(console_errors(c).await, Vec::<String>::new());
     browser.close().await;
 }
+
+/// How many pixels of a screenshot are `rgb` (within a little, for smoothing).
+fn pixels_of(png: &[u8], rgb: [u8; 3]) -> usize {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(step)
+        .filter(|p| p.len() >= 3 && (0..3).all(|i| p[i].abs_diff(rgb[i]) <= 3))
+        .count()
+}
+
+/// An admin themes the installation on the console's theme page, by keyboard where a form is;
+/// the sign-in and chat pages then carry the name, the notice, the footer and the colour, as
+/// their screenshots show; a person accepts the notice before the chat opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+async fn admin_themes_the_installation_and_the_pages_show_it() {
+    use fantoccini::key::Key;
+    const BRAND: [u8; 3] = [0xc2, 0x25, 0x5c];
+    const DEFAULT_BRAND: [u8; 3] = [0x3b, 0x5b, 0xdb];
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    server.create_user("ana", "user", "ana password 1234");
+    let logo = tempfile::Builder::new().suffix(".svg").tempfile().unwrap();
+    std::fs::write(
+        logo.path(),
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="5" fill="#c2255c"/></svg>"##,
+    )
+    .unwrap();
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    let base = server.url.clone();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    let before = c.screenshot().await.unwrap();
+    assert_eq!(pixels_of(&before, BRAND), 0);
+    assert!(pixels_of(&before, DEFAULT_BRAND) > 500, "the default button is in the default colour");
+
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_when(c, "h1", "Welcome, boss").await.contains("Welcome, boss"));
+    c.find(Locator::LinkText("Theme")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Theme").await, "Theme");
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+
+    // A colour too pale to read is refused, with the reason, and the fields keep what was typed.
+    fill(c, "#t-name", "Acme Assist").await;
+    fill(c, "#t-primary", "#ffd8a8").await;
+    c.find(Locator::Css("#t-primary")).await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+    let refused = text_when(c, "[role=alert]", "contrast").await;
+    assert!(refused.contains("contrast"), "{refused}");
+    let kept = c.find(Locator::Css("#t-name")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("Acme Assist"));
+    // The browser logs the refusal's status, and nothing else.
+    let logged = console_errors(c).await;
+    assert!(logged.iter().all(|e| e.contains("422")), "{logged:?}");
+
+    fill(c, "#t-primary", "#c2255c").await;
+    c.find(Locator::Css("#t-mode")).await.unwrap().select_by_value("light").await.unwrap();
+    fill(c, "#t-banner", "Authorised Acme business only. Use is monitored.").await;
+    fill(c, "#t-links", "Help | https://intranet.acme.example/help").await;
+    c.find(Locator::Css("#t-name")).await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+    // The notice holds everyone, its author too, until they accept it; then the page goes on.
+    wait_for_url(c, "/notice").await;
+    c.find(Locator::Css("#acknowledge")).await.unwrap().click().await.unwrap();
+    let saved = text_when(c, ".flash", "Theme saved").await;
+    assert!(saved.contains("Theme saved"), "{saved}");
+    // The logo, uploaded from the page; it reloads to show it.
+    c.find(Locator::Css("#file-logo")).await.unwrap().send_keys(logo.path().to_str().unwrap()).await.unwrap();
+    assert!(text_when(c, ".theme-image[data-image=logo]", "Set here").await.contains("Set here"));
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+    snap(c, "admin-theme").await;
+    let title = c.title().await.unwrap();
+    assert_eq!(title, "Theme · Acme Assist");
+
+    // Signed out: the sign-in page carries the theme.
+    c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Sign in").await, "Sign in");
+    assert!(text_of(c, "#sign-in-notice").await.contains("Use is monitored."));
+    assert!(text_of(c, ".brand.big").await.contains("Acme Assist"));
+    assert!(text_of(c, ".site-footer").await.contains("Help"));
+    let sign_in_page = c.screenshot().await.unwrap();
+    snap(c, "themed-sign-in").await;
+    assert!(pixels_of(&sign_in_page, BRAND) > 500, "the sign-in button takes the primary colour");
+    assert_eq!(pixels_of(&sign_in_page, DEFAULT_BRAND), 0, "nothing is left in the default colour");
+
+    // A person accepts the notice, then chats under the theme.
+    sign_in(c, &base, "ana", "ana password 1234").await;
+    wait_for_url(c, "/notice").await;
+    assert!(text_of(c, "#notice-text").await.contains("Authorised Acme business only."));
+    c.find(Locator::Css("#acknowledge")).await.unwrap().click().await.unwrap();
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    wait_for_url(c, "/chat").await;
+    assert!(text_of(c, ".brand").await.contains("Acme Assist"));
+    let chat = c.screenshot().await.unwrap();
+    snap(c, "themed-chat").await;
+    assert!(pixels_of(&chat, BRAND) > 200, "the chat page takes the primary colour");
+    assert_eq!(pixels_of(&chat, DEFAULT_BRAND), 0);
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+    let acks = server.audit_events("notice.acknowledged", None);
+    assert_eq!(acks.iter().map(|e| e.actor_name.as_str()).collect::<Vec<_>>(), ["ana", "boss"]);
+    browser.close().await;
+}

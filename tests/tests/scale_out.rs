@@ -96,6 +96,21 @@ fn two_replicas_on_one_postgresql_share_sessions_accounts_and_one_audit_chain() 
     };
     eprintln!("found through the other replica after {:?}", stored.elapsed());
     assert!(found["hits"].as_array().is_some_and(|h| !h.is_empty()), "not within a second: {found}");
+
+    // A theme set through A shows on B's pages within a second, without a restart: B is told
+    // by the database, not left to its next look (2 s).
+    let r = admin_a.send_json("PUT", "/api/admin/theme", &json!({"product_name": "Acme Assist"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let set = std::time::Instant::now();
+    let page = loop {
+        let page = b.client().get("/login").body;
+        if page.contains("Acme Assist") || set.elapsed().as_millis() > 1000 {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    eprintln!("the theme showed on the other replica after {:?}", set.elapsed());
+    assert!(page.contains("<title>Sign in · Acme Assist</title>"), "not within a second");
 }
 
 fn psql(url: &str, sql: &str) -> String {

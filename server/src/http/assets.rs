@@ -10,7 +10,9 @@ pub fn routes(r: &mut Routes) {
     r.get("/static/app.css", || async { asset(APP_CSS, "text/css; charset=utf-8") })
         .get("/static/js/{name}", script)
         .get("/theme.css", theme_css)
-        .get("/theme/logo", logo);
+        .get("/theme/logo", logo)
+        .get("/theme/favicon", favicon)
+        .get("/theme/custom.css", custom_css);
 }
 
 fn asset(body: &'static str, content_type: &str) -> HttpResponse {
@@ -28,17 +30,35 @@ async fn script(name: web::Path<String>) -> AppResult<HttpResponse> {
     }
 }
 
+// The theme's files change with it: browsers ask again each time (pages also add the
+// theme's revision to their URLs), so a change shows on the next page.
+
 async fn theme_css(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header(("Cache-Control", "no-cache"))
-        .body(state.theme.css())
+    themed(state.themes.current().css().into_bytes(), "text/css; charset=utf-8")
 }
 
 async fn logo(state: web::Data<AppState>) -> HttpResponse {
-    let (bytes, content_type) = state.theme.logo();
+    let picture = state.themes.current().logo().clone();
+    themed(picture.bytes.to_vec(), picture.content_type)
+}
+
+async fn favicon(state: web::Data<AppState>) -> HttpResponse {
+    let picture = state.themes.current().favicon().clone();
+    themed(picture.bytes.to_vec(), picture.content_type)
+}
+
+async fn custom_css(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    match &state.themes.current().custom_css {
+        Some(css) => Ok(themed(css.clone().into_bytes(), "text/css; charset=utf-8")),
+        None => Err(AppError::not_found("this installation has no custom stylesheet")),
+    }
+}
+
+fn themed(body: Vec<u8>, content_type: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header(("Cache-Control", "no-cache"))
-        .body(bytes.to_vec())
+        // An SVG opened on its own is a document: it gets no scripts whatever it holds.
+        .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox"))
+        .body(body)
 }

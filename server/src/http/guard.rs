@@ -155,6 +155,11 @@ pub async fn identify(
         && !anonymous_path(req.path())
         && let Some(found) = resolve(state, req.request()).await
     {
+        if let Ok((user, Via::Session { .. })) = &found
+            && let Some(refusal) = crate::http::ui::notice::gate(state, req.request(), user.id).await
+        {
+            return Ok(req.into_response(refusal).map_into_right_body());
+        }
         req.extensions_mut().insert(Identified(found));
     }
     let res = next.call(req).await?;
@@ -172,7 +177,7 @@ pub async fn identify(
             tracing::error!(error = %e, "cannot record a refused request");
         }
     }
-    Ok(res)
+    Ok(res.map_into_left_body())
 }
 
 /// The user behind the request's API key or session cookie: `None` when it carries neither.

@@ -44,6 +44,24 @@ pub(crate) async fn next_chunk<S: futures_core::Stream + Unpin>(body: &mut S) ->
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx)).await
 }
 
+/// A whole request body of at most `limit` bytes, for handlers whose bodies may exceed the
+/// app-wide limit; past it, refused as too large with `too_large` as the message.
+pub(crate) async fn read_capped(
+    mut body: web::Payload,
+    limit: usize,
+    too_large: &str,
+) -> Result<Vec<u8>, AppError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = next_chunk(&mut body).await {
+        let chunk = chunk.map_err(|e| AppError::bad_request(format!("the body broke off: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(AppError::new(crate::error::ErrorKind::TooLarge, too_large));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// Request bodies larger than this are refused before parsing.
 const BODY_LIMIT: usize = 64 * 1024;
 

@@ -64,7 +64,7 @@ pub(crate) fn login_form(
         .map(|p| (p.cfg.name.clone(), p.cfg.button_text.clone(), p.icon.clone().unwrap_or_default()))
         .collect();
     let page = LoginPage {
-        chrome: Chrome::anonymous(&state.theme.product_name),
+        chrome: Chrome::anonymous(state.themes.current()),
         csrf: token.clone(),
         next: safe_next(next),
         username: username.to_string(),
@@ -149,10 +149,9 @@ async fn logout_submit(
     // page of its own.
     let mut resp = match next.as_str() {
         "/login" => see_other("/login"),
-        _ => render(
-            &SignedOutPage { chrome: Chrome::anonymous(&state.theme.product_name), next },
-            StatusCode::OK,
-        ),
+        _ => {
+            render(&SignedOutPage { chrome: Chrome::anonymous(state.themes.current()), next }, StatusCode::OK)
+        }
     };
     let _ = resp.add_cookie(&api::removal_cookie(&state));
     Ok(resp)

@@ -214,7 +214,8 @@ async fn models(state: web::Data<AppState>, Caller(who): Caller) -> Result<HttpR
     let (catalog, uid) = (state.catalog.clone(), who.user.id);
     let mine = state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await?;
     // A local model is owned by this installation, under the product name it is branded with.
-    let here = state.theme.product_name.as_str();
+    let theme = state.themes.current();
+    let here = theme.product_name.as_str();
     let data: Vec<Value> = mine
         .iter()
         .map(|m| json!({"id": m.name, "object": "model", "created": m.created(), "owned_by": m.owned_by(here)}))

@@ -468,6 +468,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    theme (id) {
+        id -> BigInt,
+        product_name -> Nullable<Text>,
+        primary_color -> Nullable<Text>,
+        accent_color -> Nullable<Text>,
+        mode -> Nullable<Text>,
+        logo -> Nullable<Binary>,
+        logo_type -> Nullable<Text>,
+        favicon -> Nullable<Binary>,
+        favicon_type -> Nullable<Text>,
+        banner -> Nullable<Text>,
+        banner_revision -> BigInt,
+        footer_links -> Nullable<Text>,
+        css -> Nullable<Text>,
+        revision -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    notice_acknowledgements (user_id) {
+        user_id -> BigInt,
+        banner_revision -> BigInt,
+        acknowledged_at -> BigInt,
+    }
+}
+
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(legal_holds -> users (user_id));
 diesel::joinable!(directory_mappings -> groups (group_id));
@@ -504,6 +532,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_counters,
     usage_daily,
     model_prices,
+    theme,
+    notice_acknowledgements,
     quotas,
     request_windows,
     generation_slots,

@@ -13,4 +13,5 @@ pub const JS_MODULES: &[(&str, &str)] = &[
     ("replies.js", include_str!("static/js/replies.js")),
     ("chat.js", include_str!("static/js/chat.js")),
     ("uploads.js", include_str!("static/js/uploads.js")),
+    ("theme.js", include_str!("static/js/theme.js")),
 ];

@@ -12,6 +12,7 @@ pub mod models;
 pub mod providers;
 pub mod sso;
 pub mod status;
+pub mod theme;
 pub mod usage;
 
 use crate::auth::{groups, login};
@@ -34,6 +35,7 @@ pub fn routes(r: &mut Routes) {
     models::routes(r);
     usage::routes(r);
     status::routes(r);
+    theme::routes(r);
 }
 
 pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {

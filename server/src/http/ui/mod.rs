@@ -11,6 +11,7 @@ use crate::error::{AppError, ErrorKind};
 use crate::http::guard::{AnyUser, Authed, Policy, Via};
 use crate::http::routes::Routes;
 use crate::state::AppState;
+use crate::theme::Theme;
 use crate::url::encode_component;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub mod accounts;
 pub mod audit;
@@ -28,9 +30,11 @@ pub mod chat;
 pub mod keys;
 pub mod knowledge;
 pub mod me;
+pub mod notice;
 pub mod providers;
 pub mod sso;
 pub mod status;
+pub mod theme;
 pub mod usage;
 
 pub fn routes(r: &mut Routes) {
@@ -40,6 +44,8 @@ pub fn routes(r: &mut Routes) {
     me::routes(r);
     usage::routes(r);
     status::routes(r);
+    theme::routes(r);
+    notice::routes(r);
 }
 
 pub struct Flash {
@@ -49,7 +55,7 @@ pub struct Flash {
 
 /// What every page's frame needs: brand, who is signed in, the CSRF token, where we are.
 pub struct Chrome {
-    pub product: String,
+    pub theme: Arc<Theme>,
     pub user: Option<User>,
     pub csrf: String,
     pub section: &'static str,
@@ -70,7 +76,7 @@ impl Chrome {
         flash: Option<Flash>,
     ) -> Chrome {
         Chrome {
-            product: state.theme.product_name.clone(),
+            theme: state.themes.current(),
             user: Some(who.user.clone()),
             csrf: who.csrf().to_string(),
             section,
@@ -97,9 +103,9 @@ impl Chrome {
         Ok(self)
     }
 
-    pub(crate) fn anonymous(product: &str) -> Chrome {
+    pub(crate) fn anonymous(theme: Arc<Theme>) -> Chrome {
         Chrome {
-            product: product.to_string(),
+            theme,
             user: None,
             csrf: String::new(),
             section: "",
@@ -150,6 +156,14 @@ pub(crate) fn render_uncached(t: &impl Template, status: StatusCode) -> HttpResp
     resp
 }
 
+/// The theme in effect, for extractors that only have the request.
+fn current_theme(req: &HttpRequest) -> Arc<Theme> {
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.themes.current(),
+        None => Arc::new(Theme::fallback()),
+    }
+}
+
 pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", to.to_string())).finish()
 }
@@ -158,7 +172,7 @@ pub(crate) fn see_other(to: &str) -> HttpResponse {
 #[derive(Debug)]
 pub struct UiError {
     error: AppError,
-    product: String,
+    theme: Arc<Theme>,
     path: String,
 }
 
@@ -188,7 +202,7 @@ impl ResponseError for UiError {
             _ => "Something went wrong",
         };
         let page = ErrorPage {
-            chrome: Chrome::anonymous(&self.product),
+            chrome: Chrome::anonymous(self.theme.clone()),
             title: title.into(),
             message: self.error.message.clone(),
         };
@@ -197,8 +211,8 @@ impl ResponseError for UiError {
 }
 
 pub(crate) fn ui_error(state: &AppState, path: &str) -> impl Fn(AppError) -> UiError {
-    let (product, path) = (state.theme.product_name.clone(), path.to_string());
-    move |error| UiError { error, product: product.clone(), path: path.clone() }
+    let (theme, path) = (state.themes.current(), path.to_string());
+    move |error| UiError { error, theme: theme.clone(), path: path.clone() }
 }
 
 /// `Authed<P>` for pages: same guard, HTML-shaped failures.
@@ -210,12 +224,11 @@ impl<P: Policy + 'static> FromRequest for Page<P> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let fut = Authed::<P>::from_request(req, payload);
-        let product =
-            req.app_data::<web::Data<AppState>>().map(|s| s.theme.product_name.clone()).unwrap_or_default();
+        let theme = current_theme(req);
         // After signing in, only a page can be returned to, not a form's target.
         let path =
             if req.method() == actix_web::http::Method::GET { req.path().to_string() } else { "/".into() };
-        Box::pin(async move { fut.await.map(Page).map_err(|error| UiError { error, product, path }) })
+        Box::pin(async move { fut.await.map(Page).map_err(|error| UiError { error, theme, path }) })
     }
 }
 
@@ -253,11 +266,10 @@ impl<P: Policy + 'static, T: DeserializeOwned + 'static> FromRequest for CsrfFor
         let page = Page::<P>::from_request(req, payload);
         let body = web::Bytes::from_request(req, payload);
         let is_form = req.content_type().eq_ignore_ascii_case("application/x-www-form-urlencoded");
-        let product =
-            req.app_data::<web::Data<AppState>>().map(|s| s.theme.product_name.clone()).unwrap_or_default();
+        let theme = current_theme(req);
         Box::pin(async move {
             let Page(who) = page.await?;
-            let refuse = |error| UiError { error, product: product.clone(), path: "/".into() };
+            let refuse = |error| UiError { error, theme: theme.clone(), path: "/".into() };
             let invalid = |why: String| refuse(AppError::bad_request(format!("invalid form: {why}")));
             let body = body.await.map_err(|e| invalid(e.to_string()))?;
             if !is_form {
@@ -300,6 +312,7 @@ pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
         "provider-removed" => "Provider removed.",
         "quota-removed" => "Quota removed.",
         "price-removed" => "Price removed.",
+        "theme" => "Theme saved: every page shows it now.",
         _ => return None,
     };
     Some(Flash { kind: "ok", text: text.into() })

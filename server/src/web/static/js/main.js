@@ -3,7 +3,9 @@
 import { enhanceForms } from "./forms.js";
 import { enhanceChat } from "./chat.js";
 import { enhanceUploads } from "./uploads.js";
+import { enhanceTheme } from "./theme.js";
 
 enhanceForms();
 enhanceChat();
 enhanceUploads();
+enhanceTheme();

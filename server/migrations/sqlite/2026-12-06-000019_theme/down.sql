@@ -1,0 +1,2 @@
+DROP TABLE notice_acknowledgements;
+DROP TABLE theme;
