@@ -163,3 +163,54 @@ pub async fn console_errors(c: &Client) -> Vec<String> {
         .map(|entry| entry["message"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// Checks the page by keyboard: Tab, pressed from the top, reaches every control a person can
+/// see (links, buttons, fields, open disclosures), and each shows where the focus is (an
+/// outline or a ring). Panics naming the controls missed or unmarked.
+pub async fn walk_by_keyboard(c: &Client, page: &str) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    use fantoccini::key::Key;
+    let count = c
+        .execute(
+            r#"
+            const all = [...document.querySelectorAll(
+              'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]')];
+            window.__controls = all.filter(e => !e.disabled && e.tabIndex >= 0
+              && e.checkVisibility({visibilityProperty: true}));
+            window.__seen = new Set();
+            window.__unmarked = [];
+            document.addEventListener('focusin', (ev) => {
+              const e = ev.target;
+              window.__seen.add(e);
+              const s = getComputedStyle(e);
+              if (s.outlineStyle === 'none' && s.boxShadow === 'none') {
+                window.__unmarked.push(e.outerHTML.slice(0, 100));
+              }
+            });
+            if (document.activeElement) document.activeElement.blur();
+            return window.__controls.length;"#,
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    let tab: char = Key::Tab.into();
+    let mut keys = KeyActions::new("keyboard".into());
+    // More presses than controls: scrollable regions take the focus too, and the walk may
+    // start past the first control.
+    for _ in 0..2 * count + 10 {
+        keys = keys.then(KeyAction::Down { value: tab }).then(KeyAction::Up { value: tab });
+    }
+    c.perform_actions(keys).await.unwrap();
+    let found = c
+        .execute(
+            "return {missed: window.__controls.filter(e => !window.__seen.has(e)).map(e => e.outerHTML.slice(0, 100)), \
+             unmarked: window.__unmarked};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found["missed"], serde_json::json!([]), "{page}: Tab does not reach these controls");
+    assert_eq!(found["unmarked"], serde_json::json!([]), "{page}: these controls hide their focus");
+}

@@ -452,3 +452,179 @@ async fn admin_themes_the_installation_and_the_pages_show_it() {
     assert_eq!(acks.iter().map(|e| e.actor_name.as_str()).collect::<Vec<_>>(), ["ana", "boss"]);
     browser.close().await;
 }
+
+/// An admin imports a GGUF file on the console's models page (with progress), sees the
+/// quantization the file declares, verifies it, restricts it to a group and back, makes an
+/// assistant on it, and removes it; every step is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+async fn admin_imports_and_manages_a_model_in_the_console() {
+    use fantoccini::key::Key;
+    let gemma = ayush_tests::test_model(ayush_tests::GEMMA_FILE);
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    assert!(server.ctl_local(&["group", "create", "eng"], None).ok);
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    let base = server.url.clone();
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_when(c, "h1", "Welcome, boss").await.contains("Welcome, boss"));
+    c.find(Locator::LinkText("Models")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Models").await, "Models");
+    assert!(text_of(c, "#all-models").await.contains('0'));
+
+    // The name comes from the file's; the upload shows its progress, then the page reloads.
+    c.find(Locator::Css("#model-file")).await.unwrap().send_keys(gemma.to_str().unwrap()).await.unwrap();
+    let suggested = c.find(Locator::Css("#model-name")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(suggested.as_deref(), Some("gemma-3-270m-q4_k_m"));
+    fill(c, "#model-name", "gemma").await;
+    c.find(Locator::Css("#model-import")).await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+    let imported = text_when(c, ".flash", "Model imported").await;
+    assert!(imported.contains("Model imported"), "{imported}");
+    let row = text_of(c, "tr[data-model=gemma]").await;
+    assert!(row.contains("Q4_K_M") && row.contains("Everyone"), "{row}");
+    snap(c, "admin-models").await;
+
+    c.find(Locator::Css("tr[data-model=gemma] form[action$='/verify'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_when(c, ".flash", "matches").await.contains("matches its manifest"));
+
+    c.find(Locator::Css("tr[data-model=gemma] form[action$='/allow'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_when(c, ".flash", "Group added").await.contains("Group added"));
+    assert!(text_of(c, "tr[data-model=gemma]").await.contains("eng"));
+    c.find(Locator::Css("tr[data-model=gemma] form[action$='/disallow'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_when(c, ".flash", "taken off").await.contains("taken off"));
+    assert!(text_of(c, "tr[data-model=gemma]").await.contains("Everyone"));
+
+    // An assistant on that model, made, changed and removed on the assistants page.
+    c.find(Locator::LinkText("Assistants")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Assistants").await, "Assistants");
+    fill(c, "#a-name", "helper").await;
+    c.find(Locator::Css("#a-model")).await.unwrap().select_by_value("gemma").await.unwrap();
+    fill(c, "#a-description", "Answers questions about leave").await;
+    fill(c, "#a-prompt", "Answer briefly.").await;
+    c.find(Locator::Css("#a-name")).await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+    assert!(text_when(c, ".flash", "Created").await.contains("Created"));
+    assert!(text_of(c, "article[data-assistant=helper]").await.contains("Answers questions about leave"));
+    c.find(Locator::Css("article[data-assistant=helper] summary")).await.unwrap().click().await.unwrap();
+    fill(c, "article[data-assistant=helper] input[name=description]", "Answers HR questions").await;
+    c.find(Locator::Css("article[data-assistant=helper] form.grid-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_when(c, ".flash", "Saved").await.contains("Saved"));
+    assert!(text_of(c, "article[data-assistant=helper]").await.contains("Answers HR questions"));
+    let listed = server.ctl_local(&["-o", "json", "assistants", "list"], None).json();
+    assert_eq!(listed[0]["system_prompt"], "Answer briefly.", "{listed}");
+    c.find(Locator::Css("article[data-assistant=helper] summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("article[data-assistant=helper] form.remove-assistant button"))
+        .await
+        .unwrap()
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .unwrap();
+    // The page asks once more before anything is removed.
+    c.accept_alert().await.unwrap();
+    let removed = text_when(c, ".flash", "Assistant removed").await;
+    assert!(removed.contains("Assistant removed"), "{removed}");
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+    c.find(Locator::LinkText("Models")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Models").await, "Models");
+
+    c.find(Locator::Css("tr[data-model=gemma] details.confirm summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("tr[data-model=gemma] form[action$='/remove'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    assert!(text_when(c, ".flash", "Model removed").await.contains("Model removed"));
+    assert!(text_of(c, "#all-models").await.contains('0'));
+    assert_eq!(console_errors(c).await, Vec::<String>::new());
+    for action in
+        ["model.import", "model.verify", "model.allow_group", "model.disallow_group", "model.remove"]
+    {
+        assert_eq!(server.audit_events(action, None).len(), 1, "{action}");
+    }
+    browser.close().await;
+}
+
+/// Every page of the console, and those each person and the auditor use, as a keyboard user
+/// meets them: Tab reaches every control in turn, each shows its focus, and the browser logs
+/// no error (no failed script, no refused resource, no CSP violation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+async fn every_page_works_by_keyboard_without_console_errors() {
+    use ayush_tests::browser::walk_by_keyboard;
+    let server = Server::start();
+    server.create_user("boss", "admin", "boss password 123");
+    server.create_user("ada", "auditor", "ada password 1234");
+    assert!(server.ctl_local(&["group", "create", "eng"], None).ok);
+    assert!(server.ctl_local(&["group", "add-member", "eng", "boss"], None).ok);
+    let made = server.ctl_local(&["collections", "create", "handbook", "--group", "eng"], None);
+    assert!(made.ok, "{}", made.stderr);
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    let base = server.url.clone();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    walk_by_keyboard(c, "/login").await;
+    sign_in(c, &base, "boss", "boss password 123").await;
+    assert!(text_when(c, "h1", "Welcome, boss").await.contains("Welcome, boss"));
+    let pages = [
+        "/",
+        "/chat",
+        "/search",
+        "/collections",
+        "/collections/handbook",
+        "/account",
+        "/keys",
+        "/admin/users",
+        "/admin/groups",
+        "/admin/groups/eng",
+        "/admin/sso",
+        "/admin/models",
+        "/admin/providers",
+        "/admin/assistants",
+        "/admin/usage",
+        "/admin/quotas",
+        "/admin/theme",
+        "/admin/status",
+    ];
+    for page in pages {
+        c.goto(&format!("{base}{page}")).await.unwrap();
+        text_of(c, "h1").await;
+        walk_by_keyboard(c, page).await;
+        assert_eq!(console_errors(c).await, Vec::<String>::new(), "{page}");
+    }
+    c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+    assert_eq!(text_when(c, "h1", "Sign in").await, "Sign in");
+    sign_in(c, &base, "ada", "ada password 1234").await;
+    wait_for_url(c, "/audit").await;
+    text_of(c, "h1").await;
+    walk_by_keyboard(c, "/audit").await;
+    assert_eq!(console_errors(c).await, Vec::<String>::new(), "/audit");
+    browser.close().await;
+}

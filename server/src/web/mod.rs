@@ -14,4 +14,5 @@ pub const JS_MODULES: &[(&str, &str)] = &[
     ("chat.js", include_str!("static/js/chat.js")),
     ("uploads.js", include_str!("static/js/uploads.js")),
     ("theme.js", include_str!("static/js/theme.js")),
+    ("models.js", include_str!("static/js/models.js")),
 ];

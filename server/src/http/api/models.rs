@@ -45,10 +45,10 @@ async fn disallow_model(
 }
 
 #[derive(Deserialize)]
-struct UploadQuery {
-    name: String,
+pub(crate) struct UploadQuery {
+    pub name: String,
     /// The uploader's file name, kept in the manifest.
-    source: Option<String>,
+    pub source: Option<String>,
 }
 
 /// A GGUF file as the request body (`application/octet-stream`, an API token): streamed to
@@ -57,9 +57,22 @@ async fn upload_model(
     state: web::Data<AppState>,
     who: Authed<AdminOnly>,
     query: web::Query<UploadQuery>,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let UploadQuery { name, source } = query.into_inner();
+    let manifest = receive_model(&state, &who, name, source, body).await?;
+    Ok(HttpResponse::Created().json(manifest))
+}
+
+/// Streams an uploaded GGUF file to disk, hashing it on the way, then imports it under `name`:
+/// for the API and the console's models page alike.
+pub(crate) async fn receive_model(
+    state: &AppState,
+    who: &Authed<AdminOnly>,
+    name: String,
+    source: Option<String>,
+    mut body: web::Payload,
+) -> AppResult<ayush_models::ModelManifest> {
     // The name is checked once the body is in: a client still sending a large file does not
     // read an early answer (ayushctl checks the name and the file before it uploads).
     let mut upload = Upload::create(state.catalog.partial_path()?)?;
@@ -95,9 +108,7 @@ async fn upload_model(
     }
     let source = source.map_or_else(|| "an upload".into(), |s| format!("upload of {s}"));
     let placed = upload.finish(source)?;
-    let manifest =
-        state.models.import(who.actor(), ImportFrom::Upload(placed), Some(name), Box::new(|_, _| {})).await?;
-    Ok(HttpResponse::Created().json(manifest))
+    state.models.import(who.actor(), ImportFrom::Upload(placed), Some(name), Box::new(|_, _| {})).await
 }
 
 async fn remove_model(

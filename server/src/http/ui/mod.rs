@@ -24,12 +24,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub mod accounts;
+pub mod assistants;
 pub mod audit;
 pub mod chart;
 pub mod chat;
 pub mod keys;
 pub mod knowledge;
 pub mod me;
+pub mod models;
 pub mod notice;
 pub mod providers;
 pub mod sso;
@@ -45,6 +47,8 @@ pub fn routes(r: &mut Routes) {
     usage::routes(r);
     status::routes(r);
     theme::routes(r);
+    models::routes(r);
+    assistants::routes(r);
     notice::routes(r);
 }
 
@@ -156,6 +160,18 @@ pub(crate) fn render_uncached(t: &impl Template, status: StatusCode) -> HttpResp
     resp
 }
 
+/// A size as people read it (decimal units, as disks are sold).
+pub(crate) fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n >= 1e12 => format!("{:.1} TB", n / 1e12),
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
 /// The theme in effect, for extractors that only have the request.
 fn current_theme(req: &HttpRequest) -> Arc<Theme> {
     match req.app_data::<web::Data<AppState>>() {
@@ -239,6 +255,19 @@ pub(crate) fn check_csrf<P>(who: &Authed<P>, sent: &str) -> Result<(), AppError>
     }
 }
 
+/// For a page's script that sends a file as the request body: the session's form token comes
+/// in the `X-CSRF-Token` header. A key needs none: a cookie rides along with any site's
+/// request, a key does not.
+pub(crate) fn check_csrf_header<P>(who: &Authed<P>, req: &HttpRequest) -> Result<(), AppError> {
+    match who.via {
+        Via::Session { .. } => {
+            let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            check_csrf(who, sent)
+        }
+        Via::ApiToken { .. } => Ok(()),
+    }
+}
+
 /// A form posted from one of Ayush's pages: the signed-in person under policy `P` and the
 /// form's fields `T`, once the session's form token it carries (`csrf`) has been checked. A
 /// form without the right token (a page left open past its session, or a forged one) is
@@ -313,6 +342,12 @@ pub(crate) fn done_flash(query: &web::Query<DoneQuery>) -> Option<Flash> {
         "quota-removed" => "Quota removed.",
         "price-removed" => "Price removed.",
         "theme" => "Theme saved: every page shows it now.",
+        "model-removed" => "Model removed.",
+        "assistant-removed" => "Assistant removed.",
+        "imported" => "Model imported: people can pick it now.",
+        "default" => "Default model set.",
+        "allowed" => "Group added: the model is open to its members.",
+        "disallowed" => "Group taken off the model.",
         _ => return None,
     };
     Some(Flash { kind: "ok", text: text.into() })

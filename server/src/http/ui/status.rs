@@ -26,14 +26,7 @@ impl StatusPage {
     }
 
     fn bytes(&self, n: &u64) -> String {
-        let n = *n as f64;
-        match n {
-            n if n >= 1e12 => format!("{:.1} TB", n / 1e12),
-            n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
-            n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
-            n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
-            n => format!("{n} B"),
-        }
+        super::human_bytes(*n)
     }
 
     fn uptime(&self) -> String {

@@ -3,11 +3,11 @@
 //! change goes through the Themes service, as `ayushctl theme set` does.
 
 use crate::error::{AppError, AppResult};
-use crate::http::guard::{AdminOnly, Authed, Via};
+use crate::http::guard::{AdminOnly, Authed};
 use crate::http::routes::Routes;
 use crate::http::ui::{
-    Chrome, CsrfForm, DoneQuery, Flash, NoFields, Page, UiError, check_csrf, done_flash, render_uncached,
-    see_other, ui_error,
+    Chrome, CsrfForm, DoneQuery, Flash, NoFields, Page, UiError, check_csrf_header, done_flash,
+    render_uncached, see_other, ui_error,
 };
 use crate::state::AppState;
 use crate::theme::{Change, FooterLink, ImageBody, Mode, Shown, images};
@@ -170,11 +170,7 @@ async fn upload(
     path: web::Path<String>,
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
-    // A cookie rides along with any site's request; a key does not.
-    if let Via::Session { .. } = who.via {
-        let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        check_csrf(&who, sent)?;
-    }
+    check_csrf_header(&who, &req)?;
     let which = which(&path)?;
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let content_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();

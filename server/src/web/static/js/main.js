@@ -4,8 +4,10 @@ import { enhanceForms } from "./forms.js";
 import { enhanceChat } from "./chat.js";
 import { enhanceUploads } from "./uploads.js";
 import { enhanceTheme } from "./theme.js";
+import { enhanceModels } from "./models.js";
 
 enhanceForms();
 enhanceChat();
 enhanceUploads();
 enhanceTheme();
+enhanceModels();
