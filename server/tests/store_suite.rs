@@ -441,7 +441,7 @@ fn a_lease_has_one_holder_until_it_lapses_or_is_given_up(store: &Store) {
 }
 
 fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
-    use ayush_server::usage::{self, By, Outcome, Record, Span};
+    use ayush_server::usage::{self, By, Grain, Outcome, Record, Span};
     let answer =
         |at: i64, user: &str, groups: &[&str], key: Option<i64>, model: &str, tokens: i64, outcome| Record {
             at,
@@ -517,13 +517,27 @@ fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
                 (Some(100), Some(100)),
                 "the mean over both; p95 over the records kept"
             );
-            let (days, total) = usage::days(c, Span { from: T0 - 86_400, to: T0 + 2 * 86_400 })?;
+            let (days, total) = usage::bars(c, Span { from: T0 - 86_400, to: T0 + 2 * 86_400 }, Grain::Day)?;
             assert_eq!(
                 days.iter().map(|d| d.requests).collect::<Vec<_>>(),
                 [0, 4, 1, 0],
                 "four days, two in part"
             );
             assert_eq!(total.requests, 5);
+            // Hours, from the hourly rollup now that the records are gone (T0 is 08:00 UTC).
+            let (hours, total) = usage::bars(c, Span { from: T0 - 3_600, to: T0 + 2 * 3_600 }, Grain::Hour)?;
+            assert_eq!(
+                hours.iter().map(|h| (h.start, h.requests)).collect::<Vec<_>>(),
+                [(T0 - 3_600, 0), (T0, 4), (T0 + 3_600, 0)]
+            );
+            assert_eq!((hours[1].local_tokens, total.requests), (165, 4));
+            assert!(usage::bars(c, Span { from: T0, to: T0 + 49 * 3_600 }, Grain::Hour).is_err());
+            // The hourly rollup lasts HOURLY_KEEP_DAYS; the daily one for good.
+            usage::prune(c, T0 + (usage::HOURLY_KEEP_DAYS + 1) * 86_400, 30)?;
+            let (hours, _) = usage::bars(c, Span { from: T0, to: T0 + 3_600 }, Grain::Hour)?;
+            assert_eq!(hours[0].requests, 0);
+            let first_day = Span { from: T0 - 8 * 3_600, to: T0 + 16 * 3_600 };
+            assert_eq!(usage::bars(c, first_day, Grain::Day)?.1.requests, 4);
             Ok(())
         })
         .unwrap();

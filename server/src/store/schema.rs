@@ -224,6 +224,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_hourly (hour, username, groups, api_key_id, model) {
+        hour -> BigInt,
+        username -> Text,
+        groups -> Text,
+        api_key_id -> BigInt,
+        model -> Text,
+        provider -> Text,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        errors -> BigInt,
+        cancelled -> BigInt,
+        refused -> BigInt,
+        cost_nanos -> BigInt,
+        ttft_sum -> BigInt,
+        ttft_count -> BigInt,
+        duration_sum -> BigInt,
+    }
+}
+
+diesel::table! {
     model_prices (provider, model) {
         provider -> Text,
         model -> Text,
@@ -531,6 +552,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     usage_counters,
     usage_daily,
+    usage_hourly,
     model_prices,
     theme,
     notice_acknowledgements,

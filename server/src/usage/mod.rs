@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::clock::SharedClock;
 use crate::config::UsageConfig;
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::schema::{api_tokens, usage_counters, usage_daily, usage_records};
+use crate::store::schema::{api_tokens, usage_counters, usage_daily, usage_hourly, usage_records};
 use crate::store::{Conn, Store};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -136,31 +136,40 @@ pub fn record(conn: &mut Conn, r: &Record) -> AppResult<()> {
     Ok(())
 }
 
-/// Rolls the records of the whole UTC days older than `keep_days` up into `usage_daily` and
-/// deletes them, in one transaction (nothing when it is 0); how many records went. Whole days
-/// only, so each day is rolled up once.
+/// How long the hourly rollup is kept: the dashboard draws hours for spans of two days or
+/// less, and a year back is as far as anyone compares hours.
+pub const HOURLY_KEEP_DAYS: i64 = 400;
+
+/// Rolls the records of the whole UTC days older than `keep_days` up into `usage_hourly` and
+/// `usage_daily` and deletes them, in one transaction (nothing when it is 0); how many records
+/// went. Whole days only, so each day and hour is rolled up once. Hours older than
+/// [`HOURLY_KEEP_DAYS`] go too.
 pub fn prune(conn: &mut Conn, now: i64, keep_days: u64) -> AppResult<usize> {
     if keep_days == 0 {
         return Ok(0);
     }
     let cutoff = now.saturating_sub(keep_days as i64 * 86_400).div_euclid(86_400) * 86_400;
+    let oldest_hour = now.saturating_sub(HOURLY_KEEP_DAYS * 86_400).div_euclid(3_600);
     conn.transaction(|c| {
         // The cutoff is a number computed here, written into the statement: the two backends
         // spell bind parameters differently.
-        c.execute(diesel::sql_query(format!(
-            "INSERT INTO usage_daily (day, username, groups, api_key_id, model, provider, requests, \
-             prompt_tokens, completion_tokens, errors, cancelled, refused, cost_nanos, ttft_sum, \
-             ttft_count, duration_sum) \
-             SELECT at / 86400, username, groups, COALESCE(api_key_id, 0), model, provider, COUNT(*), \
-             SUM(prompt_tokens), SUM(completion_tokens), \
-             SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN outcome = 'refused' THEN 1 ELSE 0 END), \
-             SUM(cost_nanos), SUM(COALESCE(ttft_ms, 0)), SUM(CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END), \
-             SUM(CASE WHEN outcome = 'refused' THEN 0 ELSE duration_ms END) \
-             FROM usage_records WHERE at < {cutoff} \
-             GROUP BY at / 86400, username, groups, COALESCE(api_key_id, 0), model, provider"
-        )))?;
+        for (table, period, width) in [("usage_hourly", "hour", 3_600), ("usage_daily", "day", 86_400)] {
+            c.execute(diesel::sql_query(format!(
+                "INSERT INTO {table} ({period}, username, groups, api_key_id, model, provider, requests, \
+                 prompt_tokens, completion_tokens, errors, cancelled, refused, cost_nanos, ttft_sum, \
+                 ttft_count, duration_sum) \
+                 SELECT at / {width}, username, groups, COALESCE(api_key_id, 0), model, provider, COUNT(*), \
+                 SUM(prompt_tokens), SUM(completion_tokens), \
+                 SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN outcome = 'refused' THEN 1 ELSE 0 END), \
+                 SUM(cost_nanos), SUM(COALESCE(ttft_ms, 0)), SUM(CASE WHEN ttft_ms IS NULL THEN 0 ELSE 1 END), \
+                 SUM(CASE WHEN outcome = 'refused' THEN 0 ELSE duration_ms END) \
+                 FROM usage_records WHERE at < {cutoff} \
+                 GROUP BY at / {width}, username, groups, COALESCE(api_key_id, 0), model, provider"
+            )))?;
+        }
+        c.execute(diesel::delete(usage_hourly::table.filter(usage_hourly::hour.lt(oldest_hour))))?;
         Ok(c.execute(diesel::delete(usage_records::table.filter(usage_records::at.lt(cutoff))))?)
     })
 }
@@ -389,9 +398,10 @@ fn scan(conn: &mut Conn, span: Span, mut each: impl FnMut(&Row)) -> AppResult<()
     }
 }
 
-/// A day's records of one user, key and model, rolled up by `prune`.
+/// A day's or an hour's records of one user, key and model, rolled up by `prune`.
 #[derive(Queryable)]
 struct Daily {
+    /// The day (or hour) since the epoch.
     day: i64,
     username: String,
     groups: String,
@@ -410,25 +420,50 @@ struct Daily {
     duration_sum: i64,
 }
 
-/// Hands each rolled-up day whose start is in `span` to `each`, a week at a time.
-fn scan_rolled(conn: &mut Conn, span: Span, mut each: impl FnMut(&Daily)) -> AppResult<()> {
-    let ceil_day = |t: i64| t.div_euclid(86_400) + i64::from(t.rem_euclid(86_400) > 0);
-    let in_span = usage_daily::table
-        .filter(usage_daily::day.ge(ceil_day(span.from)))
-        .filter(usage_daily::day.lt(ceil_day(span.to)));
-    let bounds = in_span.select((diesel::dsl::min(usage_daily::day), diesel::dsl::max(usage_daily::day)));
-    let found: Vec<(Option<i64>, Option<i64>)> = conn.load(bounds)?;
-    let Some((Some(mut day), Some(last))) = found.into_iter().next() else { return Ok(()) };
-    while day <= last {
-        let week = day + 7;
-        let rows: Vec<Daily> = conn.load(
-            in_span
-                .filter(usage_daily::day.ge(day))
-                .filter(usage_daily::day.lt(week))
-                .select(usage_daily::all_columns),
-        )?;
-        rows.iter().for_each(&mut each);
-        day = week;
+/// How finely a chart is drawn, and which rollup stands in for pruned records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Hour,
+    Day,
+}
+
+impl Grain {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Grain::Hour => 3_600,
+            Grain::Day => 86_400,
+        }
+    }
+}
+
+/// Hands each rolled-up day (or hour) whose start is in `span` to `each`, a week at a time.
+fn scan_rolled(conn: &mut Conn, span: Span, grain: Grain, mut each: impl FnMut(&Daily)) -> AppResult<()> {
+    let width = grain.seconds();
+    let ceil = |t: i64| t.div_euclid(width) + i64::from(t.rem_euclid(width) > 0);
+    let (from, to, week) = (ceil(span.from), ceil(span.to), 7 * 86_400 / width);
+    // The two rollups are alike but for the name of their first column.
+    macro_rules! walk {
+        ($table:ident, $period:ident) => {{
+            let in_span = $table::table.filter($table::$period.ge(from)).filter($table::$period.lt(to));
+            let bounds =
+                in_span.select((diesel::dsl::min($table::$period), diesel::dsl::max($table::$period)));
+            let found: Vec<(Option<i64>, Option<i64>)> = conn.load(bounds)?;
+            let Some((Some(mut at), Some(last))) = found.into_iter().next() else { return Ok(()) };
+            while at <= last {
+                let rows: Vec<Daily> = conn.load(
+                    in_span
+                        .filter($table::$period.ge(at))
+                        .filter($table::$period.lt(at + week))
+                        .select($table::all_columns),
+                )?;
+                rows.iter().for_each(&mut each);
+                at += week;
+            }
+        }};
+    }
+    match grain {
+        Grain::Hour => walk!(usage_hourly, hour),
+        Grain::Day => walk!(usage_daily, day),
     }
     Ok(())
 }
@@ -497,13 +532,13 @@ impl Breakdown {
 pub fn report(conn: &mut Conn, span: Span, by: By) -> AppResult<Vec<Line>> {
     let mut breakdown = Breakdown::new(by);
     scan(conn, span, |row| breakdown.add(row))?;
-    scan_rolled(conn, span, |d| breakdown.add_rolled(d))?;
+    scan_rolled(conn, span, Grain::Day, |d| breakdown.add_rolled(d))?;
     breakdown.finish(conn)
 }
 
-/// One UTC day of answers, for the dashboard's charts.
+/// One bar of the dashboard's charts: a UTC day of answers, or an hour.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Day {
+pub struct Bar {
     /// Its first second.
     pub start: i64,
     pub requests: i64,
@@ -514,8 +549,8 @@ pub struct Day {
     pub refused: i64,
 }
 
-impl Day {
-    /// Adds `requests` answers of `provider`; `cost` gathers the day's billionths.
+impl Bar {
+    /// Adds `requests` answers of `provider`; `cost` gathers the bar's billionths.
     #[allow(clippy::too_many_arguments)] // each is one of a record's or a rolled-up day's figures
     fn add(
         &mut self,
@@ -539,48 +574,62 @@ impl Day {
     }
 }
 
-/// Every day of `span` (days without answers too) and the span's totals in one line.
-pub fn days(conn: &mut Conn, span: Span) -> AppResult<(Vec<Day>, Line)> {
-    chart(conn, span, &mut [])
+/// Every day (or hour) of `span`, those without answers too, and the span's totals in one line.
+pub fn bars(conn: &mut Conn, span: Span, grain: Grain) -> AppResult<(Vec<Bar>, Line)> {
+    chart(conn, span, grain, &mut [])
 }
 
-/// The days and totals of `span`, feeding `breakdowns` from the same reading of the records.
-fn chart(conn: &mut Conn, span: Span, breakdowns: &mut [Breakdown]) -> AppResult<(Vec<Day>, Line)> {
-    let first = span.from.div_euclid(86_400);
-    let count = (span.to - 1).div_euclid(86_400) - first + 1;
-    if !(1..=MAX_DAYS).contains(&count) {
-        return Err(AppError::validation(format!("a chart covers 1 to {MAX_DAYS} days")));
+/// The bars and totals of `span`, feeding `breakdowns` from the same reading of the records.
+fn chart(
+    conn: &mut Conn,
+    span: Span,
+    grain: Grain,
+    breakdowns: &mut [Breakdown],
+) -> AppResult<(Vec<Bar>, Line)> {
+    let width = grain.seconds();
+    let first = span.from.div_euclid(width);
+    let count = (span.to - 1).div_euclid(width) - first + 1;
+    let most = match grain {
+        Grain::Day => MAX_DAYS,
+        Grain::Hour => MAX_HOURS,
+    };
+    if !(1..=most).contains(&count) {
+        return Err(AppError::validation(format!(
+            "a chart covers 1 to {MAX_DAYS} days, or 1 to {MAX_HOURS} hours"
+        )));
     }
-    let mut days: Vec<(Day, i64)> =
-        (0..count).map(|i| (Day { start: (first + i) * 86_400, ..Day::default() }, 0)).collect();
+    let mut bars: Vec<(Bar, i64)> =
+        (0..count).map(|i| (Bar { start: (first + i) * width, ..Bar::default() }, 0)).collect();
     let mut total = Tally::default();
     scan(conn, span, |row| {
         total.add(row);
         breakdowns.iter_mut().for_each(|b| b.add(row));
-        let (day, cost) = &mut days[(row.at.div_euclid(86_400) - first) as usize];
+        let (bar, cost) = &mut bars[(row.at.div_euclid(width) - first) as usize];
         let tokens = row.prompt_tokens + row.completion_tokens;
         let is = |outcome: &str| i64::from(row.outcome == outcome);
-        day.add(cost, 1, &row.provider, tokens, row.cost_nanos, is("error"), is("refused"));
+        bar.add(cost, 1, &row.provider, tokens, row.cost_nanos, is("error"), is("refused"));
     })?;
-    scan_rolled(conn, span, |d| {
+    scan_rolled(conn, span, grain, |d| {
         total.add_rolled(d);
         breakdowns.iter_mut().for_each(|b| b.add_rolled(d));
-        let (day, cost) = &mut days[(d.day - first) as usize];
+        let (bar, cost) = &mut bars[(d.day - first) as usize];
         let tokens = d.prompt_tokens + d.completion_tokens;
-        day.add(cost, d.requests, &d.provider, tokens, d.cost_nanos, d.errors, d.refused);
+        bar.add(cost, d.requests, &d.provider, tokens, d.cost_nanos, d.errors, d.refused);
     })?;
-    let days = days
+    let bars = bars
         .into_iter()
-        .map(|(mut day, cost)| {
-            day.cost = prices::nanos_to_f64(cost);
-            day
+        .map(|(mut bar, cost)| {
+            bar.cost = prices::nanos_to_f64(cost);
+            bar
         })
         .collect();
-    Ok((days, total.finish("all".into())))
+    Ok((bars, total.finish("all".into())))
 }
 
 /// The longest span a chart draws, a day per bar.
 pub const MAX_DAYS: i64 = 366;
+/// Spans of up to this many hours are drawn an hour per bar (while the hourly rollup lasts).
+pub const MAX_HOURS: i64 = 48;
 
 /// `#12` becomes `#12 ci-deploy` where the key still exists.
 fn name_keys(conn: &mut Conn, lines: &mut [Line]) -> AppResult<()> {
@@ -629,7 +678,9 @@ pub struct Dashboard {
     pub span: Span,
     pub by: By,
     pub currency: String,
-    pub days: Vec<Day>,
+    /// A bar per hour for spans of two days or less, else per day.
+    pub grain: Grain,
+    pub bars: Vec<Bar>,
     pub total: Line,
     pub lines: Vec<Line>,
     /// The ten with the most tokens.
@@ -741,6 +792,10 @@ impl Usage {
     /// span's totals, the breakdown asked for and the top users.
     pub async fn dashboard(&self, query: ReportQuery) -> AppResult<Dashboard> {
         let (span, by, currency) = (self.span(&query)?, query.by, self.config.currency.clone());
+        let hours = (span.to - span.from + 3_599) / 3_600;
+        // Hours while the hourly rollup still has them, for short spans; days otherwise.
+        let kept_from = self.clock.now() - HOURLY_KEEP_DAYS * 86_400;
+        let grain = if hours <= MAX_HOURS && span.from >= kept_from { Grain::Hour } else { Grain::Day };
         self.store
             .run(move |c| {
                 // One reading of the records for the charts, the breakdown and the top users.
@@ -748,7 +803,7 @@ impl Usage {
                 if by != By::User {
                     breakdowns.push(Breakdown::new(By::User));
                 }
-                let (days, total) = chart(c, span, &mut breakdowns)?;
+                let (bars, total) = chart(c, span, grain, &mut breakdowns)?;
                 let mut finished = breakdowns.into_iter().map(|b| b.finish(c));
                 let lines = finished.next().unwrap_or(Ok(Vec::new()))?;
                 let mut top_users = match finished.next() {
@@ -756,7 +811,7 @@ impl Usage {
                     None => lines.clone(),
                 };
                 top_users.truncate(10);
-                Ok(Dashboard { span, by, currency, days, total, lines, top_users })
+                Ok(Dashboard { span, by, currency, grain, bars, total, lines, top_users })
             })
             .await
     }

@@ -30,9 +30,15 @@ fn ceiling(max: f64) -> f64 {
     [1.0, 2.0, 4.0, 8.0, 10.0].iter().map(|m| m * magnitude).find(|top| *top >= max).unwrap_or(max)
 }
 
-/// Stacked bars, one per label, `series` bottom to top; `shown` writes a value for the axis and
-/// the tooltips.
-pub fn bars(title: &str, labels: &[String], series: &[Series<'_>], shown: impl Fn(f64) -> String) -> String {
+/// Stacked bars, one per label (a `period`: day, hour), `series` bottom to top; `shown` writes a
+/// value for the axis and the tooltips.
+pub fn bars(
+    title: &str,
+    period: &str,
+    labels: &[String],
+    series: &[Series<'_>],
+    shown: impl Fn(f64) -> String,
+) -> String {
     let totals: Vec<f64> = (0..labels.len())
         .map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0.0)).sum())
         .collect();
@@ -45,7 +51,7 @@ pub fn bars(title: &str, labels: &[String], series: &[Series<'_>], shown: impl F
     let names: Vec<&str> = series.iter().map(|s| s.name).collect();
     let _ = write!(
         svg,
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}"><title>{}</title><desc>{} over {} days; the table below has each day's figures.</desc>"#,
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}"><title>{}</title><desc>{} over {} {period}s; the table below has each {period}'s figures.</desc>"#,
         escape(title),
         escape(title),
         escape(&names.join(" and ")),
@@ -112,6 +118,7 @@ mod tests {
         let labels = vec!["12-01".to_string(), "<b>".to_string()];
         let svg = bars(
             "Tokens",
+            "day",
             &labels,
             &[
                 Series { name: "local", values: vec![10.0, 0.0] },

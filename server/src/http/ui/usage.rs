@@ -12,7 +12,7 @@ use crate::http::ui::{
 };
 use crate::state::AppState;
 use crate::usage::quotas::{Quota, QuotaOf, SetQuota};
-use crate::usage::{By, Dashboard, Line, ReportQuery};
+use crate::usage::{By, Dashboard, Grain, Line, ReportQuery};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -35,7 +35,7 @@ struct UsagePage {
     from: String,
     to: String,
     bys: [By; 5],
-    charts: Vec<(&'static str, String)>,
+    charts: Vec<(String, String)>,
     export: String,
 }
 
@@ -66,22 +66,47 @@ impl UsagePage {
     fn date(&self, secs: &i64) -> String {
         crate::clock::format_time(*secs).chars().take(10).collect()
     }
+
+    /// A bar's row in the table: its day, or its day and hour.
+    fn bar_when(&self, secs: &i64) -> String {
+        match self.board.grain {
+            Grain::Day => self.date(secs),
+            Grain::Hour => crate::clock::format_time(*secs).chars().take(16).collect(),
+        }
+    }
+
+    fn period(&self) -> &'static str {
+        match self.board.grain {
+            Grain::Day => "day",
+            Grain::Hour => "hour",
+        }
+    }
 }
 
-fn day_label(start: i64) -> String {
-    crate::clock::format_time(start).chars().skip(5).take(5).collect()
+/// A bar's label: `12-06` for a day, `14:00` for an hour.
+fn bar_label(grain: Grain, start: i64) -> String {
+    let shown = crate::clock::format_time(start);
+    match grain {
+        Grain::Day => shown.chars().skip(5).take(5).collect(),
+        Grain::Hour => shown.chars().skip(11).take(5).collect(),
+    }
 }
 
-fn charts(board: &Dashboard) -> Vec<(&'static str, String)> {
-    let labels: Vec<String> = board.days.iter().map(|d| day_label(d.start)).collect();
-    let of = |f: fn(&crate::usage::Day) -> f64| board.days.iter().map(f).collect::<Vec<f64>>();
+fn charts(board: &Dashboard) -> Vec<(String, String)> {
+    let labels: Vec<String> = board.bars.iter().map(|d| bar_label(board.grain, d.start)).collect();
+    let of = |f: fn(&crate::usage::Bar) -> f64| board.bars.iter().map(f).collect::<Vec<f64>>();
     let count = |v: f64| crate::usage::quotas::group_digits(v.round() as i64);
     let currency = board.currency.clone();
+    let period = match board.grain {
+        Grain::Day => "day",
+        Grain::Hour => "hour",
+    };
     vec![
         (
-            "Tokens per day",
+            format!("Tokens per {period}"),
             chart::bars(
-                "Tokens per day, local and remote models",
+                &format!("Tokens per {period}, local and remote models"),
+                period,
                 &labels,
                 &[
                     Series { name: "local", values: of(|d| d.local_tokens as f64) },
@@ -91,18 +116,20 @@ fn charts(board: &Dashboard) -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            "Cost per day",
+            format!("Cost per {period}"),
             chart::bars(
-                &format!("Cost per day in {currency}"),
+                &format!("Cost per {period} in {currency}"),
+                period,
                 &labels,
                 &[Series { name: "cost", values: of(|d| d.cost) }],
                 |v| format!("{v:.2}"),
             ),
         ),
         (
-            "Errors and refusals per day",
+            format!("Errors and refusals per {period}"),
             chart::bars(
-                "Errors and refused requests per day",
+                &format!("Errors and refused requests per {period}"),
+                period,
                 &labels,
                 &[
                     Series { name: "errors", values: of(|d| d.errors as f64) },
