@@ -118,7 +118,7 @@ pub async fn admit(
                         details: serde_json::json!({"directory_groups": groups}),
                         error: AppError::new(
                             ErrorKind::Forbidden,
-                            "none of your directory groups gives access to Ayush; ask your administrator",
+                            "none of your directory groups gives access here; ask your administrator",
                         ),
                     }));
                 };
@@ -134,7 +134,7 @@ pub async fn admit(
                             "no_account",
                             AppError::new(
                                 ErrorKind::Forbidden,
-                                "you have no Ayush account yet; ask your administrator",
+                                "you have no account here yet; ask your administrator",
                             ),
                         )));
                     }
@@ -152,7 +152,7 @@ pub async fn admit(
                     Ok(Some(row)) if row.disabled => {
                         return Ok(Err(Refusal::new(
                             "disabled",
-                            AppError::new(ErrorKind::Forbidden, "your Ayush account is disabled"),
+                            AppError::new(ErrorKind::Forbidden, "your account here is disabled"),
                         )));
                     }
                     Ok(Some(row)) => {

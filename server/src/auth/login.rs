@@ -175,7 +175,7 @@ async fn directory_sign_in(
     }
     if users::validate_username(&person.username).is_err() {
         let error = AppError::validation(format!(
-            "your directory username {:?} cannot be an Ayush username; ask your administrator",
+            "your directory username {:?} cannot be a username here; ask your administrator",
             person.username
         ));
         let refusal = Refusal { reason: "unusable_username", details: serde_json::json!({}), error };

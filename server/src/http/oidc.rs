@@ -310,8 +310,7 @@ async fn check(
     let who = oidc::identity(&provider, &claims, info.as_ref())
         .map_err(|(reason, message)| anon(refusal(reason, message, ErrorKind::Forbidden)))?;
     if crate::auth::users::validate_username(&who.username).is_err() {
-        let message =
-            format!("your username {:?} from the provider cannot be an Ayush username", who.username);
+        let message = format!("your username {:?} from the provider cannot be a username here", who.username);
         return Err(Rejected::Refused(
             who.username,
             refusal("unusable_username", message, ErrorKind::Forbidden),

@@ -30,7 +30,8 @@ pub fn routes(r: &mut Routes) {
 pub async fn unknown_endpoint() -> Result<HttpResponse, OaiError> {
     Err(OaiError {
         status: 404,
-        message: "Unknown endpoint. Ayush serves /v1/models, /v1/chat/completions and /v1/embeddings.".into(),
+        message: "Unknown endpoint. This server serves /v1/models, /v1/chat/completions and /v1/embeddings."
+            .into(),
         kind: "invalid_request_error",
         param: None,
         code: Some("unknown_url"),

@@ -48,7 +48,7 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     }
     if blocks.is_empty() {
         return Err(ExtractError::Unsupported(
-            "the PDF has no text layer (a scan?); Ayush does not read text from images".into(),
+            "the PDF has no text layer (a scan?); text in images is not read".into(),
         ));
     }
     Ok(Extracted { format: Format::Pdf, title, pages: Some(pages.len() as u32), blocks })

@@ -19,7 +19,7 @@ pub fn decode(bytes: &[u8]) -> Result<String, ExtractError> {
     let controls = head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0C)).count();
     if head.contains(&0) || controls * 20 > head.len() {
         return Err(ExtractError::Unsupported(
-            "the file is neither text nor a document format Ayush reads (PDF, DOCX, PPTX, XLSX, CSV, HTML, Markdown, text)".into(),
+            "the file is neither text nor a document format that can be read here (PDF, DOCX, PPTX, XLSX, CSV, HTML, Markdown, text)".into(),
         ));
     }
     match std::str::from_utf8(bytes) {

@@ -143,7 +143,7 @@ export function enhanceChat() {
     try {
       id = await ensureConversation();
     } catch (err) {
-      note(bubble("assistant", "Ayush"), err.message, true);
+      note(bubble("assistant", document.documentElement.dataset.product), err.message, true);
       return;
     }
     prompt.value = "";
