@@ -15,6 +15,7 @@ fn main() {
         dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
         dir.join("gemma-3-270m-q4_k_m.gguf"),
         dir.join("all-MiniLM-L6-v2/model.safetensors"),
+        dir.join("whisper-base/model.bin"),
     ];
     // Watched where they are, or where they would appear; never a path that does not exist,
     // which would rerun this script and rebuild everything above it on every build.

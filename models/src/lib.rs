@@ -7,9 +7,11 @@
 //! - `weights`, `model`, `kv`: the architectures, the steps of generation, KV caches;
 //! - `engine`: a thread per model that batches every request in flight, behind a bounded queue;
 //! - `bert`, `embed`: our BERT encoder, and sentence embeddings from BERT-family models;
-//! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini).
+//! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini);
+//! - `ct2`, `whisper`: CTranslate2 model files, and Whisper's weights from them for candle.
 
 mod bert;
+pub mod ct2;
 mod decoder;
 pub mod embed;
 pub mod engine;
@@ -24,6 +26,7 @@ pub mod sampling;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;
+pub mod whisper;
 
 pub use embed::{EmbedEngine, Embedder, inspect_embedder};
 pub use engine::{Engine, Event, Handle, Limits as EngineLimits};
