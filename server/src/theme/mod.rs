@@ -301,12 +301,15 @@ impl Themes {
         Ok(())
     }
 
-    fn take(&self, stored: &Stored) {
+    /// Builds the theme of `stored` and puts it in effect unless a newer one already is; the
+    /// theme built, for whoever also shows it.
+    fn take(&self, stored: &Stored) -> Arc<Theme> {
         let theme = Arc::new(self.base.theme(stored));
         let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
         if theme.revision >= live.revision {
-            *live = theme;
+            *live = theme.clone();
         }
+        theme
     }
 
     /// Follows changes made elsewhere: announced ones at once, the rest within [`LOOK_EVERY`].
@@ -330,11 +333,11 @@ impl Themes {
 
     pub async fn show(&self) -> AppResult<Shown> {
         let stored = self.store.run(load).await?;
-        Ok(self.shown(stored))
+        let theme = self.base.theme(&stored);
+        Ok(self.shown(stored, &theme))
     }
 
-    fn shown(&self, stored: Stored) -> Shown {
-        let theme = self.base.theme(&stored);
+    fn shown(&self, stored: Stored, theme: &Theme) -> Shown {
         let s = &stored.settings;
         let effective = Effective {
             product_name: theme.product_name.clone(),
@@ -387,8 +390,8 @@ impl Themes {
                 })
             })
             .await?;
-        self.take(&stored);
-        Ok(self.shown(stored))
+        let theme = self.take(&stored);
+        Ok(self.shown(stored, &theme))
     }
 
     /// The notice `user_id` has still to acknowledge before using the pages, if any.
