@@ -1,4 +1,4 @@
-//! Whether the real test models are here (`packaging/fetch-models all`). Without them the
+//! Whether the real test models (`packaging/fetch-models all`) and espeak-ng are here. Without them the
 //! suites that load them are compiled as ignored, so `cargo test` counts them as not run
 //! instead of passed; under `AYUSH_REQUIRE_PEERS=1` (CI) they run, and a missing file fails.
 
@@ -25,8 +25,13 @@ fn main() {
         }
     }
     println!("cargo:rustc-check-cfg=cfg(peer_models)");
+    println!("cargo:rustc-check-cfg=cfg(peer_espeak)");
     let required = std::env::var("AYUSH_REQUIRE_PEERS").is_ok_and(|v| v == "1");
     if required || files.iter().all(|f| f.is_file()) {
         println!("cargo:rustc-cfg=peer_models");
+    }
+    // Speech to transcribe, synthesised from known sentences (Debian's espeak-ng).
+    if required || std::path::Path::new("/usr/bin/espeak-ng").is_file() {
+        println!("cargo:rustc-cfg=peer_espeak");
     }
 }

@@ -45,6 +45,7 @@ fn main() {
                 models.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
                 models.join("gemma-3-270m-q4_k_m.gguf"),
                 models.join("all-MiniLM-L6-v2/model.safetensors"),
+                models.join("whisper-base/model.bin"),
             ]),
         ),
         ("peer_postgres", std::env::var_os("AYUSH_TEST_DATABASE_URL").is_some()),
@@ -62,6 +63,7 @@ fn main() {
         ("peer_python", files(&[venv.join("bin/python")])),
         ("peer_qemu", any_file(&["/usr/bin/qemu-x86_64", "/usr/bin/qemu-x86_64-static"])),
         ("peer_groff", any_file(&["/usr/bin/groff"])),
+        ("peer_espeak", any_file(&["/usr/bin/espeak-ng"])),
     ];
     for (name, present) in peers {
         println!("cargo:rustc-check-cfg=cfg({name})");

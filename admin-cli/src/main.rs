@@ -559,9 +559,9 @@ struct QuotaWhose {
 
 #[derive(Subcommand)]
 enum ModelsCommand {
-    /// Import a GGUF file (a chat model), or a sentence-transformers export folder (an
-    /// embedding model, --local only): checks it, copies it into the models directory with its
-    /// sha256.
+    /// Import a GGUF file (a chat model), a sentence-transformers export folder (an embedding
+    /// model) or a CTranslate2 Whisper folder (a transcription model); folders --local only.
+    /// Checks it, copies it into the models directory with its sha256.
     Import {
         file: PathBuf,
         /// The name people pick it by (default: the file or folder name without .gguf).

@@ -89,7 +89,7 @@ impl Backend for Remote {
     fn import_model(&self, file: &std::path::Path, name: Option<&str>) -> Result<Value, String> {
         if file.is_dir() {
             return Err(format!(
-                "{} is a folder (an embedding model export): import it on the server with `ayushctl --local models import`",
+                "{} is a folder (an embedding or Whisper model): import it on the server with `ayushctl --local models import`",
                 file.display()
             ));
         }

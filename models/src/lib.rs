@@ -8,8 +8,10 @@
 //! - `engine`: a thread per model that batches every request in flight, behind a bounded queue;
 //! - `bert`, `embed`: our BERT encoder, and sentence embeddings from BERT-family models;
 //! - `provider`: one trait over the engine and remote APIs (OpenAI-compatible, Anthropic, Gemini);
-//! - `ct2`, `whisper`: CTranslate2 model files, and Whisper's weights from them for candle.
+//! - `ct2`, `whisper`, `audio`: CTranslate2 model files, Whisper transcription from them, and
+//!   audio files to the samples it hears.
 
+pub mod audio;
 mod bert;
 pub mod ct2;
 mod decoder;

@@ -16,7 +16,8 @@ pub struct ModelManifest {
     pub imported_by: String,
     /// Unix seconds.
     pub imported_at: i64,
-    /// `chat` (a GGUF file) or `embedding` (a sentence-transformers folder).
+    /// `chat` (a GGUF file), `embedding` (a sentence-transformers folder) or `transcription`
+    /// (a CTranslate2 Whisper folder).
     #[serde(default = "chat")]
     pub purpose: String,
     /// The length of an embedding model's vectors.
@@ -49,6 +50,14 @@ pub fn validate_name(name: &str) -> Result<(), ManifestError> {
 impl ModelManifest {
     pub fn is_embedding(&self) -> bool {
         self.purpose == "embedding"
+    }
+
+    pub fn is_transcription(&self) -> bool {
+        self.purpose == "transcription"
+    }
+
+    pub fn chats(&self) -> bool {
+        self.purpose == "chat"
     }
 
     pub fn validate(&self) -> Result<(), ManifestError> {

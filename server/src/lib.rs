@@ -28,6 +28,7 @@ pub mod status;
 pub mod store;
 pub mod theme;
 pub mod tls;
+pub mod transcription;
 pub mod url;
 pub mod usage;
 pub mod web;

@@ -158,6 +158,8 @@ impl Server {
         let mut child = Command::new(bin_path("ayush"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
+            .arg("--config")
+            .arg(config_file(data_dir.path()))
             .current_dir(data_dir.path())
             .envs(env.iter().cloned())
             .env("RUST_LOG", "info")
@@ -219,11 +221,8 @@ impl Server {
         let mut full = vec!["--local", "--data-dir"];
         let dir = self.data_dir.path().to_string_lossy().to_string();
         full.push(&dir);
-        let config = self.data_dir.path().join("ayush.toml");
-        let config = config.to_string_lossy().to_string();
-        if std::path::Path::new(&config).exists() {
-            full.extend(["--config", config.as_str()]);
-        }
+        let config = config_file(self.data_dir.path()).to_string_lossy().to_string();
+        full.extend(["--config", config.as_str()]);
         full.extend_from_slice(args);
         run_ctl(&full, stdin, &self.env)
     }
@@ -348,6 +347,18 @@ impl CtlOutput {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
+
+/// The config file a test server reads: the `ayush.toml` the test put in its data directory,
+/// else none at all. Named explicitly, because the default search starts at
+/// `/etc/ayush/ayush.toml`, and a machine with Ayush installed must not reconfigure the tests.
+pub fn config_file(data_dir: &Path) -> PathBuf {
+    let own = data_dir.join("ayush.toml");
+    if own.is_file() { own } else { PathBuf::from(NO_CONFIG_FILE) }
+}
+
+/// Named as the config file: an empty one, so only the built-in defaults, the environment and
+/// flags count.
+pub const NO_CONFIG_FILE: &str = "/dev/null";
 
 pub fn run_ctl(args: &[&str], stdin: Option<&str>, env: &[(String, String)]) -> CtlOutput {
     let mut child = Command::new(bin_path("ayushctl"))

@@ -370,7 +370,7 @@ fn a_bad_tls_key_stops_start_up_with_a_clear_message() {
     let cert = dir.path().join("cert.pem");
     std::fs::write(&cert, "not a certificate").unwrap();
     let out = std::process::Command::new(ayush_tests::bin_path("ayush"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", ayush_tests::NO_CONFIG_FILE, "--data-dir"])
         .arg(dir.path())
         .env("AYUSH_TLS__CERT", &cert)
         .env("AYUSH_TLS__KEY", &cert)

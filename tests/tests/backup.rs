@@ -62,10 +62,8 @@ fn state(ctl: &dyn Fn(&[&str]) -> CtlOutput) -> Value {
 fn ctl_on(dir: &Path, config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> CtlOutput {
     let dir = dir.to_string_lossy().to_string();
     let mut full = vec!["--local", "--data-dir", dir.as_str()];
-    let config = config.map(|c| c.to_string_lossy().to_string());
-    if let Some(c) = &config {
-        full.extend(["--config", c.as_str()]);
-    }
+    let config = config.map_or(ayush_tests::NO_CONFIG_FILE.to_string(), |c| c.to_string_lossy().to_string());
+    full.extend(["--config", config.as_str()]);
     full.extend_from_slice(args);
     run_ctl(&full, stdin, &[])
 }

@@ -621,7 +621,7 @@ fn the_bundled_embedding_model_is_taken_in_once_and_stays_removed_when_removed()
 
     // A relative path is a configuration error, named.
     let out = ayush_tests::run_ctl(
-        &["--local", "--data-dir", "/nonexistent", "models", "list"],
+        &["--local", "--config", ayush_tests::NO_CONFIG_FILE, "--data-dir", "/nonexistent", "models", "list"],
         None,
         &[("AYUSH_KNOWLEDGE__BUNDLED_EMBEDDING_MODEL".into(), "models/minilm".into())],
     );

@@ -11,6 +11,7 @@ pub mod remote;
 
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
+use ayush_models::whisper::TranscribeEngine;
 use ayush_models::{EmbedEngine, Engine, EngineLimits, LoadedModel, ModelManifest};
 use providers::Provider;
 use sha2::{Digest, Sha256};
@@ -89,9 +90,10 @@ impl ModelEntry {
         }
     }
 
-    /// Whether people can chat with it (embedding models only make vectors).
+    /// Whether people can chat with it (embedding models only make vectors; transcription
+    /// models only hear).
     pub fn chats(&self) -> bool {
-        self.manifest.as_ref().is_none_or(|m| !m.is_embedding())
+        self.manifest.as_ref().is_none_or(|m| m.chats())
     }
 
     /// Who runs it, as `/v1/models` says: the provider's name for a remote model, else
@@ -147,8 +149,12 @@ pub async fn open_chat(
     use ayush_models::provider::Provider as _;
     match model.split_once('/') {
         None => {
-            if at.catalog.manifest(model)?.is_embedding() {
-                return Err(AppError::validation(format!("{model} is an embedding model; it does not chat")));
+            let manifest = at.catalog.manifest(model)?;
+            if !manifest.chats() {
+                return Err(AppError::validation(format!(
+                    "{model} is {}; it does not chat",
+                    purpose_phrase(&manifest)
+                )));
             }
             Ok(at.catalog.engine(model).await?.submit(user_id, messages, params))
         }
@@ -179,6 +185,7 @@ pub struct Catalog {
     dir: PathBuf,
     engines: Slots<Engine>,
     embedders: Slots<EmbedEngine>,
+    transcribers: Slots<TranscribeEngine>,
     /// How much each chat engine takes on at once (`[models]`).
     limits: EngineLimits,
 }
@@ -193,6 +200,19 @@ const EMBEDDER_FILES: [&str; 6] = [
     "1_Pooling/config.json",
 ];
 
+/// What a transcription model's folder keeps of a CTranslate2 Whisper conversion.
+const WHISPER_FILES: [&str; 3] = ["model.bin", "config.json", "tokenizer.json"];
+const WHISPER_WEIGHTS: &str = "model.bin";
+
+/// "an embedding model", for messages that say why a model cannot do something.
+fn purpose_phrase(m: &ModelManifest) -> &'static str {
+    match m.purpose.as_str() {
+        "embedding" => "an embedding model",
+        "transcription" => "a transcription model",
+        _ => "a chat model",
+    }
+}
+
 fn io(what: &str, e: std::io::Error) -> AppError {
     AppError::internal(format!("{what}: {e}"))
 }
@@ -203,6 +223,7 @@ impl Catalog {
             dir: data_dir.join("models"),
             engines: Mutex::new(HashMap::new()),
             embedders: Mutex::new(HashMap::new()),
+            transcribers: Mutex::new(HashMap::new()),
             limits: EngineLimits::for_machine(),
         }
     }
@@ -281,9 +302,11 @@ impl Catalog {
     }
 
     pub fn set_default(&self, name: &str) -> AppResult<()> {
-        if self.manifest(name)?.is_embedding() {
+        let manifest = self.manifest(name)?;
+        if !manifest.chats() {
             return Err(AppError::validation(format!(
-                "{name} is an embedding model; the default must be a chat model"
+                "{name} is {}; the default must be a chat model",
+                purpose_phrase(&manifest)
             )));
         }
         write_atomically(&self.dir.join(DEFAULT_FILE), format!("{name}\n").as_bytes())
@@ -293,7 +316,7 @@ impl Catalog {
         self.get(name)?;
         std::fs::remove_file(self.manifest_path(name)).map_err(|e| io("removing the manifest", e))?;
         let _ = std::fs::remove_file(self.file(name));
-        let _ = std::fs::remove_dir_all(self.embedder_dir(name));
+        let _ = std::fs::remove_dir_all(self.folder(name));
         if std::fs::read_to_string(self.dir.join(DEFAULT_FILE)).is_ok_and(|d| d.trim() == name) {
             let _ = std::fs::remove_file(self.dir.join(DEFAULT_FILE));
         }
@@ -302,6 +325,9 @@ impl Catalog {
         }
         if let Ok(mut embedders) = self.embedders.lock() {
             embedders.retain(|(n, _), _| n != name);
+        }
+        if let Ok(mut transcribers) = self.transcribers.lock() {
+            transcribers.retain(|(n, _), _| n != name);
         }
         Ok(())
     }
@@ -316,6 +342,9 @@ impl Catalog {
         now: i64,
         mut progress: impl FnMut(u64, u64),
     ) -> AppResult<ModelManifest> {
+        if source.is_dir() && source.join(WHISPER_WEIGHTS).is_file() {
+            return self.import_transcriber(source, name, imported_by, now, progress);
+        }
         if source.is_dir() {
             return self.import_embedder(source, name, imported_by, now, progress);
         }
@@ -372,7 +401,7 @@ impl Catalog {
             )?;
             ayush_models::Embedder::load(&partial)
                 .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
-            std::fs::rename(&partial, self.embedder_dir(&name)).map_err(|e| io("placing the model", e))?;
+            std::fs::rename(&partial, self.folder(&name)).map_err(|e| io("placing the model", e))?;
             Ok::<_, AppError>((sha256, size))
         })();
         let (sha256, size) = match placed {
@@ -400,7 +429,112 @@ impl Catalog {
         Ok(manifest)
     }
 
-    fn embedder_dir(&self, name: &str) -> PathBuf {
+    /// Imports a CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`) as a
+    /// transcription model: copied to `models/NAME/`, the weights hashed on the way, and loaded
+    /// once to prove they work before the manifest is written.
+    fn import_transcriber(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+        imported_by: &str,
+        now: i64,
+        mut progress: impl FnMut(u64, u64),
+    ) -> AppResult<ModelManifest> {
+        let refused = |e: &dyn std::fmt::Display| AppError::validation(format!("{}: {e}", source.display()));
+        for file in WHISPER_FILES {
+            if !source.join(file).is_file() {
+                return Err(refused(&format!(
+                    "{file} is missing (a CTranslate2 Whisper folder has {})",
+                    WHISPER_FILES.join(", ")
+                )));
+            }
+        }
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => default_name_for(&source.with_extension("")),
+        };
+        self.check_new_name(&name)?;
+        let partial = self.partial_path()?;
+        let placed = (|| {
+            std::fs::create_dir_all(&partial).map_err(|e| io("creating the model folder", e))?;
+            for file in WHISPER_FILES.iter().filter(|f| **f != WHISPER_WEIGHTS) {
+                std::fs::copy(source.join(file), partial.join(file)).map_err(|e| io(file, e))?;
+            }
+            let (sha256, size) =
+                copy_hashing(&source.join(WHISPER_WEIGHTS), &partial.join(WHISPER_WEIGHTS), &mut progress)?;
+            let transcriber = ayush_models::whisper::Transcriber::load(&partial).map_err(|e| refused(&e))?;
+            let info = transcriber.info();
+            std::fs::rename(&partial, self.folder(&name)).map_err(|e| io("placing the model", e))?;
+            Ok::<_, AppError>((sha256, size, info))
+        })();
+        let (sha256, size, info) = match placed {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        };
+        let manifest = ModelManifest {
+            name: name.clone(),
+            arch: "whisper".into(),
+            quantization: info.weights,
+            context_length: info.max_tokens,
+            sha256,
+            size,
+            source: source.display().to_string(),
+            imported_by: imported_by.to_string(),
+            imported_at: now,
+            purpose: "transcription".into(),
+            dimensions: None,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
+        write_atomically(&self.manifest_path(&name), &json)?;
+        Ok(manifest)
+    }
+
+    /// The engine for a transcription model, loading it on first use.
+    pub async fn transcriber(&self, name: &str) -> AppResult<TranscribeEngine> {
+        let manifest = self.manifest(name)?;
+        if !manifest.is_transcription() {
+            return Err(AppError::validation(format!(
+                "{name} is {}, not a transcription model",
+                purpose_phrase(&manifest)
+            )));
+        }
+        self.folder_engine(&self.transcribers, &manifest, |dir, name| {
+            let started = std::time::Instant::now();
+            let transcriber = ayush_models::whisper::Transcriber::load(&dir)
+                .map_err(|e| AppError::internal(format!("loading {name}: {e}")))?;
+            tracing::info!(model = %name, load_ms = started.elapsed().as_millis() as u64, "model loaded");
+            TranscribeEngine::start(&name, transcriber, QUEUE_DEPTH).map_err(AppError::internal)
+        })
+        .await
+    }
+
+    /// The engine of a model kept as a folder, loaded on first use (off the async executor); a
+    /// model replaced under the same name (another sha256) gets a new one.
+    async fn folder_engine<T: Clone + Send + Sync + 'static>(
+        &self,
+        slots: &Slots<T>,
+        manifest: &ModelManifest,
+        load: impl FnOnce(PathBuf, String) -> AppResult<T> + Send + 'static,
+    ) -> AppResult<T> {
+        let name = &manifest.name;
+        let slot = {
+            let mut slots = slots.lock().map_err(|_| AppError::internal("engine table poisoned"))?;
+            slots.retain(|(n, sha), _| n != name || *sha == manifest.sha256);
+            slots.entry((name.clone(), manifest.sha256.clone())).or_default().clone()
+        };
+        let (dir, name) = (self.folder(name), name.clone());
+        slot.get_or_try_init(|| async move {
+            tokio::task::spawn_blocking(move || load(dir, name)).await.map_err(AppError::internal)?
+        })
+        .await
+        .cloned()
+    }
+
+    /// Where a model kept as a folder (embedding, transcription) lives.
+    fn folder(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
@@ -408,27 +542,17 @@ impl Catalog {
     pub async fn embedder(&self, name: &str) -> AppResult<EmbedEngine> {
         let manifest = self.manifest(name)?;
         if !manifest.is_embedding() {
-            return Err(AppError::validation(format!("{name} is a chat model, not an embedding model")));
+            return Err(AppError::validation(format!(
+                "{name} is {}, not an embedding model",
+                purpose_phrase(&manifest)
+            )));
         }
-        let slot = {
-            let mut slots =
-                self.embedders.lock().map_err(|_| AppError::internal("embedder table poisoned"))?;
-            slots.retain(|(n, sha), _| n != name || *sha == manifest.sha256);
-            slots.entry((name.to_string(), manifest.sha256.clone())).or_default().clone()
-        };
-        let dir = self.embedder_dir(name);
-        let model_name = name.to_string();
-        slot.get_or_try_init(|| async move {
-            tokio::task::spawn_blocking(move || {
-                let embedder = ayush_models::Embedder::load(&dir)
-                    .map_err(|e| AppError::internal(format!("loading {model_name}: {e}")))?;
-                EmbedEngine::start(&model_name, embedder, QUEUE_DEPTH).map_err(AppError::internal)
-            })
-            .await
-            .map_err(AppError::internal)?
+        self.folder_engine(&self.embedders, &manifest, |dir, name| {
+            let embedder = ayush_models::Embedder::load(&dir)
+                .map_err(|e| AppError::internal(format!("loading {name}: {e}")))?;
+            EmbedEngine::start(&name, embedder, QUEUE_DEPTH).map_err(AppError::internal)
         })
         .await
-        .cloned()
     }
 
     /// A path in the models directory to receive a file before it is checked and named.
@@ -526,9 +650,10 @@ impl Catalog {
     /// Re-hashes the file: `Ok(true)` when it still matches its manifest.
     pub fn verify(&self, name: &str, mut progress: impl FnMut(u64, u64)) -> AppResult<bool> {
         let manifest = self.manifest(name)?;
-        let file = match manifest.is_embedding() {
-            true => self.embedder_dir(name).join("model.safetensors"),
-            false => self.file(name),
+        let file = match manifest.purpose.as_str() {
+            "embedding" => self.folder(name).join("model.safetensors"),
+            "transcription" => self.folder(name).join(WHISPER_WEIGHTS),
+            _ => self.file(name),
         };
         let (sha, size) = hash_file(&file, &mut progress)?;
         Ok(sha == manifest.sha256 && size == manifest.size)

@@ -37,7 +37,25 @@ pub struct Config {
     pub chat: ChatConfig,
     pub usage: UsageConfig,
     pub models: ModelsConfig,
+    pub transcription: TranscriptionConfig,
     pub backup: BackupConfig,
+}
+
+/// Speech to text with local Whisper models (`/v1/audio/transcriptions`, the microphone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscriptionConfig {
+    /// The largest audio file one may send, in MiB (OpenAI's limit is 25).
+    pub max_file_mib: u64,
+    /// The longest audio transcribed at once, in minutes; a longer file is refused before it
+    /// is decoded whole.
+    pub max_audio_minutes: u64,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        TranscriptionConfig { max_file_mib: 25, max_audio_minutes: 30 }
+    }
 }
 
 /// Scheduled backups (`ayushctl backup create` on a timer, by the replica that holds the duty).
@@ -477,6 +495,12 @@ impl Config {
         }
         if !(1..=1024).contains(&self.knowledge.max_file_mib) {
             return bad("knowledge.max_file_mib must be between 1 and 1024".into());
+        }
+        if !(1..=1024).contains(&self.transcription.max_file_mib) {
+            return bad("transcription.max_file_mib must be between 1 and 1024".into());
+        }
+        if !(1..=600).contains(&self.transcription.max_audio_minutes) {
+            return bad("transcription.max_audio_minutes must be between 1 and 600".into());
         }
         if !(1..=32).contains(&self.knowledge.ingest_workers) {
             return bad("knowledge.ingest_workers must be between 1 and 32".into());

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod health;
 pub mod message;
 pub mod metrics;
+pub mod multipart;
 pub mod oidc;
 pub mod routes;
 pub mod sign_in;

@@ -23,14 +23,15 @@ use tokio::sync::mpsc;
 pub fn routes(r: &mut Routes) {
     r.get("/v1/models", models)
         .post("/v1/chat/completions", chat_completions)
-        .post("/v1/embeddings", embeddings);
+        .post("/v1/embeddings", embeddings)
+        .post("/v1/audio/transcriptions", transcriptions);
 }
 
 /// What `/v1/…` paths that are none of the above answer, in the OpenAI shape.
 pub async fn unknown_endpoint() -> Result<HttpResponse, OaiError> {
     Err(OaiError {
         status: 404,
-        message: "Unknown endpoint. This server serves /v1/models, /v1/chat/completions and /v1/embeddings."
+        message: "Unknown endpoint. This server serves /v1/models, /v1/chat/completions, /v1/embeddings and /v1/audio/transcriptions."
             .into(),
         kind: "invalid_request_error",
         param: None,
@@ -186,6 +187,7 @@ impl From<AppError> for OaiError {
                 (429, "rate_limit_error", Some("rate_limit_exceeded"))
             }
             ErrorKind::Unavailable => (503, "server_error", None),
+            ErrorKind::TooLarge => (413, "invalid_request_error", None),
             _ => (500, "server_error", None),
         };
         let retry_after = e.retry_after.or((status == 429).then_some(5));
@@ -660,4 +662,126 @@ async fn embeddings(
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     })))
+}
+
+/// `POST /v1/audio/transcriptions`: a multipart form with the audio `file` and the `model`,
+/// answered in the `response_format` asked for.
+async fn transcriptions(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, OaiError> {
+    use crate::http::multipart;
+    use crate::transcription::{self, formats};
+    let content_type =
+        req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let boundary = multipart::boundary(content_type).map_err(|m| OaiError::invalid(m, None))?;
+    // The form's other fields are small; the file may be as large as allowed.
+    let limit = transcription::max_file_bytes(&state) + 64 * 1024;
+    let too_large = format!(
+        "the audio file is larger than {} MiB, the most this server accepts",
+        state.config.transcription.max_file_mib
+    );
+    let body = crate::http::read_capped(body, limit, &too_large).await?;
+    let parts = multipart::parse(&body, &boundary).map_err(|m| OaiError::invalid(m, None))?;
+    drop(body);
+    let mut form = TranscriptionForm::default();
+    for part in parts {
+        form.take(part)?;
+    }
+    let file = form.file.ok_or_else(|| OaiError::invalid("the form has no `file`", Some("file")))?;
+    let model = form.model.ok_or_else(|| OaiError::invalid("the form has no `model`", Some("model")))?;
+    let format = form.response_format.unwrap_or_else(|| "json".into());
+    if !["json", "text", "srt", "vtt", "verbose_json"].contains(&format.as_str()) {
+        return Err(OaiError::invalid(
+            format!("response_format {format:?}: use json, text, srt, verbose_json or vtt"),
+            Some("response_format"),
+        ));
+    }
+    let request = transcription::Request {
+        model: model.clone(),
+        audio: file.data,
+        filename: file.filename,
+        options: ayush_models::whisper::Options {
+            language: form.language,
+            prompt: form.prompt,
+            temperature: form.temperature,
+        },
+    };
+    let heard = match transcription::transcribe(&state, &who.actor(), "v1.transcriptions", request).await {
+        Ok(heard) => heard,
+        Err(e) if e.kind == ErrorKind::Validation && e.message.starts_with("there is no model") => {
+            return Err(OaiError::model_not_found(&model));
+        }
+        Err(e) if e.kind == ErrorKind::Forbidden || e.kind == ErrorKind::NotFound => {
+            return Err(OaiError::model_not_found(&model));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let t = &heard.transcript;
+    let mut response = HttpResponse::Ok();
+    for (name, value) in &heard.headers {
+        response.insert_header((*name, value.as_str()));
+    }
+    let plain = "text/plain; charset=utf-8";
+    Ok(match format.as_str() {
+        "text" => response.content_type(plain).body(t.text() + "\n"),
+        "srt" => response.content_type(plain).body(formats::srt(t)),
+        "vtt" => response.content_type("text/vtt; charset=utf-8").body(formats::vtt(t)),
+        "verbose_json" => response.json(formats::verbose_json(t)),
+        _ => response.json(json!({"text": t.text(), "usage": formats::usage(t)})),
+    })
+}
+
+/// The fields of a transcription form, each at most once.
+#[derive(Default)]
+struct TranscriptionForm {
+    file: Option<crate::http::multipart::Part>,
+    model: Option<String>,
+    language: Option<String>,
+    prompt: Option<String>,
+    response_format: Option<String>,
+    temperature: Option<f64>,
+}
+
+impl TranscriptionForm {
+    fn take(&mut self, part: crate::http::multipart::Part) -> Result<(), OaiError> {
+        let text = |p: &crate::http::multipart::Part| -> Result<String, OaiError> {
+            p.text().map(|t| t.trim().to_string()).map_err(|m| OaiError::invalid(m, None))
+        };
+        match part.name.as_str() {
+            "file" => self.file = Some(part),
+            "model" => self.model = Some(text(&part)?),
+            "language" => self.language = Some(text(&part)?).filter(|l| !l.is_empty()),
+            "prompt" => self.prompt = Some(text(&part)?),
+            "response_format" => self.response_format = Some(text(&part)?),
+            "temperature" => {
+                let t = text(&part)?;
+                let parsed = t.parse::<f64>().ok().filter(|v| v.is_finite());
+                let t = parsed.ok_or_else(|| {
+                    OaiError::invalid(format!("temperature {t:?} is not a number"), Some("temperature"))
+                })?;
+                self.temperature = Some(t);
+            }
+            "timestamp_granularities[]" | "timestamp_granularities" => {
+                let g = text(&part)?;
+                if g != "segment" {
+                    return Err(OaiError::invalid(
+                        format!("timestamp_granularities {g:?}: this server gives segment timestamps only"),
+                        Some("timestamp_granularities"),
+                    ));
+                }
+            }
+            "stream" if text(&part)? == "true" => {
+                return Err(OaiError::invalid(
+                    "streamed transcription is not offered; ask without stream",
+                    Some("stream"),
+                ));
+            }
+            // Fields later API versions add (chunking_strategy, include[]) change nothing here.
+            _ => {}
+        }
+        Ok(())
+    }
 }

@@ -49,7 +49,7 @@ pub struct Record {
     /// The user's groups when the answer was asked for.
     pub groups: Vec<String>,
     pub api_key_id: Option<i64>,
-    /// `chat`, `v1.chat` or `v1.embeddings`.
+    /// `chat`, `v1.chat`, `v1.embeddings` or `v1.transcriptions`.
     pub source: &'static str,
     pub model: String,
     /// `local`, or the remote provider's name.

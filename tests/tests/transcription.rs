@@ -1,0 +1,136 @@
+//! Speech to text with the local Whisper base model: imported with `ayushctl --local models
+//! import` from its CTranslate2 folder, then called by the official `openai` SDK on
+//! `/v1/audio/transcriptions` with speech espeak-ng synthesised from known sentences, in every
+//! response format; bad files, wrong models and languages, oversize bodies and model access are
+//! refused as OpenAI refuses them; each call leaves a usage record and an audit event.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers here fail tests by panicking
+
+use ayush_tests::{GEMMA_FILE, Server, test_model, venv_python};
+use serde_json::Value;
+
+const SAID: &str = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. \
+                    It is easy to tell the depth of a well.";
+
+fn speak(text: &str, wav: &std::path::Path) {
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (.ci/peers installs it)");
+    assert!(status.success());
+}
+
+#[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+#[cfg_attr(not(peer_python), ignore = "needs the test venv: run .ci/peers")]
+#[cfg_attr(not(peer_espeak), ignore = "needs espeak-ng: run .ci/peers")]
+fn the_openai_sdk_transcribes_speech_with_the_local_whisper() {
+    let whisper = test_model("whisper-base/model.bin");
+    let whisper = whisper.parent().unwrap().to_str().unwrap().to_string();
+    let python = venv_python("openai", "tests/openai/requirements.txt");
+    let server = Server::start_with_config("[transcription]\nmax_file_mib = 1\n");
+    let imported = server.ctl_local(&["-o", "json", "models", "import", &whisper, "--name", "whisper"], None);
+    assert!(imported.ok, "{}", imported.stderr);
+    let m = imported.json();
+    assert_eq!((m["purpose"].as_str(), m["arch"].as_str()), (Some("transcription"), Some("whisper")));
+    let gemma = test_model(GEMMA_FILE);
+    assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
+    // It hears; it does not chat.
+    let default = server.ctl_local(&["models", "set-default", "whisper"], None);
+    assert!(!default.ok && default.stderr.contains("is a transcription model"), "{}", default.stderr);
+    assert!(server.ctl_local(&["models", "verify", "whisper"], None).stdout.contains("matches its manifest"));
+
+    server.create_user("tomas", "user", "tomas password 1");
+    let key = server.key_signed_in("tomas", "tomas password 1");
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, junk) = (dir.path().join("said.wav"), dir.path().join("minutes.mp3"));
+    speak(SAID, &wav);
+    std::fs::write(&junk, "these are the meeting minutes, typed, not recorded").unwrap();
+
+    let out = std::process::Command::new(python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai/transcribe.py"))
+        .env("AYUSH_BASE_URL", format!("{}/v1", server.url))
+        .env("AYUSH_KEY", &key)
+        .env("AYUSH_MODEL", "whisper")
+        .env("AYUSH_CHAT_MODEL", "gemma")
+        .env("AYUSH_AUDIO", &wav)
+        .env("AYUSH_NOT_AUDIO", &junk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{seen:#}");
+
+    let text = seen["json"]["text"].as_str().unwrap().to_lowercase();
+    // espeak-ng's voice is not a person's; these words Whisper base hears whatever the window.
+    for words in ["smooth planks", "the sheet", "tell the depth"] {
+        assert!(text.contains(words), "{words:?} not heard in {text:?}");
+    }
+    assert_eq!(seen["text"].as_str().unwrap().trim().to_lowercase(), text);
+    let srt = seen["srt"].as_str().unwrap();
+    assert!(
+        srt.starts_with("1\n00:00:0") && srt.contains(" --> 00:00:0") && srt.contains("\n\n2\n"),
+        "{srt}"
+    );
+    let vtt = seen["vtt"].as_str().unwrap();
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:0") && vtt.contains("planks"), "{vtt}");
+    let v = &seen["verbose"];
+    assert_eq!(v["language"], "english");
+    let duration = v["duration"].as_f64().unwrap();
+    assert!((6.0..15.0).contains(&duration), "{v}");
+    let segments = v["segments"].as_array().unwrap();
+    assert!(!segments.is_empty() && segments[0]["start"].as_f64() < Some(1.0), "{v}");
+    assert!(segments.iter().all(|s| s["end"].as_f64() <= Some(duration + 0.5)), "{v}");
+
+    let e = &seen["not_audio"];
+    assert_eq!(e["status"], 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("not an audio file"), "{e}");
+    let e = &seen["chat_model"];
+    assert!(e["message"].as_str().unwrap().contains("gemma is not a transcription model"), "{e}");
+    let e = &seen["no_model"];
+    assert_eq!((e["status"].as_i64(), e["code"].as_str()), (Some(404), Some("model_not_found")), "{e}");
+    let e = &seen["bad_language"];
+    assert!(e["message"].as_str().unwrap().contains("\"xx\""), "{e}");
+
+    // Larger than transcription.max_file_mib: refused before it is parsed.
+    let big = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n\r\n{}\r\n--b--\r\n",
+        "x".repeat(1_200_000)
+    );
+    let bearer = format!("Bearer {key}");
+    let headers = [("authorization", bearer.as_str()), ("content-type", "multipart/form-data; boundary=b")];
+    let r = server.client().raw("POST", "/v1/audio/transcriptions", &headers, &big);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("larger than 1 MiB"), "{}", r.body);
+    let not_a_form = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+    let r = server.client().raw("POST", "/v1/audio/transcriptions", &not_a_form, "{}");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("multipart/form-data"), "{}", r.body);
+
+    // Each call is audited under the key's owner, without what was said.
+    let heard = server.audit_events("audio.transcription", Some("success"));
+    assert_eq!(heard.len(), 5, "{heard:?}");
+    let details: Value = serde_json::from_str(&heard[0].details).unwrap();
+    assert_eq!(
+        (details["model"].as_str(), details["source"].as_str()),
+        (Some("whisper"), Some("v1.transcriptions"))
+    );
+    assert!(details["seconds"].as_f64().unwrap() > 5.0, "{details}");
+    assert!(!details.to_string().contains("planks"), "the audit log does not keep the words: {details}");
+    assert!(heard[0].actor_name == "tomas" && heard[0].api_key_id.is_some(), "{:?}", heard[0]);
+    let failed = server.audit_events("audio.transcription", Some("failure"));
+    assert!(failed.iter().any(|e| e.details.contains("not an audio file")), "{failed:?}");
+
+    // A model restricted to a group is not there for others.
+    assert!(server.ctl_local(&["group", "create", "legal"], None).ok);
+    assert!(server.ctl_local(&["models", "allow", "whisper", "--group", "legal"], None).ok);
+    let form = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"said.wav\"\r\n\r\n{}\r\n--b--\r\n",
+        "RIFF"
+    );
+    let r = server.client().raw("POST", "/v1/audio/transcriptions", &headers, &form);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("model_not_found"), "{}", r.body);
+}
