@@ -20,6 +20,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub async fn launch() -> Browser {
+        Browser::launch_with(&[]).await
+    }
+
+    /// A browser with more Chromium switches (a fake microphone playing a file, for one).
+    pub async fn launch_with(extra: &[String]) -> Browser {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
             crate::missing_peer("chromium and chromium-driver (apt-get install chromium chromium-driver)");
         }
@@ -31,18 +36,30 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().cloned());
         let caps = serde_json::json!({
             "browserName": "chrome",
             // What the pages log (errors, CSP violations), for `console_errors`.
             "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args,
             }
         });
         let serde_json::Value::Object(caps) = caps else { unreachable!() };

@@ -295,6 +295,7 @@ const ROWS: &[Row] = &[
     api("GET", "/v1/models", Api),
     api("POST", "/v1/chat/completions", Api),
     api("POST", "/v1/embeddings", Api),
+    api("POST", "/v1/audio/transcriptions", Api),
 ];
 
 /// What a caller must get.

@@ -134,3 +134,67 @@ fn the_openai_sdk_transcribes_speech_with_the_local_whisper() {
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body.contains("model_not_found"), "{}", r.body);
 }
+
+/// The chat's microphone, with Chromium's fake capture device playing the spoken sentences:
+/// Dictate, Stop dictation, and the words land in the message box after what was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+#[cfg_attr(not(peer_espeak), ignore = "needs espeak-ng: run .ci/peers")]
+async fn dictation_puts_what_was_said_in_the_message_box() {
+    use ayush_tests::browser::{Browser, console_errors, sign_in, snap};
+    use fantoccini::Locator;
+    let whisper = test_model("whisper-base/model.bin");
+    let whisper = whisper.parent().unwrap().to_str().unwrap().to_string();
+    let server = Server::start();
+    assert!(server.ctl_local(&["models", "import", &whisper, "--name", "whisper"], None).ok);
+    let gemma = test_model(GEMMA_FILE);
+    assert!(server.ctl_local(&["models", "import", gemma.to_str().unwrap(), "--name", "gemma"], None).ok);
+    server.create_user("ines", "user", "ines password 12");
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("said.wav");
+    speak(SAID, &wav);
+    let microphone = [
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--use-fake-device-for-media-stream".to_string(),
+        format!("--use-file-for-fake-audio-capture={}%noloop", wav.display()),
+    ];
+    let browser = Browser::launch_with(&microphone).await;
+    let c = &browser.client;
+    sign_in(c, &server.url, "ines", "ines password 12").await;
+    c.goto(&format!("{}/chat", server.url)).await.unwrap();
+    let dictate = c.find(Locator::Css("#dictate")).await.unwrap();
+    assert_eq!(dictate.text().await.unwrap(), "Dictate");
+    c.find(Locator::Css("#prompt")).await.unwrap().send_keys("Minutes:").await.unwrap();
+    dictate.click().await.unwrap();
+    let pressed = async || dictate.attr("aria-pressed").await.unwrap().unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pressed().await != "true" {
+        assert!(std::time::Instant::now() < deadline, "recording did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    snap(c, "dictation-listening").await;
+    // The recording is about nine seconds long.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    dictate.click().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let text = loop {
+        let value =
+            c.find(Locator::Css("#prompt")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+        if value.len() > "Minutes:".len() {
+            break value;
+        }
+        let status = c.find(Locator::Css("#dictation-status")).await.unwrap().text().await.unwrap();
+        assert!(!status.contains("failed") && !status.contains("not available"), "{status}");
+        assert!(std::time::Instant::now() < deadline, "no transcript came back: {status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    snap(c, "dictation-done").await;
+    assert!(text.starts_with("Minutes: "), "{text:?}");
+    assert!(text.to_lowercase().contains("smooth planks"), "{text:?}");
+    assert_eq!(dictate.attr("aria-pressed").await.unwrap().as_deref(), Some("false"));
+    assert!(console_errors(c).await.is_empty());
+    let heard = server.audit_events("audio.transcription", Some("success"));
+    assert_eq!((heard.len(), heard[0].actor_name.as_str()), (1, "ines"));
+    browser.close().await;
+}

@@ -674,6 +674,9 @@ async fn transcriptions(
 ) -> Result<HttpResponse, OaiError> {
     use crate::http::multipart;
     use crate::transcription::{self, formats};
+    // The chat page's microphone calls this with the session: a form any site could post, so
+    // the session's token must come too.
+    crate::http::ui::check_csrf_header(&who, &req)?;
     let content_type =
         req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let boundary = multipart::boundary(content_type).map_err(|m| OaiError::invalid(m, None))?;

@@ -12,6 +12,7 @@ pub const JS_MODULES: &[(&str, &str)] = &[
     ("stream.js", include_str!("static/js/stream.js")),
     ("replies.js", include_str!("static/js/replies.js")),
     ("chat.js", include_str!("static/js/chat.js")),
+    ("dictate.js", include_str!("static/js/dictate.js")),
     ("uploads.js", include_str!("static/js/uploads.js")),
     ("theme.js", include_str!("static/js/theme.js")),
     ("models.js", include_str!("static/js/models.js")),

@@ -27,6 +27,8 @@ struct ChatPage {
     messages: Vec<MessageView>,
     models: Vec<ModelEntry>,
     selected_model: String,
+    /// The transcription model the microphone uses: the first the viewer may use, if any.
+    dictation_model: Option<String>,
     /// The collections the viewer may read, and whether the chat answers from each.
     collections: Vec<(String, bool)>,
     /// Admins' assistants the viewer may chat with, and the one this chat follows.
@@ -86,6 +88,10 @@ async fn chat_page(
     let catalog = state.catalog.clone();
     let mut models =
         state.store.run(move |c| crate::catalog::visible_to(&catalog, c, uid)).await.map_err(&err)?;
+    let dictation_model = models
+        .iter()
+        .find(|m| m.manifest.as_ref().is_some_and(|m| m.is_transcription()))
+        .map(|m| m.name.clone());
     models.retain(ModelEntry::chats);
     let selected_model = conversation
         .as_ref()
@@ -100,6 +106,7 @@ async fn chat_page(
         messages,
         models,
         selected_model,
+        dictation_model,
         collections,
         presets,
         selected_preset,

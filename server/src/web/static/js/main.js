@@ -2,12 +2,14 @@
 // the page it finds its elements on, and does nothing elsewhere.
 import { enhanceForms } from "./forms.js";
 import { enhanceChat } from "./chat.js";
+import { enhanceDictation } from "./dictate.js";
 import { enhanceUploads } from "./uploads.js";
 import { enhanceTheme } from "./theme.js";
 import { enhanceModels } from "./models.js";
 
 enhanceForms();
 enhanceChat();
+enhanceDictation();
 enhanceUploads();
 enhanceTheme();
 enhanceModels();
