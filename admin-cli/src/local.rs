@@ -299,7 +299,11 @@ impl Local {
                     let _ = self.store.run_blocking(|c| jobs::beat(c, self.now(), id, replica));
                 }
             });
-            let prepared = documents::prepare(&claimed.source, bytes);
+            let prepared = if ayush_models::audio::looks_like_audio(&bytes) {
+                self.hear_recording(&claimed.source, bytes)
+            } else {
+                documents::prepare(&claimed.source, bytes)
+            };
             drop(done);
             prepared
         });
@@ -314,6 +318,19 @@ impl Local {
                 Err(e.message)
             }
         }
+    }
+
+    /// A recording, transcribed in this process with the collections' transcription model, as
+    /// a server's worker would.
+    fn hear_recording(&self, source: &str, bytes: Vec<u8>) -> Result<documents::Prepared, AppError> {
+        let catalog = Catalog::new(&self.config.server.data_dir);
+        let transcriber = catalog.load_transcriber(&catalog.collections_transcriber()?)?;
+        let limit = self.config.transcription.max_audio_minutes * 60;
+        ayush_server::knowledge::audio::prepare(source, bytes, limit, |samples| {
+            transcriber
+                .transcribe(&samples, &Default::default())
+                .map_err(|e| AppError::internal(e.to_string()))
+        })
     }
 
     /// Waits for a job another process runs, and answers as if it had run here.

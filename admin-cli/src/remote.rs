@@ -68,18 +68,24 @@ impl Remote {
     }
 }
 
+/// How long an upload may make no progress before it is given up.
+const UPLOAD_STALL_SECS: u64 = 60;
+
 /// Counts what is read, for the progress line.
 struct Counting<R> {
     inner: R,
     done: u64,
     total: u64,
     bar: crate::local::Progress,
+    /// `done`, for whoever watches the upload for a stall.
+    shared: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R: std::io::Read> std::io::Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.done += n as u64;
+        self.shared.store(self.done, std::sync::atomic::Ordering::Relaxed);
         self.bar.show(self.done, self.total);
         Ok(n)
     }
@@ -105,10 +111,18 @@ impl Backend for Remote {
         }
         let source = file.file_name().and_then(|s| s.to_str()).unwrap_or_default();
         let url = format!("{}/api/admin/models?name={}&source={}", self.base, seg(name), seg(source));
-        let mut body =
-            Counting { inner: opened, done: 0, total, bar: crate::local::Progress::new("uploading") };
-        // A large file over a slow link may take long; only connecting is bounded.
-        let result = self
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = Counting {
+            inner: opened,
+            done: 0,
+            total,
+            bar: crate::local::Progress::new("uploading"),
+            shared: sent.clone(),
+        };
+        // A large file over a slow link may take long: only connecting is bounded here, and a
+        // stall below. (ureq's per-write timeout does not interrupt a send blocked on a full
+        // socket buffer.)
+        let request = self
             .agent
             .post(&url)
             .config()
@@ -116,10 +130,34 @@ impl Backend for Remote {
             .timeout_connect(Some(std::time::Duration::from_secs(30)))
             .build()
             .header("Authorization", &format!("Bearer {}", self.token))
-            .header("Content-Type", "application/octet-stream")
-            .send(ureq::SendBody::from_reader(&mut body));
-        drop(body);
-        self.reply(result)
+            .header("Content-Type", "application/octet-stream");
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut body = body;
+            let _ = done.send(request.send(ureq::SendBody::from_reader(&mut body)));
+        });
+        // A server that answered early (a full disk, an expired key) stops reading, and the
+        // upload would wait forever for room to write: give up when nothing moves for a while.
+        let mut last = 0;
+        loop {
+            match result.recv_timeout(std::time::Duration::from_secs(UPLOAD_STALL_SECS)) {
+                Ok(result) => return self.reply(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+                    // Once all is sent, the server checks the file: that may take long.
+                    if now == last && now < total {
+                        return Err(format!(
+                            "{} stopped taking the upload for {UPLOAD_STALL_SECS} s; it may have refused it (a full disk, an expired key): its log says why",
+                            self.base
+                        ));
+                    }
+                    last = now;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the upload stopped unexpectedly".into());
+                }
+            }
+        }
     }
 
     fn verify_model(&self, name: &str) -> Result<bool, String> {

@@ -26,6 +26,24 @@ pub enum AudioError {
     Empty,
 }
 
+/// Whether `bytes` start as one of the audio containers [`decode`] reads (or Opus, which it
+/// refuses by name): for telling recordings from documents before choosing how to read them.
+pub fn looks_like_audio(bytes: &[u8]) -> bool {
+    let at = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or_default();
+    let mp3_frame = match (bytes.first(), bytes.get(1)) {
+        // A frame sync with layer II or III (layer I's bits also open a UTF-16 text file).
+        (Some(0xFF), Some(b)) => b & 0xE0 == 0xE0 && matches!((b >> 1) & 3, 1 | 2),
+        _ => false,
+    };
+    (at(0..4) == b"RIFF" && at(8..12) == b"WAVE")
+        || at(0..4) == b"fLaC"
+        || at(0..3) == b"ID3"
+        || mp3_frame
+        || at(0..4) == b"OggS"
+        || at(4..8) == b"ftyp"
+        || at(0..4) == [0x1A, 0x45, 0xDF, 0xA3]
+}
+
 /// Decodes a whole audio file to mono 16 kHz samples, refusing more than `limit_secs` seconds
 /// (counted as it decodes, so a long file is refused without decoding all of it).
 /// `extension` ("mp3", "m4a"), where known, helps recognise the format.
@@ -234,6 +252,19 @@ mod tests {
         let samples = decode(wav(&interleaved, 48_000, 2), Some("wav"), 60).unwrap();
         assert_eq!(samples.len(), 8_000);
         assert!((rms(middle(&samples)) - 0.3536).abs() < 0.005);
+    }
+
+    #[test]
+    fn recordings_are_told_from_documents_by_their_first_bytes() {
+        assert!(looks_like_audio(&wav(&[0; 8], 16_000, 1)));
+        for audio in
+            [&b"fLaC\0\0\0\x22"[..], b"ID3\x04\0", b"\xFF\xFB\x90\x64", b"OggS\0\x02", b"\0\0\0\x20ftypM4A "]
+        {
+            assert!(looks_like_audio(audio), "{audio:?}");
+        }
+        for document in [&b"%PDF-1.7"[..], b"PK\x03\x04", b"\xFF\xFEh\0i\0", b"# Notes", b"", b"\xFF"] {
+            assert!(!looks_like_audio(document), "{document:?}");
+        }
     }
 
     #[test]

@@ -198,3 +198,85 @@ async fn dictation_puts_what_was_said_in_the_message_box() {
     assert_eq!((heard.len(), heard[0].actor_name.as_str()), (1, "ines"));
     browser.close().await;
 }
+
+/// Harvard lists 1 and 2, spoken slowly: about 76 seconds, so the last sentences fall in the
+/// second minute.
+const MEETING: &str = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. \
+    It is easy to tell the depth of a well. These days a chicken leg is a rare dish. Rice is often served in \
+    round bowls. The juice of lemons makes fine punch. The box was thrown beside the parked truck. The hogs \
+    were fed chopped corn and garbage. Four hours of steady work faced us. A large size in stockings is hard \
+    to sell. The boy was there when the sun rose. A rod is used to catch pink salmon. The source of the huge \
+    river is the clear spring. Kick the ball straight and follow through. Help the woman get back to her feet. \
+    A pot of tea helps to pass the evening. Smoky fires lack flame and heat. The soft cushion broke the man's \
+    fall. The salt breeze came across from the sea. The girl at the booth sold fifty bonds.";
+
+/// A recording added to a collection is transcribed and searched, each passage headed by the
+/// minute it was said in; through a server's worker (uploaded by `ayushctl` with a key) and
+/// through `ayushctl --local`. Without a transcription model, the reason is given.
+#[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+#[cfg_attr(not(peer_espeak), ignore = "needs espeak-ng: run .ci/peers")]
+fn recordings_in_a_collection_are_found_to_the_minute() {
+    let server = Server::start();
+    server.create_user("ada", "admin", "ada password 123");
+    let token = server.token_for("ada");
+    let dir = tempfile::tempdir().unwrap();
+    let (meeting, standup) = (dir.path().join("board-meeting.wav"), dir.path().join("standup.wav"));
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "110", "-w"])
+        .arg(&meeting)
+        .arg(MEETING)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    speak(SAID, &standup);
+    let remote = |args: &[&str]| server.ctl_remote(&token, args, None);
+    assert!(server.ctl_local(&["group", "create", "board"], None).ok);
+    assert!(server.ctl_local(&["group", "add-member", "board", "ada"], None).ok);
+    let made = remote(&["collections", "create", "Meetings", "--group", "board"]);
+    assert!(made.ok, "{}", made.stderr);
+
+    let refused = remote(&["collections", "ingest", "Meetings", meeting.to_str().unwrap()]);
+    assert!(
+        !refused.ok && refused.stderr.contains("no transcription model is installed"),
+        "{}",
+        refused.stderr
+    );
+
+    let whisper = test_model("whisper-base/model.bin");
+    assert!(server.ctl_local(&["models", "import", whisper.parent().unwrap().to_str().unwrap()], None).ok);
+    let added = remote(&["collections", "ingest", "Meetings", meeting.to_str().unwrap()]);
+    assert!(added.ok, "{}", added.stderr);
+    let local = server.ctl_local(&["collections", "ingest", "Meetings", standup.to_str().unwrap()], None);
+    assert!(local.ok, "{}", local.stderr);
+
+    let mut ada = server.client();
+    assert_eq!(ada.login("ada", "ada password 123").status, 200);
+    let mut found = |query: &str| -> Value {
+        let r = ada.get(&format!("/api/search?q={}", query.replace(' ', "+")));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["hits"].clone()
+    };
+    let salmon = found("catch pink salmon")[0].clone();
+    assert_eq!(
+        (salmon["source"].as_str(), salmon["heading"].as_str()),
+        (Some("board-meeting.wav"), Some("0:00"))
+    );
+    let breeze = found("salt breeze from the sea")[0].clone();
+    let heard = (breeze["source"].as_str(), breeze["heading"].as_str());
+    assert_eq!(heard, (Some("board-meeting.wav"), Some("1:00")), "{breeze}");
+    // What `ayushctl --local` added reaches the running server's index through the feed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let planks = ada.get("/api/search?q=smooth+planks").json();
+        let sources: Vec<&str> =
+            planks["hits"].as_array().unwrap().iter().filter_map(|h| h["source"].as_str()).collect();
+        if sources.contains(&"standup.wav") && sources.contains(&"board-meeting.wav") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sources:?}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let docs = ada.get("/api/collections/Meetings/documents").json();
+    assert!(docs.as_array().unwrap().iter().all(|d| d["format"] == "audio"), "{docs}");
+}

@@ -44,15 +44,33 @@ impl TranscribeEngine {
     /// Transcribes mono 16 kHz samples; `Busy` when the queue is full.
     pub async fn transcribe(&self, samples: Vec<f32>, options: Options) -> Result<Transcript, ModelError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let stopped = || ModelError::Inference("the transcription thread has stopped".into());
-        match self.jobs.try_send(Job { samples, options, reply }) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(ModelError::Busy),
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
-        }
-        answer.await.map_err(|_| stopped())?.map_err(|e| match e {
-            WhisperError::BadRequest(m) => ModelError::BadRequest(m),
-            other => ModelError::Inference(other.to_string()),
-        })
+        self.jobs.try_send(Job { samples, options, reply }).map_err(refused)?;
+        answer.await.map_err(|_| stopped())?.map_err(model_error)
+    }
+
+    /// Transcribes on a thread that may block (document ingestion), waiting its turn in the
+    /// queue rather than being told the model is busy.
+    pub fn transcribe_blocking(&self, samples: Vec<f32>, options: Options) -> Result<Transcript, ModelError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs.send(Job { samples, options, reply }).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?.map_err(model_error)
+    }
+}
+
+fn stopped() -> ModelError {
+    ModelError::Inference("the transcription thread has stopped".into())
+}
+
+fn refused(e: std::sync::mpsc::TrySendError<Job>) -> ModelError {
+    match e {
+        std::sync::mpsc::TrySendError::Full(_) => ModelError::Busy,
+        std::sync::mpsc::TrySendError::Disconnected(_) => stopped(),
+    }
+}
+
+fn model_error(e: WhisperError) -> ModelError {
+    match e {
+        WhisperError::BadRequest(m) => ModelError::BadRequest(m),
+        other => ModelError::Inference(other.to_string()),
     }
 }

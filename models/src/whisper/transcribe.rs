@@ -424,7 +424,9 @@ impl Transcriber {
                 start,
                 end,
                 text,
-                tokens: tokens.iter().copied().filter(|t| *t < self.special.eot).collect(),
+                // With its timestamps: the next window is prompted with them, as Whisper was
+                // trained (a prompt of bare text leads it to leave timestamps out).
+                tokens: tokens.to_vec(),
                 temperature: d.temperature,
                 avg_logprob: d.avg_logprob,
                 compression_ratio: d.compression_ratio,

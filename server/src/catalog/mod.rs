@@ -204,6 +204,11 @@ const EMBEDDER_FILES: [&str; 6] = [
 const WHISPER_FILES: [&str; 3] = ["model.bin", "config.json", "tokenizer.json"];
 const WHISPER_WEIGHTS: &str = "model.bin";
 
+fn load_transcriber(dir: &Path, name: &str) -> AppResult<ayush_models::whisper::Transcriber> {
+    ayush_models::whisper::Transcriber::load(dir)
+        .map_err(|e| AppError::internal(format!("loading {name}: {e}")))
+}
+
 /// "an embedding model", for messages that say why a model cannot do something.
 fn purpose_phrase(m: &ModelManifest) -> &'static str {
     match m.purpose.as_str() {
@@ -503,12 +508,35 @@ impl Catalog {
         }
         self.folder_engine(&self.transcribers, &manifest, |dir, name| {
             let started = std::time::Instant::now();
-            let transcriber = ayush_models::whisper::Transcriber::load(&dir)
-                .map_err(|e| AppError::internal(format!("loading {name}: {e}")))?;
+            let transcriber = load_transcriber(&dir, &name)?;
             tracing::info!(model = %name, load_ms = started.elapsed().as_millis() as u64, "model loaded");
             TranscribeEngine::start(&name, transcriber, QUEUE_DEPTH).map_err(AppError::internal)
         })
         .await
+    }
+
+    /// A transcription model loaded in this thread, for `ayushctl --local`'s ingestion (which
+    /// has no engines).
+    pub fn load_transcriber(&self, name: &str) -> AppResult<ayush_models::whisper::Transcriber> {
+        if !self.manifest(name)?.is_transcription() {
+            return Err(AppError::validation(format!("{name} is not a transcription model")));
+        }
+        load_transcriber(&self.folder(name), name)
+    }
+
+    /// The transcription model audio added to collections is heard with: the first installed,
+    /// by name.
+    pub fn collections_transcriber(&self) -> AppResult<String> {
+        self.list()?
+            .into_iter()
+            .find(|e| e.manifest.as_ref().is_some_and(ModelManifest::is_transcription))
+            .map(|e| e.name)
+            .ok_or_else(|| {
+                AppError::validation(
+                    "audio files are transcribed to be searched, and no transcription model is installed; \
+                     an admin imports one with `ayushctl --local models import` (a Whisper folder)",
+                )
+            })
     }
 
     /// The engine of a model kept as a folder, loaded on first use (off the async executor); a

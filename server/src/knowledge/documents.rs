@@ -128,9 +128,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Extracts and chunks a file. CPU-bound: run it on a blocking thread.
 pub fn prepare(source: &str, bytes: Vec<u8>) -> AppResult<Prepared> {
     validate_source(source)?;
-    let sha256 = sha256_hex(&bytes);
     let extracted =
         extract::extract(&bytes, source).map_err(|e| AppError::validation(format!("{source}: {e}")))?;
+    prepared(source, bytes, extracted)
+}
+
+/// Chunks what was extracted from a file (by `extract`, or a recording's transcript).
+pub fn prepared(source: &str, bytes: Vec<u8>, extracted: extract::Extracted) -> AppResult<Prepared> {
+    validate_source(source)?;
+    let sha256 = sha256_hex(&bytes);
     let chunks = chunk::chunk(source, &extracted);
     let title = extracted.title.clone().unwrap_or_else(|| {
         let name = source.rsplit(['/', '\\']).next().unwrap_or(source);

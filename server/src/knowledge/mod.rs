@@ -1,10 +1,12 @@
 //! Company knowledge: collections and their readers, documents cut into passages, the full-text
 //! index over them, and retrieval that only ever answers passages the asker may read.
 //!
-//! The way of a file: `extract` (bytes to structured text) -> `chunk` (passages with stable
+//! The way of a file: `extract` (bytes to structured text; a recording goes through `audio`,
+//! transcribed) -> `chunk` (passages with stable
 //! keys) -> `documents::store` (one transaction: document, passages, original bytes, a change
 //! on the feed, an audit event) -> the index's writer thread applies the change.
 
+pub mod audio;
 pub mod bundled;
 pub mod chunk;
 pub mod collections;
@@ -382,10 +384,14 @@ async fn worker(state: Workshop) {
 async fn run_job(state: &Workshop, mut job: jobs::Claimed) {
     let (id, source, bytes) = (job.id, job.source.clone(), std::mem::take(&mut job.bytes));
     let heartbeat = actix_web::rt::spawn(beat(state.clone(), id));
-    let prepared = tokio::task::spawn_blocking(move || documents::prepare(&source, bytes))
-        .await
-        .map_err(AppError::internal)
-        .and_then(|p| p);
+    let prepared = if ayush_models::audio::looks_like_audio(&bytes) {
+        hear_recording(state, source, bytes).await
+    } else {
+        tokio::task::spawn_blocking(move || documents::prepare(&source, bytes))
+            .await
+            .map_err(AppError::internal)
+            .and_then(|p| p)
+    };
     let now = state.clock.now();
     let result = match prepared {
         Ok(p) => state.store.run(move |c| jobs::complete(c, now, &job, &p).map(drop)).await,
@@ -400,6 +406,21 @@ async fn run_job(state: &Workshop, mut job: jobs::Claimed) {
     heartbeat.abort();
     state.knowledge.index.notify();
     state.knowledge.ended.notify_waiters();
+}
+
+/// A recording, transcribed by the collections' transcription model (queued behind other
+/// transcriptions, not refused when the model is busy).
+async fn hear_recording(state: &Workshop, source: String, bytes: Vec<u8>) -> AppResult<documents::Prepared> {
+    let model = state.catalog.collections_transcriber()?;
+    let engine = state.catalog.transcriber(&model).await?;
+    let limit = state.config.transcription.max_audio_minutes * 60;
+    tokio::task::spawn_blocking(move || {
+        audio::prepare(&source, bytes, limit, |samples| {
+            engine.transcribe_blocking(samples, Default::default()).map_err(AppError::from)
+        })
+    })
+    .await
+    .map_err(AppError::internal)?
 }
 
 /// Tells the other replicas, every [`jobs::HEARTBEAT_SECS`], that job `id` is still running here.

@@ -32,6 +32,8 @@ pub enum Format {
     Html,
     Markdown,
     Text,
+    /// A recording, transcribed (see `knowledge::audio`).
+    Audio,
 }
 
 impl Format {
@@ -45,6 +47,7 @@ impl Format {
             Format::Html => "html",
             Format::Markdown => "markdown",
             Format::Text => "text",
+            Format::Audio => "audio",
         }
     }
 }
