@@ -43,7 +43,7 @@ cat bench/harvard.txt bench/harvard.txt >"$reference"
 cargo build --release --locked -p ayush-models --bench transcribe >/dev/null 2>&1 || true
 runs="$cache/runs.jsonl"
 : >"$runs"
-echo "ayush (candle, f32) on $threads threads..." >&2
+echo "ayush (candle; projections in 8 bits) on $threads threads..." >&2
 RAYON_NUM_THREADS=$threads AYUSH_BENCH_AUDIO="$audio" AYUSH_BENCH_WHISPER="$whisper" \
   cargo bench --locked -p ayush-models --bench transcribe 2>/dev/null | grep '^{' >>"$runs"
 for compute in float32 int8; do

@@ -81,12 +81,35 @@ impl I8Matrix {
         self.rows
     }
 
+    /// One token (a decoder's step, where reading the weights is the whole cost): the rows are
+    /// shared among the pool's threads instead.
+    fn matvec(&self, acts: &Acts, bias: &[f32], out: &mut [f32]) {
+        const ROWS: usize = GROUP * 64;
+        let kb = self.kq / BLOCK;
+        let (q, d) = (&acts.q()[..self.kq], &acts.d[..kb]);
+        out.par_chunks_mut(ROWS).enumerate().for_each(|(task, out)| {
+            let mut sums = [[0f32; GROUP]; 1];
+            let first = task * ROWS;
+            for g in first / GROUP..(first + out.len()).div_ceil(GROUP) {
+                let weights = &self.packed[g * GROUP * self.kq..(g + 1) * GROUP * self.kq];
+                let block_sums = &self.sums[g * GROUP * kb..(g + 1) * GROUP * kb];
+                kernel::group(weights, block_sums, q, d, self.kq, &mut sums);
+                for j in g * GROUP..((g + 1) * GROUP).min(first + out.len()) {
+                    out[j - first] = self.scale[j] * sums[0][j - g * GROUP] + bias[j];
+                }
+            }
+        });
+    }
+
     /// `out[m × rows] = x[m × cols] · selfᵀ + bias`, on the rayon pool.
     pub fn matmul(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), m * self.cols);
         assert_eq!(out.len(), m * self.rows);
         assert_eq!(bias.len(), self.rows);
         let acts = self.quantize_acts(x, m);
+        if m == 1 {
+            return self.matvec(&acts, bias, out);
+        }
         // Tasks of 64 tokens: each walks every row group, so a group's weights serve 64 tokens
         // from the core's cache.
         const TOKENS: usize = 64;
@@ -359,6 +382,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One token takes the row-parallel path: it must give what the same token gives among
+    /// others, for rows past a whole group and past a whole task.
+    #[test]
+    fn one_token_gives_what_it_gives_among_others() {
+        let (rows, cols) = (GROUP * 64 + 21, 70);
+        let w = I8Matrix::quantize(rows, cols, &noise(rows * cols, 5));
+        let bias = noise(rows, 6);
+        let x = noise(3 * cols, 7);
+        let mut alone = vec![0f32; rows];
+        w.matmul(&x[cols..2 * cols], 1, &bias, &mut alone);
+        let mut among = vec![0f32; 3 * rows];
+        w.matmul(&x, 3, &bias, &mut among);
+        assert_eq!(alone, among[rows..2 * rows]);
     }
 
     #[test]

@@ -3,26 +3,79 @@
 //! and the decoder's own keys and values grow a token at a time. (candle-transformers' Whisper
 //! re-runs the decoder over every token so far at each step, and projects all of them onto the
 //! vocabulary: quadratic in the transcript's length.)
+//!
+//! The projections (attention's, the feed-forward's, the vocabulary's) are kept in 8 bits
+//! (`int8`: per row, activations per block of 32), as the BERT encoder's are. The decoder runs
+//! a token at a time, so each step reads all its weights for one token's worth of arithmetic:
+//! a quarter of the bytes to read is most of its time. The convolutions, cross-attention's
+//! keys and values (projected once per window) and attention itself stay in f32.
+//! bench/NOTES.md has the figures, word error rate included.
 
+use crate::int8::I8Matrix;
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
+/// A linear projection, in f32 or in 8 bits.
+enum Proj {
+    F32(Linear),
+    I8 { w: I8Matrix, bias: Vec<f32> },
+}
+
+impl Proj {
+    fn load(d_in: usize, d_out: usize, bias: bool, int8: bool, vb: VarBuilder) -> Result<Proj> {
+        let linear = if bias {
+            candle_nn::linear(d_in, d_out, vb)?
+        } else {
+            candle_nn::linear_no_bias(d_in, d_out, vb)?
+        };
+        if !int8 {
+            return Ok(Proj::F32(linear));
+        }
+        let w = linear.weight().flatten_all()?.to_vec1::<f32>()?;
+        let bias = match linear.bias() {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; d_out],
+        };
+        Ok(Proj::I8 { w: I8Matrix::quantize(d_out, d_in, &w), bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Proj::F32(linear) => linear.forward(x),
+            Proj::I8 { w, bias } => {
+                let mut dims = x.dims().to_vec();
+                let cols = dims.last().copied().unwrap_or(1);
+                let m = x.elem_count() / cols.max(1);
+                let input = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; m * w.rows()];
+                w.matmul(&input, m, bias, &mut out);
+                if let Some(last) = dims.last_mut() {
+                    *last = w.rows();
+                }
+                Tensor::from_vec(out, dims, x.device())
+            }
+        }
+    }
+}
+
 struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    out: Linear,
+    query: Proj,
+    key: Proj,
+    value: Proj,
+    out: Proj,
     heads: usize,
 }
 
 impl Attention {
-    fn load(d: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+    /// `int8`: the query and output projections in 8 bits; `keys_int8`: the key and value
+    /// projections too (not cross-attention's: projected once per window, they stay exact).
+    fn load(d: usize, heads: usize, int8: bool, keys_int8: bool, vb: VarBuilder) -> Result<Self> {
         Ok(Attention {
-            query: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            key: candle_nn::linear_no_bias(d, d, vb.pp("k_proj"))?,
-            value: candle_nn::linear(d, d, vb.pp("v_proj"))?,
-            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            query: Proj::load(d, d, true, int8, vb.pp("q_proj"))?,
+            key: Proj::load(d, d, false, keys_int8, vb.pp("k_proj"))?,
+            value: Proj::load(d, d, true, keys_int8, vb.pp("v_proj"))?,
+            out: Proj::load(d, d, true, int8, vb.pp("out_proj"))?,
             heads,
         })
     }
@@ -39,9 +92,10 @@ impl Attention {
 
     /// Attends from `x` to keys and values already split into heads.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        // Scaled before the product: a pass over the queries, not over every score.
         let q = self.split(&self.query.forward(x)?)?;
-        let scale = 1.0 / ((q.dim(D::Minus1)? as f64).sqrt());
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        let q = (&q * (1.0 / (q.dim(D::Minus1)? as f64).sqrt()))?;
+        let mut scores = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
@@ -57,25 +111,29 @@ struct Block {
     attn: Attention,
     cross: Option<(LayerNorm, Attention)>,
     mlp_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Proj,
+    fc2: Proj,
 }
 
 impl Block {
-    fn load(d: usize, heads: usize, cross: bool, vb: VarBuilder) -> Result<Self> {
+    /// A decoder block (`decoder`) has cross-attention.
+    fn load(d: usize, heads: usize, decoder: bool, vb: VarBuilder) -> Result<Self> {
         let ln = |name: &str| candle_nn::layer_norm(d, 1e-5, vb.pp(name));
-        let cross = if cross {
-            Some((ln("encoder_attn_layer_norm")?, Attention::load(d, heads, vb.pp("encoder_attn"))?))
+        let cross = if decoder {
+            Some((
+                ln("encoder_attn_layer_norm")?,
+                Attention::load(d, heads, true, false, vb.pp("encoder_attn"))?,
+            ))
         } else {
             None
         };
         Ok(Block {
             attn_ln: ln("self_attn_layer_norm")?,
-            attn: Attention::load(d, heads, vb.pp("self_attn"))?,
+            attn: Attention::load(d, heads, true, true, vb.pp("self_attn"))?,
             cross,
             mlp_ln: ln("final_layer_norm")?,
-            fc1: candle_nn::linear(d, 4 * d, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(4 * d, d, vb.pp("fc2"))?,
+            fc1: Proj::load(d, 4 * d, true, true, vb.pp("fc1"))?,
+            fc2: Proj::load(4 * d, d, true, true, vb.pp("fc2"))?,
         })
     }
 
@@ -113,6 +171,8 @@ pub struct WhisperModel {
     embed_positions: Tensor,
     decoder: Vec<Block>,
     decoder_ln: LayerNorm,
+    /// The token embeddings again, as the projection onto the vocabulary, in 8 bits.
+    vocabulary: Proj,
     pub config: Config,
     device: Device,
 }
@@ -129,13 +189,20 @@ impl WhisperModel {
         let decoder = (0..config.decoder_layers)
             .map(|i| Block::load(d, config.decoder_attention_heads, true, dec.pp(format!("layers.{i}"))))
             .collect::<Result<_>>()?;
+        let embed = candle_nn::embedding(config.vocab_size, d, dec.pp("embed_tokens"))?;
+        let rows = embed.embeddings().flatten_all()?.to_vec1::<f32>()?;
+        let vocabulary = Proj::I8 {
+            w: I8Matrix::quantize(config.vocab_size, d, &rows),
+            bias: vec![0.0; config.vocab_size],
+        };
         Ok(WhisperModel {
             conv1: candle_nn::conv1d(config.num_mel_bins, d, 3, conv(1), enc.pp("conv1"))?,
             conv2: candle_nn::conv1d(d, d, 3, conv(2), enc.pp("conv2"))?,
             positions: sinusoids(config.max_source_positions, d, vb.device())?,
             encoder,
             encoder_ln: candle_nn::layer_norm(d, 1e-5, enc.pp("layer_norm"))?,
-            embed: candle_nn::embedding(config.vocab_size, d, dec.pp("embed_tokens"))?,
+            embed,
+            vocabulary,
             embed_positions: dec.get((config.max_target_positions, d), "embed_positions.weight")?,
             decoder,
             decoder_ln: candle_nn::layer_norm(d, 1e-5, dec.pp("layer_norm"))?,
@@ -198,7 +265,7 @@ impl WhisperModel {
             x = block.mlp(&x)?;
         }
         let last = self.decoder_ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?.squeeze(0)?;
-        self.embed.embeddings().matmul(&last.unsqueeze(1)?)?.squeeze(1)
+        self.vocabulary.forward(&last)
     }
 }
 
