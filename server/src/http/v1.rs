@@ -703,7 +703,7 @@ async fn transcriptions(
         ));
     }
     let request = transcription::Request {
-        model: model.clone(),
+        model,
         audio: file.data,
         filename: file.filename,
         options: ayush_models::whisper::Options {
@@ -712,16 +712,7 @@ async fn transcriptions(
             temperature: form.temperature,
         },
     };
-    let heard = match transcription::transcribe(&state, &who.actor(), "v1.transcriptions", request).await {
-        Ok(heard) => heard,
-        Err(e) if e.kind == ErrorKind::Validation && e.message.starts_with("there is no model") => {
-            return Err(OaiError::model_not_found(&model));
-        }
-        Err(e) if e.kind == ErrorKind::Forbidden || e.kind == ErrorKind::NotFound => {
-            return Err(OaiError::model_not_found(&model));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let heard = transcription::transcribe(&state, &who.actor(), "v1.transcriptions", request).await?;
     let t = &heard.transcript;
     let mut response = HttpResponse::Ok();
     for (name, value) in &heard.headers {

@@ -6,7 +6,7 @@ pub mod formats;
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::chat::complete;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorKind, Reason};
 use crate::state::AppState;
 use crate::usage;
 use ayush_models::whisper::{Options, Transcript};
@@ -32,8 +32,8 @@ pub fn max_file_bytes(state: &AppState) -> usize {
     usize::try_from(state.config.transcription.max_file_mib << 20).unwrap_or(usize::MAX)
 }
 
-/// Transcribes `request` for `actor`; `source` names the caller in usage reports
-/// (`v1.transcriptions`, `chat.microphone`).
+/// Transcribes `request` for `actor`; `source` names the caller in usage reports and the audit
+/// event (`v1.transcriptions`: the API, and the chat's Dictate, which calls it).
 pub async fn transcribe(
     state: &AppState,
     actor: &Actor,
@@ -53,7 +53,16 @@ pub async fn transcribe(
     if let Some(t) = options.temperature.filter(|t| !(0.0..=1.0).contains(t)) {
         return Err(AppError::validation(format!("temperature {t} must be between 0 and 1")));
     }
-    complete::usable(&state.chat(), actor, Some(model.clone())).await?;
+    // A model the caller may not use is one that does not exist, as OpenAI answers (the
+    // denial is audited all the same).
+    complete::usable(&state.chat(), actor, Some(model.clone())).await.map_err(|e| match e.kind {
+        ErrorKind::Validation | ErrorKind::NotFound | ErrorKind::Forbidden => AppError::new(
+            ErrorKind::NotFound,
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        )
+        .with_reason(Reason::ModelNotFound),
+        _ => e,
+    })?;
     let engine = state.catalog.transcriber(&model).await.map_err(|e| match e.kind {
         ErrorKind::Validation => AppError::validation(format!(
             "{model} is not a transcription model; /v1/models lists the models you may use"
@@ -88,38 +97,36 @@ pub async fn transcribe(
         Ok(samples) => engine.transcribe(samples, options).await.map_err(AppError::from),
         Err(e) => Err(e),
     };
-    record(state, actor, source, &model, details, result.as_ref().ok(), result.as_ref().err(), started).await;
+    record(state, actor, source, &model, details, result.as_ref(), started).await;
     Ok(Heard { transcript: result?, headers: admission.headers.clone() })
 }
 
 /// The usage record and audit event of one transcription, in one transaction. Neither holds
 /// what was said: the audit event names the file, its size and length, and the language.
-#[allow(clippy::too_many_arguments)]
 async fn record(
     state: &AppState,
     actor: &Actor,
     source: &'static str,
     model: &str,
     mut details: serde_json::Value,
-    done: Option<&Transcript>,
-    failed: Option<&AppError>,
+    result: Result<&Transcript, &AppError>,
     started: std::time::Instant,
 ) {
     let now = state.clock.now();
     let mut used = usage::Record {
         duration_ms: started.elapsed().as_millis() as i64,
-        outcome: if done.is_some() { usage::Outcome::Ok } else { usage::Outcome::Error },
+        outcome: if result.is_ok() { usage::Outcome::Ok } else { usage::Outcome::Error },
         ..usage::Record::new(now, actor, source, model)
     };
-    let outcome = match (done, failed) {
-        (Some(t), _) => {
+    let outcome = match result {
+        Ok(t) => {
             used.completion_tokens = t.segments.iter().map(|s| s.tokens.len() as i64).sum();
             details["seconds"] = json!((t.duration * 10.0).round() / 10.0);
             details["language"] = json!(t.language);
             Outcome::Success
         }
-        (None, e) => {
-            details["error"] = json!(e.map(|e| e.message.clone()));
+        Err(e) => {
+            details["error"] = json!(e.message);
             Outcome::Failure
         }
     };
