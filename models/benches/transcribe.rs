@@ -34,9 +34,8 @@ fn main() {
     let started = Instant::now();
     let transcriber = Transcriber::load(&dir).expect("run packaging/fetch-models whisper");
     let load = started.elapsed().as_secs_f64();
-    let ext = audio.extension().map(|e| e.to_string_lossy().to_string());
     let started = Instant::now();
-    let samples = ayush_models::audio::decode(std::fs::read(&audio).unwrap(), ext.as_deref(), 7200).unwrap();
+    let samples = ayush_models::audio::decode(std::fs::read(&audio).unwrap(), audio.to_str(), 7200).unwrap();
     let decode = started.elapsed().as_secs_f64();
     let seconds = samples.len() as f64 / 16_000.0;
     let options = Options { language: std::env::var("AYUSH_BENCH_LANGUAGE").ok(), ..Default::default() };

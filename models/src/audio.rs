@@ -46,11 +46,11 @@ pub fn looks_like_audio(bytes: &[u8]) -> bool {
 
 /// Decodes a whole audio file to mono 16 kHz samples, refusing more than `limit_secs` seconds
 /// (counted as it decodes, so a long file is refused without decoding all of it).
-/// `extension` ("mp3", "m4a"), where known, helps recognise the format.
-pub fn decode(bytes: Vec<u8>, extension: Option<&str>, limit_secs: u64) -> Result<Vec<f32>, AudioError> {
+/// The file's name (`call.m4a`), where known, helps recognise the format by its extension.
+pub fn decode(bytes: Vec<u8>, name: Option<&str>, limit_secs: u64) -> Result<Vec<f32>, AudioError> {
     let mut hint = Hint::new();
-    if let Some(ext) = extension {
-        hint.with_extension(ext);
+    if let Some(ext) = name.and_then(|n| std::path::Path::new(n).extension()) {
+        hint.with_extension(&ext.to_string_lossy().to_ascii_lowercase());
     }
     let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
@@ -249,7 +249,7 @@ mod tests {
     fn a_stereo_wav_becomes_mono_16_khz() {
         let left: Vec<i16> = tone(440.0, 48_000, 0.5).iter().map(|s| (s * 32767.0) as i16).collect();
         let interleaved: Vec<i16> = left.iter().flat_map(|s| [*s, *s]).collect();
-        let samples = decode(wav(&interleaved, 48_000, 2), Some("wav"), 60).unwrap();
+        let samples = decode(wav(&interleaved, 48_000, 2), Some("tone.wav"), 60).unwrap();
         assert_eq!(samples.len(), 8_000);
         assert!((rms(middle(&samples)) - 0.3536).abs() < 0.005);
     }
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn bad_long_and_empty_files_are_refused_by_name() {
-        let text = decode(b"these are meeting notes, not audio".to_vec(), Some("mp3"), 60).unwrap_err();
+        let text = decode(b"these are meeting notes, not audio".to_vec(), Some("notes.mp3"), 60).unwrap_err();
         assert!(matches!(text, AudioError::Unsupported(_)), "{text}");
         let long = wav(&vec![0i16; 16_000 * 3], 16_000, 1);
         assert_eq!(decode(long, None, 2).unwrap_err(), AudioError::TooLong { limit_secs: 2 });

@@ -129,7 +129,8 @@ fn whisper_base_transcribes_a_minute_of_speech_with_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("harvard.wav");
     speak(&SPOKEN.join(" "), &wav);
-    let samples = ayush_models::audio::decode(std::fs::read(&wav).unwrap(), Some("wav"), 600).unwrap();
+    let samples =
+        ayush_models::audio::decode(std::fs::read(&wav).unwrap(), Some("harvard.wav"), 600).unwrap();
     let seconds = samples.len() as f64 / 16_000.0;
     assert!(seconds > 35.0, "the recording is {seconds} s: it should need two windows");
 

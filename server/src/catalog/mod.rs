@@ -153,7 +153,7 @@ pub async fn open_chat(
             if !manifest.chats() {
                 return Err(AppError::validation(format!(
                     "{model} is {}; it does not chat",
-                    purpose_phrase(&manifest)
+                    purpose_phrase(&manifest.purpose)
                 )));
             }
             Ok(at.catalog.engine(model).await?.submit(user_id, messages, params))
@@ -210,8 +210,8 @@ fn load_transcriber(dir: &Path, name: &str) -> AppResult<ayush_models::whisper::
 }
 
 /// "an embedding model", for messages that say why a model cannot do something.
-fn purpose_phrase(m: &ModelManifest) -> &'static str {
-    match m.purpose.as_str() {
+fn purpose_phrase(purpose: &str) -> &'static str {
+    match purpose {
         "embedding" => "an embedding model",
         "transcription" => "a transcription model",
         _ => "a chat model",
@@ -300,6 +300,16 @@ impl Catalog {
         self.get(name)?.manifest.ok_or_else(|| AppError::not_found(format!("no model file named {name:?}")))
     }
 
+    /// The manifest of `name`, which must be a model for `purpose`.
+    fn manifest_for(&self, name: &str, purpose: &str) -> AppResult<ModelManifest> {
+        let manifest = self.manifest(name)?;
+        if manifest.purpose != purpose {
+            let (is, wanted) = (purpose_phrase(&manifest.purpose), purpose_phrase(purpose));
+            return Err(AppError::validation(format!("{name} is {is}, not {wanted}")));
+        }
+        Ok(manifest)
+    }
+
     pub fn default_name(&self) -> Option<String> {
         let name = std::fs::read_to_string(self.dir.join(DEFAULT_FILE)).ok()?;
         let name = name.trim().to_string();
@@ -311,7 +321,7 @@ impl Catalog {
         if !manifest.chats() {
             return Err(AppError::validation(format!(
                 "{name} is {}; the default must be a chat model",
-                purpose_phrase(&manifest)
+                purpose_phrase(&manifest.purpose)
             )));
         }
         write_atomically(&self.dir.join(DEFAULT_FILE), format!("{name}\n").as_bytes())
@@ -381,43 +391,18 @@ impl Catalog {
         name: Option<&str>,
         imported_by: &str,
         now: i64,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> AppResult<ModelManifest> {
         let info = ayush_models::inspect_embedder(source)
             .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
-        let name = match name {
-            Some(n) => n.to_string(),
-            None => default_name_for(&source.with_extension("")),
-        };
-        self.check_new_name(&name)?;
-        let partial = self.partial_path()?;
-        let placed = (|| {
-            std::fs::create_dir_all(partial.join("1_Pooling"))
-                .map_err(|e| io("creating the model folder", e))?;
-            for file in EMBEDDER_FILES.iter().filter(|f| **f != "model.safetensors") {
-                if source.join(file).is_file() {
-                    std::fs::copy(source.join(file), partial.join(file)).map_err(|e| io(file, e))?;
-                }
-            }
-            let (sha256, size) = copy_hashing(
-                &source.join("model.safetensors"),
-                &partial.join("model.safetensors"),
-                &mut progress,
-            )?;
-            ayush_models::Embedder::load(&partial)
-                .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))?;
-            std::fs::rename(&partial, self.folder(&name)).map_err(|e| io("placing the model", e))?;
-            Ok::<_, AppError>((sha256, size))
-        })();
-        let (sha256, size) = match placed {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&partial);
-                return Err(e);
-            }
-        };
+        let (name, sha256, size, ()) =
+            self.place_folder(source, name, &EMBEDDER_FILES, "model.safetensors", progress, |copy| {
+                ayush_models::Embedder::load(copy)
+                    .map(drop)
+                    .map_err(|e| AppError::validation(format!("{}: {e}", source.display())))
+            })?;
         let manifest = ModelManifest {
-            name: name.clone(),
+            name,
             arch: info.arch,
             quantization: "f32".into(),
             context_length: info.max_tokens,
@@ -429,8 +414,7 @@ impl Catalog {
             purpose: "embedding".into(),
             dimensions: Some(info.dimensions),
         };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
-        write_atomically(&self.manifest_path(&name), &json)?;
+        self.write_manifest(&manifest)?;
         Ok(manifest)
     }
 
@@ -443,7 +427,7 @@ impl Catalog {
         name: Option<&str>,
         imported_by: &str,
         now: i64,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> AppResult<ModelManifest> {
         let refused = |e: &dyn std::fmt::Display| AppError::validation(format!("{}: {e}", source.display()));
         for file in WHISPER_FILES {
@@ -454,33 +438,12 @@ impl Catalog {
                 )));
             }
         }
-        let name = match name {
-            Some(n) => n.to_string(),
-            None => default_name_for(&source.with_extension("")),
-        };
-        self.check_new_name(&name)?;
-        let partial = self.partial_path()?;
-        let placed = (|| {
-            std::fs::create_dir_all(&partial).map_err(|e| io("creating the model folder", e))?;
-            for file in WHISPER_FILES.iter().filter(|f| **f != WHISPER_WEIGHTS) {
-                std::fs::copy(source.join(file), partial.join(file)).map_err(|e| io(file, e))?;
-            }
-            let (sha256, size) =
-                copy_hashing(&source.join(WHISPER_WEIGHTS), &partial.join(WHISPER_WEIGHTS), &mut progress)?;
-            let transcriber = ayush_models::whisper::Transcriber::load(&partial).map_err(|e| refused(&e))?;
-            let info = transcriber.info();
-            std::fs::rename(&partial, self.folder(&name)).map_err(|e| io("placing the model", e))?;
-            Ok::<_, AppError>((sha256, size, info))
-        })();
-        let (sha256, size, info) = match placed {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&partial);
-                return Err(e);
-            }
-        };
+        let (name, sha256, size, info) =
+            self.place_folder(source, name, &WHISPER_FILES, WHISPER_WEIGHTS, progress, |copy| {
+                Ok(ayush_models::whisper::Transcriber::load(copy).map_err(|e| refused(&e))?.info())
+            })?;
         let manifest = ModelManifest {
-            name: name.clone(),
+            name,
             arch: "whisper".into(),
             quantization: info.weights,
             context_length: info.max_tokens,
@@ -492,20 +455,60 @@ impl Catalog {
             purpose: "transcription".into(),
             dimensions: None,
         };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
-        write_atomically(&self.manifest_path(&name), &json)?;
+        self.write_manifest(&manifest)?;
         Ok(manifest)
+    }
+
+    /// Copies a model folder into `models/NAME/` by way of a partial folder: those of `files`
+    /// that are there, `weights` hashed on the way; `check` loads the copy once to prove it
+    /// works (and says what the manifest needs) before it is placed. Nothing stays behind on
+    /// failure. Returns the name, the weights' sha256 and size, and what `check` said.
+    fn place_folder<T>(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+        files: &[&str],
+        weights: &str,
+        mut progress: impl FnMut(u64, u64),
+        check: impl FnOnce(&Path) -> AppResult<T>,
+    ) -> AppResult<(String, String, u64, T)> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => default_name_for(&source.with_extension("")),
+        };
+        self.check_new_name(&name)?;
+        let partial = self.partial_path()?;
+        let placed = (|| {
+            std::fs::create_dir_all(&partial).map_err(|e| io("creating the model folder", e))?;
+            for file in files.iter().filter(|f| **f != weights && source.join(f).is_file()) {
+                let to = partial.join(file);
+                if let Some(folder) = to.parent() {
+                    std::fs::create_dir_all(folder).map_err(|e| io("creating the model folder", e))?;
+                }
+                std::fs::copy(source.join(file), &to).map_err(|e| io(file, e))?;
+            }
+            let (sha256, size) = copy_hashing(&source.join(weights), &partial.join(weights), &mut progress)?;
+            let checked = check(&partial)?;
+            std::fs::rename(&partial, self.folder(&name)).map_err(|e| io("placing the model", e))?;
+            Ok::<_, AppError>((sha256, size, checked))
+        })();
+        match placed {
+            Ok((sha256, size, checked)) => Ok((name, sha256, size, checked)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_manifest(&self, manifest: &ModelManifest) -> AppResult<()> {
+        let json = serde_json::to_vec_pretty(manifest).map_err(AppError::internal)?;
+        write_atomically(&self.manifest_path(&manifest.name), &json)
     }
 
     /// The engine for a transcription model, loading it on first use.
     pub async fn transcriber(&self, name: &str) -> AppResult<TranscribeEngine> {
-        let manifest = self.manifest(name)?;
-        if !manifest.is_transcription() {
-            return Err(AppError::validation(format!(
-                "{name} is {}, not a transcription model",
-                purpose_phrase(&manifest)
-            )));
-        }
+        let manifest = self.manifest_for(name, "transcription")?;
         self.folder_engine(&self.transcribers, &manifest, |dir, name| {
             let started = std::time::Instant::now();
             let transcriber = load_transcriber(&dir, &name)?;
@@ -518,9 +521,7 @@ impl Catalog {
     /// A transcription model loaded in this thread, for `ayushctl --local`'s ingestion (which
     /// has no engines).
     pub fn load_transcriber(&self, name: &str) -> AppResult<ayush_models::whisper::Transcriber> {
-        if !self.manifest(name)?.is_transcription() {
-            return Err(AppError::validation(format!("{name} is not a transcription model")));
-        }
+        self.manifest_for(name, "transcription")?;
         load_transcriber(&self.folder(name), name)
     }
 
@@ -568,13 +569,7 @@ impl Catalog {
 
     /// The engine for an embedding model, loading it on first use.
     pub async fn embedder(&self, name: &str) -> AppResult<EmbedEngine> {
-        let manifest = self.manifest(name)?;
-        if !manifest.is_embedding() {
-            return Err(AppError::validation(format!(
-                "{name} is {}, not an embedding model",
-                purpose_phrase(&manifest)
-            )));
-        }
+        let manifest = self.manifest_for(name, "embedding")?;
         self.folder_engine(&self.embedders, &manifest, |dir, name| {
             let embedder = ayush_models::Embedder::load(&dir)
                 .map_err(|e| AppError::internal(format!("loading {name}: {e}")))?;
@@ -667,8 +662,7 @@ impl Catalog {
             purpose: "chat".into(),
             dimensions: None,
         };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(AppError::internal)?;
-        write_atomically(&self.manifest_path(name), &json)?;
+        self.write_manifest(&manifest)?;
         if self.default_name().is_none() {
             self.set_default(name)?;
         }

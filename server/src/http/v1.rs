@@ -3,7 +3,7 @@
 //! objects as the OpenAI API reference; below the adapter, the same model access rules, engine
 //! and audit as the web UI. A key carries its owner's permissions and no more.
 
-use crate::audit::{self, Actor, Event, Outcome, content};
+use crate::audit::{Actor, Outcome, content};
 use crate::chat::complete::{self, Asker, Ended, Filing, Step, Usable};
 use crate::error::{AppError, ErrorKind, Reason};
 use crate::http::guard::{ApiUser, Authed};
@@ -364,7 +364,7 @@ async fn record_embeddings(
 ) {
     let now = state.clock.now();
     let model = details["model"].as_str().unwrap_or_default().to_string();
-    let mut used = usage::Record {
+    let used = usage::Record {
         user_id: Some(user_id),
         prompt_tokens: tokens.unwrap_or(0) as i64,
         duration_ms: started.elapsed().as_millis() as i64,
@@ -378,18 +378,7 @@ async fn record_embeddings(
         }
         None => Outcome::Failure,
     };
-    let stored = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                used.groups = crate::auth::groups::of_user(c, user_id)?;
-                usage::record(c, &used)?;
-                let event =
-                    Event::new(&actor, "v1.embeddings", outcome).target("model", &model).details(details);
-                audit::record(c, now, &event)
-            })
-        })
-        .await;
+    let stored = usage::record_call(&state.store, now, used, actor, "v1.embeddings", outcome, details).await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot record a /v1 call");
     }

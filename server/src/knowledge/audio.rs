@@ -17,9 +17,7 @@ pub fn prepare(
     hear: impl FnOnce(Vec<f32>) -> AppResult<Transcript>,
 ) -> AppResult<Prepared> {
     documents::validate_source(source)?;
-    let extension =
-        std::path::Path::new(source).extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-    let samples = ayush_models::audio::decode(bytes.clone(), extension.as_deref(), limit_secs)
+    let samples = ayush_models::audio::decode(bytes.clone(), Some(source), limit_secs)
         .map_err(|e| AppError::validation(format!("{source}: {e}")))?;
     let transcript = hear(samples)?;
     let extracted = extracted(&transcript);

@@ -4,7 +4,7 @@
 
 pub mod formats;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Outcome};
 use crate::chat::complete;
 use crate::error::{AppError, AppResult, ErrorKind, Reason};
 use crate::state::AppState;
@@ -77,21 +77,16 @@ pub async fn transcribe(
         )));
     }
     let started = std::time::Instant::now();
-    let mut asked = usage::Record::new(state.clock.now(), actor, source, &model);
-    asked.user_id = actor.user_id;
+    let asked = usage::Record::new(state.clock.now(), actor, source, &model);
     let admission = state.usage.admit(asked).await?;
-    let extension = filename
-        .as_deref()
-        .and_then(|f| std::path::Path::new(f).extension())
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
     let limit_secs = state.config.transcription.max_audio_minutes * 60;
     let bytes = audio.len();
-    let decoded = tokio::task::spawn_blocking(move || {
-        ayush_models::audio::decode(audio, extension.as_deref(), limit_secs)
-    })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(|e| AppError::validation(e.to_string()));
+    let name = filename.clone();
+    let decoded =
+        tokio::task::spawn_blocking(move || ayush_models::audio::decode(audio, name.as_deref(), limit_secs))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| AppError::validation(e.to_string()));
     let details = json!({"source": source, "model": model, "bytes": bytes, "file": filename, "language": options.language});
     let result = match decoded {
         Ok(samples) => engine.transcribe(samples, options).await.map_err(AppError::from),
@@ -130,22 +125,9 @@ async fn record(
             Outcome::Failure
         }
     };
-    let (actor, model, user_id) = (actor.clone(), model.to_string(), actor.user_id);
-    let stored = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                if let Some(id) = user_id {
-                    used.groups = crate::auth::groups::of_user(c, id)?;
-                }
-                usage::record(c, &used)?;
-                let event = Event::new(&actor, "audio.transcription", outcome)
-                    .target("model", &model)
-                    .details(details);
-                audit::record(c, now, &event)
-            })
-        })
-        .await;
+    let stored =
+        usage::record_call(&state.store, now, used, actor.clone(), "audio.transcription", outcome, details)
+            .await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot record a transcription");
     }

@@ -84,6 +84,33 @@ impl Record {
     }
 }
 
+/// Records a call that is not a chat turn (`/v1/embeddings`, a transcription): its usage, with
+/// the asker's groups as they are now, and its audit event on the model, in one transaction.
+pub async fn record_call(
+    store: &Store,
+    now: i64,
+    mut used: Record,
+    actor: Actor,
+    action: &'static str,
+    outcome: crate::audit::Outcome,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    store
+        .run(move |c| {
+            c.transaction(|c| {
+                if let Some(id) = used.user_id {
+                    used.groups = crate::auth::groups::of_user(c, id)?;
+                }
+                record(c, &used)?;
+                let event = crate::audit::Event::new(&actor, action, outcome)
+                    .target("model", &used.model)
+                    .details(details);
+                crate::audit::record(c, now, &event)
+            })
+        })
+        .await
+}
+
 /// Writes one record at its model's price, and adds it to the asker's day counter (a refused
 /// request costs nothing and counts only in the report); callers do so inside the transaction
 /// that records the answer.
