@@ -63,7 +63,8 @@ fn main() {
         ("peer_python", files(&[venv.join("bin/python")])),
         ("peer_qemu", any_file(&["/usr/bin/qemu-x86_64", "/usr/bin/qemu-x86_64-static"])),
         ("peer_groff", any_file(&["/usr/bin/groff"])),
-        ("peer_espeak", any_file(&["/usr/bin/espeak-ng"])),
+        // Speech synthesised here: espeak-ng speaks, lame makes MP3s of it.
+        ("peer_espeak", files(&["/usr/bin/espeak-ng".into(), "/usr/bin/lame".into()])),
     ];
     for (name, present) in peers {
         println!("cargo:rustc-check-cfg=cfg({name})");

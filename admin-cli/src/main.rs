@@ -407,15 +407,23 @@ enum ProvidersCommand {
     Add {
         name: String,
         /// The wire format it speaks: openai (also vLLM, TGI, llama.cpp server, Ollama, LM Studio,
-        /// another Ayush), anthropic or gemini.
+        /// another Ayush), anthropic or gemini for chat; elevenlabs for speech; bfl (Black
+        /// Forest Labs' Flux) or ideogram for images.
         #[arg(long)]
         kind: String,
         /// The API's base URL (default: the vendor's own), e.g. https://gpu1.corp.example/v1 (plain http:// only to localhost).
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
-        /// Models to offer, as the provider names them (comma-separated or repeated).
+        /// Chat models to offer, as the provider names them (comma-separated or repeated).
         #[arg(long = "model", value_name = "MODEL", value_delimiter = ',')]
         models: Vec<String>,
+        /// Speech models to offer (/v1/audio/speech, Read aloud), e.g. tts-1 or eleven_multilingual_v2.
+        #[arg(long = "speech-model", value_name = "MODEL", value_delimiter = ',')]
+        speech_models: Vec<String>,
+        /// Image models to offer (/v1/images/generations, images in the chat), e.g. gpt-image-1,
+        /// flux-pro-1.1 or V_3.
+        #[arg(long = "image-model", value_name = "MODEL", value_delimiter = ',')]
+        image_models: Vec<String>,
         /// Seconds the provider may take to start answering, and between pieces of an answer.
         #[arg(long)]
         timeout_secs: Option<i64>,
@@ -429,6 +437,10 @@ enum ProvidersCommand {
         base_url: Option<String>,
         #[arg(long = "model", value_name = "MODEL", value_delimiter = ',')]
         models: Option<Vec<String>>,
+        #[arg(long = "speech-model", value_name = "MODEL", value_delimiter = ',')]
+        speech_models: Option<Vec<String>>,
+        #[arg(long = "image-model", value_name = "MODEL", value_delimiter = ',')]
+        image_models: Option<Vec<String>>,
         #[arg(long)]
         timeout_secs: Option<i64>,
         #[command(flatten)]
@@ -442,19 +454,23 @@ enum ProvidersCommand {
     /// Ask the provider for its models with the key Ayush holds: checks the URL, the egress
     /// policy and the key.
     Test { name: String },
-    /// Set what a model costs, per million tokens in the installation's currency
-    /// (usage.currency); answers are costed at the price of their day. PROVIDER `local` gives a
-    /// local model a notional price, for chargeback.
+    /// Set what a model costs, per million tokens (for a speech model, per million characters
+    /// spoken) or per image, in the installation's currency (usage.currency); answers are
+    /// costed at the price of their day. PROVIDER `local` gives a local model a notional price,
+    /// for chargeback.
     Price {
         provider: String,
         /// The provider's own name for the model (or the local model's name).
         model: String,
         /// Per million prompt tokens, e.g. 2.50.
-        #[arg(long, value_name = "AMOUNT")]
-        input_per_mtok: String,
+        #[arg(long, value_name = "AMOUNT", required_unless_present = "per_image")]
+        input_per_mtok: Option<String>,
         /// Per million completion tokens, e.g. 10.
+        #[arg(long, value_name = "AMOUNT", required_unless_present = "per_image")]
+        output_per_mtok: Option<String>,
+        /// Per image drawn, e.g. 0.04.
         #[arg(long, value_name = "AMOUNT")]
-        output_per_mtok: String,
+        per_image: Option<String>,
     },
     /// List the prices set.
     Prices,
@@ -925,20 +941,43 @@ fn run(cli: Cli) -> Result<(), String> {
         },
         Command::Providers(cmd) => match cmd {
             ProvidersCommand::List => out.list(&backend.list_providers()?, output::PROVIDER_COLUMNS),
-            ProvidersCommand::Add { name, kind, base_url, models, timeout_secs, key } => {
+            ProvidersCommand::Add {
+                name,
+                kind,
+                base_url,
+                models,
+                speech_models,
+                image_models,
+                timeout_secs,
+                key,
+            } => {
                 let body = json!({
                     "name": name, "kind": kind, "base_url": base_url, "models": models,
+                    "speech_models": speech_models, "image_models": image_models,
                     "timeout_secs": timeout_secs, "api_key": key.read()?,
                 });
                 out.object(&backend.add_provider(body)?)
             }
-            ProvidersCommand::Set { name, base_url, models, timeout_secs, key, remove_key } => {
+            ProvidersCommand::Set {
+                name,
+                base_url,
+                models,
+                speech_models,
+                image_models,
+                timeout_secs,
+                key,
+                remove_key,
+            } => {
                 let mut body = serde_json::Map::new();
                 if let Some(u) = base_url {
                     body.insert("base_url".into(), json!(u));
                 }
-                if let Some(m) = models {
-                    body.insert("models".into(), json!(m));
+                for (field, list) in
+                    [("models", models), ("speech_models", speech_models), ("image_models", image_models)]
+                {
+                    if let Some(m) = list {
+                        body.insert(field.into(), json!(m));
+                    }
                 }
                 if let Some(t) = timeout_secs {
                     body.insert("timeout_secs".into(), json!(t));
@@ -949,7 +988,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     body.insert("api_key".into(), json!(k));
                 }
                 if body.is_empty() {
-                    return Err("nothing to change: give --base-url, --model, --timeout-secs or a key".into());
+                    return Err("nothing to change: give --base-url, --model, --speech-model, --image-model, --timeout-secs or a key".into());
                 }
                 out.object(&backend.change_provider(&name, Value::Object(body))?)
             }
@@ -958,10 +997,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 out.done(&format!("provider {name} removed"))
             }
             ProvidersCommand::Test { name } => out.object(&backend.test_provider(&name)?),
-            ProvidersCommand::Price { provider, model, input_per_mtok, output_per_mtok } => {
+            ProvidersCommand::Price { provider, model, input_per_mtok, output_per_mtok, per_image } => {
                 let body = serde_json::json!({
                     "provider": provider, "model": model,
-                    "input_per_mtok": input_per_mtok, "output_per_mtok": output_per_mtok,
+                    "input_per_mtok": input_per_mtok, "output_per_mtok": output_per_mtok, "per_image": per_image,
                 });
                 out.object(&backend.set_price(body)?)
             }

@@ -13,7 +13,8 @@ pub const USER_COLUMNS: &[&str] = &["id", "username", "display_name", "role", "d
 pub const GROUP_COLUMNS: &[&str] = &["id", "name", "members", "description"];
 pub const MODEL_COLUMNS: &[&str] =
     &["name", "provider", "default", "groups", "arch", "quantization", "context_length", "size", "sha256"];
-pub const PROVIDER_COLUMNS: &[&str] = &["name", "kind", "base_url", "has_api_key", "models", "timeout_secs"];
+pub const PROVIDER_COLUMNS: &[&str] =
+    &["name", "kind", "base_url", "has_api_key", "models", "speech_models", "image_models", "timeout_secs"];
 pub const COLLECTION_COLUMNS: &[&str] =
     &["name", "personal", "owner", "readers", "documents", "chunks", "description"];
 pub const DOCUMENT_COLUMNS: &[&str] = &["id", "source", "title", "format", "bytes", "chunks", "sha256"];
@@ -34,7 +35,7 @@ pub const USAGE_COLUMNS: &[&str] = &[
     "mean_duration_ms",
     "p95_duration_ms",
 ];
-pub const PRICE_COLUMNS: &[&str] = &["provider", "model", "input_per_mtok", "output_per_mtok"];
+pub const PRICE_COLUMNS: &[&str] = &["provider", "model", "input_per_mtok", "output_per_mtok", "per_image"];
 pub const QUOTA_COLUMNS: &[&str] = &[
     "user",
     "group",

@@ -17,6 +17,7 @@ pub mod http;
 pub mod key_file;
 pub mod knowledge;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod proxies;
 pub mod role;

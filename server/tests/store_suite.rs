@@ -454,6 +454,7 @@ fn usage_reports_break_answers_down_by_each_dimension(store: &Store) {
             provider: usage::provider_of(model).into(),
             prompt_tokens: tokens,
             completion_tokens: tokens / 2,
+            images: 0,
             ttft_ms: (outcome == Outcome::Ok).then_some(100),
             duration_ms: 1_000,
             outcome,
@@ -555,10 +556,31 @@ fn answers_are_costed_at_their_models_price(store: &Store) {
                 outcome,
                 ..Record::new(T0, &actor(), "v1.chat", model)
             };
-            prices::set(c, T0, &actor(), "openai", "gpt-4o", 2_500_000, 10_000_000)?;
-            prices::set(c, T0, &actor(), "local", "qwen", 100_000, 100_000)?;
+            prices::set(
+                c,
+                T0,
+                &actor(),
+                "openai",
+                "gpt-4o",
+                prices::Rates { input: 2_500_000, output: 10_000_000, per_image: 0 },
+            )?;
+            prices::set(
+                c,
+                T0,
+                &actor(),
+                "local",
+                "qwen",
+                prices::Rates { input: 100_000, output: 100_000, per_image: 0 },
+            )?;
             // A price set again replaces the old one.
-            prices::set(c, T0, &actor(), "openai", "gpt-4o", 2_500_000, 10_000_000)?;
+            prices::set(
+                c,
+                T0,
+                &actor(),
+                "openai",
+                "gpt-4o",
+                prices::Rates { input: 2_500_000, output: 10_000_000, per_image: 0 },
+            )?;
             assert_eq!(prices::list(c)?.len(), 2);
             usage::record(c, &answer("openai/gpt-4o", 1_000, 500, Outcome::Ok))?;
             usage::record(c, &answer("qwen", 10_000, 0, Outcome::Ok))?;
@@ -676,7 +698,14 @@ fn quotas_refuse_past_a_limit_and_say_when_it_resets(store: &Store) {
 
             // A spending cap counts remote cost only.
             set(c, serde_json::json!({"user": "bo", "pool": "remote", "spend_per_month": "0.01"}))?;
-            usage::prices::set(c, now, &actor(), "openai", "gpt-4o", 100_000_000, 100_000_000)?;
+            usage::prices::set(
+                c,
+                now,
+                &actor(),
+                "openai",
+                "gpt-4o",
+                usage::prices::Rates { input: 100_000_000, output: 100_000_000, per_image: 0 },
+            )?;
             answered(c, bo.id, "openai/gpt-4o", 500)?;
             let broke = quotas::check(c, now + 60, bo.id, "remote", false)?.expect_err("0.01 spent");
             assert_eq!(broke.limit, Limit::SpendPerMonth);

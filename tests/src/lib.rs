@@ -387,7 +387,10 @@ pub fn run_ctl(args: &[&str], stdin: Option<&str>, env: &[(String, String)]) -> 
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy where it is not UTF-8).
     pub body: String,
+    /// The body as it came (audio, images).
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -458,8 +461,9 @@ impl Client {
                 self.cookies.push((name.to_string(), value.to_string()));
             }
         }
-        let body = resp.body_mut().read_to_string().unwrap_or_default();
-        Reply { status: resp.status().as_u16(), headers, body }
+        let bytes = resp.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap_or_default();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        Reply { status: resp.status().as_u16(), headers, body, bytes }
     }
 
     fn cookie(&self) -> String {

@@ -16,6 +16,10 @@
 //! | `truncated` | one piece, then the connection closes |
 //! | `stall` | nothing for 5 seconds |
 //! | `moved` | a 307 redirect elsewhere |
+//!
+//! Speech and image vendors are in [`media`].
+
+pub mod media;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -310,9 +314,15 @@ async fn handle(
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
         .collect();
     let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // A form (Ideogram's) is kept as its text.
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        if bytes.is_empty() { Value::Null } else { Value::String(String::from_utf8_lossy(&bytes).into()) }
+    });
     let recorded = Recorded { method, path: path.clone(), headers, body };
     seen.lock().expect("requests").push(recorded.clone());
+    if let Some(answer) = media::answer(&recorded).await {
+        return Ok(answer);
+    }
 
     let (vendor, model) = if path.starts_with("/v1/chat/completions") {
         (Vendor::OpenAi, recorded.body["model"].as_str().unwrap_or_default().to_string())

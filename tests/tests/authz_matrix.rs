@@ -282,6 +282,8 @@ const ROWS: &[Row] = &[
     api("POST", "/api/admin/directory/sync", Admin),
     page("GET", "/", Any),
     page("GET", "/chat", Chat),
+    // Another's image is one that does not exist: 404 for everyone here (tests/media.rs).
+    api("GET", "/chat/images/{id}", Chat),
     page("GET", "/admin/users", Admin),
     page("POST", "/admin/users", Admin),
     page("POST", "/admin/users/{username}/role", Admin),
@@ -296,6 +298,8 @@ const ROWS: &[Row] = &[
     api("POST", "/v1/chat/completions", Api),
     api("POST", "/v1/embeddings", Api),
     api("POST", "/v1/audio/transcriptions", Api),
+    api("POST", "/v1/audio/speech", Api),
+    api("POST", "/v1/images/generations", Api),
 ];
 
 /// What a caller must get.

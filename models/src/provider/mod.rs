@@ -6,8 +6,11 @@
 
 mod anthropic;
 mod gemini;
+mod media;
 mod openai;
 mod transport;
+
+pub use media::{AudioFormat, Image, ImageFormat, ImageRequest, Purpose, Speech, SpeechRequest, is_token};
 
 use crate::ModelError;
 use crate::engine::{Event, Handle};
@@ -27,7 +30,8 @@ use transport::{SendError, SseDecoder, SseEvent, Transport};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Something that answers chats.
+/// Something that answers chats (speech and images are asked of a [`Remote`] directly: only
+/// remote providers make them).
 pub trait Provider: Send + Sync {
     /// Starts a chat with `model`; its events come through the handle, which cancels the
     /// request when dropped.
@@ -64,16 +68,36 @@ pub enum Kind {
     OpenAi,
     Anthropic,
     Gemini,
+    /// ElevenLabs: speech only.
+    ElevenLabs,
+    /// Black Forest Labs (Flux): images only.
+    Bfl,
+    /// Ideogram: images only.
+    Ideogram,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::OpenAi, Kind::Anthropic, Kind::Gemini];
+    pub const ALL: [Kind; 6] =
+        [Kind::OpenAi, Kind::Anthropic, Kind::Gemini, Kind::ElevenLabs, Kind::Bfl, Kind::Ideogram];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::OpenAi => "openai",
             Kind::Anthropic => "anthropic",
             Kind::Gemini => "gemini",
+            Kind::ElevenLabs => "elevenlabs",
+            Kind::Bfl => "bfl",
+            Kind::Ideogram => "ideogram",
+        }
+    }
+
+    /// Whether the vendor's API does what models of `purpose` are for.
+    pub fn offers(self, purpose: Purpose) -> bool {
+        match self {
+            Kind::OpenAi => true,
+            Kind::Anthropic | Kind::Gemini => purpose == Purpose::Chat,
+            Kind::ElevenLabs => purpose == Purpose::Speech,
+            Kind::Bfl | Kind::Ideogram => purpose == Purpose::Image,
         }
     }
 
@@ -87,6 +111,9 @@ impl Kind {
             Kind::OpenAi => "https://api.openai.com/v1",
             Kind::Anthropic => "https://api.anthropic.com",
             Kind::Gemini => "https://generativelanguage.googleapis.com",
+            Kind::ElevenLabs => "https://api.elevenlabs.io",
+            Kind::Bfl => "https://api.bfl.ai",
+            Kind::Ideogram => "https://api.ideogram.ai",
         }
     }
 }
@@ -291,12 +318,13 @@ pub(crate) fn kind_for_status(status: u16) -> UpstreamKind {
 #[derive(Clone)]
 pub struct Remote {
     spec: RemoteSpec,
-    wire: Arc<dyn Wire>,
+    /// How it chats; none for vendors that only speak or draw.
+    wire: Option<Arc<dyn Wire>>,
     transport: Transport,
 }
 
 /// Error bodies and model lists larger than this are cut.
-const SMALL_BODY: usize = 1 << 20;
+pub(crate) const SMALL_BODY: usize = 1 << 20;
 
 impl Remote {
     pub fn new(
@@ -305,10 +333,11 @@ impl Remote {
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Remote, String> {
         check_base_url(&spec.base_url)?;
-        let wire: Arc<dyn Wire> = match spec.kind {
-            Kind::OpenAi => Arc::new(openai::OpenAi),
-            Kind::Anthropic => Arc::new(anthropic::Anthropic),
-            Kind::Gemini => Arc::new(gemini::Gemini),
+        let wire: Option<Arc<dyn Wire>> = match spec.kind {
+            Kind::OpenAi => Some(Arc::new(openai::OpenAi)),
+            Kind::Anthropic => Some(Arc::new(anthropic::Anthropic)),
+            Kind::Gemini => Some(Arc::new(gemini::Gemini)),
+            Kind::ElevenLabs | Kind::Bfl | Kind::Ideogram => None,
         };
         let transport = Transport::new(&format!("provider {}", spec.name), gate, tls, spec.timeout);
         Ok(Remote { spec, wire, transport })
@@ -316,6 +345,21 @@ impl Remote {
 
     pub fn spec(&self) -> &RemoteSpec {
         &self.spec
+    }
+
+    /// The headers that carry the key (and an API version) for this vendor.
+    fn auth_headers(&self) -> Vec<(&'static str, String)> {
+        let key = self.spec.api_key.as_deref();
+        match &self.wire {
+            Some(wire) => wire.headers(key),
+            None => media::key_headers(self.spec.kind, key),
+        }
+    }
+
+    fn wire(&self) -> Result<&Arc<dyn Wire>, ModelError> {
+        self.wire.as_ref().ok_or_else(|| {
+            ModelError::BadRequest(format!("{} ({}) does not chat", self.spec.name, self.spec.kind.as_str()))
+        })
     }
 
     fn request(
@@ -329,7 +373,7 @@ impl Remote {
             .method(method)
             .uri(&url)
             .header("accept", "application/json, text/event-stream");
-        for (name, value) in self.wire.headers(self.spec.api_key.as_deref()) {
+        for (name, value) in self.auth_headers() {
             builder = builder.header(name, value);
         }
         let bytes = match body {
@@ -382,8 +426,10 @@ impl Remote {
         let bytes = self.transport.read_all(&mut body, SMALL_BODY).await.unwrap_or_default();
         let json: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        let kind = self.wire.error_kind(status.as_u16(), &json);
-        let detail = self.wire.error_detail(&json);
+        let (kind, detail) = match &self.wire {
+            Some(wire) => (wire.error_kind(status.as_u16(), &json), wire.error_detail(&json)),
+            None => (kind_for_status(status.as_u16()), media::error_detail(&json)),
+        };
         let detail = if detail.is_empty() {
             format!("HTTP {}", status.as_u16())
         } else {
@@ -401,7 +447,7 @@ impl Provider for Remote {
         params: GenerateParams,
     ) -> Result<Handle, ModelError> {
         params.validate().map_err(ModelError::BadRequest)?;
-        let wire_request = self.wire.chat_request(model, &messages, &params);
+        let wire_request = self.wire()?.chat_request(model, &messages, &params);
         let request = self.request(hyper::Method::POST, &wire_request.path, Some(&wire_request.body))?;
         let (handle, events, cancel) = Handle::channel();
         let this = self.clone();
@@ -422,14 +468,25 @@ impl Provider for Remote {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<String>, ModelError>> {
         Box::pin(async move {
-            let request = self.request(hyper::Method::GET, &self.wire.models_path(), None)?;
+            let wire = match (self.spec.kind, &self.wire) {
+                (_, Some(wire)) => wire,
+                (Kind::ElevenLabs, None) => return self.elevenlabs_models().await,
+                (kind, None) => {
+                    return Err(ModelError::BadRequest(format!(
+                        "{} ({}) publishes no list of models to test the connection with; draw an image to check its key",
+                        self.spec.name,
+                        kind.as_str()
+                    )));
+                }
+            };
+            let request = self.request(hyper::Method::GET, &wire.models_path(), None)?;
             let mut body = self.call(request).await?;
             let bytes =
                 self.transport.read_all(&mut body, SMALL_BODY).await.map_err(|e| self.send_error(e))?;
             let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 upstream(UpstreamKind::Failed, &self.spec.name, &format!("the model list is not JSON: {e}"))
             })?;
-            Ok(self.wire.parse_models(&json))
+            Ok(wire.parse_models(&json))
         })
     }
 }
@@ -460,7 +517,7 @@ impl Remote {
                 Err(e) => return Err(self.send_error(e)),
             }
             for event in batch.drain(..) {
-                let text = self.wire.on_event(&self.spec.name, &event, &mut progress)?;
+                let text = self.wire()?.on_event(&self.spec.name, &event, &mut progress)?;
                 if !text.is_empty() {
                     first_token.get_or_insert_with(Instant::now);
                     progress.text.push_str(&text);

@@ -11,6 +11,7 @@ pub mod remote;
 
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::Conn;
+use ayush_models::provider::Purpose;
 use ayush_models::whisper::TranscribeEngine;
 use ayush_models::{EmbedEngine, Engine, EngineLimits, LoadedModel, ModelManifest};
 use providers::Provider;
@@ -47,6 +48,8 @@ pub struct RemoteModel {
     pub name: String,
     pub provider: String,
     pub kind: String,
+    /// `chat`, `speech` or `image`.
+    pub purpose: &'static str,
     /// The model's id at the provider.
     pub upstream_model: String,
     /// When the provider was added.
@@ -64,13 +67,14 @@ impl ModelEntry {
         }
     }
 
-    fn remote(provider: &Provider, upstream_model: &str) -> ModelEntry {
+    fn remote(provider: &Provider, upstream_model: &str, purpose: Purpose) -> ModelEntry {
         let name = format!("{}/{upstream_model}", provider.name);
         ModelEntry {
             remote: Some(RemoteModel {
                 name: name.clone(),
                 provider: provider.name.clone(),
                 kind: provider.kind.clone(),
+                purpose: purpose.as_str(),
                 upstream_model: upstream_model.to_string(),
                 created_at: provider.created_at,
             }),
@@ -91,9 +95,15 @@ impl ModelEntry {
     }
 
     /// Whether people can chat with it (embedding models only make vectors; transcription
-    /// models only hear).
+    /// models only hear; speech and image models speak and draw).
     pub fn chats(&self) -> bool {
-        self.manifest.as_ref().is_none_or(|m| m.chats())
+        self.manifest.as_ref().is_none_or(|m| m.chats()) && self.is_remote(Purpose::Chat)
+    }
+
+    /// Whether it is a remote model of `purpose` (any local model counts as a chat one here;
+    /// [`ModelEntry::chats`] says which of those chat).
+    pub fn is_remote(&self, purpose: Purpose) -> bool {
+        self.remote.as_ref().map_or(purpose == Purpose::Chat, |r| r.purpose == purpose.as_str())
     }
 
     /// Who runs it, as `/v1/models` says: the provider's name for a remote model, else
@@ -107,7 +117,9 @@ impl ModelEntry {
 pub fn all(catalog: &Catalog, conn: &mut Conn) -> AppResult<Vec<ModelEntry>> {
     let mut out = catalog.list()?;
     for p in providers::list(conn)? {
-        out.extend(p.models.iter().map(|m| ModelEntry::remote(&p, m)));
+        for (purpose, models) in p.by_purpose() {
+            out.extend(models.iter().map(|m| ModelEntry::remote(&p, m, purpose)));
+        }
     }
     Ok(out)
 }
@@ -123,10 +135,9 @@ pub fn find(catalog: &Catalog, conn: &mut Conn, name: &str) -> AppResult<ModelEn
     let Some((provider, model)) = name.split_once('/') else { return catalog.get(name) };
     let p = providers::get(conn, provider)
         .map_err(|_| AppError::not_found(format!("no model named {name:?}")))?;
-    if !p.models.iter().any(|m| m == model) {
-        return Err(AppError::not_found(format!("no model named {name:?}")));
-    }
-    Ok(ModelEntry::remote(&p, model))
+    let purpose =
+        p.purpose_of(model).ok_or_else(|| AppError::not_found(format!("no model named {name:?}")))?;
+    Ok(ModelEntry::remote(&p, model, purpose))
 }
 
 /// Where chats are opened: the local catalog, and the remote providers recorded in the store.
@@ -160,8 +171,15 @@ pub async fn open_chat(
         }
         Some((provider, upstream)) => {
             let (remote, record) = at.remotes.get(at.store, provider).await?;
-            if !record.models.iter().any(|m| m == upstream) {
-                return Err(AppError::not_found(format!("no model named {model:?}")));
+            match record.purpose_of(upstream) {
+                Some(Purpose::Chat) => {}
+                Some(other) => {
+                    return Err(AppError::validation(format!(
+                        "{model} is {}; it does not chat",
+                        other.a_model()
+                    )));
+                }
+                None => return Err(AppError::not_found(format!("no model named {model:?}"))),
             }
             Ok(remote.chat(upstream, messages, params))
         }

@@ -1,5 +1,6 @@
 //! Remote providers as admins configure them: a name, a wire format, a base URL, an API key
-//! and the upstream models Ayush offers from it (each as `provider/model`). The database holds
+//! and the upstream models Ayush offers from it (each as `provider/model`): models that chat,
+//! that speak, and that draw images, each where the vendor's API does so. The database holds
 //! the key only sealed under `secrets/provider-keys.key`; no answer, log line or audit event
 //! carries it. A URL is checked against the egress policy when it is saved, and again by the
 //! connector at every connect.
@@ -9,7 +10,7 @@ use crate::error::{AppError, AppResult};
 use crate::sealed::SealingKey;
 use crate::store::schema::providers;
 use crate::store::{Conn, columns};
-use ayush_models::provider::{Kind, check_base_url, origin_of};
+use ayush_models::provider::{Kind, Purpose, check_base_url, origin_of};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,7 +27,12 @@ pub struct Provider {
     pub kind: String,
     pub base_url: String,
     pub has_api_key: bool,
+    /// Models that chat.
     pub models: Vec<String>,
+    /// Models that speak text (`/v1/audio/speech`).
+    pub speech_models: Vec<String>,
+    /// Models that draw images (`/v1/images/generations`).
+    pub image_models: Vec<String>,
     pub timeout_secs: i64,
     pub created_by: String,
     pub created_at: i64,
@@ -45,6 +51,8 @@ struct Row {
     created_by: String,
     created_at: i64,
     updated_at: i64,
+    speech_models: String,
+    image_models: String,
 }
 
 impl Row {
@@ -55,11 +63,29 @@ impl Row {
             base_url: self.base_url.clone(),
             has_api_key: self.api_key_sealed.is_some(),
             models: serde_json::from_str(&self.models).unwrap_or_default(),
+            speech_models: serde_json::from_str(&self.speech_models).unwrap_or_default(),
+            image_models: serde_json::from_str(&self.image_models).unwrap_or_default(),
             timeout_secs: self.timeout_secs,
             created_by: self.created_by.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
+    }
+}
+
+impl Provider {
+    /// Its models, list by list.
+    pub fn by_purpose(&self) -> [(Purpose, &[String]); 3] {
+        [
+            (Purpose::Chat, &self.models),
+            (Purpose::Speech, &self.speech_models),
+            (Purpose::Image, &self.image_models),
+        ]
+    }
+
+    /// What the provider's model `model` is for, if it offers one by that id.
+    pub fn purpose_of(&self, model: &str) -> Option<Purpose> {
+        self.by_purpose().into_iter().find(|(_, list)| list.iter().any(|m| m == model)).map(|(p, _)| p)
     }
 }
 
@@ -82,6 +108,10 @@ pub struct NewProvider {
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]
+    pub speech_models: Vec<String>,
+    #[serde(default)]
+    pub image_models: Vec<String>,
+    #[serde(default)]
     pub timeout_secs: Option<i64>,
 }
 
@@ -97,6 +127,10 @@ pub struct Change {
     #[serde(default)]
     pub models: Option<Vec<String>>,
     #[serde(default)]
+    pub speech_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub image_models: Option<Vec<String>>,
+    #[serde(default)]
     pub timeout_secs: Option<i64>,
 }
 
@@ -107,6 +141,8 @@ pub struct Change {
 struct Update {
     base_url: Option<String>,
     models: Option<String>,
+    speech_models: Option<String>,
+    image_models: Option<String>,
     timeout_secs: Option<i64>,
     api_key_sealed: Option<Option<String>>,
     updated_at: i64,
@@ -124,7 +160,21 @@ pub fn validate_name(name: &str) -> AppResult<()> {
     })
 }
 
-fn validate_models(models: &[String]) -> AppResult<()> {
+/// Checks a list of `purpose` models for a provider of `kind`.
+fn validate_models(kind: Kind, purpose: Purpose, models: &[String]) -> AppResult<()> {
+    if !models.is_empty() && !kind.offers(purpose) {
+        let offered: Vec<&str> = [Purpose::Chat, Purpose::Speech, Purpose::Image]
+            .into_iter()
+            .filter(|p| kind.offers(*p))
+            .map(Purpose::as_str)
+            .collect();
+        return Err(AppError::validation(format!(
+            "a provider of kind {} has no {} models; it offers {} models",
+            kind.as_str(),
+            purpose.as_str(),
+            offered.join(" and ")
+        )));
+    }
     if models.len() > MAX_MODELS {
         return Err(AppError::validation(format!("a provider offers at most {MAX_MODELS} models")));
     }
@@ -136,6 +186,19 @@ fn validate_models(models: &[String]) -> AppResult<()> {
         if !ok {
             return Err(AppError::validation(format!(
                 "{m:?} is not a usable model id: 1 to 128 printable characters without spaces, quotes or backslashes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A model id names one thing a provider does: `provider/model` must find one model.
+fn check_disjoint(chat: &[String], speech: &[String], image: &[String]) -> AppResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for m in chat.iter().chain(speech).chain(image) {
+        if !seen.insert(m) {
+            return Err(AppError::validation(format!(
+                "{m:?} is listed twice; a model is a chat, a speech or an image model, once"
             )));
         }
     }
@@ -204,11 +267,15 @@ pub fn create(
 ) -> AppResult<Provider> {
     validate_name(&new.name)?;
     let kind = Kind::parse(&new.kind).ok_or_else(|| {
-        AppError::validation(format!("{:?} is not a provider kind: openai, anthropic or gemini", new.kind))
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        AppError::validation(format!("{:?} is not a provider kind: {}", new.kind, kinds.join(", ")))
     })?;
     let base_url = new.base_url.clone().unwrap_or_else(|| kind.default_base_url().to_string());
     check_url(egress, &new.name, &base_url)?;
-    validate_models(&new.models)?;
+    validate_models(kind, Purpose::Chat, &new.models)?;
+    validate_models(kind, Purpose::Speech, &new.speech_models)?;
+    validate_models(kind, Purpose::Image, &new.image_models)?;
+    check_disjoint(&new.models, &new.speech_models, &new.image_models)?;
     let timeout = new.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
     validate_timeout(timeout)?;
     let sealed = match new.api_key.as_deref().filter(|k| !k.is_empty()) {
@@ -219,6 +286,8 @@ pub fn create(
         None => None,
     };
     let models = serde_json::to_string(&new.models).map_err(AppError::internal)?;
+    let speech_models = serde_json::to_string(&new.speech_models).map_err(AppError::internal)?;
+    let image_models = serde_json::to_string(&new.image_models).map_err(AppError::internal)?;
     conn.transaction(|conn| {
         let exists: i64 = conn.get_result(providers::table.filter(providers::name.eq(&new.name)).count())?;
         if exists > 0 {
@@ -230,6 +299,8 @@ pub fn create(
             providers::base_url.eq(&base_url),
             providers::api_key_sealed.eq(&sealed),
             providers::models.eq(&models),
+            providers::speech_models.eq(&speech_models),
+            providers::image_models.eq(&image_models),
             providers::timeout_secs.eq(timeout),
             providers::created_by.eq(&actor.name),
             providers::created_at.eq(now),
@@ -237,6 +308,7 @@ pub fn create(
         )))?;
         let details = json!({
             "kind": kind.as_str(), "base_url": base_url, "models": new.models,
+            "speech_models": new.speech_models, "image_models": new.image_models,
             "timeout_secs": timeout, "api_key": if sealed.is_some() { "set" } else { "none" },
         });
         audit::record(
@@ -262,9 +334,6 @@ pub fn change(
     if let Some(url) = &change.base_url {
         check_url(egress, name, url)?;
     }
-    if let Some(models) = &change.models {
-        validate_models(models)?;
-    }
     if let Some(t) = change.timeout_secs {
         validate_timeout(t)?;
     }
@@ -278,17 +347,38 @@ pub fn change(
     };
     conn.transaction(|conn| {
         let before = row(conn, name)?;
+        let kind = Kind::parse(&before.kind).ok_or_else(|| {
+            AppError::internal(format!("provider {name} has an unknown kind {:?}", before.kind))
+        })?;
+        for (purpose, models) in [
+            (Purpose::Chat, &change.models),
+            (Purpose::Speech, &change.speech_models),
+            (Purpose::Image, &change.image_models),
+        ] {
+            if let Some(models) = models {
+                validate_models(kind, purpose, models)?;
+            }
+        }
+        let now_listed = before.public();
+        check_disjoint(
+            change.models.as_ref().unwrap_or(&now_listed.models),
+            change.speech_models.as_ref().unwrap_or(&now_listed.speech_models),
+            change.image_models.as_ref().unwrap_or(&now_listed.image_models),
+        )?;
         // The key was given for one server: sent to another address, it would hand it over. A
         // new address keeps no key unless one comes with it.
         let moved =
             change.base_url.as_deref().is_some_and(|url| origin_of(url) != origin_of(&before.base_url));
         let cleared = moved && sealed.is_none() && before.api_key_sealed.is_some();
         let sealed = if cleared { Some(None) } else { sealed.clone() };
-        let models =
-            change.models.as_ref().map(serde_json::to_string).transpose().map_err(AppError::internal)?;
+        let list = |m: &Option<Vec<String>>| {
+            m.as_ref().map(serde_json::to_string).transpose().map_err(AppError::internal)
+        };
         let update = Update {
             base_url: change.base_url.clone(),
-            models,
+            models: list(&change.models)?,
+            speech_models: list(&change.speech_models)?,
+            image_models: list(&change.image_models)?,
             timeout_secs: change.timeout_secs,
             api_key_sealed: sealed.clone(),
             updated_at: now,
@@ -298,8 +388,14 @@ pub fn change(
         if let Some(url) = &change.base_url {
             details.insert("base_url".into(), json!({"from": before.base_url, "to": url}));
         }
-        if let Some(models) = &change.models {
-            details.insert("models".into(), json!(models));
+        for (field, models) in [
+            ("models", &change.models),
+            ("speech_models", &change.speech_models),
+            ("image_models", &change.image_models),
+        ] {
+            if let Some(models) = models {
+                details.insert(field.into(), json!(models));
+            }
         }
         if let Some(t) = change.timeout_secs {
             details.insert("timeout_secs".into(), json!(t));

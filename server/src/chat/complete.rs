@@ -51,6 +51,19 @@ pub async fn usable(chat: &Chat, actor: &Actor, asked: Option<String>) -> AppRes
     Ok(Usable(name))
 }
 
+/// [`usable`] as the OpenAI API answers it: a model the caller may not use is one that does not
+/// exist (the denial is audited all the same).
+pub async fn usable_or_unknown(chat: &Chat, actor: &Actor, model: &str) -> AppResult<Usable> {
+    usable(chat, actor, Some(model.to_string())).await.map_err(|e| match e.kind {
+        ErrorKind::Validation | ErrorKind::NotFound | ErrorKind::Forbidden => AppError::new(
+            ErrorKind::NotFound,
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        )
+        .with_reason(crate::error::Reason::ModelNotFound),
+        _ => e,
+    })
+}
+
 /// What a prompt asks: its last user message. The chat content policy captures it, and the
 /// web chat searches the person's documents for it.
 pub fn question(prompt: &[ChatMessage]) -> String {

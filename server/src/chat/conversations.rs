@@ -67,6 +67,8 @@ pub struct Opened {
     pub conversation: ConversationView,
     pub messages: Vec<Message>,
     pub citations: HashMap<i64, Vec<Citation>>,
+    /// The images drawn for replies, by message.
+    pub images: HashMap<i64, Vec<i64>>,
 }
 
 /// A message as the API shows it: a reply with its Markdown rendered, and its sources.
@@ -76,17 +78,25 @@ pub struct MessageOut {
     pub message: Message,
     pub html: Option<String>,
     pub citations: Vec<Citation>,
+    /// Where the reply's images are (`/chat/images/ID`).
+    pub images: Vec<String>,
+}
+
+/// Where a chat's image is served.
+pub fn image_url(id: i64) -> String {
+    format!("/chat/images/{id}")
 }
 
 impl Opened {
     /// The messages with their rendering and sources, for the API.
     pub fn messages_out(self) -> (ConversationView, Vec<MessageOut>) {
-        let Opened { conversation, messages, mut citations } = self;
+        let Opened { conversation, messages, mut citations, mut images } = self;
         let out = messages
             .into_iter()
             .map(|m| MessageOut {
                 html: (m.role == "assistant").then(|| markdown::to_html(&m.content)),
                 citations: citations.remove(&m.id).unwrap_or_default(),
+                images: images.remove(&m.id).unwrap_or_default().into_iter().map(image_url).collect(),
                 message: m,
             })
             .collect();
@@ -145,7 +155,8 @@ impl Chat {
                 let messages = store::messages(c, id)?;
                 let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
                 let citations = sources::of_messages(c, user_id, &ids)?;
-                Ok(Opened { conversation, messages, citations })
+                let images = store::images_of(c, &ids)?;
+                Ok(Opened { conversation, messages, citations, images })
             })
             .await
     }

@@ -2,7 +2,7 @@
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::schema::{conversations, messages};
+use crate::store::schema::{conversations, message_images, messages};
 use crate::store::{Conn, columns};
 use crate::with_conn;
 use diesel::prelude::*;
@@ -283,4 +283,49 @@ pub fn add_reply(conn: &mut Conn, now: i64, conversation_id: i64, reply: &Reply<
         diesel::update(conversations::table.find(conversation_id)).set(conversations::updated_at.eq(now)),
     )?;
     Ok(id)
+}
+
+/// Keeps images drawn for a reply with it.
+pub fn add_images(conn: &mut Conn, now: i64, message_id: i64, images: &[(&str, &[u8])]) -> AppResult<()> {
+    for (content_type, bytes) in images {
+        conn.execute(diesel::insert_into(message_images::table).values((
+            message_images::message_id.eq(message_id),
+            message_images::content_type.eq(*content_type),
+            message_images::bytes.eq(*bytes),
+            message_images::created_at.eq(now),
+        )))?;
+    }
+    Ok(())
+}
+
+/// The images of each of `message_ids` that has any, by message, in the order drawn.
+pub fn images_of(
+    conn: &mut Conn,
+    message_ids: &[i64],
+) -> AppResult<std::collections::HashMap<i64, Vec<i64>>> {
+    let rows: Vec<(i64, i64)> = conn.load(
+        message_images::table
+            .filter(message_images::message_id.eq_any(message_ids))
+            .select((message_images::message_id, message_images::id))
+            .order(message_images::id.asc()),
+    )?;
+    let mut out: std::collections::HashMap<i64, Vec<i64>> = std::collections::HashMap::new();
+    for (message, image) in rows {
+        out.entry(message).or_default().push(image);
+    }
+    Ok(out)
+}
+
+/// An image of one of `user_id`'s conversations: its type and bytes. Anyone else's is one
+/// that does not exist.
+pub fn image(conn: &mut Conn, user_id: i64, id: i64) -> AppResult<(String, Vec<u8>)> {
+    conn.first::<_, (String, Vec<u8>)>(
+        message_images::table
+            .inner_join(messages::table.inner_join(conversations::table))
+            .filter(message_images::id.eq(id))
+            .filter(conversations::user_id.eq(user_id))
+            .select((message_images::content_type, message_images::bytes)),
+    )
+    .optional()?
+    .ok_or_else(|| AppError::not_found("there is no such image in your conversations"))
 }

@@ -33,6 +33,8 @@ pub enum StreamEvent {
         usage: UsageOut,
         html: String,
         citations: Vec<Citation>,
+        /// Images drawn for the reply (an image model's answer).
+        images: Vec<i64>,
     },
     Error {
         code: String,
@@ -273,6 +275,7 @@ async fn relay(
             usage,
             html: super::markdown::to_html(&ended.text),
             citations: cited,
+            images: Vec::new(),
         },
         (Ok(id), Some((message, code))) => {
             StreamEvent::Error { code: code.into(), message, message_id: Some(id) }

@@ -38,7 +38,25 @@ pub struct Config {
     pub usage: UsageConfig,
     pub models: ModelsConfig,
     pub transcription: TranscriptionConfig,
+    pub speech: SpeechConfig,
     pub backup: BackupConfig,
+}
+
+/// The chat's Read aloud: which provider speech model speaks answers, in which voice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeechConfig {
+    /// The speech model (`provider/model`) Read aloud uses; empty: the first one the person
+    /// may use. Without any, answers have no Read aloud button.
+    pub read_aloud_model: String,
+    /// The voice it speaks in: an OpenAI voice name (alloy, nova, …) or an ElevenLabs voice id.
+    pub read_aloud_voice: String,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        SpeechConfig { read_aloud_model: String::new(), read_aloud_voice: "alloy".into() }
+    }
 }
 
 /// Speech to text with local Whisper models (`/v1/audio/transcriptions`, the microphone).
@@ -501,6 +519,16 @@ impl Config {
         }
         if !(1..=600).contains(&self.transcription.max_audio_minutes) {
             return bad("transcription.max_audio_minutes must be between 1 and 600".into());
+        }
+        let voice = self.speech.read_aloud_voice.trim();
+        if voice.is_empty() || voice.len() > 128 {
+            return bad("speech.read_aloud_voice must name a voice (1 to 128 characters)".into());
+        }
+        let model = self.speech.read_aloud_model.trim();
+        if !model.is_empty() && !model.contains('/') {
+            return bad(format!(
+                "speech.read_aloud_model {model:?} must be a provider's speech model, written provider/model"
+            ));
         }
         if !(1..=32).contains(&self.knowledge.ingest_workers) {
             return bad("knowledge.ingest_workers must be between 1 and 32".into());

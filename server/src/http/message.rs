@@ -20,11 +20,13 @@ pub struct MessageView {
     pub finish_reason: Option<String>,
     /// The passages the reply was given (those the viewer may still read).
     pub citations: Vec<Citation>,
+    /// The images drawn for the reply.
+    pub images: Vec<i64>,
 }
 
 impl MessageView {
     /// A stored message, with the sources it cites that the viewer may still read.
-    pub fn of(m: Message, citations: Vec<Citation>) -> MessageView {
+    pub fn of(m: Message, citations: Vec<Citation>, images: Vec<i64>) -> MessageView {
         MessageView {
             html: if m.role == "assistant" { markdown::to_html(&m.content) } else { String::new() },
             id: m.id,
@@ -34,7 +36,12 @@ impl MessageView {
             error: m.error,
             finish_reason: m.finish_reason,
             citations,
+            images,
         }
+    }
+
+    pub fn image_url(&self, id: &i64) -> String {
+        crate::chat::conversations::image_url(*id)
     }
 
     pub fn file_url(&self, c: &Citation) -> String {

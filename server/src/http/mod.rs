@@ -23,8 +23,9 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, web};
 
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-                   object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+// `media-src blob:`: Read aloud plays the audio the page fetched, from a blob URL it made.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; \
+                   script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A streamed response body fed through a channel by a task that produces it (exports, SSE).
 pub struct Chunks(pub tokio::sync::mpsc::Receiver<actix_web::web::Bytes>);

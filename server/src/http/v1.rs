@@ -24,14 +24,16 @@ pub fn routes(r: &mut Routes) {
     r.get("/v1/models", models)
         .post("/v1/chat/completions", chat_completions)
         .post("/v1/embeddings", embeddings)
-        .post("/v1/audio/transcriptions", transcriptions);
+        .post("/v1/audio/transcriptions", transcriptions)
+        .post("/v1/audio/speech", speech)
+        .post("/v1/images/generations", images);
 }
 
 /// What `/v1/…` paths that are none of the above answer, in the OpenAI shape.
 pub async fn unknown_endpoint() -> Result<HttpResponse, OaiError> {
     Err(OaiError {
         status: 404,
-        message: "Unknown endpoint. This server serves /v1/models, /v1/chat/completions, /v1/embeddings and /v1/audio/transcriptions."
+        message: "Unknown endpoint. This server serves /v1/models, /v1/chat/completions, /v1/embeddings, /v1/audio/transcriptions, /v1/audio/speech and /v1/images/generations."
             .into(),
         kind: "invalid_request_error",
         param: None,
@@ -641,10 +643,7 @@ async fn embeddings(
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    let mut response = HttpResponse::Ok();
-    for (name, value) in &admission.headers {
-        response.insert_header((*name, value.as_str()));
-    }
+    let mut response = ok_with(&admission.headers);
     Ok(response.json(json!({
         "object": "list",
         "data": data,
@@ -703,10 +702,7 @@ async fn transcriptions(
     };
     let heard = transcription::transcribe(&state, &who.actor(), "v1.transcriptions", request).await?;
     let t = &heard.transcript;
-    let mut response = HttpResponse::Ok();
-    for (name, value) in &heard.headers {
-        response.insert_header((*name, value.as_str()));
-    }
+    let mut response = ok_with(&heard.headers);
     let plain = "text/plain; charset=utf-8";
     Ok(match format.as_str() {
         "text" => response.content_type(plain).body(t.text() + "\n"),
@@ -715,6 +711,119 @@ async fn transcriptions(
         "verbose_json" => response.json(formats::verbose_json(t)),
         _ => response.json(json!({"text": t.text(), "usage": formats::usage(t)})),
     })
+}
+
+/// What `POST /v1/audio/speech` takes (fields OpenAI defines that Ayush does not use, such as
+/// `stream_format`, are read and left).
+#[derive(Deserialize)]
+struct SpeechBody {
+    model: String,
+    input: String,
+    voice: String,
+    #[serde(default)]
+    response_format: Option<String>,
+    #[serde(default)]
+    speed: Option<f64>,
+    #[serde(default)]
+    instructions: Option<String>,
+}
+
+/// `POST /v1/audio/speech`: the audio itself, in the format asked for (mp3 unless told).
+async fn speech(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    req: HttpRequest,
+    OaiJson(body): OaiJson<SpeechBody>,
+) -> Result<HttpResponse, OaiError> {
+    use ayush_models::provider::AudioFormat;
+    // The chat's Read aloud calls this with the session.
+    crate::http::ui::check_csrf_header(&who, &req)?;
+    let name = body.response_format.as_deref().unwrap_or("mp3");
+    let format = AudioFormat::parse(name).ok_or_else(|| {
+        OaiError::invalid(
+            format!("response_format {name:?}: use mp3, opus, aac, flac, wav or pcm"),
+            Some("response_format"),
+        )
+    })?;
+    let ask = ayush_models::provider::SpeechRequest {
+        model: body.model,
+        input: body.input,
+        voice: body.voice,
+        format,
+        speed: body.speed,
+        instructions: body.instructions,
+    };
+    let spoken = crate::media::speak(&state, &who.actor(), "v1.speech", ask).await?;
+    let mut response = ok_with(&spoken.headers);
+    Ok(response.content_type(spoken.made.format.content_type()).body(spoken.made.audio))
+}
+
+/// What `POST /v1/images/generations` takes; `quality`, `style` and the like are read and
+/// left to the provider's defaults.
+#[derive(Deserialize)]
+struct ImagesBody {
+    model: String,
+    prompt: String,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    size: Option<String>,
+    #[serde(default)]
+    response_format: Option<String>,
+}
+
+/// `POST /v1/images/generations`: the images inline, as base64 (`b64_json`); Ayush keeps no
+/// public URL to hand out.
+async fn images(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    req: HttpRequest,
+    OaiJson(body): OaiJson<ImagesBody>,
+) -> Result<HttpResponse, OaiError> {
+    use base64::Engine as _;
+    crate::http::ui::check_csrf_header(&who, &req)?;
+    if let Some(f) = body.response_format.as_deref().filter(|f| *f != "b64_json") {
+        return Err(OaiError::invalid(
+            format!(
+                "response_format {f:?}: this server answers with the images themselves; ask for b64_json (or leave it out)"
+            ),
+            Some("response_format"),
+        ));
+    }
+    let ask = crate::media::DrawAsk {
+        model: body.model,
+        prompt: body.prompt,
+        n: body.n.unwrap_or(1),
+        size: body.size,
+    };
+    let drawn = crate::media::draw(&state, &who.actor(), "v1.images", ask).await?;
+    let data: Vec<Value> = drawn
+        .made
+        .iter()
+        .map(|i| {
+            let mut item = json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&i.bytes)});
+            if let Some(p) = &i.revised_prompt {
+                item["revised_prompt"] = json!(p);
+            }
+            item
+        })
+        .collect();
+    let mut response = ok_with(&drawn.headers);
+    let format = drawn.made.first().map_or("png", |i| i.format.extension());
+    Ok(response.json(json!({
+        "created": state.clock.now(),
+        "data": data,
+        "output_format": if format == "jpg" { "jpeg" } else { format },
+    })))
+}
+
+/// A 200 answer carrying the rate-limit headers an admission gave.
+fn ok_with(headers: &[(&'static str, String)]) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    for (name, value) in headers {
+        response.insert_header((*name, value.as_str()));
+    }
+    response
 }
 
 /// The fields of a transcription form, each at most once.

@@ -251,6 +251,17 @@ diesel::table! {
         input_micros_per_mtok -> BigInt,
         output_micros_per_mtok -> BigInt,
         set_at -> BigInt,
+        per_image_micros -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_images (id) {
+        id -> BigInt,
+        message_id -> BigInt,
+        content_type -> Text,
+        bytes -> Binary,
+        created_at -> BigInt,
     }
 }
 
@@ -328,6 +339,8 @@ diesel::table! {
         created_by -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        speech_models -> Text,
+        image_models -> Text,
     }
 }
 
@@ -537,6 +550,7 @@ diesel::joinable!(ingest_claims -> ingest_jobs (job_id));
 diesel::joinable!(conversation_collections -> conversations (conversation_id));
 diesel::joinable!(conversation_collections -> collections (collection_id));
 diesel::joinable!(message_citations -> messages (message_id));
+diesel::joinable!(message_images -> messages (message_id));
 diesel::joinable!(chunk_embeddings -> chunks (chunk_id));
 diesel::joinable!(preset_collections -> presets (preset_id));
 diesel::joinable!(conversations -> presets (preset_id));
@@ -574,6 +588,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ingest_claims,
     conversation_collections,
     message_citations,
+    message_images,
     chunk_embeddings,
     presets,
     preset_collections

@@ -6,7 +6,7 @@ pub mod formats;
 
 use crate::audit::{Actor, Outcome};
 use crate::chat::complete;
-use crate::error::{AppError, AppResult, ErrorKind, Reason};
+use crate::error::{AppError, AppResult, ErrorKind};
 use crate::state::AppState;
 use crate::usage;
 use ayush_models::whisper::{Options, Transcript};
@@ -53,16 +53,7 @@ pub async fn transcribe(
     if let Some(t) = options.temperature.filter(|t| !(0.0..=1.0).contains(t)) {
         return Err(AppError::validation(format!("temperature {t} must be between 0 and 1")));
     }
-    // A model the caller may not use is one that does not exist, as OpenAI answers (the
-    // denial is audited all the same).
-    complete::usable(&state.chat(), actor, Some(model.clone())).await.map_err(|e| match e.kind {
-        ErrorKind::Validation | ErrorKind::NotFound | ErrorKind::Forbidden => AppError::new(
-            ErrorKind::NotFound,
-            format!("The model `{model}` does not exist or you do not have access to it."),
-        )
-        .with_reason(Reason::ModelNotFound),
-        _ => e,
-    })?;
+    complete::usable_or_unknown(&state.chat(), actor, &model).await?;
     let engine = state.catalog.transcriber(&model).await.map_err(|e| match e.kind {
         ErrorKind::Validation => AppError::validation(format!(
             "{model} is not a transcription model; /v1/models lists the models you may use"

@@ -49,13 +49,17 @@ pub struct Record {
     /// The user's groups when the answer was asked for.
     pub groups: Vec<String>,
     pub api_key_id: Option<i64>,
-    /// `chat`, `v1.chat`, `v1.embeddings` or `v1.transcriptions`.
+    /// `chat`, `chat.image`, `v1.chat`, `v1.embeddings`, `v1.transcriptions`,
+    /// `v1.speech` or `v1.images`.
     pub source: &'static str,
     pub model: String,
     /// `local`, or the remote provider's name.
     pub provider: String,
+    /// For a speech model, the characters it was given to speak.
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Images drawn, priced per image (not kept in the record: its cost is).
+    pub images: i64,
     /// Time to the first token, for streamed answers that produced one.
     pub ttft_ms: Option<i64>,
     pub duration_ms: i64,
@@ -77,6 +81,7 @@ impl Record {
             provider: provider_of(model).to_string(),
             prompt_tokens: 0,
             completion_tokens: 0,
+            images: 0,
             ttft_ms: None,
             duration_ms: 0,
             outcome: Outcome::Ok,
@@ -89,12 +94,28 @@ impl Record {
 pub async fn record_call(
     store: &Store,
     now: i64,
-    mut used: Record,
+    used: Record,
     actor: Actor,
     action: &'static str,
     outcome: crate::audit::Outcome,
     details: serde_json::Value,
 ) -> AppResult<()> {
+    record_call_with(store, now, used, actor, action, outcome, details, |_, _| Ok(())).await
+}
+
+/// [`record_call`], with `also` done in the same transaction before the audit event is written
+/// (what it stores, it may name in the event's details).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_call_with<T: Send + 'static>(
+    store: &Store,
+    now: i64,
+    mut used: Record,
+    actor: Actor,
+    action: &'static str,
+    outcome: crate::audit::Outcome,
+    mut details: serde_json::Value,
+    also: impl FnOnce(&mut Conn, &mut serde_json::Value) -> AppResult<T> + Send + 'static,
+) -> AppResult<T> {
     store
         .run(move |c| {
             c.transaction(|c| {
@@ -102,10 +123,12 @@ pub async fn record_call(
                     used.groups = crate::auth::groups::of_user(c, id)?;
                 }
                 record(c, &used)?;
+                let done = also(c, &mut details)?;
                 let event = crate::audit::Event::new(&actor, action, outcome)
                     .target("model", &used.model)
                     .details(details);
-                crate::audit::record(c, now, &event)
+                crate::audit::record(c, now, &event)?;
+                Ok(done)
             })
         })
         .await
@@ -118,9 +141,8 @@ pub fn record(conn: &mut Conn, r: &Record) -> AppResult<()> {
     let groups = serde_json::to_string(&r.groups).map_err(AppError::internal)?;
     let answered = r.outcome != Outcome::Refused;
     let cost = match answered {
-        true => prices::of(conn, &r.model)?.map_or(0, |(input, output)| {
-            prices::cost_nanos(input, output, r.prompt_tokens, r.completion_tokens)
-        }),
+        true => prices::of(conn, &r.model)?
+            .map_or(0, |rates| rates.cost_nanos(r.prompt_tokens, r.completion_tokens, r.images)),
         false => 0,
     };
     if let Some(user_id) = r.user_id.filter(|_| answered) {
@@ -715,7 +737,7 @@ pub struct Dashboard {
 }
 
 /// What `PUT /api/admin/prices` and `ayushctl providers price` take: amounts per million
-/// tokens, as numbers or strings.
+/// tokens and per image, as numbers or strings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetPrice {
@@ -723,8 +745,12 @@ pub struct SetPrice {
     pub provider: String,
     /// The provider's own name for the model (or the local model's name).
     pub model: String,
-    pub input_per_mtok: serde_json::Value,
-    pub output_per_mtok: serde_json::Value,
+    #[serde(default)]
+    pub input_per_mtok: Option<serde_json::Value>,
+    #[serde(default)]
+    pub output_per_mtok: Option<serde_json::Value>,
+    #[serde(default)]
+    pub per_image: Option<serde_json::Value>,
 }
 
 /// One limit that holds for a person, with how much of it they have used.
@@ -849,8 +875,19 @@ impl Usage {
 
     /// Sets a model's price; the model must be one the catalog (or the provider) offers.
     pub async fn set_price(&self, actor: Actor, set: SetPrice) -> AppResult<prices::Price> {
-        let input = prices::amount_of_json("input_per_mtok", &set.input_per_mtok)?;
-        let output = prices::amount_of_json("output_per_mtok", &set.output_per_mtok)?;
+        let amount = |name: &str, v: &Option<serde_json::Value>| {
+            v.as_ref().map_or(Ok(0), |v| prices::amount_of_json(name, v))
+        };
+        if set.input_per_mtok.is_none() && set.output_per_mtok.is_none() && set.per_image.is_none() {
+            return Err(AppError::validation(
+                "give input_per_mtok and output_per_mtok, or per_image for an image model",
+            ));
+        }
+        let rates = prices::Rates {
+            input: amount("input_per_mtok", &set.input_per_mtok)?,
+            output: amount("output_per_mtok", &set.output_per_mtok)?,
+            per_image: amount("per_image", &set.per_image)?,
+        };
         let (provider, model) = (set.provider.trim().to_string(), set.model.trim().to_string());
         if provider.is_empty() || model.is_empty() {
             return Err(AppError::validation("name the provider (or local) and the model"));
@@ -868,7 +905,7 @@ impl Usage {
                     )),
                     _ => e,
                 })?;
-                prices::set(c, now, &actor, &provider, &model, input, output)
+                prices::set(c, now, &actor, &provider, &model, rates)
             })
             .await
     }

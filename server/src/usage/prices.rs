@@ -1,5 +1,6 @@
-//! What a model costs: prices admins set per million input and output tokens, and the cost of
-//! each answer at the price of its day. Amounts are kept in millionths of the currency (prices)
+//! What a model costs: prices admins set per million input and output tokens (for a speech
+//! model, the input's tokens are the characters it speaks, as vendors bill them) and per image
+//! drawn, and the cost of each answer at the price of its day. Amounts are kept in millionths of the currency (prices)
 //! and billionths (costs), so sums are exact and a one-token answer still costs something.
 
 use crate::audit::{self, Actor, Event, Outcome};
@@ -23,6 +24,7 @@ pub struct Price {
     pub model: String,
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    pub per_image: f64,
     pub set_at: i64,
 }
 
@@ -32,7 +34,26 @@ struct Row {
     model: String,
     input: i64,
     output: i64,
+    per_image: i64,
     set_at: i64,
+}
+
+/// A model's rates, in millionths of the currency: per million input tokens, per million
+/// output tokens, per image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub input: i64,
+    pub output: i64,
+    pub per_image: i64,
+}
+
+impl Rates {
+    /// What an answer of `prompt` and `completion` tokens and `images` images costs, in
+    /// billionths.
+    pub fn cost_nanos(self, prompt: i64, completion: i64, images: i64) -> i64 {
+        cost_nanos(self.input, self.output, prompt, completion)
+            .saturating_add(images.saturating_mul(self.per_image).saturating_mul(1000))
+    }
 }
 
 impl From<Row> for Price {
@@ -42,6 +63,7 @@ impl From<Row> for Price {
             model: r.model,
             input_per_mtok: micros_to_f64(r.input),
             output_per_mtok: micros_to_f64(r.output),
+            per_image: micros_to_f64(r.per_image),
             set_at: r.set_at,
         }
     }
@@ -100,18 +122,20 @@ pub fn key_of(model: &str) -> (&str, &str) {
     model.split_once('/').unwrap_or((LOCAL, model))
 }
 
-/// The price of `model` (as the catalog names it), in millionths per million tokens.
-pub fn of(conn: &mut Conn, model: &str) -> AppResult<Option<(i64, i64)>> {
+/// The price of `model` (as the catalog names it).
+pub fn of(conn: &mut Conn, model: &str) -> AppResult<Option<Rates>> {
     let (provider, name) = key_of(model);
-    Ok(conn
-        .load(
-            model_prices::table
-                .filter(model_prices::provider.eq(provider))
-                .filter(model_prices::model.eq(name))
-                .select((model_prices::input_micros_per_mtok, model_prices::output_micros_per_mtok)),
-        )?
-        .into_iter()
-        .next())
+    let rows: Vec<(i64, i64, i64)> = conn.load(
+        model_prices::table
+            .filter(model_prices::provider.eq(provider))
+            .filter(model_prices::model.eq(name))
+            .select((
+                model_prices::input_micros_per_mtok,
+                model_prices::output_micros_per_mtok,
+                model_prices::per_image_micros,
+            )),
+    )?;
+    Ok(rows.into_iter().next().map(|(input, output, per_image)| Rates { input, output, per_image }))
 }
 
 pub fn list(conn: &mut Conn) -> AppResult<Vec<Price>> {
@@ -121,6 +145,7 @@ pub fn list(conn: &mut Conn) -> AppResult<Vec<Price>> {
             model_prices::model,
             model_prices::input_micros_per_mtok,
             model_prices::output_micros_per_mtok,
+            model_prices::per_image_micros,
             model_prices::set_at,
         )),
     )?;
@@ -134,13 +159,13 @@ pub fn set(
     actor: &Actor,
     provider: &str,
     model: &str,
-    input: i64,
-    output: i64,
+    rates: Rates,
 ) -> AppResult<Price> {
-    for (name, v) in [("input_per_mtok", input), ("output_per_mtok", output)] {
+    let Rates { input, output, per_image } = rates;
+    for (name, v) in [("input_per_mtok", input), ("output_per_mtok", output), ("per_image", per_image)] {
         if !(0..=MAX_PRICE_MICROS).contains(&v) {
             return Err(AppError::validation(format!(
-                "{name} must be between 0 and {} per million tokens",
+                "{name} must be between 0 and {}",
                 MAX_PRICE_MICROS / 1_000_000
             )));
         }
@@ -153,6 +178,7 @@ pub fn set(
                     model_prices::model.eq(model),
                     model_prices::input_micros_per_mtok.eq(input),
                     model_prices::output_micros_per_mtok.eq(output),
+                    model_prices::per_image_micros.eq(per_image),
                     model_prices::set_at.eq(now),
                 ))
                 .on_conflict((model_prices::provider, model_prices::model))
@@ -160,6 +186,7 @@ pub fn set(
                 .set((
                     model_prices::input_micros_per_mtok.eq(input),
                     model_prices::output_micros_per_mtok.eq(output),
+                    model_prices::per_image_micros.eq(per_image),
                     model_prices::set_at.eq(now),
                 )),
         )?;
@@ -168,10 +195,13 @@ pub fn set(
             model: model.to_string(),
             input_per_mtok: micros_to_f64(input),
             output_per_mtok: micros_to_f64(output),
+            per_image: micros_to_f64(per_image),
             set_at: now,
         };
-        let details =
-            json!({"input_per_mtok": price.input_per_mtok, "output_per_mtok": price.output_per_mtok});
+        let details = json!({
+            "input_per_mtok": price.input_per_mtok, "output_per_mtok": price.output_per_mtok,
+            "per_image": price.per_image,
+        });
         let event = Event::new(actor, "price.set", Outcome::Success)
             .target("model", format!("{provider}/{model}"))
             .details(details);
@@ -218,6 +248,8 @@ mod tests {
         assert_eq!(cost_nanos(2_500_000, 10_000_000, 1000, 500), 7_500_000);
         // One token at 0.15 per million still costs something.
         assert_eq!(cost_nanos(150_000, 0, 1, 0), 150);
+        // Two images at 0.04 each.
+        assert_eq!(Rates { input: 0, output: 0, per_image: 40_000 }.cost_nanos(0, 0, 2), 80_000_000);
         assert_eq!(key_of("openai/gpt-4o"), ("openai", "gpt-4o"));
         assert_eq!(key_of("tinyllama"), ("local", "tinyllama"));
     }

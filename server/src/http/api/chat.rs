@@ -160,8 +160,55 @@ async fn send(
     path: web::Path<i64>,
     body: web::Json<SendBody>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
-    stream_turn(&state, who, path.into_inner(), Input::Message(body.content), body.model, body.options).await
+    let (body, id, uid) = (body.into_inner(), path.into_inner(), who.user.id);
+    let model = match &body.model {
+        Some(m) => m.clone(),
+        None => state.store.run(move |c| crate::chat::store::get(c, uid, id)).await?.model,
+    };
+    if crate::media::is_image_model(&state, &model).await? {
+        return draw_turn(&state, &who, id, body.content, model).await;
+    }
+    stream_turn(&state, who, id, Input::Message(body.content), body.model, body.options).await
+}
+
+/// A message to an image model: its answer is the image, sent as one `done` event in the
+/// stream a chat turn's reply comes in, so the page treats both alike.
+async fn draw_turn(
+    state: &AppState,
+    who: &Authed<ChatUser>,
+    id: i64,
+    prompt: String,
+    model: String,
+) -> AppResult<HttpResponse> {
+    let drawn =
+        crate::media::draw_in_chat(state, &who.actor(), who.user.id, id, prompt, model.clone()).await?;
+    let event = match drawn.error {
+        None => StreamEvent::Done {
+            message_id: drawn.message_id,
+            model,
+            finish_reason: "stop".into(),
+            usage: crate::chat::turn::UsageOut {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cached_prompt_tokens: 0,
+                latency_ms: 0,
+            },
+            html: crate::chat::markdown::to_html(&drawn.content),
+            citations: Vec::new(),
+            images: drawn.images,
+        },
+        Some(e) => StreamEvent::Error {
+            code: e.code().into(),
+            message: e.message,
+            message_id: Some(drawn.message_id),
+        },
+    };
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.send(event).await;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(Sse(rx)))
 }
 
 #[derive(Deserialize, Default)]
@@ -218,7 +265,10 @@ impl futures_core::Stream for Sse {
                     StreamEvent::Error { .. } => "error",
                 };
                 let mut data = serde_json::to_value(&ev).unwrap_or_default();
-                if let StreamEvent::Done { message_id, model, finish_reason, html, citations, .. } = ev {
+                if let StreamEvent::Done {
+                    message_id, model, finish_reason, html, citations, images, ..
+                } = ev
+                {
                     // The reply as the chat page shows it, for the page to put in place.
                     let shown = MessageView {
                         id: message_id,
@@ -229,6 +279,7 @@ impl futures_core::Stream for Sse {
                         error: None,
                         finish_reason: Some(finish_reason),
                         citations,
+                        images,
                     };
                     data["item"] = shown.render().into();
                 }

@@ -13,10 +13,40 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use ayush_models::provider::Purpose;
 use serde::Deserialize;
 
 pub fn routes(r: &mut Routes) {
-    r.get("/chat", chat_page);
+    r.get("/chat", chat_page).get("/chat/images/{id}", chat_image);
+}
+
+#[derive(Deserialize)]
+struct ImageQuery {
+    #[serde(default)]
+    download: Option<String>,
+}
+
+/// An image drawn in one of the viewer's conversations: shown inline, or saved with
+/// `?download=1`.
+async fn chat_image(
+    state: web::Data<AppState>,
+    who: crate::http::guard::Authed<ChatUser>,
+    path: web::Path<i64>,
+    query: web::Query<ImageQuery>,
+) -> crate::error::AppResult<HttpResponse> {
+    let (uid, id) = (who.user.id, path.into_inner());
+    let (content_type, bytes) = state.store.run(move |c| crate::chat::store::image(c, uid, id)).await?;
+    let extension = match content_type.as_str() {
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        _ => "png",
+    };
+    let disposition = if query.download.is_some() { "attachment" } else { "inline" };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "private, max-age=86400"))
+        .insert_header(("Content-Disposition", format!("{disposition}; filename=\"image-{id}.{extension}\"")))
+        .body(bytes))
 }
 
 #[derive(Template)]
@@ -26,7 +56,11 @@ struct ChatPage {
     conversation: Option<Conversation>,
     messages: Vec<MessageView>,
     models: Vec<ModelEntry>,
+    /// Providers' image models the viewer may use: picked, a message is drawn, not answered.
+    image_models: Vec<String>,
     selected_model: String,
+    /// The speech model and voice answers are read aloud with, if the viewer may use one.
+    read_aloud: Option<(String, String)>,
     /// The transcription model the microphone uses: the first the viewer may use, if any.
     dictation_model: Option<String>,
     /// The collections the viewer may read, and whether the chat answers from each.
@@ -66,12 +100,13 @@ async fn chat_page(
     let (conversation, messages, attached) = match c {
         Some(id) => {
             let opened = state.chat().conversation(uid, id).await.map_err(&err)?;
-            let Opened { conversation, messages, mut citations } = opened;
+            let Opened { conversation, messages, mut citations, mut images } = opened;
             let views = messages
                 .into_iter()
                 .map(|m| {
                     let cited = citations.remove(&m.id).unwrap_or_default();
-                    MessageView::of(m, cited)
+                    let drawn = images.remove(&m.id).unwrap_or_default();
+                    MessageView::of(m, cited, drawn)
                 })
                 .collect();
             let attached = conversation.collections;
@@ -92,6 +127,14 @@ async fn chat_page(
         .iter()
         .find(|m| m.manifest.as_ref().is_some_and(|m| m.is_transcription()))
         .map(|m| m.name.clone());
+    let image_models =
+        models.iter().filter(|m| m.is_remote(Purpose::Image)).map(|m| m.name.clone()).collect();
+    let speech = &state.config.speech;
+    let read_aloud = models
+        .iter()
+        .filter(|m| m.is_remote(Purpose::Speech))
+        .find(|m| speech.read_aloud_model.is_empty() || m.name == speech.read_aloud_model)
+        .map(|m| (m.name.clone(), speech.read_aloud_voice.clone()));
     models.retain(ModelEntry::chats);
     let selected_model = conversation
         .as_ref()
@@ -105,7 +148,9 @@ async fn chat_page(
         conversation,
         messages,
         models,
+        image_models,
         selected_model,
+        read_aloud,
         dictation_model,
         collections,
         presets,

@@ -100,6 +100,10 @@ struct NewForm {
     #[serde(default)]
     models: String,
     #[serde(default)]
+    speech_models: String,
+    #[serde(default)]
+    image_models: String,
+    #[serde(default)]
     timeout_secs: String,
 }
 
@@ -119,6 +123,8 @@ async fn page_create(
             base_url: Some(f.base_url.trim().to_string()).filter(|u| !u.is_empty()),
             api_key: Some(f.api_key.trim().to_string()).filter(|k| !k.is_empty()),
             models: models_of(&f.models),
+            speech_models: models_of(&f.speech_models),
+            image_models: models_of(&f.image_models),
             timeout_secs: timeout_of(&f.timeout_secs)?,
         };
         state.providers.create(who.actor(), new).await
@@ -133,7 +139,12 @@ async fn page_create(
 #[derive(Deserialize)]
 struct ChangeForm {
     base_url: String,
+    #[serde(default)]
     models: String,
+    #[serde(default)]
+    speech_models: String,
+    #[serde(default)]
+    image_models: String,
     #[serde(default)]
     timeout_secs: String,
     /// Blank keeps the key.
@@ -159,6 +170,8 @@ async fn page_change(
             base_url: Some(f.base_url.trim().to_string()),
             api_key,
             models: Some(models_of(&f.models)),
+            speech_models: Some(models_of(&f.speech_models)),
+            image_models: Some(models_of(&f.image_models)),
             timeout_secs: timeout_of(&f.timeout_secs)?,
         };
         state.providers.change(who.actor(), path.into_inner(), change).await
@@ -202,8 +215,12 @@ async fn page_test(
 struct PriceForm {
     /// `PROVIDER/MODEL`, or `local/MODEL`, as the form's list offers them.
     model: String,
+    #[serde(default)]
     input_per_mtok: String,
+    #[serde(default)]
     output_per_mtok: String,
+    #[serde(default)]
+    per_image: String,
 }
 
 async fn price_set(
@@ -213,11 +230,13 @@ async fn price_set(
     let result = async {
         let (provider, model) =
             f.model.split_once('/').ok_or_else(|| AppError::validation("choose a model from the list"))?;
+        let given = |v: String| (!v.trim().is_empty()).then_some(serde_json::Value::String(v));
         let set = SetPrice {
             provider: provider.to_string(),
             model: model.to_string(),
-            input_per_mtok: serde_json::Value::String(f.input_per_mtok),
-            output_per_mtok: serde_json::Value::String(f.output_per_mtok),
+            input_per_mtok: given(f.input_per_mtok),
+            output_per_mtok: given(f.output_per_mtok),
+            per_image: given(f.per_image),
         };
         state.usage.set_price(who.actor(), set).await
     }

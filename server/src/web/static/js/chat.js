@@ -2,6 +2,7 @@
 // and attach files the chat answers from.
 import { api, errorText, followJob } from "./http.js";
 import { addCopyButtons, fromMarkup, linkCitations } from "./replies.js";
+import { addReadAloud } from "./readaloud.js";
 import { readEvents } from "./stream.js";
 
 export function enhanceChat() {
@@ -110,6 +111,7 @@ export function enhanceChat() {
         target.body = shown.querySelector(".body");
         linkCitations(shown);
         addCopyButtons(shown);
+        addReadAloud(shown);
       } else if (event === "error") {
         note(target, payload.message, true);
       }
@@ -204,6 +206,7 @@ export function enhanceChat() {
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
   for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li);
   addCopyButtons(messages);
+  addReadAloud(messages);
   prompt.focus();
 }
 
