@@ -48,6 +48,7 @@ fn store_turn(c: &mut Conn, user: i64, conversation: i64, i: usize, audit: Optio
             prompt_tokens: 31,
             completion_tokens: 18,
             latency_ms: 240,
+            ttft_ms: Some(90),
             finish_reason: "stop",
             error: None,
         };

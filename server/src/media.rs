@@ -184,6 +184,8 @@ pub async fn is_image_model(state: &AppState, model: &str) -> AppResult<bool> {
 /// nothing was drawn, with the reply that says so.
 pub struct ChatDrawing {
     pub message_id: i64,
+    /// How long the provider took.
+    pub latency_ms: i64,
     pub content: String,
     pub images: Vec<i64>,
     pub error: Option<AppError>,
@@ -237,6 +239,7 @@ pub async fn draw_in_chat(
         (None, Some(_)) => String::new(),
     };
     let (reply_text, failure) = (content.clone(), error.as_ref().map(|e| e.message.clone()));
+    let duration_ms = d.used.duration_ms;
     let stored = usage::record_call_with(
         &state.store,
         now,
@@ -252,7 +255,8 @@ pub async fn draw_in_chat(
                 model: &model,
                 prompt_tokens: 0,
                 completion_tokens: 0,
-                latency_ms: 0,
+                latency_ms: duration_ms,
+                ttft_ms: None,
                 finish_reason: if failure.is_some() { "error" } else { "stop" },
                 error: failure.as_deref(),
             };
@@ -266,7 +270,7 @@ pub async fn draw_in_chat(
         },
     )
     .await?;
-    Ok(ChatDrawing { message_id: stored.0, content, images: stored.1, error })
+    Ok(ChatDrawing { message_id: stored.0, latency_ms: duration_ms, content, images: stored.1, error })
 }
 
 /// The usage record and audit event of one request, in one transaction.

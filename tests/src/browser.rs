@@ -92,6 +92,21 @@ impl Drop for Browser {
     }
 }
 
+/// The console's pages, for suites that visit each.
+pub const ADMIN_PAGES: [&str; 11] = [
+    "/admin/users",
+    "/admin/groups",
+    "/admin/sso",
+    "/admin/models",
+    "/admin/providers",
+    "/admin/assistants",
+    "/admin/usage",
+    "/admin/quotas",
+    "/admin/theme",
+    "/admin/status",
+    "/account",
+];
+
 // Page helpers shared by the browser suites. Each waits (at most 20 seconds) rather than sleeps.
 
 pub async fn text_of(c: &Client, css: &str) -> String {

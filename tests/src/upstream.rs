@@ -46,6 +46,12 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// Whether this is Ayush asking for a chat's title after its first answer (by the title
+    /// prompt's words), not a question someone asked.
+    pub fn asks_for_title(&self) -> bool {
+        self.body.to_string().contains("You name conversations")
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
@@ -99,6 +105,11 @@ impl Upstream {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The OpenAI-format chat requests received so far, without the title requests.
+    pub fn chats(&self) -> Vec<Recorded> {
+        self.received("/chat/completions").into_iter().filter(|r| !r.asks_for_title()).collect()
     }
 
     /// Requests received so far for paths containing `part`.

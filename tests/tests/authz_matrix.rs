@@ -115,6 +115,7 @@ const ROWS: &[Row] = &[
     // 404 without a custom stylesheet: past the guard all the same.
     api("GET", "/theme/custom.css", Open),
     page("GET", "/notice", Any),
+    page("POST", "/account/appearance", Any),
     page("POST", "/notice", Any),
     page("GET", "/admin/models", Admin),
     api("POST", "/admin/models/upload", Admin),
@@ -284,6 +285,7 @@ const ROWS: &[Row] = &[
     page("GET", "/chat", Chat),
     // Another's image is one that does not exist: 404 for everyone here (tests/media.rs).
     api("GET", "/chat/images/{id}", Chat),
+    api("GET", "/chat/list", Chat),
     page("GET", "/admin/users", Admin),
     page("POST", "/admin/users", Admin),
     page("POST", "/admin/users/{username}/role", Admin),

@@ -50,9 +50,14 @@ fn chat_with_the_local_model_over_http() {
         events.iter().filter(|(n, _)| n == "token").map(|(_, d)| d["text"].as_str().unwrap()).collect();
     assert!(events.iter().filter(|(n, _)| n == "token").count() > 1, "streamed in pieces");
     assert!(tokens.contains("Paris"), "{tokens:?}");
-    let (last, done) = events.last().unwrap();
-    assert_eq!(last, "done", "{events:?}");
+    // The answer, then the title the model wrote for the conversation after its first answer.
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[names.len() - 2..], ["done", "title"], "{events:?}");
+    let (_, done) = &events[events.len() - 2];
+    let title = events.last().unwrap().1["title"].as_str().unwrap().to_string();
+    assert!(!title.is_empty() && title.chars().count() <= 81, "{title:?}");
     assert_eq!(done["finish_reason"], "stop");
+    assert!(done["usage"]["ttft_ms"].as_i64().is_some(), "{done}");
     assert!(done["usage"]["prompt_tokens"].as_i64().unwrap() > 10);
     assert!(done["html"].as_str().unwrap().contains("Paris"));
 
@@ -64,7 +69,11 @@ fn chat_with_the_local_model_over_http() {
     assert_eq!(msgs[1]["model"], "qwen");
     assert_eq!(msgs[1]["id"], done["message_id"]);
     assert!(msgs[1]["completion_tokens"].as_i64().unwrap() > 0 && msgs[1]["latency_ms"].as_i64().is_some());
-    assert_eq!(stored["conversation"]["title"], "What is the capital of France?");
+    // The written title replaced the first line the conversation was named by; the audit log
+    // has it, and a title the person writes is theirs from then on.
+    assert_eq!(stored["conversation"]["title"].as_str(), Some(title.as_str()), "{stored}");
+    assert_ne!(title, "What is the capital of France?");
+    assert!(msgs[1]["ttft_ms"].as_i64().is_some(), "{stored}");
 
     // Regenerate answers the same question again, replacing the reply.
     let r = c.send_json(
@@ -110,20 +119,21 @@ fn chat_with_the_local_model_over_http() {
     assert_eq!(r.status, 422);
     assert_eq!(c.get(&format!("/api/conversations/{id}")).json()["messages"].as_array().unwrap().len(), 6);
 
-    // Each answer asked of the model is in the usage report: four here (one stopped); the
-    // refused requests above never reached the model.
+    // Each answer asked of the model is in the usage report: five here (four answers, one
+    // stopped, and the title written after the first); the refused requests above never
+    // reached the model.
     let report = server.ctl_local(&["-o", "json", "usage", "report", "--by", "user"], None);
     assert!(report.ok, "{}", report.stderr);
     let lines = report.json();
     let amira = lines.as_array().unwrap().iter().find(|l| l["key"] == "amira").expect("amira's line");
-    assert_eq!((amira["requests"].as_i64(), amira["cancelled"].as_i64()), (Some(4), Some(1)), "{lines}");
+    assert_eq!((amira["requests"].as_i64(), amira["cancelled"].as_i64()), (Some(5), Some(1)), "{lines}");
     assert!(amira["completion_tokens"].as_i64().unwrap() > 0 && amira["mean_ttft_ms"].as_i64().is_some());
     let by_provider = server.ctl_local(&["-o", "json", "usage", "report", "--by", "provider"], None).json();
     assert_eq!(by_provider[0]["key"], "local", "{by_provider}");
     let csv = server.ctl_local(&["-o", "csv", "usage", "report", "--by", "model"], None);
     let mut rows = csv.stdout.lines();
     assert_eq!(rows.next(), Some(output_header()), "{}", csv.stdout);
-    assert!(rows.next().is_some_and(|r| r.starts_with("qwen,4,")), "{}", csv.stdout);
+    assert!(rows.next().is_some_and(|r| r.starts_with("qwen,5,")), "{}", csv.stdout);
 
     // Conversations are private, listed newest first, searchable, renamable and deletable.
     let mut other = server.client();
@@ -297,7 +307,7 @@ fn many_people_share_one_model_at_once() {
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"queued"), "{names:?}");
     assert_eq!(events[0].1["position"], 1);
-    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+    assert!(names.ends_with(&["done", "title"]), "a first answer, then its title: {names:?}");
 
     // The conversation's second turn reads the first from the kept cache.
     let hits = metric("ayush_engine_cache_hits_total");

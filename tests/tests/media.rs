@@ -471,6 +471,7 @@ async fn answers_are_read_aloud_and_images_drawn_in_the_browser() {
     let browser = Browser::launch_with(&["--autoplay-policy=no-user-gesture-required".to_string()]).await;
     let c = &browser.client;
     sign_in(c, &server.url, "amira", "amira password 1").await;
+    ayush_tests::browser::text_of(c, "a.new-chat").await;
     c.goto(&format!("{}/chat", server.url)).await.unwrap();
     c.find(Locator::Css("#model option[value='up-openai/echo']")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("#prompt")).await.unwrap().send_keys("hello there").await.unwrap();

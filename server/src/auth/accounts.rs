@@ -81,6 +81,12 @@ impl Accounts {
         }
     }
 
+    /// A person's own choice of light or dark (`None`: the theme's).
+    pub async fn set_color_mode(&self, actor: Actor, user_id: i64, mode: Option<String>) -> AppResult<()> {
+        let now = self.clock.now();
+        self.store.run(move |c| users::set_color_mode(c, now, &actor, user_id, mode.as_deref())).await
+    }
+
     pub async fn list(&self) -> AppResult<Vec<User>> {
         self.store.run(users::list).await
     }

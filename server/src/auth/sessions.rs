@@ -71,7 +71,7 @@ pub enum Refusal {
 /// What a presented session token turned out to be.
 #[derive(Debug)]
 pub enum Lookup {
-    Live(Session, User),
+    Live(Session, Box<User>),
     /// `user_id` is known when the session existed (it has now been deleted).
     Refused {
         why: Refusal,
@@ -110,7 +110,7 @@ pub fn resolve(conn: &mut Conn, now: i64, cfg: &AuthConfig, token: &str) -> AppR
     if now - session.last_seen_at >= TOUCH_EVERY_SECS {
         conn.execute(diesel::update(sessions::table.find(&hash)).set(sessions::last_seen_at.eq(now)))?;
     }
-    Ok(Lookup::Live(session, User::try_from(row)?))
+    Ok(Lookup::Live(session, Box::new(User::try_from(row)?)))
 }
 
 pub fn delete(conn: &mut Conn, token: &str) -> AppResult<bool> {

@@ -24,6 +24,7 @@ pub struct UserRow {
     pub email: Option<String>,
     pub kind: String,
     pub last_sign_in_at: Option<i64>,
+    pub color_mode: Option<String>,
 }
 
 /// A person, or a service account: a script's identity, with no password and no personal data
@@ -66,6 +67,8 @@ pub struct User {
     pub email: Option<String>,
     pub kind: Kind,
     pub last_sign_in_at: Option<i64>,
+    /// Light or dark, as the person chose (`None`: the theme's mode, or the system's).
+    pub color_mode: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -83,6 +86,7 @@ impl TryFrom<UserRow> for User {
             email: r.email,
             kind: Kind::parse(&r.kind)?,
             last_sign_in_at: r.last_sign_in_at,
+            color_mode: r.color_mode,
         })
     }
 }
@@ -264,6 +268,37 @@ pub fn create_from_directory(
             ),
         )?;
         get_by_id(conn, id)
+    })
+}
+
+/// The choices of light or dark a person may make; none is the theme's mode (or the system's).
+pub const COLOR_MODES: [&str; 2] = ["light", "dark"];
+
+/// Sets a person's own choice of light or dark (`None`: follow the theme), with its audit event.
+pub fn set_color_mode(
+    conn: &mut Conn,
+    now: i64,
+    actor: &Actor,
+    user_id: i64,
+    mode: Option<&str>,
+) -> AppResult<()> {
+    if let Some(m) = mode.filter(|m| !COLOR_MODES.contains(m)) {
+        return Err(AppError::validation(format!(
+            "{m:?} is not a colour mode: light, dark, or none to follow the theme"
+        )));
+    }
+    conn.transaction(|conn| {
+        conn.execute(
+            diesel::update(users::table.find(user_id))
+                .set((users::color_mode.eq(mode), users::updated_at.eq(now))),
+        )?;
+        audit::record(
+            conn,
+            now,
+            &Event::new(actor, "user.color_mode", Outcome::Success)
+                .target("user", &actor.name)
+                .details(serde_json::json!({"color_mode": mode})),
+        )
     })
 }
 

@@ -139,6 +139,11 @@ impl Ended {
         self.outcome.as_ref().err()
     }
 
+    /// What was asked: the prompt's last user message.
+    pub fn question(&self) -> &str {
+        &self.question
+    }
+
     pub fn model(&self) -> &str {
         &self.model
     }

@@ -50,6 +50,8 @@ pub struct ConversationChanges {
     pub collections: Option<Vec<String>>,
     /// Follow this assistant from now on (its model too); choosing a `model` alone leaves it.
     pub preset: Option<String>,
+    /// Pin it to the top of the list, or unpin it.
+    pub pinned: Option<bool>,
 }
 
 /// A conversation with the collections it answers from and the assistant it follows.
@@ -184,15 +186,24 @@ impl Chat {
         self.store
             .run(move |c| {
                 c.transaction(|c| {
-                    let conv = store::update(
-                        c,
-                        now,
-                        user_id,
-                        id,
-                        changes.title.as_deref(),
-                        changes.model.as_deref(),
-                        changes.system_prompt.as_deref(),
-                    )?;
+                    // Pinning alone is not using the conversation: it keeps its place in time.
+                    let touched =
+                        changes.title.is_some() || changes.model.is_some() || changes.system_prompt.is_some();
+                    let conv = match touched {
+                        true => store::update(
+                            c,
+                            now,
+                            user_id,
+                            id,
+                            changes.title.as_deref(),
+                            changes.model.as_deref(),
+                            changes.system_prompt.as_deref(),
+                        )?,
+                        false => store::get(c, user_id, id)?,
+                    };
+                    if let Some(pinned) = changes.pinned {
+                        store::set_pinned(c, conv.id, pinned.then_some(now))?;
+                    }
                     if let Some(names) = &changes.collections {
                         sources::attach(c, caller, conv.id, names)?;
                     }

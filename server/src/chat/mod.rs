@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod markdown;
 pub mod sources;
 pub mod store;
+pub mod titles;
 pub mod turn;
 
 use crate::audit::Ledger;

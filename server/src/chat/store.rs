@@ -24,6 +24,8 @@ pub struct Conversation {
     /// The admin's preset ("HR assistant") the conversation was started with, if any.
     #[serde(skip)]
     pub preset_id: Option<i64>,
+    /// When its owner pinned it to the top of the list.
+    pub pinned_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -40,6 +42,8 @@ pub struct Message {
     pub finish_reason: Option<String>,
     pub error: Option<String>,
     pub created_at: i64,
+    /// How long the reply's first text took.
+    pub ttft_ms: Option<i64>,
 }
 
 /// What an assistant reply left behind, stored in one transaction with the usage.
@@ -49,6 +53,7 @@ pub struct Reply<'a> {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
     pub finish_reason: &'a str,
     pub error: Option<&'a str>,
 }
@@ -113,7 +118,12 @@ pub fn list(conn: &mut Conn, user_id: i64, query: Option<&str>) -> AppResult<Vec
         None => conn.load(
             conversations::table
                 .filter(conversations::user_id.eq(user_id))
-                .order((conversations::updated_at.desc(), conversations::id.desc()))
+                .order((
+                    conversations::pinned_at.is_null(),
+                    conversations::pinned_at.desc(),
+                    conversations::updated_at.desc(),
+                    conversations::id.desc(),
+                ))
                 .select(columns::<Conversation>())
                 .limit(500),
         )?,
@@ -163,6 +173,25 @@ pub fn update(
         conversations::updated_at.eq(now),
     )))?;
     get(conn, user_id, id)
+}
+
+/// A conversation's title as it is now, if it still exists.
+pub fn title_of(conn: &mut Conn, id: i64) -> AppResult<Option<String>> {
+    Ok(conn.first(conversations::table.find(id).select(conversations::title)).optional()?)
+}
+
+/// Sets a title written for the conversation (not the person's: that goes through `update`).
+pub fn set_title(conn: &mut Conn, id: i64, title: &str) -> AppResult<()> {
+    check_title(title)?;
+    conn.execute(diesel::update(conversations::table.find(id)).set(conversations::title.eq(title)))?;
+    Ok(())
+}
+
+/// Pins a conversation to the top of its owner's list (`Some(when)`), or unpins it; what it
+/// was last used for stays as it was.
+pub fn set_pinned(conn: &mut Conn, id: i64, pinned_at: Option<i64>) -> AppResult<()> {
+    conn.execute(diesel::update(conversations::table.find(id)).set(conversations::pinned_at.eq(pinned_at)))?;
+    Ok(())
 }
 
 /// Deletes a conversation and its messages, unless its owner is under legal hold. A refusal is
@@ -226,7 +255,8 @@ pub fn add_user_message(
     Ok(id)
 }
 
-fn first_line(text: &str) -> String {
+/// The title a conversation gets from its first message: its first line, shortened.
+pub fn first_line(text: &str) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
     let mut title: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
@@ -273,6 +303,7 @@ pub fn add_reply(conn: &mut Conn, now: i64, conversation_id: i64, reply: &Reply<
                 messages::prompt_tokens.eq(reply.prompt_tokens),
                 messages::completion_tokens.eq(reply.completion_tokens),
                 messages::latency_ms.eq(reply.latency_ms),
+                messages::ttft_ms.eq(reply.ttft_ms),
                 messages::finish_reason.eq(reply.finish_reason),
                 messages::error.eq(reply.error),
                 messages::created_at.eq(now),

@@ -41,6 +41,10 @@ pub enum StreamEvent {
         message: String,
         message_id: Option<i64>,
     },
+    /// The title a model wrote for the conversation after its first answer (after `Done`).
+    Title {
+        title: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +53,8 @@ pub struct UsageOut {
     pub completion_tokens: i64,
     pub cached_prompt_tokens: i64,
     pub latency_ms: i64,
+    /// How long the first text took, when there was some.
+    pub ttft_ms: Option<i64>,
 }
 
 /// What the turn starts from.
@@ -148,6 +154,10 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
 
     // The quotas first: a refused turn searches nothing and stores nothing.
     let asker = Asker { actor: turn.actor.clone(), user_id: turn.user.id, source: "chat" };
+    // A first answer is followed by a title for the conversation.
+    let titling =
+        (history.is_empty() && matches!(turn.input, Input::Message(_)) && chat.config.chat.generate_titles)
+            .then(|| Asker { source: "chat.title", ..asker.clone() });
     let admission = complete::admit(chat, &asker, &model).await?;
 
     // What this reply answers: the search for its sources looks for it.
@@ -197,7 +207,7 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
     let (tx, rx) = mpsc::channel(64);
     let chat = chat.clone();
     tokio::spawn(async move {
-        relay(chat, conversation, cited, answer, tx).await;
+        relay(chat, conversation, cited, answer, titling, tx).await;
         drop(in_flight);
     });
     Ok(rx)
@@ -205,12 +215,14 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
 
 /// Forwards the answer to the client, then stores it with its sources through the completion
 /// core. Runs to the end even if the client goes away (that stops generation; what was
-/// generated is kept).
+/// generated is kept). After a first answer, with `titling`'s asker, a model titles the
+/// conversation.
 async fn relay(
     chat: Chat,
     conversation: Conversation,
     cited: Vec<Citation>,
     mut answer: complete::Answer,
+    titling: Option<Asker>,
     tx: mpsc::Sender<StreamEvent>,
 ) {
     let ended = loop {
@@ -229,6 +241,7 @@ async fn relay(
         completion_tokens: usage.completion_tokens as i64,
         cached_prompt_tokens: usage.cached_prompt_tokens as i64,
         latency_ms: ended.latency_ms,
+        ttft_ms: ended.ttft_ms,
     };
     let finish = ended.finish_reason();
     let error = ended.error().map(|e| (e.to_string(), crate::error::classify(e).0.code()));
@@ -248,6 +261,7 @@ async fn relay(
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             latency_ms: u.latency_ms,
+            ttft_ms: u.ttft_ms,
             finish_reason: finish,
             error: message.as_deref(),
         };
@@ -267,6 +281,7 @@ async fn relay(
         Ok(id)
     })
     .await;
+    let answered = stored.is_ok() && error.is_none() && finish != "cancelled";
     let last = match (stored, error) {
         (Ok(id), None) => StreamEvent::Done {
             message_id: id,
@@ -283,4 +298,13 @@ async fn relay(
         (Err(e), _) => StreamEvent::Error { code: e.code().into(), message: e.message, message_id: None },
     };
     let _ = tx.send(last).await;
+    if let Some(asker) = titling.filter(|_| answered) {
+        let question = ended.question().to_string();
+        let model = ended.model().to_string();
+        if let Some(title) =
+            super::titles::write(&chat, asker, conversation.id, &model, &question, &ended.text).await
+        {
+            let _ = tx.send(StreamEvent::Title { title }).await;
+        }
+    }
 }

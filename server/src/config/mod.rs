@@ -151,11 +151,22 @@ pub struct ChatConfig {
     pub max_concurrent_per_user: usize,
     /// How long a message waits for the answer before it in the same conversation, in seconds.
     pub turn_wait_secs: u64,
+    /// Whether a model writes each chat's title after its first answer (otherwise the title is
+    /// the first line of the first message).
+    pub generate_titles: bool,
+    /// The model that writes titles (a small, fast one); empty: the chat's own model.
+    pub title_model: String,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        ChatConfig { max_tokens_limit: 4096, max_concurrent_per_user: 2, turn_wait_secs: 30 }
+        ChatConfig {
+            max_tokens_limit: 4096,
+            max_concurrent_per_user: 2,
+            turn_wait_secs: 30,
+            generate_titles: true,
+            title_model: String::new(),
+        }
     }
 }
 

@@ -228,7 +228,9 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> Option<Result<(User, Vi
         })
         .await;
     Some(resolved.and_then(|lookup| match lookup {
-        sessions::Lookup::Live(session, user) => Ok((user, Via::Session { token, csrf: session.csrf_token })),
+        sessions::Lookup::Live(session, user) => {
+            Ok((*user, Via::Session { token, csrf: session.csrf_token }))
+        }
         _ => Err(AppError::unauthenticated()),
     }))
 }

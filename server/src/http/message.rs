@@ -22,12 +22,53 @@ pub struct MessageView {
     pub citations: Vec<Citation>,
     /// The images drawn for the reply.
     pub images: Vec<i64>,
+    /// What the reply took, for its footer.
+    pub stats: Stats,
+}
+
+/// A reply's tokens in and out, its time to the first text and its whole duration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub ttft_ms: Option<i64>,
+    pub latency_ms: Option<i64>,
+}
+
+fn seconds(ms: i64) -> String {
+    if ms < 10_000 { format!("{:.1} s", ms as f64 / 1000.0) } else { format!("{} s", (ms + 500) / 1000) }
+}
+
+impl Stats {
+    /// "12 in · 48 out · first text 0.4 s · 2.3 s", or nothing for a reply with no counts.
+    pub fn line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let (Some(i), Some(o)) = (self.prompt_tokens, self.completion_tokens)
+            && i + o > 0
+        {
+            parts.push(format!("{i} tokens in · {o} out"));
+        }
+        if let Some(t) = self.ttft_ms {
+            parts.push(format!("first text after {}", seconds(t)));
+        }
+        if let Some(d) = self.latency_ms.filter(|d| *d > 0) {
+            parts.push(format!("{} in all", seconds(d)));
+        }
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
 }
 
 impl MessageView {
     /// A stored message, with the sources it cites that the viewer may still read.
     pub fn of(m: Message, citations: Vec<Citation>, images: Vec<i64>) -> MessageView {
+        let stats = Stats {
+            prompt_tokens: m.prompt_tokens,
+            completion_tokens: m.completion_tokens,
+            ttft_ms: m.ttft_ms,
+            latency_ms: m.latency_ms,
+        };
         MessageView {
+            stats,
             html: if m.role == "assistant" { markdown::to_html(&m.content) } else { String::new() },
             id: m.id,
             role: m.role,

@@ -16,6 +16,7 @@ diesel::table! {
         email -> Nullable<Text>,
         kind -> Text,
         last_sign_in_at -> Nullable<BigInt>,
+        color_mode -> Nullable<Text>,
     }
 }
 
@@ -163,6 +164,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         preset_id -> Nullable<BigInt>,
+        pinned_at -> Nullable<BigInt>,
     }
 }
 
@@ -179,6 +181,7 @@ diesel::table! {
         finish_reason -> Nullable<Text>,
         error -> Nullable<Text>,
         created_at -> BigInt,
+        ttft_ms -> Nullable<BigInt>,
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Record {
     /// The user's groups when the answer was asked for.
     pub groups: Vec<String>,
     pub api_key_id: Option<i64>,
-    /// `chat`, `chat.image`, `v1.chat`, `v1.embeddings`, `v1.transcriptions`,
+    /// `chat`, `chat.title`, `chat.image`, `v1.chat`, `v1.embeddings`, `v1.transcriptions`,
     /// `v1.speech` or `v1.images`.
     pub source: &'static str,
     pub model: String,

@@ -14,6 +14,7 @@ pub const JS_MODULES: &[(&str, &str)] = &[
     ("chat.js", include_str!("static/js/chat.js")),
     ("dictate.js", include_str!("static/js/dictate.js")),
     ("readaloud.js", include_str!("static/js/readaloud.js")),
+    ("nav.js", include_str!("static/js/nav.js")),
     ("uploads.js", include_str!("static/js/uploads.js")),
     ("theme.js", include_str!("static/js/theme.js")),
     ("models.js", include_str!("static/js/models.js")),

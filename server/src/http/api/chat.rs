@@ -191,7 +191,8 @@ async fn draw_turn(
                 prompt_tokens: 0,
                 completion_tokens: 0,
                 cached_prompt_tokens: 0,
-                latency_ms: 0,
+                latency_ms: drawn.latency_ms,
+                ttft_ms: None,
             },
             html: crate::chat::markdown::to_html(&drawn.content),
             citations: Vec::new(),
@@ -263,10 +264,17 @@ impl futures_core::Stream for Sse {
                     StreamEvent::Token { .. } => "token",
                     StreamEvent::Done { .. } => "done",
                     StreamEvent::Error { .. } => "error",
+                    StreamEvent::Title { .. } => "title",
                 };
                 let mut data = serde_json::to_value(&ev).unwrap_or_default();
                 if let StreamEvent::Done {
-                    message_id, model, finish_reason, html, citations, images, ..
+                    message_id,
+                    model,
+                    finish_reason,
+                    html,
+                    citations,
+                    images,
+                    usage,
                 } = ev
                 {
                     // The reply as the chat page shows it, for the page to put in place.
@@ -280,6 +288,12 @@ impl futures_core::Stream for Sse {
                         finish_reason: Some(finish_reason),
                         citations,
                         images,
+                        stats: crate::http::message::Stats {
+                            prompt_tokens: Some(usage.prompt_tokens),
+                            completion_tokens: Some(usage.completion_tokens),
+                            ttft_ms: usage.ttft_ms,
+                            latency_ms: Some(usage.latency_ms),
+                        },
                     };
                     data["item"] = shown.render().into();
                 }

@@ -3,7 +3,7 @@
 
 use crate::http::guard::AnyUser;
 use crate::http::routes::Routes;
-use crate::http::ui::{Chrome, Page, UiError, render_uncached, ui_error};
+use crate::http::ui::{Chrome, CsrfForm, Page, UiError, render_uncached, see_other, ui_error};
 use crate::role::Role;
 use crate::state::AppState;
 use crate::usage::{Allowance, Mine};
@@ -12,7 +12,27 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 pub fn routes(r: &mut Routes) {
-    r.get("/account", page);
+    r.get("/account", page).post("/account/appearance", appearance);
+}
+
+#[derive(serde::Deserialize)]
+struct AppearanceForm {
+    /// `system`, `light` or `dark`.
+    mode: String,
+}
+
+/// The person's own light or dark, for every page from now on.
+async fn appearance(
+    state: web::Data<AppState>,
+    CsrfForm { who, form }: CsrfForm<AnyUser, AppearanceForm>,
+) -> Result<HttpResponse, UiError> {
+    let mode = Some(form.mode).filter(|m| m != "system");
+    state
+        .accounts
+        .set_color_mode(who.actor(), who.user.id, mode)
+        .await
+        .map_err(ui_error(&state, "/account"))?;
+    Ok(see_other("/account?done=appearance"))
 }
 
 #[derive(Template)]
@@ -23,6 +43,12 @@ struct AccountPage {
 }
 
 impl AccountPage {
+    /// Whether `mode` (`system`, `light`, `dark`) is the person's choice now.
+    fn chosen(&self, mode: &str) -> bool {
+        let mine = self.chrome.user.as_ref().and_then(|u| u.color_mode.as_deref()).unwrap_or("system");
+        mine == mode
+    }
+
     fn number(&self, v: &i64) -> String {
         crate::usage::quotas::group_digits(*v)
     }

@@ -6,7 +6,6 @@
 use crate::auth::groups::{self};
 use crate::auth::users::User;
 use crate::auth::{Role, secret};
-use crate::chat::store::Conversation;
 use crate::error::{AppError, ErrorKind};
 use crate::http::guard::{AnyUser, Authed, Policy, Via};
 use crate::http::routes::Routes;
@@ -28,6 +27,7 @@ pub mod assistants;
 pub mod audit;
 pub mod chart;
 pub mod chat;
+pub mod chat_list;
 pub mod keys;
 pub mod knowledge;
 pub mod me;
@@ -42,6 +42,7 @@ pub mod usage;
 pub fn routes(r: &mut Routes) {
     r.get("/", home);
     chat::routes(r);
+    chat_list::routes(r);
     accounts::routes(r);
     me::routes(r);
     usage::routes(r);
@@ -66,10 +67,9 @@ pub struct Chrome {
     pub is_admin: bool,
     pub is_auditor: bool,
     pub flash: Option<Flash>,
-    /// The user's chats for the sidebar (pages that show them), the search, the open one.
-    pub conversations: Vec<Conversation>,
-    pub search: String,
-    pub current: Option<i64>,
+    /// The user's chats for the sidebar, on pages that show them.
+    pub chats: chat_list::ChatList,
+    pub chats_shown: bool,
 }
 
 impl Chrome {
@@ -87,9 +87,8 @@ impl Chrome {
             is_admin: who.user.role == Role::Admin,
             is_auditor: who.user.role == Role::Auditor,
             flash,
-            conversations: Vec::new(),
-            search: String::new(),
-            current: None,
+            chats: chat_list::ChatList::default(),
+            chats_shown: false,
         }
     }
 
@@ -101,10 +100,16 @@ impl Chrome {
         search: Option<String>,
         current: Option<i64>,
     ) -> Result<Chrome, AppError> {
-        self.conversations = state.chat().conversations(user_id, search.clone()).await?;
-        self.search = search.unwrap_or_default();
-        self.current = current;
+        let conversations = state.chat().conversations(user_id, search.clone()).await?;
+        self.chats =
+            chat_list::ChatList::new(conversations, search.unwrap_or_default(), current, state.clock.now());
+        self.chats_shown = true;
         Ok(self)
+    }
+
+    /// Light, dark or auto for this page: the person's own choice, else the theme's.
+    pub fn mode(&self) -> &str {
+        self.user.as_ref().and_then(|u| u.color_mode.as_deref()).unwrap_or_else(|| self.theme.mode_attr())
     }
 
     pub(crate) fn anonymous(theme: Arc<Theme>) -> Chrome {
@@ -116,14 +121,9 @@ impl Chrome {
             is_admin: false,
             is_auditor: false,
             flash: None,
-            conversations: Vec::new(),
-            search: String::new(),
-            current: None,
+            chats: chat_list::ChatList::default(),
+            chats_shown: false,
         }
-    }
-
-    pub fn is_current(&self, id: impl std::borrow::Borrow<i64>) -> bool {
-        self.current == Some(*id.borrow())
     }
 }
 

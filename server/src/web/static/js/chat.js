@@ -11,7 +11,7 @@ export function enhanceChat() {
   const $ = (id) => document.getElementById(id);
   const messages = $("messages"), form = $("composer"), prompt = $("prompt");
   const send = $("send"), stop = $("stop"), regen = $("regenerate");
-  const model = $("model"), system = $("system"), title = $("chat-title"), del = $("delete-chat");
+  const model = $("model"), system = $("system"), title = $("chat-title"), del = $("delete-chat"), pin = $("pin-chat");
   let conversation = root.dataset.conversation || null;
   let controller = null;
   let editing = null;
@@ -23,7 +23,25 @@ export function enhanceChat() {
     conversation = String(created.id);
     root.dataset.conversation = conversation;
     history.replaceState(null, "", `/chat?c=${created.id}`);
+    pin.hidden = false;
+    del.hidden = false;
     return conversation;
+  }
+
+  // The sidebar's list, as the server draws it, with this chat marked.
+  async function refreshList() {
+    const list = document.getElementById("conversation-list");
+    if (!list) return;
+    const res = await fetch(`/chat/list?c=${conversation || ""}`);
+    if (!res.ok) return;
+    list.replaceWith(fromMarkup(await res.text()));
+    document.querySelector(".chats")?.removeAttribute("hidden");
+  }
+
+  function showTitle(text) {
+    title.value = text;
+    $("chat-heading").textContent = text || "New chat";
+    document.title = `${text || "New chat"} · ${document.documentElement.dataset.product}`;
   }
 
   // A message being written or streamed, before the server's rendering replaces it.
@@ -92,6 +110,14 @@ export function enhanceChat() {
     controller = new AbortController();
     busy(true);
     let text = "";
+    // The answer is done before the stream ends (a title may follow): the person may go on.
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      controller = null;
+      busy(false);
+    };
     const onEvent = (event, payload) => {
       if (event === "queued") {
         // The model is busy: say where we stand until the first token replaces it.
@@ -112,8 +138,14 @@ export function enhanceChat() {
         linkCitations(shown);
         addCopyButtons(shown);
         addReadAloud(shown);
+        settle();
+        refreshList();
+      } else if (event === "title") {
+        showTitle(payload.title);
+        refreshList();
       } else if (event === "error") {
         note(target, payload.message, true);
+        settle();
       }
     };
     try {
@@ -129,11 +161,11 @@ export function enhanceChat() {
       }
       await readEvents(res, onEvent);
     } catch (err) {
+      if (settled) return;
       if (err.name === "AbortError") note(target, "Stopped.");
       else note(target, `The reply was interrupted: ${err.message}`, true);
     } finally {
-      controller = null;
-      busy(false);
+      settle();
     }
   }
 
@@ -180,6 +212,31 @@ export function enhanceChat() {
 
   stop.addEventListener("click", () => controller?.abort());
 
+  // Shortcuts: Escape stops an answer, Shift+Escape goes to the message box, Ctrl+Shift+O (in
+  // nav.js, on every page) starts a new chat.
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && event.shiftKey) {
+      event.preventDefault();
+      prompt.focus();
+    } else if (event.key === "Escape" && controller) {
+      controller.abort();
+    }
+  });
+
+  pin?.addEventListener("click", async () => {
+    if (!conversation) return;
+    const pinned = pin.getAttribute("aria-pressed") !== "true";
+    try {
+      await api("PATCH", `/api/conversations/${conversation}`, { pinned });
+    } catch (err) {
+      alert(err.message);
+      return;
+    }
+    pin.setAttribute("aria-pressed", String(pinned));
+    pin.textContent = pinned ? "Unpin" : "Pin";
+    refreshList();
+  });
+
   regen.addEventListener("click", async () => {
     if (!conversation || controller) return;
     while (messages.lastElementChild && messages.lastElementChild.classList.contains("assistant")) {
@@ -194,7 +251,12 @@ export function enhanceChat() {
     box.addEventListener("change", () => patch({ collections: attached() }));
   }
   system.addEventListener("change", () => patch({ system_prompt: system.value }));
-  title?.addEventListener("change", () => patch({ title: title.value }));
+  title.addEventListener("change", async () => {
+    await ensureConversation();
+    await patch({ title: title.value });
+    showTitle(title.value);
+    refreshList();
+  });
   del?.addEventListener("click", async (event) => {
     if (event.defaultPrevented) return;
     await api("DELETE", `/api/conversations/${conversation}`);

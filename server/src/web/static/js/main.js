@@ -6,6 +6,7 @@ import { enhanceDictation } from "./dictate.js";
 import { enhanceUploads } from "./uploads.js";
 import { enhanceTheme } from "./theme.js";
 import { enhanceModels } from "./models.js";
+import { enhanceNav } from "./nav.js";
 
 enhanceForms();
 enhanceChat();
@@ -13,3 +14,4 @@ enhanceDictation();
 enhanceUploads();
 enhanceTheme();
 enhanceModels();
+enhanceNav();
