@@ -38,6 +38,7 @@ fn main() {
         std::env::var_os("AYUSH_VENV").map(PathBuf::from).unwrap_or_else(|| home().join(".cache/ayush-venv"));
     let oidc =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc-provider/node_modules/oidc-provider/package.json");
+    let axe = Path::new(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
     let peers = [
         (
             "peer_models",
@@ -64,6 +65,7 @@ fn main() {
         ("peer_qemu", any_file(&["/usr/bin/qemu-x86_64", "/usr/bin/qemu-x86_64-static"])),
         ("peer_groff", any_file(&["/usr/bin/groff"])),
         // Speech synthesised here: espeak-ng speaks, lame makes MP3s of it.
+        ("peer_axe", files(&[axe])),
         ("peer_espeak", files(&["/usr/bin/espeak-ng".into(), "/usr/bin/lame".into()])),
     ];
     for (name, present) in peers {

@@ -184,6 +184,46 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
+/// What the axe-core engine (tests/axe, installed by `.ci/peers`) finds serious or critical on
+/// the open page, one line per rule with the elements it names.
+pub async fn axe_violations(c: &Client) -> Vec<String> {
+    let engine =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&engine)
+        .unwrap_or_else(|_| crate::missing_peer("axe-core (cd tests/axe && npm ci)"));
+    c.execute(&format!("{source}\nreturn true;"), vec![]).await.expect("axe-core loads in the page");
+    let found = c
+        .execute_async(
+            "const done = arguments[0]; axe.run(document, {resultTypes: ['violations']}).then(r => done(\
+               r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')\
+                 .map(v => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    found.as_array().into_iter().flatten().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
+}
+
+/// A Chrome DevTools Protocol command through chromedriver.
+#[derive(Debug)]
+struct Cdp(String);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
+        (hyper::Method::POST, Some(self.0.clone()))
+    }
+}
+
+/// Runs a DevTools command (`Page.getInstallabilityErrors`, say) and returns its result.
+pub async fn devtools(c: &Client, command: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({"cmd": command, "params": params}).to_string();
+    c.issue_cmd(Cdp(body)).await.unwrap_or_else(|e| panic!("{command}: {e}"))
+}
+
 /// The errors the pages wrote to the console (a failed script, a refused resource, a CSP
 /// violation) since the last call.
 pub async fn console_errors(c: &Client) -> Vec<String> {

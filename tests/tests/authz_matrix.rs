@@ -114,6 +114,9 @@ const ROWS: &[Row] = &[
     api("GET", "/theme/favicon", Open),
     // 404 without a custom stylesheet: past the guard all the same.
     api("GET", "/theme/custom.css", Open),
+    api("GET", "/theme/icon-{size}.png", Open),
+    api("GET", "/manifest.webmanifest", Open),
+    api("GET", "/sw.js", Open),
     page("GET", "/notice", Any),
     page("POST", "/account/appearance", Any),
     page("POST", "/notice", Any),

@@ -60,37 +60,28 @@ async fn value_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css)).await.unwrap().prop("value").await.unwrap().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
-async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures() {
-    let upstream = Upstream::start(2);
+/// A server with root (an admin), amira (a user) and the fake vendor's echo model as `up/echo`.
+async fn with_echo_model(upstream: &Upstream) -> Server {
     let base_url = format!("{}/v1", upstream.url());
-    let server = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let server = Server::start();
         server.create_user("root", "admin", "root password 1");
         server.create_user("amira", "user", "amira password 1");
         let admin = server.token_for("root");
-        let out = server.ctl_remote(
-            &admin,
-            &[
-                "providers",
-                "add",
-                "up",
-                "--kind",
-                "openai",
-                "--base-url",
-                &base_url,
-                "--model",
-                "echo",
-                "--api-key-stdin",
-            ],
-            Some(KEY),
-        );
+        let add = ["providers", "add", "up", "--kind", "openai", "--base-url", &base_url, "--model", "echo"];
+        let out = server.ctl_remote(&admin, &[&add[..], &["--api-key-stdin"]].concat(), Some(KEY));
         assert!(out.ok, "{}", out.stderr);
         server
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures() {
+    let upstream = Upstream::start(2);
+    let server = with_echo_model(&upstream).await;
     let browser = Browser::launch().await;
     let c = &browser.client;
     let base = server.url.clone();
@@ -201,4 +192,153 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
     }
     snap(c, "ux-narrow-admin-providers").await;
     browser.close().await;
+}
+
+/// The app installs (Chromium finds nothing against it), its manifest and icons come from the
+/// theme, its service worker keeps the shell and nothing else, and with the server gone it
+/// still opens and says it is offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+async fn the_app_installs_and_keeps_only_its_shell() {
+    use ayush_tests::browser::devtools;
+    let server = tokio::task::spawn_blocking(|| {
+        let server = Server::start_with_config(
+            "[theme]\nproduct_name = \"Acme Assist\"\nprimary_color = \"#c2255c\"\n",
+        );
+        server.create_user("amira", "user", "amira password 1");
+        server
+    })
+    .await
+    .unwrap();
+    let base = server.url.clone();
+    let mut client = server.client();
+    let manifest = client.get("/manifest.webmanifest").json();
+    assert_eq!(
+        (manifest["name"].as_str(), manifest["theme_color"].as_str()),
+        (Some("Acme Assist"), Some("#c2255c"))
+    );
+    assert_eq!(manifest["display"], "standalone");
+    for icon in manifest["icons"].as_array().unwrap() {
+        let png = client.get(icon["src"].as_str().unwrap());
+        assert_eq!(png.header("content-type"), Some("image/png"));
+        let reader = png::Decoder::new(std::io::Cursor::new(png.bytes)).read_info().unwrap();
+        let size = format!("{}x{}", reader.info().width, reader.info().height);
+        assert_eq!(icon["sizes"].as_str(), Some(size.as_str()));
+    }
+
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    sign_in(c, &base, "amira", "amira password 1").await;
+    text_of(c, "a.new-chat").await;
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    let scope = c
+        .execute_async(
+            "const done = arguments[0]; navigator.serviceWorker.ready.then(r => done(r.scope));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scope.as_str(), Some(format!("{base}/").as_str()));
+    let installable = devtools(c, "Page.getInstallabilityErrors", serde_json::json!({})).await;
+    assert_eq!(installable["installabilityErrors"], serde_json::json!([]), "{installable}");
+
+    // Pages and answers are never kept; the shell is.
+    c.goto(&format!("{base}/account")).await.unwrap();
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    let kept = c
+        .execute_async(
+            "const done = arguments[0]; (async () => { const out = []; for (const k of await caches.keys()) { \
+               for (const r of await (await caches.open(k)).keys()) out.push(new URL(r.url).pathname); } done(out); })();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let kept: Vec<&str> = kept.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(kept.contains(&"/static/app.css") && kept.contains(&"/static/js/chat.js"), "{kept:?}");
+    assert!(kept.iter().all(|p| p.starts_with("/static/") || p.starts_with("/theme")), "{kept:?}");
+
+    // The server gone, the app still opens, styled, and says so.
+    let _stopped = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.kill();
+        server
+    })
+    .await
+    .unwrap();
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    assert_eq!(text_of(c, "h1").await, "You are offline");
+    snap(c, "ux-offline").await;
+    browser.close().await;
+}
+
+/// The axe-core engine finds nothing serious or critical on the sign-in, chat, search,
+/// collections and audit pages, at desktop and phone sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(peer_browser), ignore = "needs chromium and chromium-driver: run .ci/peers")]
+#[cfg_attr(not(peer_axe), ignore = "needs axe-core: run .ci/peers")]
+async fn the_accessibility_engine_finds_nothing_serious() {
+    use ayush_tests::browser::axe_violations;
+    let upstream = Upstream::start(2);
+    let server = with_echo_model(&upstream).await;
+    server.create_user("ines", "auditor", "ines password 1");
+    assert!(server.ctl_local(&["collections", "create", "handbook"], None).ok);
+    let base = server.url.clone();
+    let mut found = Vec::new();
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    for (label, dims) in [("desktop", DESKTOP), ("phone", PHONE)] {
+        size(c, dims).await;
+        c.goto(&format!("{base}/login")).await.unwrap();
+        found.extend(axe_violations(c).await.into_iter().map(|v| format!("{label} /login: {v}")));
+    }
+    size(c, DESKTOP).await;
+    sign_in(c, &base, "amira", "amira password 1").await;
+    text_of(c, "a.new-chat").await;
+    c.goto(&format!("{base}/chat")).await.unwrap();
+    c.find(Locator::Css("#model option[value='up/echo']")).await.unwrap().click().await.unwrap();
+    // The echo model answers with what it is sent: a table and code in Python.
+    let markdown = "Rooms:\n\n| Day | Room |\n| --- | --- |\n| Monday | 2.14 |\n\n```python\ndef greet(name):\n    # a comment\n    return f\"Hi {name}\" * 2\n```\n";
+    c.execute(
+        "document.getElementById('prompt').value = arguments[0];",
+        vec![Value::String(markdown.into())],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    text_when(c, ".msg.assistant[data-id] .body", "Monday").await;
+    // Code is coloured by its language, on the server.
+    let coloured = js(c, "return [...document.querySelectorAll('.msg.assistant pre code.language-python span')].map(s => s.className).join(' ')").await;
+    let coloured = coloured.as_str().unwrap();
+    assert!(coloured.contains("hl-keyword") || coloured.contains("hl-storage"), "{coloured}");
+    assert!(coloured.contains("hl-string") && coloured.contains("hl-comment"), "{coloured}");
+    js(c, "document.querySelector('.msg.assistant pre').scrollIntoView(); return true").await;
+    snap(c, "ux-desktop-code").await;
+    let body = js(c, "return document.querySelector('.msg.assistant .body').innerHTML").await;
+    assert_eq!(
+        js(c, "return document.querySelectorAll('.msg.assistant table td').length").await,
+        2,
+        "{body}"
+    );
+    for (label, dims) in [("desktop", DESKTOP), ("phone", PHONE)] {
+        size(c, dims).await;
+        for page in ["/chat?c=1", "/search?q=leave", "/collections", "/account"] {
+            c.goto(&format!("{base}{page}")).await.unwrap();
+            found.extend(axe_violations(c).await.into_iter().map(|v| format!("{label} {page}: {v}")));
+            let name: String = page.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+            snap(c, &format!("axe-{label}-{name}")).await;
+        }
+    }
+    browser.close().await;
+    let browser = Browser::launch().await;
+    let c = &browser.client;
+    sign_in(c, &base, "ines", "ines password 1").await;
+    text_of(c, "h1").await;
+    for (label, dims) in [("desktop", DESKTOP), ("phone", PHONE)] {
+        size(c, dims).await;
+        c.goto(&format!("{base}/audit")).await.unwrap();
+        found.extend(axe_violations(c).await.into_iter().map(|v| format!("{label} /audit: {v}")));
+        snap(c, &format!("axe-{label}-audit")).await;
+    }
+    browser.close().await;
+    assert_eq!(found, Vec::<String>::new());
 }

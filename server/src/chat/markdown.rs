@@ -1,8 +1,10 @@
 //! Markdown from a model, rendered to HTML on the server and made safe: raw HTML in the text is
 //! shown as text, and links or images may only point to http(s), mailto or relative addresses.
-//! Nothing a model writes can run script in the page.
+//! Nothing a model writes can run script in the page. Fenced code in a known language is
+//! coloured (`highlight`).
 
-use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
+use super::highlight;
+use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
 fn safe_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
@@ -17,19 +19,44 @@ fn safe_url(url: &str) -> bool {
 
 pub fn to_html(markdown: &str) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
-    let events = Parser::new_ext(markdown, options).map(|event| match event {
-        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        Event::Start(Tag::Link { link_type, dest_url, title, id }) if !safe_url(&dest_url) => {
-            Event::Start(Tag::Link { link_type, dest_url: CowStr::Borrowed("#"), title, id })
+    let mut events = Vec::new();
+    // A fenced block being read, to be coloured whole when it ends: its language and text.
+    let mut fence: Option<(String, String)> = None;
+    for event in Parser::new_ext(markdown, options) {
+        match (event, &mut fence) {
+            (Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))), _) => {
+                fence = Some((highlight::language_token(&info), String::new()));
+            }
+            (Event::Text(text), Some((_, code))) => code.push_str(&text),
+            (Event::End(TagEnd::CodeBlock), Some(_)) => {
+                let Some((language, code)) = fence.take() else { continue };
+                // Our own markup, around text the highlighter (or the escaper) made safe.
+                let class = if language.is_empty() {
+                    String::new()
+                } else {
+                    format!(" class=\"language-{language}\"")
+                };
+                let body = highlight::to_html(&language, &code).unwrap_or_else(|| escape(&code));
+                events.push(Event::Html(CowStr::from(format!("<pre><code{class}>{body}</code></pre>\n"))));
+            }
+            (Event::Html(raw) | Event::InlineHtml(raw), _) => events.push(Event::Text(raw)),
+            (Event::Start(Tag::Link { link_type, dest_url, title, id }), _) if !safe_url(&dest_url) => {
+                events.push(Event::Start(Tag::Link { link_type, dest_url: CowStr::Borrowed("#"), title, id }))
+            }
+            (Event::Start(Tag::Image { link_type, dest_url, title, id }), _) if !safe_url(&dest_url) => {
+                events.push(Event::Start(Tag::Image { link_type, dest_url: CowStr::Borrowed(""), title, id }))
+            }
+            (other, _) => events.push(other),
         }
-        Event::Start(Tag::Image { link_type, dest_url, title, id }) if !safe_url(&dest_url) => {
-            Event::Start(Tag::Image { link_type, dest_url: CowStr::Borrowed(""), title, id })
-        }
-        other => other,
-    });
+    }
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut out, events);
+    html::push_html(&mut out, events.into_iter());
     out
+}
+
+/// Text as HTML text.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -40,7 +67,15 @@ mod tests {
     fn renders_markdown_and_code() {
         let html = to_html("# Title\n\n**bold** and `code`\n\n```rust\nfn main() {}\n```\n");
         assert!(html.contains("<h1>Title</h1>") && html.contains("<strong>bold</strong>"));
-        assert!(html.contains("<pre><code class=\"language-rust\">fn main() {}"));
+        assert!(
+            html.contains("<pre><code class=\"language-rust\"><span class=\"hl-source hl-rust\">"),
+            "{html}"
+        );
+        assert!(html.contains(">fn</span>"), "coloured: {html}");
+        let plain = to_html("```\n<b>x</b> & y\n```\n");
+        assert!(plain.contains("<pre><code>&lt;b&gt;x&lt;/b&gt; &amp; y\n</code></pre>"), "{plain}");
+        let unknown = to_html("```klingon\nqapla'\n```\n");
+        assert!(unknown.contains("<pre><code class=\"language-klingon\">qapla'\n</code></pre>"), "{unknown}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod complete;
 pub mod conversations;
+pub mod highlight;
 pub mod markdown;
 pub mod sources;
 pub mod store;

@@ -1,9 +1,10 @@
-//! The embedded stylesheet and script modules, and the theme's CSS and logo.
+//! The embedded stylesheet and script modules, the theme's CSS and logo, and what makes the
+//! app installable: the web app manifest, its icons and the service worker.
 
 use crate::error::{AppError, AppResult};
 use crate::http::routes::Routes;
 use crate::state::AppState;
-use crate::web::{APP_CSS, JS_MODULES};
+use crate::web::{APP_CSS, JS_MODULES, SERVICE_WORKER};
 use actix_web::{HttpResponse, web};
 
 pub fn routes(r: &mut Routes) {
@@ -12,7 +13,46 @@ pub fn routes(r: &mut Routes) {
         .get("/theme.css", theme_css)
         .get("/theme/logo", logo)
         .get("/theme/favicon", favicon)
-        .get("/theme/custom.css", custom_css);
+        .get("/theme/custom.css", custom_css)
+        .get("/theme/icon-{size}.png", icon)
+        .get("/manifest.webmanifest", manifest)
+        .get("/sw.js", service_worker);
+}
+
+/// The shell the service worker keeps: what a page needs to open, never what it shows.
+fn shell_files() -> Vec<String> {
+    let mut files = vec![
+        "/static/app.css".to_string(),
+        "/theme.css".into(),
+        "/theme/logo".into(),
+        "/theme/favicon".into(),
+    ];
+    files.extend(JS_MODULES.iter().map(|(name, _)| format!("/static/js/{name}")));
+    files
+}
+
+/// The service worker, named for this build, so an upgrade replaces what browsers kept. Served
+/// from the root so it may look after every page (the pages' CSP lets `'self'` scripts run it).
+async fn service_worker() -> HttpResponse {
+    let script = SERVICE_WORKER
+        .replace("VERSION", env!("AYUSH_COMMIT"))
+        .replace("SHELL_FILES", &serde_json::to_string(&shell_files()).unwrap_or_else(|_| "[]".into()));
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(script)
+}
+
+async fn manifest(state: web::Data<AppState>) -> HttpResponse {
+    themed(state.themes.current().manifest().to_string().into_bytes(), "application/manifest+json")
+}
+
+async fn icon(state: web::Data<AppState>, size: web::Path<u32>) -> AppResult<HttpResponse> {
+    let png = state.themes.current().app_icon(size.into_inner()).filter(|p| !p.is_empty());
+    match png {
+        Some(png) => Ok(themed(png.to_vec(), "image/png")),
+        None => Err(AppError::not_found("the app icons are 192 and 512 pixels")),
+    }
 }
 
 fn asset(body: &'static str, content_type: &str) -> HttpResponse {

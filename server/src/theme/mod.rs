@@ -7,6 +7,7 @@
 //! a change needs no restart. Pages read the theme in effect from memory, never the database.
 
 pub mod contrast;
+pub mod icons;
 pub mod images;
 pub mod settings;
 
@@ -60,6 +61,9 @@ pub struct Theme {
     /// The stored row's revision (0: nothing set); pages add it to the URLs of the theme's
     /// files, so a browser fetches them again after a change.
     pub revision: i64,
+    /// The app icons, drawn from the logo when first asked for (one per size in
+    /// `icons::SIZES`).
+    icons: Arc<[std::sync::OnceLock<Arc<[u8]>>; 2]>,
 }
 
 impl Theme {
@@ -85,6 +89,53 @@ impl Theme {
     /// The favicon, or the logo where none is set.
     pub fn favicon(&self) -> &Picture {
         self.favicon.as_ref().unwrap_or(&self.logo)
+    }
+
+    /// The installable app's icon of `size` pixels (one of `icons::SIZES`): the logo, or the
+    /// built-in mark in the brand colour where the logo cannot be drawn.
+    pub fn app_icon(&self, size: u32) -> Option<Arc<[u8]>> {
+        let at = icons::SIZES.iter().position(|s| *s == size)?;
+        Some(
+            self.icons[at]
+                .get_or_init(|| {
+                    let mark = || Picture {
+                        bytes: DEFAULT_LOGO.replace(DEFAULT_LOGO_COLOUR, &self.primary_color).into_bytes().into(),
+                        content_type: images::SVG,
+                    };
+                    let drawn = icons::app_icon(&self.logo, size).or_else(|e| {
+                        tracing::warn!(error = %e, "the logo is not drawn as an app icon; the built-in mark is");
+                        icons::app_icon(&mark(), size)
+                    });
+                    drawn.unwrap_or_default().into()
+                })
+                .clone(),
+        )
+    }
+
+    /// The web app manifest: what a phone or desktop installs, in the theme's name, colours and
+    /// icons.
+    pub fn manifest(&self) -> serde_json::Value {
+        let short: String = self.product_name.chars().take(12).collect();
+        let icons: Vec<serde_json::Value> = icons::SIZES
+            .iter()
+            .map(|s| {
+                json!({
+                    "src": format!("/theme/icon-{s}.png?r={}", self.revision),
+                    "sizes": format!("{s}x{s}"), "type": "image/png", "purpose": "any",
+                })
+            })
+            .collect();
+        json!({
+            "name": self.product_name,
+            "short_name": short,
+            "id": "/chat",
+            "start_url": "/chat",
+            "scope": "/",
+            "display": "standalone",
+            "background_color": if self.mode == Mode::Dark { "#12151d" } else { "#f6f7fb" },
+            "theme_color": self.primary_color,
+            "icons": icons,
+        })
     }
 
     /// `data-mode` on the page's root: which of app.css's schemes apply.
@@ -165,6 +216,7 @@ impl Base {
             footer_links: s.footer_links.clone().unwrap_or_default(),
             custom_css: s.css.clone(),
             revision: stored.revision,
+            icons: Arc::default(),
         }
     }
 }

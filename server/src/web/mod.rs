@@ -3,6 +3,9 @@
 
 pub const APP_CSS: &str = include_str!("static/app.css");
 
+/// The installable app's service worker, before the server names its build and shell in it.
+pub const SERVICE_WORKER: &str = include_str!("static/sw.js");
+
 /// The pages' scripts: ES modules, one per concern, loaded from `main.js` with no build step
 /// (`/static/js/NAME`, under the CSP's `script-src 'self'`).
 pub const JS_MODULES: &[(&str, &str)] = &[
@@ -15,6 +18,7 @@ pub const JS_MODULES: &[(&str, &str)] = &[
     ("dictate.js", include_str!("static/js/dictate.js")),
     ("readaloud.js", include_str!("static/js/readaloud.js")),
     ("nav.js", include_str!("static/js/nav.js")),
+    ("tables.js", include_str!("static/js/tables.js")),
     ("uploads.js", include_str!("static/js/uploads.js")),
     ("theme.js", include_str!("static/js/theme.js")),
     ("models.js", include_str!("static/js/models.js")),

@@ -1,7 +1,7 @@
 // The chat page: send, stream the reply as it is generated, stop, regenerate, edit, rename,
 // and attach files the chat answers from.
 import { api, errorText, followJob } from "./http.js";
-import { addCopyButtons, fromMarkup, linkCitations } from "./replies.js";
+import { addAnswerCopy, addCopyButtons, fromMarkup, linkCitations } from "./replies.js";
 import { addReadAloud } from "./readaloud.js";
 import { readEvents } from "./stream.js";
 
@@ -137,6 +137,7 @@ export function enhanceChat() {
         target.body = shown.querySelector(".body");
         linkCitations(shown);
         addCopyButtons(shown);
+        addAnswerCopy(shown);
         addReadAloud(shown);
         settle();
         refreshList();
@@ -268,6 +269,7 @@ export function enhanceChat() {
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
   for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li);
   addCopyButtons(messages);
+  addAnswerCopy(messages);
   addReadAloud(messages);
   prompt.focus();
 }

@@ -7,6 +7,7 @@ import { enhanceUploads } from "./uploads.js";
 import { enhanceTheme } from "./theme.js";
 import { enhanceModels } from "./models.js";
 import { enhanceNav } from "./nav.js";
+import { enhanceTables } from "./tables.js";
 
 enhanceForms();
 enhanceChat();
@@ -15,3 +16,9 @@ enhanceUploads();
 enhanceTheme();
 enhanceModels();
 enhanceNav();
+enhanceTables();
+
+// The installable app: the service worker keeps the shell for when the network is gone.
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register("/sw.js").catch(() => {});
+}

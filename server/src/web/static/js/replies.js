@@ -33,6 +33,27 @@ export function linkCitations(li) {
   }
 }
 
+/// Under each answer, a button that copies its text.
+export function addAnswerCopy(scope) {
+  const answers = scope.matches?.(".msg.assistant") ? [scope] : scope.querySelectorAll(".msg.assistant");
+  for (const li of answers) {
+    const body = li.querySelector(".body");
+    if (!body || li.querySelector(".copy-answer") || !body.textContent.trim()) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy-answer link";
+    button.textContent = "Copy answer";
+    button.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(body.innerText);
+      button.textContent = "Copied";
+      setTimeout(() => {
+        button.textContent = "Copy answer";
+      }, 1500);
+    });
+    li.append(button);
+  }
+}
+
 export function addCopyButtons(scope) {
   for (const pre of scope.querySelectorAll(".markdown pre")) {
     if (pre.querySelector(".copy")) continue;
