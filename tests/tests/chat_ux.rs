@@ -125,6 +125,23 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
     assert_eq!(text_of(c, "#conversation-list .chat-group").await, "Pinned");
     assert_eq!(text_of(c, "#pin-chat").await, "Unpin");
 
+    // Regenerate under an earlier answer: asked first, it answers that question again and
+    // what came after goes.
+    c.find(Locator::Css("#prompt")).await.unwrap().send_keys("And in June?").await.unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    text_when(c, ".msg.assistant:last-child .body", "Echo: And in June?").await;
+    until("four messages", async || {
+        js(c, "return document.querySelectorAll('#messages > .msg[data-id]').length").await == 4
+    })
+    .await;
+    c.find(Locator::Css(".msg.assistant .regenerate-answer")).await.unwrap().click().await.unwrap();
+    c.accept_alert().await.unwrap();
+    until("the first answer again, and nothing after", async || {
+        js(c, "return [...document.querySelectorAll('#messages > .msg')].map(m => m.dataset.id ? m.querySelector('.body').textContent.trim() : '').join('|')").await
+            == Value::String("Plan the team offsite in May|Echo: Plan the team offsite in May".into())
+    })
+    .await;
+
     // Keyboard: Shift+Escape to the message box, Ctrl+Shift+O to a new chat.
     c.find(Locator::Css("#chat-title")).await.unwrap().click().await.unwrap();
     c.active_element().await.unwrap().send_keys(&format!("{}{}", Key::Shift, Key::Escape)).await.unwrap();

@@ -106,6 +106,33 @@ export function enhanceChat() {
     li.append(button);
   }
 
+  // "Regenerate" under an answer: the last one is answered again; an earlier one, after the
+  // person agrees, is answered again from its question, and what came after it goes (as an
+  // edit that keeps the question does).
+  function addRegenerateButton(li) {
+    if (!li.classList.contains("assistant") || !li.dataset.id || li.querySelector(".regenerate-answer")) return;
+    const question = li.previousElementSibling;
+    if (!question?.classList.contains("user")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "regenerate-answer link";
+    button.textContent = "Regenerate";
+    button.addEventListener("click", async () => {
+      if (!conversation || controller) return;
+      if (li === messages.lastElementChild) {
+        li.remove();
+        await stream(`/api/conversations/${conversation}/regenerate`, modelOfMessage(), bubble("assistant", model.value));
+        return;
+      }
+      if (!question.dataset.id) return;
+      if (!confirm("Answer this question again? The messages after it are replaced.")) return;
+      while (question.nextElementSibling) question.nextElementSibling.remove();
+      const content = question.querySelector(".body").textContent;
+      await stream(`/api/conversations/${conversation}/messages/${question.dataset.id}/edit`, { content }, bubble("assistant", model.value));
+    });
+    li.append(button);
+  }
+
   async function stream(path, body, target) {
     controller = new AbortController();
     busy(true);
@@ -138,6 +165,7 @@ export function enhanceChat() {
         linkCitations(shown);
         addCopyButtons(shown);
         addAnswerCopy(shown);
+        addRegenerateButton(shown);
         addReadAloud(shown);
         settle();
         refreshList();
@@ -267,6 +295,7 @@ export function enhanceChat() {
   enhanceAttachments(root, ensureConversation);
 
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
+  for (const li of messages.querySelectorAll(".msg.assistant")) addRegenerateButton(li);
   for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li);
   addCopyButtons(messages);
   addAnswerCopy(messages);
