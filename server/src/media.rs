@@ -49,14 +49,25 @@ pub fn parse_size(size: Option<&str>) -> AppResult<(u32, u32)> {
     Ok((w, h))
 }
 
-/// The remote `model` of `purpose` the actor may use, connected, with the provider's own id for
-/// it.
-async fn remote_for(
+/// A request checked for access and admitted under the actor's quotas, ready to be sent.
+struct Admitted {
+    remote: Arc<Remote>,
+    /// The provider's own id for the model.
+    upstream: String,
+    started: Instant,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// Admits a request to the remote `model` (named as the catalog names it) for `purpose`: the
+/// actor must be allowed to use it, it must be a model of that purpose, and the actor's quotas
+/// must let one more request through. `source` names the caller in usage reports.
+async fn admit(
     state: &AppState,
     actor: &Actor,
+    source: &'static str,
     model: &str,
     purpose: Purpose,
-) -> AppResult<(Arc<Remote>, String)> {
+) -> AppResult<Admitted> {
     complete::usable_or_unknown(&state.chat(), actor, model).await?;
     let not_it = || {
         AppError::validation(format!(
@@ -70,7 +81,13 @@ async fn remote_for(
     if record.purpose_of(upstream) != Some(purpose) {
         return Err(not_it());
     }
-    Ok((remote, upstream.to_string()))
+    let admission = state.usage.admit(usage::Record::new(state.clock.now(), actor, source, model)).await?;
+    Ok(Admitted {
+        remote,
+        upstream: upstream.to_string(),
+        started: Instant::now(),
+        headers: admission.headers.clone(),
+    })
 }
 
 /// Speaks `ask.input` for `actor`, with `ask.model` named as the catalog names it
@@ -100,14 +117,11 @@ pub async fn speak(
     if ask.instructions.as_ref().is_some_and(|i| i.chars().count() > MAX_SPEECH_CHARS) {
         return Err(AppError::validation(format!("instructions are at most {MAX_SPEECH_CHARS} characters")));
     }
-    let (remote, upstream) = remote_for(state, actor, &ask.model, Purpose::Speech).await?;
-    let admission =
-        state.usage.admit(usage::Record::new(state.clock.now(), actor, source, &ask.model)).await?;
-    let started = Instant::now();
-    let model = std::mem::replace(&mut ask.model, upstream);
+    let admitted = admit(state, actor, source, &ask.model, Purpose::Speech).await?;
+    let model = std::mem::replace(&mut ask.model, admitted.upstream);
     ask.voice = voice.clone();
     let format = ask.format;
-    let result = remote.speech(ask).await.map_err(AppError::from);
+    let result = admitted.remote.speech(ask).await.map_err(AppError::from);
     let mut details = json!({
         "source": source, "voice": voice, "format": format.as_str(), "characters": characters,
     });
@@ -116,8 +130,8 @@ pub async fn speak(
     if let Ok(s) = &result {
         details["bytes"] = json!(s.audio.len());
     }
-    record(state, actor, "audio.speech", used, details, result.as_ref().err(), started).await;
-    Ok(Made { made: result?, headers: admission.headers.clone() })
+    record(state, actor, "audio.speech", used, details, result.as_ref().err(), admitted.started).await;
+    Ok(Made { made: result?, headers: admitted.headers })
 }
 
 /// A drawing asked for and done, not yet recorded.
@@ -145,12 +159,9 @@ async fn drawing(state: &AppState, actor: &Actor, source: &'static str, ask: Dra
         return Err(AppError::validation(format!("n must be from 1 to {MAX_IMAGES}")));
     }
     let (width, height) = parse_size(ask.size.as_deref())?;
-    let (remote, upstream) = remote_for(state, actor, &ask.model, Purpose::Image).await?;
-    let admission =
-        state.usage.admit(usage::Record::new(state.clock.now(), actor, source, &ask.model)).await?;
-    let started = Instant::now();
-    let request = ImageRequest { model: upstream, prompt, n: ask.n, width, height };
-    let result = remote.images(request).await.map_err(AppError::from);
+    let admitted = admit(state, actor, source, &ask.model, Purpose::Image).await?;
+    let request = ImageRequest { model: admitted.upstream, prompt, n: ask.n, width, height };
+    let result = admitted.remote.images(request).await.map_err(AppError::from);
     let mut details = json!({"source": source, "n": ask.n, "size": format!("{width}x{height}")});
     let mut used = usage::Record::new(0, actor, source, &ask.model);
     if let Ok(images) = &result {
@@ -158,7 +169,7 @@ async fn drawing(state: &AppState, actor: &Actor, source: &'static str, ask: Dra
         details["images"] = json!(images.len());
         details["bytes"] = json!(images.iter().map(|i| i.bytes.len()).sum::<usize>());
     }
-    Ok(Drawing { result, used, details, started, headers: admission.headers.clone() })
+    Ok(Drawing { result, used, details, started: admitted.started, headers: admitted.headers })
 }
 
 /// Draws `ask.n` images of `ask.prompt` for `actor` (`/v1/images/generations`).
@@ -211,8 +222,7 @@ pub async fn draw_in_chat(
     let ask = DrawAsk { model: model.clone(), prompt: prompt.clone(), n: 1, size: None };
     let mut d = drawing(state, actor, "chat.image", ask).await?;
     let now = state.clock.now();
-    d.used.at = now;
-    d.used.duration_ms = d.started.elapsed().as_millis() as i64;
+    let (used, outcome) = settle(now, d.used, &mut d.details, d.result.as_ref().err(), d.started);
     let (images, revised, error) = match d.result {
         Ok(images) => {
             let revised = images.first().and_then(|i| i.revised_prompt.clone());
@@ -224,26 +234,17 @@ pub async fn draw_in_chat(
         }
         Err(e) => (Vec::new(), None, Some(e)),
     };
-    let outcome = match &error {
-        None => Outcome::Success,
-        Some(e) => {
-            d.used.outcome = usage::Outcome::Error;
-            d.used.images = 0;
-            d.details["error"] = json!(e.message);
-            Outcome::Failure
-        }
-    };
     let content = match (&revised, &error) {
         (Some(revised), _) => format!("Drawn by {model}, which read the prompt as: {revised}"),
         (None, None) => format!("Drawn by {model}."),
         (None, Some(_)) => String::new(),
     };
     let (reply_text, failure) = (content.clone(), error.as_ref().map(|e| e.message.clone()));
-    let duration_ms = d.used.duration_ms;
+    let duration_ms = used.duration_ms;
     let stored = usage::record_call_with(
         &state.store,
         now,
-        d.used,
+        used,
         actor.clone(),
         "image.generation",
         outcome,
@@ -273,30 +274,37 @@ pub async fn draw_in_chat(
     Ok(ChatDrawing { message_id: stored.0, latency_ms: duration_ms, content, images: stored.1, error })
 }
 
+/// A request's usage record stamped with when it ended and how long it took, and its audit
+/// outcome; a failed one made nothing, so it is charged nothing and its details say why.
+fn settle(
+    now: i64,
+    mut used: usage::Record,
+    details: &mut serde_json::Value,
+    failed: Option<&AppError>,
+    started: Instant,
+) -> (usage::Record, Outcome) {
+    used.at = now;
+    used.duration_ms = started.elapsed().as_millis() as i64;
+    let Some(e) = failed else { return (used, Outcome::Success) };
+    used.outcome = usage::Outcome::Error;
+    used.prompt_tokens = 0;
+    used.images = 0;
+    details["error"] = json!(e.message);
+    (used, Outcome::Failure)
+}
+
 /// The usage record and audit event of one request, in one transaction.
 async fn record(
     state: &AppState,
     actor: &Actor,
     action: &'static str,
-    mut used: usage::Record,
+    used: usage::Record,
     mut details: serde_json::Value,
     failed: Option<&AppError>,
     started: Instant,
 ) {
     let now = state.clock.now();
-    used.at = now;
-    used.duration_ms = started.elapsed().as_millis() as i64;
-    let outcome = match failed {
-        None => Outcome::Success,
-        Some(e) => {
-            // Nothing was made, so nothing is charged.
-            used.outcome = usage::Outcome::Error;
-            used.prompt_tokens = 0;
-            used.images = 0;
-            details["error"] = json!(e.message);
-            Outcome::Failure
-        }
-    };
+    let (used, outcome) = settle(now, used, &mut details, failed, started);
     if let Err(e) = usage::record_call(&state.store, now, used, actor.clone(), action, outcome, details).await
     {
         tracing::error!(error = %e, action, "cannot record a speech or image request");

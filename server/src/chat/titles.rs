@@ -45,11 +45,12 @@ pub async fn write(
 ) -> Option<String> {
     let configured = Some(chat.config.chat.title_model.clone()).filter(|m| !m.is_empty());
     // The configured model where the person may use it, else the chat's own.
-    let model = match configured {
-        Some(m) => match complete::usable(chat, &asker.actor, Some(m)).await {
-            Ok(u) => u,
-            Err(_) => complete::usable(chat, &asker.actor, Some(chat_model.to_string())).await.ok()?,
-        },
+    let preferred = match configured {
+        Some(m) => complete::usable(chat, &asker.actor, Some(m)).await.ok(),
+        None => None,
+    };
+    let model = match preferred {
+        Some(m) => m,
         None => complete::usable(chat, &asker.actor, Some(chat_model.to_string())).await.ok()?,
     };
     let admission = complete::admit(chat, &asker, &model).await.ok()?;

@@ -5,11 +5,18 @@
 
 use super::Picture;
 use super::images;
-use resvg::tiny_skia::{FilterQuality, Pixmap, PixmapPaint, Transform};
 use resvg::usvg;
+use tiny_skia::{FilterQuality, Pixmap, PixmapPaint, Transform};
 
 /// The sizes the manifest names.
 pub const SIZES: [u32; 2] = [192, 512];
+
+/// Scales a `w` by `h` picture to fit a `size` square, centred.
+fn fit(w: f32, h: f32, size: u32) -> Transform {
+    let scale = size as f32 / w.max(h);
+    let (dx, dy) = ((size as f32 - w * scale) / 2.0, (size as f32 - h * scale) / 2.0);
+    Transform::from_row(scale, 0.0, 0.0, scale, dx, dy)
+}
 
 /// The logo as a `size`-pixel square PNG, the picture centred and as large as it fits.
 pub fn app_icon(logo: &Picture, size: u32) -> Result<Vec<u8>, String> {
@@ -18,26 +25,14 @@ pub fn app_icon(logo: &Picture, size: u32) -> Result<Vec<u8>, String> {
         images::SVG => {
             let tree = usvg::Tree::from_data(&logo.bytes, &usvg::Options::default())
                 .map_err(|e| format!("the logo cannot be drawn: {e}"))?;
-            let (w, h) = (tree.size().width(), tree.size().height());
-            let scale = size as f32 / w.max(h);
-            let (dx, dy) = ((size as f32 - w * scale) / 2.0, (size as f32 - h * scale) / 2.0);
-            resvg::render(&tree, Transform::from_row(scale, 0.0, 0.0, scale, dx, dy), &mut canvas.as_mut());
+            resvg::render(&tree, fit(tree.size().width(), tree.size().height(), size), &mut canvas.as_mut());
         }
         "image/png" => {
             let picture =
                 Pixmap::decode_png(&logo.bytes).map_err(|e| format!("the logo is not a PNG: {e}"))?;
-            let (w, h) = (picture.width() as f32, picture.height() as f32);
-            let scale = size as f32 / w.max(h);
-            let (dx, dy) = ((size as f32 - w * scale) / 2.0, (size as f32 - h * scale) / 2.0);
             let paint = PixmapPaint { quality: FilterQuality::Bicubic, ..PixmapPaint::default() };
-            canvas.draw_pixmap(
-                0,
-                0,
-                picture.as_ref(),
-                &paint,
-                Transform::from_row(scale, 0.0, 0.0, scale, dx, dy),
-                None,
-            );
+            let place = fit(picture.width() as f32, picture.height() as f32, size);
+            canvas.draw_pixmap(0, 0, picture.as_ref(), &paint, place, None);
         }
         other => return Err(format!("a {other} logo is not drawn as an app icon")),
     }
@@ -69,7 +64,7 @@ mod tests {
     #[test]
     fn a_png_logo_is_scaled_and_centred() {
         let mut small = Pixmap::new(40, 20).unwrap();
-        small.fill(resvg::tiny_skia::Color::from_rgba8(0, 128, 0, 255));
+        small.fill(tiny_skia::Color::from_rgba8(0, 128, 0, 255));
         let logo = Picture { bytes: small.encode_png().unwrap().into(), content_type: "image/png" };
         let (_, _, rgba) = decoded(&app_icon(&logo, 192).unwrap());
         let pixel = |x: usize, y: usize| rgba[(y * 192 + x) * 4..(y * 192 + x) * 4 + 4].to_vec();

@@ -36,11 +36,8 @@ async fn chat_image(
 ) -> crate::error::AppResult<HttpResponse> {
     let (uid, id) = (who.user.id, path.into_inner());
     let (content_type, bytes) = state.store.run(move |c| crate::chat::store::image(c, uid, id)).await?;
-    let extension = match content_type.as_str() {
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        _ => "png",
-    };
+    // Stored images were checked to be one of these formats when they were drawn.
+    let extension = ayush_models::provider::ImageFormat::sniff(&bytes).map_or("bin", |f| f.extension());
     let disposition = if query.download.is_some() { "attachment" } else { "inline" };
     Ok(HttpResponse::Ok()
         .content_type(content_type)
