@@ -270,8 +270,14 @@ impl LoadedModel {
         Ok(LoadedModel { info, weights, tokenizer, template, stop_ids, solo: KvCache::default() })
     }
 
+    /// The prompt for a chat: the assistant's turn opened for a new answer, or, when the chat
+    /// ends with an answer, that answer left open to be continued (as llama.cpp's server and
+    /// Anthropic's API take a final assistant message).
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        self.template.render(messages, true)
+        match messages.last() {
+            Some(m) if m.role == "assistant" => self.template.render_continuing(messages),
+            _ => self.template.render(messages, true),
+        }
     }
 
     /// Tokens for a chat, ready to generate the assistant's reply.

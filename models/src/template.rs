@@ -119,6 +119,31 @@ impl ChatTemplate {
         }
         Ok(out)
     }
+
+    /// The prompt for `messages` when the last is an assistant's answer to be continued: the
+    /// chat rendered whole with a marker in place of that answer, cut at the marker, and the
+    /// answer's text put there, so the model writes on from its last word instead of starting
+    /// a new turn (what Hugging Face calls `continue_final_message`). The text is trimmed, as
+    /// templates often trim a message.
+    pub fn render_continuing(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
+        const MARKER: &str = "\u{E000}ayush-continue\u{E000}";
+        let Some((last, earlier)) = messages.split_last() else {
+            return Err(ModelError::BadRequest("there is no answer to continue".into()));
+        };
+        let text = last.content.trim();
+        if text.is_empty() {
+            return Err(ModelError::BadRequest("there is no answer to continue".into()));
+        }
+        let mut marked = earlier.to_vec();
+        marked.push(ChatMessage::new(&last.role, MARKER));
+        let whole = self.render(&marked, false)?;
+        let at = whole.find(MARKER).ok_or_else(|| {
+            ModelError::Template(
+                "this model's chat template changes an answer's text, so it cannot continue one".into(),
+            )
+        })?;
+        Ok(format!("{}{text}", &whole[..at]))
+    }
 }
 
 fn builtin(family: Family, bos: &str, messages: &[ChatMessage], add_generation_prompt: bool) -> String {
@@ -201,6 +226,31 @@ mod tests {
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n\
              <start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
         );
+    }
+
+    #[test]
+    fn a_last_answer_is_left_open_to_be_continued() {
+        let mut messages = chat();
+        messages.push(ChatMessage::new("assistant", "The capital of France is \n"));
+        let chatml = ChatTemplate::builtin(Family::ChatMl, "", "");
+        let open = chatml.render_continuing(&messages).unwrap();
+        assert!(
+            open.ends_with("Capital of France?<|im_end|>\n<|im_start|>assistant\nThe capital of France is"),
+            "{open}"
+        );
+        let llama = ChatTemplate::builtin(Family::Llama3, "<s>", "");
+        assert!(
+            llama
+                .render_continuing(&messages)
+                .unwrap()
+                .ends_with("<|end_header_id|>\n\nThe capital of France is")
+        );
+        // A template that does not show the answer as written cannot continue it.
+        let upper = ChatTemplate::jinja("{% for m in messages %}{{ m.content.upper() }}{% endfor %}", "", "")
+            .unwrap();
+        assert!(upper.render_continuing(&messages).unwrap_err().to_string().contains("cannot continue one"));
+        messages.last_mut().unwrap().content = "  ".into();
+        assert!(chatml.render_continuing(&messages).is_err());
     }
 
     #[test]

@@ -225,6 +225,12 @@ fn last_user_text(vendor: Vendor, body: &Value) -> String {
     }
 }
 
+/// The text of an OpenAI-format request's last message, when it is an answer to continue.
+fn last_answer(body: &Value) -> Option<&str> {
+    let last = body["messages"].as_array()?.last()?;
+    if last["role"] == "assistant" { last["content"].as_str() } else { None }
+}
+
 /// One streamed piece, as the vendor frames it.
 fn piece(vendor: Vendor, text: &str) -> String {
     match vendor {
@@ -261,24 +267,33 @@ fn opening(vendor: Vendor, prompt_tokens: usize) -> String {
     }
 }
 
-fn closing(vendor: Vendor, prompt_tokens: usize, completion_tokens: usize) -> String {
+/// The end of an answer; `cut` where it stopped at its length limit.
+fn closing(vendor: Vendor, prompt_tokens: usize, completion_tokens: usize, cut: bool) -> String {
+    let reason = match (vendor, cut) {
+        (Vendor::OpenAi, false) => "stop",
+        (Vendor::OpenAi, true) => "length",
+        (Vendor::Anthropic, false) => "end_turn",
+        (Vendor::Anthropic, true) => "max_tokens",
+        (Vendor::Gemini, false) => "STOP",
+        (Vendor::Gemini, true) => "MAX_TOKENS",
+    };
     match vendor {
         Vendor::OpenAi => format!(
             "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
             json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}),
             json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [],
                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
         ),
         Vendor::Anthropic => format!(
             "event: content_block_stop\ndata: {}\n\nevent: message_delta\ndata: {}\n\nevent: message_stop\ndata: {}\n\n",
             json!({"type": "content_block_stop", "index": 0}),
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": completion_tokens}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": null}, "usage": {"output_tokens": completion_tokens}}),
             json!({"type": "message_stop"})
         ),
         Vendor::Gemini => format!(
             "data: {}\n\n",
-            json!({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            json!({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": reason, "index": 0}],
                    "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion_tokens,
                                      "totalTokenCount": prompt_tokens + completion_tokens}})
         ),
@@ -399,7 +414,15 @@ async fn handle(
         m if m.starts_with("count-") => {
             let n: usize = m["count-".len()..].parse().unwrap_or(1);
             parts.extend((0..n).map(|i| piece(vendor, &format!("w{i} "))));
-            parts.push(closing(vendor, prompt_tokens, n));
+            parts.push(closing(vendor, prompt_tokens, n, false));
+            stream(tx, parts);
+        }
+        // Counts 8 words on from those of an answer given last (to continue), and stops at its
+        // length limit.
+        "long" => {
+            let start = last_answer(&recorded.body).map_or(0, |a| a.split_whitespace().count());
+            parts.extend((start..start + 8).map(|i| piece(vendor, &format!(" w{i}"))));
+            parts.push(closing(vendor, prompt_tokens, 8, true));
             stream(tx, parts);
         }
         _ => {
@@ -407,7 +430,7 @@ async fn handle(
             let words: Vec<String> = answer.split_inclusive(' ').map(str::to_string).collect();
             let n = words.len();
             parts.extend(words.iter().map(|w| piece(vendor, w)));
-            parts.push(closing(vendor, prompt_tokens, n));
+            parts.push(closing(vendor, prompt_tokens, n, false));
             stream(tx, parts);
         }
     }

@@ -164,6 +164,89 @@ fn chat_with_the_local_model_over_http() {
 
 #[test]
 #[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
+fn an_answer_cut_at_its_length_limit_is_continued_in_place() {
+    let qwen = test_model(QWEN_FILE);
+    let server = Server::start();
+    server.create_user("amira", "user", PW);
+    let mut c = server.client();
+    c.login("amira", PW);
+    let out = server.ctl_local(&["models", "import", qwen.to_str().unwrap(), "--name", "qwen"], None);
+    assert!(out.ok, "{}", out.stderr);
+    let question = "Name the planets of the solar system in order, as a numbered list.";
+    let ask = |c: &mut ayush_tests::Client, path: &str, body: serde_json::Value| {
+        let r = c.send_json("POST", path, &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        sse_events(&r.body).into_iter().rfind(|(n, _)| n == "done").expect("a done event").1
+    };
+    let conversation = |c: &mut ayush_tests::Client| {
+        c.send_json("POST", "/api/conversations", &json!({})).json()["id"].as_i64().unwrap()
+    };
+
+    // The same question answered whole, for comparison.
+    let whole_id = conversation(&mut c);
+    ask(
+        &mut c,
+        &format!("/api/conversations/{whole_id}/messages"),
+        json!({"content": question, "temperature": 0, "max_tokens": 64}),
+    );
+    let whole = c.get(&format!("/api/conversations/{whole_id}")).json()["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let id = conversation(&mut c);
+    let cut = ask(
+        &mut c,
+        &format!("/api/conversations/{id}/messages"),
+        json!({"content": question, "temperature": 0, "max_tokens": 12}),
+    );
+    assert_eq!(cut["finish_reason"], "length", "{cut}");
+    let first = c.get(&format!("/api/conversations/{id}")).json()["messages"][1].clone();
+    let first_text = first["content"].as_str().unwrap().to_string();
+    // The page offers Continue under an answer that reached its limit.
+    assert!(c.get(&format!("/chat?c={id}")).body.contains("data-finish=\"length\""));
+
+    let more = ask(
+        &mut c,
+        &format!("/api/conversations/{id}/continue"),
+        json!({"temperature": 0, "max_tokens": 52}),
+    );
+    assert_eq!(more["message_id"], first["id"], "the same answer grows: {more}");
+    assert_eq!(more["finish_reason"], "stop", "{more}");
+    // The parts' tokens together, the cut part's 12 among them.
+    assert!(more["usage"]["completion_tokens"].as_i64().unwrap() > 12, "{more}");
+    let msgs = c.get(&format!("/api/conversations/{id}")).json()["messages"].as_array().unwrap().clone();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    let continued = msgs[1]["content"].as_str().unwrap();
+    assert!(
+        continued.starts_with(first_text.trim_end()) && continued.len() > first_text.len(),
+        "{continued:?}"
+    );
+    // Greedy decoding from the open answer writes on as if it had never stopped.
+    assert_eq!(continued, whole, "continued against whole");
+    assert!(more["html"].as_str().unwrap().contains("<ol"), "{more}");
+
+    // Each part is a request of its own in the usage counts, and the audit log says which
+    // answer went on.
+    let continued_events: Vec<_> = server
+        .audit_events("chat.message", Some("success"))
+        .into_iter()
+        .filter(|e| e.details.contains("\"continued\":true"))
+        .collect();
+    assert_eq!(continued_events.len(), 1);
+
+    // Nothing to continue: a chat without an answer, or someone else's chat.
+    let empty = conversation(&mut c);
+    let r = c.send_json("POST", &format!("/api/conversations/{empty}/continue"), &json!({}));
+    assert!(r.status == 422 && r.body.contains("no answer to continue"), "{}", r.body);
+    server.create_user("other", "user", PW);
+    let mut other = server.client();
+    other.login("other", PW);
+    assert_eq!(other.send_json("POST", &format!("/api/conversations/{id}/continue"), &json!({})).status, 404);
+}
+
+#[test]
+#[cfg_attr(not(peer_models), ignore = "needs the test models: run packaging/fetch-models all")]
 fn a_model_allowed_to_a_group_is_listed_and_usable_by_its_members_only() {
     let gemma = test_model(GEMMA_FILE);
     let server = Server::start();

@@ -23,6 +23,14 @@ async fn size(c: &Client, (w, h): (u32, u32)) {
     c.set_window_size(w, h).await.unwrap();
 }
 
+/// A page's path as part of a screenshot's name: `/admin/users` as `admin-users`.
+fn slug(page: &str) -> String {
+    match page.trim_matches('/') {
+        "" => "home".into(),
+        path => path.replace('/', "-"),
+    }
+}
+
 async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
@@ -60,7 +68,8 @@ async fn value_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css)).await.unwrap().prop("value").await.unwrap().unwrap_or_default()
 }
 
-/// A server with root (an admin), amira (a user) and the fake vendor's echo model as `up/echo`.
+/// A server with root (an admin), amira (a user) and the fake vendor's echo model as `up/echo`
+/// (and `up/long`, whose answers stop at their length limit).
 async fn with_echo_model(upstream: &Upstream) -> Server {
     let base_url = format!("{}/v1", upstream.url());
     tokio::task::spawn_blocking(move || {
@@ -68,7 +77,8 @@ async fn with_echo_model(upstream: &Upstream) -> Server {
         server.create_user("root", "admin", "root password 1");
         server.create_user("amira", "user", "amira password 1");
         let admin = server.token_for("root");
-        let add = ["providers", "add", "up", "--kind", "openai", "--base-url", &base_url, "--model", "echo"];
+        let add =
+            ["providers", "add", "up", "--kind", "openai", "--base-url", &base_url, "--model", "echo,long"];
         let out = server.ctl_remote(&admin, &[&add[..], &["--api-key-stdin"]].concat(), Some(KEY));
         assert!(out.ok, "{}", out.stderr);
         server
@@ -142,6 +152,50 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
     })
     .await;
 
+    // Math in an answer is typeset (MathML in the math font the server sends), not shown as
+    // LaTeX; a wide formula scrolls by itself on a phone.
+    c.find(Locator::Css("#prompt"))
+        .await
+        .unwrap()
+        .send_keys(r"Euler: $e^{i\pi} + 1 = 0$ and $$\sum_{n=1}^{\infty} \frac{1}{n^2} = \frac{\pi^2}{6}$$")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    until("typeset math", async || {
+        js(c, "return document.querySelectorAll('.msg.assistant[data-id] .markdown math').length").await == 2
+    })
+    .await;
+    let font = js(c, "return document.fonts.load('16px \"Latin Modern Math\"').then(f => f.length)").await;
+    assert_eq!(font, 1, "the math font loads from the server");
+    snap(c, "ux-desktop-math").await;
+    size(c, PHONE).await;
+    assert_eq!(overflow(c).await, 0, "formulas fit a phone");
+    js(c, "document.querySelector('#messages > .msg:last-child').scrollIntoView({block: 'center'})").await;
+    snap(c, "ux-phone-math").await;
+    size(c, DESKTOP).await;
+
+    // An answer cut at its length limit offers Continue, which grows the same answer.
+    c.find(Locator::Css("#model option[value='up/long']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#prompt")).await.unwrap().send_keys("Count for me").await.unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    text_when(c, ".msg.assistant[data-finish=length] .note", "length limit").await;
+    let cut_id = js(c, "return document.querySelector('#messages > .msg:last-child').dataset.id").await;
+    c.find(Locator::Css(".msg.assistant:last-child .continue-answer")).await.unwrap().click().await.unwrap();
+    until("the answer continued in place", async || {
+        js(c, "return document.querySelector('#messages > .msg:last-child .body')?.textContent.trim()").await
+            == Value::String((0..16).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" "))
+    })
+    .await;
+    assert_eq!(
+        js(c, "return document.querySelector('#messages > .msg:last-child').dataset.id").await,
+        cut_id
+    );
+    assert_eq!(js(c, "return document.querySelectorAll('.continue-answer').length").await, 1);
+    let footer = text_of(c, ".msg.assistant:last-child .msg-footer").await;
+    assert!(footer.contains("14 tokens in") && footer.contains("16 out"), "{footer}");
+    snap(c, "ux-desktop-continued").await;
+    c.find(Locator::Css("#model option[value='up/echo']")).await.unwrap().click().await.unwrap();
+
     // Keyboard: Shift+Escape to the message box, Ctrl+Shift+O to a new chat.
     c.find(Locator::Css("#chat-title")).await.unwrap().click().await.unwrap();
     c.active_element().await.unwrap().send_keys(&format!("{}{}", Key::Shift, Key::Escape)).await.unwrap();
@@ -156,9 +210,8 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
         for page in ["/chat", "/", "/search", "/collections", "/account", "/keys"] {
             c.goto(&format!("{base}{page}")).await.unwrap();
             assert_eq!(overflow(c).await, 0, "{page} is wider than {w} px");
+            snap(c, &format!("ux-{name}-{}", slug(page))).await;
         }
-        c.goto(&format!("{base}/chat")).await.unwrap();
-        snap(c, &format!("ux-{name}-chat")).await;
     }
 
     // On a phone the sidebar is a drawer: Menu opens it, Escape closes it; what a finger
@@ -196,18 +249,21 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
     assert_eq!(server.audit_events("user.color_mode", Some("success")).len(), 1);
     assert_eq!(console_errors(c).await, Vec::<String>::new());
 
-    // An admin's console fits a phone too.
+    // An admin's console fits a phone too; each page is kept at both sizes.
     browser.close().await;
     let browser = Browser::launch().await;
     let c = &browser.client;
     size(c, NARROW).await;
     sign_in(c, &base, "root", "root password 1").await;
     text_of(c, ".account strong").await;
-    for page in ayush_tests::browser::ADMIN_PAGES {
-        c.goto(&format!("{base}{page}")).await.unwrap();
-        assert_eq!(overflow(c).await, 0, "{page} is wider than 360 px");
+    for (name, (w, h)) in [("narrow", NARROW), ("desktop", DESKTOP)] {
+        size(c, (w, h)).await;
+        for page in ayush_tests::browser::ADMIN_PAGES {
+            c.goto(&format!("{base}{page}")).await.unwrap();
+            assert_eq!(overflow(c).await, 0, "{page} is wider than {w} px");
+            snap(c, &format!("ux-{name}-admin-{}", slug(page).trim_start_matches("admin-"))).await;
+        }
     }
-    snap(c, "ux-narrow-admin-providers").await;
     browser.close().await;
 }
 

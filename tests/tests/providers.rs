@@ -224,6 +224,28 @@ fn each_wire_format_streams_through_ayush_with_usage_and_sealed_keys() {
     assert_eq!(done["usage"]["completion_tokens"], 3);
     let stored = web.get(&format!("/api/conversations/{id}")).json();
     assert_eq!(stored["messages"][1]["content"], "Echo: good morning");
+    // Continue sends the answer last, for the provider to write on from (Anthropic's prefill),
+    // and the text that comes is added to the same reply, with its tokens.
+    let r = web.send_json("POST", &format!("/api/conversations/{id}/continue"), &json!({}));
+    let events = ayush_tests::sse_events(&r.body);
+    let (_, done) = events.iter().find(|(n, _)| n == "done").expect("a done event");
+    assert_eq!(done["message_id"], stored["messages"][1]["id"], "{}", r.body);
+    assert_eq!(done["usage"]["completion_tokens"], 6);
+    let asked = upstream.received("/v1/messages").into_iter().rfind(|r| !r.asks_for_title()).unwrap();
+    assert_eq!(
+        asked.body["messages"].as_array().unwrap().last().unwrap()["role"],
+        "assistant",
+        "{:?}",
+        asked.body
+    );
+    assert!(
+        asked.body["messages"][1]["content"].to_string().contains("Echo: good morning"),
+        "{:?}",
+        asked.body
+    );
+    let stored = web.get(&format!("/api/conversations/{id}")).json();
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(stored["messages"][1]["content"], "Echo: good morningEcho: good morning");
     let conv = web.send_json("POST", "/api/conversations", &json!({"model": "up-openai/busy"})).json();
     let id = conv["id"].as_i64().unwrap();
     let r = web.send_json("POST", &format!("/api/conversations/{id}/messages"), &json!({"content": "hi"}));

@@ -1,9 +1,9 @@
 //! Markdown from a model, rendered to HTML on the server and made safe: raw HTML in the text is
 //! shown as text, and links or images may only point to http(s), mailto or relative addresses.
 //! Nothing a model writes can run script in the page. Fenced code in a known language is
-//! coloured (`highlight`).
+//! coloured (`highlight`), and math becomes MathML (`math`).
 
-use super::highlight;
+use super::{highlight, math};
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
 fn safe_url(url: &str) -> bool {
@@ -18,11 +18,15 @@ fn safe_url(url: &str) -> bool {
 }
 
 pub fn to_html(markdown: &str) -> String {
-    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_MATH;
+    let markdown = math::normalize_delimiters(markdown);
     let mut events = Vec::new();
     // A fenced block being read, to be coloured whole when it ends: its language and text.
     let mut fence: Option<(String, String)> = None;
-    for event in Parser::new_ext(markdown, options) {
+    for event in Parser::new_ext(&markdown, options) {
         match (event, &mut fence) {
             (Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))), _) => {
                 fence = Some((highlight::language_token(&info), String::new()));
@@ -40,6 +44,14 @@ pub fn to_html(markdown: &str) -> String {
                 events.push(Event::Html(CowStr::from(format!("<pre><code{class}>{body}</code></pre>\n"))));
             }
             (Event::Html(raw) | Event::InlineHtml(raw), _) => events.push(Event::Text(raw)),
+            // Our own markup again: the renderer escapes the formula's text.
+            (Event::InlineMath(latex), _) => {
+                events.push(Event::InlineHtml(math::to_html(&latex, false).into()))
+            }
+            (Event::DisplayMath(latex), _) => {
+                let html = format!("<span class=\"math-block\">{}</span>", math::to_html(&latex, true));
+                events.push(Event::InlineHtml(html.into()));
+            }
             (Event::Start(Tag::Link { link_type, dest_url, title, id }), _) if !safe_url(&dest_url) => {
                 events.push(Event::Start(Tag::Link { link_type, dest_url: CowStr::Borrowed("#"), title, id }))
             }
@@ -55,7 +67,7 @@ pub fn to_html(markdown: &str) -> String {
 }
 
 /// Text as HTML text.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
@@ -100,5 +112,19 @@ mod tests {
         }
         assert!(to_html("[ok](https://example.com)").contains("href=\"https://example.com\""));
         assert!(to_html("[rel](/docs#x)").contains("href=\"/docs#x\""));
+    }
+
+    #[test]
+    fn math_is_rendered_where_it_is_math() {
+        let html = to_html("Euler: $e^{i\\pi} + 1 = 0$.\n\n$$\\int_0^1 x\\,dx = \\frac{1}{2}$$\n");
+        assert!(html.contains("<p>Euler: <math") && html.contains("<msup>"), "{html}");
+        assert!(html.contains("<span class=\"math-block\"><math display=\"block\""), "{html}");
+        let other = to_html("So \\(x^2\\) and\n\\[\ny = 1\n\\]\n");
+        assert_eq!(other.matches("<math").count(), 2, "{other}");
+        // Code keeps its dollars; prices stay prose.
+        let code = to_html("`$x$` and\n```sh\necho $HOME $PATH\n```\n");
+        assert!(!code.contains("<math"), "{code}");
+        let prices = to_html("It costs $5 and $10 a month.");
+        assert!(!prices.contains("<math"), "{prices}");
     }
 }

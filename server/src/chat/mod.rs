@@ -5,6 +5,7 @@ pub mod complete;
 pub mod conversations;
 pub mod highlight;
 pub mod markdown;
+pub mod math;
 pub mod sources;
 pub mod store;
 pub mod titles;

@@ -46,7 +46,10 @@ pub struct Message {
     pub ttft_ms: Option<i64>,
 }
 
-/// What an assistant reply left behind, stored in one transaction with the usage.
+/// What an assistant reply left behind, stored in one transaction with the usage: a new row,
+/// or a continued answer's row written anew (where no error now clears the last one).
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = messages, treat_none_as_null = true)]
 pub struct Reply<'a> {
     pub content: &'a str,
     pub model: &'a str,
@@ -298,22 +301,45 @@ pub fn add_reply(conn: &mut Conn, now: i64, conversation_id: i64, reply: &Reply<
             .values((
                 messages::conversation_id.eq(conversation_id),
                 messages::role.eq("assistant"),
-                messages::content.eq(reply.content),
-                messages::model.eq(reply.model),
-                messages::prompt_tokens.eq(reply.prompt_tokens),
-                messages::completion_tokens.eq(reply.completion_tokens),
-                messages::latency_ms.eq(reply.latency_ms),
-                messages::ttft_ms.eq(reply.ttft_ms),
-                messages::finish_reason.eq(reply.finish_reason),
-                messages::error.eq(reply.error),
+                reply,
                 messages::created_at.eq(now),
             ))
             .returning(messages::id),
     )?;
+    touch(conn, conversation_id, now)?;
+    Ok(id)
+}
+
+/// Marks the conversation as used now (the list is ordered by it).
+fn touch(conn: &mut Conn, conversation_id: i64, now: i64) -> AppResult<()> {
     conn.execute(
         diesel::update(conversations::table.find(conversation_id)).set(conversations::updated_at.eq(now)),
     )?;
-    Ok(id)
+    Ok(())
+}
+
+/// Writes a reply anew in place: a continued answer, whole, with the parts' tokens and time.
+pub fn replace_reply(
+    conn: &mut Conn,
+    now: i64,
+    conversation_id: i64,
+    message_id: i64,
+    reply: &Reply<'_>,
+) -> AppResult<()> {
+    let changed = conn.execute(
+        diesel::update(
+            messages::table
+                .filter(messages::id.eq(message_id))
+                .filter(messages::conversation_id.eq(conversation_id))
+                .filter(messages::role.eq("assistant")),
+        )
+        .set(reply),
+    )?;
+    if changed == 0 {
+        return Err(AppError::not_found("the answer being continued is gone"));
+    }
+    touch(conn, conversation_id, now)?;
+    Ok(())
 }
 
 /// Keeps images drawn for a reply with it.

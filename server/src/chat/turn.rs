@@ -65,6 +65,9 @@ pub enum Input {
     Regenerate,
     /// Replace an earlier user message and answer it (later messages are dropped).
     Edit { message_id: i64, content: String },
+    /// Write on from where the last answer stopped (at its length limit, or stopped by the
+    /// person), by the model that wrote it, from the sources it had; the text is added to it.
+    Continue,
 }
 
 pub struct Turn {
@@ -109,12 +112,24 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
         })
         .await?;
     let asked = turn.model.clone().unwrap_or_else(|| conversation.model.clone());
-    let model = complete::usable(chat, &turn.actor, Some(asked)).await?;
 
     // The history this reply answers, after the edit or regeneration is applied.
     let mut kept = history.clone();
+    // The answer a continuation extends.
+    let mut extended: Option<store::Message> = None;
     match &turn.input {
         Input::Message(_) => {}
+        Input::Continue => {
+            let last = kept
+                .last_mut()
+                .filter(|m| m.role == "assistant" && !m.content.trim().is_empty())
+                .ok_or_else(|| {
+                    AppError::validation("there is no answer to continue: the chat does not end with one")
+                })?;
+            // The model writes on from the last word (a provider may refuse trailing spaces).
+            last.content.truncate(last.content.trim_end().len());
+            extended = Some(last.clone());
+        }
         Input::Regenerate => {
             let last_user = kept
                 .iter()
@@ -131,6 +146,9 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
             kept[at].content = content.clone();
         }
     }
+    // An answer is continued by the model that wrote it.
+    let asked = extended.as_ref().and_then(|m| m.model.clone()).unwrap_or(asked);
+    let model = complete::usable(chat, &turn.actor, Some(asked)).await?;
     let mut prompt: Vec<ChatMessage> = Vec::new();
     // An admin's preset speaks first; the person's own instructions for this chat follow.
     let system: Vec<&str> =
@@ -164,9 +182,18 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
     let question = complete::question(&prompt);
     let caller = crate::knowledge::collections::Caller::user(&turn.user);
     let window = chat.catalog.manifest(model.name()).ok().map(|m| m.context_length);
-    let cited =
-        sources::retrieve(&chat.store, &chat.knowledge, caller, conv_id, &question, sources::budget(window))
-            .await?;
+    let cited = match &extended {
+        // The answer goes on from the passages it started from, those its reader may still read.
+        Some(answer) => {
+            let id = answer.id;
+            let mut kept = chat.store.run(move |c| sources::of_messages(c, user_id, &[id])).await?;
+            kept.remove(&id).unwrap_or_default()
+        }
+        None => {
+            let budget = sources::budget(window);
+            sources::retrieve(&chat.store, &chat.knowledge, caller, conv_id, &question, budget).await?
+        }
+    };
     if !cited.is_empty() {
         let told = sources::instructions(&cited);
         match prompt.first_mut().filter(|m| m.role == "system") {
@@ -186,7 +213,7 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
         _ => None,
     };
     let cut = match (&input, kept.last()) {
-        (None, Some(last)) => Some(last.id),
+        (None, Some(last)) if extended.is_none() => Some(last.id),
         _ => None,
     };
     let edited = kept.last().map(|m| (m.id, m.content.clone()));
@@ -207,22 +234,23 @@ pub async fn start(chat: &Chat, turn: Turn) -> AppResult<mpsc::Receiver<StreamEv
     let (tx, rx) = mpsc::channel(64);
     let chat = chat.clone();
     tokio::spawn(async move {
-        relay(chat, conversation, cited, answer, titling, tx).await;
+        relay(chat, conversation, cited, answer, titling, extended, tx).await;
         drop(in_flight);
     });
     Ok(rx)
 }
 
 /// Forwards the answer to the client, then stores it with its sources through the completion
-/// core. Runs to the end even if the client goes away (that stops generation; what was
-/// generated is kept). After a first answer, with `titling`'s asker, a model titles the
-/// conversation.
+/// core, as a new reply or added to the one it continues (`extended`). Runs to the end even if
+/// the client goes away (that stops generation; what was generated is kept). After a first
+/// answer, with `titling`'s asker, a model titles the conversation.
 async fn relay(
     chat: Chat,
     conversation: Conversation,
     cited: Vec<Citation>,
     mut answer: complete::Answer,
     titling: Option<Asker>,
+    extended: Option<store::Message>,
     tx: mpsc::Sender<StreamEvent>,
 ) {
     let ended = loop {
@@ -236,13 +264,22 @@ async fn relay(
         }
     };
     let usage = ended.usage();
-    let usage = UsageOut {
+    let mut usage = UsageOut {
         prompt_tokens: usage.prompt_tokens as i64,
         completion_tokens: usage.completion_tokens as i64,
         cached_prompt_tokens: usage.cached_prompt_tokens as i64,
         latency_ms: ended.latency_ms,
         ttft_ms: ended.ttft_ms,
     };
+    // A continued answer is one answer: its text, tokens and time are the parts' sums.
+    let mut text = ended.text.clone();
+    if let Some(before) = &extended {
+        text = format!("{}{text}", before.content);
+        usage.prompt_tokens += before.prompt_tokens.unwrap_or(0);
+        usage.completion_tokens += before.completion_tokens.unwrap_or(0);
+        usage.latency_ms += before.latency_ms.unwrap_or(0);
+        usage.ttft_ms = before.ttft_ms.or(usage.ttft_ms);
+    }
     let finish = ended.finish_reason();
     let error = ended.error().map(|e| (e.to_string(), crate::error::classify(e).0.code()));
     let filing = Filing {
@@ -252,8 +289,9 @@ async fn relay(
         details: serde_json::json!({}),
     };
     let (u, kept, now) = (usage.clone(), cited.clone(), chat.clock.now());
-    let (content, message) = (ended.text.clone(), error.as_ref().map(|e| e.0.clone()));
+    let (content, message) = (text.clone(), error.as_ref().map(|e| e.0.clone()));
     let model = ended.model().to_string();
+    let continues = extended.as_ref().map(|m| m.id);
     let stored = complete::record(&chat, &ended, filing, move |conn, details| {
         let reply = Reply {
             content: &content,
@@ -265,8 +303,18 @@ async fn relay(
             finish_reason: finish,
             error: message.as_deref(),
         };
-        let id = store::add_reply(conn, now, conversation.id, &reply)?;
-        sources::keep(conn, id, &kept)?;
+        let id = match continues {
+            Some(id) => {
+                store::replace_reply(conn, now, conversation.id, id, &reply)?;
+                details["continued"] = true.into();
+                id
+            }
+            None => {
+                let id = store::add_reply(conn, now, conversation.id, &reply)?;
+                sources::keep(conn, id, &kept)?;
+                id
+            }
+        };
         details["message_id"] = id.into();
         if !kept.is_empty() {
             // Which documents informed the reply, never their text.
@@ -288,7 +336,7 @@ async fn relay(
             model: ended.model().to_string(),
             finish_reason: finish.to_string(),
             usage,
-            html: super::markdown::to_html(&ended.text),
+            html: super::markdown::to_html(&text),
             citations: cited,
             images: Vec::new(),
         },

@@ -4,12 +4,19 @@
 use crate::error::{AppError, AppResult};
 use crate::http::routes::Routes;
 use crate::state::AppState;
-use crate::web::{APP_CSS, JS_MODULES, SERVICE_WORKER};
+use crate::web::{APP_CSS, JS_MODULES, MATH_FONT, SERVICE_WORKER};
 use actix_web::{HttpResponse, web};
 
 pub fn routes(r: &mut Routes) {
     r.get("/static/app.css", || async { asset(APP_CSS, "text/css; charset=utf-8") })
         .get("/static/js/{name}", script)
+        .get("/static/fonts/latinmodern-math.woff2", || async {
+            // The same bytes for the life of a release, and a large file: kept a day.
+            HttpResponse::Ok()
+                .content_type("font/woff2")
+                .insert_header(("Cache-Control", "public, max-age=86400"))
+                .body(MATH_FONT)
+        })
         .get("/theme.css", theme_css)
         .get("/theme/logo", logo)
         .get("/theme/favicon", favicon)

@@ -3,6 +3,9 @@
 
 pub const APP_CSS: &str = include_str!("static/app.css");
 
+/// The OpenType MATH font answers' formulas are laid out with (see `static/fonts/NOTICE.md`).
+pub const MATH_FONT: &[u8] = include_bytes!("static/fonts/latinmodern-math.woff2");
+
 /// The installable app's service worker, before the server names its build and shell in it.
 pub const SERVICE_WORKER: &str = include_str!("static/sw.js");
 

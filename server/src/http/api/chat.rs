@@ -28,6 +28,7 @@ pub fn routes(r: &mut Routes) {
         .post("/api/conversations/{id}/messages", send)
         .post("/api/conversations/{id}/files", attach_file)
         .post("/api/conversations/{id}/regenerate", regenerate)
+        .post("/api/conversations/{id}/continue", continue_answer)
         .post("/api/conversations/{id}/messages/{message_id}/edit", edit);
 }
 
@@ -228,6 +229,16 @@ async fn regenerate(
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
     stream_turn(&state, who, path.into_inner(), Input::Regenerate, body.model, body.options).await
+}
+
+/// Writes on from where the last answer stopped, by the model that wrote it.
+async fn continue_answer(
+    state: web::Data<AppState>,
+    who: Authed<ChatUser>,
+    path: web::Path<i64>,
+    options: web::Json<Options>,
+) -> AppResult<HttpResponse> {
+    stream_turn(&state, who, path.into_inner(), Input::Continue, None, options.into_inner()).await
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
-// The chat page: send, stream the reply as it is generated, stop, regenerate, edit, rename,
-// and attach files the chat answers from.
+// The chat page: send, stream the reply as it is generated, stop, regenerate, continue, edit,
+// rename, and attach files the chat answers from.
 import { api, errorText, followJob } from "./http.js";
-import { addAnswerCopy, addCopyButtons, fromMarkup, linkCitations } from "./replies.js";
+import { addAnswerCopy, addCopyButtons, button, fromMarkup, linkCitations } from "./replies.js";
 import { addReadAloud } from "./readaloud.js";
 import { readEvents } from "./stream.js";
 
@@ -93,17 +93,12 @@ export function enhanceChat() {
 
   function addEditButton(li) {
     if (!li.classList.contains("user") || li.querySelector(".edit")) return;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "edit link";
-    button.textContent = "Edit";
-    button.addEventListener("click", () => {
+    li.append(button("edit link", "Edit", () => {
       editing = li;
       prompt.value = li.querySelector(".body").textContent;
       send.textContent = "Resend";
       prompt.focus();
-    });
-    li.append(button);
+    }));
   }
 
   // "Regenerate" under an answer: the last one is answered again; an earlier one, after the
@@ -113,11 +108,7 @@ export function enhanceChat() {
     if (!li.classList.contains("assistant") || !li.dataset.id || li.querySelector(".regenerate-answer")) return;
     const question = li.previousElementSibling;
     if (!question?.classList.contains("user")) return;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "regenerate-answer link";
-    button.textContent = "Regenerate";
-    button.addEventListener("click", async () => {
+    li.append(button("regenerate-answer link", "Regenerate", async () => {
       if (!conversation || controller) return;
       if (li === messages.lastElementChild) {
         li.remove();
@@ -129,8 +120,26 @@ export function enhanceChat() {
       while (question.nextElementSibling) question.nextElementSibling.remove();
       const content = question.querySelector(".body").textContent;
       await stream(`/api/conversations/${conversation}/messages/${question.dataset.id}/edit`, { content }, bubble("assistant", model.value));
+    }));
+  }
+
+  // "Continue" under the last answer when it reached its length limit: the model writes on
+  // from its last word, and the answer grows in place.
+  function offerContinue() {
+    for (const b of messages.querySelectorAll(".continue-answer")) b.remove();
+    const li = messages.lastElementChild;
+    if (!li?.classList.contains("assistant") || !li.dataset.id || li.classList.contains("failed")) return;
+    if (li.dataset.finish !== "length") return;
+    const more = button("continue-answer link", "Continue", async () => {
+      if (!conversation || controller) return;
+      more.remove();
+      for (const old of li.querySelectorAll(":scope > .note, :scope > .msg-footer")) old.remove();
+      const rest = document.createElement("div");
+      rest.className = "body markdown";
+      li.querySelector(".body").after(rest);
+      await stream(`/api/conversations/${conversation}/continue`, {}, { li, body: rest });
     });
-    li.append(button);
+    li.append(more);
   }
 
   async function stream(path, body, target) {
@@ -144,6 +153,7 @@ export function enhanceChat() {
       settled = true;
       controller = null;
       busy(false);
+      offerContinue();
     };
     const onEvent = (event, payload) => {
       if (event === "queued") {
@@ -297,6 +307,7 @@ export function enhanceChat() {
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
   for (const li of messages.querySelectorAll(".msg.assistant")) addRegenerateButton(li);
   for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li);
+  offerContinue();
   addCopyButtons(messages);
   addAnswerCopy(messages);
   addReadAloud(messages);

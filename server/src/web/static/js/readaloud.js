@@ -2,6 +2,7 @@
 // through the server, under the same quotas and audit as everything else) speak its text.
 // Only where the page names a speech model the person may use; one answer speaks at a time.
 import { errorText } from "./http.js";
+import { button } from "./replies.js";
 
 /// The most characters one request speaks (the server's limit).
 const MAX_CHARS = 4096;
@@ -64,15 +65,11 @@ export function addReadAloud(scope) {
   for (const li of answers) {
     // Nothing to hear in a failed answer or a drawing's caption.
     if (li.querySelector(".read-aloud, figure.drawn") || li.classList.contains("failed")) continue;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "read-aloud link";
-    button.textContent = "Read aloud";
-    button.setAttribute("aria-pressed", "false");
     const status = document.createElement("span");
     status.className = "read-aloud-status muted";
     status.setAttribute("role", "status");
-    button.addEventListener("click", () => speak(root, li, button, status));
-    li.append(button, status);
+    const read = button("read-aloud link", "Read aloud", () => speak(root, li, read, status));
+    read.setAttribute("aria-pressed", "false");
+    li.append(read, status);
   }
 }

@@ -39,37 +39,40 @@ export function addAnswerCopy(scope) {
   for (const li of answers) {
     const body = li.querySelector(".body");
     if (!body || li.querySelector(".copy-answer") || !body.textContent.trim()) continue;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "copy-answer link";
-    button.textContent = "Copy answer";
-    button.addEventListener("click", async () => {
+    const copy = button("copy-answer link", "Copy answer", async () => {
       await navigator.clipboard.writeText(body.innerText);
-      button.textContent = "Copied";
+      copy.textContent = "Copied";
       setTimeout(() => {
-        button.textContent = "Copy answer";
+        copy.textContent = "Copy answer";
       }, 1500);
     });
-    li.append(button);
+    li.append(copy);
   }
 }
 
 export function addCopyButtons(scope) {
   for (const pre of scope.querySelectorAll(".markdown pre")) {
     if (pre.querySelector(".copy")) continue;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "copy";
-    button.textContent = "Copy";
-    button.addEventListener("click", async () => {
+    const copy = button("copy", "Copy", async () => {
       await navigator.clipboard.writeText(pre.querySelector("code")?.textContent ?? pre.textContent);
-      button.textContent = "Copied";
+      copy.textContent = "Copied";
       setTimeout(() => {
-        button.textContent = "Copy";
+        copy.textContent = "Copy";
       }, 1500);
     });
-    pre.append(button);
+    pre.append(copy);
   }
+}
+
+/// A plain `<button type="button">` with its class, label and action: the controls under
+/// answers and messages.
+export function button(className, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
 }
 
 /// A reply as the server rendered it (one `<li>`), as an element.
