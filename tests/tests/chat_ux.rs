@@ -236,6 +236,39 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
     c.active_element().await.unwrap().send_keys(&Key::Escape.to_string()).await.unwrap();
     until("the drawer to close", async || !sidebar_shown().await).await;
 
+    // The same chat on the phone: a question asked, answered with its footer and controls,
+    // and titled in the drawer's list; nothing wider than the screen, nothing too small.
+    c.find(Locator::Css("a.menu-new-chat")).await.unwrap().click().await.unwrap();
+    until("a new chat", async || c.current_url().await.unwrap().as_str().ends_with("/chat")).await;
+    c.find(Locator::Css("#prompt")).await.unwrap().send_keys("Book the rooms").await.unwrap();
+    c.find(Locator::Css("#send")).await.unwrap().click().await.unwrap();
+    text_when(c, ".msg.assistant[data-id] .body", "Echo: Book the rooms").await;
+    assert!(text_of(c, ".msg.assistant[data-id] .msg-footer").await.contains("tokens in"));
+    until("a written title", async || value_of(c, "#chat-title").await.starts_with("Echo: The conversation"))
+        .await;
+    assert_eq!(overflow(c).await, 0);
+    assert_eq!(small_targets(c).await, Vec::<String>::new());
+    snap(c, "ux-phone-answer").await;
+    // The controls under an answer come in the same order when the page is loaded again.
+    let controls = "return [...document.querySelectorAll('#messages > .msg:last-child button')].map(b => b.textContent).join('|')";
+    let arrived = js(c, controls).await;
+    assert_eq!(arrived, "Copy answer|Regenerate");
+    c.refresh().await.unwrap();
+    text_of(c, ".msg.assistant .copy-answer").await;
+    assert_eq!(js(c, controls).await, arrived);
+    c.find(Locator::Css(".menu-button")).await.unwrap().click().await.unwrap();
+    until("the drawer to open", async || sidebar_shown().await).await;
+    until("two titled chats in the list", async || {
+        text_when(c, "#conversation-list", "Echo: The conversation")
+            .await
+            .matches("Echo: The conversation")
+            .count()
+            == 2
+    })
+    .await;
+    c.active_element().await.unwrap().send_keys(&Key::Escape.to_string()).await.unwrap();
+    until("the drawer to close", async || !sidebar_shown().await).await;
+
     // A person's own dark mode, kept on the server for every page and device.
     size(c, DESKTOP).await;
     c.goto(&format!("{base}/account")).await.unwrap();
@@ -246,6 +279,11 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
     c.goto(&format!("{base}/chat")).await.unwrap();
     assert_eq!(js(c, "return getComputedStyle(document.body).backgroundColor").await, "rgb(18, 21, 29)");
     snap(c, "ux-desktop-dark").await;
+    size(c, PHONE).await;
+    c.goto(&format!("{base}/chat?c=1")).await.unwrap();
+    assert_eq!(js(c, "return document.documentElement.dataset.mode").await, "dark");
+    snap(c, "ux-phone-dark").await;
+    size(c, DESKTOP).await;
     assert_eq!(server.audit_events("user.color_mode", Some("success")).len(), 1);
     assert_eq!(console_errors(c).await, Vec::<String>::new());
 

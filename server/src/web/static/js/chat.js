@@ -123,6 +123,15 @@ export function enhanceChat() {
     }));
   }
 
+  // What an answer gains in the page, alike when the page loads and when it arrives.
+  function enhanceAnswer(li) {
+    linkCitations(li);
+    addCopyButtons(li);
+    addAnswerCopy(li);
+    addRegenerateButton(li);
+    addReadAloud(li);
+  }
+
   // "Continue" under the last answer when it reached its length limit: the model writes on
   // from its last word, and the answer grows in place.
   function offerContinue() {
@@ -172,11 +181,7 @@ export function enhanceChat() {
         target.li.replaceWith(shown);
         target.li = shown;
         target.body = shown.querySelector(".body");
-        linkCitations(shown);
-        addCopyButtons(shown);
-        addAnswerCopy(shown);
-        addRegenerateButton(shown);
-        addReadAloud(shown);
+        enhanceAnswer(shown);
         settle();
         refreshList();
       } else if (event === "title") {
@@ -305,12 +310,8 @@ export function enhanceChat() {
   enhanceAttachments(root, ensureConversation);
 
   for (const li of messages.querySelectorAll(".msg.user")) addEditButton(li);
-  for (const li of messages.querySelectorAll(".msg.assistant")) addRegenerateButton(li);
-  for (const li of messages.querySelectorAll(".msg.assistant")) linkCitations(li);
+  for (const li of messages.querySelectorAll(".msg.assistant")) enhanceAnswer(li);
   offerContinue();
-  addCopyButtons(messages);
-  addAnswerCopy(messages);
-  addReadAloud(messages);
   prompt.focus();
 }
 
