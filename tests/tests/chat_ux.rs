@@ -35,6 +35,14 @@ async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
+/// How tall the phone's top bar is (0 where there is none).
+async fn top_bar_height(c: &Client) -> f64 {
+    js(c, "return document.querySelector('.topbar')?.getBoundingClientRect().height ?? 0")
+        .await
+        .as_f64()
+        .unwrap()
+}
+
 /// How much wider than the window the page is (0 when it fits).
 async fn overflow(c: &Client) -> i64 {
     js(c, "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -210,6 +218,7 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
         for page in ["/chat", "/", "/search", "/collections", "/account", "/keys"] {
             c.goto(&format!("{base}{page}")).await.unwrap();
             assert_eq!(overflow(c).await, 0, "{page} is wider than {w} px");
+            assert!(top_bar_height(c).await <= 60.0, "{page}'s top bar at {w} px");
             snap(c, &format!("ux-{name}-{}", slug(page))).await;
         }
     }
@@ -299,6 +308,7 @@ async fn the_chat_fits_every_screen_titles_itself_and_answers_with_its_figures()
         for page in ayush_tests::browser::ADMIN_PAGES {
             c.goto(&format!("{base}{page}")).await.unwrap();
             assert_eq!(overflow(c).await, 0, "{page} is wider than {w} px");
+            assert!(top_bar_height(c).await <= 60.0, "{page}'s top bar at {w} px");
             snap(c, &format!("ux-{name}-admin-{}", slug(page).trim_start_matches("admin-"))).await;
         }
     }
