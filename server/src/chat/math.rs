@@ -47,8 +47,9 @@ fn mathml(latex: &str, display: bool) -> Option<String> {
 }
 
 /// The page's CSP allows no inline styles, and a browser reports each one it refuses; the few
-/// the renderer writes (colours, negative space) are dropped. Text is escaped by the renderer
-/// and holds no raw `"`-delimited attribute, so this finds attributes only.
+/// the renderer writes (colours, negative space) are dropped. Only inside tags: the formula's
+/// text may hold `style="` too, but never a raw `<` or `>` (the renderer escapes them), so the
+/// tags are where they seem.
 fn without_inline_styles(html: &str) -> Cow<'_, str> {
     const ATTR: &str = " style=\"";
     if !html.contains(ATTR) {
@@ -56,10 +57,17 @@ fn without_inline_styles(html: &str) -> Cow<'_, str> {
     }
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
-    while let Some(at) = rest.find(ATTR) {
-        out.push_str(&rest[..at]);
-        let value = &rest[at + ATTR.len()..];
-        rest = value.find('"').map_or("", |end| &value[end + 1..]);
+    while let Some(open) = rest.find('<') {
+        let close = rest[open..].find('>').map_or(rest.len(), |i| open + i + 1);
+        out.push_str(&rest[..open]);
+        let mut tag = &rest[open..close];
+        while let Some(at) = tag.find(ATTR) {
+            out.push_str(&tag[..at]);
+            let value = &tag[at + ATTR.len()..];
+            tag = value.find('"').map_or("", |end| &value[end + 1..]);
+        }
+        out.push_str(tag);
+        rest = &rest[close..];
     }
     out.push_str(rest);
     Cow::Owned(out)
@@ -165,6 +173,10 @@ mod tests {
             assert!(!lower.contains("href=") && !lower.contains("style="), "{attack} -> {html}");
         }
         assert!(to_html(r"\frac{", false).starts_with("<code class=\"math-source\">$\\frac{$"));
+        // Words in a formula that look like a style are kept, and the markup stays whole.
+        let text = to_html(r#"\text{a style="b} + \color{red}{c}"#, false);
+        assert!(text.contains(r#"a style="b"#) && !text.contains("color:"), "{text}");
+        assert_eq!(text.matches("<mtext").count(), text.matches("</mtext>").count(), "{text}");
     }
 
     #[test]
