@@ -261,11 +261,16 @@ pub fn add_user_message(
 /// The title a conversation gets from its first message: its first line, shortened.
 pub fn first_line(text: &str) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
-    let mut title: String = line.chars().take(60).collect();
-    if line.chars().count() > 60 {
-        title.push('…');
+    shortened(line, 60)
+}
+
+/// `text` cut to `max` characters, with an ellipsis where it was cut.
+pub fn shortened(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
     }
-    title
+    out
 }
 
 /// Deletes the messages after `message_id` (to regenerate or edit and resend from there).

@@ -21,11 +21,7 @@ pub fn clean(text: &str) -> Option<String> {
     if trimmed.is_empty() {
         return None;
     }
-    let mut title: String = trimmed.chars().take(80).collect();
-    if trimmed.chars().count() > 80 {
-        title.push('…');
-    }
-    Some(title)
+    Some(store::shortened(trimmed, 80))
 }
 
 fn excerpt(text: &str) -> String {

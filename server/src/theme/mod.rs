@@ -63,7 +63,7 @@ pub struct Theme {
     pub revision: i64,
     /// The app icons, drawn from the logo when first asked for (one per size in
     /// `icons::SIZES`).
-    icons: Arc<[std::sync::OnceLock<Arc<[u8]>>; 2]>,
+    icons: Arc<[std::sync::OnceLock<Arc<[u8]>>; icons::SIZES.len()]>,
 }
 
 impl Theme {
